@@ -1,0 +1,610 @@
+//! The validated, typed configuration: what the proxy and the control plane run on.
+//!
+//! Everything here has passed structural validation and cross-reference checks, so users
+//! of the model never re-check names, ranges or formats. Defaults are already applied.
+//! Types are plain data (`Clone + PartialEq`) so a reload can compare old and new pieces
+//! and keep state (pools, breakers) for the parts that did not change.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A whole, validated config file (format `version: 1`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub node: Node,
+    pub runtime: Runtime,
+    pub admin: Admin,
+    pub control_plane: Option<ControlPlane>,
+    pub listeners: Vec<Listener>,
+    /// Route tables by name; each keeps its routes in the order written (first match wins).
+    pub route_tables: BTreeMap<String, RouteTable>,
+    pub clusters: Vec<Cluster>,
+    pub identity: Option<Identity>,
+    pub authorization: Vec<AuthorizationPolicy>,
+    pub tracing: Option<Tracing>,
+    pub access_log: Option<AccessLog>,
+}
+
+impl Config {
+    /// The cluster of that name, if defined.
+    pub fn cluster(&self, name: &str) -> Option<&Cluster> {
+        self.clusters.iter().find(|c| c.name == name)
+    }
+}
+
+/// Who this proxy is, as told to the control plane.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Node {
+    /// Default is the machine's hostname.
+    pub id: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Runtime {
+    pub worker_threads: WorkerThreads,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorkerThreads {
+    Fixed(u16),
+    /// One per CPU.
+    Auto,
+}
+
+/// The admin server (`/metrics /ready /live /config /clusters`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Admin {
+    /// Default is `127.0.0.1:9901`.
+    pub address: SocketAddr,
+}
+
+pub const DEFAULT_ADMIN_ADDRESS: &str = "127.0.0.1:9901";
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ControlPlane {
+    /// e.g. `http://127.0.0.1:18000`
+    pub address: String,
+    pub tls: Option<ClientTls>,
+}
+
+/// A `host:port` that may name a DNS host (upstreams, discovery).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Address {
+    /// An IP literal (without brackets) or a DNS name.
+    pub host: String,
+    pub port: u16,
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Listeners
+// ---------------------------------------------------------------------------------------
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Listener {
+    pub name: String,
+    /// Port 0 asks the OS for a free port (see the admin `/listeners` endpoint).
+    pub address: SocketAddr,
+    pub protocol: ListenerProtocol,
+    pub tls: Option<ListenerTls>,
+    pub limits: ListenerLimits,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ListenerProtocol {
+    /// HTTP/1.1 and HTTP/2 (detected per connection), routed by the named route table.
+    Http { route_table: String },
+    /// Opaque TCP: bytes go to the named cluster.
+    Tcp { cluster: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListenerTls {
+    /// Picked by SNI; the first is the default.
+    pub certificates: Vec<ServerCertificate>,
+    pub client_auth: ClientAuth,
+    pub client_ca: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerCertificate {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub server_names: Vec<HostMatch>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientAuth {
+    None,
+    Optional,
+    Required,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListenerLimits {
+    /// Default 10,000.
+    pub max_connections: u32,
+    /// Slowloris guard: the whole request head must arrive within this. Default 10s.
+    pub header_read_timeout: Duration,
+    /// Default 64 KiB.
+    pub max_request_header_size: u64,
+    /// A connection with no request in flight for this long is closed. Default 5m.
+    pub idle_timeout: Duration,
+}
+
+pub const DEFAULT_LISTENER_LIMITS: ListenerLimits = ListenerLimits {
+    max_connections: 10_000,
+    header_read_timeout: Duration::from_secs(10),
+    max_request_header_size: 64 * 1024,
+    idle_timeout: Duration::from_secs(300),
+};
+
+impl Default for ListenerLimits {
+    fn default() -> Self {
+        DEFAULT_LISTENER_LIMITS
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Routes
+// ---------------------------------------------------------------------------------------
+
+/// Routes in the order written; the first that matches wins.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RouteTable {
+    pub name: String,
+    pub routes: Vec<Route>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Route {
+    pub name: String,
+    pub matcher: RouteMatch,
+    pub action: RouteAction,
+    /// Whole request, retries included. `None` = no timeout.
+    pub timeout: Option<Duration>,
+    pub retry: Option<RetryPolicy>,
+    pub fault: Option<Fault>,
+    pub rewrite: Option<Rewrite>,
+    pub request_headers: HeaderModifier,
+    pub response_headers: HeaderModifier,
+    pub rate_limit: Option<RateLimit>,
+    pub mirror: Option<Mirror>,
+}
+
+/// All present conditions must hold; an empty matcher matches everything.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RouteMatch {
+    /// Any of these; empty = any host.
+    pub hosts: Vec<HostMatch>,
+    pub path: Option<PathMatch>,
+    /// Any of these (upper-case method names); empty = any method.
+    pub methods: Vec<String>,
+    pub headers: Vec<HeaderMatch>,
+    pub query: Vec<QueryMatch>,
+}
+
+/// A host name pattern, lower-cased: exact, or `*.suffix` (matches any name ending in
+/// `.suffix`, at least one label deep).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum HostMatch {
+    Exact(String),
+    /// The suffix including its leading dot, e.g. `.example.com`.
+    Wildcard(String),
+}
+
+impl fmt::Display for HostMatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HostMatch::Exact(h) => f.write_str(h),
+            HostMatch::Wildcard(s) => write!(f, "*{s}"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum PathMatch {
+    Exact(String),
+    Prefix(String),
+    Regex(Pattern),
+}
+
+/// A compiled regular expression, anchored as written. Compared by its source text.
+#[derive(Clone, Debug)]
+pub struct Pattern {
+    pub source: String,
+    pub regex: regex::Regex,
+}
+
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct HeaderMatch {
+    /// Lower-case header name.
+    pub name: http::HeaderName,
+    pub condition: ValueCondition,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct QueryMatch {
+    /// The query parameter name, as written (case-sensitive).
+    pub name: String,
+    pub condition: ValueCondition,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ValueCondition {
+    Exact(String),
+    Regex(Pattern),
+    /// `present: true` (must be there) or `present: false` (must be absent).
+    Present(bool),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum RouteAction {
+    /// Weighted split across clusters (weights > 0; at least one backend).
+    Backends(Vec<WeightedBackend>),
+    DirectResponse(DirectResponse),
+    Redirect(Redirect),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WeightedBackend {
+    pub cluster: String,
+    /// Default 1.
+    pub weight: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirectResponse {
+    pub status: http::StatusCode,
+    pub body: String,
+}
+
+/// Each `Some` part replaces that part of the request URL; status is 301, 302, 303, 307
+/// or 308 (default 301).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Redirect {
+    pub scheme: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub path: Option<String>,
+    pub status: http::StatusCode,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rewrite {
+    /// Replaces the prefix matched by `match.path.prefix` (only valid with a prefix match).
+    pub path_prefix: Option<String>,
+    /// Replaces `Host` / `:authority`.
+    pub host: Option<String>,
+}
+
+/// Header edits, applied in the order remove, set, add.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HeaderModifier {
+    pub set: Vec<(http::HeaderName, http::HeaderValue)>,
+    pub add: Vec<(http::HeaderName, http::HeaderValue)>,
+    pub remove: Vec<http::HeaderName>,
+}
+
+impl HeaderModifier {
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.add.is_empty() && self.remove.is_empty()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RetryPolicy {
+    /// Total tries, the first included (>= 1).
+    pub attempts: u32,
+    pub on: Vec<RetryOn>,
+    pub per_try_timeout: Option<Duration>,
+    pub backoff: Backoff,
+    pub budget: RetryBudget,
+    /// Upper-case method names that may be retried. Default: idempotent methods.
+    pub methods: Vec<String>,
+    /// Request bodies up to this are buffered for replay. Default 64 KiB.
+    pub max_body: u64,
+}
+
+pub const DEFAULT_RETRY_METHODS: &[&str] = &["GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RetryOn {
+    ConnectFailure,
+    Reset,
+    /// Any 5xx.
+    ServerError,
+    /// 502, 503, 504.
+    GatewayError,
+    /// 409.
+    Retriable4xx,
+    Status(u16),
+    Grpc(GrpcCode),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GrpcCode {
+    Cancelled = 1,
+    DeadlineExceeded = 4,
+    ResourceExhausted = 8,
+    Unavailable = 14,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backoff {
+    /// Default 25ms.
+    pub base: Duration,
+    /// Default 1s.
+    pub max: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RetryBudget {
+    /// Default 0.2.
+    pub ratio: f64,
+    /// Default 10.
+    pub min_per_second: u32,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Fault {
+    pub delay: Option<FaultDelay>,
+    pub abort: Option<FaultAbort>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct FaultDelay {
+    /// 0..=100.
+    pub percent: f64,
+    pub duration: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct FaultAbort {
+    pub percent: f64,
+    pub kind: AbortKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AbortKind {
+    Http(http::StatusCode),
+    Grpc(u16),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RateLimit {
+    pub requests_per_second: f64,
+    /// Default: requests_per_second rounded up.
+    pub burst: u32,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Mirror {
+    pub cluster: String,
+    /// 0..=100, default 100.
+    pub percent: f64,
+}
+
+// ---------------------------------------------------------------------------------------
+// Clusters
+// ---------------------------------------------------------------------------------------
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cluster {
+    pub name: String,
+    pub endpoints: Vec<Endpoint>,
+    pub discovery: Option<Discovery>,
+    pub protocol: UpstreamProtocol,
+    pub load_balancer: LoadBalancer,
+    pub hash: Option<HashPolicy>,
+    /// Default 1s.
+    pub connect_timeout: Duration,
+    /// Pooled idle connections are closed after this. Default 60s.
+    pub idle_timeout: Duration,
+    pub limits: ClusterLimits,
+    pub circuit_breaker: Option<CircuitBreaker>,
+    pub health_check: Option<HealthCheck>,
+    pub tls: Option<ClientTls>,
+}
+
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Endpoint {
+    pub address: Address,
+    /// Default 1.
+    pub weight: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Discovery {
+    pub dns: Address,
+    /// Default 5s.
+    pub refresh: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpstreamProtocol {
+    Http1,
+    /// h2c in plaintext, h2 over TLS.
+    Http2,
+    /// ALPN over TLS.
+    Auto,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoadBalancer {
+    RoundRobin,
+    WeightedRoundRobin,
+    Random,
+    LeastRequest,
+    PeakEwma,
+    RingHash,
+    Maglev,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HashPolicy {
+    Header(http::HeaderName),
+    Cookie(String),
+    SourceIp,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClusterLimits {
+    pub max_connections: u32,
+    pub max_pending: u32,
+    pub max_requests: u32,
+    pub max_retries: u32,
+}
+
+/// Envoy's defaults.
+pub const DEFAULT_CLUSTER_LIMITS: ClusterLimits = ClusterLimits {
+    max_connections: 1024,
+    max_pending: 1024,
+    max_requests: 1024,
+    max_retries: 3,
+};
+
+impl Default for ClusterLimits {
+    fn default() -> Self {
+        DEFAULT_CLUSTER_LIMITS
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct CircuitBreaker {
+    pub consecutive_failures: Option<u32>,
+    pub failure_rate: Option<FailureRate>,
+    pub open_duration: Duration,
+    pub max_open_duration: Duration,
+    pub half_open_requests: u32,
+    pub max_ejected_percent: u8,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct FailureRate {
+    pub threshold: f64,
+    pub min_requests: u32,
+    pub window: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HealthCheck {
+    pub kind: HealthCheckKind,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub unhealthy_threshold: u32,
+    pub healthy_threshold: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HealthCheckKind {
+    Http {
+        path: String,
+        expected_status: Vec<u16>,
+    },
+    Tcp,
+}
+
+/// TLS origination (cluster `tls`, control plane `tls`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientTls {
+    pub ca: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub server_name: Option<String>,
+    /// Accepted peer SPIFFE IDs; empty = any peer chaining to `ca`.
+    pub identities: Vec<String>,
+}
+
+// ---------------------------------------------------------------------------------------
+// Identity, authorization, observability
+// ---------------------------------------------------------------------------------------
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub trust_bundle: PathBuf,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthorizationPolicy {
+    pub listener: String,
+    pub default: AuthorizationDefault,
+    pub allow: Vec<AuthorizationRule>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthorizationDefault {
+    Deny,
+    Allow,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthorizationRule {
+    /// Peer identities; `*` = any authenticated peer. Empty = anyone.
+    pub from: Vec<String>,
+    /// Empty = any method.
+    pub methods: Vec<String>,
+    /// Globs (`*` matches any run of characters). Empty = any path.
+    pub paths: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tracing {
+    pub propagation: Vec<Propagation>,
+    pub sampling: f64,
+    pub otlp: Option<Otlp>,
+    pub service_name: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Propagation {
+    W3c,
+    B3,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Otlp {
+    pub endpoint: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessLog {
+    pub format: AccessLogFormat,
+    pub path: AccessLogPath,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccessLogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AccessLogPath {
+    Stdout,
+    File(PathBuf),
+}
