@@ -1,0 +1,32 @@
+//! End-to-end test harness: the real `meshwork` binary against real upstreams and clients.
+//!
+//! Everything binds `127.0.0.1:0`, every wait is bounded, and every helper panics with
+//! a message saying what it was waiting for (and, for the proxy, what it logged).
+#![forbid(unsafe_code)]
+
+pub mod binary;
+pub mod body;
+pub mod cli;
+pub mod client;
+pub mod grpc;
+pub mod output;
+pub mod proxy;
+pub mod raw;
+pub mod tcp;
+pub mod upstream;
+pub mod wait;
+pub mod ws;
+pub mod yaml;
+
+pub use binary::meshwork_bin;
+pub use body::{BoxError, GeneratedBody, RequestBody, empty, full};
+pub use cli::{CliOutput, meshwork, meshwork_in};
+pub use client::{HttpClient, Reply};
+pub use grpc::{EchoReply, EchoRequest, GrpcClient, GrpcUpstream};
+pub use proxy::{ListenerInfo, Proxy, ProxyBuilder};
+pub use raw::{RawConn, RawResponse};
+pub use tcp::TcpEchoUpstream;
+pub use upstream::{Echo, Upstream, UpstreamBuilder, dead_endpoint};
+pub use wait::{eventually, within};
+pub use ws::{WsUpstream, ws_connect};
+pub use yaml::{dedent, edge_config, single_cluster_config};

@@ -1,0 +1,154 @@
+//! What an upstream does with a request on a given path.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http_body::Frame;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Incoming;
+
+use super::echo::Echo;
+use crate::body::{BoxError, GeneratedBody, RequestBody, empty, full, verify_pattern};
+
+/// One behaviour of an upstream.
+#[derive(Clone, Debug)]
+pub enum Handler {
+    /// 200 with this text body.
+    Text(String),
+    /// 200 with the request echoed as JSON ([`Echo`]).
+    Echo,
+    /// 200 streaming the request body back as it arrives.
+    EchoBody,
+    /// Reads the request body, checking it against the generated pattern, and answers
+    /// `{"bytes": N, "first_mismatch": null|offset}`.
+    CountBody,
+    /// An empty response with this status.
+    Status(u16),
+    /// Waits, then 200 with body `slow`.
+    Slow(Duration),
+    /// 200 with this many bytes of the pattern, generated as they are sent, chunked.
+    Large(u64),
+    /// 200 with body `with-trailers`, then trailers `x-checksum: 5d41402a` and
+    /// `grpc-status: 0` (HTTP/2, or HTTP/1 chunked when the client accepts trailers).
+    Trailers,
+    /// Drops the connection (HTTP/1) or resets the stream (HTTP/2) before answering.
+    ResetBeforeHeaders,
+    /// Sends the head announcing 1 MiB and 64 KiB of it, then aborts.
+    ResetMidBody,
+}
+
+/// Length announced by [`Handler::ResetMidBody`].
+pub const RESET_MID_BODY_ANNOUNCED: u64 = 1024 * 1024;
+
+/// Trailers sent by [`Handler::Trailers`].
+pub fn trailers() -> HeaderMap {
+    let mut trailers = HeaderMap::new();
+    trailers.insert("x-checksum", HeaderValue::from_static("5d41402a"));
+    trailers.insert("grpc-status", HeaderValue::from_static("0"));
+    trailers
+}
+
+/// Failure that makes hyper drop the connection or reset the stream.
+#[derive(Debug)]
+pub struct DeliberateReset;
+
+impl std::fmt::Display for DeliberateReset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("deliberate reset by the test upstream")
+    }
+}
+
+impl std::error::Error for DeliberateReset {}
+
+impl Handler {
+    /// Answers `req` as upstream `name`.
+    ///
+    /// # Errors
+    /// [`DeliberateReset`] for [`Handler::ResetBeforeHeaders`].
+    pub async fn respond(
+        &self,
+        name: &Arc<str>,
+        req: Request<Incoming>,
+    ) -> Result<Response<RequestBody>, DeliberateReset> {
+        let response = match self {
+            Handler::Text(text) => ok(full(text.clone())),
+            Handler::Echo => {
+                let echo = Echo::of(name, &req);
+                // Read (and drop) the body so keep-alive works for bodies too.
+                let _ = req.into_body().collect().await;
+                let mut response = ok(full(serde_json::to_vec(&echo).expect("echo serializes")));
+                response
+                    .headers_mut()
+                    .insert("content-type", HeaderValue::from_static("application/json"));
+                response
+            }
+            Handler::EchoBody => {
+                let body = req.into_body().map_err(|e| -> BoxError { Box::new(e) });
+                ok(body.boxed())
+            }
+            Handler::CountBody => {
+                let text = match verify_pattern(req.into_body()).await {
+                    Ok(check) => serde_json::json!({
+                        "bytes": check.bytes,
+                        "first_mismatch": check.first_mismatch,
+                    }),
+                    Err((check, e)) => serde_json::json!({
+                        "bytes": check.bytes,
+                        "first_mismatch": check.first_mismatch,
+                        "error": e.to_string(),
+                    }),
+                };
+                ok(full(text.to_string()))
+            }
+            Handler::Status(code) => {
+                let mut response = Response::new(empty());
+                *response.status_mut() = StatusCode::from_u16(*code).expect("a valid status");
+                response
+            }
+            Handler::Slow(delay) => {
+                tokio::time::sleep(*delay).await;
+                ok(full("slow"))
+            }
+            Handler::Large(len) => ok(GeneratedBody::chunked(*len).boxed()),
+            Handler::Trailers => {
+                let frames: Vec<Result<Frame<Bytes>, Infallible>> = vec![
+                    Ok(Frame::data(Bytes::from_static(b"with-trailers"))),
+                    Ok(Frame::trailers(trailers())),
+                ];
+                let body = StreamBody::new(futures_util::stream::iter(frames));
+                ok(body.map_err(|never| match never {}).boxed())
+            }
+            Handler::ResetBeforeHeaders => return Err(DeliberateReset),
+            Handler::ResetMidBody => {
+                // The pause lets the head and the first bytes reach the proxy before
+                // the failure tears the connection or stream down.
+                let frames = futures_util::stream::unfold(0u8, |step| async move {
+                    let frame: Result<Frame<Bytes>, BoxError> = match step {
+                        0 => Ok(Frame::data(Bytes::from(vec![b'x'; 64 * 1024]))),
+                        1 => {
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            Err(Box::new(DeliberateReset))
+                        }
+                        _ => return None,
+                    };
+                    Some((frame, step + 1))
+                });
+                let body = StreamBody::new(frames);
+                let mut response = ok(body.boxed());
+                response.headers_mut().insert(
+                    "content-length",
+                    HeaderValue::from(RESET_MID_BODY_ANNOUNCED),
+                );
+                response
+            }
+        };
+        Ok(response)
+    }
+}
+
+fn ok(body: RequestBody) -> Response<RequestBody> {
+    Response::new(body)
+}

@@ -1,0 +1,81 @@
+//! Writing configs in tests: indented YAML literals and the common listener preamble.
+
+/// Removes the indentation common to all non-blank lines and a leading blank line, so
+/// YAML can be written indented inside a test function.
+pub fn dedent(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let indent = lines
+        .iter()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.len() - l.trim_start().len())
+        .min()
+        .unwrap_or(0);
+    let mut out = String::with_capacity(text.len());
+    let mut started = false;
+    for line in lines {
+        if !started && line.trim().is_empty() {
+            continue;
+        }
+        started = true;
+        if line.trim().is_empty() {
+            out.push('\n');
+        } else {
+            out.push_str(&line[indent..]);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// The preamble most tests share: format version, an admin server and one `http`
+/// listener named `edge` using the route table `edge`, all on `127.0.0.1:0`.
+pub const EDGE_PREAMBLE: &str = "\
+version: 1
+admin:
+  address: 127.0.0.1:0
+listeners:
+  - name: edge
+    address: 127.0.0.1:0
+    protocol: http
+    route_table: edge
+";
+
+/// [`EDGE_PREAMBLE`] followed by `rest` (dedented), which holds `route_tables:` (with an
+/// `edge` table) and `clusters:`.
+pub fn edge_config(rest: &str) -> String {
+    format!("{EDGE_PREAMBLE}{}", dedent(rest))
+}
+
+/// An edge config with a single route `all` sending everything to the cluster `app`,
+/// whose one endpoint is `endpoint` spoken to with `protocol` (`http1` or `http2`).
+pub fn single_cluster_config(endpoint: &str, protocol: &str) -> String {
+    edge_config(&format!(
+        "
+        route_tables:
+          edge:
+            - name: all
+              match:
+                path:
+                  prefix: /
+              backends:
+                - cluster: app
+                  weight: 100
+        clusters:
+          - name: app
+            endpoints:
+              - {endpoint}
+            protocol: {protocol}
+        "
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dedent_strips_the_common_indentation_and_the_leading_blank_line() {
+        let text = "\n    a:\n      b: 1\n\n    c: 2\n  ";
+        assert_eq!(dedent(text), "a:\n  b: 1\n\nc: 2\n\n");
+    }
+}
