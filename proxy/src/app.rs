@@ -1,0 +1,227 @@
+//! The running proxy: its active snapshot, listeners, admin server, reloads and drain.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use meshwork_config::Config;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::cluster::ClusterRegistry;
+use crate::listener::{ListenerInfo, ListenerSet};
+use crate::snapshot::{Snapshot, SnapshotHandle};
+
+/// How the proxy was asked to run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub config_path: PathBuf,
+    pub admin_address_file: Option<PathBuf>,
+    pub drain_timeout: Duration,
+}
+
+/// Shared state of the running proxy.
+#[derive(Debug)]
+pub struct Proxy {
+    pub snapshots: SnapshotHandle,
+    registry: ClusterRegistry,
+    listeners: Mutex<ListenerSet>,
+    next_version: AtomicU64,
+    ready: AtomicBool,
+    draining: AtomicBool,
+    /// The text of the last config applied, to skip reloads that change nothing.
+    applied_text: Mutex<Option<String>>,
+}
+
+/// A config that could not be applied: invalid, or its listeners could not bind.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("{0}")]
+    Invalid(#[from] meshwork_config::Diagnostics),
+    #[error("{0}")]
+    Bind(String),
+}
+
+impl Proxy {
+    /// Applies a new config: binds new listeners first, then swaps the snapshot, then
+    /// starts/stops listeners. On any error nothing changes.
+    ///
+    /// # Errors
+    /// When a new listener cannot bind.
+    pub fn apply(&self, config: Config, source: String) -> Result<u64, ApplyError> {
+        let mut listeners = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
+        let prepared = listeners.prepare(&config).map_err(ApplyError::Bind)?;
+        let version = self.next_version.fetch_add(1, Ordering::Relaxed);
+        let snapshot = Snapshot::build(version, source, config, &self.registry);
+        let config = snapshot.config.clone();
+        self.snapshots.store(Arc::new(snapshot));
+        listeners.commit(&config, prepared);
+        Ok(version)
+    }
+
+    /// Reads and applies the config file, unless its text is what is already applied.
+    pub fn reload_from(&self, path: &Path) {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(error) => {
+                tracing::error!(path = %path.display(), %error, "reload: cannot read config; keeping the active one");
+                return;
+            }
+        };
+        {
+            let applied = self.applied_text.lock().unwrap_or_else(|e| e.into_inner());
+            if applied.as_deref() == Some(text.as_str()) {
+                tracing::debug!(path = %path.display(), "reload: config unchanged");
+                return;
+            }
+        }
+        let result = meshwork_config::load_file(path)
+            .map_err(ApplyError::from)
+            .and_then(|config| self.apply(config, source_name(path)));
+        match result {
+            Ok(version) => {
+                *self.applied_text.lock().unwrap_or_else(|e| e.into_inner()) = Some(text);
+                tracing::info!(version, path = %path.display(), "config reloaded");
+            }
+            Err(error) => {
+                for line in error.to_string().lines() {
+                    tracing::error!(error = line, "reload rejected; keeping the active config");
+                }
+            }
+        }
+    }
+
+    pub fn not_ready_reason(&self) -> Option<&'static str> {
+        if self.draining.load(Ordering::Relaxed) {
+            Some("draining")
+        } else if !self.ready.load(Ordering::Relaxed) {
+            Some("starting")
+        } else {
+            None
+        }
+    }
+
+    pub fn listener_info(&self) -> Vec<ListenerInfo> {
+        self.listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .info()
+    }
+
+    pub fn config_view(&self) -> serde_json::Value {
+        let snapshot = self.snapshots.load();
+        serde_json::json!({
+            "version": snapshot.version.to_string(),
+            "source": snapshot.source,
+            "config": crate::config_view::to_json(&snapshot.config),
+        })
+    }
+}
+
+fn source_name(path: &Path) -> String {
+    format!("file:{}", path.display())
+}
+
+/// Runs the proxy until SIGTERM/SIGINT, then drains.
+///
+/// # Errors
+/// Startup failures: listeners or admin that cannot bind, an unwritable address file.
+pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<()> {
+    let drain = CancellationToken::new();
+    let connections = TaskTracker::new();
+    let admin_address = config.admin.address;
+    let initial_text = std::fs::read_to_string(&options.config_path).ok();
+
+    // Placeholder snapshot (version 0, no routes) only until the first apply below, which
+    // happens before any listener accepts.
+    let empty = Snapshot::build(
+        0,
+        String::new(),
+        config.clone(),
+        &ClusterRegistry::default(),
+    );
+    let snapshots: SnapshotHandle = Arc::new(ArcSwap::from_pointee(empty));
+    let proxy = Arc::new(Proxy {
+        snapshots: snapshots.clone(),
+        registry: ClusterRegistry::default(),
+        listeners: Mutex::new(ListenerSet::new(
+            snapshots,
+            connections.clone(),
+            drain.clone(),
+        )),
+        next_version: AtomicU64::new(1),
+        ready: AtomicBool::new(false),
+        draining: AtomicBool::new(false),
+        applied_text: Mutex::new(initial_text),
+    });
+
+    let admin = crate::admin::bind(admin_address)
+        .map_err(|e| anyhow::anyhow!("admin: cannot bind {admin_address}: {e}"))?;
+    let admin_bound = admin.local_addr()?;
+    let admin_stop = CancellationToken::new();
+    tokio::spawn(crate::admin::serve(
+        admin,
+        proxy.clone(),
+        admin_stop.clone(),
+    ));
+    tracing::info!(address = %admin_bound, "admin server started");
+
+    proxy
+        .apply(config, source_name(&options.config_path))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some(path) = &options.admin_address_file {
+        write_atomically(path, &admin_bound.to_string())?;
+    }
+    proxy.ready.store(true, Ordering::Relaxed);
+    tracing::info!("ready");
+
+    let reloads = crate::reload::spawn(proxy.clone(), options.config_path.clone());
+
+    wait_for_shutdown_signal().await;
+    tracing::info!(timeout = ?options.drain_timeout, "draining");
+    proxy.draining.store(true, Ordering::Relaxed);
+    reloads.abort();
+    proxy
+        .listeners
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .stop_all();
+    drain.cancel();
+    connections.close();
+    if tokio::time::timeout(options.drain_timeout, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            remaining = connections.len(),
+            "drain timeout reached; closing remaining connections"
+        );
+    }
+    admin_stop.cancel();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(error) => {
+            tracing::error!(%error, "cannot listen for SIGTERM");
+            return std::future::pending().await;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+fn write_atomically(path: &Path, contents: &str) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, contents)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}

@@ -1,0 +1,100 @@
+//! Command-line interface of the `meshwork` binary.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+/// meshwork: a service-mesh data-plane proxy (sidecar and edge).
+#[derive(Debug, Parser)]
+#[command(name = "meshwork", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Log filter (tracing's env-filter syntax); RUST_LOG wins when set.
+    #[arg(long, global = true, default_value = "info")]
+    pub log_level: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the proxy on a config file (reloaded on change and on SIGHUP).
+    Run {
+        /// The YAML routing file (format v1).
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+        /// Write the admin server's bound address here once it is listening
+        /// (useful with `admin.address: 127.0.0.1:0`).
+        #[arg(long, value_name = "PATH")]
+        admin_address_file: Option<PathBuf>,
+        /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
+        #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+        drain_timeout: Duration,
+    },
+    /// Validate config files; print every error as file:line:col: field: message.
+    Check {
+        /// Files to check.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+    /// Show which route a request would take, and why earlier routes did not match.
+    Explain {
+        /// The YAML routing file (format v1).
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+        /// The request, e.g. 'GET http://api.example.com/v1/users?debug=1'.
+        #[arg(value_name = "REQUEST")]
+        request: String,
+        /// A request header, 'name: value' (repeatable).
+        #[arg(short = 'H', long = "header", value_name = "HEADER")]
+        headers: Vec<String>,
+        /// The listener whose route table to use (default: the first HTTP listener).
+        #[arg(short, long, value_name = "NAME")]
+        listener: Option<String>,
+    },
+    /// Print the JSON Schema of the config format (for editors).
+    Schema,
+    /// Run the quickstart: the proxy plus two small example upstreams, all on localhost.
+    Demo,
+}
+
+/// `250ms`, `30s`, `2m`, `1h`.
+///
+/// # Errors
+/// When the text is not a number followed by one of those units.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (try \"30s\")"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(format!(
+            "{text:?} is not a duration: use a unit of ms, s, m or h (try \"{n}s\")"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations_need_units() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("30").unwrap_err().contains("try \"30s\""));
+    }
+}

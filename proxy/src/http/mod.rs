@@ -1,0 +1,9 @@
+//! HTTP building blocks shared by the layers: bodies, errors, header semantics.
+
+pub mod body;
+pub mod error;
+pub mod headers;
+pub mod response;
+
+pub use body::ResponseBody;
+pub use error::{ERROR_HEADER, ProxyError};

@@ -1,0 +1,133 @@
+//! Endpoint: sends the request to the chosen endpoint over its pooled connection, in the
+//! cluster's protocol, and tunnels protocol upgrades (WebSocket) both ways.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::uri::{Authority, Scheme};
+use http::{StatusCode, Uri, Version, header};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use meshwork_config::model::UpstreamProtocol;
+use tower::Service;
+
+use super::{ProxyRequest, ProxyResponse};
+use crate::cluster::Endpoint;
+use crate::http::headers::is_upgrade_request;
+use crate::http::{ProxyError, ResponseBody};
+
+#[derive(Clone, Copy, Debug)]
+pub struct EndpointService;
+
+type BoxFuture = Pin<Box<dyn Future<Output = Result<ProxyResponse, ProxyError>> + Send>>;
+
+impl Service<ProxyRequest> for EndpointService {
+    type Response = ProxyResponse;
+    type Error = ProxyError;
+    type Future = BoxFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: ProxyRequest) -> BoxFuture {
+        Box::pin(send(req))
+    }
+}
+
+/// The authority the upstream should see: the request's own (`:authority` or `Host`),
+/// falling back to the endpoint's address for HTTP/1.0 requests without a `Host`.
+fn upstream_authority(
+    req: &http::Request<hyper::body::Incoming>,
+    endpoint: &Endpoint,
+) -> Result<Authority, ProxyError> {
+    if let Some(a) = req.uri().authority() {
+        return Ok(a.clone());
+    }
+    if let Some(host) = req.headers().get(header::HOST) {
+        return Authority::try_from(host.as_bytes()).map_err(|_| ProxyError::MalformedRequest);
+    }
+    Authority::try_from(endpoint.address.to_string()).map_err(|_| ProxyError::MalformedRequest)
+}
+
+async fn send(req: ProxyRequest) -> Result<ProxyResponse, ProxyError> {
+    let ProxyRequest { http: mut req, ctx } = req;
+    let (Some(endpoint), Some(cluster)) = (ctx.endpoint, ctx.cluster) else {
+        return Err(ProxyError::NoHealthyEndpoint);
+    };
+    let authority = upstream_authority(&req, &endpoint)?;
+    let mut parts = std::mem::take(req.uri_mut()).into_parts();
+    parts.scheme = Some(Scheme::HTTP);
+    parts.authority = Some(authority.clone());
+    if parts.path_and_query.is_none() {
+        parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+    }
+    *req.uri_mut() = Uri::from_parts(parts).map_err(|_| ProxyError::MalformedRequest)?;
+
+    let http2 = cluster.config.protocol == UpstreamProtocol::Http2;
+    let downstream_upgrade: Option<OnUpgrade> = if !http2 && is_upgrade_request(req.headers()) {
+        req.extensions_mut().remove::<OnUpgrade>()
+    } else {
+        None
+    };
+    if http2 {
+        // RFC 9113 §8.3.1: `:authority` carries the host; a differing Host must not be sent.
+        req.headers_mut().remove(header::HOST);
+        *req.version_mut() = Version::HTTP_2;
+    } else {
+        if !req.headers().contains_key(header::HOST) {
+            if let Ok(v) = http::HeaderValue::from_str(authority.as_str()) {
+                req.headers_mut().insert(header::HOST, v);
+            }
+        }
+        *req.version_mut() = Version::HTTP_11;
+    }
+
+    let mut rsp = match endpoint.client.request(req).await {
+        Ok(rsp) => rsp,
+        Err(error) => return Err(classify(&endpoint, &error)),
+    };
+
+    if rsp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(downstream) = downstream_upgrade {
+            let upstream = hyper::upgrade::on(&mut rsp);
+            tokio::spawn(tunnel(downstream, upstream, endpoint.clone()));
+        }
+    }
+    Ok(rsp.map(ResponseBody::from))
+}
+
+/// Connect failures (nothing was sent) vs. everything else (the connection broke).
+fn classify(endpoint: &Endpoint, error: &hyper_util::client::legacy::Error) -> ProxyError {
+    let kind = if error.is_connect() {
+        ProxyError::ConnectFailed
+    } else {
+        ProxyError::UpstreamReset
+    };
+    let cause = std::error::Error::source(error)
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    tracing::debug!(endpoint = %endpoint.address, %error, %cause, reason = kind.reason(), "upstream request failed");
+    kind
+}
+
+/// Copies bytes both ways between an upgraded client and upstream until either closes.
+async fn tunnel(downstream: OnUpgrade, upstream: OnUpgrade, endpoint: Arc<Endpoint>) {
+    let (down, up) = match tokio::try_join!(downstream, upstream) {
+        Ok(pair) => pair,
+        Err(error) => {
+            tracing::debug!(endpoint = %endpoint.address, %error, "upgrade failed");
+            return;
+        }
+    };
+    let mut down = TokioIo::new(down);
+    let mut up = TokioIo::new(up);
+    match tokio::io::copy_bidirectional(&mut down, &mut up).await {
+        Ok((from_client, from_upstream)) => {
+            tracing::debug!(endpoint = %endpoint.address, from_client, from_upstream, "tunnel closed")
+        }
+        Err(error) => tracing::debug!(endpoint = %endpoint.address, %error, "tunnel broken"),
+    }
+}

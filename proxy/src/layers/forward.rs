@@ -1,0 +1,59 @@
+//! Forward: the proxy's header semantics on both directions — hop-by-hop headers out,
+//! `x-forwarded-for` / `x-forwarded-proto` / `x-request-id` in.
+
+use std::task::{Context, Poll};
+
+use futures_util::TryFutureExt;
+use futures_util::future::MapOk;
+use http::{StatusCode, Version};
+use tower::{Layer, Service};
+
+use super::{ProxyRequest, ProxyResponse};
+use crate::http::ProxyError;
+use crate::http::headers::{
+    add_forwarded, ensure_request_id, is_upgrade_request, remove_hop_by_hop,
+};
+
+#[derive(Clone, Copy, Debug)]
+pub struct ForwardLayer;
+
+impl<S> Layer<S> for ForwardLayer {
+    type Service = Forward<S>;
+    fn layer(&self, inner: S) -> Forward<S> {
+        Forward { inner }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Forward<S> {
+    inner: S,
+}
+
+fn strip_response(mut rsp: ProxyResponse) -> ProxyResponse {
+    let upgrading = rsp.status() == StatusCode::SWITCHING_PROTOCOLS;
+    remove_hop_by_hop(rsp.headers_mut(), upgrading);
+    rsp
+}
+
+impl<S> Service<ProxyRequest> for Forward<S>
+where
+    S: Service<ProxyRequest, Response = ProxyResponse, Error = ProxyError>,
+{
+    type Response = ProxyResponse;
+    type Error = ProxyError;
+    type Future = MapOk<S::Future, fn(ProxyResponse) -> ProxyResponse>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: ProxyRequest) -> Self::Future {
+        let upgrade =
+            req.http.version() == Version::HTTP_11 && is_upgrade_request(req.http.headers());
+        let headers = req.http.headers_mut();
+        remove_hop_by_hop(headers, upgrade);
+        add_forwarded(headers, req.ctx.client_addr.ip(), req.ctx.scheme);
+        ensure_request_id(headers);
+        self.inner.call(req).map_ok(strip_response as fn(_) -> _)
+    }
+}

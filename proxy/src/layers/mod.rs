@@ -1,0 +1,80 @@
+//! The per-request stack: one tower layer per step of a request's journey, composed in
+//! exactly one place ([`http_stack`]) so it reads top to bottom (DESIGN.md "Request path").
+
+pub mod balance;
+pub mod endpoint;
+pub mod forward;
+pub mod rescue;
+pub mod respond;
+pub mod rewrite;
+pub mod route;
+pub mod split;
+pub mod timeout;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use tower::ServiceBuilder;
+
+use crate::cluster::{ClusterRuntime, Endpoint};
+use crate::http::{ProxyError, ResponseBody};
+use crate::router::RouteEntry;
+use crate::snapshot::Snapshot;
+
+/// A request on its way through the stack, with what earlier layers decided about it.
+#[derive(Debug)]
+pub struct ProxyRequest {
+    pub http: http::Request<Incoming>,
+    pub ctx: RequestContext,
+}
+
+/// Decisions and facts about one request, filled in layer by layer.
+#[derive(Debug)]
+pub struct RequestContext {
+    /// The config this request runs on, start to finish.
+    pub snapshot: Arc<Snapshot>,
+    pub listener: Arc<str>,
+    pub client_addr: SocketAddr,
+    /// `http` or `https`, as seen by the client.
+    pub scheme: &'static str,
+    pub route: Option<Arc<RouteEntry>>,
+    pub cluster: Option<Arc<ClusterRuntime>>,
+    pub endpoint: Option<Arc<Endpoint>>,
+}
+
+pub type ProxyResponse = http::Response<ResponseBody>;
+
+/// The HTTP request stack, outermost first. Reading it top to bottom is a request's
+/// journey through the proxy.
+pub fn http_stack() -> rescue::Rescue<
+    impl tower::Service<
+        ProxyRequest,
+        Response = ProxyResponse,
+        Error = ProxyError,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static,
+> {
+    let stack = ServiceBuilder::new()
+        // Proxy semantics: strip hop-by-hop headers, add x-forwarded-*, x-request-id.
+        .layer(forward::ForwardLayer)
+        // Match the request against the listener's route table (404 when none).
+        .layer(route::RouteLayer)
+        // Routes that answer themselves: direct_response, redirect.
+        .layer(respond::RespondLayer)
+        // The route's overall timeout (504), covering everything below.
+        .layer(timeout::TimeoutLayer)
+        // Path/host rewrites and request/response header edits.
+        .layer(rewrite::RewriteLayer)
+        // Weighted choice of the backend cluster.
+        .layer(split::SplitLayer)
+        // Choice of an endpoint within the cluster.
+        .layer(balance::BalanceLayer)
+        // Send to the endpoint over its pooled connection (tunnel upgrades).
+        .service(endpoint::EndpointService);
+    // Outermost: turn every error into the response the contract says, so the service
+    // given to hyper never fails.
+    rescue::Rescue::new(stack)
+}

@@ -1,0 +1,16 @@
+//! meshwork's data plane: listeners, the per-request stack, clusters and the admin API.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod app;
+pub mod cli;
+pub mod cluster;
+pub mod config_view;
+pub mod demo;
+pub mod explain;
+pub mod http;
+pub mod layers;
+pub mod listener;
+pub mod reload;
+pub mod router;
+pub mod snapshot;

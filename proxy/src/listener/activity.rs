@@ -1,0 +1,150 @@
+//! What a downstream connection is doing, shared between its socket, its requests and
+//! its supervising task: in-flight requests, a request head being received, idle time.
+//!
+//! The proxy keeps these timers itself rather than using hyper's `header_read_timeout`,
+//! because hyper's also runs while a keep-alive connection waits for its next request,
+//! which would make every idle connection die at the header timeout instead of the
+//! listener's `idle_timeout`, and it closes without the 408 the contract promises.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+#[derive(Debug)]
+pub struct ConnActivity {
+    epoch: Instant,
+    in_flight: AtomicUsize,
+    /// Milliseconds since `epoch` (+1) when the first byte of a request head arrived; 0 = none.
+    head_started: AtomicU64,
+    /// Milliseconds since `epoch` when the connection last became idle.
+    idle_since: AtomicU64,
+    /// Set for HTTP/1 connections only: HTTP/2 frames are not request heads.
+    track_heads: bool,
+    /// Wakes the supervisor when a head starts (its deadline is sooner than idle's).
+    changed: Notify,
+}
+
+impl ConnActivity {
+    pub fn new(track_heads: bool) -> Self {
+        Self {
+            epoch: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            head_started: AtomicU64::new(0),
+            idle_since: AtomicU64::new(0),
+            track_heads,
+            changed: Notify::new(),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn at(&self, ms: u64) -> Instant {
+        self.epoch + Duration::from_millis(ms)
+    }
+
+    /// Bytes arrived from the client. Between requests, they begin a request head.
+    pub fn on_read(&self) {
+        if self.track_heads
+            && self.in_flight.load(Ordering::Relaxed) == 0
+            && self.head_started.load(Ordering::Relaxed) == 0
+        {
+            self.head_started
+                .store(self.now_ms() + 1, Ordering::Relaxed);
+            self.changed.notify_one();
+        }
+    }
+
+    /// A whole request head was parsed: the request is now in flight.
+    pub fn request_started(&self) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.head_started.store(0, Ordering::Relaxed);
+    }
+
+    /// The response (body included) is finished or abandoned.
+    pub fn request_finished(&self) {
+        if self.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {
+            self.idle_since.store(self.now_ms(), Ordering::Relaxed);
+        }
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// When the head being received must be complete, if one is.
+    pub fn head_deadline(&self, header_read_timeout: Duration) -> Option<Instant> {
+        match self.head_started.load(Ordering::Relaxed) {
+            0 => None,
+            started => Some(self.at(started - 1) + header_read_timeout),
+        }
+    }
+
+    /// When the connection counts as idle, if nothing is in flight.
+    pub fn idle_deadline(&self, idle_timeout: Duration) -> Option<Instant> {
+        if self.in_flight() > 0 || self.head_started.load(Ordering::Relaxed) != 0 {
+            return None;
+        }
+        Some(self.at(self.idle_since.load(Ordering::Relaxed)) + idle_timeout)
+    }
+
+    pub async fn changed(&self) {
+        self.changed.notified().await
+    }
+}
+
+/// Marks a request in flight until dropped (when its response body ends or is dropped).
+#[derive(Debug)]
+pub struct InFlightGuard(pub std::sync::Arc<ConnActivity>);
+
+impl InFlightGuard {
+    pub fn new(activity: std::sync::Arc<ConnActivity>) -> Self {
+        activity.request_started();
+        Self(activity)
+    }
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.0.request_finished();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_head_starts_on_the_first_byte_between_requests_only() {
+        let a = std::sync::Arc::new(ConnActivity::new(true));
+        let t = Duration::from_secs(10);
+        assert!(a.head_deadline(t).is_none());
+        tokio::time::advance(Duration::from_secs(3)).await;
+        a.on_read();
+        assert_eq!(a.head_deadline(t), Some(a.epoch + Duration::from_secs(13)));
+        let guard = InFlightGuard::new(a.clone());
+        assert!(
+            a.head_deadline(t).is_none(),
+            "a parsed head stops the timer"
+        );
+        a.on_read();
+        assert!(
+            a.head_deadline(t).is_none(),
+            "body bytes are not a new head"
+        );
+        assert!(a.idle_deadline(t).is_none());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        drop(guard);
+        assert_eq!(a.idle_deadline(t), Some(a.epoch + Duration::from_secs(14)));
+    }
+
+    #[test]
+    fn http2_connections_have_no_head_timer() {
+        let a = ConnActivity::new(false);
+        a.on_read();
+        assert!(a.head_deadline(Duration::from_secs(1)).is_none());
+    }
+}

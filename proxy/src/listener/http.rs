@@ -1,0 +1,262 @@
+//! Serves one downstream HTTP connection: detects HTTP/1 vs HTTP/2 (prior knowledge),
+//! runs hyper on it with the listener's limits, and supervises head and idle timeouts
+//! and graceful drain.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use meshwork_config::model::ListenerLimits;
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+use super::activity::{ConnActivity, InFlightGuard};
+use super::io::ConnIo;
+use crate::http::ResponseBody;
+use crate::layers::{self, ProxyRequest, RequestContext};
+use crate::snapshot::SnapshotHandle;
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// What a connection needs to know about its listener.
+#[derive(Clone, Debug)]
+pub struct HttpConnSettings {
+    pub listener: Arc<str>,
+    pub limits: ListenerLimits,
+    pub snapshots: SnapshotHandle,
+    pub drain: CancellationToken,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Detected {
+    Http1,
+    Http2,
+}
+
+/// Looks at the first bytes without consuming them: the HTTP/2 preface or anything else.
+async fn detect(stream: &TcpStream) -> std::io::Result<Option<Detected>> {
+    let mut buf = [0u8; 24];
+    loop {
+        let n = stream.peek(&mut buf).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        if buf[..n] != H2_PREFACE[..n] {
+            return Ok(Some(Detected::Http1));
+        }
+        if n == H2_PREFACE.len() {
+            return Ok(Some(Detected::Http2));
+        }
+        // A partial preface: wait briefly for the rest instead of spinning on peek.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+pub async fn serve(stream: TcpStream, client_addr: SocketAddr, settings: HttpConnSettings) {
+    let limits = settings.limits.clone();
+    let detected = match tokio::time::timeout(limits.header_read_timeout, detect(&stream)).await {
+        Ok(Ok(Some(d))) => d,
+        Ok(Ok(None)) | Ok(Err(_)) => return,
+        Err(_) => {
+            tracing::debug!(%client_addr, "no request within the header read timeout; closing");
+            return;
+        }
+    };
+    let stream = Arc::new(stream);
+    let activity = Arc::new(ConnActivity::new(detected == Detected::Http1));
+    let io = TokioIo::new(ConnIo::new(stream.clone(), activity.clone()));
+    let service = HttpService {
+        listener: settings.listener.clone(),
+        client_addr,
+        snapshots: settings.snapshots.clone(),
+        activity: activity.clone(),
+    };
+    let max_header = usize::try_from(limits.max_request_header_size).unwrap_or(usize::MAX);
+    match detected {
+        Detected::Http1 => {
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .keep_alive(true)
+                .max_header_size(max_header)
+                .max_buf_size(max_header.max(8192) + 8192)
+                .serve_connection(io, service)
+                .with_upgrades();
+            supervise(
+                conn,
+                &activity,
+                &limits,
+                &settings.drain,
+                Some(&stream),
+                client_addr,
+            )
+            .await
+        }
+        Detected::Http2 => {
+            let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .max_header_list_size(u32::try_from(max_header).unwrap_or(u32::MAX))
+                .serve_connection(io, service);
+            supervise(conn, &activity, &limits, &settings.drain, None, client_addr).await
+        }
+    }
+}
+
+/// Either kind of hyper server connection, as far as supervision is concerned.
+trait GracefulConnection: Future<Output = Result<(), hyper::Error>> {
+    fn graceful_shutdown(self: Pin<&mut Self>);
+}
+
+type Io = TokioIo<ConnIo>;
+
+impl GracefulConnection for hyper::server::conn::http1::UpgradeableConnection<Io, HttpService> {
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        hyper::server::conn::http1::UpgradeableConnection::graceful_shutdown(self)
+    }
+}
+
+impl GracefulConnection for hyper::server::conn::http2::Connection<Io, HttpService, TokioExecutor> {
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        hyper::server::conn::http2::Connection::graceful_shutdown(self)
+    }
+}
+
+const HEADER_TIMEOUT_RESPONSE: &[u8] = b"HTTP/1.1 408 Request Timeout\r\nconnection: close\r\nx-meshwork-error: header-timeout\r\ncontent-length: 0\r\n\r\n";
+
+/// Drives the connection until it ends, enforcing the head and idle timeouts and
+/// starting a graceful shutdown on drain.
+async fn supervise<C: GracefulConnection>(
+    conn: C,
+    activity: &ConnActivity,
+    limits: &ListenerLimits,
+    drain: &CancellationToken,
+    http1_stream: Option<&Arc<TcpStream>>,
+    client_addr: SocketAddr,
+) {
+    let mut conn = std::pin::pin!(conn);
+    let mut shutting_down = false;
+    loop {
+        let head = activity.head_deadline(limits.header_read_timeout);
+        let idle = activity.idle_deadline(limits.idle_timeout);
+        let next = match (head, idle) {
+            (Some(h), Some(i)) => Some(h.min(i)),
+            (h, i) => h.or(i),
+        };
+        let wake = async {
+            match next {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(error) = result {
+                    tracing::debug!(%client_addr, %error, "connection ended with an error");
+                }
+                return;
+            }
+            _ = drain.cancelled(), if !shutting_down => {
+                shutting_down = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            _ = activity.changed() => {}
+            _ = wake => {
+                let now = tokio::time::Instant::now();
+                if activity.head_deadline(limits.header_read_timeout).is_some_and(|d| d <= now) {
+                    tracing::debug!(%client_addr, "request head not received in time; answering 408");
+                    if let Some(stream) = http1_stream {
+                        let _ = stream.try_write(HEADER_TIMEOUT_RESPONSE);
+                        let _ = socket2::SockRef::from(&**stream).shutdown(std::net::Shutdown::Both);
+                    }
+                    return;
+                }
+                if activity.idle_deadline(limits.idle_timeout).is_some_and(|d| d <= now) && !shutting_down {
+                    tracing::debug!(%client_addr, "idle timeout; closing connection");
+                    shutting_down = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+}
+
+/// The service hyper calls for each request: loads the current snapshot and runs the
+/// request through the stack.
+#[derive(Clone, Debug)]
+struct HttpService {
+    listener: Arc<str>,
+    client_addr: SocketAddr,
+    snapshots: SnapshotHandle,
+    activity: Arc<ConnActivity>,
+}
+
+impl hyper::service::Service<http::Request<Incoming>> for HttpService {
+    type Response = http::Response<TrackedBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn call(&self, req: http::Request<Incoming>) -> Self::Future {
+        let guard = InFlightGuard::new(self.activity.clone());
+        let req = ProxyRequest {
+            http: req,
+            ctx: RequestContext {
+                snapshot: self.snapshots.load_full(),
+                listener: self.listener.clone(),
+                client_addr: self.client_addr,
+                scheme: "http",
+                route: None,
+                cluster: None,
+                endpoint: None,
+            },
+        };
+        let stack = layers::http_stack();
+        Box::pin(async move {
+            let rsp = match stack.oneshot(req).await {
+                Ok(rsp) => rsp,
+                Err(never) => match never {},
+            };
+            Ok(rsp.map(|body| TrackedBody {
+                body,
+                _guard: guard,
+            }))
+        })
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response body, holding its request's in-flight mark until it is done.
+    #[derive(Debug)]
+    pub struct TrackedBody {
+        #[pin]
+        body: ResponseBody,
+        _guard: InFlightGuard,
+    }
+}
+
+impl Body for TrackedBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        self.project().body.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}

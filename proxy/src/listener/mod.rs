@@ -1,0 +1,248 @@
+//! Listeners: bound sockets, their accept loops and connection limits, reconciled with
+//! each new config (added, removed, rebound) without touching the ones that stay.
+
+mod activity;
+mod http;
+mod io;
+mod tcp;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use meshwork_config::Config;
+use meshwork_config::model::{Listener, ListenerProtocol};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::snapshot::SnapshotHandle;
+
+/// A listener that is bound and accepting.
+#[derive(Debug)]
+struct Running {
+    configured: SocketAddr,
+    bound: SocketAddr,
+    protocol: &'static str,
+    stop: CancellationToken,
+}
+
+/// What `/listeners` reports.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ListenerInfo {
+    pub name: String,
+    pub address: SocketAddr,
+    pub protocol: &'static str,
+}
+
+/// The set of running listeners. Reconciling binds every new socket before anything
+/// changes, so a config whose listener cannot bind is rejected as a whole.
+#[derive(Debug)]
+pub struct ListenerSet {
+    running: HashMap<String, Running>,
+    snapshots: SnapshotHandle,
+    connections: TaskTracker,
+    drain: CancellationToken,
+}
+
+/// Sockets bound for a config, not yet accepting.
+#[derive(Debug)]
+pub struct Prepared {
+    bound: Vec<(Listener, TcpListener)>,
+}
+
+fn protocol_name(l: &Listener) -> &'static str {
+    match l.protocol {
+        ListenerProtocol::Http { .. } => "http",
+        ListenerProtocol::Tcp { .. } => "tcp",
+    }
+}
+
+impl ListenerSet {
+    pub fn new(
+        snapshots: SnapshotHandle,
+        connections: TaskTracker,
+        drain: CancellationToken,
+    ) -> Self {
+        Self {
+            running: HashMap::new(),
+            snapshots,
+            connections,
+            drain,
+        }
+    }
+
+    /// Binds the listeners `config` adds or moves. Nothing changes until [`Self::commit`].
+    ///
+    /// # Errors
+    /// The first listener that cannot bind, naming it and its address.
+    pub fn prepare(&self, config: &Config) -> Result<Prepared, String> {
+        let mut bound = Vec::new();
+        for l in &config.listeners {
+            let unchanged = self
+                .running
+                .get(&l.name)
+                .is_some_and(|r| r.configured == l.address && r.protocol == protocol_name(l));
+            if unchanged {
+                continue;
+            }
+            // A listener moving to an address it holds itself (same port) is rebound after
+            // the old socket closes; only possible with reuse, so bind fresh addresses only.
+            let socket = bind(l.address)
+                .map_err(|e| format!("listener {:?}: cannot bind {}: {e}", l.name, l.address))?;
+            bound.push((l.clone(), socket));
+        }
+        Ok(Prepared { bound })
+    }
+
+    /// Starts the prepared listeners and stops the ones `config` no longer has. Connections
+    /// of a stopped listener finish what they are doing (graceful).
+    pub fn commit(&mut self, config: &Config, prepared: Prepared) {
+        let keep: std::collections::HashSet<&str> =
+            config.listeners.iter().map(|l| l.name.as_str()).collect();
+        let replaced: Vec<String> = prepared.bound.iter().map(|(l, _)| l.name.clone()).collect();
+        self.running.retain(|name, r| {
+            let stays = keep.contains(name.as_str()) && !replaced.contains(name);
+            if !stays {
+                tracing::info!(listener = %name, address = %r.bound, "listener stopped");
+                r.stop.cancel();
+            }
+            stays
+        });
+        for (listener, socket) in prepared.bound {
+            let bound = socket.local_addr().unwrap_or(listener.address);
+            let stop = self.drain.child_token();
+            tracing::info!(listener = %listener.name, address = %bound, protocol = protocol_name(&listener), "listener started");
+            self.running.insert(
+                listener.name.clone(),
+                Running {
+                    configured: listener.address,
+                    bound,
+                    protocol: protocol_name(&listener),
+                    stop: stop.clone(),
+                },
+            );
+            let acceptor = Acceptor {
+                name: listener.name.as_str().into(),
+                snapshots: self.snapshots.clone(),
+                connections: self.connections.clone(),
+                active: Arc::new(AtomicUsize::new(0)),
+            };
+            tokio::spawn(acceptor.run(socket, stop));
+        }
+    }
+
+    pub fn info(&self) -> Vec<ListenerInfo> {
+        let mut list: Vec<ListenerInfo> = self
+            .running
+            .iter()
+            .map(|(name, r)| ListenerInfo {
+                name: name.clone(),
+                address: r.bound,
+                protocol: r.protocol,
+            })
+            .collect();
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        list
+    }
+
+    /// Stops accepting on every listener (drain).
+    pub fn stop_all(&mut self) {
+        for r in self.running.values() {
+            r.stop.cancel();
+        }
+    }
+}
+
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// One listener's accept loop.
+#[derive(Debug)]
+struct Acceptor {
+    name: Arc<str>,
+    snapshots: SnapshotHandle,
+    connections: TaskTracker,
+    active: Arc<AtomicUsize>,
+}
+
+/// Counts a connection against its listener's `max_connections` while it lives.
+struct ConnectionSlot(Arc<AtomicUsize>);
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Acceptor {
+    async fn run(self, socket: TcpListener, stop: CancellationToken) {
+        loop {
+            let accepted = tokio::select! {
+                _ = stop.cancelled() => return,
+                accepted = socket.accept() => accepted,
+            };
+            let (stream, client_addr) = match accepted {
+                Ok(pair) => pair,
+                Err(error) => {
+                    // EMFILE and friends: back off briefly instead of spinning.
+                    tracing::warn!(listener = %self.name, %error, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let snapshot = self.snapshots.load();
+            let Some(config) = snapshot.listener(&self.name) else {
+                continue;
+            };
+            let limits = config.limits.clone();
+            let protocol = config.protocol.clone();
+            drop(snapshot);
+            if self.active.fetch_add(1, Ordering::Relaxed) >= limits.max_connections as usize {
+                self.active.fetch_sub(1, Ordering::Relaxed);
+                tracing::debug!(listener = %self.name, %client_addr, max = limits.max_connections, "connection limit reached; closing");
+                drop(stream);
+                continue;
+            }
+            let slot = ConnectionSlot(self.active.clone());
+            let _ = stream.set_nodelay(true);
+            match protocol {
+                ListenerProtocol::Http { .. } => {
+                    let settings = http::HttpConnSettings {
+                        listener: self.name.clone(),
+                        limits,
+                        snapshots: self.snapshots.clone(),
+                        // Stopping the listener (removal or process drain) drains its connections.
+                        drain: stop.clone(),
+                    };
+                    self.connections.spawn(async move {
+                        http::serve(stream, client_addr, settings).await;
+                        drop(slot);
+                    });
+                }
+                ListenerProtocol::Tcp { .. } => {
+                    let name = self.name.clone();
+                    let snapshots = self.snapshots.clone();
+                    self.connections.spawn(async move {
+                        tcp::serve(stream, client_addr, &name, snapshots).await;
+                        drop(slot);
+                    });
+                }
+            }
+        }
+    }
+}

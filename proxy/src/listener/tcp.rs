@@ -1,0 +1,38 @@
+//! Serves one downstream connection of a `protocol: tcp` listener: bytes both ways
+//! between the client and an endpoint of the listener's cluster.
+
+use std::net::SocketAddr;
+
+use tokio::net::TcpStream;
+
+use crate::cluster::connector::connect;
+use crate::snapshot::SnapshotHandle;
+
+pub async fn serve(
+    mut stream: TcpStream,
+    client_addr: SocketAddr,
+    listener: &str,
+    snapshots: SnapshotHandle,
+) {
+    let snapshot = snapshots.load_full();
+    let Some(cluster) = snapshot.cluster_for(listener) else {
+        return;
+    };
+    let Some(endpoint) = cluster.pick_round_robin().cloned() else {
+        tracing::debug!(%client_addr, cluster = cluster.name(), "no endpoint for tcp connection");
+        return;
+    };
+    let mut upstream = match connect(&endpoint.address, cluster.config.connect_timeout).await {
+        Ok(s) => s,
+        Err(error) => {
+            tracing::debug!(%client_addr, %error, "tcp upstream connect failed");
+            return;
+        }
+    };
+    drop(snapshot);
+    // Opaque bytes cannot be drained gracefully: on drain, the connection lives until the
+    // drain timeout ends the process.
+    if let Err(error) = tokio::io::copy_bidirectional(&mut stream, &mut upstream).await {
+        tracing::debug!(%client_addr, %error, "tcp proxy connection broken");
+    }
+}

@@ -1,0 +1,154 @@
+//! The `meshwork` binary: parse arguments, load config, start.
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use meshwork_config::model::WorkerThreads;
+use meshwork_proxy::app::{self, RunOptions};
+use meshwork_proxy::cli::{Cli, Command};
+use meshwork_proxy::{demo, explain};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log_level);
+    match cli.command {
+        Command::Check { files } => check(&files),
+        Command::Schema => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&meshwork_config::json_schema()).unwrap_or_default()
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Explain {
+            config,
+            request,
+            headers,
+            listener,
+        } => {
+            let config = match meshwork_config::load_file(&config) {
+                Ok(c) => c,
+                Err(diagnostics) => return report(&diagnostics),
+            };
+            match explain::explain(&config, &request, &headers, listener.as_deref()) {
+                Ok((text, matched)) => {
+                    print!("{text}");
+                    if matched {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(1)
+                    }
+                }
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Run {
+            config,
+            admin_address_file,
+            drain_timeout,
+        } => run(
+            RunOptions {
+                config_path: config,
+                admin_address_file,
+                drain_timeout,
+            },
+            false,
+        ),
+        Command::Demo => {
+            let dir = std::env::temp_dir().join(format!("meshwork-demo-{}", std::process::id()));
+            let path = dir.join("quickstart.yaml");
+            if let Err(error) =
+                std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, demo::QUICKSTART))
+            {
+                eprintln!("error: cannot write {}: {error}", path.display());
+                return ExitCode::FAILURE;
+            }
+            eprintln!("config: {}\n{}", path.display(), demo::BANNER);
+            run(
+                RunOptions {
+                    config_path: path,
+                    admin_address_file: None,
+                    drain_timeout: std::time::Duration::from_secs(5),
+                },
+                true,
+            )
+        }
+    }
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn report(diagnostics: &meshwork_config::Diagnostics) -> ExitCode {
+    eprintln!("{diagnostics}");
+    ExitCode::from(2)
+}
+
+fn check(files: &[std::path::PathBuf]) -> ExitCode {
+    let mut failed = false;
+    for file in files {
+        match meshwork_config::load_file(file) {
+            Ok(_) => eprintln!("{}: ok", file.display()),
+            Err(diagnostics) => {
+                failed = true;
+                eprintln!("{diagnostics}");
+            }
+        }
+    }
+    if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn run(options: RunOptions, with_demo_backends: bool) -> ExitCode {
+    let config = match meshwork_config::load_file(&options.config_path) {
+        Ok(c) => c,
+        Err(diagnostics) => return report(&diagnostics),
+    };
+    let runtime = match config.runtime.worker_threads {
+        WorkerThreads::Fixed(1) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        WorkerThreads::Fixed(n) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n.into())
+            .enable_all()
+            .build(),
+        WorkerThreads::Auto => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+    };
+    let runtime = match runtime {
+        Ok(rt) => rt,
+        Err(error) => {
+            eprintln!("error: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        if with_demo_backends {
+            demo::start_backends().await?;
+        }
+        app::run(config, options).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! The parts of a request that routing looks at, extracted once per request.
+
+use http::{HeaderMap, Method, Uri, header};
+
+/// A borrowed view of what matching needs: normalized host, path, query, method, headers.
+#[derive(Debug)]
+pub struct RouteRequest<'a> {
+    /// Lower-case, without port or trailing dot; empty when the request names no host.
+    pub host: std::borrow::Cow<'a, str>,
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    pub method: &'a Method,
+    pub headers: &'a HeaderMap,
+}
+
+impl<'a> RouteRequest<'a> {
+    pub fn new(method: &'a Method, uri: &'a Uri, headers: &'a HeaderMap) -> Self {
+        let raw_host = uri
+            .authority()
+            .map(|a| a.as_str())
+            .or_else(|| headers.get(header::HOST).and_then(|h| h.to_str().ok()))
+            .unwrap_or("");
+        Self {
+            host: normalize_host(raw_host),
+            path: uri.path(),
+            query: uri.query(),
+            method,
+            headers,
+        }
+    }
+}
+
+/// `API.Example.com:8080.` -> `api.example.com`; `[::1]:80` -> `[::1]`.
+pub fn normalize_host(raw: &str) -> std::borrow::Cow<'_, str> {
+    let without_userinfo = raw.rsplit('@').next().unwrap_or(raw);
+    let without_port = if without_userinfo.starts_with('[') {
+        match without_userinfo.find(']') {
+            Some(end) => &without_userinfo[..=end],
+            None => without_userinfo,
+        }
+    } else {
+        match without_userinfo.rfind(':') {
+            Some(i) => &without_userinfo[..i],
+            None => without_userinfo,
+        }
+    };
+    let trimmed = without_port.strip_suffix('.').unwrap_or(without_port);
+    if trimmed.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(trimmed.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(trimmed)
+    }
+}
+
+/// The values of query parameter `name` (percent-decoded, `+` as space).
+pub fn query_values<'q>(
+    query: Option<&'q str>,
+    name: &'q str,
+) -> impl Iterator<Item = String> + 'q {
+    query
+        .unwrap_or("")
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .filter_map(move |pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k) == name).then(|| percent_decode(v))
+        })
+}
+
+fn percent_decode(s: &str) -> String {
+    if !s.bytes().any(|b| b == b'%' || b == b'+') {
+        return s.to_owned();
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_are_normalized() {
+        assert_eq!(normalize_host("API.Example.com:8080"), "api.example.com");
+        assert_eq!(normalize_host("api.example.com."), "api.example.com");
+        assert_eq!(normalize_host("[::1]:80"), "[::1]");
+        assert_eq!(normalize_host("user@host:1"), "host");
+        assert_eq!(normalize_host(""), "");
+    }
+
+    #[test]
+    fn query_values_are_decoded() {
+        let q = Some("a=1&debug=on%20now&flag&b=x+y&debug=2");
+        assert_eq!(
+            query_values(q, "debug").collect::<Vec<_>>(),
+            ["on now", "2"]
+        );
+        assert_eq!(query_values(q, "flag").collect::<Vec<_>>(), [""]);
+        assert_eq!(query_values(q, "b").collect::<Vec<_>>(), ["x y"]);
+        assert_eq!(query_values(q, "none").count(), 0);
+        assert_eq!(
+            query_values(Some("x=%zz%4"), "x").collect::<Vec<_>>(),
+            ["%zz%4"]
+        );
+    }
+}
