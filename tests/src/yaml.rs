@@ -1,5 +1,7 @@
 //! Writing configs in tests: indented YAML literals and the common listener preamble.
 
+use crate::upstream::Upstream;
+
 /// Removes the indentation common to all non-blank lines and a leading blank line, so
 /// YAML can be written indented inside a test function.
 pub fn dedent(text: &str) -> String {
@@ -69,6 +71,38 @@ pub fn single_cluster_config(endpoint: &str, protocol: &str) -> String {
     ))
 }
 
+/// Indents every non-blank line of `text` by `spaces`.
+pub fn indent(text: &str, spaces: usize) -> String {
+    let pad = " ".repeat(spaces);
+    text.lines()
+        .map(|line| {
+            if line.trim().is_empty() {
+                "\n".to_owned()
+            } else {
+                format!("{pad}{line}\n")
+            }
+        })
+        .collect()
+}
+
+/// One cluster: a single endpoint spoken to with `protocol` (`http1` or `http2`).
+pub fn cluster_yaml(name: &str, endpoint: &str, protocol: &str) -> String {
+    format!("  - name: {name}\n    endpoints:\n      - {endpoint}\n    protocol: {protocol}\n")
+}
+
+/// An edge config whose `edge` route table is `routes` (a YAML list, indented as the
+/// test likes) and with one cluster per upstream, named after it.
+pub fn edge_routes(routes: &str, upstreams: &[&Upstream]) -> String {
+    let clusters: String = upstreams
+        .iter()
+        .map(|u| cluster_yaml(u.name(), &u.endpoint(), u.cluster_protocol()))
+        .collect();
+    format!(
+        "{EDGE_PREAMBLE}route_tables:\n  edge:\n{}clusters:\n{clusters}",
+        indent(&dedent(routes), 4)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,5 +111,10 @@ mod tests {
     fn dedent_strips_the_common_indentation_and_the_leading_blank_line() {
         let text = "\n    a:\n      b: 1\n\n    c: 2\n  ";
         assert_eq!(dedent(text), "a:\n  b: 1\n\nc: 2\n\n");
+    }
+
+    #[test]
+    fn indent_pads_non_blank_lines() {
+        assert_eq!(indent("- a\n\n  b: 1\n", 4), "    - a\n\n      b: 1\n");
     }
 }

@@ -39,7 +39,10 @@ async fn an_http1_upstream_echoes_the_request_it_saw() {
 async fn an_h2c_upstream_answers_prior_knowledge_and_sends_trailers() {
     let upstream = Upstream::h2c().name("h2").trailers("/t").start().await;
     let client = HttpClient::h2c();
-    let echo = client.get(&format!("http://{}/e", upstream.addr())).await.echo();
+    let echo = client
+        .get(&format!("http://{}/e", upstream.addr()))
+        .await
+        .echo();
     assert_eq!(echo.version, "HTTP/2.0");
     let reply = client.get(&format!("http://{}/t", upstream.addr())).await;
     assert_eq!(reply.text(), "with-trailers");
@@ -100,7 +103,9 @@ async fn a_reset_mid_body_is_seen_by_the_client_as_a_body_error() {
 async fn the_raw_client_reads_responses_and_notices_closes() {
     let upstream = Upstream::http1().route("/hello", "hi").start().await;
     let mut conn = RawConn::connect(upstream.addr()).await;
-    conn.send(b"GET /hello HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+    conn.send(b"GET /hello HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
     let response = conn.read_response(Duration::from_secs(5)).await.unwrap();
     assert_eq!(response.status, 200);
     assert_eq!(response.text(), "hi");
@@ -117,7 +122,9 @@ async fn the_raw_client_reads_responses_and_notices_closes() {
 async fn the_raw_client_sees_hypers_own_400_for_a_broken_head() {
     let upstream = Upstream::http1().start().await;
     let mut conn = RawConn::connect(upstream.addr()).await;
-    conn.send(b"GET / HTTP/1.1\r\nbad header: x\r\n\r\n").await.unwrap();
+    conn.send(b"GET / HTTP/1.1\r\nbad header: x\r\n\r\n")
+        .await
+        .unwrap();
     let response = conn.read_response(Duration::from_secs(5)).await.unwrap();
     assert_eq!(response.status, 400);
     assert_eq!(upstream.requests(), 0);
@@ -168,7 +175,9 @@ async fn the_websocket_upstream_echoes_messages() {
 #[tokio::test]
 async fn the_tcp_echo_upstream_writes_back_what_it_reads() {
     let upstream = TcpEchoUpstream::start().await;
-    let mut stream = tokio::net::TcpStream::connect(upstream.addr()).await.unwrap();
+    let mut stream = tokio::net::TcpStream::connect(upstream.addr())
+        .await
+        .unwrap();
     stream.write_all(b"hello tcp").await.unwrap();
     let mut buf = [0u8; 9];
     stream.read_exact(&mut buf).await.unwrap();
@@ -185,9 +194,13 @@ async fn a_slow_handler_answers_after_its_delay() {
         .await;
     let client = HttpClient::h1();
     let started = std::time::Instant::now();
-    let reply = client.get(&format!("http://{}/slow", upstream.addr())).await;
+    let reply = client
+        .get(&format!("http://{}/slow", upstream.addr()))
+        .await;
     assert_eq!(reply.text(), "slow");
     assert!(started.elapsed() >= Duration::from_millis(200));
-    let reply = client.get(&format!("http://{}/teapot", upstream.addr())).await;
+    let reply = client
+        .get(&format!("http://{}/teapot", upstream.addr()))
+        .await;
     assert_eq!(reply.status, StatusCode::IM_A_TEAPOT);
 }
