@@ -164,3 +164,6 @@ impl RouteTable {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
