@@ -1,0 +1,191 @@
+//! Raw clusters: endpoints, upstream protocol, load balancing and resilience settings.
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::{DurationText, RawClientTls};
+use crate::spanned::{Field, List, Spanned};
+
+/// An upstream cluster.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCluster {
+    /// Unique name. Required.
+    pub name: Field<String>,
+    /// Static endpoints: `host:port` strings or `{address, weight}`. Required unless `discovery` is set.
+    pub endpoints: List<RawEndpoint>,
+    /// Endpoints from DNS. Not supported yet (issue #8).
+    pub discovery: Field<RawDiscovery>,
+    /// `http1`, `http2` (h2c, or h2 over TLS) or `auto` (ALPN over TLS; not supported yet, issue #7). Default is `http1`.
+    pub protocol: Field<UpstreamProtocolName>,
+    /// Load balancing algorithm. Default is `round_robin` (the only one supported yet; others: issue #6).
+    pub load_balancer: Field<LoadBalancerName>,
+    /// Hash key for `ring_hash` / `maglev`: exactly one of `header`, `cookie`, `source_ip: true`. Not supported yet (issue #6).
+    pub hash: Field<RawHash>,
+    /// Time to establish a connection. Default is `1s`.
+    pub connect_timeout: Field<DurationText>,
+    /// Pooled idle connections are closed after this. Default is `60s`.
+    pub idle_timeout: Field<DurationText>,
+    /// Envoy-style thresholds: excess fails fast with 503. Not supported yet (issue #5).
+    pub limits: Field<RawClusterLimits>,
+    /// Per-endpoint circuit breaker. Not supported yet (issue #5).
+    pub circuit_breaker: Field<RawCircuitBreaker>,
+    /// Active health checking. Not supported yet (issue #5).
+    pub health_check: Field<RawHealthCheck>,
+    /// Originate TLS / mTLS to the endpoints. Not supported yet (issue #7).
+    pub tls: Field<RawClientTls>,
+}
+
+/// An endpoint: `host:port`, or `{address, weight}`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename = "$meshwork::Shape")]
+#[schemars(untagged, rename = "Endpoint")]
+pub(crate) enum RawEndpoint {
+    /// `host:port` (host may be a DNS name).
+    #[serde(rename = "scalar")]
+    Address(Spanned<String>),
+    /// An endpoint with a weight.
+    #[serde(rename = "map")]
+    Weighted(RawWeightedEndpoint),
+}
+
+/// An endpoint with a weight.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawWeightedEndpoint {
+    /// `host:port` (host may be a DNS name). Required.
+    pub address: Field<String>,
+    /// Relative weight, 1 or more (only 1 is supported yet, issue #6). Default is 1.
+    pub weight: Field<u32>,
+}
+
+/// DNS discovery.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDiscovery {
+    /// `name:port` to resolve. Required.
+    pub dns: Field<String>,
+    /// How often to resolve again. Default is `5s`.
+    pub refresh: Field<DurationText>,
+}
+
+/// Upstream protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum UpstreamProtocolName {
+    /// HTTP/1.1.
+    Http1,
+    /// HTTP/2: h2c in plaintext, h2 over TLS.
+    Http2,
+    /// Chosen by ALPN over TLS.
+    Auto,
+}
+
+/// Load balancing algorithm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum LoadBalancerName {
+    /// Each endpoint in turn.
+    RoundRobin,
+    /// In turn, by endpoint weight.
+    WeightedRoundRobin,
+    /// Uniformly at random.
+    Random,
+    /// Fewest requests in flight of two random picks.
+    LeastRequest,
+    /// Lowest moving-average latency times load (Linkerd's default).
+    PeakEwma,
+    /// Consistent hashing on a ring (needs `hash`).
+    RingHash,
+    /// Maglev consistent hashing (needs `hash`).
+    Maglev,
+}
+
+/// Hash key: exactly one field.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHash {
+    /// Hash this request header.
+    pub header: Field<String>,
+    /// Hash this cookie.
+    pub cookie: Field<String>,
+    /// `true`: hash the client's IP address.
+    pub source_ip: Field<bool>,
+}
+
+/// Cluster limits.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawClusterLimits {
+    /// Connections to all endpoints. Default is 1024.
+    pub max_connections: Field<u32>,
+    /// Requests waiting for a connection. Default is 1024.
+    pub max_pending: Field<u32>,
+    /// Requests in flight. Default is 1024.
+    pub max_requests: Field<u32>,
+    /// Retries in flight. Default is 3.
+    pub max_retries: Field<u32>,
+}
+
+/// Circuit breaker: closed -> open -> half-open -> closed, per endpoint.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCircuitBreaker {
+    /// Open after this many failures in a row. Default is 5 when `failure_rate` is absent.
+    pub consecutive_failures: Field<u32>,
+    /// Open when the failure rate over a window passes a threshold.
+    pub failure_rate: Field<RawFailureRate>,
+    /// How long an endpoint stays open; doubles on each re-open. Default is `10s`.
+    pub open_duration: Field<DurationText>,
+    /// Cap on `open_duration` doubling. Default is `5m`.
+    pub max_open_duration: Field<DurationText>,
+    /// Trial requests in half-open; all must succeed to close. Default is 3.
+    pub half_open_requests: Field<u32>,
+    /// Never open more than this share of endpoints, 0 to 100. Default is 50.
+    pub max_ejected_percent: Field<u8>,
+}
+
+/// Failure-rate trigger.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFailureRate {
+    /// Failure share that opens the breaker, 0 to 1. Required.
+    pub threshold: Field<f64>,
+    /// Fewest requests in the window before the rate counts. Default is 20.
+    pub min_requests: Field<u32>,
+    /// Window length. Default is `10s`.
+    pub window: Field<DurationText>,
+}
+
+/// Active health check: exactly one of `http`, `tcp`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHealthCheck {
+    /// HTTP check.
+    pub http: Field<RawHttpCheck>,
+    /// TCP connect check: `tcp: {}`.
+    pub tcp: Field<RawTcpCheck>,
+    /// Time between checks. Default is `5s`.
+    pub interval: Field<DurationText>,
+    /// Time a check may take. Default is `1s`.
+    pub timeout: Field<DurationText>,
+    /// Failures in a row that make an endpoint unhealthy. Default is 3.
+    pub unhealthy_threshold: Field<u32>,
+    /// Successes in a row that make it healthy again. Default is 2.
+    pub healthy_threshold: Field<u32>,
+}
+
+/// HTTP health check.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHttpCheck {
+    /// Path to GET (must start with `/`). Required.
+    pub path: Field<String>,
+    /// Statuses that count as healthy. Default is `[200]`.
+    pub expected_status: List<u16>,
+}
+
+/// TCP health check (no settings).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTcpCheck {}

@@ -1,0 +1,87 @@
+//! Raw listeners: address, protocol, TLS termination and connection limits.
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::{DurationText, SizeText};
+use crate::spanned::{Field, List};
+
+/// A listener: where the proxy accepts connections.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawListener {
+    /// Unique name. Required.
+    pub name: Field<String>,
+    /// Socket address to bind: an IP literal and a port (`0.0.0.0:8080`, `[::1]:8080`; port 0 = any free port). Required.
+    pub address: Field<String>,
+    /// `http` (HTTP/1.1 and HTTP/2, detected per connection) or `tcp` (opaque bytes). Default is `http`.
+    pub protocol: Field<ListenerProtocolName>,
+    /// HTTP listeners: the route table to use. Required for `http`, refused for `tcp`.
+    pub route_table: Field<String>,
+    /// TCP listeners: the cluster bytes go to. Required for `tcp`, refused for `http`.
+    pub cluster: Field<String>,
+    /// Terminate TLS here. Not supported yet (issue #7).
+    pub tls: Field<RawListenerTls>,
+    /// Connection limits and timeouts.
+    pub limits: Field<RawListenerLimits>,
+}
+
+/// What a listener speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum ListenerProtocolName {
+    /// HTTP/1.1 and HTTP/2 (detected per connection), routed by `route_table`.
+    Http,
+    /// Opaque TCP, forwarded to `cluster`.
+    Tcp,
+}
+
+/// TLS termination.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawListenerTls {
+    /// Certificates, picked by SNI; the first is the default. At least one.
+    pub certificates: List<RawCertificate>,
+    /// Client certificates: `none`, `optional` or `required` (mTLS). Default is `none`.
+    pub client_auth: Field<ClientAuthName>,
+    /// CA bundle (PEM) to verify client certificates; required unless `client_auth` is `none`.
+    pub client_ca: Field<String>,
+}
+
+/// One server certificate.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCertificate {
+    /// Certificate chain (PEM), relative to the config file's directory. Required.
+    pub cert: Field<String>,
+    /// Private key (PEM), relative to the config file's directory. Required.
+    pub key: Field<String>,
+    /// Names (exact or `*.suffix`) this certificate is picked for by SNI.
+    pub server_names: List<String>,
+}
+
+/// Whether clients must present a certificate.
+#[derive(Clone, Copy, Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum ClientAuthName {
+    /// Do not ask for a client certificate.
+    None,
+    /// Ask; accept clients without one.
+    Optional,
+    /// Require a valid client certificate (mTLS).
+    Required,
+}
+
+/// Listener limits.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawListenerLimits {
+    /// Open connections at most; more are refused. Default is 10000.
+    pub max_connections: Field<u32>,
+    /// The whole request head must arrive within this (slowloris guard). Default is `10s`.
+    pub header_read_timeout: Field<DurationText>,
+    /// Largest request head accepted (431 beyond). Default is `64KiB`.
+    pub max_request_header_size: Field<SizeText>,
+    /// A connection with no request in flight for this long is closed. Default is `5m`.
+    pub idle_timeout: Field<DurationText>,
+}

@@ -1,0 +1,202 @@
+//! Raw config: the YAML file as written, every field optional and spanned.
+//!
+//! These structs mirror CONFIG.md field for field. They are filled by the recovering
+//! deserializer (`de.rs`), so a missing or malformed field never stops the others from
+//! being read; required fields, formats and cross-references are checked in `validate`.
+//! Their doc comments are the descriptions in the JSON Schema (`schema.rs`).
+
+mod cluster;
+mod listener;
+mod route;
+mod text;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+pub(crate) use cluster::*;
+pub(crate) use listener::*;
+pub(crate) use route::*;
+pub(crate) use text::*;
+
+use crate::spanned::{Entries, Field, List, Spanned};
+
+/// A meshwork routing file, format version 1.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "meshwork config (format v1)")]
+pub(crate) struct RawConfig {
+    /// Format version. Required; must be 1.
+    pub version: Field<u32>,
+    /// Who this proxy is (told to the control plane).
+    pub node: Field<RawNode>,
+    /// Process settings.
+    pub runtime: Field<RawRuntime>,
+    /// The admin server: /metrics /ready /live /config /clusters.
+    pub admin: Field<RawAdmin>,
+    /// Control plane to take config from; without it this file is the source of truth. Not supported yet (issue #8).
+    pub control_plane: Field<RawControlPlane>,
+    /// Where the proxy accepts connections.
+    pub listeners: List<RawListener>,
+    /// Route tables by name; each is a list of routes tried in order (first match wins).
+    pub route_tables: Field<Entries<Vec<Spanned<RawRoute>>>>,
+    /// Upstream clusters: groups of endpoints that routes send traffic to.
+    pub clusters: List<RawCluster>,
+    /// Mesh identity (sidecar mode): certificate, key and trust bundle. Not supported yet (issue #7).
+    pub identity: Field<RawIdentity>,
+    /// Authorization policies, applied on listeners that terminate mTLS. Not supported yet (issue #7).
+    pub authorization: List<RawAuthorization>,
+    /// Distributed tracing. Not supported yet (issue #4).
+    pub tracing: Field<RawTracing>,
+    /// Access log. Not supported yet (issue #4).
+    pub access_log: Field<RawAccessLog>,
+}
+
+/// Who this proxy is.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNode {
+    /// Node id. Default is the machine's hostname.
+    pub id: Field<String>,
+    /// Free-form labels (e.g. app, zone). Default is none.
+    pub labels: Field<Entries<String>>,
+}
+
+/// Process settings.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRuntime {
+    /// Worker threads: a number, or `auto` for one per CPU. Default is 1 (sidecar-friendly).
+    pub worker_threads: Field<WorkerThreadsText>,
+}
+
+/// The admin server.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAdmin {
+    /// Socket address (IP literal and port; port 0 = any free port). Default is `127.0.0.1:9901`.
+    pub address: Field<String>,
+}
+
+/// Control plane connection.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawControlPlane {
+    /// URL of the control plane, e.g. `http://127.0.0.1:18000`. Required.
+    pub address: Field<String>,
+    /// TLS to the control plane.
+    pub tls: Field<RawClientTls>,
+}
+
+/// TLS origination settings (to upstreams or to the control plane).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawClientTls {
+    /// CA bundle (PEM) to verify the peer; relative paths are resolved against the config file's directory.
+    pub ca: Field<String>,
+    /// Client certificate (PEM) for mTLS; needs `key`.
+    pub cert: Field<String>,
+    /// Client private key (PEM) for mTLS; needs `cert`.
+    pub key: Field<String>,
+    /// Server name to send (SNI) and verify. Default is the endpoint's host.
+    pub server_name: Field<String>,
+    /// Accepted peer identities (SPIFFE IDs); empty = any peer chaining to `ca`.
+    pub identities: List<String>,
+}
+
+/// Mesh identity files (watched and rotated live).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawIdentity {
+    /// This proxy's certificate (PEM). Required.
+    pub cert: Field<String>,
+    /// This proxy's private key (PEM). Required.
+    pub key: Field<String>,
+    /// CA certificates trusted for peers (PEM). Required.
+    pub trust_bundle: Field<String>,
+}
+
+/// An authorization policy for one listener.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAuthorization {
+    /// The listener this policy applies to. Required; must name a listener.
+    pub listener: Field<String>,
+    /// What happens to requests no rule allows. Default is `deny`.
+    pub default: Field<AuthorizationDefaultName>,
+    /// Rules; a request matching any rule is allowed.
+    pub allow: List<RawAllowRule>,
+}
+
+/// What happens to requests no rule allows.
+#[derive(Clone, Copy, Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum AuthorizationDefaultName {
+    /// Refuse with 403.
+    Deny,
+    /// Let through.
+    Allow,
+}
+
+/// One allow rule: all present conditions must hold.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAllowRule {
+    /// Peer identities (SPIFFE IDs); `*` = any authenticated peer. Absent = anyone.
+    pub from: List<String>,
+    /// HTTP methods. Absent = any method.
+    pub methods: List<String>,
+    /// Path globs (`*` matches any run of characters). Absent = any path.
+    pub paths: List<String>,
+}
+
+/// Distributed tracing.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTracing {
+    /// Trace context formats: read any of them, write all of them. Default is `[w3c]`.
+    pub propagation: List<PropagationName>,
+    /// Head sampling probability for new traces, 0 to 1; a parent's decision wins. Default is 0.01.
+    pub sampling: Field<f64>,
+    /// Where spans are exported (OTLP/HTTP protobuf).
+    pub otlp: Field<RawOtlp>,
+    /// Service name on spans. Default is the node id.
+    pub service_name: Field<String>,
+}
+
+/// A trace context format.
+#[derive(Clone, Copy, Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum PropagationName {
+    /// W3C Trace Context (`traceparent`).
+    W3c,
+    /// Zipkin B3 (`b3`, `x-b3-*`).
+    B3,
+}
+
+/// OTLP exporter.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawOtlp {
+    /// Collector URL, e.g. `http://127.0.0.1:4318/v1/traces`. Required.
+    pub endpoint: Field<String>,
+}
+
+/// Access log.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAccessLog {
+    /// Line format. Default is `json`.
+    pub format: Field<AccessLogFormatName>,
+    /// `stdout` or a file path (relative to the config file's directory). Default is `stdout`.
+    pub path: Field<String>,
+}
+
+/// Access log line format.
+#[derive(Clone, Copy, Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum AccessLogFormatName {
+    /// One JSON object per line.
+    Json,
+    /// Human-readable text.
+    Text,
+}

@@ -1,0 +1,192 @@
+//! Fields the format accepts but the proxy does not run yet: the one table to edit.
+//!
+//! Every field here is fully parsed and validated into the model; this pass only refuses
+//! files that use it, so nobody believes a retry policy protects them when it does not.
+//! When a feature lands, delete its line (and its test fixture in
+//! `tests/fixtures/invalid/unsupported_*.yaml`).
+
+use crate::diagnostic::{Pos, Sink};
+use crate::path;
+use crate::yaml::{Kind, Node};
+
+/// When a field counts as used.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum When {
+    /// Present (and not null).
+    Present,
+    /// Its value (as text) is this.
+    Is(&'static str),
+    /// Present with a value (as text) other than this.
+    IsNot(&'static str),
+}
+
+/// One refusal: the field (`[]` = every list item, `*` = every map key), when it counts
+/// as used, and the issue that will build it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct NotYet {
+    pub field: &'static str,
+    pub when: When,
+    pub issue: u32,
+}
+
+/// What the proxy cannot do yet. Delete a line when its feature lands.
+#[rustfmt::skip]
+pub(crate) const NOT_SUPPORTED_YET: &[NotYet] = &[
+    NotYet { field: "control_plane",                      when: When::Present,              issue: 8 },
+    NotYet { field: "listeners[].tls",                    when: When::Present,              issue: 7 },
+    NotYet { field: "route_tables.*[].retry",             when: When::Present,              issue: 5 },
+    NotYet { field: "route_tables.*[].fault",             when: When::Present,              issue: 5 },
+    NotYet { field: "route_tables.*[].rate_limit",        when: When::Present,              issue: 5 },
+    NotYet { field: "route_tables.*[].mirror",            when: When::Present,              issue: 6 },
+    NotYet { field: "clusters[].discovery",               when: When::Present,              issue: 8 },
+    NotYet { field: "clusters[].hash",                    when: When::Present,              issue: 6 },
+    NotYet { field: "clusters[].limits",                  when: When::Present,              issue: 5 },
+    NotYet { field: "clusters[].circuit_breaker",         when: When::Present,              issue: 5 },
+    NotYet { field: "clusters[].health_check",            when: When::Present,              issue: 5 },
+    NotYet { field: "clusters[].tls",                     when: When::Present,              issue: 7 },
+    NotYet { field: "clusters[].protocol",                when: When::Is("auto"),           issue: 7 },
+    NotYet { field: "clusters[].load_balancer",           when: When::IsNot("round_robin"), issue: 6 },
+    NotYet { field: "clusters[].endpoints[].weight",      when: When::IsNot("1"),           issue: 6 },
+    NotYet { field: "identity",                           when: When::Present,              issue: 7 },
+    NotYet { field: "authorization",                      when: When::Present,              issue: 7 },
+    NotYet { field: "tracing",                            when: When::Present,              issue: 4 },
+    NotYet { field: "access_log",                         when: When::Present,              issue: 4 },
+];
+
+/// Reports every use of a field in `table` found in the document.
+pub(crate) fn check(root: &Node, table: &[NotYet], sink: &mut Sink) {
+    for entry in table {
+        let segments = split(entry.field);
+        find(root, &segments, String::new(), None, &mut |found| {
+            report(entry, found, sink);
+        });
+    }
+}
+
+/// A field found in the document: its key's position, its value, its path.
+struct Found<'a> {
+    key_pos: Pos,
+    value: &'a Node,
+    path: String,
+}
+
+fn report(entry: &NotYet, found: Found<'_>, sink: &mut Sink) {
+    let issue = entry.issue;
+    match entry.when {
+        When::Present if !found.value.is_null() => {
+            sink.push(
+                found.key_pos,
+                &found.path,
+                format!("not supported yet (see issue #{issue})"),
+            );
+        }
+        When::Is(v) if found.value.text() == Some(v) => {
+            sink.push(
+                found.value.pos,
+                &found.path,
+                format!("{v:?} is not supported yet (see issue #{issue})"),
+            );
+        }
+        When::IsNot(v) => {
+            if let Some(text) = found.value.text().filter(|t| *t != v) {
+                sink.push(
+                    found.value.pos,
+                    &found.path,
+                    format!("{text:?} is not supported yet (see issue #{issue}); only {v} is"),
+                );
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `clusters[].endpoints[].weight` -> `clusters`, `[]`, `endpoints`, `[]`, `weight`.
+fn split(field: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    for part in field.split('.') {
+        match part.strip_suffix("[]") {
+            Some(name) => {
+                out.push(name);
+                out.push("[]");
+            }
+            None => out.push(part),
+        }
+    }
+    out
+}
+
+fn find<'a>(
+    node: &'a Node,
+    segments: &[&str],
+    path: String,
+    key_pos: Option<Pos>,
+    on: &mut dyn FnMut(Found<'a>),
+) {
+    let Some((first, rest)) = segments.split_first() else {
+        on(Found {
+            key_pos: key_pos.unwrap_or(node.pos),
+            value: node,
+            path,
+        });
+        return;
+    };
+    match (&node.kind, *first) {
+        (Kind::Seq(items), "[]") => {
+            for (i, item) in items.iter().enumerate() {
+                find(item, rest, path::index(&path, i), Some(item.pos), on);
+            }
+        }
+        (Kind::Map(entries), key) => {
+            for e in entries {
+                let Some(k) = e.key.text() else { continue };
+                if key == "*" || k == key {
+                    find(&e.value, rest, path::field(&path, k), Some(e.key.pos), on);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn messages(yaml: &str) -> Vec<String> {
+        let (root, _) = crate::yaml::parse(yaml).expect("yaml");
+        let mut sink = Sink::default();
+        check(&root.expect("doc"), NOT_SUPPORTED_YET, &mut sink);
+        let mut all: Vec<String> = sink
+            .into_vec("f.yaml")
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        all.sort();
+        all
+    }
+
+    #[test]
+    fn present_fields_are_refused_at_their_key() {
+        assert_eq!(
+            messages("route_tables:\n  edge:\n    - name: a\n      retry: {attempts: 2}\n"),
+            vec!["f.yaml:4:7: route_tables.edge[0].retry: not supported yet (see issue #5)"]
+        );
+    }
+
+    #[test]
+    fn values_other_than_the_supported_one_are_refused() {
+        let yaml = "clusters:\n  - load_balancer: round_robin\n    endpoints: [{address: a:1, weight: 1}, {address: b:1, weight: 3}]\n  - load_balancer: maglev\n";
+        assert_eq!(
+            messages(yaml),
+            vec![
+                r#"f.yaml:3:67: clusters[0].endpoints[1].weight: "3" is not supported yet (see issue #6); only 1 is"#,
+                r#"f.yaml:4:20: clusters[1].load_balancer: "maglev" is not supported yet (see issue #6); only round_robin is"#,
+            ]
+        );
+    }
+
+    #[test]
+    fn absent_and_null_fields_pass() {
+        assert!(messages("tracing:\nclusters:\n  - name: a\n    protocol: http2\n").is_empty());
+    }
+}

@@ -1,0 +1,259 @@
+//! Validation of clusters: endpoints, protocol, load balancing and resilience settings.
+
+use std::time::Duration;
+
+use super::Check;
+use super::check::pos_of;
+use super::other::client_tls;
+use super::route::absolute_path;
+use crate::model::{
+    Address, CircuitBreaker, Cluster, DEFAULT_CLUSTER_LIMITS, DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_POOL_IDLE_TIMEOUT, Discovery, Endpoint, FailureRate, HashPolicy, HealthCheck,
+    HealthCheckKind, LoadBalancer, UpstreamProtocol,
+};
+use crate::raw::{
+    LoadBalancerName, RawCircuitBreaker, RawCluster, RawEndpoint, RawHash, RawHealthCheck,
+    UpstreamProtocolName,
+};
+use crate::spanned::Spanned;
+use crate::units;
+
+pub(crate) const DEFAULT_DNS_REFRESH: Duration = Duration::from_secs(5);
+
+pub(crate) fn cluster(
+    ck: &mut Check<'_>,
+    at: &Spanned<RawCluster>,
+    raw: &RawCluster,
+) -> Option<Cluster> {
+    let name = ck.required_text(at, &raw.name, "name");
+    let endpoints = endpoints(ck, at, raw);
+    let discovery = ck.optional(raw.discovery.as_ref(), |ck, at| {
+        let d = at.get()?;
+        ck.require(at, &d.dns, "dns");
+        let dns = ck.parse(&d.dns, |s| units::parse_address(s));
+        let refresh = ck.positive_duration(&d.refresh, DEFAULT_DNS_REFRESH);
+        Some(Discovery { dns: dns?, refresh })
+    });
+    let protocol = match raw.protocol.as_ref().and_then(Spanned::get) {
+        None | Some(UpstreamProtocolName::Http1) => UpstreamProtocol::Http1,
+        Some(UpstreamProtocolName::Http2) => UpstreamProtocol::Http2,
+        Some(UpstreamProtocolName::Auto) => UpstreamProtocol::Auto,
+    };
+    if let (UpstreamProtocol::Auto, None, Some(field)) = (protocol, &raw.tls, &raw.protocol) {
+        ck.error(
+            field,
+            "protocol auto is chosen by ALPN over TLS, so it needs tls",
+        );
+    }
+    let load_balancer = load_balancer(raw.load_balancer.as_ref().and_then(Spanned::get));
+    let hash = ck.optional(raw.hash.as_ref(), hash).flatten();
+    let hashing = matches!(load_balancer, LoadBalancer::RingHash | LoadBalancer::Maglev);
+    match (&raw.hash, raw.load_balancer.as_ref()) {
+        (None, Some(lb)) if hashing => {
+            ck.error(lb, "ring_hash and maglev need a hash key (add `hash:`)")
+        }
+        (Some(h), _) if !hashing => {
+            ck.error(h, "hash is only used by load_balancer ring_hash or maglev")
+        }
+        _ => {}
+    }
+    let limits = raw
+        .limits
+        .as_ref()
+        .and_then(Spanned::get)
+        .map(|l| {
+            let d = DEFAULT_CLUSTER_LIMITS;
+            crate::model::ClusterLimits {
+                max_connections: ck.int_in(&l.max_connections, 1, u32::MAX, d.max_connections),
+                max_pending: ck.int_in(&l.max_pending, 0, u32::MAX, d.max_pending),
+                max_requests: ck.int_in(&l.max_requests, 1, u32::MAX, d.max_requests),
+                max_retries: ck.int_in(&l.max_retries, 0, u32::MAX, d.max_retries),
+            }
+        })
+        .unwrap_or(DEFAULT_CLUSTER_LIMITS);
+    Some(Cluster {
+        name,
+        endpoints,
+        discovery: discovery.flatten(),
+        protocol,
+        load_balancer,
+        hash,
+        connect_timeout: ck.positive_duration(&raw.connect_timeout, DEFAULT_CONNECT_TIMEOUT),
+        idle_timeout: ck.positive_duration(&raw.idle_timeout, DEFAULT_POOL_IDLE_TIMEOUT),
+        limits,
+        circuit_breaker: ck
+            .optional(raw.circuit_breaker.as_ref(), circuit_breaker)
+            .flatten(),
+        health_check: ck
+            .optional(raw.health_check.as_ref(), health_check)
+            .flatten(),
+        tls: ck.optional(raw.tls.as_ref(), client_tls),
+    })
+}
+
+fn endpoints(ck: &mut Check<'_>, at: &Spanned<RawCluster>, raw: &RawCluster) -> Vec<Endpoint> {
+    match (&raw.endpoints, &raw.discovery) {
+        (None, None) => ck.error(at, "missing field \"endpoints\" (or \"discovery\")"),
+        (Some(_), Some(d)) => ck.error(
+            d,
+            "cannot be used together with \"endpoints\" (give one of them)",
+        ),
+        (Some(list), None) if list.get().is_some_and(Vec::is_empty) => {
+            ck.error(list, "needs at least one endpoint")
+        }
+        _ => {}
+    }
+    let list = ck.list(&raw.endpoints, |ck, at, e| {
+        let endpoint = match e {
+            RawEndpoint::Address(text) => {
+                let address = ck.parse(&Some(text.clone()), |s| units::parse_address(s))?;
+                Endpoint { address, weight: 1 }
+            }
+            RawEndpoint::Weighted(w) => {
+                ck.require(at, &w.address, "address");
+                let address: Option<Address> = ck.parse(&w.address, |s| units::parse_address(s));
+                let weight = ck.int_in(&w.weight, 1, u32::MAX, 1);
+                Endpoint {
+                    address: address?,
+                    weight,
+                }
+            }
+        };
+        Some((endpoint, at.pos, at.path.clone()))
+    });
+    let mut out: Vec<Endpoint> = Vec::new();
+    for (endpoint, pos, path) in list {
+        if out.iter().any(|e| e.address == endpoint.address) {
+            ck.at(
+                pos,
+                &path,
+                format!("endpoint {} is listed twice", endpoint.address),
+            );
+        } else {
+            out.push(endpoint);
+        }
+    }
+    out
+}
+
+fn load_balancer(name: Option<&LoadBalancerName>) -> LoadBalancer {
+    match name {
+        None | Some(LoadBalancerName::RoundRobin) => LoadBalancer::RoundRobin,
+        Some(LoadBalancerName::WeightedRoundRobin) => LoadBalancer::WeightedRoundRobin,
+        Some(LoadBalancerName::Random) => LoadBalancer::Random,
+        Some(LoadBalancerName::LeastRequest) => LoadBalancer::LeastRequest,
+        Some(LoadBalancerName::PeakEwma) => LoadBalancer::PeakEwma,
+        Some(LoadBalancerName::RingHash) => LoadBalancer::RingHash,
+        Some(LoadBalancerName::Maglev) => LoadBalancer::Maglev,
+    }
+}
+
+fn hash(ck: &mut Check<'_>, at: &Spanned<RawHash>) -> Option<HashPolicy> {
+    let raw = at.get()?;
+    let one = [
+        ("header", pos_of(&raw.header)),
+        ("cookie", pos_of(&raw.cookie)),
+        ("source_ip", pos_of(&raw.source_ip)),
+    ];
+    if !ck.exactly_one(at, &one) {
+        return None;
+    }
+    if let Some(name) = ck.parse(&raw.header, |h| units::parse_header_name(h)) {
+        return Some(HashPolicy::Header(name));
+    }
+    if let Some(cookie) = ck.text(&raw.cookie, "cookie") {
+        return Some(HashPolicy::Cookie(cookie));
+    }
+    ck.parse(&raw.source_ip, |b| {
+        if *b {
+            Ok(HashPolicy::SourceIp)
+        } else {
+            Err("source_ip: false hashes nothing (write source_ip: true)".to_string())
+        }
+    })
+}
+
+fn circuit_breaker(ck: &mut Check<'_>, at: &Spanned<RawCircuitBreaker>) -> Option<CircuitBreaker> {
+    let raw = at.get()?;
+    let failure_rate = ck
+        .optional(raw.failure_rate.as_ref(), |ck, at| {
+            let f = at.get()?;
+            ck.require(at, &f.threshold, "threshold");
+            Some(FailureRate {
+                threshold: ck.number_in(&f.threshold, 0.0, 1.0, 0.5),
+                min_requests: ck.int_in(&f.min_requests, 1, u32::MAX, 20),
+                window: ck.positive_duration(&f.window, Duration::from_secs(10)),
+            })
+        })
+        .flatten();
+    let consecutive_failures = match &raw.consecutive_failures {
+        Some(_) => Some(ck.int_in(&raw.consecutive_failures, 1, u32::MAX, 5)),
+        None if failure_rate.is_none() && raw.failure_rate.is_none() => Some(5),
+        None => None,
+    };
+    let open_duration = ck.positive_duration(&raw.open_duration, Duration::from_secs(10));
+    let max_open_duration = ck.positive_duration(
+        &raw.max_open_duration,
+        Duration::from_secs(300).max(open_duration),
+    );
+    if max_open_duration < open_duration {
+        if let Some(field) = &raw.max_open_duration {
+            ck.error(field, "max_open_duration is shorter than open_duration");
+        }
+    }
+    let max_ejected_percent = ck
+        .parse(&raw.max_ejected_percent, |p| {
+            if *p <= 100 {
+                Ok(*p)
+            } else {
+                Err(format!("{p} is out of range (expected 0 to 100)"))
+            }
+        })
+        .unwrap_or(50);
+    Some(CircuitBreaker {
+        consecutive_failures,
+        failure_rate,
+        open_duration,
+        max_open_duration,
+        half_open_requests: ck.int_in(&raw.half_open_requests, 1, u32::MAX, 3),
+        max_ejected_percent,
+    })
+}
+
+fn health_check(ck: &mut Check<'_>, at: &Spanned<RawHealthCheck>) -> Option<HealthCheck> {
+    let raw = at.get()?;
+    if !ck.exactly_one(
+        at,
+        &[("http", pos_of(&raw.http)), ("tcp", pos_of(&raw.tcp))],
+    ) {
+        return None;
+    }
+    let kind = match &raw.http {
+        Some(http) => {
+            let h = http.get()?;
+            ck.require(http, &h.path, "path");
+            let path = ck.parse(&h.path, |p| absolute_path(p));
+            let mut expected_status = ck.list(&h.expected_status, |ck, at, s| {
+                units::parse_status(*s)
+                    .map(|_| *s)
+                    .map_err(|e| ck.error(at, e))
+                    .ok()
+            });
+            if h.expected_status.is_none() {
+                expected_status.push(200);
+            }
+            HealthCheckKind::Http {
+                path: path?,
+                expected_status,
+            }
+        }
+        None => HealthCheckKind::Tcp,
+    };
+    Some(HealthCheck {
+        kind,
+        interval: ck.positive_duration(&raw.interval, Duration::from_secs(5)),
+        timeout: ck.positive_duration(&raw.timeout, Duration::from_secs(1)),
+        unhealthy_threshold: ck.int_in(&raw.unhealthy_threshold, 1, u32::MAX, 3),
+        healthy_threshold: ck.int_in(&raw.healthy_threshold, 1, u32::MAX, 2),
+    })
+}

@@ -1,0 +1,131 @@
+//! Validation: raw config -> typed model, collecting every problem (pure; no I/O).
+//!
+//! Each part checks its own fields and returns `None` when something required is
+//! missing or malformed; every field is looked at before giving up, so all problems are
+//! reported. Defaults from `model.rs` are applied here. Cross-references (route tables,
+//! clusters, listeners by name) are checked against the names collected first.
+
+mod check;
+mod cluster;
+mod listener;
+mod other;
+mod policy;
+mod route;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+pub(crate) use check::Check;
+
+use crate::diagnostic::Sink;
+use crate::model::{Config, RouteTable};
+use crate::raw::RawConfig;
+use crate::spanned::Spanned;
+
+/// The names defined in a file, for cross-reference checks; `None` when a definition
+/// was malformed (then references are not checked, to avoid follow-on errors).
+#[derive(Debug, Default)]
+pub(crate) struct Names {
+    pub listeners: Option<Vec<String>>,
+    pub route_tables: Option<Vec<String>>,
+    pub clusters: Option<Vec<String>>,
+}
+
+/// What validation needs besides the raw config.
+#[derive(Debug)]
+pub(crate) struct Context<'a> {
+    /// Relative file paths are resolved against this (the config file's directory).
+    pub base_dir: &'a Path,
+    /// Used when `node.id` is absent.
+    pub default_node_id: String,
+}
+
+/// Checks everything and builds the model; `None` if any problem was found (all are in
+/// `sink`).
+pub(crate) fn validate(
+    raw: &Spanned<RawConfig>,
+    cx: &Context<'_>,
+    sink: &mut Sink,
+) -> Option<Config> {
+    let ck = &mut Check::new(sink, cx.base_dir);
+    let config = raw.get()?;
+
+    match &config.version {
+        None => ck.at(
+            raw.pos,
+            "",
+            "missing field \"version\" (write `version: 1` at the top)",
+        ),
+        Some(v) => {
+            if let Some(n) = v.get() {
+                if *n != 1 {
+                    ck.error(
+                        v,
+                        format!("version {n} is not supported (this meshwork reads version 1)"),
+                    );
+                }
+            }
+        }
+    }
+
+    let names = Names {
+        listeners: ck.unique_names(config.listeners.as_ref(), "listener", |l| &l.name),
+        route_tables: match &config.route_tables {
+            None => Some(Vec::new()),
+            Some(t) => t
+                .get()
+                .map(|t| t.0.iter().filter_map(|(k, _)| k.get().cloned()).collect()),
+        },
+        clusters: ck.unique_names(config.clusters.as_ref(), "cluster", |c| &c.name),
+    };
+
+    let node = other::node(ck, config.node.as_ref(), &cx.default_node_id);
+    let runtime = other::runtime(ck, config.runtime.as_ref());
+    let admin = other::admin(ck, config.admin.as_ref());
+    let control_plane = ck.optional(config.control_plane.as_ref(), other::control_plane);
+    let listeners = listener::listeners(ck, &config.listeners, &names);
+    let route_tables = route_tables(ck, config, &names);
+    let clusters = ck.list(&config.clusters, cluster::cluster);
+    let identity = ck.optional(config.identity.as_ref(), other::identity);
+    let authorization = ck.list(&config.authorization, |ck, at, a| {
+        Some(other::authorization(ck, at, a, &names))
+    });
+    let tracing = ck.optional(config.tracing.as_ref(), |ck, t| {
+        other::tracing(ck, t, &node.id)
+    });
+    let access_log = ck.optional(config.access_log.as_ref(), other::access_log);
+
+    ck.is_clean().then_some(Config {
+        node,
+        runtime,
+        admin,
+        control_plane,
+        listeners,
+        route_tables,
+        clusters,
+        identity,
+        authorization,
+        tracing,
+        access_log,
+    })
+}
+
+fn route_tables(
+    ck: &mut Check<'_>,
+    config: &RawConfig,
+    names: &Names,
+) -> BTreeMap<String, RouteTable> {
+    let mut out = BTreeMap::new();
+    let Some(tables) = config.route_tables.as_ref().and_then(Spanned::get) else {
+        return out;
+    };
+    for (key, routes) in &tables.0 {
+        let Some(name) = key.get() else { continue };
+        if name.trim().is_empty() {
+            ck.error(key, "a route table name cannot be empty");
+            continue;
+        }
+        out.insert(name.clone(), route::table(ck, name, routes, names));
+    }
+    out
+}
