@@ -115,6 +115,17 @@ impl Body for GeneratedBody {
     }
 }
 
+/// A body fed from the returned sender, frame by frame, for streaming tests.
+pub fn channel_body() -> (tokio::sync::mpsc::Sender<Bytes>, RequestBody) {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+    let frames = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|data| (Ok::<_, BoxError>(Frame::data(data)), rx))
+    });
+    (tx, http_body_util::StreamBody::new(frames).boxed())
+}
+
 /// What [`verify_pattern`] found in a body.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PatternCheck {
@@ -156,7 +167,22 @@ where
     B::Data: AsRef<[u8]>,
     B::Error: Into<BoxError>,
 {
-    let mut check = PatternCheck::default();
+    continue_verifying(PatternCheck::default(), body).await
+}
+
+/// Like [`verify_pattern`], for a body whose first bytes `check` has already seen.
+///
+/// # Errors
+/// As [`verify_pattern`].
+pub async fn continue_verifying<B>(
+    mut check: PatternCheck,
+    body: B,
+) -> Result<PatternCheck, (PatternCheck, BoxError)>
+where
+    B: Body,
+    B::Data: AsRef<[u8]>,
+    B::Error: Into<BoxError>,
+{
     let mut body = std::pin::pin!(body);
     while let Some(frame) = body.frame().await {
         match frame {

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use http::{Method, StatusCode};
@@ -121,6 +122,7 @@ impl ProxyBuilder {
             stdout,
             admin_client: HttpClient::h1(),
             exit: None,
+            reported: AtomicBool::new(false),
         };
         proxy.await_ready(&address_file).await;
         proxy.refresh_listeners().await;
@@ -142,6 +144,8 @@ pub struct Proxy {
     stdout: OutputBuffer,
     admin_client: HttpClient,
     exit: Option<ExitStatus>,
+    /// Set once a panic message already carried the proxy's stderr.
+    reported: AtomicBool,
 }
 
 impl Proxy {
@@ -202,6 +206,7 @@ impl Proxy {
 
     /// Panics with `message` and the proxy's stderr.
     pub fn fail(&self, message: &str) -> ! {
+        self.reported.store(true, Ordering::SeqCst);
         panic!(
             "{message}\n--- meshwork stderr (last 60 lines) ---\n{}",
             self.stderr.tail(60)
@@ -388,16 +393,11 @@ impl Proxy {
     }
 
     /// Resident memory, from `/proc/PID/status`.
+    ///
+    /// # Panics
+    /// When the process is gone.
     pub fn rss_bytes(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))
-            .expect("read /proc/PID/status");
-        let kib: u64 = status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|n| n.parse().ok())
-            .expect("a VmRSS line in /proc/PID/status");
-        kib * 1024
+        rss_bytes_of(self.pid).unwrap_or_else(|| self.fail("no VmRSS in /proc/PID/status"))
     }
 
     /// What the proxy has written to stderr so far (the last 4 MiB).
@@ -418,7 +418,10 @@ impl Proxy {
 
 impl Drop for Proxy {
     fn drop(&mut self) {
-        if std::thread::panicking() && std::env::var_os(ECHO_ENV).is_none() {
+        if std::thread::panicking()
+            && std::env::var_os(ECHO_ENV).is_none()
+            && !self.reported.load(Ordering::SeqCst)
+        {
             eprintln!(
                 "--- meshwork {} stderr (last 80 lines) ---\n{}\n--- end of meshwork stderr ---",
                 self.pid,
@@ -426,4 +429,15 @@ impl Drop for Proxy {
             );
         }
     }
+}
+
+/// Resident memory of process `pid` from `/proc/PID/status`; `None` once it is gone.
+pub fn rss_bytes_of(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())?;
+    Some(kib * 1024)
 }
