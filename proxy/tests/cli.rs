@@ -10,7 +10,14 @@ fn meshwork() -> Command {
 
 #[test]
 fn every_subcommand_has_complete_help() {
-    for sub in [&[][..], &["run"], &["check"], &["explain"], &["schema"], &["demo"]] {
+    for sub in [
+        &[][..],
+        &["run"],
+        &["check"],
+        &["explain"],
+        &["schema"],
+        &["demo"],
+    ] {
         let out = meshwork().args(sub).arg("--help").output().unwrap();
         assert!(out.status.success(), "{sub:?} --help failed");
         let text = String::from_utf8(out.stdout).unwrap();
@@ -29,7 +36,11 @@ fn shipped_examples_pass_check() {
     files.sort();
     assert!(!files.is_empty());
     let out = meshwork().arg("check").args(&files).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -37,7 +48,11 @@ fn check_fails_with_a_positioned_error_for_a_broken_file() {
     let dir = std::env::temp_dir().join(format!("meshwork-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("broken.yaml");
-    std::fs::write(&file, "version: 1\nlisteners:\n  - name: web\n    adress: 127.0.0.1:8080\n").unwrap();
+    std::fs::write(
+        &file,
+        "version: 1\nlisteners:\n  - name: web\n    adress: 127.0.0.1:8080\n",
+    )
+    .unwrap();
     let out = meshwork().arg("check").arg(&file).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);

@@ -6,7 +6,7 @@
 //! which would make every idle connection die at the header timeout instead of the
 //! listener's `idle_timeout`, and it closes without the 408 the contract promises.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -16,6 +16,10 @@ use tokio::time::Instant;
 pub struct ConnActivity {
     epoch: Instant,
     in_flight: AtomicUsize,
+    /// Requests started so far; the socket reader starts a fresh head scan when it moves.
+    started: AtomicU64,
+    /// The head being received carries both Content-Length and Transfer-Encoding.
+    ambiguous_framing: AtomicBool,
     /// Milliseconds since `epoch` (+1) when the first byte of a request head arrived; 0 = none.
     head_started: AtomicU64,
     /// Milliseconds since `epoch` when the connection last became idle.
@@ -31,6 +35,8 @@ impl ConnActivity {
         Self {
             epoch: Instant::now(),
             in_flight: AtomicUsize::new(0),
+            started: AtomicU64::new(0),
+            ambiguous_framing: AtomicBool::new(false),
             head_started: AtomicU64::new(0),
             idle_since: AtomicU64::new(0),
             track_heads,
@@ -58,8 +64,27 @@ impl ConnActivity {
         }
     }
 
+    /// Whether bytes read now belong to a request head (HTTP/1, nothing in flight).
+    pub fn reading_head(&self) -> bool {
+        self.track_heads && self.in_flight.load(Ordering::Relaxed) == 0
+    }
+
+    pub fn requests_started(&self) -> u64 {
+        self.started.load(Ordering::Relaxed)
+    }
+
+    pub fn flag_ambiguous_framing(&self) {
+        self.ambiguous_framing.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the request just parsed had both framing headers (clears the flag).
+    pub fn take_ambiguous_framing(&self) -> bool {
+        self.ambiguous_framing.swap(false, Ordering::Relaxed)
+    }
+
     /// A whole request head was parsed: the request is now in flight.
     pub fn request_started(&self) {
+        self.started.fetch_add(1, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.head_started.store(0, Ordering::Relaxed);
     }

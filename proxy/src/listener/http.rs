@@ -21,7 +21,8 @@ use tower::ServiceExt;
 
 use super::activity::{ConnActivity, InFlightGuard};
 use super::io::ConnIo;
-use crate::http::ResponseBody;
+use crate::http::response::error_response;
+use crate::http::{ProxyError, ResponseBody};
 use crate::layers::{self, ProxyRequest, RequestContext};
 use crate::snapshot::SnapshotHandle;
 
@@ -205,6 +206,19 @@ impl hyper::service::Service<http::Request<Incoming>> for HttpService {
 
     fn call(&self, req: http::Request<Incoming>) -> Self::Future {
         let guard = InFlightGuard::new(self.activity.clone());
+        if self.activity.take_ambiguous_framing() {
+            tracing::debug!(client_addr = %self.client_addr, "request with both Content-Length and Transfer-Encoding; rejecting");
+            let mut rsp = error_response(ProxyError::MalformedRequest);
+            rsp.headers_mut().insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
+            let rsp = rsp.map(|body| TrackedBody {
+                body,
+                _guard: guard,
+            });
+            return Box::pin(std::future::ready(Ok(rsp)));
+        }
         let req = ProxyRequest {
             http: req,
             ctx: RequestContext {

@@ -11,17 +11,40 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::activity::ConnActivity;
+use super::framing::HeadScanner;
 
 /// A TCP stream readable and writable through a shared handle.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ConnIo {
     stream: Arc<TcpStream>,
     activity: Arc<ConnActivity>,
+    scanner: HeadScanner,
+    /// `activity.requests_started()` when `scanner` was last reset.
+    scanned_for: u64,
 }
 
 impl ConnIo {
     pub fn new(stream: Arc<TcpStream>, activity: Arc<ConnActivity>) -> Self {
-        Self { stream, activity }
+        Self {
+            stream,
+            activity,
+            scanner: HeadScanner::default(),
+            scanned_for: 0,
+        }
+    }
+
+    fn inspect(&mut self, bytes: &[u8]) {
+        self.activity.on_read();
+        if self.activity.reading_head() {
+            let started = self.activity.requests_started();
+            if started != self.scanned_for {
+                self.scanner = HeadScanner::default();
+                self.scanned_for = started;
+            }
+            if self.scanner.feed(bytes) {
+                self.activity.flag_ambiguous_framing();
+            }
+        }
     }
 }
 
@@ -31,13 +54,14 @@ impl AsyncRead for ConnIo {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
         loop {
-            ready!(self.stream.poll_read_ready(cx))?;
+            ready!(this.stream.poll_read_ready(cx))?;
             let unfilled = buf.initialize_unfilled();
-            match self.stream.try_read(unfilled) {
+            match this.stream.try_read(unfilled) {
                 Ok(n) => {
                     if n > 0 {
-                        self.activity.on_read();
+                        this.inspect(&unfilled[..n]);
                     }
                     buf.advance(n);
                     return Poll::Ready(Ok(()));

@@ -1,0 +1,136 @@
+//! Spots request heads that carry both `Content-Length` and `Transfer-Encoding`.
+//!
+//! hyper frames such a request by `Transfer-Encoding` and silently drops the
+//! `Content-Length` before the proxy sees it (RFC 9112 §6.3 allows that). The contract
+//! is stricter — such a request is a smuggling attempt, answered 400 and the connection
+//! closed — so the socket reader watches the header names of each request head as the
+//! bytes go by. Only head bytes are scanned (reads between requests), byte by byte with
+//! no allocation; it stops at the blank line that ends the head.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// The request line, not a header.
+    RequestLine,
+    LineStart,
+    /// After `\r` at the start of a line: a blank line if `\n` follows.
+    BlankCr,
+    Name,
+    /// The rest of a header line (value), or a name too long to be one we look for.
+    Rest,
+    Done,
+}
+
+const LONGEST: usize = "transfer-encoding".len();
+
+#[derive(Debug, Clone)]
+pub struct HeadScanner {
+    state: State,
+    name: [u8; LONGEST],
+    len: usize,
+    content_length: bool,
+    transfer_encoding: bool,
+}
+
+impl Default for HeadScanner {
+    fn default() -> Self {
+        Self {
+            state: State::RequestLine,
+            name: [0; LONGEST],
+            len: 0,
+            content_length: false,
+            transfer_encoding: false,
+        }
+    }
+}
+
+impl HeadScanner {
+    /// Feeds bytes of the head; true once both framing headers have been seen.
+    pub fn feed(&mut self, bytes: &[u8]) -> bool {
+        for &b in bytes {
+            self.state = match (self.state, b) {
+                (State::Done, _) => break,
+                (_, b'\n') if self.state == State::LineStart || self.state == State::BlankCr => {
+                    State::Done
+                }
+                (_, b'\n') => State::LineStart,
+                (State::RequestLine, _) | (State::Rest, _) => self.state,
+                (State::LineStart, b'\r') => State::BlankCr,
+                (State::LineStart, _) | (State::BlankCr, _) => {
+                    self.len = 0;
+                    self.push(b)
+                }
+                (State::Name, b':') => {
+                    let name = &self.name[..self.len];
+                    self.content_length |= name == b"content-length";
+                    self.transfer_encoding |= name == b"transfer-encoding";
+                    State::Rest
+                }
+                (State::Name, _) => self.push(b),
+            };
+        }
+        self.content_length && self.transfer_encoding
+    }
+
+    fn push(&mut self, b: u8) -> State {
+        if self.len == LONGEST {
+            return State::Rest;
+        }
+        self.name[self.len] = b.to_ascii_lowercase();
+        self.len += 1;
+        State::Name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scan(head: &[u8], chunk: usize) -> bool {
+        let mut s = HeadScanner::default();
+        head.chunks(chunk).any(|c| s.feed(c))
+    }
+
+    #[test]
+    fn both_framing_headers_are_spotted_in_any_case_and_any_split() {
+        let head = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTRANSFER-ENCODING: chunked\r\n\r\n";
+        for chunk in [1, 2, 3, 7, head.len()] {
+            assert!(scan(head, chunk), "chunk {chunk}");
+        }
+    }
+
+    #[test]
+    fn one_framing_header_alone_is_fine() {
+        assert!(!scan(
+            b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
+            4
+        ));
+        assert!(!scan(
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            4
+        ));
+    }
+
+    #[test]
+    fn the_body_and_values_are_not_scanned() {
+        assert!(!scan(
+            b"POST / HTTP/1.1\r\nContent-Length: 30\r\n\r\ntransfer-encoding: chunked\r\n",
+            5
+        ));
+        assert!(!scan(
+            b"GET /content-length: HTTP/1.1\r\nX-A: transfer-encoding:\r\n\r\n",
+            3
+        ));
+    }
+
+    #[test]
+    fn bare_lf_heads_are_handled() {
+        assert!(scan(
+            b"POST / HTTP/1.1\nContent-Length: 1\nTransfer-Encoding: chunked\n\n",
+            2
+        ));
+        assert!(!scan(
+            b"POST / HTTP/1.1\nContent-Length: 1\n\nTransfer-Encoding: chunked\n",
+            2
+        ));
+    }
+}
