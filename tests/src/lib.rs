@@ -29,4 +29,6 @@ pub use tcp::TcpEchoUpstream;
 pub use upstream::{Echo, Upstream, UpstreamBuilder, dead_endpoint};
 pub use wait::{eventually, within};
 pub use ws::{WsUpstream, ws_connect};
-pub use yaml::{cluster_yaml, dedent, edge_config, edge_routes, indent, single_cluster_config};
+pub use yaml::{
+    cluster_yaml, dedent, edge_config, edge_routes, indent, single_cluster_config, with_limits,
+};

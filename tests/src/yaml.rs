@@ -103,6 +103,25 @@ pub fn edge_routes(routes: &str, upstreams: &[&Upstream]) -> String {
     )
 }
 
+/// `yaml` (built on [`EDGE_PREAMBLE`]) with a `limits` block added to listener `edge`;
+/// `limits` holds its fields, e.g. `"header_read_timeout: 300ms"`.
+///
+/// # Panics
+/// When `yaml` has no `edge` listener from the preamble.
+pub fn with_limits(yaml: &str, limits: &str) -> String {
+    let anchor = "    route_table: edge\n";
+    let at = yaml
+        .find(anchor)
+        .expect("the edge listener of EDGE_PREAMBLE")
+        + anchor.len();
+    format!(
+        "{}    limits:\n{}{}",
+        &yaml[..at],
+        indent(&dedent(limits), 6),
+        &yaml[at..]
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,6 +130,15 @@ mod tests {
     fn dedent_strips_the_common_indentation_and_the_leading_blank_line() {
         let text = "\n    a:\n      b: 1\n\n    c: 2\n  ";
         assert_eq!(dedent(text), "a:\n  b: 1\n\nc: 2\n\n");
+    }
+
+    #[test]
+    fn with_limits_adds_a_limits_block_to_the_edge_listener() {
+        let yaml = with_limits(EDGE_PREAMBLE, "max_connections: 2\nidle_timeout: 1s");
+        assert!(
+            yaml.contains("    route_table: edge\n    limits:\n      max_connections: 2\n      idle_timeout: 1s\n"),
+            "{yaml}"
+        );
     }
 
     #[test]
