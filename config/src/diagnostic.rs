@@ -130,6 +130,11 @@ impl Sink {
         self.list.is_empty()
     }
 
+    /// Whether a problem was already reported at `pos`.
+    pub(crate) fn has_at(&self, pos: Pos) -> bool {
+        self.list.iter().any(|d| d.pos() == pos)
+    }
+
     /// The collected problems, stamped with the file name.
     pub(crate) fn into_vec(self, file: &str) -> Vec<Diagnostic> {
         self.list

@@ -38,7 +38,8 @@ impl ColumnMap {
             if pos.column < r.out_start {
                 break;
             }
-            if pos.column < r.out_end {
+            // An empty value's position is its `${` too.
+            if pos.column < r.out_end || pos.column == r.out_start {
                 return Pos::new(pos.line, r.in_start);
             }
             shift += (r.out_end as isize - r.out_start as isize)
@@ -46,6 +47,28 @@ impl ColumnMap {
         }
         let column = (pos.column as isize - shift).max(1) as usize;
         Pos::new(pos.line, column)
+    }
+}
+
+impl ColumnMap {
+    /// The position in the substituted text of `pos` in the file (a position inside a
+    /// `${...}` maps to the start of its value).
+    pub(crate) fn substituted(&self, pos: Pos) -> Pos {
+        let Some(replacements) = pos.line.checked_sub(1).and_then(|i| self.lines.get(i)) else {
+            return pos;
+        };
+        let mut shift: isize = 0;
+        for r in replacements {
+            if pos.column < r.in_start {
+                break;
+            }
+            if pos.column < r.in_end {
+                return Pos::new(pos.line, r.out_start);
+            }
+            shift += (r.out_end as isize - r.out_start as isize)
+                - (r.in_end as isize - r.in_start as isize);
+        }
+        Pos::new(pos.line, (pos.column as isize + shift).max(1) as usize)
     }
 }
 
@@ -271,5 +294,9 @@ mod tests {
         // Before it -> unchanged.
         assert_eq!(map.original(Pos::new(1, 1)), Pos::new(1, 1));
         assert_eq!(map.original(Pos::new(2, 9)), Pos::new(2, 10));
+        // And the other way.
+        assert_eq!(map.substituted(Pos::new(1, 4)), Pos::new(1, 4));
+        assert_eq!(map.substituted(Pos::new(1, 12)), Pos::new(1, 24));
+        assert_eq!(map.substituted(Pos::new(2, 10)), Pos::new(2, 9));
     }
 }

@@ -61,37 +61,37 @@ pub fn load_str(
 ) -> Result<Config, Diagnostics> {
     let (substituted, columns, env_problems) = env::substitute(text, env);
     let mut sink = Sink::default();
-    let config = match yaml::parse(&substituted) {
+    let parsed = yaml::parse(&substituted);
+    let root = match &parsed {
+        Ok((Some(root), _)) => Some(root),
+        _ => None,
+    };
+    // Positions are kept in the substituted text until the end.
+    let env_failed = !env_problems.is_empty();
+    for (pos, message) in env_problems {
+        let at = columns.substituted(pos);
+        let path = root.and_then(|r| yaml::path_at(r, at)).unwrap_or_default();
+        sink.push(at, &path, message);
+    }
+    let config = match parsed {
         Err((pos, message)) => {
-            sink.push(columns.original(pos), "", message);
-            for (pos, message) in env_problems {
-                sink.push(pos, "", message);
-            }
-            None
-        }
-        Ok((root, _)) if !env_problems.is_empty() => {
-            // Stop before validating: an unset variable would cause follow-on errors.
-            for (pos, message) in env_problems {
-                let substituted_pos = pos;
-                let path = root
-                    .as_ref()
-                    .and_then(|r| yaml::path_at(r, substituted_pos))
-                    .unwrap_or_default();
-                sink.push(pos, &path, message);
-            }
+            sink.push(pos, "", message);
             None
         }
         Ok((None, _)) => {
-            sink.push(
-                Pos::new(1, 1),
-                "",
-                "the file is empty (expected a mapping starting with `version: 1`)",
-            );
+            if !env_failed {
+                sink.push(
+                    Pos::new(1, 1),
+                    "",
+                    "the file is empty (expected a mapping starting with `version: 1`)",
+                );
+            }
             None
         }
+        // Stop before validating: an unset variable would cause follow-on errors.
+        Ok((Some(_), _)) if env_failed => None,
         Ok((Some(root), problems)) => {
-            for (pos, message) in problems {
-                let path = yaml::path_at(&root, pos).unwrap_or_default();
+            for (pos, path, message) in problems {
                 sink.push(pos, &path, message);
             }
             check(&root, base_dir, &mut sink)
@@ -118,12 +118,20 @@ pub fn load_str(
 /// Structural checks, refusals of unsupported fields, validation.
 fn check(root: &yaml::Node, base_dir: &Path, sink: &mut Sink) -> Option<Config> {
     let raw: Spanned<RawConfig> = de::from_node(root, sink)?;
-    unsupported::check(root, unsupported::NOT_SUPPORTED_YET, sink);
     let cx = Context {
         base_dir,
         default_node_id: hostname(),
     };
-    validate::validate(&raw, &cx, sink)
+    let config = validate::validate(&raw, &cx, sink);
+    // A field that is also wrong in itself gets only that message.
+    let mut refusals = Sink::default();
+    unsupported::check(root, unsupported::NOT_SUPPORTED_YET, &mut refusals);
+    for d in refusals.into_vec("") {
+        if !sink.has_at(d.pos()) {
+            sink.push(d.pos(), &d.path, d.message);
+        }
+    }
+    config
 }
 
 /// The machine's hostname: /proc/sys/kernel/hostname, else `$HOSTNAME`, else "meshwork".

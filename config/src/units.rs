@@ -42,6 +42,15 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             .find(|c: char| c.is_ascii_digit() || c == '.')
             .unwrap_or(tail.len());
         let (unit, next) = tail.split_at(unit_len);
+        if unit.starts_with(char::is_whitespace) {
+            return Err(format!(
+                "{text:?} is not a duration (write the unit right after the number, e.g. \"{number}{}\")",
+                unit.trim()
+                    .chars()
+                    .next()
+                    .map_or("s".to_string(), |c| c.to_string())
+            ));
+        }
         if number.is_empty() {
             return Err(format!(
                 "{text:?} is not a duration (expected a number with a unit: 250ms, 5s, 2m, 1h)"
@@ -150,8 +159,12 @@ pub fn parse_address(text: &str) -> Result<Address, String> {
     parse_host_port(text, false)
 }
 
-fn parse_host_port(text: &str, allow_port_zero: bool) -> Result<Address, String> {
-    let example = "e.g. \"127.0.0.1:8080\", \"[::1]:8080\" or \"api.internal:80\"";
+fn parse_host_port(text: &str, bind: bool) -> Result<Address, String> {
+    let example = if bind {
+        "e.g. \"127.0.0.1:8080\" or \"[::1]:8080\""
+    } else {
+        "e.g. \"127.0.0.1:8080\", \"[::1]:8080\" or \"api.internal:80\""
+    };
     let (host, port) = if let Some(rest) = text.strip_prefix('[') {
         let Some((host, after)) = rest.split_once(']') else {
             return Err(format!(
@@ -184,7 +197,7 @@ fn parse_host_port(text: &str, allow_port_zero: bool) -> Result<Address, String>
     let port: u16 = port.parse().map_err(|_| {
         format!("{text:?} is not an address: port {port:?} is not a number from 1 to 65535")
     })?;
-    if port == 0 && !allow_port_zero {
+    if port == 0 && !bind {
         return Err(format!(
             "{text:?} is not an address: port 0 cannot be connected to"
         ));
@@ -319,6 +332,10 @@ mod tests {
         let err = |t| parse_duration(t).expect_err(t);
         assert!(err("5sec").contains(r#"unknown unit "sec""#));
         assert!(err("ms").contains("expected a number with a unit"));
+        assert_eq!(
+            err("10 seconds"),
+            r#""10 seconds" is not a duration (write the unit right after the number, e.g. "10s")"#
+        );
         assert!(err("-5s").contains("is not a duration"));
         assert!(err("1.2.3s").contains("is not a number"));
         assert!(err("").contains("empty"));

@@ -90,10 +90,13 @@ impl Node {
     }
 }
 
+/// A problem found while building the tree: where, the field path, the message.
+pub(crate) type Problem = (Pos, String, String);
+
 /// Parses one YAML document. `Ok(None)` for a file with no document (empty or only
-/// comments). `Err` holds a syntax error (the tree cannot be trusted then), or the
-/// problems found in a tree that was still built (second value of the tuple).
-pub(crate) fn parse(text: &str) -> Result<(Option<Node>, Vec<(Pos, String)>), (Pos, String)> {
+/// comments). `Err` holds a syntax error (the tree cannot be trusted then); otherwise
+/// the tree comes with the problems found in it.
+pub(crate) fn parse(text: &str) -> Result<(Option<Node>, Vec<Problem>), (Pos, String)> {
     let mut builder = Builder::default();
     let mut parser = Parser::new_from_str(text);
     if let Err(e) = parser.load(&mut builder, true) {
@@ -107,9 +110,10 @@ fn pos(m: &saphyr_parser::Marker) -> Pos {
     Pos::new(m.line().max(1), m.col() + 1)
 }
 
+/// A collection being built, with its field path.
 enum Frame {
-    Seq(Pos, Vec<Node>),
-    Map(Pos, Vec<Entry>, Option<Node>),
+    Seq(Pos, String, Vec<Node>),
+    Map(Pos, String, Vec<Entry>, Option<Node>),
 }
 
 #[derive(Default)]
@@ -117,17 +121,32 @@ struct Builder {
     stack: Vec<Frame>,
     root: Option<Node>,
     documents: usize,
-    problems: Vec<(Pos, String)>,
+    problems: Vec<Problem>,
 }
 
 impl Builder {
+    /// The field path of the next node to be inserted.
+    fn next_path(&self) -> String {
+        match self.stack.last() {
+            None => String::new(),
+            Some(Frame::Seq(_, path, items)) => crate::path::index(path, items.len()),
+            Some(Frame::Map(_, path, _, None)) => path.clone(),
+            Some(Frame::Map(_, path, _, Some(key))) => {
+                crate::path::field(path, key.text().unwrap_or("?"))
+            }
+        }
+    }
+
+    fn problem(&mut self, at: Pos, message: String) {
+        let path = self.next_path();
+        self.problems.push((at, path, message));
+    }
+
     fn check_tag(&mut self, at: Pos, tag: Option<&Cow<'_, Tag>>) {
         if let Some(tag) = tag {
             if !tag.is_yaml_core_schema() {
-                self.problems.push((
-                    at,
-                    format!("YAML tag {}{} is not supported", tag.handle, tag.suffix),
-                ));
+                let message = format!("YAML tag {}{} is not supported", tag.handle, tag.suffix);
+                self.problem(at, message);
             }
         }
     }
@@ -139,8 +158,8 @@ impl Builder {
                     self.root = Some(node);
                 }
             }
-            Some(Frame::Seq(_, items)) => items.push(node),
-            Some(Frame::Map(_, entries, pending)) => match pending.take() {
+            Some(Frame::Seq(_, _, items)) => items.push(node),
+            Some(Frame::Map(_, path, entries, pending)) => match pending.take() {
                 None => *pending = Some(node),
                 Some(key) => {
                     let first = entries
@@ -148,14 +167,15 @@ impl Builder {
                         .find(|e| e.key.kind == key.kind)
                         .map(|e| e.key.pos);
                     match first {
-                        Some(first) => self.problems.push((
-                            key.pos,
-                            format!(
+                        Some(first) => {
+                            let path = crate::path::field(path, key.text().unwrap_or("?"));
+                            let message = format!(
                                 "duplicate key {} (first at line {})",
                                 key_name(&key),
                                 first.line
-                            ),
-                        )),
+                            );
+                            self.problems.push((key.pos, path, message));
+                        }
                         None => entries.push(Entry { key, value: node }),
                     }
                 }
@@ -180,6 +200,7 @@ impl<'input> SpannedEventReceiver<'input> for Builder {
                 if self.documents == 2 {
                     self.problems.push((
                         at,
+                        String::new(),
                         "a config file holds one YAML document; remove this one or put it in its own file"
                             .to_string(),
                     ));
@@ -209,19 +230,21 @@ impl<'input> SpannedEventReceiver<'input> for Builder {
             }
             Event::SequenceStart(_anchor, tag) => {
                 self.check_tag(at, tag.as_ref());
-                self.stack.push(Frame::Seq(at, Vec::new()));
+                let path = self.next_path();
+                self.stack.push(Frame::Seq(at, path, Vec::new()));
             }
             Event::MappingStart(_anchor, tag) => {
                 self.check_tag(at, tag.as_ref());
-                self.stack.push(Frame::Map(at, Vec::new(), None));
+                let path = self.next_path();
+                self.stack.push(Frame::Map(at, path, Vec::new(), None));
             }
             Event::SequenceEnd | Event::MappingEnd => {
                 let node = match self.stack.pop() {
-                    Some(Frame::Seq(p, items)) => Node {
+                    Some(Frame::Seq(p, _, items)) => Node {
                         pos: p,
                         kind: Kind::Seq(items),
                     },
-                    Some(Frame::Map(p, entries, _)) => Node {
+                    Some(Frame::Map(p, _, entries, _)) => Node {
                         pos: p,
                         kind: Kind::Map(entries),
                     },
@@ -230,10 +253,10 @@ impl<'input> SpannedEventReceiver<'input> for Builder {
                 self.insert(node);
             }
             Event::Alias(_) => {
-                self.problems.push((
+                self.problem(
                     at,
                     "YAML aliases (*name) are not supported; write the value out".to_string(),
-                ));
+                );
                 self.insert(Node::null(at));
             }
             Event::Nothing | Event::StreamStart | Event::StreamEnd | Event::DocumentEnd => {}
@@ -337,6 +360,7 @@ mod tests {
             problems,
             vec![(
                 Pos::new(3, 1),
+                "a".to_string(),
                 "duplicate key \"a\" (first at line 1)".to_string()
             )]
         );
@@ -350,7 +374,7 @@ mod tests {
     #[test]
     fn aliases_tags_and_second_documents_are_refused() {
         let (_, problems) = parse("a: &x 1\nb: *x\nc: !custom 3\n---\nd: 1\n").expect("valid");
-        let lines: Vec<_> = problems.iter().map(|(p, _)| p.line).collect();
+        let lines: Vec<_> = problems.iter().map(|(p, _, _)| p.line).collect();
         assert_eq!(lines, vec![2, 3, 4]);
     }
 

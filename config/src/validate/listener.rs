@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use super::other::{default_admin_address, refer};
+use super::other::refer;
 use super::{Check, Names};
 use crate::model::{
     ClientAuth, DEFAULT_LISTENER_LIMITS, Listener, ListenerLimits, ListenerProtocol, ListenerTls,
@@ -61,7 +61,8 @@ fn listener(
     } else {
         None
     }
-    .unwrap_or_else(default_admin_address);
+    // Port 0 stands in for a bad address: it is left out of the clash check.
+    .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
 
     let kind = raw
         .protocol

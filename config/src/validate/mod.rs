@@ -61,7 +61,7 @@ pub(crate) fn validate(
                 if *n != 1 {
                     ck.error(
                         v,
-                        format!("version {n} is not supported (this meshwork reads version 1)"),
+                        format!("{n} is not supported (this meshwork reads version 1)"),
                     );
                 }
             }

@@ -157,18 +157,27 @@ pub(crate) fn pattern(source: &str) -> Result<Pattern, String> {
         .map_err(|e| {
             format!(
                 "{source:?} is not a valid regular expression: {}",
-                one_line(&e.to_string())
+                regex_reason(&e)
             )
         })
 }
 
-fn one_line(message: &str) -> String {
-    message
+/// The regex crate's reason, without its multi-line drawing of the pattern.
+fn regex_reason(e: &regex::Error) -> String {
+    let text = e.to_string();
+    match text
         .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join("; ")
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("error: "))
+    {
+        Some(reason) => reason.to_string(),
+        None => text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join("; "),
+    }
 }
 
 pub(crate) fn absolute_path(s: &str) -> Result<String, String> {
@@ -185,35 +194,50 @@ fn action(
     raw: &RawRoute,
     names: &Names,
 ) -> RouteAction {
-    let placeholder = RouteAction::Backends(Vec::new());
     let one = [
         ("backends", pos_of(&raw.backends)),
         ("direct_response", pos_of(&raw.direct_response)),
         ("redirect", pos_of(&raw.redirect)),
     ];
-    if !ck.exactly_one(at, &one) {
+    let single = ck.exactly_one(at, &one);
+    // Each given action is checked, even when more than one is given.
+    let backends = raw.backends.as_ref().map(|list| backends(ck, list, names));
+    let direct = ck
+        .optional(raw.direct_response.as_ref(), direct_response)
+        .flatten();
+    let redirect = ck.optional(raw.redirect.as_ref(), redirect).flatten();
+    let placeholder = RouteAction::Backends(Vec::new());
+    if !single {
         return placeholder;
     }
-    if let Some(list) = &raw.backends {
-        if list.get().is_some_and(Vec::is_empty) {
-            ck.error(list, "needs at least one backend");
-        }
-        let backends = ck.list(&raw.backends, |ck, at, b| backend(ck, at, b, names));
-        let mut seen: Vec<&str> = Vec::new();
-        for (b, item) in backends.iter().zip(list.get().into_iter().flatten()) {
-            if seen.contains(&b.cluster.as_str()) {
-                ck.error(item, format!("cluster {:?} is listed twice (give it one backend with the sum of the weights)", b.cluster));
-            }
-            seen.push(&b.cluster);
-        }
-        return RouteAction::Backends(backends);
+    backends
+        .map(RouteAction::Backends)
+        .or(direct.map(RouteAction::DirectResponse))
+        .or(redirect.map(RouteAction::Redirect))
+        .unwrap_or(placeholder)
+}
+
+fn backends(
+    ck: &mut Check<'_>,
+    list: &Spanned<Vec<Spanned<RawBackend>>>,
+    names: &Names,
+) -> Vec<WeightedBackend> {
+    if list.get().is_some_and(Vec::is_empty) {
+        ck.error(list, "needs at least one backend");
     }
-    if let Some(d) = ck.optional(raw.direct_response.as_ref(), direct_response) {
-        return d.map_or(placeholder, RouteAction::DirectResponse);
-    }
-    ck.optional(raw.redirect.as_ref(), redirect)
-        .flatten()
-        .map_or(placeholder, RouteAction::Redirect)
+    let mut seen: Vec<String> = Vec::new();
+    ck.items(Some(list), |ck, at, b| {
+        let backend = backend(ck, at, b, names)?;
+        if !backend.cluster.is_empty() && seen.contains(&backend.cluster) {
+            let message = format!(
+                "cluster {:?} is listed twice (give it one backend with the sum of the weights)",
+                backend.cluster
+            );
+            ck.error(at, message);
+        }
+        seen.push(backend.cluster.clone());
+        Some(backend)
+    })
 }
 
 fn backend(
