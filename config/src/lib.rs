@@ -15,6 +15,7 @@ pub mod model;
 mod path;
 mod raw;
 mod schema;
+mod ser;
 mod spanned;
 mod suggest;
 pub mod units;

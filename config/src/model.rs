@@ -3,7 +3,8 @@
 //! Everything here has passed structural validation and cross-reference checks, so users
 //! of the model never re-check names, ranges or formats. Defaults are already applied.
 //! Types are plain data (`Clone + PartialEq`) so a reload can compare old and new pieces
-//! and keep state (pools, breakers) for the parts that did not change.
+//! and keep state (pools, breakers) for the parts that did not change. The model also
+//! serializes (for the admin `/config` view) in the YAML's own notation.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -12,7 +13,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// A whole, validated config file (format `version: 1`).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(serde::Serialize, Clone, Debug, PartialEq)]
 pub struct Config {
     pub node: Node,
     pub runtime: Runtime,
@@ -36,14 +37,14 @@ impl Config {
 }
 
 /// Who this proxy is, as told to the control plane.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(serde::Serialize, Clone, Debug, PartialEq, Eq)]
 pub struct Node {
     /// Default is the machine's hostname.
     pub id: String,
     pub labels: BTreeMap<String, String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(serde::Serialize, Clone, Debug, PartialEq, Eq)]
 pub struct Runtime {
     pub worker_threads: WorkerThreads,
 }
@@ -56,7 +57,7 @@ pub enum WorkerThreads {
 }
 
 /// The admin server (`/metrics /ready /live /config /clusters`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(serde::Serialize, Clone, Debug, PartialEq, Eq)]
 pub struct Admin {
     /// Default is `127.0.0.1:9901`.
     pub address: SocketAddr,
@@ -64,7 +65,7 @@ pub struct Admin {
 
 pub const DEFAULT_ADMIN_ADDRESS: &str = "127.0.0.1:9901";
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(serde::Serialize, Clone, Debug, PartialEq, Eq)]
 pub struct ControlPlane {
     /// e.g. `http://127.0.0.1:18000`
     pub address: String,
@@ -93,17 +94,19 @@ impl fmt::Display for Address {
 // Listeners
 // ---------------------------------------------------------------------------------------
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(serde::Serialize, Clone, Debug, PartialEq)]
 pub struct Listener {
     pub name: String,
     /// Port 0 asks the OS for a free port (see the admin `/listeners` endpoint).
     pub address: SocketAddr,
+    #[serde(flatten)]
     pub protocol: ListenerProtocol,
     pub tls: Option<ListenerTls>,
     pub limits: ListenerLimits,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(serde::Serialize, Clone, Debug, PartialEq, Eq)]
+#[serde(tag = "protocol", rename_all = "snake_case")]
 pub enum ListenerProtocol {
     /// HTTP/1.1 and HTTP/2 (detected per connection), routed by the named route table.
     Http { route_table: String },
@@ -111,7 +114,7 @@ pub enum ListenerProtocol {
     Tcp { cluster: String },
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(serde::Serialize, Clone, Debug, PartialEq, Eq)]
 pub struct ListenerTls {
     /// Picked by SNI; the first is the default.
     pub certificates: Vec<ServerCertificate>,
@@ -119,29 +122,32 @@ pub struct ListenerTls {
     pub client_ca: Option<PathBuf>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(serde::Serialize, Clone, Debug, PartialEq, Eq)]
 pub struct ServerCertificate {
     pub cert: PathBuf,
     pub key: PathBuf,
     pub server_names: Vec<HostMatch>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(serde::Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
 pub enum ClientAuth {
     None,
     Optional,
     Required,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(serde::Serialize, Clone, Debug, PartialEq, Eq)]
 pub struct ListenerLimits {
     /// Default 10,000.
     pub max_connections: u32,
     /// Slowloris guard: the whole request head must arrive within this. Default 10s.
+    #[serde(serialize_with = "crate::ser::duration")]
     pub header_read_timeout: Duration,
     /// Default 64 KiB.
     pub max_request_header_size: u64,
     /// A connection with no request in flight for this long is closed. Default 5m.
+    #[serde(serialize_with = "crate::ser::duration")]
     pub idle_timeout: Duration,
 }
 
@@ -163,18 +169,20 @@ impl Default for ListenerLimits {
 // ---------------------------------------------------------------------------------------
 
 /// Routes in the order written; the first that matches wins.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(serde::Serialize, Clone, Debug, PartialEq)]
 pub struct RouteTable {
     pub name: String,
     pub routes: Vec<Route>,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(serde::Serialize, Clone, Debug, PartialEq)]
 pub struct Route {
     pub name: String,
+    #[serde(rename = "match")]
     pub matcher: RouteMatch,
     pub action: RouteAction,
     /// Whole request, retries included. `None` = no timeout.
+    #[serde(serialize_with = "crate::ser::opt_duration")]
     pub timeout: Option<Duration>,
     pub retry: Option<RetryPolicy>,
     pub fault: Option<Fault>,
@@ -186,7 +194,7 @@ pub struct Route {
 }
 
 /// All present conditions must hold; an empty matcher matches everything.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(serde::Serialize, Clone, Debug, Default, PartialEq)]
 pub struct RouteMatch {
     /// Any of these; empty = any host.
     pub hosts: Vec<HostMatch>,
@@ -215,7 +223,8 @@ impl fmt::Display for HostMatch {
     }
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(serde::Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "snake_case")]
 pub enum PathMatch {
     Exact(String),
     Prefix(String),
@@ -229,27 +238,80 @@ pub struct Pattern {
     pub regex: regex::Regex,
 }
 
+impl serde::Serialize for Pattern {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.source)
+    }
+}
+
+impl serde::Serialize for HostMatch {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl serde::Serialize for Address {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// A number, or `"auto"`, as written in the YAML.
+impl serde::Serialize for WorkerThreads {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            WorkerThreads::Fixed(n) => s.serialize_u16(*n),
+            WorkerThreads::Auto => s.serialize_str("auto"),
+        }
+    }
+}
+
+/// `{status: 503}` or `{grpc_status: 14}`, as written in the YAML.
+impl serde::Serialize for AbortKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(1))?;
+        match self {
+            AbortKind::Http(code) => map.serialize_entry("status", &code.as_u16())?,
+            AbortKind::Grpc(code) => map.serialize_entry("grpc_status", code)?,
+        }
+        map.end()
+    }
+}
+
+/// `"stdout"` or the file path, as written in the YAML.
+impl serde::Serialize for AccessLogPath {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            AccessLogPath::Stdout => s.serialize_str("stdout"),
+            AccessLogPath::File(p) => s.collect_str(&p.display()),
+        }
+    }
+}
+
 impl PartialEq for Pattern {
     fn eq(&self, other: &Self) -> bool {
         self.source == other.source
     }
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(serde::Serialize, Clone, Debug, PartialEq)]
 pub struct HeaderMatch {
     /// Lower-case header name.
+    #[serde(serialize_with = "crate::ser::header_name")]
     pub name: http::HeaderName,
     pub condition: ValueCondition,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(serde::Serialize, Clone, Debug, PartialEq)]
 pub struct QueryMatch {
     /// The query parameter name, as written (case-sensitive).
     pub name: String,
     pub condition: ValueCondition,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(serde::Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "snake_case")]
 pub enum ValueCondition {
     Exact(String),
     Regex(Pattern),
@@ -257,7 +319,8 @@ pub enum ValueCondition {
     Present(bool),
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(serde::Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "snake_case")]
 pub enum RouteAction {
     /// Weighted split across clusters (weights > 0; at least one backend).
     Backends(Vec<WeightedBackend>),
@@ -265,31 +328,33 @@ pub enum RouteAction {
     Redirect(Redirect),
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(serde::Serialize, Clone, Debug, PartialEq, Eq)]
 pub struct WeightedBackend {
     pub cluster: String,
     /// Default 1.
     pub weight: u32,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(serde::Serialize, Clone, Debug, PartialEq, Eq)]
 pub struct DirectResponse {
+    #[serde(serialize_with = "crate::ser::status")]
     pub status: http::StatusCode,
     pub body: String,
 }
 
 /// Each `Some` part replaces that part of the request URL; status is 301, 302, 303, 307
 /// or 308 (default 301).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(serde::Serialize, Clone, Debug, PartialEq, Eq)]
 pub struct Redirect {
     pub scheme: Option<String>,
     pub host: Option<String>,
     pub port: Option<u16>,
     pub path: Option<String>,
+    #[serde(serialize_with = "crate::ser::status")]
     pub status: http::StatusCode,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(serde::Serialize, Clone, Debug, PartialEq, Eq)]
 pub struct Rewrite {
     /// Replaces the prefix matched by `match.path.prefix` (only valid with a prefix match).
     pub path_prefix: Option<String>,
@@ -298,10 +363,13 @@ pub struct Rewrite {
 }
 
 /// Header edits, applied in the order remove, set, add.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(serde::Serialize, Clone, Debug, Default, PartialEq, Eq)]
 pub struct HeaderModifier {
+    #[serde(serialize_with = "crate::ser::header_pairs")]
     pub set: Vec<(http::HeaderName, http::HeaderValue)>,
+    #[serde(serialize_with = "crate::ser::header_pairs")]
     pub add: Vec<(http::HeaderName, http::HeaderValue)>,
+    #[serde(serialize_with = "crate::ser::header_names")]
     pub remove: Vec<http::HeaderName>,
 }
 
@@ -311,11 +379,12 @@ impl HeaderModifier {
     }
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(serde::Serialize, Clone, Debug, PartialEq)]
 pub struct RetryPolicy {
     /// Total tries, the first included (>= 1).
     pub attempts: u32,
     pub on: Vec<RetryOn>,
+    #[serde(serialize_with = "crate::ser::opt_duration")]
     pub per_try_timeout: Option<Duration>,
     pub backoff: Backoff,
     pub budget: RetryBudget,
@@ -327,7 +396,8 @@ pub struct RetryPolicy {
 
 pub const DEFAULT_RETRY_METHODS: &[&str] = &["GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"];
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(serde::Serialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "kebab-case")]
 pub enum RetryOn {
     ConnectFailure,
     Reset,
@@ -341,7 +411,8 @@ pub enum RetryOn {
     Grpc(GrpcCode),
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(serde::Serialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "kebab-case")]
 pub enum GrpcCode {
     Cancelled = 1,
     DeadlineExceeded = 4,
@@ -349,15 +420,17 @@ pub enum GrpcCode {
     Unavailable = 14,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(serde::Serialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Backoff {
     /// Default 25ms.
+    #[serde(serialize_with = "crate::ser::duration")]
     pub base: Duration,
     /// Default 1s.
+    #[serde(serialize_with = "crate::ser::duration")]
     pub max: Duration,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(serde::Serialize, Clone, Copy, Debug, PartialEq)]
 pub struct RetryBudget {
     /// Default 0.2.
     pub ratio: f64,
@@ -365,20 +438,21 @@ pub struct RetryBudget {
     pub min_per_second: u32,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(serde::Serialize, Clone, Debug, PartialEq)]
 pub struct Fault {
     pub delay: Option<FaultDelay>,
     pub abort: Option<FaultAbort>,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(serde::Serialize, Clone, Debug, PartialEq)]
 pub struct FaultDelay {
     /// 0..=100.
     pub percent: f64,
+    #[serde(serialize_with = "crate::ser::duration")]
     pub duration: Duration,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(serde::Serialize, Clone, Debug, PartialEq)]
 pub struct FaultAbort {
     pub percent: f64,
     pub kind: AbortKind,
@@ -390,14 +464,14 @@ pub enum AbortKind {
     Grpc(u16),
 }
 
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(serde::Serialize, Clone, Copy, Debug, PartialEq)]
 pub struct RateLimit {
     pub requests_per_second: f64,
     /// Default: requests_per_second rounded up.
     pub burst: u32,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(serde::Serialize, Clone, Debug, PartialEq)]
 pub struct Mirror {
     pub cluster: String,
     /// 0..=100, default 100.
@@ -408,7 +482,7 @@ pub struct Mirror {
 // Clusters
 // ---------------------------------------------------------------------------------------
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(serde::Serialize, Clone, Debug, PartialEq)]
 pub struct Cluster {
     pub name: String,
     pub endpoints: Vec<Endpoint>,
@@ -417,8 +491,10 @@ pub struct Cluster {
     pub load_balancer: LoadBalancer,
     pub hash: Option<HashPolicy>,
     /// Default 1s.
+    #[serde(serialize_with = "crate::ser::duration")]
     pub connect_timeout: Duration,
     /// Pooled idle connections are closed after this. Default 60s.
+    #[serde(serialize_with = "crate::ser::duration")]
     pub idle_timeout: Duration,
     pub limits: ClusterLimits,
     pub circuit_breaker: Option<CircuitBreaker>,
@@ -429,21 +505,23 @@ pub struct Cluster {
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(serde::Serialize, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Endpoint {
     pub address: Address,
     /// Default 1.
     pub weight: u32,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(serde::Serialize, Clone, Debug, PartialEq, Eq)]
 pub struct Discovery {
     pub dns: Address,
     /// Default 5s.
+    #[serde(serialize_with = "crate::ser::duration")]
     pub refresh: Duration,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(serde::Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
 pub enum UpstreamProtocol {
     Http1,
     /// h2c in plaintext, h2 over TLS.
@@ -452,7 +530,8 @@ pub enum UpstreamProtocol {
     Auto,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(serde::Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
 pub enum LoadBalancer {
     RoundRobin,
     WeightedRoundRobin,
@@ -463,14 +542,15 @@ pub enum LoadBalancer {
     Maglev,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(serde::Serialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
 pub enum HashPolicy {
-    Header(http::HeaderName),
+    Header(#[serde(serialize_with = "crate::ser::header_name")] http::HeaderName),
     Cookie(String),
     SourceIp,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(serde::Serialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClusterLimits {
     pub max_connections: u32,
     pub max_pending: u32,
@@ -492,33 +572,39 @@ impl Default for ClusterLimits {
     }
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(serde::Serialize, Clone, Debug, PartialEq)]
 pub struct CircuitBreaker {
     pub consecutive_failures: Option<u32>,
     pub failure_rate: Option<FailureRate>,
+    #[serde(serialize_with = "crate::ser::duration")]
     pub open_duration: Duration,
+    #[serde(serialize_with = "crate::ser::duration")]
     pub max_open_duration: Duration,
     pub half_open_requests: u32,
     pub max_ejected_percent: u8,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(serde::Serialize, Clone, Debug, PartialEq)]
 pub struct FailureRate {
     pub threshold: f64,
     pub min_requests: u32,
+    #[serde(serialize_with = "crate::ser::duration")]
     pub window: Duration,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(serde::Serialize, Clone, Debug, PartialEq, Eq)]
 pub struct HealthCheck {
     pub kind: HealthCheckKind,
+    #[serde(serialize_with = "crate::ser::duration")]
     pub interval: Duration,
+    #[serde(serialize_with = "crate::ser::duration")]
     pub timeout: Duration,
     pub unhealthy_threshold: u32,
     pub healthy_threshold: u32,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(serde::Serialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
 pub enum HealthCheckKind {
     Http {
         path: String,
@@ -528,7 +614,7 @@ pub enum HealthCheckKind {
 }
 
 /// TLS origination (cluster `tls`, control plane `tls`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(serde::Serialize, Clone, Debug, PartialEq, Eq)]
 pub struct ClientTls {
     pub ca: Option<PathBuf>,
     pub cert: Option<PathBuf>,
@@ -542,27 +628,28 @@ pub struct ClientTls {
 // Identity, authorization, observability
 // ---------------------------------------------------------------------------------------
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(serde::Serialize, Clone, Debug, PartialEq, Eq)]
 pub struct Identity {
     pub cert: PathBuf,
     pub key: PathBuf,
     pub trust_bundle: PathBuf,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(serde::Serialize, Clone, Debug, PartialEq, Eq)]
 pub struct AuthorizationPolicy {
     pub listener: String,
     pub default: AuthorizationDefault,
     pub allow: Vec<AuthorizationRule>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(serde::Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
 pub enum AuthorizationDefault {
     Deny,
     Allow,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(serde::Serialize, Clone, Debug, PartialEq, Eq)]
 pub struct AuthorizationRule {
     /// Peer identities; `*` = any authenticated peer. Empty = anyone.
     pub from: Vec<String>,
@@ -572,7 +659,7 @@ pub struct AuthorizationRule {
     pub paths: Vec<String>,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(serde::Serialize, Clone, Debug, PartialEq)]
 pub struct Tracing {
     pub propagation: Vec<Propagation>,
     pub sampling: f64,
@@ -580,24 +667,26 @@ pub struct Tracing {
     pub service_name: String,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(serde::Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
 pub enum Propagation {
     W3c,
     B3,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(serde::Serialize, Clone, Debug, PartialEq, Eq)]
 pub struct Otlp {
     pub endpoint: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(serde::Serialize, Clone, Debug, PartialEq, Eq)]
 pub struct AccessLog {
     pub format: AccessLogFormat,
     pub path: AccessLogPath,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(serde::Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
 pub enum AccessLogFormat {
     Json,
     Text,

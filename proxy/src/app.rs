@@ -115,7 +115,7 @@ impl Proxy {
         serde_json::json!({
             "version": snapshot.version.to_string(),
             "source": snapshot.source,
-            "config": crate::config_view::to_json(&snapshot.config),
+            "config": &*snapshot.config,
         })
     }
 }

@@ -58,27 +58,9 @@ pub enum Command {
     Demo,
 }
 
-/// `250ms`, `30s`, `2m`, `1h`.
-///
-/// # Errors
-/// When the text is not a number followed by one of those units.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration (try \"30s\")"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        "h" => Ok(Duration::from_secs(n * 3600)),
-        _ => Err(format!(
-            "{text:?} is not a duration: use a unit of ms, s, m or h (try \"{n}s\")"
-        )),
-    }
+/// Durations on the command line use the config's notation (`250ms`, `30s`, `2m`).
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    meshwork_config::units::parse_duration(text)
 }
 
 #[cfg(test)]
@@ -92,9 +74,25 @@ mod tests {
     }
 
     #[test]
-    fn durations_need_units() {
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert!(parse_duration("30").unwrap_err().contains("try \"30s\""));
+    fn drain_timeout_takes_a_duration_with_a_unit() {
+        let cli = Cli::try_parse_from([
+            "meshwork",
+            "run",
+            "-c",
+            "x.yaml",
+            "--drain-timeout",
+            "250ms",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Run { drain_timeout, .. } => {
+                assert_eq!(drain_timeout, Duration::from_millis(250))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            Cli::try_parse_from(["meshwork", "run", "-c", "x.yaml", "--drain-timeout", "30"])
+                .is_err()
+        );
     }
 }

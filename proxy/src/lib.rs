@@ -5,7 +5,6 @@ pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod cluster;
-pub mod config_view;
 pub mod demo;
 pub mod explain;
 pub mod http;
