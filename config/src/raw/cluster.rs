@@ -9,6 +9,7 @@ use crate::spanned::{Field, List, Spanned};
 /// An upstream cluster.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Cluster")]
 pub(crate) struct RawCluster {
     /// Unique name. Required.
     pub name: Field<String>,
@@ -52,6 +53,7 @@ pub(crate) enum RawEndpoint {
 /// An endpoint with a weight.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "WeightedEndpoint")]
 pub(crate) struct RawWeightedEndpoint {
     /// `host:port` (host may be a DNS name). Required.
     pub address: Field<String>,
@@ -62,6 +64,7 @@ pub(crate) struct RawWeightedEndpoint {
 /// DNS discovery.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Discovery")]
 pub(crate) struct RawDiscovery {
     /// `name:port` to resolve. Required.
     pub dns: Field<String>,
@@ -72,6 +75,7 @@ pub(crate) struct RawDiscovery {
 /// Upstream protocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
+#[schemars(rename = "UpstreamProtocol")]
 pub(crate) enum UpstreamProtocolName {
     /// HTTP/1.1.
     Http1,
@@ -84,6 +88,7 @@ pub(crate) enum UpstreamProtocolName {
 /// Load balancing algorithm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
+#[schemars(rename = "LoadBalancer")]
 pub(crate) enum LoadBalancerName {
     /// Each endpoint in turn.
     RoundRobin,
@@ -104,6 +109,7 @@ pub(crate) enum LoadBalancerName {
 /// Hash key: exactly one field.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Hash")]
 pub(crate) struct RawHash {
     /// Hash this request header.
     pub header: Field<String>,
@@ -116,6 +122,7 @@ pub(crate) struct RawHash {
 /// Cluster limits.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "ClusterLimits")]
 pub(crate) struct RawClusterLimits {
     /// Connections to all endpoints. Default is 1024.
     pub max_connections: Field<u32>,
@@ -130,6 +137,7 @@ pub(crate) struct RawClusterLimits {
 /// Circuit breaker: closed -> open -> half-open -> closed, per endpoint.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "CircuitBreaker")]
 pub(crate) struct RawCircuitBreaker {
     /// Open after this many failures in a row. Default is 5 when `failure_rate` is absent.
     pub consecutive_failures: Field<u32>,
@@ -148,6 +156,7 @@ pub(crate) struct RawCircuitBreaker {
 /// Failure-rate trigger.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "FailureRate")]
 pub(crate) struct RawFailureRate {
     /// Failure share that opens the breaker, 0 to 1. Required.
     pub threshold: Field<f64>,
@@ -160,6 +169,7 @@ pub(crate) struct RawFailureRate {
 /// Active health check: exactly one of `http`, `tcp`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "HealthCheck")]
 pub(crate) struct RawHealthCheck {
     /// HTTP check.
     pub http: Field<RawHttpCheck>,
@@ -178,6 +188,7 @@ pub(crate) struct RawHealthCheck {
 /// HTTP health check.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "HttpCheck")]
 pub(crate) struct RawHttpCheck {
     /// Path to GET (must start with `/`). Required.
     pub path: Field<String>,
@@ -188,4 +199,5 @@ pub(crate) struct RawHttpCheck {
 /// TCP health check (no settings).
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "TcpCheck")]
 pub(crate) struct RawTcpCheck {}

@@ -9,6 +9,7 @@ use crate::spanned::{Field, List};
 /// A listener: where the proxy accepts connections.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Listener")]
 pub(crate) struct RawListener {
     /// Unique name. Required.
     pub name: Field<String>,
@@ -29,6 +30,7 @@ pub(crate) struct RawListener {
 /// What a listener speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
+#[schemars(rename = "ListenerProtocol")]
 pub(crate) enum ListenerProtocolName {
     /// HTTP/1.1 and HTTP/2 (detected per connection), routed by `route_table`.
     Http,
@@ -39,6 +41,7 @@ pub(crate) enum ListenerProtocolName {
 /// TLS termination.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "ListenerTls")]
 pub(crate) struct RawListenerTls {
     /// Certificates, picked by SNI; the first is the default. At least one.
     pub certificates: List<RawCertificate>,
@@ -51,6 +54,7 @@ pub(crate) struct RawListenerTls {
 /// One server certificate.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Certificate")]
 pub(crate) struct RawCertificate {
     /// Certificate chain (PEM), relative to the config file's directory. Required.
     pub cert: Field<String>,
@@ -63,6 +67,7 @@ pub(crate) struct RawCertificate {
 /// Whether clients must present a certificate.
 #[derive(Clone, Copy, Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
+#[schemars(rename = "ClientAuth")]
 pub(crate) enum ClientAuthName {
     /// Do not ask for a client certificate.
     None,
@@ -75,6 +80,7 @@ pub(crate) enum ClientAuthName {
 /// Listener limits.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "ListenerLimits")]
 pub(crate) struct RawListenerLimits {
     /// Open connections at most; more are refused. Default is 10000.
     pub max_connections: Field<u32>,

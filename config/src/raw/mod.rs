@@ -54,6 +54,7 @@ pub(crate) struct RawConfig {
 /// Who this proxy is.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Node")]
 pub(crate) struct RawNode {
     /// Node id. Default is the machine's hostname.
     pub id: Field<String>,
@@ -64,6 +65,7 @@ pub(crate) struct RawNode {
 /// Process settings.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Runtime")]
 pub(crate) struct RawRuntime {
     /// Worker threads: a number, or `auto` for one per CPU. Default is 1 (sidecar-friendly).
     pub worker_threads: Field<WorkerThreadsText>,
@@ -72,6 +74,7 @@ pub(crate) struct RawRuntime {
 /// The admin server.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Admin")]
 pub(crate) struct RawAdmin {
     /// Socket address (IP literal and port; port 0 = any free port). Default is `127.0.0.1:9901`.
     pub address: Field<String>,
@@ -80,6 +83,7 @@ pub(crate) struct RawAdmin {
 /// Control plane connection.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "ControlPlane")]
 pub(crate) struct RawControlPlane {
     /// URL of the control plane, e.g. `http://127.0.0.1:18000`. Required.
     pub address: Field<String>,
@@ -90,6 +94,7 @@ pub(crate) struct RawControlPlane {
 /// TLS origination settings (to upstreams or to the control plane).
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "ClientTls")]
 pub(crate) struct RawClientTls {
     /// CA bundle (PEM) to verify the peer; relative paths are resolved against the config file's directory.
     pub ca: Field<String>,
@@ -106,6 +111,7 @@ pub(crate) struct RawClientTls {
 /// Mesh identity files (watched and rotated live).
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Identity")]
 pub(crate) struct RawIdentity {
     /// This proxy's certificate (PEM). Required.
     pub cert: Field<String>,
@@ -118,6 +124,7 @@ pub(crate) struct RawIdentity {
 /// An authorization policy for one listener.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Authorization")]
 pub(crate) struct RawAuthorization {
     /// The listener this policy applies to. Required; must name a listener.
     pub listener: Field<String>,
@@ -130,6 +137,7 @@ pub(crate) struct RawAuthorization {
 /// What happens to requests no rule allows.
 #[derive(Clone, Copy, Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
+#[schemars(rename = "AuthorizationDefault")]
 pub(crate) enum AuthorizationDefaultName {
     /// Refuse with 403.
     Deny,
@@ -140,6 +148,7 @@ pub(crate) enum AuthorizationDefaultName {
 /// One allow rule: all present conditions must hold.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "AllowRule")]
 pub(crate) struct RawAllowRule {
     /// Peer identities (SPIFFE IDs); `*` = any authenticated peer. Absent = anyone.
     pub from: List<String>,
@@ -152,6 +161,7 @@ pub(crate) struct RawAllowRule {
 /// Distributed tracing.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Tracing")]
 pub(crate) struct RawTracing {
     /// Trace context formats: read any of them, write all of them. Default is `[w3c]`.
     pub propagation: List<PropagationName>,
@@ -166,6 +176,7 @@ pub(crate) struct RawTracing {
 /// A trace context format.
 #[derive(Clone, Copy, Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
+#[schemars(rename = "Propagation")]
 pub(crate) enum PropagationName {
     /// W3C Trace Context (`traceparent`).
     W3c,
@@ -176,6 +187,7 @@ pub(crate) enum PropagationName {
 /// OTLP exporter.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Otlp")]
 pub(crate) struct RawOtlp {
     /// Collector URL, e.g. `http://127.0.0.1:4318/v1/traces`. Required.
     pub endpoint: Field<String>,
@@ -184,6 +196,7 @@ pub(crate) struct RawOtlp {
 /// Access log.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "AccessLog")]
 pub(crate) struct RawAccessLog {
     /// Line format. Default is `json`.
     pub format: Field<AccessLogFormatName>,
@@ -194,6 +207,7 @@ pub(crate) struct RawAccessLog {
 /// Access log line format.
 #[derive(Clone, Copy, Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
+#[schemars(rename = "AccessLogFormat")]
 pub(crate) enum AccessLogFormatName {
     /// One JSON object per line.
     Json,

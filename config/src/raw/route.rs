@@ -10,6 +10,7 @@ use crate::spanned::{Entries, Field, List};
 /// A route: if `match` holds, do the action (exactly one of `backends`, `direct_response`, `redirect`).
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Route")]
 pub(crate) struct RawRoute {
     /// Name, unique within its table. Required.
     pub name: Field<String>,
@@ -43,6 +44,7 @@ pub(crate) struct RawRoute {
 /// Route match conditions.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Match")]
 pub(crate) struct RawMatch {
     /// Host names, exact or `*.suffix` (case-insensitive). Absent = any host.
     pub host: List<String>,
@@ -59,6 +61,7 @@ pub(crate) struct RawMatch {
 /// A path condition: exactly one key.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Path")]
 pub(crate) struct RawPath {
     /// The path starts with this (must start with `/`).
     pub prefix: Field<String>,
@@ -71,6 +74,7 @@ pub(crate) struct RawPath {
 /// A header or query parameter condition: `name` and exactly one of `exact`, `regex`, `present`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "ValueMatch")]
 pub(crate) struct RawValueMatch {
     /// Header name (case-insensitive) or query parameter name (case-sensitive). Required.
     pub name: Field<String>,
@@ -85,6 +89,7 @@ pub(crate) struct RawValueMatch {
 /// One weighted backend.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Backend")]
 pub(crate) struct RawBackend {
     /// Cluster name. Required; must name a cluster.
     pub cluster: Field<String>,
@@ -95,6 +100,7 @@ pub(crate) struct RawBackend {
 /// A response made by the proxy.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "DirectResponse")]
 pub(crate) struct RawDirectResponse {
     /// HTTP status, 100 to 599. Required.
     pub status: Field<u16>,
@@ -105,6 +111,7 @@ pub(crate) struct RawDirectResponse {
 /// A redirect made by the proxy: each given part replaces that part of the request URL.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Redirect")]
 pub(crate) struct RawRedirect {
     /// `http` or `https`.
     pub scheme: Field<String>,
@@ -121,6 +128,7 @@ pub(crate) struct RawRedirect {
 /// Retry policy.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Retry")]
 pub(crate) struct RawRetry {
     /// Total tries, the first included, 1 to 10. Default is 2.
     pub attempts: Field<u32>,
@@ -141,6 +149,7 @@ pub(crate) struct RawRetry {
 /// Backoff between tries.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Backoff")]
 pub(crate) struct RawBackoff {
     /// First backoff. Default is `25ms`.
     pub base: Field<DurationText>,
@@ -151,6 +160,7 @@ pub(crate) struct RawBackoff {
 /// Retry budget.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Budget")]
 pub(crate) struct RawBudget {
     /// Retries as a share of requests, 0 to 1. Default is 0.2.
     pub ratio: Field<f64>,
@@ -161,6 +171,7 @@ pub(crate) struct RawBudget {
 /// Fault injection.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Fault")]
 pub(crate) struct RawFault {
     /// Delay some requests.
     pub delay: Field<RawFaultDelay>,
@@ -171,6 +182,7 @@ pub(crate) struct RawFault {
 /// Delay a share of requests.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "FaultDelay")]
 pub(crate) struct RawFaultDelay {
     /// Share of requests, 0 to 100. Required.
     pub percent: Field<f64>,
@@ -181,6 +193,7 @@ pub(crate) struct RawFaultDelay {
 /// Fail a share of requests: exactly one of `status`, `grpc_status`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "FaultAbort")]
 pub(crate) struct RawFaultAbort {
     /// Share of requests, 0 to 100. Required.
     pub percent: Field<f64>,
@@ -193,6 +206,7 @@ pub(crate) struct RawFaultAbort {
 /// Rewrites before forwarding.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Rewrite")]
 pub(crate) struct RawRewrite {
     /// Replaces the prefix matched by `match.path.prefix` (only with a prefix match).
     pub path_prefix: Field<String>,
@@ -203,6 +217,7 @@ pub(crate) struct RawRewrite {
 /// Header edits.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "HeaderEdits")]
 pub(crate) struct RawHeaderEdits {
     /// Headers to set, replacing any present.
     pub set: Field<Entries<String>>,
@@ -215,6 +230,7 @@ pub(crate) struct RawHeaderEdits {
 /// Local rate limit.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "RateLimit")]
 pub(crate) struct RawRateLimit {
     /// Sustained rate, more than 0. Required.
     pub requests_per_second: Field<f64>,
@@ -225,6 +241,7 @@ pub(crate) struct RawRateLimit {
 /// Request mirroring.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Mirror")]
 pub(crate) struct RawMirror {
     /// Cluster to copy requests to. Required; must name a cluster.
     pub cluster: Field<String>,

@@ -19,7 +19,7 @@ impl JsonSchema for DurationText {
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
             "type": "string",
-            "pattern": "^[0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h)$",
+            "pattern": "^([0-9]+(\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$",
             "description": "A duration with a unit: `250ms`, `5s`, `2m`, `1h` (also `ns`, `us`). Bare numbers are refused.",
             "examples": ["250ms", "5s", "2m"],
         })
