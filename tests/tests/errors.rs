@@ -182,6 +182,26 @@ async fn an_http2_upstream_failing_mid_body_resets_the_h2c_client_stream() {
     assert_reset_mid_body_reaches_the_client(HttpClient::h2c(), upstream).await;
 }
 
+/// Sends `head` on a fresh connection and expects 431 then the connection closed. The
+/// reason header may be absent: the head is refused while it is being parsed.
+async fn assert_head_too_large(proxy: &Proxy, what: &str, head: &str) {
+    let mut conn = RawConn::connect(proxy.listener_addr("edge")).await;
+    // The proxy may answer and close before reading all of it; that is fine.
+    let _ = conn.send(head.as_bytes()).await;
+    let response = conn
+        .read_response(Duration::from_secs(5))
+        .await
+        .unwrap_or_else(|e| panic!("{what}: expected 431: {e}"));
+    assert_eq!(response.status, 431, "{what}: {response:?}");
+    if let Some(kind) = response.header("x-meshwork-error") {
+        assert_eq!(kind, "header-too-large", "{what}");
+    }
+    assert!(
+        conn.wait_closed(Duration::from_secs(3)).await.is_some(),
+        "{what}: the connection stayed open after the 431"
+    );
+}
+
 #[tokio::test]
 async fn an_oversized_request_head_gets_431_header_too_large() {
     let app = Upstream::http1().name("app").start().await;
@@ -190,9 +210,8 @@ async fn an_oversized_request_head_gets_431_header_too_large() {
         "max_request_header_size: 4KiB",
     );
     let proxy = Proxy::with_config(yaml).start().await;
-    let client = HttpClient::h1();
 
-    let reply = client
+    let reply = HttpClient::h1()
         .request(Method::GET, &proxy.url("edge", "/"))
         .header("x-small", &"a".repeat(1024))
         .send()
@@ -203,29 +222,26 @@ async fn an_oversized_request_head_gets_431_header_too_large() {
         "a head under the limit passes"
     );
 
-    let reply = client
-        .request(Method::GET, &proxy.url("edge", "/"))
-        .header("x-big", &"a".repeat(8 * 1024))
-        .send()
-        .await;
-    assert_proxy_error(
-        &reply,
-        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-        "header-too-large",
-    );
-
-    let reply = client
-        .request(Method::GET, &proxy.url("edge", "/"))
-        .header("x-many-1", &"b".repeat(1500))
-        .header("x-many-2", &"b".repeat(1500))
-        .header("x-many-3", &"b".repeat(1500))
-        .send()
-        .await;
-    assert_proxy_error(
-        &reply,
-        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-        "header-too-large",
-    );
+    let big = "a".repeat(8 * 1024);
+    assert_head_too_large(
+        &proxy,
+        "one 8 KiB header",
+        &format!("GET / HTTP/1.1\r\nHost: x\r\nx-big: {big}\r\n\r\n"),
+    )
+    .await;
+    let part = "b".repeat(1500);
+    assert_head_too_large(
+        &proxy,
+        "three 1.5 KiB headers",
+        &format!("GET / HTTP/1.1\r\nHost: x\r\nx-1: {part}\r\nx-2: {part}\r\nx-3: {part}\r\n\r\n"),
+    )
+    .await;
+    assert_head_too_large(
+        &proxy,
+        "an 8 KiB request target",
+        &format!("GET /{big} HTTP/1.1\r\nHost: x\r\n\r\n"),
+    )
+    .await;
     assert_eq!(app.requests(), 1);
 }
 
