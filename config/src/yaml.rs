@@ -110,6 +110,10 @@ fn pos(m: &saphyr_parser::Marker) -> Pos {
     Pos::new(m.line().max(1), m.col() + 1)
 }
 
+/// Deepest nesting of lists and mappings kept; deeper content is reported and dropped
+/// (real configs are under 10 deep; this bounds recursion in later passes).
+pub(crate) const MAX_DEPTH: usize = 64;
+
 /// A collection being built, with its field path.
 enum Frame {
     Seq(Pos, String, Vec<Node>),
@@ -122,6 +126,8 @@ struct Builder {
     root: Option<Node>,
     documents: usize,
     problems: Vec<Problem>,
+    /// Collections opened beyond `MAX_DEPTH` and not yet closed (their content is dropped).
+    too_deep: usize,
 }
 
 impl Builder {
@@ -194,6 +200,29 @@ fn key_name(key: &Node) -> String {
 impl<'input> SpannedEventReceiver<'input> for Builder {
     fn on_event(&mut self, ev: Event<'input>, span: Span) {
         let at = pos(&span.start);
+        if self.too_deep > 0 {
+            match ev {
+                Event::SequenceStart(..) | Event::MappingStart(..) => self.too_deep += 1,
+                Event::SequenceEnd | Event::MappingEnd => self.too_deep -= 1,
+                _ => {}
+            }
+            if self.too_deep > 0 {
+                return;
+            }
+            // The collection that was too deep just closed: it stands as null.
+            self.insert(Node::null(at));
+            return;
+        }
+        if matches!(ev, Event::SequenceStart(..) | Event::MappingStart(..))
+            && self.stack.len() >= MAX_DEPTH
+        {
+            self.too_deep = 1;
+            self.problem(
+                at,
+                format!("lists and mappings are nested more than {MAX_DEPTH} deep"),
+            );
+            return;
+        }
         match ev {
             Event::DocumentStart(_) => {
                 self.documents += 1;

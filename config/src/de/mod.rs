@@ -17,14 +17,14 @@
 use std::cell::RefCell;
 use std::fmt;
 
-use serde::de::value::{StrDeserializer, StringDeserializer, UsizeDeserializer};
-use serde::de::{
-    self, DeserializeSeed, Deserializer, EnumAccess, IntoDeserializer, MapAccess, SeqAccess,
-    VariantAccess, Visitor,
-};
+use serde::de::value::StrDeserializer;
+use serde::de::{self, Deserializer, IntoDeserializer, Visitor};
+
+mod access;
+
+use access::{Fields, Items, Position, ShapeAccess};
 
 use crate::diagnostic::Sink;
-use crate::path;
 use crate::suggest;
 use crate::yaml::{Kind, Node, Value};
 
@@ -375,196 +375,153 @@ impl<'de> Deserializer<'de> for De<'_> {
     }
 }
 
-/// List items, each at `path[i]`.
-struct Items<'a, 'b> {
-    parent: &'b De<'a>,
-    items: std::iter::Enumerate<std::slice::Iter<'a, Node>>,
-}
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
 
-impl<'a, 'b> Items<'a, 'b> {
-    fn new(parent: &'b De<'a>, items: &'a [Node]) -> Self {
-        Items {
-            parent,
-            items: items.iter().enumerate(),
-        }
-    }
-}
+    use super::*;
+    use crate::diagnostic::Pos;
+    use crate::spanned::{Entries, Field, List, Spanned};
 
-impl<'de> SeqAccess<'de> for Items<'_, '_> {
-    type Error = Error;
-
-    fn next_element_seed<T: DeserializeSeed<'de>>(
-        &mut self,
-        seed: T,
-    ) -> Result<Option<T::Value>, Error> {
-        match self.items.next() {
-            None => Ok(None),
-            Some((i, item)) => {
-                let de = self.parent.child(item, path::index(&self.parent.path, i));
-                seed.deserialize(de).map(Some)
-            }
-        }
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Outer {
+        name: Field<String>,
+        count: Field<u32>,
+        inner: Field<Inner>,
+        items: List<Inner>,
+        kind: Field<Choice>,
+        labels: Field<Entries<String>>,
+        either: List<Either>,
     }
 
-    fn size_hint(&self) -> Option<usize> {
-        Some(self.items.len())
-    }
-}
-
-/// Mapping entries. With `expected` set (a struct), unknown keys are reported and
-/// skipped; otherwise (a free-form map) every entry with a scalar key is passed on.
-struct Fields<'a, 'b> {
-    parent: &'b De<'a>,
-    entries: std::slice::Iter<'a, crate::yaml::Entry>,
-    expected: Option<&'static [&'static str]>,
-    value: Option<(&'a Node, String)>,
-}
-
-impl<'a, 'b> Fields<'a, 'b> {
-    fn new(parent: &'b De<'a>, expected: Option<&'static [&'static str]>) -> Self {
-        let entries: &'a [crate::yaml::Entry] = match &parent.node.kind {
-            Kind::Map(entries) => entries,
-            _ => &[],
-        };
-        Fields {
-            parent,
-            entries: entries.iter(),
-            expected,
-            value: None,
-        }
-    }
-}
-
-impl<'de> MapAccess<'de> for Fields<'_, '_> {
-    type Error = Error;
-
-    fn next_key_seed<K: DeserializeSeed<'de>>(
-        &mut self,
-        seed: K,
-    ) -> Result<Option<K::Value>, Error> {
-        for entry in self.entries.by_ref() {
-            let Some(key) = entry.key.text() else {
-                let key_de = self.parent.child(&entry.key, self.parent.path.clone());
-                key_de.expected("a string key");
-                continue;
-            };
-            let path = path::field(&self.parent.path, key);
-            if let Some(expected) = self.expected {
-                if !expected.contains(&key) {
-                    let key_de = self.parent.child(&entry.key, path);
-                    key_de.report(if key == "<<" {
-                        "YAML merge keys (<<) are not supported; write the fields out".to_string()
-                    } else {
-                        suggest::unknown("field", key, expected)
-                    });
-                    continue;
-                }
-                self.value = Some((&entry.value, path));
-                let key_de: StrDeserializer<'_, Error> = key.into_deserializer();
-                return seed.deserialize(key_de).map(Some);
-            }
-            self.value = Some((&entry.value, path.clone()));
-            return seed
-                .deserialize(self.parent.child(&entry.key, path))
-                .map(Some);
-        }
-        Ok(None)
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Inner {
+        flag: Field<bool>,
     }
 
-    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Error> {
-        match self.value.take() {
-            Some((node, path)) => seed.deserialize(self.parent.child(node, path)),
-            None => Err(de::Error::custom("value asked before its key")),
-        }
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(rename_all = "snake_case")]
+    enum Choice {
+        Alpha,
+        Beta,
     }
 
-    fn size_hint(&self) -> Option<usize> {
-        Some(self.entries.len())
-    }
-}
-
-/// Hands `Spanned` its line, column, path and then the value itself.
-struct Position<'a, 'b> {
-    de: &'b De<'a>,
-    next: usize,
-}
-
-impl<'a, 'b> Position<'a, 'b> {
-    fn new(de: &'b De<'a>) -> Self {
-        Position { de, next: 0 }
-    }
-}
-
-impl<'de> MapAccess<'de> for Position<'_, '_> {
-    type Error = Error;
-
-    fn next_key_seed<K: DeserializeSeed<'de>>(
-        &mut self,
-        seed: K,
-    ) -> Result<Option<K::Value>, Error> {
-        match SPANNED_FIELDS.get(self.next) {
-            Some(name) => {
-                let key: StrDeserializer<'_, Error> = name.into_deserializer();
-                seed.deserialize(key).map(Some)
-            }
-            None => Ok(None),
-        }
+    #[derive(Debug, Deserialize)]
+    #[serde(rename = "$meshwork::Shape")]
+    enum Either {
+        #[serde(rename = "scalar")]
+        Text(Spanned<String>),
+        #[serde(rename = "map")]
+        Full(Inner),
     }
 
-    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Error> {
-        let field = self.next;
-        self.next += 1;
-        let pos = self.de.node.pos;
-        match field {
-            0 => seed.deserialize(UsizeDeserializer::<Error>::new(pos.line)),
-            1 => seed.deserialize(UsizeDeserializer::<Error>::new(pos.column)),
-            2 => seed.deserialize(StringDeserializer::<Error>::new(self.de.path.clone())),
-            _ => seed.deserialize(self.de.child(self.de.node, self.de.path.clone())),
-        }
-    }
-}
-
-/// The variant is the node's shape; its content is the same node.
-struct ShapeAccess<'a, 'b> {
-    de: &'b De<'a>,
-    shape: &'static str,
-}
-
-impl<'de, 'a, 'b> EnumAccess<'de> for ShapeAccess<'a, 'b> {
-    type Error = Error;
-    type Variant = Self;
-
-    fn variant_seed<S: DeserializeSeed<'de>>(self, seed: S) -> Result<(S::Value, Self), Error> {
-        let name: StrDeserializer<'_, Error> = self.shape.into_deserializer();
-        let variant = seed.deserialize(name)?;
-        Ok((variant, self))
-    }
-}
-
-impl<'de> VariantAccess<'de> for ShapeAccess<'_, '_> {
-    type Error = Error;
-
-    fn unit_variant(self) -> Result<(), Error> {
-        Ok(())
+    fn decode(yaml: &str) -> (Option<Spanned<Outer>>, Vec<String>) {
+        let (root, problems) = crate::yaml::parse(yaml).expect("valid YAML");
+        assert!(problems.is_empty());
+        let mut sink = Sink::default();
+        let outer = from_node(&root.expect("document"), &mut sink);
+        let messages = sink
+            .into_vec("t")
+            .iter()
+            .map(|d| format!("{}:{} {}: {}", d.line, d.column, d.path, d.message))
+            .collect();
+        (outer, messages)
     }
 
-    fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, Error> {
-        seed.deserialize(self.de.child(self.de.node, self.de.path.clone()))
+    #[test]
+    fn a_clean_document_decodes_with_positions_and_paths() {
+        let (outer, problems) =
+            decode("name: web\ncount: 3\ninner: {flag: true}\nkind: beta\nlabels: {a: 1, b: x}\n");
+        assert!(problems.is_empty(), "{problems:?}");
+        let outer = outer.expect("root").value.expect("value");
+        let name = outer.name.expect("name");
+        assert_eq!(name.value.as_deref(), Some("web"));
+        assert_eq!((name.pos, name.path.as_str()), (Pos::new(1, 7), "name"));
+        assert_eq!(outer.count.and_then(|c| c.value), Some(3));
+        let inner = outer.inner.and_then(|i| i.value).expect("inner");
+        assert_eq!(inner.flag.expect("flag").path, "inner.flag");
+        assert_eq!(outer.kind.and_then(|k| k.value), Some(Choice::Beta));
+        let labels = outer.labels.and_then(|l| l.value).expect("labels").0;
+        assert_eq!(labels[0].0.value.as_deref(), Some("a"));
+        assert_eq!(labels[0].1.value.as_deref(), Some("1"));
+        assert_eq!(labels[1].1.path, "labels.b");
     }
 
-    fn tuple_variant<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, Error> {
-        self.de
-            .child(self.de.node, self.de.path.clone())
-            .deserialize_seq(visitor)
+    #[test]
+    fn every_problem_is_recorded_and_siblings_still_decode() {
+        let yaml = "\
+name: [x]
+count: lots
+inner: {flag: yes, extra: 1}
+items: [{flag: true}, 5, {flag: false}]
+kind: btea
+colour: red
+";
+        let (outer, problems) = decode(yaml);
+        assert_eq!(
+            problems,
+            vec![
+                "1:7 name: expected a string, got a list",
+                "2:8 count: expected an integer, got a string \"lots\"",
+                "3:15 inner.flag: expected true or false, got a string \"yes\"",
+                "3:20 inner.extra: unknown field \"extra\", expected one of: flag",
+                "4:23 items[1]: expected a mapping, got an integer 5",
+                "5:7 kind: unknown value \"btea\", did you mean \"beta\"?",
+                "6:1 colour: unknown field \"colour\", expected one of: name, count, inner, items, kind, labels, either",
+            ]
+        );
+        let outer = outer.expect("root").value.expect("the root still decodes");
+        assert!(outer.name.expect("present").value.is_none());
+        let items = outer.items.and_then(|i| i.value).expect("items");
+        let flags: Vec<_> = items
+            .iter()
+            .map(|i| {
+                i.value
+                    .as_ref()
+                    .map(|v| v.flag.as_ref().and_then(|f| f.value))
+            })
+            .collect();
+        assert_eq!(flags, vec![Some(Some(true)), None, Some(Some(false))]);
     }
 
-    fn struct_variant<V: Visitor<'de>>(
-        self,
-        fields: &'static [&'static str],
-        visitor: V,
-    ) -> Result<V::Value, Error> {
-        self.de
-            .child(self.de.node, self.de.path.clone())
-            .deserialize_struct("", fields, visitor)
+    #[test]
+    fn any_scalar_is_text_where_a_string_is_expected() {
+        let (outer, problems) = decode("name: 25\n");
+        assert!(problems.is_empty());
+        let name = outer
+            .and_then(|o| o.value)
+            .and_then(|o| o.name)
+            .and_then(|n| n.value);
+        assert_eq!(name.as_deref(), Some("25"));
+    }
+
+    #[test]
+    fn shape_enums_pick_the_variant_by_the_node_shape() {
+        let (outer, problems) = decode("either: [a, {flag: true}, [x]]\n");
+        assert_eq!(
+            problems,
+            vec!["1:27 either[2]: expected a string or a mapping, got a list"]
+        );
+        let either = outer
+            .and_then(|o| o.value)
+            .and_then(|o| o.either)
+            .and_then(|e| e.value)
+            .expect("list");
+        assert!(
+            matches!(&either[0].value, Some(Either::Text(t)) if t.value.as_deref() == Some("a"))
+        );
+        assert!(matches!(&either[1].value, Some(Either::Full(i)) if i.flag.is_some()));
+        assert!(either[2].value.is_none());
+    }
+
+    #[test]
+    fn out_of_range_integers_say_the_range() {
+        let (_, problems) = decode("count: -1\n");
+        assert_eq!(
+            problems,
+            vec!["1:8 count: expected an integer from 0 to 4294967295, got -1"]
+        );
     }
 }
