@@ -33,7 +33,7 @@ fn everything_to(upstream: &Upstream, all: &[&Upstream]) -> String {
 #[tokio::test]
 async fn the_admin_server_reports_liveness_readiness_config_and_listeners() {
     let app = Upstream::http1().name("app").start().await;
-    let yaml = dedent(&format!(
+    let yaml = dedent(
         "
         version: 1
         admin:
@@ -53,9 +53,8 @@ async fn the_admin_server_reports_liveness_readiness_config_and_listeners() {
               backends:
                 - cluster: app
         clusters:
-        {}",
-        cluster_yaml("app", &app.endpoint(), "http1")
-    ));
+        ",
+    ) + &cluster_yaml("app", &app.endpoint(), "http1");
     let proxy = Proxy::with_config(yaml).start().await;
 
     assert_eq!(proxy.admin_get("/live").await.status, StatusCode::OK);

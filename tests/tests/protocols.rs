@@ -260,6 +260,10 @@ async fn a_256_mib_download_streams_with_bounded_proxy_memory() {
         (LARGE_BODY_BYTES, None)
     );
     let growth = sampler.peak().saturating_sub(baseline);
+    eprintln!(
+        "download: baseline {baseline} B, stalled {stalled_rss} B, peak {} B",
+        sampler.peak()
+    );
     assert!(
         growth < MAX_RSS_GROWTH_BYTES,
         "proxy RSS grew by {} MiB (baseline {} MiB, peak {} MiB, while stalled {} MiB)",
@@ -294,6 +298,7 @@ async fn a_256_mib_upload_streams_with_bounded_proxy_memory() {
     assert_eq!(counted["bytes"], LARGE_BODY_BYTES, "{counted}");
     assert!(counted["first_mismatch"].is_null(), "{counted}");
     let growth = sampler.peak().saturating_sub(baseline);
+    eprintln!("upload: baseline {baseline} B, peak {} B", sampler.peak());
     assert!(
         growth < MAX_RSS_GROWTH_BYTES,
         "proxy RSS grew by {} MiB (baseline {} MiB, peak {} MiB)",

@@ -852,3 +852,41 @@ async fn a_redirect_sends_the_exact_location() {
     );
     assert_eq!(app.requests(), 0);
 }
+
+#[tokio::test]
+async fn clusters_never_share_upstream_connections_even_for_the_same_host() {
+    let [a, b] = upstreams(["a", "b"]).await;
+    let proxy = Proxy::with_config(edge_routes(
+        "
+        - name: to-a
+          match:
+            path:
+              prefix: /a/
+          backends:
+            - cluster: a
+        - name: to-b
+          backends:
+            - cluster: b
+        ",
+        &[&a, &b],
+    ))
+    .start()
+    .await;
+    // One client connection, one Host: only the route may decide where each request goes,
+    // however the proxy pools its upstream connections.
+    let client = HttpClient::h1();
+    for i in 0..20 {
+        let (path, expected) = if i % 2 == 0 {
+            ("/a/x", "a")
+        } else {
+            ("/b/x", "b")
+        };
+        let reply = client
+            .request(Method::GET, &proxy.url("edge", path))
+            .header("host", "shared.example.com")
+            .send()
+            .await;
+        assert_eq!(reply.upstream(), Some(expected), "request {i} to {path}");
+    }
+    assert_eq!((a.requests(), b.requests()), (10, 10));
+}
