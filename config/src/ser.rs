@@ -55,11 +55,12 @@ pub fn header_pairs<S: Serializer>(
     pairs: &[(http::HeaderName, http::HeaderValue)],
     s: S,
 ) -> Result<S::Ok, S::Error> {
-    s.collect_map(
-        pairs
-            .iter()
-            .map(|(n, v)| (n.as_str(), String::from_utf8_lossy(v.as_bytes()).into_owned())),
-    )
+    s.collect_map(pairs.iter().map(|(n, v)| {
+        (
+            n.as_str(),
+            String::from_utf8_lossy(v.as_bytes()).into_owned(),
+        )
+    }))
 }
 
 #[cfg(test)]
