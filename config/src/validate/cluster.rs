@@ -48,14 +48,12 @@ pub(crate) fn cluster(
     let load_balancer = load_balancer(raw.load_balancer.as_ref().and_then(Spanned::get));
     let hash = ck.optional(raw.hash.as_ref(), hash).flatten();
     let hashing = matches!(load_balancer, LoadBalancer::RingHash | LoadBalancer::Maglev);
-    match (&raw.hash, raw.load_balancer.as_ref()) {
-        (None, Some(lb)) if hashing => {
-            ck.error(lb, "ring_hash and maglev need a hash key (add `hash:`)")
+    // A hash key with another balancer is ignored, as in Envoy (the CONFIG.md sample
+    // shows one with round_robin); a hashing balancer without one cannot work.
+    if let (None, Some(lb)) = (&raw.hash, raw.load_balancer.as_ref()) {
+        if hashing {
+            ck.error(lb, "ring_hash and maglev need a hash key (add `hash:`)");
         }
-        (Some(h), _) if !hashing => {
-            ck.error(h, "hash is only used by load_balancer ring_hash or maglev")
-        }
-        _ => {}
     }
     let limits = raw
         .limits
