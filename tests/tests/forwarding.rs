@@ -202,3 +202,81 @@ async fn the_host_becomes_the_authority_at_an_http2_upstream() {
     assert_eq!(echo.version, "HTTP/2.0");
     assert_eq!(echo.authority.as_deref(), Some("shop.example.com"));
 }
+
+#[tokio::test]
+async fn an_upstream_error_status_is_passed_through_untouched() {
+    let app = Upstream::http1()
+        .name("app")
+        .status("/unavailable", 503)
+        .status("/missing", 404)
+        .start()
+        .await;
+    let proxy = proxy_to(&app).await;
+    let client = HttpClient::h1();
+    for (path, status) in [
+        ("/unavailable", StatusCode::SERVICE_UNAVAILABLE),
+        ("/missing", StatusCode::NOT_FOUND),
+    ] {
+        let reply = client.get(&proxy.url("edge", path)).await;
+        assert_eq!(reply.status, status);
+        assert_eq!(reply.upstream(), Some("app"));
+        assert_eq!(
+            reply.error_kind(),
+            None,
+            "the upstream's answer, not the proxy's"
+        );
+    }
+}
+
+#[tokio::test]
+async fn repeated_response_headers_come_back_separately() {
+    let app = Upstream::http1()
+        .name("app")
+        .response_header("set-cookie", "a=1; Path=/")
+        .response_header("set-cookie", "b=2; Path=/; HttpOnly")
+        .start()
+        .await;
+    let proxy = proxy_to(&app).await;
+    let reply = HttpClient::h1().get(&proxy.url("edge", "/")).await;
+    assert_eq!(
+        reply.header_all("set-cookie"),
+        ["a=1; Path=/", "b=2; Path=/; HttpOnly"]
+    );
+}
+
+#[tokio::test]
+async fn percent_encoded_paths_and_queries_are_forwarded_verbatim() {
+    let app = Upstream::http1().name("app").start().await;
+    let proxy = proxy_to(&app).await;
+    let echo = HttpClient::h1()
+        .get(&proxy.url("edge", "/a%20b/c%2Fd/%7Euser?x=%2F&y=1+2&z"))
+        .await
+        .echo();
+    assert_eq!(echo.path, "/a%20b/c%2Fd/%7Euser");
+    assert_eq!(echo.query.as_deref(), Some("x=%2F&y=1+2&z"));
+}
+
+#[tokio::test]
+async fn a_head_request_gets_the_headers_without_a_body() {
+    let app = Upstream::http1()
+        .name("app")
+        .route("/doc", "hello")
+        .start()
+        .await;
+    let proxy = proxy_to(&app).await;
+    let client = HttpClient::h1();
+    let reply = client
+        .request(Method::HEAD, &proxy.url("edge", "/doc"))
+        .send()
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(reply.body.is_empty());
+    let length = reply.header("content-length");
+    assert!(
+        length.is_none() || length == Some("5"),
+        "HEAD announces the GET's length or none, not {length:?}"
+    );
+    // The connection is still in sync for the next request.
+    let reply = client.get(&proxy.url("edge", "/doc")).await;
+    assert_eq!(reply.text(), "hello");
+}

@@ -557,3 +557,40 @@ async fn sigint_stops_an_idle_proxy_promptly_with_exit_0() {
         signalled.elapsed()
     );
 }
+
+#[tokio::test]
+async fn a_reload_changing_a_clusters_endpoint_moves_its_traffic() {
+    let old = Upstream::http1().name("old").start().await;
+    let new = Upstream::http1().name("new").start().await;
+    let mut proxy = Proxy::with_config(single_cluster_config(&old.endpoint(), "http1"))
+        .start()
+        .await;
+    let client = HttpClient::h1();
+    assert_eq!(
+        client.get(&proxy.url("edge", "/")).await.upstream(),
+        Some("old")
+    );
+
+    // Same cluster name, new endpoint: pooled connections to the old one must not be used.
+    proxy
+        .reload(&single_cluster_config(&new.endpoint(), "http1"))
+        .await;
+    for _ in 0..5 {
+        assert_eq!(
+            client.get(&proxy.url("edge", "/")).await.upstream(),
+            Some("new")
+        );
+    }
+    assert_eq!(old.requests(), 1);
+
+    // Same cluster name, new protocol.
+    let h2 = Upstream::h2c().name("h2").start().await;
+    proxy
+        .reload(&single_cluster_config(&h2.endpoint(), "http2"))
+        .await;
+    let echo = client.get(&proxy.url("edge", "/")).await.echo();
+    assert_eq!(
+        (echo.upstream.as_str(), echo.version.as_str()),
+        ("h2", "HTTP/2.0")
+    );
+}

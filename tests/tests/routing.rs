@@ -890,3 +890,35 @@ async fn clusters_never_share_upstream_connections_even_for_the_same_host() {
     }
     assert_eq!((a.requests(), b.requests()), (10, 10));
 }
+
+#[tokio::test]
+async fn round_robin_spreads_requests_evenly_over_a_clusters_endpoints() {
+    let [one, two] = upstreams(["one", "two"]).await;
+    let yaml = meshwork_tests::edge_config(&format!(
+        "
+        route_tables:
+          edge:
+            - name: all
+              backends:
+                - cluster: pair
+        clusters:
+          - name: pair
+            endpoints:
+              - {}
+              - {}
+            protocol: http1
+            load_balancer: round_robin
+        ",
+        one.endpoint(),
+        two.endpoint()
+    ));
+    let proxy = Proxy::with_config(yaml).start().await;
+    let client = HttpClient::h1();
+    for _ in 0..10 {
+        assert_eq!(
+            client.get(&proxy.url("edge", "/")).await.status,
+            StatusCode::OK
+        );
+    }
+    assert_eq!((one.requests(), two.requests()), (5, 5));
+}

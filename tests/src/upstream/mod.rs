@@ -132,12 +132,14 @@ impl UpstreamBuilder {
             .expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("the bound address");
         let requests = Arc::new(AtomicU64::new(0));
+        let connections = Arc::new(AtomicU64::new(0));
         let state = Arc::new(State {
             name: self.name.clone().into(),
             routes: self.routes,
             fallback: self.fallback,
             response_headers: self.response_headers,
             requests: requests.clone(),
+            connections: connections.clone(),
         });
         let task = tokio::spawn(accept_loop(listener, state, self.protocol));
         Upstream {
@@ -145,6 +147,7 @@ impl UpstreamBuilder {
             protocol: self.protocol,
             addr,
             requests,
+            connections,
             task,
         }
     }
@@ -157,6 +160,7 @@ pub struct Upstream {
     protocol: UpstreamProtocol,
     addr: SocketAddr,
     requests: Arc<AtomicU64>,
+    connections: Arc<AtomicU64>,
     task: JoinHandle<()>,
 }
 
@@ -203,6 +207,11 @@ impl Upstream {
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::SeqCst)
     }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Ordering::SeqCst)
+    }
 }
 
 impl Drop for Upstream {
@@ -226,6 +235,7 @@ struct State {
     fallback: Handler,
     response_headers: Vec<(HeaderName, HeaderValue)>,
     requests: Arc<AtomicU64>,
+    connections: Arc<AtomicU64>,
 }
 
 impl State {
@@ -247,6 +257,7 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>, protocol: Upstrea
         tokio::select! {
             accepted = listener.accept() => {
                 if let Ok((stream, _)) = accepted {
+                    state.connections.fetch_add(1, Ordering::SeqCst);
                     connections.spawn(serve_connection(stream, state.clone(), protocol));
                 }
             }
