@@ -1,0 +1,90 @@
+//! `meshwork-bench`: parse arguments, run the chosen scenarios.
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use meshwork_bench::run::{RunOptions, run};
+use meshwork_bench::scenarios;
+
+/// Benchmarks meshwork against nginx and HAProxy (and the upstream directly) on this
+/// machine, pinned: load generator + upstream on CPU 0, the proxy on CPU 1.
+#[derive(Debug, Parser)]
+#[command(name = "meshwork-bench", version, about)]
+struct Cli {
+    /// `all`, `list`, or one or more scenario ids (see `list`).
+    #[arg(required = true, value_name = "WHAT")]
+    what: Vec<String>,
+    /// Short runs (under 2 minutes for `all`); same loads, shorter durations, 2 rounds.
+    #[arg(long)]
+    quick: bool,
+    /// Rounds per figure (default 3, or 2 with --quick).
+    #[arg(long, value_name = "N")]
+    rounds: Option<usize>,
+    /// Fail instead of installing missing tools (apt-get, cargo install oha).
+    #[arg(long)]
+    no_install: bool,
+    /// Update bench/RESULTS.md (default: yes for a full `all`, no otherwise).
+    #[arg(long, overrides_with = "no_write_results")]
+    write_results: bool,
+    /// Do not update bench/RESULTS.md.
+    #[arg(long)]
+    no_write_results: bool,
+    /// Wait until the CPUs are at most this busy (percent) before measuring.
+    #[arg(long, default_value_t = 10.0, value_name = "PERCENT")]
+    max_busy: f64,
+    /// Give up waiting for quiet after this many seconds (then measure and record it).
+    #[arg(long, default_value_t = 180, value_name = "SECS")]
+    wait_quiet: u64,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let all = scenarios::all();
+    if cli.what.iter().any(|w| w == "list") {
+        for s in &all {
+            println!("{:<10} {}", s.id(), s.describe());
+        }
+        return ExitCode::SUCCESS;
+    }
+    let everything = cli.what.iter().any(|w| w == "all");
+    let chosen: Vec<String> = if everything {
+        all.iter().map(|s| s.id().to_owned()).collect()
+    } else {
+        cli.what.clone()
+    };
+    if let Some(unknown) = chosen
+        .iter()
+        .find(|w| !all.iter().any(|s| s.id() == w.as_str()))
+    {
+        let ids: Vec<&str> = all.iter().map(|s| s.id()).collect();
+        eprintln!(
+            "error: unknown scenario `{unknown}`; expected all, list, or one of: {}",
+            ids.join(", ")
+        );
+        return ExitCode::from(2);
+    }
+    let full_all = everything && !cli.quick;
+    let options = RunOptions {
+        scenarios: chosen,
+        quick: cli.quick,
+        rounds: cli.rounds,
+        install: !cli.no_install,
+        write_results_md: !cli.no_write_results && (cli.write_results || full_all),
+        save_latest: full_all,
+        max_busy_percent: cli.max_busy,
+        wait_quiet: Duration::from_secs(cli.wait_quiet),
+        command: format!(
+            "cargo run -p meshwork-bench --release -- {}",
+            std::env::args().skip(1).collect::<Vec<_>>().join(" ")
+        ),
+    };
+    match run(&options) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! HAProxy as the peer reverse proxy: one thread, server connections reused across
+//! clients (`http-reuse always`), no logging, HTTP/2 (h2c) on a second bind.
+
+use std::path::Path;
+
+use super::ProxyPorts;
+
+/// The haproxy.cfg for one run; it is started with `-db` (foreground, one process).
+pub fn config(dir: &Path, ports: &ProxyPorts, upstream: &str) -> String {
+    let dir = dir.display();
+    format!(
+        "global
+    nbthread 1
+    maxconn 18000
+    pidfile {dir}/haproxy.pid
+
+defaults
+    mode http
+    option http-keep-alive
+    http-reuse always
+    timeout connect 5s
+    timeout client 300s
+    timeout server 300s
+    timeout http-keep-alive 300s
+
+frontend bench
+    bind 127.0.0.1:{http} backlog 4096
+    bind 127.0.0.1:{h2} proto h2 backlog 4096
+    default_backend upstream
+
+backend upstream
+    server upstream {upstream}
+",
+        http = ports.http,
+        h2 = ports.h2,
+    )
+}
+
+/// Arguments for `haproxy`: foreground, the config file.
+pub fn args(config_file: &Path) -> Vec<String> {
+    vec!["-db".into(), "-f".into(), config_file.display().to_string()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_has_one_thread_no_log_and_connection_reuse() {
+        let c = config(
+            Path::new("/tmp/x"),
+            &ProxyPorts { http: 1, h2: 2 },
+            "127.0.0.1:3",
+        );
+        for needle in [
+            "nbthread 1",
+            "http-reuse always",
+            "bind 127.0.0.1:1 ",
+            "bind 127.0.0.1:2 proto h2",
+            "server upstream 127.0.0.1:3",
+        ] {
+            assert!(c.contains(needle), "missing {needle:?} in\n{c}");
+        }
+        assert!(
+            !c.lines().any(|l| l.trim_start().starts_with("log")),
+            "logging must stay off:\n{c}"
+        );
+    }
+}

@@ -1,0 +1,245 @@
+//! What a load generator is pointed at: the upstream directly, or one of the proxies in
+//! front of it. Each proxy gets its own config and directory under the run's temp dir,
+//! runs in the foreground as a child pinned to the proxy CPU, and is ready when it
+//! answers (`/ready` for meshwork, an accepting port for nginx and HAProxy).
+
+pub mod haproxy;
+pub mod meshwork;
+pub mod nginx;
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use serde::Serialize;
+
+use crate::process::{Cpu, Proc, free_port};
+
+/// How long a proxy may take to become ready before the run gives up on it.
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A column of the results table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    /// The load generator talks to the upstream itself: the baseline.
+    Direct,
+    Meshwork,
+    Nginx,
+    Haproxy,
+}
+
+impl Target {
+    pub const ALL: [Target; 4] = [
+        Target::Direct,
+        Target::Meshwork,
+        Target::Nginx,
+        Target::Haproxy,
+    ];
+    pub const PROXIES: [Target; 3] = [Target::Meshwork, Target::Nginx, Target::Haproxy];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Direct => "direct",
+            Target::Meshwork => "meshwork",
+            Target::Nginx => "nginx",
+            Target::Haproxy => "haproxy",
+        }
+    }
+}
+
+/// The ports a proxy listens on: HTTP/1.1, and h2c with prior knowledge (the same port
+/// for meshwork and the direct upstream, which detect the protocol per connection).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProxyPorts {
+    pub http: u16,
+    pub h2: u16,
+}
+
+/// Where the programs are and where runs keep their files.
+#[derive(Debug, Clone)]
+pub struct Env {
+    pub meshwork: PathBuf,
+    pub nginx: PathBuf,
+    pub haproxy: PathBuf,
+    /// The run's temp dir; each started target gets a fresh subdirectory.
+    pub dir: PathBuf,
+    /// `127.0.0.1:PORT` of the bench upstream.
+    pub upstream: String,
+}
+
+/// A target accepting requests.
+#[derive(Debug)]
+pub struct Running {
+    pub target: Target,
+    pub ports: ProxyPorts,
+    /// From spawn to ready.
+    pub startup: Duration,
+    proc: Option<Proc>,
+}
+
+impl Running {
+    /// The direct "target": the upstream itself, nothing started.
+    pub fn direct(upstream_port: u16) -> Self {
+        Self {
+            target: Target::Direct,
+            ports: ProxyPorts {
+                http: upstream_port,
+                h2: upstream_port,
+            },
+            startup: Duration::ZERO,
+            proc: None,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.ports.http)
+    }
+
+    pub fn h2_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.ports.h2)
+    }
+
+    /// The proxy's process group id, for CPU and memory readings (`None` for direct).
+    pub fn pgid(&self) -> Option<u32> {
+        self.proc.as_ref().map(Proc::pid)
+    }
+
+    /// Fails when the proxy died (a crash under load must not pass as a slow run).
+    ///
+    /// # Errors
+    /// When the process has exited.
+    pub fn check_alive(&mut self) -> anyhow::Result<()> {
+        match &mut self.proc {
+            Some(p) => p.check_alive(),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Starts `target` in front of the upstream and waits until it is ready.
+///
+/// # Errors
+/// When the proxy cannot be configured, started, or does not become ready in time.
+pub fn start(target: Target, env: &Env, upstream_port: u16, tag: &str) -> anyhow::Result<Running> {
+    if target == Target::Direct {
+        return Ok(Running::direct(upstream_port));
+    }
+    let dir = env.dir.join(format!("{}-{tag}", target.name()));
+    std::fs::create_dir_all(&dir)?;
+    let http = free_port()?;
+    let (proc, ports, ready) = match target {
+        Target::Direct => unreachable!("handled above"),
+        Target::Meshwork => {
+            let ports = ProxyPorts { http, h2: http };
+            let admin = free_port()?;
+            let file = dir.join("meshwork.yaml");
+            std::fs::write(&file, meshwork::config(admin, &ports, &env.upstream))?;
+            let args = [
+                "--log-level",
+                "warn",
+                "run",
+                "-c",
+                &file.display().to_string(),
+                "--drain-timeout",
+                "1s",
+            ]
+            .map(String::from);
+            let proc = Proc::spawn("meshwork", Cpu::Proxy, &env.meshwork, &args, &dir)?;
+            (proc, ports, Readiness::HttpOk(admin, "/ready"))
+        }
+        Target::Nginx => {
+            let ports = ProxyPorts {
+                http,
+                h2: free_port()?,
+            };
+            for sub in ["client_body", "proxy", "fastcgi", "uwsgi", "scgi", "logs"] {
+                std::fs::create_dir_all(dir.join(sub))?;
+            }
+            let file = dir.join("nginx.conf");
+            std::fs::write(&file, nginx::config(&dir, &ports, &env.upstream))?;
+            let proc = Proc::spawn(
+                "nginx",
+                Cpu::Proxy,
+                &env.nginx,
+                &nginx::args(&dir, &file),
+                &dir,
+            )?;
+            (proc, ports, Readiness::Accepts(ports.http))
+        }
+        Target::Haproxy => {
+            let ports = ProxyPorts {
+                http,
+                h2: free_port()?,
+            };
+            let file = dir.join("haproxy.cfg");
+            std::fs::write(&file, haproxy::config(&dir, &ports, &env.upstream))?;
+            let proc = Proc::spawn(
+                "haproxy",
+                Cpu::Proxy,
+                &env.haproxy,
+                &haproxy::args(&file),
+                &dir,
+            )?;
+            (proc, ports, Readiness::Accepts(ports.http))
+        }
+    };
+    let mut proc = proc;
+    let startup = wait_ready(&mut proc, ready)
+        .with_context(|| format!("{} did not become ready", target.name()))?;
+    Ok(Running {
+        target,
+        ports,
+        startup,
+        proc: Some(proc),
+    })
+}
+
+/// How to tell that a proxy is ready.
+#[derive(Debug, Clone, Copy)]
+enum Readiness {
+    /// `GET path` on this port answers 200.
+    HttpOk(u16, &'static str),
+    /// A TCP connection to this port is accepted.
+    Accepts(u16),
+}
+
+/// Polls every millisecond until ready; the time from spawn to ready.
+fn wait_ready(proc: &mut Proc, ready: Readiness) -> anyhow::Result<Duration> {
+    loop {
+        let ok = match ready {
+            Readiness::HttpOk(port, path) => http_get_status(port, path) == Some(200),
+            Readiness::Accepts(port) => TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        };
+        if ok {
+            return Ok(proc.started().elapsed());
+        }
+        proc.check_alive()?;
+        if proc.started().elapsed() > READY_TIMEOUT {
+            bail!("{} not ready after {READY_TIMEOUT:?}", proc.name());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// The status of `GET path` on 127.0.0.1:port, `None` on any failure.
+fn http_get_status(port: u16, path: &str) -> Option<u16> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).ok()?;
+    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+}
+
+/// Whether `path` is an executable file.
+pub fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}

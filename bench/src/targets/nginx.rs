@@ -1,0 +1,109 @@
+//! nginx as the peer reverse proxy: one worker, upstream keep-alive pool, no access log,
+//! its own prefix (pid, logs, temp paths) under the run's temp dir.
+
+use std::path::Path;
+
+use super::ProxyPorts;
+
+/// Idle pooled connections per worker to the upstream (`keepalive N`).
+pub const UPSTREAM_KEEPALIVE: u32 = 128;
+
+/// The nginx.conf for one run, in foreground mode (`daemon off`).
+///
+/// Defaults are kept except where they would make the comparison unequal:
+/// `keepalive_requests` (default 1,000 closes every benchmark connection each 1,000
+/// requests; meshwork and HAProxy have no such limit) and `proxy_max_temp_file_size 0`
+/// (large responses stream through memory buffers instead of being spooled to disk).
+/// HTTP/2 gets its own port: nginx 1.22's `listen ... http2` without TLS speaks only h2c
+/// with prior knowledge.
+pub fn config(dir: &Path, ports: &ProxyPorts, upstream: &str) -> String {
+    let dir = dir.display();
+    let location = format!(
+        "location / {{
+            proxy_pass http://upstream;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+            proxy_max_temp_file_size 0;
+        }}"
+    );
+    format!(
+        "daemon off;
+worker_processes 1;
+worker_rlimit_nofile 19000;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+
+events {{
+    worker_connections 18000;
+}}
+
+http {{
+    access_log off;
+    client_body_temp_path {dir}/client_body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    keepalive_timeout 300s;
+    keepalive_requests 100000000;
+
+    upstream upstream {{
+        server {upstream};
+        keepalive {UPSTREAM_KEEPALIVE};
+        keepalive_requests 100000000;
+        keepalive_timeout 300s;
+    }}
+
+    server {{
+        listen 127.0.0.1:{http} backlog=4096;
+        {location}
+    }}
+
+    server {{
+        listen 127.0.0.1:{h2} http2 backlog=4096;
+        {location}
+    }}
+}}
+",
+        http = ports.http,
+        h2 = ports.h2,
+    )
+}
+
+/// Arguments for `nginx`: the config, the prefix, and the early error log.
+pub fn args(dir: &Path, config_file: &Path) -> Vec<String> {
+    vec![
+        "-c".into(),
+        config_file.display().to_string(),
+        "-p".into(),
+        dir.display().to_string(),
+        "-e".into(),
+        dir.join("error.log").display().to_string(),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_has_one_worker_no_access_log_and_a_keepalive_pool() {
+        let c = config(
+            Path::new("/tmp/x"),
+            &ProxyPorts { http: 1, h2: 2 },
+            "127.0.0.1:3",
+        );
+        for needle in [
+            "daemon off;",
+            "worker_processes 1;",
+            "access_log off;",
+            "keepalive 128;",
+            "server 127.0.0.1:3;",
+            "listen 127.0.0.1:1 ",
+            "listen 127.0.0.1:2 http2",
+            "pid /tmp/x/nginx.pid;",
+        ] {
+            assert!(c.contains(needle), "missing {needle:?} in\n{c}");
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! Finding, and when missing installing, what a run needs: nginx, HAProxy, wrk and h2load
+//! from Debian's packages, oha with `cargo install`, and the release builds of
+//! `meshwork` and `bench-upstream` from this workspace.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context as _, bail};
+
+/// Absolute paths of every program a run uses.
+#[derive(Clone, Debug)]
+pub struct Tools {
+    pub nginx: PathBuf,
+    pub haproxy: PathBuf,
+    pub wrk: PathBuf,
+    pub h2load: PathBuf,
+    pub oha: PathBuf,
+    pub meshwork: PathBuf,
+    pub upstream: PathBuf,
+}
+
+/// A program, where to look for it, and the Debian package that ships it.
+struct Needed {
+    program: &'static str,
+    package: Option<&'static str>,
+}
+
+const NEEDED: [Needed; 5] = [
+    Needed {
+        program: "nginx",
+        package: Some("nginx"),
+    },
+    Needed {
+        program: "haproxy",
+        package: Some("haproxy"),
+    },
+    Needed {
+        program: "wrk",
+        package: Some("wrk"),
+    },
+    Needed {
+        program: "h2load",
+        package: Some("nghttp2-client"),
+    },
+    Needed {
+        program: "oha",
+        package: None,
+    },
+];
+
+/// `program` in PATH, /usr/sbin, /sbin or ~/.cargo/bin.
+pub fn which(program: &str) -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    dirs.extend(["/usr/sbin", "/sbin", "/usr/local/bin"].map(PathBuf::from));
+    if let Some(home) = std::env::var_os("HOME") {
+        dirs.push(Path::new(&home).join(".cargo/bin"));
+    }
+    dirs.into_iter()
+        .map(|d| d.join(program))
+        .find(|p| crate::targets::is_executable(p))
+}
+
+fn run(command: &mut Command) -> anyhow::Result<()> {
+    eprintln!("$ {command:?}");
+    let status = command
+        .status()
+        .with_context(|| format!("cannot run {command:?}"))?;
+    if !status.success() {
+        bail!("{command:?} failed ({status})");
+    }
+    Ok(())
+}
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// Installs what is missing (when `install`), then returns every path.
+///
+/// # Errors
+/// When something is missing and cannot (or may not) be installed, or the workspace
+/// binaries do not build.
+pub fn ensure(install: bool, workspace: &Path) -> anyhow::Result<Tools> {
+    let missing_packages: Vec<&str> = NEEDED
+        .iter()
+        .filter(|n| which(n.program).is_none())
+        .filter_map(|n| n.package)
+        .collect();
+    if !missing_packages.is_empty() {
+        if !install {
+            bail!(
+                "missing: {}; install with `apt-get install -y {}` (or drop --no-install)",
+                missing_packages.join(", "),
+                missing_packages.join(" ")
+            );
+        }
+        if !is_root() {
+            bail!(
+                "missing: {0}; run as root or `sudo apt-get install -y {0}`",
+                missing_packages.join(" ")
+            );
+        }
+        run(Command::new("apt-get").arg("update").arg("-qq"))?;
+        run(Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&missing_packages)
+            .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    }
+    if which("oha").is_none() {
+        if !install {
+            bail!("missing: oha; install with `cargo install oha --locked` (or drop --no-install)");
+        }
+        run(Command::new(cargo()).args(["install", "oha", "--locked"]))?;
+    }
+    let (meshwork, upstream) = build_workspace_binaries(workspace)?;
+    let find = |p: &str| which(p).with_context(|| format!("{p} is still missing after installing"));
+    Ok(Tools {
+        nginx: find("nginx")?,
+        haproxy: find("haproxy")?,
+        wrk: find("wrk")?,
+        h2load: find("h2load")?,
+        oha: find("oha")?,
+        meshwork,
+        upstream,
+    })
+}
+
+fn cargo() -> std::ffi::OsString {
+    std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
+}
+
+/// Builds (release) the proxy and the bench upstream; their paths.
+fn build_workspace_binaries(workspace: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
+    run(Command::new(cargo()).current_dir(workspace).args([
+        "build",
+        "--release",
+        "--quiet",
+        "-p",
+        "meshwork-proxy",
+        "--bin",
+        "meshwork",
+        "-p",
+        "meshwork-bench",
+        "--bin",
+        "bench-upstream",
+    ]))?;
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace.join("target"));
+    let release = target_dir.join("release");
+    Ok((release.join("meshwork"), release.join("bench-upstream")))
+}
+
+/// The workspace root (the bench crate's parent directory).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
