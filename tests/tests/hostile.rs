@@ -23,29 +23,51 @@ async fn proxy_with_limits(upstream: &Upstream, limits: &str) -> Proxy {
 /// (the proxy cannot know where the next request would start). Nothing may reach the
 /// upstream.
 async fn assert_rejected(proxy: &Proxy, upstream: &Upstream, what: &str, request: &str) {
+    if let Err(failure) = check_rejected(proxy, upstream, what, request, Close::Required).await {
+        panic!("{failure}");
+    }
+}
+
+/// Whether the connection must be closed after the 400.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Close {
+    /// The framing of what follows is unknowable: the connection must end.
+    Required,
+    /// The request was whole and well framed; keeping the connection is fine.
+    Optional,
+}
+
+/// [`assert_rejected`] without panicking, to check several cases and report them all.
+async fn check_rejected(
+    proxy: &Proxy,
+    upstream: &Upstream,
+    what: &str,
+    request: &str,
+    close: Close,
+) -> Result<(), String> {
     let before = upstream.requests();
     let mut conn = RawConn::connect(proxy.listener_addr("edge")).await;
     conn.send(request.as_bytes())
         .await
-        .unwrap_or_else(|e| panic!("{what}: send: {e}"));
+        .map_err(|e| format!("{what}: send: {e}"))?;
     match conn.read_response(Duration::from_secs(5)).await {
-        Ok(response) => {
-            assert_eq!(response.status, 400, "{what}: {response:?}");
+        Ok(response) if response.status == 400 => {
             if let Some(kind) = response.header("x-meshwork-error") {
-                assert_eq!(kind, "malformed-request", "{what}");
+                if kind != "malformed-request" {
+                    return Err(format!("{what}: 400 with x-meshwork-error {kind:?}"));
+                }
             }
         }
-        Err(e) => panic!("{what}: expected 400, got {e}"),
+        Ok(response) => return Err(format!("{what}: expected 400, got {response:?}")),
+        Err(e) => return Err(format!("{what}: expected 400, got {e}")),
     }
-    assert!(
-        conn.wait_closed(Duration::from_secs(3)).await.is_some(),
-        "{what}: the connection stayed open after the 400"
-    );
-    assert_eq!(
-        upstream.requests(),
-        before,
-        "{what}: a request reached the upstream"
-    );
+    if close == Close::Required && conn.wait_closed(Duration::from_secs(3)).await.is_none() {
+        return Err(format!("{what}: the connection stayed open after the 400"));
+    }
+    if upstream.requests() != before {
+        return Err(format!("{what}: a request reached the upstream"));
+    }
+    Ok(())
 }
 
 #[tokio::test]
@@ -193,6 +215,35 @@ async fn control_characters_in_a_header_value_are_rejected_with_400_and_close() 
         "GET / HTTP/1.1\r\nHost: x\r\nX-Evil: a\rb\r\n\r\n",
     )
     .await;
+}
+
+#[tokio::test]
+async fn a_missing_duplicated_or_invalid_host_is_rejected_with_400() {
+    // RFC 9112 section 3.2: a server MUST answer 400 to these, or routing by host is
+    // ambiguous between the proxy and whatever sits behind it.
+    let app = Upstream::http1().name("app").start().await;
+    let proxy = proxy_with_limits(&app, "").await;
+    let mut failures = Vec::new();
+    for (what, request) in [
+        ("no Host", "GET / HTTP/1.1\r\n\r\n"),
+        (
+            "two Host headers",
+            "GET / HTTP/1.1\r\nHost: a.example.com\r\nHost: b.example.com\r\n\r\n",
+        ),
+        (
+            "a Host with a space",
+            "GET / HTTP/1.1\r\nHost: a b.example.com\r\n\r\n",
+        ),
+        (
+            "a Host with a path",
+            "GET / HTTP/1.1\r\nHost: a.example.com/x\r\n\r\n",
+        ),
+    ] {
+        if let Err(failure) = check_rejected(&proxy, &app, what, request, Close::Optional).await {
+            failures.push(failure);
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
 }
 
 #[tokio::test]

@@ -922,3 +922,45 @@ async fn round_robin_spreads_requests_evenly_over_a_clusters_endpoints() {
     }
     assert_eq!((one.requests(), two.requests()), (5, 5));
 }
+
+#[tokio::test]
+async fn an_absolute_form_target_routes_by_its_own_authority() {
+    // RFC 9112 section 3.2.2: with an absolute-form target, the Host header is ignored.
+    let [api, other] = upstreams(["api", "other"]).await;
+    let proxy = Proxy::with_config(edge_routes(
+        "
+        - name: api
+          match:
+            host: [api.example.com]
+          backends:
+            - cluster: api
+        - name: rest
+          backends:
+            - cluster: other
+        ",
+        &[&api, &other],
+    ))
+    .start()
+    .await;
+    let mut conn = meshwork_tests::RawConn::connect(proxy.listener_addr("edge")).await;
+    conn.send("GET http://api.example.com/x HTTP/1.1\r\nHost: api.example.com\r\n\r\n")
+        .await
+        .unwrap();
+    let response = conn
+        .read_response(std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(response.header("x-upstream"), Some("api"));
+    conn.send("GET http://api.example.com/x HTTP/1.1\r\nHost: www.example.com\r\n\r\n")
+        .await
+        .unwrap();
+    let response = conn
+        .read_response(std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        response.header("x-upstream"),
+        Some("api"),
+        "routed by the Host header instead of the request target: {response:?}"
+    );
+}
