@@ -428,3 +428,75 @@ async fn a_busy_keep_alive_connection_outlives_the_idle_timeout() {
     }
     assert!(started.elapsed() > Duration::from_millis(1000));
 }
+
+/// Sends one HTTP/2 request whose DATA disagrees with its `content-length`, with the h2
+/// crate directly (well-behaved clients cannot). Returns what the client saw.
+async fn send_h2_with_lying_length(
+    addr: std::net::SocketAddr,
+    declared: &str,
+    body: &'static [u8],
+) -> String {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.expect("an h2c handshake");
+    tokio::spawn(connection);
+    let mut client = client.ready().await.expect("a ready h2 connection");
+    let request = http::Request::post(format!("http://{addr}/count"))
+        .header("content-length", declared)
+        .body(())
+        .unwrap();
+    let (response, mut stream) = client.send_request(request, false).expect("send the head");
+    let _ = stream.send_data(bytes::Bytes::from_static(body), true);
+    match tokio::time::timeout(Duration::from_secs(5), response).await {
+        Err(_) => "no answer in 5s".to_owned(),
+        Ok(Err(e)) => format!("stream error: {e}"),
+        Ok(Ok(response)) => format!("status {}", response.status()),
+    }
+}
+
+#[tokio::test]
+async fn an_h2_body_longer_than_its_content_length_smuggles_nothing_to_an_http1_upstream() {
+    let app = Upstream::http1()
+        .name("app")
+        .count_body("/count")
+        .start()
+        .await;
+    let proxy = proxy_with_limits(&app, "").await;
+    // If the proxy forwarded the DATA under `content-length: 3`, the HTTP/1 upstream would
+    // read the rest as a second request on the same connection.
+    let seen = send_h2_with_lying_length(
+        proxy.listener_addr("edge"),
+        "3",
+        b"abcGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .await;
+    assert!(
+        !seen.starts_with("status 2"),
+        "the request was accepted: {seen}"
+    );
+    // Give a smuggled request time to arrive, then look.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !app.paths().iter().any(|p| p == "/smuggled"),
+        "a smuggled request reached the upstream: {:?}",
+        app.paths()
+    );
+    let reply = HttpClient::h2c().get(&proxy.url("edge", "/after")).await;
+    assert_eq!(reply.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn an_h2_body_shorter_than_its_content_length_is_not_passed_off_as_complete() {
+    let app = Upstream::http1()
+        .name("app")
+        .count_body("/count")
+        .start()
+        .await;
+    let proxy = proxy_with_limits(&app, "").await;
+    let seen = send_h2_with_lying_length(proxy.listener_addr("edge"), "100", b"abc").await;
+    assert!(
+        !seen.starts_with("status 2"),
+        "the request was accepted: {seen}"
+    );
+    let reply = HttpClient::h2c().get(&proxy.url("edge", "/after")).await;
+    assert_eq!(reply.status, StatusCode::OK);
+}

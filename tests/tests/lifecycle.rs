@@ -594,3 +594,31 @@ async fn a_reload_changing_a_clusters_endpoint_moves_its_traffic() {
         ("h2", "HTTP/2.0")
     );
 }
+
+#[tokio::test]
+async fn a_config_file_replaced_by_rename_applies_without_a_signal_every_time() {
+    // Editors and Kubernetes ConfigMaps replace files by renaming over them; a watcher
+    // that followed the old inode would see the first replacement at most.
+    let a = Upstream::http1().name("a").start().await;
+    let b = Upstream::http1().name("b").start().await;
+    let proxy = Proxy::with_config(everything_to(&a, &[&a, &b]))
+        .start()
+        .await;
+    let client = HttpClient::h1();
+    for (round, target) in [&b, &a, &b].into_iter().enumerate() {
+        let version = proxy.config_version().await;
+        proxy.replace_config_atomically(&everything_to(target, &[&a, &b]));
+        eventually(
+            &format!("the watcher to apply replacement {round}"),
+            Duration::from_secs(10),
+            || async { proxy.config_version().await != version },
+        )
+        .await;
+        let reply = client.get(&proxy.url("edge", "/")).await;
+        assert_eq!(
+            reply.upstream(),
+            Some(target.name()),
+            "after replacement {round}"
+        );
+    }
+}

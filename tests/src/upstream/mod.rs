@@ -14,8 +14,8 @@ pub use echo::Echo;
 pub use handler::{DeliberateReset, Handler, RESET_MID_BODY_ANNOUNCED, trailers};
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
@@ -23,6 +23,9 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
+
+/// How many request paths an upstream records.
+pub const MAX_RECORDED_PATHS: usize = 10_000;
 
 /// The protocol an upstream speaks; it refuses the other one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -133,6 +136,7 @@ impl UpstreamBuilder {
         let addr = listener.local_addr().expect("the bound address");
         let requests = Arc::new(AtomicU64::new(0));
         let connections = Arc::new(AtomicU64::new(0));
+        let paths = Arc::new(Mutex::new(Vec::new()));
         let state = Arc::new(State {
             name: self.name.clone().into(),
             routes: self.routes,
@@ -140,6 +144,7 @@ impl UpstreamBuilder {
             response_headers: self.response_headers,
             requests: requests.clone(),
             connections: connections.clone(),
+            paths: paths.clone(),
         });
         let task = tokio::spawn(accept_loop(listener, state, self.protocol));
         Upstream {
@@ -148,6 +153,7 @@ impl UpstreamBuilder {
             addr,
             requests,
             connections,
+            paths,
             task,
         }
     }
@@ -161,6 +167,7 @@ pub struct Upstream {
     addr: SocketAddr,
     requests: Arc<AtomicU64>,
     connections: Arc<AtomicU64>,
+    paths: Arc<Mutex<Vec<String>>>,
     task: JoinHandle<()>,
 }
 
@@ -212,6 +219,12 @@ impl Upstream {
     pub fn connections(&self) -> u64 {
         self.connections.load(Ordering::SeqCst)
     }
+
+    /// The paths (with query) of the first [`MAX_RECORDED_PATHS`] requests, in arrival
+    /// order.
+    pub fn paths(&self) -> Vec<String> {
+        self.paths.lock().unwrap().clone()
+    }
 }
 
 impl Drop for Upstream {
@@ -236,6 +249,7 @@ struct State {
     response_headers: Vec<(HeaderName, HeaderValue)>,
     requests: Arc<AtomicU64>,
     connections: Arc<AtomicU64>,
+    paths: Arc<Mutex<Vec<String>>>,
 }
 
 impl State {
@@ -273,6 +287,13 @@ async fn serve_connection(stream: TcpStream, state: Arc<State>, protocol: Upstre
         let state = state.clone();
         async move {
             state.requests.fetch_add(1, Ordering::SeqCst);
+            {
+                let mut paths = state.paths.lock().unwrap();
+                if paths.len() < MAX_RECORDED_PATHS {
+                    let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+                    paths.push(target.to_owned());
+                }
+            }
             let handler = state.handler_for(req.uri().path()).clone();
             let mut response = handler.respond(&state.name, req).await?;
             let headers = response.headers_mut();
