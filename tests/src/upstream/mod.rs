@@ -1,7 +1,7 @@
 //! Test upstreams: HTTP/1.1 or h2c servers on `127.0.0.1:0` whose behaviour is chosen per
 //! path, built with hyper directly.
 //!
-//! ```ignore
+//! ```text
 //! let v1 = Upstream::http1().name("v1").route("/hello", "hi").start().await;
 //! ```
 //! Paths without a handler get [`Handler::Echo`]. Every response carries `x-upstream:
