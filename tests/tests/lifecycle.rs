@@ -473,6 +473,17 @@ async fn sigterm_drains_in_flight_requests_refuses_new_connections_and_exits_0()
     })
     .await;
 
+    // Draining is not ready: load balancers must stop sending traffic here.
+    let ready = HttpClient::h1_unpooled()
+        .request(http::Method::GET, &proxy.admin_url("/ready"))
+        .timeout(Duration::from_secs(2))
+        .try_send()
+        .await;
+    assert!(
+        !matches!(&ready, Ok(reply) if reply.status == StatusCode::OK),
+        "/ready still answers 200 while draining: {ready:?}"
+    );
+
     let reply = within("the in-flight request", Duration::from_secs(10), in_flight)
         .await
         .expect("the request task");
@@ -621,4 +632,75 @@ async fn a_config_file_replaced_by_rename_applies_without_a_signal_every_time() 
             "after replacement {round}"
         );
     }
+}
+
+#[tokio::test]
+async fn sigterm_lets_an_in_flight_http2_stream_finish() {
+    let app = Upstream::http1()
+        .name("app")
+        .slow("/slow", Duration::from_millis(1000))
+        .start()
+        .await;
+    let mut proxy = Proxy::with_config(single_cluster_config(&app.endpoint(), "http1"))
+        .drain_timeout("10s")
+        .start()
+        .await;
+    let client = HttpClient::h2c();
+    assert_eq!(
+        client.get(&proxy.url("edge", "/warm")).await.status,
+        StatusCode::OK
+    );
+    let url = proxy.url("edge", "/slow");
+    let in_flight = tokio::spawn(async move { client.get(&url).await });
+    eventually(
+        "the slow request to reach the upstream",
+        Duration::from_secs(5),
+        || async { app.requests() == 2 },
+    )
+    .await;
+    proxy.sigterm();
+    let reply = within(
+        "the in-flight h2 request",
+        Duration::from_secs(10),
+        in_flight,
+    )
+    .await
+    .expect("the request task");
+    assert_eq!(
+        (reply.status, reply.text().as_str()),
+        (StatusCode::OK, "slow")
+    );
+    let status = proxy.wait_exit(Duration::from_secs(10)).await;
+    assert_eq!(status.code(), Some(0), "{status}");
+}
+
+#[tokio::test]
+async fn idle_keep_alive_connections_do_not_hold_up_the_drain() {
+    let app = Upstream::http1().name("app").start().await;
+    let mut proxy = Proxy::with_config(single_cluster_config(&app.endpoint(), "http1"))
+        .drain_timeout("10s")
+        .start()
+        .await;
+    let mut h1 = RawConn::connect(proxy.listener_addr("edge")).await;
+    h1.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    assert_eq!(
+        h1.read_response(Duration::from_secs(5))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    let h2 = HttpClient::h2c();
+    assert_eq!(h2.get(&proxy.url("edge", "/")).await.status, StatusCode::OK);
+
+    let signalled = Instant::now();
+    proxy.sigterm();
+    let status = proxy.wait_exit(Duration::from_secs(10)).await;
+    assert_eq!(status.code(), Some(0), "{status}");
+    assert!(
+        signalled.elapsed() < Duration::from_secs(3),
+        "idle connections kept the proxy up for {:?} (drain timeout 10s)",
+        signalled.elapsed()
+    );
+    assert!(h1.wait_closed(Duration::from_secs(1)).await.is_some());
 }
