@@ -552,3 +552,58 @@ async fn a_tcp_listener_proxies_bytes_both_ways() {
     assert!(received == expected, "the echoed bytes differ");
     assert_eq!(upstream.connections(), 1);
 }
+
+#[tokio::test]
+async fn a_large_grpc_message_goes_through_in_both_directions() {
+    let upstream = GrpcUpstream::start().await;
+    let proxy = Proxy::with_config(grpc_config(&upstream)).start().await;
+    let mut client = GrpcClient::connect(proxy.listener_addr("edge")).await;
+    // Well past every default HTTP/2 flow-control window (64 KiB), under tonic's 4 MiB cap.
+    let message: String = "0123456789abcdef".repeat(3 * 1024 * 1024 / 16);
+    let reply = within(
+        "a 3 MiB unary call",
+        Duration::from_secs(30),
+        client.unary(EchoRequest::new(&message)),
+    )
+    .await
+    .expect("an OK call");
+    assert!(reply.into_inner().message == message, "the echo differs");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_concurrent_grpc_calls_on_one_connection_all_complete() {
+    const CALLS: usize = 100;
+    let upstream = GrpcUpstream::start().await;
+    let proxy = Proxy::with_config(grpc_config(&upstream)).start().await;
+    let client = GrpcClient::connect(proxy.listener_addr("edge")).await;
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..CALLS {
+        let mut client = client.clone();
+        calls.spawn(async move {
+            let request = EchoRequest {
+                count: 3,
+                ..EchoRequest::new(&format!("call {i}"))
+            };
+            let mut stream = client.server_stream(request).await?.into_inner();
+            let mut replies = Vec::new();
+            while let Some(reply) = stream.message().await? {
+                replies.push(reply.message);
+            }
+            Ok::<_, tonic::Status>((i, replies))
+        });
+    }
+    let all = within("every concurrent call", Duration::from_secs(30), async {
+        let mut done = Vec::new();
+        while let Some(result) = calls.join_next().await {
+            done.push(result.expect("a call task"));
+        }
+        done
+    })
+    .await;
+    assert_eq!(all.len(), CALLS);
+    for result in all {
+        let (i, replies) = result.expect("an OK call");
+        assert_eq!(replies, vec![format!("call {i}"); 3]);
+    }
+    assert_eq!(upstream.calls(), CALLS as u64);
+}
