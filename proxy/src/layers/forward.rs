@@ -4,8 +4,8 @@
 use std::task::{Context, Poll};
 
 use futures_util::TryFutureExt;
-use futures_util::future::MapOk;
-use http::{StatusCode, Version};
+use futures_util::future::{Either, MapOk, Ready, ready};
+use http::{HeaderMap, StatusCode, Version, header};
 use tower::{Layer, Service};
 
 use super::{ProxyRequest, ProxyResponse};
@@ -41,19 +41,32 @@ where
 {
     type Response = ProxyResponse;
     type Error = ProxyError;
-    type Future = MapOk<S::Future, fn(ProxyResponse) -> ProxyResponse>;
+    type Future = Either<
+        Ready<Result<ProxyResponse, ProxyError>>,
+        MapOk<S::Future, fn(ProxyResponse) -> ProxyResponse>,
+    >;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut req: ProxyRequest) -> Self::Future {
+        if req.http.version() == Version::HTTP_11 && !has_one_host(req.http.headers()) {
+            // RFC 9112 §3.2: a missing or repeated Host is a 400; two Hosts would let the
+            // proxy route on one while the upstream trusts the other.
+            return Either::Left(ready(Err(ProxyError::MalformedRequest)));
+        }
         let upgrade =
             req.http.version() == Version::HTTP_11 && is_upgrade_request(req.http.headers());
         let headers = req.http.headers_mut();
         remove_hop_by_hop(headers, upgrade);
         add_forwarded(headers, req.ctx.client_addr.ip(), req.ctx.scheme);
         ensure_request_id(headers);
-        self.inner.call(req).map_ok(strip_response as fn(_) -> _)
+        Either::Right(self.inner.call(req).map_ok(strip_response as fn(_) -> _))
     }
+}
+
+fn has_one_host(headers: &HeaderMap) -> bool {
+    let mut hosts = headers.get_all(header::HOST).iter();
+    hosts.next().is_some() && hosts.next().is_none()
 }

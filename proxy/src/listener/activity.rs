@@ -93,6 +93,8 @@ impl ConnActivity {
     pub fn request_finished(&self) {
         if self.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {
             self.idle_since.store(self.now_ms(), Ordering::Relaxed);
+            // The supervisor may be sleeping on a later deadline; idle time starts now.
+            self.changed.notify_one();
         }
     }
 
