@@ -53,7 +53,8 @@ pub fn all() -> Vec<Box<dyn Scenario>> {
 #[derive(Clone, Debug, Serialize)]
 pub struct Settings {
     pub rounds: usize,
-    /// Short unmeasured run per target before a scenario's rounds (fills pools, caches).
+    /// Short unmeasured run per target before a scenario's rounds (fills pools, caches);
+    /// whole seconds, as wrk wants.
     pub warmup_secs: f64,
     /// Client connections for the small-response HTTP/1.1 scenarios.
     pub connections: u32,
@@ -87,7 +88,6 @@ impl Settings {
     pub fn quick() -> Self {
         Self {
             rounds: 2,
-            warmup_secs: 0.5,
             h1_max_secs: 2,
             h1_rate_secs: 2,
             h2_secs: 1,
@@ -242,7 +242,7 @@ mod tests {
         let full: Duration = all.iter().map(|s| s.estimate(&Settings::full())).sum();
         assert!(full < Duration::from_secs(9 * 60), "{full:?}");
         let quick: Duration = all.iter().map(|s| s.estimate(&Settings::quick())).sum();
-        assert!(quick < Duration::from_secs(105), "{quick:?}");
+        assert!(quick < Duration::from_secs(115), "{quick:?}");
     }
 
     #[test]
