@@ -17,6 +17,8 @@ pub struct Machine {
     pub kernel: String,
     pub os: String,
     pub git_commit: String,
+    /// The meshwork binary measured and its `--version`.
+    pub meshwork_binary: String,
     pub rustc: String,
     /// Tool name -> its version line.
     pub versions: Vec<(String, String)>,
@@ -121,8 +123,9 @@ fn version_line(program: &Path, args: &[&str]) -> String {
     }
 }
 
-/// Describes this machine, the tools at `tools`, and the checkout at `repo`.
-pub fn describe(tools: &crate::tools::Tools, repo: &Path) -> Machine {
+/// Describes this machine, the tools at `tools`, and the checkout at `repo` (whose
+/// proxy was not what got measured when `prebuilt_meshwork`).
+pub fn describe(tools: &crate::tools::Tools, repo: &Path, prebuilt_meshwork: bool) -> Machine {
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
     let memory_kib: f64 = read("/proc/meminfo")
         .lines()
@@ -146,9 +149,19 @@ pub fn describe(tools: &crate::tools::Tools, repo: &Path) -> Machine {
             .unwrap_or_default()
     };
     let mut git_commit = git(&["rev-parse", "--short=12", "HEAD"]);
-    if !git(&["status", "--porcelain", "--", "proxy", "config"]).is_empty() {
-        git_commit.push_str(" (proxy/ or config/ modified)");
+    if !prebuilt_meshwork && !git(&["status", "--porcelain", "--", "proxy", "config"]).is_empty() {
+        git_commit.push_str(" (with uncommitted changes in proxy/ or config/)");
     }
+    let meshwork_binary = format!(
+        "{} ({}{})",
+        tools.meshwork.display(),
+        version_line(&tools.meshwork, &["--version"]),
+        if prebuilt_meshwork {
+            ", prebuilt, given with --meshwork"
+        } else {
+            ", built from this checkout"
+        }
+    );
     Machine {
         nproc: std::thread::available_parallelism().map_or(0, |n| n.get()),
         cpu_model: cpu_model(&read("/proc/cpuinfo")),
@@ -156,6 +169,7 @@ pub fn describe(tools: &crate::tools::Tools, repo: &Path) -> Machine {
         kernel: read("/proc/sys/kernel/osrelease").trim().to_owned(),
         os,
         git_commit,
+        meshwork_binary,
         rustc: version_line(Path::new("rustc"), &["--version"]),
         versions: vec![
             ("nginx".into(), version_line(&tools.nginx, &["-v"])),

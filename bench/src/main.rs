@@ -31,6 +31,10 @@ struct Cli {
     /// Do not update bench/RESULTS.md.
     #[arg(long)]
     no_write_results: bool,
+    /// Measure this meshwork binary instead of building the workspace's (e.g. one built
+    /// from a clean export of a commit while the working tree is being edited).
+    #[arg(long, value_name = "PATH")]
+    meshwork: Option<std::path::PathBuf>,
     /// Wait until the CPUs are at most this busy (percent) before measuring.
     #[arg(long, default_value_t = 10.0, value_name = "PERCENT")]
     max_busy: f64,
@@ -75,6 +79,7 @@ fn main() -> ExitCode {
         save_latest: full_all,
         max_busy_percent: cli.max_busy,
         wait_quiet: Duration::from_secs(cli.wait_quiet),
+        meshwork: cli.meshwork.clone(),
         command: format!(
             "cargo run -p meshwork-bench --release -- {}",
             std::env::args().skip(1).collect::<Vec<_>>().join(" ")

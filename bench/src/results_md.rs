@@ -48,8 +48,8 @@ pub fn section(report: &Report, scenario_lines: &[(String, String)]) -> String {
         m.nproc, m.cpu_model, m.memory_gib, m.os, m.kernel
     ));
     out.push_str(&format!(
-        "- meshwork at commit `{}`, built with {}\n",
-        m.git_commit, m.rustc
+        "- checkout at commit `{}`; meshwork binary {}; {}\n",
+        m.git_commit, m.meshwork_binary, m.rustc
     ));
     for (tool, version) in &m.versions {
         out.push_str(&format!("- {tool}: {version}\n"));

@@ -26,6 +26,8 @@ pub struct RunOptions {
     pub save_latest: bool,
     pub max_busy_percent: f64,
     pub wait_quiet: Duration,
+    /// A prebuilt meshwork binary instead of building the workspace's.
+    pub meshwork: Option<PathBuf>,
     /// The command as typed, recorded with the results.
     pub command: String,
 }
@@ -42,7 +44,7 @@ pub fn run(options: &RunOptions) -> anyhow::Result<Report> {
     process::install_signal_cleanup()?;
     raise_open_files_limit();
     let workspace = tools::workspace_root();
-    let tools = tools::ensure(options.install, &workspace)?;
+    let tools = tools::ensure(options.install, &workspace, options.meshwork.as_deref())?;
     // The harness shares the load CPU: the proxy's CPU is for the proxy alone.
     process::pin_self(Cpu::Load).context("cannot pin the harness to CPU 0 (needs 2 CPUs)")?;
 
@@ -53,6 +55,7 @@ pub fn run(options: &RunOptions) -> anyhow::Result<Report> {
     };
     if let Some(r) = options.rounds {
         settings.rounds = r.max(1);
+        settings.memory_rounds = r.max(1);
     }
     let selected: Vec<Box<dyn Scenario>> = scenarios::all()
         .into_iter()
@@ -67,7 +70,7 @@ pub fn run(options: &RunOptions) -> anyhow::Result<Report> {
     let wrk_script = tmp.path().join("summary.lua");
     std::fs::write(&wrk_script, parse::wrk::SUMMARY_SCRIPT)?;
 
-    let mut machine = machine::describe(&tools, &workspace);
+    let mut machine = machine::describe(&tools, &workspace, options.meshwork.is_some());
     let busy = machine::wait_for_quiet(options.max_busy_percent, options.wait_quiet);
     machine.cpu_busy_before_percent = busy;
     machine.load_before = machine::loadavg();

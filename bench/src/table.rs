@@ -144,7 +144,7 @@ mod tests {
         assert_eq!(format_number(1_000_000.0), "1,000,000");
         assert_eq!(format_number(812.4), "812");
         assert_eq!(format_number(42.54), "42.5");
-        assert_eq!(format_number(3.14159), "3.14");
+        assert_eq!(format_number(4.56789), "4.57");
         assert_eq!(format_number(0.7314), "0.731");
         assert_eq!(format_number(-0.05), "-0.050");
     }

@@ -82,7 +82,7 @@ fn is_root() -> bool {
 /// # Errors
 /// When something is missing and cannot (or may not) be installed, or the workspace
 /// binaries do not build.
-pub fn ensure(install: bool, workspace: &Path) -> anyhow::Result<Tools> {
+pub fn ensure(install: bool, workspace: &Path, meshwork: Option<&Path>) -> anyhow::Result<Tools> {
     let missing_packages: Vec<&str> = NEEDED
         .iter()
         .filter(|n| which(n.program).is_none())
@@ -114,7 +114,12 @@ pub fn ensure(install: bool, workspace: &Path) -> anyhow::Result<Tools> {
         }
         run(Command::new(cargo()).args(["install", "oha", "--locked"]))?;
     }
-    let (meshwork, upstream) = build_workspace_binaries(workspace)?;
+    let (built, upstream) = build_workspace_binaries(workspace, meshwork.is_none())?;
+    let meshwork = match meshwork {
+        Some(path) if crate::targets::is_executable(path) => path.to_path_buf(),
+        Some(path) => bail!("--meshwork {}: not an executable file", path.display()),
+        None => built,
+    };
     let find = |p: &str| which(p).with_context(|| format!("{p} is still missing after installing"));
     Ok(Tools {
         nginx: find("nginx")?,
@@ -131,21 +136,25 @@ fn cargo() -> std::ffi::OsString {
     std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
 }
 
-/// Builds (release) the proxy and the bench upstream; their paths.
-fn build_workspace_binaries(workspace: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
-    run(Command::new(cargo()).current_dir(workspace).args([
+/// Builds (release) the bench upstream and, when asked, the proxy; their paths.
+fn build_workspace_binaries(
+    workspace: &Path,
+    with_proxy: bool,
+) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let mut command = Command::new(cargo());
+    command.current_dir(workspace).args([
         "build",
         "--release",
         "--quiet",
         "-p",
-        "meshwork-proxy",
-        "--bin",
-        "meshwork",
-        "-p",
         "meshwork-bench",
         "--bin",
         "bench-upstream",
-    ]))?;
+    ]);
+    if with_proxy {
+        command.args(["-p", "meshwork-proxy", "--bin", "meshwork"]);
+    }
+    run(&mut command)?;
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace.join("target"));

@@ -138,7 +138,7 @@ pub fn measure(
     let proxied = !pids.is_empty();
     Ok(Measured {
         wrk: wrk::parse(&out)?,
-        cpu_secs: proxied.then(|| after.cpu_secs - before.cpu_secs),
+        cpu_secs: proxied.then_some(after.cpu_secs - before.cpu_secs),
         peak_rss: proxied.then_some(peak.max(after.rss_bytes)),
     })
 }

@@ -23,8 +23,10 @@ impl Scenario for H2 {
     }
 
     fn estimate(&self, s: &Settings) -> Duration {
-        // h2load's own warm-up precedes every run.
-        s.rounds_time(4, f64::from(s.h2_secs) + s.warmup_secs)
+        // h2load's own warm-up precedes every run; there is no separate warm-up run.
+        Duration::from_secs_f64(
+            4.0 * s.rounds as f64 * (f64::from(s.h2_secs) + s.warmup_secs + 0.3),
+        )
     }
 
     fn run(&self, ctx: &mut Ctx) -> anyhow::Result<Vec<Row>> {

@@ -35,7 +35,7 @@ impl Scenario for Memory {
     fn estimate(&self, s: &Settings) -> Duration {
         // Start, settle, ~0.2 ms per connection to open, settle, stop.
         let per = 1.0 + s.idle_connections as f64 * 0.0002;
-        Duration::from_secs_f64(3.0 * s.rounds as f64 * per)
+        Duration::from_secs_f64(3.0 * s.memory_rounds as f64 * per)
     }
 
     fn run(&self, ctx: &mut Ctx) -> anyhow::Result<Vec<Row>> {
@@ -45,7 +45,7 @@ impl Scenario for Memory {
         let mut idle_mib = Samples::default();
         let mut conns_mib = Samples::default();
         let mut notes = Vec::new();
-        for round in 0..s.rounds {
+        for round in 0..s.memory_rounds {
             for target in Target::PROXIES {
                 let tag = format!("mem{round}");
                 let result = (|| -> anyhow::Result<()> {

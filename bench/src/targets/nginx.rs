@@ -18,14 +18,12 @@ pub const UPSTREAM_KEEPALIVE: u32 = 128;
 /// with prior knowledge.
 pub fn config(dir: &Path, ports: &ProxyPorts, upstream: &str) -> String {
     let dir = dir.display();
-    let location = format!(
-        "location / {{
+    let location = "location / {
             proxy_pass http://upstream;
             proxy_http_version 1.1;
             proxy_set_header Connection \"\";
             proxy_max_temp_file_size 0;
-        }}"
-    );
+        }";
     format!(
         "daemon off;
 worker_processes 1;
