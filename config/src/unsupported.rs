@@ -50,7 +50,6 @@ pub(crate) const NOT_SUPPORTED_YET: &[NotYet] = &[
     NotYet { field: "identity",                           when: When::Present,              issue: 7 },
     NotYet { field: "authorization",                      when: When::Present,              issue: 7 },
     NotYet { field: "tracing",                            when: When::Present,              issue: 4 },
-    NotYet { field: "access_log",                         when: When::Present,              issue: 4 },
 ];
 
 /// Reports every use of a field in `table` found in the document.

@@ -12,6 +12,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::cluster::ClusterRegistry;
 use crate::listener::{ListenerInfo, ListenerSet};
+use crate::metrics::Metrics;
+use crate::observe::access_log::AccessLogWriter;
 use crate::snapshot::{Snapshot, SnapshotHandle};
 
 /// How the proxy was asked to run.
@@ -26,6 +28,7 @@ pub struct RunOptions {
 #[derive(Debug)]
 pub struct Proxy {
     pub snapshots: SnapshotHandle,
+    pub metrics: Metrics,
     registry: ClusterRegistry,
     listeners: Mutex<ListenerSet>,
     next_version: AtomicU64,
@@ -42,6 +45,8 @@ pub enum ApplyError {
     Invalid(#[from] meshwork_config::Diagnostics),
     #[error("{0}")]
     Bind(String),
+    #[error("access_log: cannot open {path}: {error}")]
+    AccessLog { path: String, error: std::io::Error },
 }
 
 impl Proxy {
@@ -53,12 +58,53 @@ impl Proxy {
     pub fn apply(&self, config: Config, source: String) -> Result<u64, ApplyError> {
         let mut listeners = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
         let prepared = listeners.prepare(&config).map_err(ApplyError::Bind)?;
+        let access_log = self.access_log_for(&config)?;
         let version = self.next_version.fetch_add(1, Ordering::Relaxed);
-        let snapshot = Snapshot::build(version, source, config, &self.registry);
+        let snapshot = Snapshot::build(
+            version,
+            source,
+            config,
+            &self.registry,
+            &self.metrics,
+            access_log,
+        );
         let config = snapshot.config.clone();
         self.snapshots.store(Arc::new(snapshot));
         listeners.commit(&config, prepared);
+        self.metrics
+            .config
+            .version
+            .set(i64::try_from(version).unwrap_or(i64::MAX));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        self.metrics
+            .config
+            .last_reload_success_timestamp_seconds
+            .set(now.as_secs_f64());
         Ok(version)
+    }
+
+    /// The access log writer for `config`: the running one when its settings did not
+    /// change (so a reload does not reopen the file), a new one otherwise.
+    fn access_log_for(&self, config: &Config) -> Result<Option<Arc<AccessLogWriter>>, ApplyError> {
+        let Some(wanted) = &config.access_log else {
+            return Ok(None);
+        };
+        if let Some(current) = &self.snapshots.load().access_log {
+            if current.config == *wanted {
+                return Ok(Some(current.clone()));
+            }
+        }
+        AccessLogWriter::start(
+            wanted.clone(),
+            self.metrics.access_log_dropped_total.clone(),
+        )
+        .map(Some)
+        .map_err(|error| ApplyError::AccessLog {
+            path: format!("{:?}", wanted.path),
+            error,
+        })
     }
 
     /// Reads and applies the config file, unless its text is what is already applied.
@@ -82,10 +128,20 @@ impl Proxy {
             .and_then(|config| self.apply(config, source_name(path)));
         match result {
             Ok(version) => {
+                self.metrics
+                    .config
+                    .reloads_total
+                    .with_label_values(&["applied"])
+                    .inc();
                 *self.applied_text.lock().unwrap_or_else(|e| e.into_inner()) = Some(text);
                 tracing::info!(version, path = %path.display(), "config reloaded");
             }
             Err(error) => {
+                self.metrics
+                    .config
+                    .reloads_total
+                    .with_label_values(&["rejected"])
+                    .inc();
                 for line in error.to_string().lines() {
                     tracing::error!(error = line, "reload rejected; keeping the active config");
                 }
@@ -136,21 +192,20 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<()> {
 
     // Placeholder snapshot (version 0, no routes) only until the first apply below, which
     // happens before any listener accepts.
-    let empty = Snapshot::build(
-        0,
-        String::new(),
-        config.clone(),
-        &ClusterRegistry::default(),
-    );
+    let metrics = Metrics::new();
+    let registry = ClusterRegistry::new(metrics.clone());
+    let empty = Snapshot::build(0, String::new(), config.clone(), &registry, &metrics, None);
     let snapshots: SnapshotHandle = Arc::new(ArcSwap::from_pointee(empty));
     let proxy = Arc::new(Proxy {
         snapshots: snapshots.clone(),
-        registry: ClusterRegistry::default(),
+        registry,
         listeners: Mutex::new(ListenerSet::new(
             snapshots,
             connections.clone(),
             drain.clone(),
+            metrics.clone(),
         )),
+        metrics,
         next_version: AtomicU64::new(1),
         ready: AtomicBool::new(false),
         draining: AtomicBool::new(false),

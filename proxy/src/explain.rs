@@ -55,7 +55,7 @@ pub fn explain(
             .ok_or("the config has no HTTP listener")?,
     };
 
-    let registry = ClusterRegistry::default();
+    let registry = ClusterRegistry::new(crate::metrics::Metrics::new());
     let clusters = registry.resolve(&config.clusters);
     let table = RouteTable::build(&config.route_tables[table_name], &clusters);
     let view = RouteRequest::new(&method, &uri, &header_map);

@@ -10,6 +10,8 @@ pub mod explain;
 pub mod http;
 pub mod layers;
 pub mod listener;
+pub mod metrics;
+pub mod observe;
 pub mod reload;
 pub mod router;
 pub mod snapshot;

@@ -11,7 +11,70 @@ use meshwork_config::Config;
 use meshwork_config::model::ListenerProtocol;
 
 use crate::cluster::{ClusterRegistry, ClusterRuntime};
-use crate::router::RouteTable;
+use crate::metrics::Metrics;
+use crate::metrics::handles::{ListenerHandles, RequestHandles, RequestSlot};
+use crate::observe::access_log::AccessLogWriter;
+use crate::router::{RouteEntry, RouteTable};
+
+/// An HTTP listener's routes and the metric handles of each (route, backend).
+#[derive(Debug)]
+pub struct HttpListenerPlan {
+    pub name: String,
+    pub table: Arc<RouteTable>,
+    pub handles: ListenerHandles,
+    metrics: Metrics,
+    /// Per route (by index): one slot per backend, then one for local answers.
+    slots: Vec<Vec<RequestSlot>>,
+    no_route: RequestSlot,
+}
+
+impl HttpListenerPlan {
+    fn new(name: &str, table: Arc<RouteTable>, metrics: &Metrics) -> Self {
+        let slots = table
+            .routes
+            .iter()
+            .map(|r| {
+                (0..=r.backends.len())
+                    .map(|_| RequestSlot::default())
+                    .collect()
+            })
+            .collect();
+        Self {
+            name: name.into(),
+            handles: ListenerHandles::new(metrics, name),
+            metrics: metrics.clone(),
+            table,
+            slots,
+            no_route: RequestSlot::default(),
+        }
+    }
+
+    /// The metric handles for a request that took `route` to `cluster` (either may be
+    /// absent: no route matched, or the route answered itself).
+    pub fn request_handles(
+        &self,
+        route: Option<&Arc<RouteEntry>>,
+        cluster: Option<&Arc<ClusterRuntime>>,
+    ) -> &RequestHandles {
+        let Some(route) = route else {
+            return self.no_route.get(&self.metrics, &self.name, "", "");
+        };
+        let Some(slots) = self.slots.get(route.index) else {
+            return self.no_route.get(&self.metrics, &self.name, "", "");
+        };
+        let backend =
+            cluster.and_then(|c| route.backends.iter().position(|(b, _)| Arc::ptr_eq(b, c)));
+        match backend {
+            Some(i) => slots[i].get(
+                &self.metrics,
+                &self.name,
+                route.name(),
+                route.backends[i].0.name(),
+            ),
+            None => slots[route.backends.len()].get(&self.metrics, &self.name, route.name(), ""),
+        }
+    }
+}
 
 /// Everything a request needs, compiled from one config.
 #[derive(Debug)]
@@ -21,34 +84,42 @@ pub struct Snapshot {
     /// Where the config came from (e.g. `file:/etc/meshwork/config.yaml`).
     pub source: String,
     pub config: Arc<Config>,
-    /// Route table of each HTTP listener, by listener name.
-    listener_routes: HashMap<String, Arc<RouteTable>>,
+    http_listeners: HashMap<String, Arc<HttpListenerPlan>>,
     /// Target cluster of each TCP listener, by listener name.
-    listener_clusters: HashMap<String, Arc<ClusterRuntime>>,
+    tcp_listeners: HashMap<String, Arc<ClusterRuntime>>,
     pub route_tables: HashMap<String, Arc<RouteTable>>,
     pub clusters: HashMap<String, Arc<ClusterRuntime>>,
+    pub access_log: Option<Arc<AccessLogWriter>>,
 }
 
 impl Snapshot {
-    pub fn build(version: u64, source: String, config: Config, registry: &ClusterRegistry) -> Self {
+    pub fn build(
+        version: u64,
+        source: String,
+        config: Config,
+        registry: &ClusterRegistry,
+        metrics: &Metrics,
+        access_log: Option<Arc<AccessLogWriter>>,
+    ) -> Self {
         let clusters = registry.resolve(&config.clusters);
         let route_tables: HashMap<String, Arc<RouteTable>> = config
             .route_tables
             .iter()
             .map(|(name, table)| (name.clone(), Arc::new(RouteTable::build(table, &clusters))))
             .collect();
-        let mut listener_routes = HashMap::new();
-        let mut listener_clusters = HashMap::new();
+        let mut http_listeners = HashMap::new();
+        let mut tcp_listeners = HashMap::new();
         for listener in &config.listeners {
             match &listener.protocol {
                 ListenerProtocol::Http { route_table } => {
                     if let Some(t) = route_tables.get(route_table) {
-                        listener_routes.insert(listener.name.clone(), t.clone());
+                        let plan = HttpListenerPlan::new(&listener.name, t.clone(), metrics);
+                        http_listeners.insert(listener.name.clone(), Arc::new(plan));
                     }
                 }
                 ListenerProtocol::Tcp { cluster } => {
                     if let Some(c) = clusters.get(cluster) {
-                        listener_clusters.insert(listener.name.clone(), c.clone());
+                        tcp_listeners.insert(listener.name.clone(), c.clone());
                     }
                 }
             }
@@ -57,19 +128,20 @@ impl Snapshot {
             version,
             source,
             config: Arc::new(config),
-            listener_routes,
-            listener_clusters,
+            http_listeners,
+            tcp_listeners,
             route_tables,
             clusters,
+            access_log,
         }
     }
 
-    pub fn routes_for(&self, listener: &str) -> Option<&Arc<RouteTable>> {
-        self.listener_routes.get(listener)
+    pub fn http_listener(&self, listener: &str) -> Option<&Arc<HttpListenerPlan>> {
+        self.http_listeners.get(listener)
     }
 
     pub fn cluster_for(&self, listener: &str) -> Option<&Arc<ClusterRuntime>> {
-        self.listener_clusters.get(listener)
+        self.tcp_listeners.get(listener)
     }
 
     pub fn listener(&self, name: &str) -> Option<&meshwork_config::model::Listener> {

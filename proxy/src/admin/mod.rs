@@ -1,4 +1,5 @@
-//! The admin server (localhost by default): `/live`, `/ready`, `/config`, `/listeners`.
+//! The admin server (localhost by default): `/live`, `/ready`, `/config`, `/listeners`,
+//! `/metrics`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -58,9 +59,17 @@ fn handle(proxy: &Proxy, req: Request<Incoming>) -> Response<Full<Bytes>> {
         },
         "/config" => json(&proxy.config_view()),
         "/listeners" => json(&proxy.listener_info()),
+        "/metrics" => {
+            let mut rsp = text(StatusCode::OK, proxy.metrics.encode());
+            rsp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            rsp
+        }
         "/" => text(
             StatusCode::OK,
-            "meshwork admin\n  /live       process is up\n  /ready      serving traffic\n  /config     active config and its version\n  /listeners  bound listener addresses\n",
+            "meshwork admin\n  /live       process is up\n  /ready      serving traffic\n  /config     active config and its version\n  /listeners  bound listener addresses\n  /metrics    Prometheus metrics\n",
         ),
         _ => text(StatusCode::NOT_FOUND, "not found; see /\n"),
     }

@@ -11,9 +11,15 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::TokioIo;
 use meshwork_config::model::Address;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+
+use crate::metrics::handles::EndpointHandles;
 
 /// Why a connection to an endpoint could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -34,14 +40,86 @@ pub enum ConnectError {
 pub struct EndpointConnector {
     address: Address,
     connect_timeout: Duration,
+    metrics: Arc<EndpointHandles>,
 }
 
 impl EndpointConnector {
-    pub fn new(address: Address, connect_timeout: Duration) -> Self {
+    pub fn new(address: Address, connect_timeout: Duration, metrics: Arc<EndpointHandles>) -> Self {
         Self {
             address,
             connect_timeout,
+            metrics,
         }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// An upstream connection, counted in `upstream_connections_active` while it lives.
+    #[derive(Debug)]
+    pub struct CountedStream {
+        #[pin]
+        inner: TcpStream,
+        metrics: Arc<EndpointHandles>,
+    }
+
+    impl PinnedDrop for CountedStream {
+        fn drop(this: Pin<&mut Self>) {
+            this.metrics.connections_active.dec();
+        }
+    }
+}
+
+impl CountedStream {
+    fn new(inner: TcpStream, metrics: Arc<EndpointHandles>) -> Self {
+        metrics.connections_total.inc();
+        metrics.connections_active.inc();
+        Self { inner, metrics }
+    }
+}
+
+impl Connection for CountedStream {
+    fn connected(&self) -> Connected {
+        Connected::new()
+    }
+}
+
+impl AsyncRead for CountedStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.project().inner.poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for CountedStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.project().inner.poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.project().inner.poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().inner.poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().inner.poll_shutdown(cx)
     }
 }
 
@@ -89,7 +167,7 @@ pub async fn connect(address: &Address, timeout: Duration) -> Result<TcpStream, 
 }
 
 impl tower::Service<http::Uri> for EndpointConnector {
-    type Response = TokioIo<TcpStream>;
+    type Response = TokioIo<CountedStream>;
     type Error = ConnectError;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, ConnectError>> + Send>>;
 
@@ -100,6 +178,15 @@ impl tower::Service<http::Uri> for EndpointConnector {
     fn call(&mut self, _uri: http::Uri) -> Self::Future {
         let address = self.address.clone();
         let timeout = self.connect_timeout;
-        Box::pin(async move { connect(&address, timeout).await.map(TokioIo::new) })
+        let metrics = self.metrics.clone();
+        Box::pin(async move {
+            match connect(&address, timeout).await {
+                Ok(stream) => Ok(TokioIo::new(CountedStream::new(stream, metrics))),
+                Err(error) => {
+                    metrics.connect_failures.inc();
+                    Err(error)
+                }
+            }
+        })
     }
 }

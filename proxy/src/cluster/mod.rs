@@ -7,22 +7,25 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use meshwork_config::model::{self, Address, UpstreamProtocol};
 
 use self::connector::EndpointConnector;
+use crate::http::RequestBody;
+use crate::metrics::Metrics;
+use crate::metrics::handles::EndpointHandles;
 
 /// The pooled HTTP client of one endpoint: an HTTP/1 keep-alive pool or one multiplexed
 /// HTTP/2 connection, depending on the cluster's protocol.
-pub type EndpointClient = Client<EndpointConnector, Incoming>;
+pub type EndpointClient = Client<EndpointConnector, RequestBody>;
 
 /// One upstream address and its connection pool.
 #[derive(Debug)]
 pub struct Endpoint {
     pub address: Address,
     pub client: EndpointClient,
+    pub metrics: Arc<EndpointHandles>,
 }
 
 /// A cluster's live state: built once per distinct config, shared by every snapshot
@@ -35,12 +38,21 @@ pub struct ClusterRuntime {
 }
 
 impl ClusterRuntime {
-    pub fn new(config: model::Cluster) -> Self {
+    pub fn new(config: model::Cluster, metrics: &Metrics) -> Self {
         let endpoints = config
             .endpoints
             .iter()
             .map(|ep| {
-                let connector = EndpointConnector::new(ep.address.clone(), config.connect_timeout);
+                let handles = Arc::new(EndpointHandles::new(
+                    metrics,
+                    &config.name,
+                    &ep.address.to_string(),
+                ));
+                let connector = EndpointConnector::new(
+                    ep.address.clone(),
+                    config.connect_timeout,
+                    handles.clone(),
+                );
                 let client = Client::builder(TokioExecutor::new())
                     .pool_idle_timeout(config.idle_timeout)
                     .pool_timer(TokioTimer::new())
@@ -50,6 +62,7 @@ impl ClusterRuntime {
                 Arc::new(Endpoint {
                     address: ep.address.clone(),
                     client,
+                    metrics: handles,
                 })
             })
             .collect();
@@ -77,12 +90,20 @@ impl ClusterRuntime {
 
 /// Keeps cluster state (pools) alive across reloads for clusters whose config did not
 /// change; a changed or removed cluster's state goes away with the last snapshot using it.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ClusterRegistry {
     clusters: std::sync::Mutex<HashMap<String, Arc<ClusterRuntime>>>,
+    metrics: Metrics,
 }
 
 impl ClusterRegistry {
+    pub fn new(metrics: Metrics) -> Self {
+        Self {
+            clusters: Default::default(),
+            metrics,
+        }
+    }
+
     /// The runtime clusters for `configs`, reusing unchanged ones. Only called when a
     /// snapshot is built, never on the request path.
     pub fn resolve(&self, configs: &[model::Cluster]) -> HashMap<String, Arc<ClusterRuntime>> {
@@ -91,7 +112,7 @@ impl ClusterRegistry {
         for config in configs {
             let runtime = match known.get(&config.name) {
                 Some(existing) if existing.config == *config => existing.clone(),
-                _ => Arc::new(ClusterRuntime::new(config.clone())),
+                _ => Arc::new(ClusterRuntime::new(config.clone(), &self.metrics)),
             };
             next.insert(config.name.clone(), runtime);
         }

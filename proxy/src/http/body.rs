@@ -67,3 +67,50 @@ impl Body for ResponseBody {
         }
     }
 }
+
+pin_project_lite::pin_project! {
+    /// The request body on its way upstream, counting the bytes that pass for metrics and
+    /// access logs; frames (data and trailers) are forwarded as they arrive.
+    #[derive(Debug)]
+    pub struct RequestBody {
+        #[pin]
+        inner: Incoming,
+        record: Option<std::sync::Arc<crate::observe::RequestRecord>>,
+    }
+}
+
+impl RequestBody {
+    pub fn new(
+        inner: Incoming,
+        record: Option<std::sync::Arc<crate::observe::RequestRecord>>,
+    ) -> Self {
+        Self { inner, record }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.project();
+        let frame = this.inner.poll_frame(cx);
+        if let (Poll::Ready(Some(Ok(f))), Some(record)) = (&frame, this.record) {
+            if let Some(data) = f.data_ref() {
+                record.add_request_bytes(data.len());
+            }
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -5,5 +5,5 @@ pub mod error;
 pub mod headers;
 pub mod response;
 
-pub use body::ResponseBody;
+pub use body::{RequestBody, ResponseBody};
 pub use error::{ERROR_HEADER, ProxyError};

@@ -40,7 +40,7 @@ impl Service<ProxyRequest> for EndpointService {
 /// The authority the upstream should see: the request's own (`:authority` or `Host`),
 /// falling back to the endpoint's address for HTTP/1.0 requests without a `Host`.
 fn upstream_authority(
-    req: &http::Request<hyper::body::Incoming>,
+    req: &http::Request<crate::http::RequestBody>,
     endpoint: &Endpoint,
 ) -> Result<Authority, ProxyError> {
     if let Some(a) = req.uri().authority() {
@@ -57,6 +57,7 @@ async fn send(req: ProxyRequest) -> Result<ProxyResponse, ProxyError> {
     let (Some(endpoint), Some(cluster)) = (ctx.endpoint, ctx.cluster) else {
         return Err(ProxyError::NoHealthyEndpoint);
     };
+    ctx.record.set_endpoint(&endpoint);
     let authority = upstream_authority(&req, &endpoint)?;
     let mut parts = std::mem::take(req.uri_mut()).into_parts();
     parts.scheme = Some(Scheme::HTTP);
@@ -85,10 +86,12 @@ async fn send(req: ProxyRequest) -> Result<ProxyResponse, ProxyError> {
         *req.version_mut() = Version::HTTP_11;
     }
 
+    let sent = tokio::time::Instant::now();
     let mut rsp = match endpoint.client.request(req).await {
         Ok(rsp) => rsp,
         Err(error) => return Err(classify(&endpoint, &error)),
     };
+    endpoint.metrics.response(rsp.status(), sent.elapsed());
 
     if rsp.status() == StatusCode::SWITCHING_PROTOCOLS {
         if let Some(downstream) = downstream_upgrade {
@@ -102,8 +105,10 @@ async fn send(req: ProxyRequest) -> Result<ProxyResponse, ProxyError> {
 /// Connect failures (nothing was sent) vs. everything else (the connection broke).
 fn classify(endpoint: &Endpoint, error: &hyper_util::client::legacy::Error) -> ProxyError {
     let kind = if error.is_connect() {
+        // Counted by the connector, which also sees connects the pool makes on its own.
         ProxyError::ConnectFailed
     } else {
+        endpoint.metrics.resets.inc();
         ProxyError::UpstreamReset
     };
     let cause = std::error::Error::source(error)

@@ -61,7 +61,8 @@ where
         let headers = req.http.headers_mut();
         remove_hop_by_hop(headers, upgrade);
         add_forwarded(headers, req.ctx.client_addr.ip(), req.ctx.scheme);
-        ensure_request_id(headers);
+        let id = ensure_request_id(headers);
+        let _ = req.ctx.record.request_id.set(id);
         Either::Right(self.inner.call(req).map_ok(strip_response as fn(_) -> _))
     }
 }

@@ -4,6 +4,7 @@
 pub mod balance;
 pub mod endpoint;
 pub mod forward;
+pub mod observe;
 pub mod rescue;
 pub mod respond;
 pub mod rewrite;
@@ -14,18 +15,18 @@ pub mod timeout;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use hyper::body::Incoming;
 use tower::ServiceBuilder;
 
 use crate::cluster::{ClusterRuntime, Endpoint};
-use crate::http::{ProxyError, ResponseBody};
+use crate::http::{ProxyError, RequestBody, ResponseBody};
+use crate::observe::RequestRecord;
 use crate::router::RouteEntry;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{HttpListenerPlan, Snapshot};
 
 /// A request on its way through the stack, with what earlier layers decided about it.
 #[derive(Debug)]
 pub struct ProxyRequest {
-    pub http: http::Request<Incoming>,
+    pub http: http::Request<RequestBody>,
     pub ctx: RequestContext,
 }
 
@@ -35,6 +36,10 @@ pub struct RequestContext {
     /// The config this request runs on, start to finish.
     pub snapshot: Arc<Snapshot>,
     pub listener: Arc<str>,
+    /// The listener's routes in this snapshot (`None` if the listener was just removed).
+    pub plan: Option<Arc<HttpListenerPlan>>,
+    /// What happened, for metrics and the access log.
+    pub record: Arc<RequestRecord>,
     pub client_addr: SocketAddr,
     /// `http` or `https`, as seen by the client.
     pub scheme: &'static str,
@@ -47,15 +52,17 @@ pub type ProxyResponse = http::Response<ResponseBody>;
 
 /// The HTTP request stack, outermost first. Reading it top to bottom is a request's
 /// journey through the proxy.
-pub fn http_stack() -> rescue::Rescue<
-    impl tower::Service<
-        ProxyRequest,
-        Response = ProxyResponse,
-        Error = ProxyError,
-        Future: Send + 'static,
-    > + Clone
-    + Send
-    + 'static,
+pub fn http_stack() -> observe::Observe<
+    rescue::Rescue<
+        impl tower::Service<
+            ProxyRequest,
+            Response = ProxyResponse,
+            Error = ProxyError,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + 'static,
+    >,
 > {
     let stack = ServiceBuilder::new()
         // Proxy semantics: strip hop-by-hop headers, add x-forwarded-*, x-request-id.
@@ -74,7 +81,9 @@ pub fn http_stack() -> rescue::Rescue<
         .layer(balance::BalanceLayer)
         // Send to the endpoint over its pooled connection (tunnel upgrades).
         .service(endpoint::EndpointService);
-    // Outermost: turn every error into the response the contract says, so the service
-    // given to hyper never fails.
-    rescue::Rescue::new(stack)
+    // Turn every error into the response the contract says, so the service given to
+    // hyper never fails.
+    let rescued = rescue::Rescue::new(stack);
+    // Outermost: when the response ends, report the request (metrics, access log).
+    observe::Observe::new(rescued)
 }

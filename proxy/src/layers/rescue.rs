@@ -39,6 +39,7 @@ where
 
     fn call(&mut self, req: ProxyRequest) -> Self::Future {
         ResponseFuture {
+            record: req.ctx.record.clone(),
             inner: self.inner.call(req),
         }
     }
@@ -49,6 +50,7 @@ pin_project_lite::pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
+        record: std::sync::Arc<crate::observe::RequestRecord>,
     }
 }
 
@@ -59,9 +61,11 @@ where
     type Output = Result<ProxyResponse, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Poll::Ready(Ok(match ready!(self.project().inner.poll(cx)) {
+        let this = self.project();
+        Poll::Ready(Ok(match ready!(this.inner.poll(cx)) {
             Ok(rsp) => rsp,
             Err(error) => {
+                let _ = this.record.error.set(error);
                 tracing::debug!(reason = error.reason(), "proxy answered with an error");
                 error_response(error)
             }

@@ -71,7 +71,7 @@ pub fn replace_prefix(path: &str, prefix: &str, replacement: &str) -> String {
 
 fn rewrite_request(
     route: &RouteEntry,
-    req: &mut http::Request<hyper::body::Incoming>,
+    req: &mut http::Request<crate::http::RequestBody>,
 ) -> Result<(), ProxyError> {
     if let Some(rewrite) = &route.config.rewrite {
         if let (Some(replacement), Some(PathMatch::Prefix(prefix))) =

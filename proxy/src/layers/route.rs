@@ -38,13 +38,13 @@ where
     }
 
     fn call(&mut self, mut req: ProxyRequest) -> Self::Future {
-        let route = {
-            let table = req.ctx.snapshot.routes_for(&req.ctx.listener);
+        let route = req.ctx.plan.as_ref().and_then(|plan| {
             let view = RouteRequest::new(req.http.method(), req.http.uri(), req.http.headers());
-            table.and_then(|t| t.find(&view)).cloned()
-        };
+            plan.table.find(&view).cloned()
+        });
         match route {
             Some(route) => {
+                let _ = req.ctx.record.route.set(route.clone());
                 req.ctx.route = Some(route);
                 Either::Right(self.inner.call(req))
             }

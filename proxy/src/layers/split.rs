@@ -68,6 +68,7 @@ where
             });
         match cluster {
             Some(cluster) => {
+                let _ = req.ctx.record.cluster.set(cluster.clone());
                 req.ctx.cluster = Some(cluster);
                 Either::Right(self.inner.call(req))
             }

@@ -44,6 +44,7 @@ where
     fn call(&mut self, req: ProxyRequest) -> Self::Future {
         let timeout = req.ctx.route.as_ref().and_then(|r| r.config.timeout);
         ResponseFuture {
+            record: timeout.map(|_| req.ctx.record.clone()),
             inner: self.inner.call(req),
             sleep: timeout.map(tokio::time::sleep),
         }
@@ -57,6 +58,7 @@ pin_project_lite::pin_project! {
         inner: F,
         #[pin]
         sleep: Option<Sleep>,
+        record: Option<std::sync::Arc<crate::observe::RequestRecord>>,
     }
 }
 
@@ -72,7 +74,12 @@ where
             return Poll::Ready(out);
         }
         match this.sleep.as_pin_mut().map(|sleep| sleep.poll(cx)) {
-            Some(Poll::Ready(())) => Poll::Ready(Err(ProxyError::UpstreamTimeout)),
+            Some(Poll::Ready(())) => {
+                if let Some(endpoint) = this.record.as_ref().and_then(|r| r.endpoint()) {
+                    endpoint.metrics.timeouts.inc();
+                }
+                Poll::Ready(Err(ProxyError::UpstreamTimeout))
+            }
             _ => Poll::Pending,
         }
     }
@@ -92,6 +99,7 @@ mod tests {
         let fut = ResponseFuture {
             inner: slow,
             sleep: Some(tokio::time::sleep(Duration::from_secs(2))),
+            record: None,
         };
         let start = tokio::time::Instant::now();
         let out = fut.await;
@@ -108,6 +116,7 @@ mod tests {
         let fut = ResponseFuture {
             inner: slow,
             sleep: None,
+            record: None,
         };
         assert!(fut.await.is_ok());
     }

@@ -22,8 +22,10 @@ use tower::ServiceExt;
 use super::activity::{ConnActivity, InFlightGuard};
 use super::io::ConnIo;
 use crate::http::response::error_response;
-use crate::http::{ProxyError, ResponseBody};
+use crate::http::{ProxyError, RequestBody};
 use crate::layers::{self, ProxyRequest, RequestContext};
+use crate::metrics::handles::ListenerHandles;
+use crate::observe::{ObservedBody, Observer, RequestLine, RequestRecord};
 use crate::snapshot::SnapshotHandle;
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -35,6 +37,7 @@ pub struct HttpConnSettings {
     pub limits: ListenerLimits,
     pub snapshots: SnapshotHandle,
     pub drain: CancellationToken,
+    pub metrics: Arc<ListenerHandles>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -91,22 +94,14 @@ pub async fn serve(stream: TcpStream, client_addr: SocketAddr, settings: HttpCon
                 .max_buf_size(max_header.max(8192) + 8192)
                 .serve_connection(io, service)
                 .with_upgrades();
-            supervise(
-                conn,
-                &activity,
-                &limits,
-                &settings.drain,
-                Some(&stream),
-                client_addr,
-            )
-            .await
+            supervise(conn, &activity, &settings, Some(&stream), client_addr).await
         }
         Detected::Http2 => {
             let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                 .timer(TokioTimer::new())
                 .max_header_list_size(u32::try_from(max_header).unwrap_or(u32::MAX))
                 .serve_connection(io, service);
-            supervise(conn, &activity, &limits, &settings.drain, None, client_addr).await
+            supervise(conn, &activity, &settings, None, client_addr).await
         }
     }
 }
@@ -137,11 +132,12 @@ const HEADER_TIMEOUT_RESPONSE: &[u8] = b"HTTP/1.1 408 Request Timeout\r\nconnect
 async fn supervise<C: GracefulConnection>(
     conn: C,
     activity: &ConnActivity,
-    limits: &ListenerLimits,
-    drain: &CancellationToken,
+    settings: &HttpConnSettings,
     http1_stream: Option<&Arc<TcpStream>>,
     client_addr: SocketAddr,
 ) {
+    let limits = &settings.limits;
+    let drain = &settings.drain;
     let mut conn = std::pin::pin!(conn);
     let mut shutting_down = false;
     loop {
@@ -173,6 +169,7 @@ async fn supervise<C: GracefulConnection>(
                 let now = tokio::time::Instant::now();
                 if activity.head_deadline(limits.header_read_timeout).is_some_and(|d| d <= now) {
                     tracing::debug!(%client_addr, "request head not received in time; answering 408");
+                    settings.metrics.local_response(ProxyError::HeaderTimeout);
                     if let Some(stream) = http1_stream {
                         let _ = stream.try_write(HEADER_TIMEOUT_RESPONSE);
                         let _ = socket2::SockRef::from(&**stream).shutdown(std::net::Shutdown::Both);
@@ -206,23 +203,37 @@ impl hyper::service::Service<http::Request<Incoming>> for HttpService {
 
     fn call(&self, req: http::Request<Incoming>) -> Self::Future {
         let guard = InFlightGuard::new(self.activity.clone());
+        let snapshot = self.snapshots.load_full();
+        let line = snapshot.access_log.as_ref().map(|_| request_line(&req));
+        let record = Arc::new(RequestRecord::new(line));
+        let plan = snapshot.http_listener(&self.listener).cloned();
         if self.activity.take_ambiguous_framing() {
             tracing::debug!(client_addr = %self.client_addr, "request with both Content-Length and Transfer-Encoding; rejecting");
+            let _ = record.error.set(ProxyError::MalformedRequest);
             let mut rsp = error_response(ProxyError::MalformedRequest);
             rsp.headers_mut().insert(
                 http::header::CONNECTION,
                 http::HeaderValue::from_static("close"),
             );
+            let observer = Observer {
+                record,
+                plan,
+                access_log: snapshot.access_log.clone(),
+                status: rsp.status(),
+                response_bytes: 0,
+            };
             let rsp = rsp.map(|body| TrackedBody {
-                body,
+                body: ObservedBody::new(body, observer),
                 _guard: guard,
             });
             return Box::pin(std::future::ready(Ok(rsp)));
         }
         let req = ProxyRequest {
-            http: req,
+            http: req.map(|body| RequestBody::new(body, Some(record.clone()))),
             ctx: RequestContext {
-                snapshot: self.snapshots.load_full(),
+                plan,
+                record,
+                snapshot,
                 listener: self.listener.clone(),
                 client_addr: self.client_addr,
                 scheme: "http",
@@ -233,10 +244,7 @@ impl hyper::service::Service<http::Request<Incoming>> for HttpService {
         };
         let stack = layers::http_stack();
         Box::pin(async move {
-            let rsp = match stack.oneshot(req).await {
-                Ok(rsp) => rsp,
-                Err(never) => match never {},
-            };
+            let Ok(rsp) = stack.oneshot(req).await;
             Ok(rsp.map(|body| TrackedBody {
                 body,
                 _guard: guard,
@@ -245,12 +253,33 @@ impl hyper::service::Service<http::Request<Incoming>> for HttpService {
     }
 }
 
+/// The request line as the client sent it, for the access log.
+fn request_line(req: &http::Request<Incoming>) -> RequestLine {
+    let authority = match req.uri().authority() {
+        Some(a) => a.to_string(),
+        None => req
+            .headers()
+            .get(http::header::HOST)
+            .map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned())
+            .unwrap_or_default(),
+    };
+    RequestLine {
+        method: req.method().clone(),
+        authority,
+        path: req
+            .uri()
+            .path_and_query()
+            .map_or_else(|| "/".into(), |p| p.to_string()),
+        protocol: req.version(),
+    }
+}
+
 pin_project_lite::pin_project! {
     /// The response body, holding its request's in-flight mark until it is done.
     #[derive(Debug)]
     pub struct TrackedBody {
         #[pin]
-        body: ResponseBody,
+        body: ObservedBody,
         _guard: InFlightGuard,
     }
 }

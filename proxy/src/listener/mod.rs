@@ -18,6 +18,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::metrics::Metrics;
+use crate::metrics::handles::ListenerHandles;
 use crate::snapshot::SnapshotHandle;
 
 /// A listener that is bound and accepting.
@@ -45,6 +47,7 @@ pub struct ListenerSet {
     snapshots: SnapshotHandle,
     connections: TaskTracker,
     drain: CancellationToken,
+    metrics: Metrics,
 }
 
 /// Sockets bound for a config, not yet accepting.
@@ -65,9 +68,11 @@ impl ListenerSet {
         snapshots: SnapshotHandle,
         connections: TaskTracker,
         drain: CancellationToken,
+        metrics: Metrics,
     ) -> Self {
         Self {
             running: HashMap::new(),
+            metrics,
             snapshots,
             connections,
             drain,
@@ -129,6 +134,7 @@ impl ListenerSet {
                 snapshots: self.snapshots.clone(),
                 connections: self.connections.clone(),
                 active: Arc::new(AtomicUsize::new(0)),
+                metrics: Arc::new(ListenerHandles::new(&self.metrics, &listener.name)),
             };
             tokio::spawn(acceptor.run(socket, stop));
         }
@@ -179,14 +185,16 @@ struct Acceptor {
     snapshots: SnapshotHandle,
     connections: TaskTracker,
     active: Arc<AtomicUsize>,
+    metrics: Arc<ListenerHandles>,
 }
 
 /// Counts a connection against its listener's `max_connections` while it lives.
-struct ConnectionSlot(Arc<AtomicUsize>);
+struct ConnectionSlot(Arc<AtomicUsize>, Arc<ListenerHandles>);
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
+        self.1.connections_active.dec();
     }
 }
 
@@ -216,10 +224,13 @@ impl Acceptor {
             if self.active.fetch_add(1, Ordering::Relaxed) >= limits.max_connections as usize {
                 self.active.fetch_sub(1, Ordering::Relaxed);
                 tracing::debug!(listener = %self.name, %client_addr, max = limits.max_connections, "connection limit reached; closing");
+                self.metrics.rejected_max_connections.inc();
                 drop(stream);
                 continue;
             }
-            let slot = ConnectionSlot(self.active.clone());
+            self.metrics.connections_total.inc();
+            self.metrics.connections_active.inc();
+            let slot = ConnectionSlot(self.active.clone(), self.metrics.clone());
             let _ = stream.set_nodelay(true);
             match protocol {
                 ListenerProtocol::Http { .. } => {
@@ -229,6 +240,7 @@ impl Acceptor {
                         snapshots: self.snapshots.clone(),
                         // Stopping the listener (removal or process drain) drains its connections.
                         drain: stop.clone(),
+                        metrics: self.metrics.clone(),
                     };
                     self.connections.spawn(async move {
                         http::serve(stream, client_addr, settings).await;

@@ -17,6 +17,8 @@ pub use request::RouteRequest;
 #[derive(Debug)]
 pub struct RouteEntry {
     pub table: Arc<str>,
+    /// Position in its table.
+    pub index: usize,
     pub config: model::Route,
     /// Weighted backends, resolved; empty for direct responses and redirects.
     pub backends: Vec<(Arc<ClusterRuntime>, u32)>,
@@ -78,6 +80,7 @@ impl RouteTable {
             }
             routes.push(Arc::new(RouteEntry {
                 table: name.clone(),
+                index: i as usize,
                 config: route.clone(),
                 backends,
                 total_weight,
