@@ -197,7 +197,8 @@ mod tests {
             })
             .collect();
         assert!(other.is_empty(), "{other:#?}");
-        assert!(err.len() >= 15, "{err}");
+        // Shrinks to nothing as features land; then this test's expect_err goes too.
+        assert!(!err.is_empty(), "{err}");
     }
 
     #[test]

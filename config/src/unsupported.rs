@@ -49,7 +49,6 @@ pub(crate) const NOT_SUPPORTED_YET: &[NotYet] = &[
     NotYet { field: "clusters[].endpoints[].weight",      when: When::IsNot("1"),           issue: 6 },
     NotYet { field: "identity",                           when: When::Present,              issue: 7 },
     NotYet { field: "authorization",                      when: When::Present,              issue: 7 },
-    NotYet { field: "tracing",                            when: When::Present,              issue: 4 },
 ];
 
 /// Reports every use of a field in `table` found in the document.

@@ -15,6 +15,7 @@ use crate::listener::{ListenerInfo, ListenerSet};
 use crate::metrics::Metrics;
 use crate::observe::access_log::AccessLogWriter;
 use crate::snapshot::{Snapshot, SnapshotHandle};
+use crate::trace::Tracer;
 
 /// How the proxy was asked to run.
 #[derive(Debug, Clone)]
@@ -45,6 +46,8 @@ pub enum ApplyError {
     Invalid(#[from] meshwork_config::Diagnostics),
     #[error("{0}")]
     Bind(String),
+    #[error("tracing: {0}")]
+    Tracing(String),
     #[error("access_log: cannot open {path}: {error}")]
     AccessLog { path: String, error: std::io::Error },
 }
@@ -59,6 +62,7 @@ impl Proxy {
         let mut listeners = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
         let prepared = listeners.prepare(&config).map_err(ApplyError::Bind)?;
         let access_log = self.access_log_for(&config)?;
+        let tracer = self.tracer_for(&config)?;
         let version = self.next_version.fetch_add(1, Ordering::Relaxed);
         let snapshot = Snapshot::build(
             version,
@@ -67,6 +71,7 @@ impl Proxy {
             &self.registry,
             &self.metrics,
             access_log,
+            tracer,
         );
         let config = snapshot.config.clone();
         self.snapshots.store(Arc::new(snapshot));
@@ -87,6 +92,22 @@ impl Proxy {
 
     /// The access log writer for `config`: the running one when its settings did not
     /// change (so a reload does not reopen the file), a new one otherwise.
+    /// The tracer for `config`: the running one when the tracing settings did not change
+    /// (so spans queued for export survive a reload), a new one otherwise.
+    fn tracer_for(&self, config: &Config) -> Result<Option<Arc<Tracer>>, ApplyError> {
+        let Some(wanted) = &config.tracing else {
+            return Ok(None);
+        };
+        if let Some(current) = &self.snapshots.load().tracer {
+            if current.config == *wanted {
+                return Ok(Some(current.clone()));
+            }
+        }
+        Tracer::start(wanted.clone(), self.metrics.trace.clone())
+            .map(|t| Some(Arc::new(t)))
+            .map_err(ApplyError::Tracing)
+    }
+
     fn access_log_for(&self, config: &Config) -> Result<Option<Arc<AccessLogWriter>>, ApplyError> {
         let Some(wanted) = &config.access_log else {
             return Ok(None);
@@ -194,7 +215,15 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<()> {
     // happens before any listener accepts.
     let metrics = Metrics::new();
     let registry = ClusterRegistry::new(metrics.clone());
-    let empty = Snapshot::build(0, String::new(), config.clone(), &registry, &metrics, None);
+    let empty = Snapshot::build(
+        0,
+        String::new(),
+        config.clone(),
+        &registry,
+        &metrics,
+        None,
+        None,
+    );
     let snapshots: SnapshotHandle = Arc::new(ArcSwap::from_pointee(empty));
     let proxy = Arc::new(Proxy {
         snapshots: snapshots.clone(),

@@ -15,3 +15,4 @@ pub mod observe;
 pub mod reload;
 pub mod router;
 pub mod snapshot;
+pub mod trace;

@@ -15,6 +15,7 @@ use crate::metrics::Metrics;
 use crate::metrics::handles::{ListenerHandles, RequestHandles, RequestSlot};
 use crate::observe::access_log::AccessLogWriter;
 use crate::router::{RouteEntry, RouteTable};
+use crate::trace::Tracer;
 
 /// An HTTP listener's routes and the metric handles of each (route, backend).
 #[derive(Debug)]
@@ -90,6 +91,7 @@ pub struct Snapshot {
     pub route_tables: HashMap<String, Arc<RouteTable>>,
     pub clusters: HashMap<String, Arc<ClusterRuntime>>,
     pub access_log: Option<Arc<AccessLogWriter>>,
+    pub tracer: Option<Arc<Tracer>>,
 }
 
 impl Snapshot {
@@ -100,6 +102,7 @@ impl Snapshot {
         registry: &ClusterRegistry,
         metrics: &Metrics,
         access_log: Option<Arc<AccessLogWriter>>,
+        tracer: Option<Arc<Tracer>>,
     ) -> Self {
         let clusters = registry.resolve(&config.clusters);
         let route_tables: HashMap<String, Arc<RouteTable>> = config
@@ -133,6 +136,7 @@ impl Snapshot {
             route_tables,
             clusters,
             access_log,
+            tracer,
         }
     }
 

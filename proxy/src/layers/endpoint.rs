@@ -54,7 +54,7 @@ fn upstream_authority(
 
 async fn send(req: ProxyRequest) -> Result<ProxyResponse, ProxyError> {
     let ProxyRequest { http: mut req, ctx } = req;
-    let (Some(endpoint), Some(cluster)) = (ctx.endpoint, ctx.cluster) else {
+    let (Some(endpoint), Some(cluster)) = (ctx.endpoint.clone(), ctx.cluster.clone()) else {
         return Err(ProxyError::NoHealthyEndpoint);
     };
     ctx.record.set_endpoint(&endpoint);
@@ -86,12 +86,24 @@ async fn send(req: ProxyRequest) -> Result<ProxyResponse, ProxyError> {
         *req.version_mut() = Version::HTTP_11;
     }
 
+    let attempt = ClientSpan::begin(&ctx, &mut req);
     let sent = tokio::time::Instant::now();
-    let mut rsp = match endpoint.client.request(req).await {
+    let result = endpoint.client.request(req).await;
+    let elapsed = sent.elapsed();
+    let mut rsp = match result {
         Ok(rsp) => rsp,
-        Err(error) => return Err(classify(&endpoint, &error)),
+        Err(error) => {
+            let kind = classify(&endpoint, &error);
+            if let Some(span) = attempt {
+                span.end(&ctx, &cluster, &endpoint, Err(kind), elapsed);
+            }
+            return Err(kind);
+        }
     };
-    endpoint.metrics.response(rsp.status(), sent.elapsed());
+    endpoint.metrics.response(rsp.status(), elapsed);
+    if let Some(span) = attempt {
+        span.end(&ctx, &cluster, &endpoint, Ok(rsp.status()), elapsed);
+    }
 
     if rsp.status() == StatusCode::SWITCHING_PROTOCOLS {
         if let Some(downstream) = downstream_upgrade {
@@ -100,6 +112,80 @@ async fn send(req: ProxyRequest) -> Result<ProxyResponse, ProxyError> {
         }
     }
     Ok(rsp.map(ResponseBody::from))
+}
+
+/// One upstream attempt's client span: its id is the parent the upstream is told about.
+struct ClientSpan {
+    span_id: opentelemetry::trace::SpanId,
+    start: std::time::SystemTime,
+    method: http::Method,
+}
+
+impl ClientSpan {
+    /// Writes the trace context for this attempt into the upstream request.
+    fn begin(
+        ctx: &super::RequestContext,
+        req: &mut http::Request<crate::http::RequestBody>,
+    ) -> Option<Self> {
+        let tracer = ctx.snapshot.tracer.as_ref()?;
+        let info = ctx.record.trace.get()?;
+        let span_id = crate::trace::new_span_id();
+        let out = crate::trace::context::Outgoing {
+            trace_id: info.trace_id,
+            span_id,
+            sampled: info.sampled,
+            tracestate: info.tracestate.as_ref(),
+        };
+        crate::trace::context::inject(req.headers_mut(), &out, tracer.propagation());
+        Some(Self {
+            span_id,
+            start: std::time::SystemTime::now(),
+            method: req.method().clone(),
+        })
+    }
+
+    fn end(
+        self,
+        ctx: &super::RequestContext,
+        cluster: &crate::cluster::ClusterRuntime,
+        endpoint: &Endpoint,
+        outcome: Result<StatusCode, ProxyError>,
+        elapsed: std::time::Duration,
+    ) {
+        let (Some(tracer), Some(info)) = (ctx.snapshot.tracer.as_ref(), ctx.record.trace.get())
+        else {
+            return;
+        };
+        if !info.sampled {
+            return;
+        }
+        let mut span = crate::trace::SpanBuilder::new(
+            format!("{} {}", self.method, cluster.name()),
+            opentelemetry_proto::tonic::trace::v1::span::SpanKind::Client,
+            info.trace_id,
+            self.span_id,
+            Some(info.span_id),
+        )
+        .str("http.request.method", self.method.as_str())
+        .str("meshwork.cluster", cluster.name())
+        .str("meshwork.endpoint", endpoint.address.to_string())
+        .str("server.address", endpoint.address.host.clone())
+        .int("server.port", i64::from(endpoint.address.port));
+        match outcome {
+            Ok(status) => {
+                span = span.int("http.response.status_code", i64::from(status.as_u16()));
+                if status.is_server_error() {
+                    span = span.error(status.to_string());
+                }
+            }
+            Err(kind) => {
+                span = span
+                    .str("error.type", kind.reason())
+                    .error(kind.to_string())
+            }
+        }
+        tracer.export(span.finish(self.start, elapsed));
+    }
 }
 
 /// Connect failures (nothing was sent) vs. everything else (the connection broke).

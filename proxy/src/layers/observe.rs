@@ -14,6 +14,7 @@ use super::{ProxyRequest, ProxyResponse};
 use crate::observe::access_log::AccessLogWriter;
 use crate::observe::{ObservedBody, Observer, RequestRecord};
 use crate::snapshot::HttpListenerPlan;
+use crate::trace::Tracer;
 
 #[derive(Clone, Debug)]
 pub struct Observe<S> {
@@ -39,7 +40,12 @@ where
     }
 
     fn call(&mut self, req: ProxyRequest) -> Self::Future {
+        let tracer = req.ctx.snapshot.tracer.clone();
+        if let Some(tracer) = &tracer {
+            let _ = req.ctx.record.trace.set(tracer.begin(req.http.headers()));
+        }
         ResponseFuture {
+            tracer,
             record: Some(req.ctx.record.clone()),
             plan: req.ctx.plan.clone(),
             access_log: req.ctx.snapshot.access_log.clone(),
@@ -56,6 +62,7 @@ pin_project_lite::pin_project! {
         record: Option<Arc<RequestRecord>>,
         plan: Option<Arc<HttpListenerPlan>>,
         access_log: Option<Arc<AccessLogWriter>>,
+        tracer: Option<Arc<Tracer>>,
     }
 }
 
@@ -75,6 +82,7 @@ where
             record,
             plan: this.plan.take(),
             access_log: this.access_log.take(),
+            tracer: this.tracer.take(),
             status: rsp.status(),
             response_bytes: 0,
         };

@@ -204,7 +204,8 @@ impl hyper::service::Service<http::Request<Incoming>> for HttpService {
     fn call(&self, req: http::Request<Incoming>) -> Self::Future {
         let guard = InFlightGuard::new(self.activity.clone());
         let snapshot = self.snapshots.load_full();
-        let line = snapshot.access_log.as_ref().map(|_| request_line(&req));
+        let observed = snapshot.access_log.is_some() || snapshot.tracer.is_some();
+        let line = observed.then(|| request_line(&req));
         let record = Arc::new(RequestRecord::new(line));
         let plan = snapshot.http_listener(&self.listener).cloned();
         if self.activity.take_ambiguous_framing() {
@@ -219,6 +220,7 @@ impl hyper::service::Service<http::Request<Incoming>> for HttpService {
                 record,
                 plan,
                 access_log: snapshot.access_log.clone(),
+                tracer: None,
                 status: rsp.status(),
                 response_bytes: 0,
             };

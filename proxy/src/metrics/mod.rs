@@ -64,13 +64,25 @@ pub struct ConfigMetrics {
 }
 
 #[derive(Debug, Clone)]
+pub struct TraceMetrics {
+    pub spans_exported: IntCounter,
+    pub spans_dropped: IntCounter,
+    pub export_failures: IntCounter,
+}
+
+#[derive(Debug, Clone)]
 pub struct Metrics {
     registry: Registry,
     pub downstream: DownstreamMetrics,
     pub http: HttpMetrics,
     pub upstream: UpstreamMetrics,
     pub config: ConfigMetrics,
+    pub trace: TraceMetrics,
     pub access_log_dropped_total: IntCounter,
+}
+
+fn counter(name: &str, help: &str) -> IntCounter {
+    IntCounter::with_opts(opts(name, help)).expect("metric definitions are static and valid")
 }
 
 /// Every family's name starts with this; `process_*` families keep their standard names.
@@ -207,6 +219,20 @@ impl Metrics {
                 "Access log lines dropped because the writer fell behind.",
             ))
             .expect("valid"),
+            trace: TraceMetrics {
+                spans_exported: counter(
+                    "trace_spans_exported_total",
+                    "Spans accepted by the OTLP collector.",
+                ),
+                spans_dropped: counter(
+                    "trace_spans_dropped_total",
+                    "Spans dropped: the export queue was full or the collector failed.",
+                ),
+                export_failures: counter(
+                    "trace_export_failures_total",
+                    "OTLP export requests that failed.",
+                ),
+            },
             registry,
         };
         m.register_all();
@@ -237,6 +263,9 @@ impl Metrics {
         self.register(c.reloads_total.clone());
         self.register(c.last_reload_success_timestamp_seconds.clone());
         self.register(self.access_log_dropped_total.clone());
+        self.register(self.trace.spans_exported.clone());
+        self.register(self.trace.spans_dropped.clone());
+        self.register(self.trace.export_failures.clone());
         let build = IntGaugeVec::new(
             opts(
                 "build_info",

@@ -134,7 +134,7 @@ fn json_line(
         "request_bytes": record.request_bytes(),
         "response_bytes": response_bytes,
         "request_id": f.request_id,
-        "trace_id": serde_json::Value::Null,
+        "trace_id": record.trace.get().map(|t| t.trace_id.to_string()),
         "peer_identity": serde_json::Value::Null,
         "error": f.error,
     });

@@ -39,6 +39,8 @@ pub struct RequestRecord {
     pub attempts: AtomicU32,
     pub error: OnceLock<ProxyError>,
     pub request_id: OnceLock<HeaderValue>,
+    /// Set when tracing is configured.
+    pub trace: OnceLock<crate::trace::TraceInfo>,
     request_bytes: AtomicU64,
     pub line: Option<RequestLine>,
 }
@@ -54,6 +56,7 @@ impl RequestRecord {
             attempts: AtomicU32::new(0),
             error: OnceLock::new(),
             request_id: OnceLock::new(),
+            trace: OnceLock::new(),
             request_bytes: AtomicU64::new(0),
             line,
         }
@@ -86,8 +89,80 @@ pub struct Observer {
     pub record: Arc<RequestRecord>,
     pub plan: Option<Arc<HttpListenerPlan>>,
     pub access_log: Option<Arc<access_log::AccessLogWriter>>,
+    pub tracer: Option<Arc<crate::trace::Tracer>>,
     pub status: http::StatusCode,
     pub response_bytes: u64,
+}
+
+impl Observer {
+    /// The server span of this request, when it is traced and sampled.
+    fn export_span(&self, tracer: &crate::trace::Tracer, elapsed: std::time::Duration) {
+        let Some(info) = self.record.trace.get() else {
+            return;
+        };
+        if !info.sampled {
+            return;
+        }
+        let route = self.record.route.get().map(|r| r.name().to_owned());
+        let method = self.record.line.as_ref().map_or("", |l| l.method.as_str());
+        let name = match &route {
+            Some(r) => format!("{method} {r}"),
+            None => method.to_owned(),
+        };
+        let mut span = crate::trace::SpanBuilder::new(
+            name,
+            opentelemetry_proto::tonic::trace::v1::span::SpanKind::Server,
+            info.trace_id,
+            info.span_id,
+            info.parent_span_id,
+        )
+        .int("http.response.status_code", i64::from(self.status.as_u16()))
+        .str(
+            "meshwork.listener",
+            self.plan.as_ref().map_or("", |p| p.name.as_str()),
+        )
+        .str("meshwork.route", route.unwrap_or_default());
+        if let Some(line) = &self.record.line {
+            let path = line.path.split('?').next().unwrap_or("/");
+            span = span
+                .str("http.request.method", line.method.as_str())
+                .str("url.path", path)
+                .str("server.address", line.authority.clone())
+                .str("network.protocol.version", protocol_version(line.protocol));
+        }
+        if let Some(id) = self.record.request_id.get() {
+            span = span.str(
+                "meshwork.request_id",
+                String::from_utf8_lossy(id.as_bytes()),
+            );
+        }
+        if let Some(cluster) = self.record.cluster.get() {
+            span = span.str("meshwork.cluster", cluster.name());
+        }
+        if let Some(error) = self.record.error.get() {
+            span = span.str("meshwork.error", error.reason());
+        }
+        if self.status.is_server_error() {
+            span = span.error(
+                self.record
+                    .error
+                    .get()
+                    .map_or_else(|| self.status.to_string(), |e| e.reason().to_owned()),
+            );
+        }
+        tracer.export(span.finish(self.record.wall_start, elapsed));
+    }
+}
+
+/// `1.1`, `2`: the OpenTelemetry notation for `network.protocol.version`.
+pub fn protocol_version(v: http::Version) -> &'static str {
+    match v {
+        http::Version::HTTP_09 => "0.9",
+        http::Version::HTTP_10 => "1.0",
+        http::Version::HTTP_2 => "2",
+        http::Version::HTTP_3 => "3",
+        _ => "1.1",
+    }
 }
 
 impl Drop for Observer {
@@ -105,6 +180,9 @@ impl Drop for Observer {
             if let Some(error) = self.record.error.get() {
                 plan.handles.local_response(*error);
             }
+        }
+        if let Some(tracer) = &self.tracer {
+            self.export_span(tracer, elapsed);
         }
         if let Some(log) = &self.access_log {
             let listener = self.plan.as_ref().map_or("", |p| p.name.as_str());

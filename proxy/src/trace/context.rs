@@ -1,0 +1,273 @@
+//! Trace context propagation: W3C Trace Context and B3 (single and multi header), read
+//! from the incoming request and written on each upstream attempt.
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use meshwork_config::model::Propagation;
+use opentelemetry::trace::{SpanId, TraceId};
+
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+const B3: HeaderName = HeaderName::from_static("b3");
+const B3_TRACE_ID: HeaderName = HeaderName::from_static("x-b3-traceid");
+const B3_SPAN_ID: HeaderName = HeaderName::from_static("x-b3-spanid");
+const B3_PARENT_SPAN_ID: HeaderName = HeaderName::from_static("x-b3-parentspanid");
+const B3_SAMPLED: HeaderName = HeaderName::from_static("x-b3-sampled");
+const B3_FLAGS: HeaderName = HeaderName::from_static("x-b3-flags");
+
+/// The context a request arrived with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incoming {
+    pub trace_id: TraceId,
+    pub parent_span_id: SpanId,
+    /// The caller's sampling decision, when it made one (B3 may defer).
+    pub sampled: Option<bool>,
+    pub tracestate: Option<HeaderValue>,
+}
+
+/// Reads the first context found, in the order `propagation` lists the formats.
+pub fn extract(headers: &HeaderMap, propagation: &[Propagation]) -> Option<Incoming> {
+    propagation.iter().find_map(|p| match p {
+        Propagation::W3c => extract_w3c(headers),
+        Propagation::B3 => extract_b3_single(headers).or_else(|| extract_b3_multi(headers)),
+    })
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+}
+
+fn trace_id(hex: &str) -> Option<TraceId> {
+    // B3 allows 64-bit trace ids: left-pad to 128 bits.
+    if !(hex.len() == 32 || hex.len() == 16) || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let id = TraceId::from_hex(hex).ok()?;
+    (id != TraceId::INVALID).then_some(id)
+}
+
+fn span_id(hex: &str) -> Option<SpanId> {
+    if hex.len() != 16 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let id = SpanId::from_hex(hex).ok()?;
+    (id != SpanId::INVALID).then_some(id)
+}
+
+/// `traceparent: 00-<trace-id>-<parent-id>-<flags>` (W3C Trace Context §3.2).
+fn extract_w3c(headers: &HeaderMap) -> Option<Incoming> {
+    let value = header_str(headers, &TRACEPARENT)?;
+    let mut parts = value.split('-');
+    let version = parts.next()?;
+    let (trace, parent, flags) = (parts.next()?, parts.next()?, parts.next()?);
+    // Version 00 has exactly four parts; later versions may append more.
+    if version.len() != 2 || version == "ff" || (version == "00" && parts.next().is_some()) {
+        return None;
+    }
+    if trace.len() != 32 || flags.len() != 2 {
+        return None;
+    }
+    let flags = u8::from_str_radix(flags, 16).ok()?;
+    Some(Incoming {
+        trace_id: trace_id(trace)?,
+        parent_span_id: span_id(parent)?,
+        sampled: Some(flags & 1 == 1),
+        tracestate: headers.get(TRACESTATE).cloned(),
+    })
+}
+
+fn b3_sampled(token: &str) -> Option<bool> {
+    match token {
+        "1" | "d" | "true" => Some(true),
+        "0" | "false" => Some(false),
+        _ => None,
+    }
+}
+
+/// `b3: {TraceId}-{SpanId}[-{SamplingState}[-{ParentSpanId}]]`.
+fn extract_b3_single(headers: &HeaderMap) -> Option<Incoming> {
+    let value = header_str(headers, &B3)?;
+    let mut parts = value.split('-');
+    let trace = trace_id(parts.next()?)?;
+    let span = span_id(parts.next()?)?;
+    let sampled = parts.next().and_then(b3_sampled);
+    Some(Incoming {
+        trace_id: trace,
+        parent_span_id: span,
+        sampled,
+        tracestate: None,
+    })
+}
+
+fn extract_b3_multi(headers: &HeaderMap) -> Option<Incoming> {
+    let trace = trace_id(header_str(headers, &B3_TRACE_ID)?)?;
+    let span = span_id(header_str(headers, &B3_SPAN_ID)?)?;
+    let debug = header_str(headers, &B3_FLAGS) == Some("1");
+    let sampled = if debug {
+        Some(true)
+    } else {
+        header_str(headers, &B3_SAMPLED).and_then(b3_sampled)
+    };
+    Some(Incoming {
+        trace_id: trace,
+        parent_span_id: span,
+        sampled,
+        tracestate: None,
+    })
+}
+
+/// What the upstream is told: this trace, with the attempt's span as parent.
+#[derive(Debug, Clone)]
+pub struct Outgoing<'a> {
+    pub trace_id: TraceId,
+    pub span_id: SpanId,
+    pub sampled: bool,
+    pub tracestate: Option<&'a HeaderValue>,
+}
+
+fn value(text: String) -> HeaderValue {
+    HeaderValue::try_from(text).expect("hex ids and dashes are valid header values")
+}
+
+/// Replaces every trace header with the context for one upstream attempt, in every
+/// configured format ("read any of them, write all of them").
+pub fn inject(headers: &mut HeaderMap, out: &Outgoing<'_>, propagation: &[Propagation]) {
+    for name in [
+        &TRACEPARENT,
+        &TRACESTATE,
+        &B3,
+        &B3_TRACE_ID,
+        &B3_SPAN_ID,
+        &B3_PARENT_SPAN_ID,
+        &B3_SAMPLED,
+        &B3_FLAGS,
+    ] {
+        headers.remove(name);
+    }
+    let (trace, span) = (out.trace_id.to_string(), out.span_id.to_string());
+    for p in propagation {
+        match p {
+            Propagation::W3c => {
+                let flags = if out.sampled { "01" } else { "00" };
+                headers.insert(TRACEPARENT, value(format!("00-{trace}-{span}-{flags}")));
+                if let Some(state) = out.tracestate {
+                    headers.insert(TRACESTATE, state.clone());
+                }
+            }
+            Propagation::B3 => {
+                let sampled = if out.sampled { "1" } else { "0" };
+                headers.insert(B3, value(format!("{trace}-{span}-{sampled}")));
+                headers.insert(B3_TRACE_ID, value(trace.clone()));
+                headers.insert(B3_SPAN_ID, value(span.clone()));
+                headers.insert(
+                    B3_SAMPLED,
+                    HeaderValue::from_static(if out.sampled { "1" } else { "0" }),
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BOTH: &[Propagation] = &[Propagation::W3c, Propagation::B3];
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn w3c_traceparent_is_read_with_its_flags_and_state() {
+        let h = headers(&[
+            (
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            ),
+            ("tracestate", "vendor=x"),
+        ]);
+        let ctx = extract(&h, BOTH).unwrap();
+        assert_eq!(ctx.trace_id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(ctx.parent_span_id.to_string(), "00f067aa0ba902b7");
+        assert_eq!(ctx.sampled, Some(true));
+        assert_eq!(ctx.tracestate.unwrap(), "vendor=x");
+    }
+
+    #[test]
+    fn malformed_traceparents_are_ignored() {
+        for bad in [
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "00-4BF92F3577B34DA6A3CE929D0E0E473G-00f067aa0ba902b7-01",
+            "garbage",
+        ] {
+            assert!(
+                extract(&headers(&[("traceparent", bad)]), &[Propagation::W3c]).is_none(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn b3_single_and_multi_are_read_and_64_bit_ids_padded() {
+        let single = headers(&[("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1")]);
+        let ctx = extract(&single, BOTH).unwrap();
+        assert_eq!(ctx.trace_id.to_string(), "80f198ee56343ba864fe8b2a57d3eff7");
+        assert_eq!(ctx.sampled, Some(true));
+        let multi = headers(&[
+            ("x-b3-traceid", "64fe8b2a57d3eff7"),
+            ("x-b3-spanid", "e457b5a2e4d86bd1"),
+            ("x-b3-sampled", "0"),
+        ]);
+        let ctx = extract(&multi, BOTH).unwrap();
+        assert_eq!(ctx.trace_id.to_string(), "000000000000000064fe8b2a57d3eff7");
+        assert_eq!(ctx.sampled, Some(false));
+        let deferred = headers(&[("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1")]);
+        assert_eq!(extract(&deferred, BOTH).unwrap().sampled, None);
+    }
+
+    #[test]
+    fn only_configured_formats_are_read() {
+        let h = headers(&[("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1")]);
+        assert!(extract(&h, &[Propagation::W3c]).is_none());
+    }
+
+    #[test]
+    fn injection_writes_every_configured_format_and_drops_stale_headers() {
+        let mut h = headers(&[
+            ("x-b3-parentspanid", "1111111111111111"),
+            ("traceparent", "stale"),
+        ]);
+        let out = Outgoing {
+            trace_id: TraceId::from_hex("80f198ee56343ba864fe8b2a57d3eff7").unwrap(),
+            span_id: SpanId::from_hex("e457b5a2e4d86bd1").unwrap(),
+            sampled: true,
+            tracestate: None,
+        };
+        inject(&mut h, &out, BOTH);
+        assert_eq!(
+            h["traceparent"],
+            "00-80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-01"
+        );
+        assert_eq!(
+            h["b3"],
+            "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1"
+        );
+        assert_eq!(h["x-b3-traceid"], "80f198ee56343ba864fe8b2a57d3eff7");
+        assert_eq!(h["x-b3-sampled"], "1");
+        assert!(h.get("x-b3-parentspanid").is_none());
+    }
+}

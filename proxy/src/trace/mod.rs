@@ -1,0 +1,221 @@
+//! Distributed tracing: context propagation (W3C, B3), head sampling, a server span per
+//! request and a client span per upstream attempt, exported over OTLP/HTTP.
+
+pub mod context;
+pub mod exporter;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::HeaderValue;
+use meshwork_config::model;
+use opentelemetry::trace::{SpanId, TraceId};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use opentelemetry_proto::tonic::trace::v1::{Span, Status, status};
+use rand::Rng;
+
+use crate::metrics::TraceMetrics;
+use exporter::SpanExporter;
+
+/// The tracing settings in force, and the exporter (none without `otlp`).
+#[derive(Debug)]
+pub struct Tracer {
+    pub config: model::Tracing,
+    exporter: Option<SpanExporter>,
+}
+
+/// A request's place in its trace.
+#[derive(Debug, Clone)]
+pub struct TraceInfo {
+    pub trace_id: TraceId,
+    /// The proxy's server span for this request.
+    pub span_id: SpanId,
+    /// The caller's span, when the request arrived with a context.
+    pub parent_span_id: Option<SpanId>,
+    pub sampled: bool,
+    pub tracestate: Option<HeaderValue>,
+}
+
+impl Tracer {
+    /// # Errors
+    /// When the OTLP endpoint cannot be used.
+    pub fn start(config: model::Tracing, metrics: TraceMetrics) -> Result<Self, String> {
+        let exporter = match &config.otlp {
+            Some(otlp) => Some(SpanExporter::start(
+                &otlp.endpoint,
+                &config.service_name,
+                metrics,
+            )?),
+            None => None,
+        };
+        Ok(Self { config, exporter })
+    }
+
+    /// Joins the caller's trace or starts one; the caller's sampling decision wins.
+    pub fn begin(&self, headers: &http::HeaderMap) -> TraceInfo {
+        let incoming = context::extract(headers, &self.config.propagation);
+        let mut rng = rand::rng();
+        let sampled = match incoming.as_ref().and_then(|c| c.sampled) {
+            Some(decision) => decision,
+            None => self.config.sampling >= 1.0 || rng.random::<f64>() < self.config.sampling,
+        };
+        TraceInfo {
+            trace_id: incoming
+                .as_ref()
+                .map_or_else(|| new_trace_id(&mut rng), |c| c.trace_id),
+            span_id: random_span_id(&mut rng),
+            parent_span_id: incoming.as_ref().map(|c| c.parent_span_id),
+            sampled,
+            tracestate: incoming.and_then(|c| c.tracestate),
+        }
+    }
+
+    pub fn propagation(&self) -> &[model::Propagation] {
+        &self.config.propagation
+    }
+
+    pub fn export(&self, span: Span) {
+        if let Some(exporter) = &self.exporter {
+            exporter.export(span);
+        }
+    }
+}
+
+fn new_trace_id(rng: &mut impl Rng) -> TraceId {
+    loop {
+        let id = TraceId::from_bytes(rng.random());
+        if id != TraceId::INVALID {
+            return id;
+        }
+    }
+}
+
+pub fn new_span_id() -> SpanId {
+    random_span_id(&mut rand::rng())
+}
+
+fn random_span_id(rng: &mut impl Rng) -> SpanId {
+    loop {
+        let id = SpanId::from_bytes(rng.random());
+        if id != SpanId::INVALID {
+            return id;
+        }
+    }
+}
+
+fn unix_nanos(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// Builds OTLP spans with the fields every meshwork span has.
+#[derive(Debug)]
+pub struct SpanBuilder {
+    span: Span,
+}
+
+impl SpanBuilder {
+    pub fn new(
+        name: String,
+        kind: SpanKind,
+        trace_id: TraceId,
+        span_id: SpanId,
+        parent: Option<SpanId>,
+    ) -> Self {
+        Self {
+            span: Span {
+                trace_id: trace_id.to_bytes().to_vec(),
+                span_id: span_id.to_bytes().to_vec(),
+                parent_span_id: parent.map(|p| p.to_bytes().to_vec()).unwrap_or_default(),
+                name,
+                kind: kind as i32,
+                ..Default::default()
+            },
+        }
+    }
+
+    pub fn str(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.span.attributes.push(KeyValue {
+            key: key.into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(value.into())),
+            }),
+            ..Default::default()
+        });
+        self
+    }
+
+    pub fn int(mut self, key: &str, value: i64) -> Self {
+        self.span.attributes.push(KeyValue {
+            key: key.into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::IntValue(value)),
+            }),
+            ..Default::default()
+        });
+        self
+    }
+
+    pub fn error(mut self, message: impl Into<String>) -> Self {
+        self.span.status = Some(Status {
+            message: message.into(),
+            code: status::StatusCode::Error as i32,
+        });
+        self
+    }
+
+    /// The finished span: started at `start` (wall clock), lasting `elapsed` (monotonic).
+    pub fn finish(mut self, start: SystemTime, elapsed: Duration) -> Span {
+        self.span.start_time_unix_nano = unix_nanos(start);
+        self.span.end_time_unix_nano = unix_nanos(start + elapsed);
+        self.span
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meshwork_config::model::Propagation;
+
+    fn tracer(sampling: f64) -> Tracer {
+        Tracer {
+            config: model::Tracing {
+                propagation: vec![Propagation::W3c, Propagation::B3],
+                sampling,
+                otlp: None,
+                service_name: "t".into(),
+            },
+            exporter: None,
+        }
+    }
+
+    #[test]
+    fn the_parent_decision_wins_over_head_sampling() {
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            "traceparent",
+            HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        );
+        let info = tracer(0.0).begin(&h);
+        assert!(info.sampled);
+        assert_eq!(
+            info.trace_id.to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        assert_eq!(info.parent_span_id.unwrap().to_string(), "00f067aa0ba902b7");
+        assert_ne!(info.span_id.to_string(), "00f067aa0ba902b7");
+    }
+
+    #[test]
+    fn head_sampling_applies_to_new_traces() {
+        let empty = http::HeaderMap::new();
+        assert!((0..100).all(|_| tracer(1.0).begin(&empty).sampled));
+        assert!((0..100).all(|_| !tracer(0.0).begin(&empty).sampled));
+        let sampled = (0..10_000)
+            .filter(|_| tracer(0.25).begin(&empty).sampled)
+            .count();
+        assert!((2_000..3_000).contains(&sampled), "{sampled}");
+        let info = tracer(1.0).begin(&empty);
+        assert!(info.parent_span_id.is_none());
+    }
+}
