@@ -187,6 +187,41 @@ impl Proxy {
             .info()
     }
 
+    /// Every cluster of the active config with its endpoints and their load.
+    pub fn clusters_view(&self) -> serde_json::Value {
+        let snapshot = self.snapshots.load();
+        let mut clusters: Vec<_> = snapshot.clusters.values().collect();
+        clusters.sort_by(|a, b| a.name().cmp(b.name()));
+        let list: Vec<serde_json::Value> = clusters
+            .iter()
+            .map(|c| {
+                let endpoints: Vec<serde_json::Value> = c
+                    .endpoints
+                    .iter()
+                    .map(|e| {
+                        serde_json::json!({
+                            "address": e.address.to_string(),
+                            "weight": c.config.endpoints.iter().find(|x| x.address == e.address).map_or(1, |x| x.weight),
+                            // No active health checking yet (#5): an endpoint is assumed healthy.
+                            "health": if c.config.health_check.is_some() { "unknown" } else { "unchecked" },
+                            "in_flight": e.in_flight.load(Ordering::Relaxed),
+                            "connections_active": e.metrics.connections_active.get(),
+                            "requests_total": e.metrics.requests_total(),
+                            "connect_failures_total": e.metrics.connect_failures.get(),
+                        })
+                    })
+                    .collect();
+                serde_json::json!({
+                    "name": c.name(),
+                    "protocol": c.config.protocol,
+                    "load_balancer": c.config.load_balancer,
+                    "endpoints": endpoints,
+                })
+            })
+            .collect();
+        serde_json::json!({ "version": snapshot.version.to_string(), "clusters": list })
+    }
+
     pub fn config_view(&self) -> serde_json::Value {
         let snapshot = self.snapshots.load();
         serde_json::json!({

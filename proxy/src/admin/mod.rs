@@ -59,6 +59,7 @@ fn handle(proxy: &Proxy, req: Request<Incoming>) -> Response<Full<Bytes>> {
         },
         "/config" => json(&proxy.config_view()),
         "/listeners" => json(&proxy.listener_info()),
+        "/clusters" => json(&proxy.clusters_view()),
         "/metrics" => {
             let mut rsp = text(StatusCode::OK, proxy.metrics.encode());
             rsp.headers_mut().insert(
@@ -69,7 +70,7 @@ fn handle(proxy: &Proxy, req: Request<Incoming>) -> Response<Full<Bytes>> {
         }
         "/" => text(
             StatusCode::OK,
-            "meshwork admin\n  /live       process is up\n  /ready      serving traffic\n  /config     active config and its version\n  /listeners  bound listener addresses\n  /metrics    Prometheus metrics\n",
+            "meshwork admin\n  /live       process is up\n  /ready      serving traffic\n  /config     active config and its version\n  /listeners  bound listener addresses\n  /metrics    Prometheus metrics\n  /clusters   clusters, endpoints and their load\n",
         ),
         _ => text(StatusCode::NOT_FOUND, "not found; see /\n"),
     }

@@ -26,6 +26,25 @@ pub struct Endpoint {
     pub address: Address,
     pub client: EndpointClient,
     pub metrics: Arc<EndpointHandles>,
+    /// Requests sent and not yet answered (response head), for `/clusters` and balancers.
+    pub in_flight: AtomicUsize,
+}
+
+/// Counts a request against its endpoint's `in_flight` until dropped.
+#[derive(Debug)]
+pub struct InFlight<'a>(&'a Endpoint);
+
+impl<'a> InFlight<'a> {
+    pub fn new(endpoint: &'a Endpoint) -> Self {
+        endpoint.in_flight.fetch_add(1, Ordering::Relaxed);
+        Self(endpoint)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// A cluster's live state: built once per distinct config, shared by every snapshot
@@ -63,6 +82,7 @@ impl ClusterRuntime {
                     address: ep.address.clone(),
                     client,
                     metrics: handles,
+                    in_flight: AtomicUsize::new(0),
                 })
             })
             .collect();

@@ -88,7 +88,9 @@ async fn send(req: ProxyRequest) -> Result<ProxyResponse, ProxyError> {
 
     let attempt = ClientSpan::begin(&ctx, &mut req);
     let sent = tokio::time::Instant::now();
+    let in_flight = crate::cluster::InFlight::new(&endpoint);
     let result = endpoint.client.request(req).await;
+    drop(in_flight);
     let elapsed = sent.elapsed();
     let mut rsp = match result {
         Ok(rsp) => rsp,

@@ -180,6 +180,15 @@ impl EndpointHandles {
         }
     }
 
+    /// Responses received from this endpoint so far, all status classes.
+    pub fn requests_total(&self) -> u64 {
+        self.by_class
+            .iter()
+            .filter_map(|c| c.get())
+            .map(|c| c.get())
+            .sum()
+    }
+
     pub fn response(&self, status: http::StatusCode, elapsed: Duration) {
         let class = status_class(status);
         self.by_class[class]
