@@ -31,19 +31,25 @@ fn registry() -> std::sync::MutexGuard<'static, Registry> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Starts the thread that, on SIGINT/SIGTERM/SIGHUP, kills every child group, removes
-/// the temp dir and exits 130.
+/// Makes the harness the reaper of its children's orphans, and starts the thread that,
+/// on SIGINT/SIGTERM/SIGHUP, kills every child group, removes the temp dir and exits 130.
 ///
 /// # Errors
 /// When the signal handlers cannot be installed.
 pub fn install_signal_cleanup() -> anyhow::Result<()> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    // Orphans of our children (nginx's worker when its master dies) become ours to reap.
+    nix::sys::prctl::set_child_subreaper(true)?;
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     std::thread::spawn(move || {
         if let Some(signal) = signals.forever().next() {
             let reg = registry();
             for &pgid in &reg.groups {
                 let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+            }
+            // Reap them, so no zombie outlives the harness either.
+            for &pgid in &reg.groups {
+                while nix::sys::wait::waitpid(Pid::from_raw(-pgid), None).is_ok() {}
             }
             if let Some(dir) = &reg.temp_dir {
                 let _ = std::fs::remove_dir_all(dir);
@@ -259,6 +265,8 @@ impl Drop for Proc {
         let pgid = self.pgid();
         let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
         let _ = self.child.wait();
+        // Other members of the group (nginx's worker), reparented to the harness.
+        while nix::sys::wait::waitpid(Pid::from_raw(-pgid), None).is_ok() {}
         registry().groups.remove(&pgid);
     }
 }
