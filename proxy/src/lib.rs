@@ -12,6 +12,7 @@ pub mod layers;
 pub mod listener;
 pub mod metrics;
 pub mod observe;
+pub mod policy;
 pub mod reload;
 pub mod router;
 pub mod snapshot;

@@ -50,6 +50,15 @@ impl HttpListenerPlan {
         }
     }
 
+    /// Counts an injected fault (`kind`: `delay` or `abort`) on a route of this listener.
+    pub fn fault_injected(&self, route: &str, kind: &str) {
+        self.metrics
+            .http
+            .faults_injected_total
+            .with_label_values(&[self.name.as_str(), route, kind])
+            .inc();
+    }
+
     /// The metric handles for a request that took `route` to `cluster` (either may be
     /// absent: no route matched, or the route answered itself).
     pub fn request_handles(

@@ -24,6 +24,10 @@ pub enum ProxyError {
     NoHealthyEndpoint,
     #[error("upstream did not respond in time")]
     UpstreamTimeout,
+    #[error("rate limited")]
+    RateLimited,
+    #[error("fault injected")]
+    FaultAbort,
 }
 
 impl ProxyError {
@@ -37,6 +41,9 @@ impl ProxyError {
             ProxyError::ConnectFailed | ProxyError::UpstreamReset => StatusCode::BAD_GATEWAY,
             ProxyError::NoHealthyEndpoint => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            // The configured abort status is used where one is set (see layers/fault.rs).
+            ProxyError::FaultAbort => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -52,6 +59,8 @@ impl ProxyError {
             ProxyError::UpstreamReset => "upstream-reset",
             ProxyError::NoHealthyEndpoint => "no-healthy-endpoint",
             ProxyError::UpstreamTimeout => "upstream-timeout",
+            ProxyError::RateLimited => "rate-limited",
+            ProxyError::FaultAbort => "fault-abort",
         }
     }
 }
@@ -75,11 +84,13 @@ mod tests {
             ProxyError::UpstreamReset,
             ProxyError::NoHealthyEndpoint,
             ProxyError::UpstreamTimeout,
+            ProxyError::RateLimited,
+            ProxyError::FaultAbort,
         ];
         for e in all {
             let s = e.status().as_u16();
             assert!(
-                [400, 404, 408, 413, 431, 502, 503, 504].contains(&s),
+                [400, 404, 408, 413, 429, 431, 502, 503, 504].contains(&s),
                 "{e:?} -> {s}"
             );
             assert!(http::HeaderValue::from_str(e.reason()).is_ok());

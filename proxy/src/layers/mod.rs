@@ -3,8 +3,10 @@
 
 pub mod balance;
 pub mod endpoint;
+pub mod fault;
 pub mod forward;
 pub mod observe;
+pub mod rate_limit;
 pub mod rescue;
 pub mod respond;
 pub mod rewrite;
@@ -69,6 +71,10 @@ pub fn http_stack() -> observe::Observe<
         .layer(forward::ForwardLayer)
         // Match the request against the listener's route table (404 when none).
         .layer(route::RouteLayer)
+        // The route's local token bucket (429 when empty).
+        .layer(rate_limit::RateLimitLayer)
+        // Injected delays and aborts, before the timeout starts (as in Envoy).
+        .layer(fault::FaultLayer)
         // Routes that answer themselves: direct_response, redirect.
         .layer(respond::RespondLayer)
         // The route's overall timeout (504), covering everything below.

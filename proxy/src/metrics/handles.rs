@@ -86,7 +86,7 @@ impl RequestSlot {
 }
 
 /// Number of [`ProxyError`] kinds (for per-reason arrays).
-const REASONS: usize = 9;
+const REASONS: usize = 11;
 
 fn reason_index(e: ProxyError) -> usize {
     match e {
@@ -99,6 +99,8 @@ fn reason_index(e: ProxyError) -> usize {
         ProxyError::UpstreamReset => 6,
         ProxyError::NoHealthyEndpoint => 7,
         ProxyError::UpstreamTimeout => 8,
+        ProxyError::RateLimited => 9,
+        ProxyError::FaultAbort => 10,
     }
 }
 

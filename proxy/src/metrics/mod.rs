@@ -43,6 +43,7 @@ pub struct HttpMetrics {
     pub request_body_bytes_total: IntCounterVec,
     pub response_body_bytes_total: IntCounterVec,
     pub local_responses_total: IntCounterVec,
+    pub faults_injected_total: IntCounterVec,
 }
 
 #[derive(Debug, Clone)]
@@ -134,6 +135,11 @@ impl Metrics {
                 ),
             },
             http: HttpMetrics {
+                faults_injected_total: counter_vec(
+                    "http_faults_injected_total",
+                    "Faults injected by route fault policies, by kind (delay, abort).",
+                    &["listener", "route", "kind"],
+                ),
                 requests_total: counter_vec(
                     "http_requests_total",
                     "HTTP requests answered, by response status class.",
@@ -250,6 +256,7 @@ impl Metrics {
         self.register(h.request_body_bytes_total.clone());
         self.register(h.response_body_bytes_total.clone());
         self.register(h.local_responses_total.clone());
+        self.register(h.faults_injected_total.clone());
         let u = &self.upstream;
         self.register(u.requests_total.clone());
         self.register(u.request_duration_seconds.clone());

@@ -23,6 +23,8 @@ pub struct RouteEntry {
     /// Weighted backends, resolved; empty for direct responses and redirects.
     pub backends: Vec<(Arc<ClusterRuntime>, u32)>,
     pub total_weight: u64,
+    /// The route's local rate limit (starts full with each new snapshot).
+    pub rate_limit: Option<crate::policy::token_bucket::TokenBucket>,
 }
 
 impl RouteEntry {
@@ -84,6 +86,9 @@ impl RouteTable {
                 config: route.clone(),
                 backends,
                 total_weight,
+                rate_limit: route.rate_limit.map(|r| {
+                    crate::policy::token_bucket::TokenBucket::new(r.requests_per_second, r.burst)
+                }),
             }));
         }
         Self {
