@@ -34,7 +34,6 @@ pub(crate) struct NotYet {
 pub(crate) const NOT_SUPPORTED_YET: &[NotYet] = &[
     NotYet { field: "control_plane",                      when: When::Present,              issue: 8 },
     NotYet { field: "listeners[].tls",                    when: When::Present,              issue: 7 },
-    NotYet { field: "route_tables.*[].retry",             when: When::Present,              issue: 5 },
     NotYet { field: "route_tables.*[].mirror",            when: When::Present,              issue: 6 },
     NotYet { field: "clusters[].discovery",               when: When::Present,              issue: 8 },
     NotYet { field: "clusters[].hash",                    when: When::Present,              issue: 6 },

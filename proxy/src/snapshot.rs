@@ -50,6 +50,24 @@ impl HttpListenerPlan {
         }
     }
 
+    /// Counts a retry on a route of this listener, by reason.
+    pub fn retried(&self, route: &str, reason: &str) {
+        self.metrics
+            .http
+            .retries_total
+            .with_label_values(&[self.name.as_str(), route, reason])
+            .inc();
+    }
+
+    /// Counts a retry refused because the route's budget was spent.
+    pub fn retry_budget_exhausted(&self, route: &str) {
+        self.metrics
+            .http
+            .retry_budget_exhausted_total
+            .with_label_values(&[self.name.as_str(), route])
+            .inc();
+    }
+
     /// Counts an injected fault (`kind`: `delay` or `abort`) on a route of this listener.
     pub fn fault_injected(&self, route: &str, kind: &str) {
         self.metrics

@@ -69,13 +69,30 @@ impl Body for ResponseBody {
 }
 
 pin_project_lite::pin_project! {
-    /// The request body on its way upstream, counting the bytes that pass for metrics and
-    /// access logs; frames (data and trailers) are forwarded as they arrive.
+    /// The request body on its way upstream, counting the bytes read from the client for
+    /// metrics and access logs. Frames (data and trailers) are forwarded as they arrive,
+    /// or replayed from a buffer when the request may be retried.
+    #[project = RequestBodyProj]
     #[derive(Debug)]
-    pub struct RequestBody {
-        #[pin]
-        inner: Incoming,
-        record: Option<std::sync::Arc<crate::observe::RequestRecord>>,
+    pub enum RequestBody {
+        /// Straight from the client.
+        Streaming {
+            #[pin]
+            inner: Incoming,
+            record: Option<std::sync::Arc<crate::observe::RequestRecord>>,
+        },
+        /// A whole body held for replay (cheap to clone).
+        Replay {
+            data: Option<Bytes>,
+            trailers: Option<http::HeaderMap>,
+        },
+        /// The part read while trying to buffer, then the rest from the client.
+        Prefixed {
+            prefix: Option<Bytes>,
+            #[pin]
+            rest: Incoming,
+            record: Option<std::sync::Arc<crate::observe::RequestRecord>>,
+        },
     }
 }
 
@@ -84,7 +101,25 @@ impl RequestBody {
         inner: Incoming,
         record: Option<std::sync::Arc<crate::observe::RequestRecord>>,
     ) -> Self {
-        Self { inner, record }
+        RequestBody::Streaming { inner, record }
+    }
+
+    pub fn replay(data: Bytes, trailers: Option<http::HeaderMap>) -> Self {
+        RequestBody::Replay {
+            data: (!data.is_empty()).then_some(data),
+            trailers,
+        }
+    }
+}
+
+fn count(
+    record: &Option<std::sync::Arc<crate::observe::RequestRecord>>,
+    frame: &Poll<Option<Result<Frame<Bytes>, hyper::Error>>>,
+) {
+    if let (Poll::Ready(Some(Ok(f))), Some(record)) = (frame, record) {
+        if let Some(data) = f.data_ref() {
+            record.add_request_bytes(data.len());
+        }
     }
 }
 
@@ -96,21 +131,55 @@ impl Body for RequestBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let this = self.project();
-        let frame = this.inner.poll_frame(cx);
-        if let (Poll::Ready(Some(Ok(f))), Some(record)) = (&frame, this.record) {
-            if let Some(data) = f.data_ref() {
-                record.add_request_bytes(data.len());
+        match self.project() {
+            RequestBodyProj::Streaming { inner, record } => {
+                let frame = inner.poll_frame(cx);
+                count(record, &frame);
+                frame
+            }
+            RequestBodyProj::Replay { data, trailers } => Poll::Ready(match data.take() {
+                Some(d) => Some(Ok(Frame::data(d))),
+                None => trailers.take().map(|t| Ok(Frame::trailers(t))),
+            }),
+            RequestBodyProj::Prefixed {
+                prefix,
+                rest,
+                record,
+            } => {
+                if let Some(p) = prefix.take() {
+                    return Poll::Ready(Some(Ok(Frame::data(p))));
+                }
+                let frame = rest.poll_frame(cx);
+                count(record, &frame);
+                frame
             }
         }
-        frame
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        match self {
+            RequestBody::Streaming { inner, .. } => inner.is_end_stream(),
+            RequestBody::Replay { data, trailers } => data.is_none() && trailers.is_none(),
+            RequestBody::Prefixed { prefix, rest, .. } => prefix.is_none() && rest.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match self {
+            RequestBody::Streaming { inner, .. } => inner.size_hint(),
+            RequestBody::Replay { data, .. } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
+            RequestBody::Prefixed { prefix, rest, .. } => {
+                let extra = prefix.as_ref().map_or(0, |p| p.len() as u64);
+                let inner = rest.size_hint();
+                let mut hint = SizeHint::new();
+                hint.set_lower(inner.lower() + extra);
+                if let Some(upper) = inner.upper() {
+                    hint.set_upper(upper + extra);
+                }
+                hint
+            }
+        }
     }
 }

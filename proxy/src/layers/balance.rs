@@ -3,6 +3,8 @@
 
 use std::task::{Context, Poll};
 
+use std::sync::Arc;
+
 use futures_util::future::{Either, Ready, ready};
 use tower::{Layer, Service};
 
@@ -37,11 +39,17 @@ where
     }
 
     fn call(&mut self, mut req: ProxyRequest) -> Self::Future {
-        let endpoint = req
-            .ctx
-            .cluster
-            .as_ref()
-            .and_then(|c| c.pick_round_robin().cloned());
+        let endpoint = req.ctx.cluster.as_ref().and_then(|c| {
+            let first = c.pick_round_robin()?;
+            match &req.ctx.avoid_endpoint {
+                // A retry: take the next endpoint if this is the one that just failed.
+                Some(avoid) if Arc::ptr_eq(avoid, first) && c.endpoints.len() > 1 => {
+                    c.pick_round_robin()
+                }
+                _ => Some(first),
+            }
+            .cloned()
+        });
         match endpoint {
             Some(endpoint) => {
                 req.ctx.endpoint = Some(endpoint);

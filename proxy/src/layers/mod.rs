@@ -9,6 +9,7 @@ pub mod observe;
 pub mod rate_limit;
 pub mod rescue;
 pub mod respond;
+pub mod retry;
 pub mod rewrite;
 pub mod route;
 pub mod split;
@@ -33,7 +34,7 @@ pub struct ProxyRequest {
 }
 
 /// Decisions and facts about one request, filled in layer by layer.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct RequestContext {
     /// The config this request runs on, start to finish.
     pub snapshot: Arc<Snapshot>,
@@ -48,6 +49,8 @@ pub struct RequestContext {
     pub route: Option<Arc<RouteEntry>>,
     pub cluster: Option<Arc<ClusterRuntime>>,
     pub endpoint: Option<Arc<Endpoint>>,
+    /// The endpoint that just failed this request; a retry prefers another.
+    pub avoid_endpoint: Option<Arc<Endpoint>>,
 }
 
 pub type ProxyResponse = http::Response<ResponseBody>;
@@ -81,6 +84,8 @@ pub fn http_stack() -> observe::Observe<
         .layer(timeout::TimeoutLayer)
         // Path/host rewrites and request/response header edits.
         .layer(rewrite::RewriteLayer)
+        // Retries with backoff and budget; each attempt goes through split and balance.
+        .layer(retry::RetryLayer)
         // Weighted choice of the backend cluster.
         .layer(split::SplitLayer)
         // Choice of an endpoint within the cluster.

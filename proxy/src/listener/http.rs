@@ -242,6 +242,7 @@ impl hyper::service::Service<http::Request<Incoming>> for HttpService {
                 route: None,
                 cluster: None,
                 endpoint: None,
+                avoid_endpoint: None,
             },
         };
         let stack = layers::http_stack();

@@ -44,6 +44,8 @@ pub struct HttpMetrics {
     pub response_body_bytes_total: IntCounterVec,
     pub local_responses_total: IntCounterVec,
     pub faults_injected_total: IntCounterVec,
+    pub retries_total: IntCounterVec,
+    pub retry_budget_exhausted_total: IntCounterVec,
 }
 
 #[derive(Debug, Clone)]
@@ -135,6 +137,16 @@ impl Metrics {
                 ),
             },
             http: HttpMetrics {
+                retries_total: counter_vec(
+                    "http_retries_total",
+                    "Retries sent, by reason (connect-failure, reset, per-try-timeout, a status code, grpc-N).",
+                    &["listener", "route", "reason"],
+                ),
+                retry_budget_exhausted_total: counter_vec(
+                    "http_retry_budget_exhausted_total",
+                    "Retries not sent because the route's retry budget was spent.",
+                    &["listener", "route"],
+                ),
                 faults_injected_total: counter_vec(
                     "http_faults_injected_total",
                     "Faults injected by route fault policies, by kind (delay, abort).",
@@ -257,6 +269,8 @@ impl Metrics {
         self.register(h.response_body_bytes_total.clone());
         self.register(h.local_responses_total.clone());
         self.register(h.faults_injected_total.clone());
+        self.register(h.retries_total.clone());
+        self.register(h.retry_budget_exhausted_total.clone());
         let u = &self.upstream;
         self.register(u.requests_total.clone());
         self.register(u.request_duration_seconds.clone());

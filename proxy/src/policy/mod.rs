@@ -1,3 +1,5 @@
-//! Per-route policy state that lives with a compiled route: rate limit buckets.
+//! Per-route policy machinery: rate limit buckets, retry backoff and retry budgets.
 
+pub mod backoff;
+pub mod retry_budget;
 pub mod token_bucket;

@@ -25,6 +25,8 @@ pub struct RouteEntry {
     pub total_weight: u64,
     /// The route's local rate limit (starts full with each new snapshot).
     pub rate_limit: Option<crate::policy::token_bucket::TokenBucket>,
+    /// The route's retry budget (starts empty with each new snapshot).
+    pub retry_budget: Option<crate::policy::retry_budget::RetryBudget>,
 }
 
 impl RouteEntry {
@@ -86,6 +88,12 @@ impl RouteTable {
                 config: route.clone(),
                 backends,
                 total_weight,
+                retry_budget: route.retry.as_ref().map(|r| {
+                    crate::policy::retry_budget::RetryBudget::new(
+                        r.budget.ratio,
+                        r.budget.min_per_second,
+                    )
+                }),
                 rate_limit: route.rate_limit.map(|r| {
                     crate::policy::token_bucket::TokenBucket::new(r.requests_per_second, r.burst)
                 }),

@@ -38,6 +38,15 @@ pub enum Handler {
     ResetBeforeHeaders,
     /// Sends the head announcing 1 MiB and 64 KiB of it, then aborts.
     ResetMidBody,
+    /// The first `failures` requests get `status` (with `Retry-After: retry_after` when
+    /// set); later ones get 200 `recovered` (`recovered:BODY` when the request had a
+    /// body). `seen` counts requests across clones.
+    FailFirst {
+        failures: u64,
+        status: u16,
+        retry_after: Option<u64>,
+        seen: Arc<std::sync::atomic::AtomicU64>,
+    },
 }
 
 /// Length announced by [`Handler::ResetMidBody`].
@@ -122,6 +131,38 @@ impl Handler {
                 ok(body.map_err(|never| match never {}).boxed())
             }
             Handler::ResetBeforeHeaders => return Err(DeliberateReset),
+            Handler::FailFirst {
+                failures,
+                status,
+                retry_after,
+                seen,
+            } => {
+                let n = seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if n < *failures {
+                    let mut response = Response::new(empty());
+                    *response.status_mut() = StatusCode::from_u16(*status).expect("a valid status");
+                    if let Some(secs) = retry_after {
+                        response
+                            .headers_mut()
+                            .insert("retry-after", HeaderValue::from(*secs));
+                    }
+                    response
+                } else {
+                    // Echo the body: a replayed request must carry all of it again.
+                    let body = req
+                        .into_body()
+                        .collect()
+                        .await
+                        .map(|b| b.to_bytes())
+                        .unwrap_or_default();
+                    let mut text = b"recovered".to_vec();
+                    if !body.is_empty() {
+                        text.push(b':');
+                        text.extend_from_slice(&body);
+                    }
+                    ok(full(Bytes::from(text)))
+                }
+            }
             Handler::ResetMidBody => {
                 // The pause lets the head and the first bytes reach the proxy before
                 // the failure tears the connection or stream down.

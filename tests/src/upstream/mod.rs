@@ -104,6 +104,26 @@ impl UpstreamBuilder {
     }
 
     /// `path` drops the connection / resets the stream without answering.
+    /// The first `failures` requests to `path` get `status` (plus `Retry-After` when
+    /// given), the rest 200 `recovered`.
+    pub fn fail_first(
+        self,
+        path: &str,
+        failures: u64,
+        status: u16,
+        retry_after: Option<u64>,
+    ) -> Self {
+        self.handler(
+            path,
+            Handler::FailFirst {
+                failures,
+                status,
+                retry_after,
+                seen: Arc::default(),
+            },
+        )
+    }
+
     pub fn reset_before_headers(self, path: &str) -> Self {
         self.handler(path, Handler::ResetBeforeHeaders)
     }

@@ -1,0 +1,357 @@
+//! Retry: re-sends a failed request per the route's `retry` policy — on the conditions it
+//! names, up to `attempts` tries, with exponential backoff and full jitter (or the
+//! upstream's `Retry-After` when within `backoff.max`), within the route's retry budget.
+//!
+//! Only the policy's methods (idempotent ones by default) are retried, and only when the
+//! request body fits `max_body` (it is buffered for replay; larger bodies stream once).
+//! Decisions are made on the response head, before any byte goes to the client. Each
+//! retry prefers an endpoint other than the one that just failed.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::future::Either;
+use http::{HeaderMap, StatusCode};
+use http_body::Body;
+use http_body_util::BodyExt;
+use meshwork_config::model::{RetryOn, RetryPolicy};
+use tower::{Layer, Service};
+
+use super::{ProxyRequest, ProxyResponse, RequestContext};
+use crate::http::headers::is_upgrade_request;
+use crate::http::{ProxyError, RequestBody};
+use crate::policy::backoff;
+use crate::router::RouteEntry;
+
+#[derive(Clone, Copy, Debug)]
+pub struct RetryLayer;
+
+impl<S> Layer<S> for RetryLayer {
+    type Service = Retry<S>;
+    fn layer(&self, inner: S) -> Retry<S> {
+        Retry { inner }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Retry<S> {
+    inner: S,
+}
+
+type BoxFuture = Pin<Box<dyn Future<Output = Result<ProxyResponse, ProxyError>> + Send>>;
+
+/// Why an attempt's outcome is worth another try, as a metric label; `None` if it is not.
+pub fn retry_reason(
+    policy: &RetryPolicy,
+    outcome: &Result<ProxyResponse, ProxyError>,
+) -> Option<String> {
+    match outcome {
+        Err(ProxyError::ConnectFailed) => policy
+            .on
+            .contains(&RetryOn::ConnectFailure)
+            .then(|| "connect-failure".into()),
+        Err(ProxyError::UpstreamReset) => {
+            policy.on.contains(&RetryOn::Reset).then(|| "reset".into())
+        }
+        Err(ProxyError::UpstreamTimeout) => policy
+            .on
+            .iter()
+            .any(|o| {
+                matches!(
+                    o,
+                    RetryOn::ServerError | RetryOn::GatewayError | RetryOn::Status(504)
+                )
+            })
+            .then(|| "per-try-timeout".into()),
+        Err(_) => None,
+        Ok(rsp) => {
+            let status = rsp.status().as_u16();
+            let by_status = policy.on.iter().any(|o| match o {
+                RetryOn::ServerError => (500..600).contains(&status),
+                RetryOn::GatewayError => matches!(status, 502..=504),
+                RetryOn::Retriable4xx => status == 409,
+                RetryOn::Status(s) => *s == status,
+                _ => false,
+            });
+            if by_status {
+                return Some(status.to_string());
+            }
+            // gRPC errors arrive as HTTP 200 with grpc-status in a trailers-only response.
+            let grpc = rsp
+                .headers()
+                .get("grpc-status")?
+                .to_str()
+                .ok()?
+                .parse::<u16>()
+                .ok()?;
+            policy
+                .on
+                .iter()
+                .any(|o| matches!(o, RetryOn::Grpc(code) if *code as u16 == grpc))
+                .then(|| format!("grpc-{grpc}"))
+        }
+    }
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is not honored).
+fn retry_after(rsp: &ProxyResponse) -> Option<Duration> {
+    if !matches!(
+        rsp.status(),
+        StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
+    ) {
+        return None;
+    }
+    let secs: u64 = rsp
+        .headers()
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(secs))
+}
+
+/// The request body, whole, if it fits `max`; otherwise a body that streams what was
+/// read followed by the rest.
+async fn buffer(
+    body: RequestBody,
+    max: u64,
+) -> Result<Result<(Bytes, Option<HeaderMap>), RequestBody>, ProxyError> {
+    if body.size_hint().lower() > max {
+        return Ok(Err(body));
+    }
+    let mut body = body;
+    let mut data = BytesMut::new();
+    let mut trailers = None;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| ProxyError::MalformedRequest)?;
+        match frame.into_data() {
+            Ok(chunk) => {
+                data.extend_from_slice(&chunk);
+                if data.len() as u64 > max {
+                    let prefix = Some(data.freeze());
+                    return Ok(Err(match body {
+                        RequestBody::Streaming { inner, record } => RequestBody::Prefixed {
+                            prefix,
+                            rest: inner,
+                            record,
+                        },
+                        other => other,
+                    }));
+                }
+            }
+            Err(frame) => trailers = frame.into_trailers().ok(),
+        }
+    }
+    Ok(Ok((data.freeze(), trailers)))
+}
+
+impl<S> Service<ProxyRequest> for Retry<S>
+where
+    S: Service<ProxyRequest, Response = ProxyResponse, Error = ProxyError> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = ProxyResponse;
+    type Error = ProxyError;
+    type Future = Either<BoxFuture, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: ProxyRequest) -> Self::Future {
+        let route = req.ctx.route.clone();
+        let eligible = route.as_ref().is_some_and(|r| {
+            r.config.retry.as_ref().is_some_and(|p| {
+                p.attempts > 1
+                    && p.methods.iter().any(|m| m == req.http.method().as_str())
+                    && !is_upgrade_request(req.http.headers())
+            })
+        });
+        let (true, Some(route)) = (eligible, route) else {
+            return Either::Right(self.inner.call(req));
+        };
+        if let Some(budget) = &route.retry_budget {
+            budget.deposit();
+        }
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        Either::Left(Box::pin(retry(inner, req, route)))
+    }
+}
+
+async fn retry<S>(
+    inner: S,
+    req: ProxyRequest,
+    route: Arc<RouteEntry>,
+) -> Result<ProxyResponse, ProxyError>
+where
+    S: Service<ProxyRequest, Response = ProxyResponse, Error = ProxyError> + Clone,
+{
+    let Some(policy) = route.config.retry.as_ref() else {
+        return Err(ProxyError::NoRoute);
+    };
+    let ProxyRequest { http, ctx } = req;
+    let (parts, body) = http.into_parts();
+    let (data, trailers) = match buffer(body, policy.max_body).await? {
+        Ok(whole) => whole,
+        Err(streaming) => {
+            // Too large to replay: one attempt, streamed.
+            let mut svc = inner;
+            return svc
+                .call(ProxyRequest {
+                    http: http::Request::from_parts(parts, streaming),
+                    ctx,
+                })
+                .await;
+        }
+    };
+    let mut attempt = 1;
+    loop {
+        let mut req = http::Request::new(RequestBody::replay(data.clone(), trailers.clone()));
+        *req.method_mut() = parts.method.clone();
+        *req.uri_mut() = parts.uri.clone();
+        *req.version_mut() = parts.version;
+        *req.headers_mut() = parts.headers.clone();
+        let mut attempt_ctx: RequestContext = ctx.clone();
+        attempt_ctx.avoid_endpoint = ctx.record.endpoint();
+        let mut svc = inner.clone();
+        let fut = svc.call(ProxyRequest {
+            http: req,
+            ctx: attempt_ctx,
+        });
+        let outcome = match policy.per_try_timeout {
+            Some(limit) => match tokio::time::timeout(limit, fut).await {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    if let Some(endpoint) = ctx.record.endpoint() {
+                        endpoint.metrics.timeouts.inc();
+                    }
+                    Err(ProxyError::UpstreamTimeout)
+                }
+            },
+            None => fut.await,
+        };
+        if attempt >= policy.attempts {
+            return outcome;
+        }
+        let Some(reason) = retry_reason(policy, &outcome) else {
+            return outcome;
+        };
+        if let Some(budget) = &route.retry_budget {
+            if !budget.try_withdraw() {
+                if let Some(plan) = &ctx.plan {
+                    plan.retry_budget_exhausted(route.name());
+                }
+                tracing::debug!(
+                    route = route.name(),
+                    "retry budget spent; returning the failure"
+                );
+                return outcome;
+            }
+        }
+        let wait = match outcome.as_ref().ok().and_then(retry_after) {
+            Some(asked) if asked <= policy.backoff.max => asked,
+            _ => backoff::delay(&policy.backoff, attempt, &mut rand::rng()),
+        };
+        if let Some(plan) = &ctx.plan {
+            plan.retried(route.name(), &reason);
+        }
+        tracing::debug!(route = route.name(), attempt, %reason, ?wait, "retrying");
+        // The failed response (if any) is dropped here, releasing its connection.
+        drop(outcome);
+        tokio::time::sleep(wait).await;
+        attempt += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::ResponseBody;
+    use meshwork_config::model::{Backoff, GrpcCode, RetryBudget as BudgetConfig};
+
+    fn policy(on: Vec<RetryOn>) -> RetryPolicy {
+        RetryPolicy {
+            attempts: 3,
+            on,
+            per_try_timeout: None,
+            backoff: Backoff {
+                base: Duration::from_millis(25),
+                max: Duration::from_secs(1),
+            },
+            budget: BudgetConfig {
+                ratio: 0.2,
+                min_per_second: 10,
+            },
+            methods: vec!["GET".into()],
+            max_body: 1024,
+        }
+    }
+
+    fn status(code: u16) -> Result<ProxyResponse, ProxyError> {
+        let mut rsp = ProxyResponse::new(ResponseBody::empty());
+        *rsp.status_mut() = StatusCode::from_u16(code).unwrap();
+        Ok(rsp)
+    }
+
+    #[test]
+    fn conditions_map_outcomes_to_reasons() {
+        let p = policy(vec![RetryOn::GatewayError, RetryOn::ConnectFailure]);
+        assert_eq!(retry_reason(&p, &status(503)).as_deref(), Some("503"));
+        assert_eq!(retry_reason(&p, &status(500)), None);
+        assert_eq!(retry_reason(&p, &status(200)), None);
+        assert_eq!(
+            retry_reason(&p, &Err(ProxyError::ConnectFailed)).as_deref(),
+            Some("connect-failure")
+        );
+        assert_eq!(retry_reason(&p, &Err(ProxyError::UpstreamReset)), None);
+        assert_eq!(
+            retry_reason(&p, &Err(ProxyError::UpstreamTimeout)).as_deref(),
+            Some("per-try-timeout")
+        );
+        let p = policy(vec![
+            RetryOn::ServerError,
+            RetryOn::Retriable4xx,
+            RetryOn::Status(429),
+        ]);
+        assert_eq!(retry_reason(&p, &status(500)).as_deref(), Some("500"));
+        assert_eq!(retry_reason(&p, &status(409)).as_deref(), Some("409"));
+        assert_eq!(retry_reason(&p, &status(429)).as_deref(), Some("429"));
+        assert_eq!(retry_reason(&p, &status(404)), None);
+    }
+
+    #[test]
+    fn grpc_status_in_a_trailers_only_response_is_a_condition() {
+        let p = policy(vec![RetryOn::Grpc(GrpcCode::Unavailable)]);
+        let mut rsp = status(200);
+        if let Ok(r) = rsp.as_mut() {
+            r.headers_mut()
+                .insert("grpc-status", http::HeaderValue::from_static("14"));
+        }
+        assert_eq!(retry_reason(&p, &rsp).as_deref(), Some("grpc-14"));
+        let mut other = status(200);
+        if let Ok(r) = other.as_mut() {
+            r.headers_mut()
+                .insert("grpc-status", http::HeaderValue::from_static("5"));
+        }
+        assert_eq!(retry_reason(&p, &other), None);
+    }
+
+    #[test]
+    fn retry_after_is_read_from_503_and_429_only() {
+        let mut rsp = status(503).unwrap();
+        rsp.headers_mut().insert(
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from_static("2"),
+        );
+        assert_eq!(retry_after(&rsp), Some(Duration::from_secs(2)));
+        *rsp.status_mut() = StatusCode::BAD_GATEWAY;
+        assert_eq!(retry_after(&rsp), None);
+    }
+}
