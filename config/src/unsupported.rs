@@ -163,8 +163,8 @@ mod tests {
     #[test]
     fn present_fields_are_refused_at_their_key() {
         assert_eq!(
-            messages("route_tables:\n  edge:\n    - name: a\n      retry: {attempts: 2}\n"),
-            vec!["f.yaml:4:7: route_tables.edge[0].retry: not supported yet (see issue #5)"]
+            messages("clusters:\n  - name: a\n    circuit_breaker: {consecutive_failures: 2}\n"),
+            vec!["f.yaml:3:5: clusters[0].circuit_breaker: not supported yet (see issue #5)"]
         );
     }
 
