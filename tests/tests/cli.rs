@@ -228,17 +228,19 @@ async fn check_refuses_a_feature_that_is_not_supported_yet() {
         "    - name: api",
         "      backends:",
         "        - cluster: api",
-        "      retry:",
-        "        attempts: 3",
         "clusters:",
         "  - name: api",
         "    endpoints:",
         "      - 127.0.0.1:9",
+        "identity:",
+        "  cert: cert.pem",
+        "  key: key.pem",
+        "  trust_bundle: ca.pem",
     ]);
     assert_check_reports(
-        "retry.yaml",
+        "identity.yaml",
         &yaml,
-        "14:7: route_tables.edge[0].retry",
+        "18:1: identity",
         "not supported yet",
     )
     .await;
