@@ -53,6 +53,24 @@ pub fn cpu_jiffies(stat: &str) -> Option<(u64, u64)> {
     Some((total - idle, total))
 }
 
+/// Busy CPU seconds of the whole machine since boot (all CPUs), from /proc/stat.
+pub fn system_busy_secs() -> f64 {
+    std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| cpu_jiffies(&s))
+        .map_or(0.0, |(busy, _)| busy as f64 / 100.0)
+}
+
+/// Share of the machine (percent of all CPUs over `wall_secs`) that processes other than
+/// the harness and its children used, from two readings of [`system_busy_secs`] and
+/// [`crate::process::own_cpu_secs`].
+pub fn foreign_percent(system_busy: f64, own: f64, wall_secs: f64, cpus: usize) -> f64 {
+    if wall_secs <= 0.0 || cpus == 0 {
+        return 0.0;
+    }
+    ((system_busy - own) / (wall_secs * cpus as f64) * 100.0).max(0.0)
+}
+
 /// Percent of all CPUs busy over `window`, from /proc/stat.
 pub fn cpu_busy_percent(window: Duration) -> f64 {
     let read = || {
@@ -194,6 +212,14 @@ mod tests {
                     processor\t: 1\nmodel name\t: AMD EPYC 7B13\n";
         assert_eq!(cpu_model(info), "AMD EPYC 7B13");
         assert_eq!(cpu_model(""), "unknown");
+    }
+
+    #[test]
+    fn foreign_share_is_what_the_harness_did_not_use() {
+        // 10 s on 2 CPUs, 12 busy seconds of which 9 were ours: 3 of 20 = 15%.
+        assert!((foreign_percent(12.0, 9.0, 10.0, 2) - 15.0).abs() < 1e-9);
+        assert_eq!(foreign_percent(5.0, 6.0, 10.0, 2), 0.0);
+        assert_eq!(foreign_percent(5.0, 1.0, 0.0, 2), 0.0);
     }
 
     #[test]

@@ -35,6 +35,10 @@ struct Cli {
     /// from a clean export of a commit while the working tree is being edited).
     #[arg(long, value_name = "PATH")]
     meshwork: Option<std::path::PathBuf>,
+    /// Also measure this second meshwork binary, as `meshwork-base`, alternating with the
+    /// others (before/after a change to the request path, in one run).
+    #[arg(long, value_name = "PATH")]
+    baseline: Option<std::path::PathBuf>,
     /// Wait until the CPUs are at most this busy (percent) before measuring.
     #[arg(long, default_value_t = 10.0, value_name = "PERCENT")]
     max_busy: f64,
@@ -80,6 +84,7 @@ fn main() -> ExitCode {
         max_busy_percent: cli.max_busy,
         wait_quiet: Duration::from_secs(cli.wait_quiet),
         meshwork: cli.meshwork.clone(),
+        baseline: cli.baseline.clone(),
         command: format!(
             "cargo run -p meshwork-bench --release -- {}",
             std::env::args().skip(1).collect::<Vec<_>>().join(" ")

@@ -74,6 +74,31 @@ pub fn live_groups() -> usize {
     registry().groups.len()
 }
 
+/// CPU seconds used by the harness and everything it started: itself and its reaped
+/// children (load generators, stopped proxies) from /proc/self/stat, plus the child
+/// groups still running.
+pub fn own_cpu_secs() -> f64 {
+    let own = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let rest = &s[s.rfind(')')? + 1..];
+            let f: Vec<f64> = rest
+                .split_whitespace()
+                .skip(11)
+                .take(4)
+                .filter_map(|v| v.parse().ok())
+                .collect();
+            (f.len() == 4).then(|| f.iter().sum::<f64>() / USER_HZ)
+        })
+        .unwrap_or(0.0);
+    let groups: Vec<i32> = registry().groups.iter().copied().collect();
+    let live: f64 = groups
+        .into_iter()
+        .map(|pgid| usage(&group_pids(pgid as u32)).cpu_secs)
+        .sum();
+    own + live
+}
+
 /// Which CPU a child is pinned to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Cpu {

@@ -80,6 +80,9 @@ pub struct Report {
     pub settings: serde_json::Value,
     pub rows: Vec<Row>,
     pub goals: Vec<crate::goals::Verdict>,
+    /// Per scenario: percent of the machine's CPUs used by other processes meanwhile
+    /// (other people's builds on a shared machine); high values make a figure suspect.
+    pub foreign_cpu_percent: Vec<(String, f64)>,
     pub ratios: Vec<RatioEntry>,
 }
 

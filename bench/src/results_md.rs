@@ -55,8 +55,17 @@ pub fn section(report: &Report, scenario_lines: &[(String, String)]) -> String {
         out.push_str(&format!("- {tool}: {version}\n"));
     }
     out.push_str(&format!(
-        "- load average before: {} (CPUs {:.0}% busy just before measuring); after: {}\n\n",
+        "- load average before: {} (CPUs {:.0}% busy just before measuring); after: {}\n",
         m.load_before, m.cpu_busy_before_percent, m.load_after
+    ));
+    let foreign: Vec<String> = report
+        .foreign_cpu_percent
+        .iter()
+        .map(|(id, p)| format!("{id} {p:.0}%"))
+        .collect();
+    out.push_str(&format!(
+        "- CPU used by other processes (not the harness, its tools or targets) during each scenario, share of both CPUs: {}\n\n",
+        foreign.join(", ")
     ));
     out.push_str(
         "Layout: CPU 0 runs the load generator, the upstream (`bench-upstream`, one thread) \

@@ -12,6 +12,9 @@ use crate::scenarios::{self, Ctx, Scenario, Settings};
 use crate::targets::Env;
 use crate::{goals, machine, parse, results_md, table, tools};
 
+/// Other processes' share of the CPUs during a scenario from which its rows get a note.
+const FOREIGN_CPU_WARNING_PERCENT: f64 = 5.0;
+
 /// What the command line asked for.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -28,6 +31,8 @@ pub struct RunOptions {
     pub wait_quiet: Duration,
     /// A prebuilt meshwork binary instead of building the workspace's.
     pub meshwork: Option<PathBuf>,
+    /// A second meshwork binary measured as `meshwork-base` (before/after a change).
+    pub baseline: Option<PathBuf>,
     /// The command as typed, recorded with the results.
     pub command: String,
 }
@@ -88,8 +93,14 @@ pub fn run(options: &RunOptions) -> anyhow::Result<Report> {
         .next()
         .and_then(|p| p.parse().ok())
         .context("bench-upstream printed no port")?;
+    if let Some(base) = &options.baseline {
+        if !crate::targets::is_executable(base) {
+            anyhow::bail!("--baseline {}: not an executable file", base.display());
+        }
+    }
     let env = Env {
         meshwork: tools.meshwork.clone(),
+        meshwork_base: options.baseline.clone(),
         nginx: tools.nginx.clone(),
         haproxy: tools.haproxy.clone(),
         dir: tmp.path().to_path_buf(),
@@ -111,15 +122,29 @@ pub fn run(options: &RunOptions) -> anyhow::Result<Report> {
         wrk_script,
     );
     let mut rows: Vec<Row> = Vec::new();
+    let mut foreign_cpu_percent = Vec::new();
+    let cpus = machine.nproc;
     for scenario in &selected {
         let t = Instant::now();
+        let (busy0, own0) = (machine::system_busy_secs(), process::own_cpu_secs());
         eprintln!(
             "\n== {} (~{:.0} s): {}",
             scenario.id(),
             scenario.estimate(&settings).as_secs_f64(),
             scenario.describe()
         );
-        let new_rows = scenario.run(&mut ctx)?;
+        let mut new_rows = scenario.run(&mut ctx)?;
+        let (busy1, own1) = (machine::system_busy_secs(), process::own_cpu_secs());
+        let foreign =
+            machine::foreign_percent(busy1 - busy0, own1 - own0, t.elapsed().as_secs_f64(), cpus);
+        foreign_cpu_percent.push((scenario.id().to_owned(), foreign));
+        if foreign >= FOREIGN_CPU_WARNING_PERCENT {
+            if let Some(first) = new_rows.first_mut() {
+                first.notes.push(format!(
+                    "other processes used {foreign:.0}% of the CPUs during this scenario: figures are disturbed"
+                ));
+            }
+        }
         eprint!("{}", table::render(&new_rows));
         for row in &new_rows {
             for note in &row.notes {
@@ -142,6 +167,7 @@ pub fn run(options: &RunOptions) -> anyhow::Result<Report> {
         machine,
         settings: serde_json::to_value(&settings)?,
         goals: goals::check(&rows),
+        foreign_cpu_percent,
         ratios: all_ratios(&rows),
         rows,
     };

@@ -53,12 +53,33 @@ pub fn format_ratio(r: Option<f64>) -> String {
     }
 }
 
+/// The target columns: the four always, the baseline build when some row has it.
+pub fn target_columns(rows: &[Row]) -> Vec<Target> {
+    let mut targets = Target::ALL.to_vec();
+    if rows
+        .iter()
+        .any(|r| r.values.contains_key(&Target::MeshworkBase))
+    {
+        targets.push(Target::MeshworkBase);
+    }
+    targets
+}
+
+/// The ratio columns for `targets`: [`RATIO_COLUMNS`], plus meshwork over its baseline.
+pub fn ratio_columns(targets: &[Target]) -> Vec<(Target, Target)> {
+    let mut columns = RATIO_COLUMNS.to_vec();
+    if targets.contains(&Target::MeshworkBase) {
+        columns.push((Target::Meshwork, Target::MeshworkBase));
+    }
+    columns
+}
+
 /// The header cells of the table.
-pub fn header() -> Vec<String> {
+pub fn header(targets: &[Target]) -> Vec<String> {
     let mut cells: Vec<String> = vec!["scenario".into(), "metric".into()];
-    cells.extend(Target::ALL.iter().map(|t| t.name().to_owned()));
+    cells.extend(targets.iter().map(|t| t.name().to_owned()));
     cells.extend(
-        RATIO_COLUMNS
+        ratio_columns(targets)
             .iter()
             .map(|(a, b)| format!("{}/{}", short(*a), short(*b))),
     );
@@ -72,18 +93,19 @@ fn short(t: Target) -> &'static str {
         Target::Meshwork => "mw",
         Target::Nginx => "nginx",
         Target::Haproxy => "hap",
+        Target::MeshworkBase => "base",
     }
 }
 
 /// The cells of one row.
-pub fn cells(row: &Row) -> Vec<String> {
+pub fn cells(row: &Row, targets: &[Target]) -> Vec<String> {
     let mut cells = vec![row.scenario.clone(), row.metric.clone()];
-    cells.extend(Target::ALL.iter().map(|t| match row.values.get(t) {
+    cells.extend(targets.iter().map(|t| match row.values.get(t) {
         Some(s) => format_summary(s),
         None => "—".to_owned(),
     }));
     cells.extend(
-        RATIO_COLUMNS
+        ratio_columns(targets)
             .iter()
             .map(|(a, b)| format_ratio(row.ratio(*a, *b))),
     );
@@ -92,8 +114,9 @@ pub fn cells(row: &Row) -> Vec<String> {
 
 /// The whole table as aligned Markdown.
 pub fn render(rows: &[Row]) -> String {
-    let mut lines: Vec<Vec<String>> = vec![header()];
-    lines.extend(rows.iter().map(cells));
+    let targets = target_columns(rows);
+    let mut lines: Vec<Vec<String>> = vec![header(&targets)];
+    lines.extend(rows.iter().map(|r| cells(r, &targets)));
     let columns = lines[0].len();
     let widths: Vec<usize> = (0..columns)
         .map(|c| {
@@ -178,6 +201,26 @@ mod tests {
             ]
         );
         // Aligned: every line has the same width.
+        assert!(
+            lines
+                .iter()
+                .all(|l| l.chars().count() == lines[0].chars().count())
+        );
+    }
+
+    #[test]
+    fn a_baseline_build_gets_its_column_and_a_ratio() {
+        let row = Row::new("h1-max", "req/s", Better::Higher)
+            .with(Target::Meshwork, &[110.0])
+            .with(Target::MeshworkBase, &[100.0]);
+        let table = render(&[row]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].contains("| meshwork-base |"), "{table}");
+        assert!(lines[0].contains("mw/base"), "{table}");
+        assert!(lines[2].trim_end().ends_with("1.10x |"), "{table}");
+        // Without a baseline, no such column.
+        let plain = render(&[Row::new("x", "y", Better::Higher).with(Target::Direct, &[1.0])]);
+        assert!(!plain.contains("base"), "{plain}");
         assert!(
             lines
                 .iter()

@@ -50,13 +50,13 @@ impl Scenario for H1Max {
         let mut cpu_us = Samples::default();
         let mut rss_mib = Samples::default();
         let mut notes = Vec::new();
-        for target in Target::ALL {
+        for target in ctx.targets() {
             if let Err(e) = warm_up(ctx, target) {
                 notes.push(format!("{}: warm-up failed: {e:#}", target.name()));
             }
         }
         for round in 0..s.rounds {
-            for target in Target::ALL {
+            for target in ctx.targets() {
                 let result = measure(ctx, target, s.connections, f64::from(s.h1_max_secs));
                 match result {
                     Ok(m) => {

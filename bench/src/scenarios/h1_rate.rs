@@ -36,13 +36,13 @@ impl Scenario for H1Rate {
         let mut notes = Vec::new();
         // [p50, p99, p99.9] per target per round (None when the run failed).
         let mut runs: BTreeMap<Target, Vec<Option<[f64; 3]>>> = BTreeMap::new();
-        for target in Target::ALL {
+        for target in ctx.targets() {
             if let Err(e) = measure(ctx, target, s.warmup_secs) {
                 notes.push(format!("{}: warm-up failed: {e:#}", target.name()));
             }
         }
         for round in 0..s.rounds {
-            for target in Target::ALL {
+            for target in ctx.targets() {
                 let result = measure(ctx, target, f64::from(s.h1_rate_secs));
                 let entry = runs.entry(target).or_default();
                 match result {

@@ -34,7 +34,7 @@ impl Scenario for H2 {
         let mut rps = Samples::default();
         let mut notes = Vec::new();
         for round in 0..s.rounds {
-            for target in Target::ALL {
+            for target in ctx.targets() {
                 match measure(ctx, target, &s) {
                     Ok(m) => {
                         rps.push(target, m.requests_per_sec);

@@ -38,13 +38,13 @@ impl Scenario for Large {
             let path = format!("/bytes/{bytes}");
             let mut mib = Samples::default();
             let mut notes = Vec::new();
-            for target in Target::ALL {
+            for target in ctx.targets() {
                 if let Err(e) = run_wrk(ctx, target, &path, connections, s.warmup_secs) {
                     notes.push(format!("{}: warm-up failed: {e:#}", target.name()));
                 }
             }
             for round in 0..s.rounds {
-                for target in Target::ALL {
+                for target in ctx.targets() {
                     match run_wrk(ctx, target, &path, connections, f64::from(s.large_secs)) {
                         Ok(w) => {
                             mib.push(target, w.mib_per_sec());

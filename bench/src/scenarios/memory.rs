@@ -11,7 +11,7 @@ use crate::goals::metric;
 use crate::idle::IdleConnections;
 use crate::process::{group_pids, usage};
 use crate::report::{Better, Row};
-use crate::targets::{self, Target};
+use crate::targets;
 
 /// Time to settle after ready before reading idle RSS.
 const SETTLE: Duration = Duration::from_millis(300);
@@ -46,7 +46,7 @@ impl Scenario for Memory {
         let mut conns_mib = Samples::default();
         let mut notes = Vec::new();
         for round in 0..s.memory_rounds {
-            for target in Target::PROXIES {
+            for target in ctx.proxies() {
                 let tag = format!("mem{round}");
                 let result = (|| -> anyhow::Result<()> {
                     let mut running = targets::start(target, &ctx.env, ctx.upstream_port, &tag)?;

@@ -159,6 +159,22 @@ impl Ctx {
         Ok(self.running.get_mut(&target).expect("inserted above"))
     }
 
+    /// The targets of this run, in the order every round visits them.
+    pub fn targets(&self) -> Vec<Target> {
+        let mut all = Target::ALL.to_vec();
+        if self.env.meshwork_base.is_some() {
+            all.push(Target::MeshworkBase);
+        }
+        all
+    }
+
+    /// [`Ctx::targets`] without the direct run.
+    pub fn proxies(&self) -> Vec<Target> {
+        let mut all = self.targets();
+        all.retain(|&t| t != Target::Direct);
+        all
+    }
+
     /// Fails when the shared instance of `target` has died (without restarting it).
     ///
     /// # Errors

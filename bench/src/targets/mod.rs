@@ -29,6 +29,9 @@ pub enum Target {
     Meshwork,
     Nginx,
     Haproxy,
+    /// A second meshwork build (`--baseline PATH`), to measure a change before and after
+    /// in the same run.
+    MeshworkBase,
 }
 
 impl Target {
@@ -46,6 +49,7 @@ impl Target {
             Target::Meshwork => "meshwork",
             Target::Nginx => "nginx",
             Target::Haproxy => "haproxy",
+            Target::MeshworkBase => "meshwork-base",
         }
     }
 }
@@ -62,6 +66,8 @@ pub struct ProxyPorts {
 #[derive(Debug, Clone)]
 pub struct Env {
     pub meshwork: PathBuf,
+    /// The baseline meshwork build, when comparing two.
+    pub meshwork_base: Option<PathBuf>,
     pub nginx: PathBuf,
     pub haproxy: PathBuf,
     /// The run's temp dir; each started target gets a fresh subdirectory.
@@ -132,7 +138,14 @@ pub fn start(target: Target, env: &Env, upstream_port: u16, tag: &str) -> anyhow
     let http = free_port()?;
     let (proc, ports, ready) = match target {
         Target::Direct => unreachable!("handled above"),
-        Target::Meshwork => {
+        Target::Meshwork | Target::MeshworkBase => {
+            let binary = match target {
+                Target::MeshworkBase => env
+                    .meshwork_base
+                    .as_ref()
+                    .context("no --baseline meshwork binary given")?,
+                _ => &env.meshwork,
+            };
             let ports = ProxyPorts { http, h2: http };
             let admin = free_port()?;
             let file = dir.join("meshwork.yaml");
@@ -147,7 +160,7 @@ pub fn start(target: Target, env: &Env, upstream_port: u16, tag: &str) -> anyhow
                 "1s",
             ]
             .map(String::from);
-            let proc = Proc::spawn("meshwork", Cpu::Proxy, &env.meshwork, &args, &dir)?;
+            let proc = Proc::spawn(target.name(), Cpu::Proxy, binary, &args, &dir)?;
             (proc, ports, Readiness::HttpOk(admin, "/ready"))
         }
         Target::Nginx => {
