@@ -4,31 +4,40 @@
 //! a message saying what it was waiting for (and, for the proxy, what it logged).
 #![forbid(unsafe_code)]
 
+pub mod access_log;
 pub mod binary;
 pub mod body;
 pub mod cli;
 pub mod client;
 pub mod grpc;
+pub mod metrics;
+pub mod otlp;
 pub mod output;
 pub mod proxy;
 pub mod raw;
 pub mod tcp;
+pub mod trace_context;
 pub mod upstream;
 pub mod wait;
 pub mod ws;
 pub mod yaml;
 
+pub use access_log::AccessLogFile;
 pub use binary::meshwork_bin;
 pub use body::{BoxError, GeneratedBody, RequestBody, empty, full};
 pub use cli::{CliOutput, meshwork, meshwork_in};
 pub use client::{HttpClient, Reply};
 pub use grpc::{EchoReply, EchoRequest, GrpcClient, GrpcUpstream};
+pub use metrics::{Scrape, labels_of, promtool_check_metrics};
+pub use otlp::{ExportedSpan, OtlpReceiver, SpanKind, SpanStatus};
 pub use proxy::{ListenerInfo, Proxy, ProxyBuilder};
 pub use raw::{RawConn, RawResponse};
 pub use tcp::TcpEchoUpstream;
+pub use trace_context::{B3, TraceParent, random_span_id, random_trace_id};
 pub use upstream::{Echo, Upstream, UpstreamBuilder, dead_endpoint};
 pub use wait::{eventually, within};
 pub use ws::{WsUpstream, ws_connect};
 pub use yaml::{
-    cluster_yaml, dedent, edge_config, edge_routes, indent, single_cluster_config, with_limits,
+    API_ROUTE, access_log_yaml, cluster_yaml, dedent, edge_config, edge_routes, indent, single_cluster_config,
+    tracing_yaml, with_limits,
 };

@@ -263,6 +263,22 @@ impl Proxy {
         }
     }
 
+    /// `GET` on the admin server, which must answer 200.
+    ///
+    /// # Panics
+    /// When the request fails or the status is not 200.
+    pub async fn admin_get_ok(&self, path: &str) -> Reply {
+        let reply = self.admin_get(path).await;
+        if reply.status != StatusCode::OK {
+            self.fail(&format!(
+                "{path} answered {}: {}",
+                reply.status,
+                reply.text()
+            ));
+        }
+        reply
+    }
+
     async fn try_admin_get(&self, path: &str) -> Result<Reply, String> {
         self.admin_client
             .request(Method::GET, &self.admin_url(path))
@@ -273,14 +289,7 @@ impl Proxy {
 
     /// Re-reads `/listeners`.
     pub async fn refresh_listeners(&mut self) {
-        let reply = self.admin_get("/listeners").await;
-        if reply.status != StatusCode::OK {
-            self.fail(&format!(
-                "/listeners answered {}: {}",
-                reply.status,
-                reply.text()
-            ));
-        }
+        let reply = self.admin_get_ok("/listeners").await;
         match serde_json::from_slice(&reply.body) {
             Ok(listeners) => self.listeners = listeners,
             Err(e) => self.fail(&format!(
@@ -292,14 +301,7 @@ impl Proxy {
 
     /// The whole `/config` document.
     pub async fn config_document(&self) -> serde_json::Value {
-        let reply = self.admin_get("/config").await;
-        if reply.status != StatusCode::OK {
-            self.fail(&format!(
-                "/config answered {}: {}",
-                reply.status,
-                reply.text()
-            ));
-        }
+        let reply = self.admin_get_ok("/config").await;
         serde_json::from_slice(&reply.body)
             .unwrap_or_else(|e| self.fail(&format!("/config is not JSON ({e}): {}", reply.text())))
     }

@@ -71,6 +71,16 @@ pub fn single_cluster_config(endpoint: &str, protocol: &str) -> String {
     ))
 }
 
+/// A route named `api` sending paths under `/api/` to cluster `app`, for [`edge_routes`].
+pub const API_ROUTE: &str = "\
+- name: api
+  match:
+    path:
+      prefix: /api/
+  backends:
+    - cluster: app
+";
+
 /// Indents every non-blank line of `text` by `spaces`.
 pub fn indent(text: &str, spaces: usize) -> String {
     let pad = " ".repeat(spaces);
@@ -122,6 +132,22 @@ pub fn with_limits(yaml: &str, limits: &str) -> String {
     )
 }
 
+/// The top-level `access_log:` block: `format` (`json` or `text`) written to `path`.
+pub fn access_log_yaml(format: &str, path: &str) -> String {
+    format!("access_log:\n  format: {format}\n  path: {path:?}\n")
+}
+
+/// The `service_name` [`tracing_yaml`] configures.
+pub const TRACING_SERVICE_NAME: &str = "edge-test";
+
+/// The top-level `tracing:` block: W3C and B3 propagation, head sampling `sampling`,
+/// spans exported over OTLP/HTTP to `endpoint`, as [`TRACING_SERVICE_NAME`].
+pub fn tracing_yaml(endpoint: &str, sampling: f64) -> String {
+    format!(
+        "tracing:\n  propagation: [w3c, b3]\n  sampling: {sampling:?}\n  otlp:\n    endpoint: {endpoint:?}\n  service_name: {TRACING_SERVICE_NAME}\n"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,6 +165,17 @@ mod tests {
             yaml.contains("    route_table: edge\n    limits:\n      max_connections: 2\n      idle_timeout: 1s\n"),
             "{yaml}"
         );
+    }
+
+    #[test]
+    fn top_level_blocks_append_to_an_edge_config() {
+        assert_eq!(
+            access_log_yaml("json", "/tmp/a.log"),
+            "access_log:\n  format: json\n  path: \"/tmp/a.log\"\n"
+        );
+        assert!(tracing_yaml("http://127.0.0.1:9/v1/traces", 1.0).contains(
+            "  sampling: 1.0\n  otlp:\n    endpoint: \"http://127.0.0.1:9/v1/traces\"\n"
+        ));
     }
 
     #[test]
