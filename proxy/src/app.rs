@@ -37,6 +37,9 @@ pub struct Proxy {
     draining: AtomicBool,
     /// The text of the last config applied, to skip reloads that change nothing.
     applied_text: Mutex<Option<String>>,
+    /// The text of the last config that failed validation: the same text fails the same
+    /// way, so a watcher event and a SIGHUP for one bad edit count as one rejection.
+    invalid_text: Mutex<Option<String>>,
 }
 
 /// A config that could not be applied: invalid, or its listeners could not bind.
@@ -128,7 +131,9 @@ impl Proxy {
         })
     }
 
-    /// Reads and applies the config file, unless its text is what is already applied.
+    /// Reads and applies the config file, unless its text is what is already applied or
+    /// what last failed validation. (A config rejected because a port was busy is tried
+    /// again on the next signal: that can change without the file changing.)
     pub fn reload_from(&self, path: &Path) {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
@@ -141,6 +146,11 @@ impl Proxy {
             let applied = self.applied_text.lock().unwrap_or_else(|e| e.into_inner());
             if applied.as_deref() == Some(text.as_str()) {
                 tracing::debug!(path = %path.display(), "reload: config unchanged");
+                return;
+            }
+            let invalid = self.invalid_text.lock().unwrap_or_else(|e| e.into_inner());
+            if invalid.as_deref() == Some(text.as_str()) {
+                tracing::debug!(path = %path.display(), "reload: same invalid config as before");
                 return;
             }
         }
@@ -158,6 +168,9 @@ impl Proxy {
                 tracing::info!(version, path = %path.display(), "config reloaded");
             }
             Err(error) => {
+                if matches!(error, ApplyError::Invalid(_)) {
+                    *self.invalid_text.lock().unwrap_or_else(|e| e.into_inner()) = Some(text);
+                }
                 self.metrics
                     .config
                     .reloads_total
@@ -274,6 +287,7 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<()> {
         ready: AtomicBool::new(false),
         draining: AtomicBool::new(false),
         applied_text: Mutex::new(initial_text),
+        invalid_text: Mutex::new(None),
     });
 
     let admin = crate::admin::bind(admin_address)

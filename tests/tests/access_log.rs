@@ -125,7 +125,7 @@ async fn json_lines_carry_route_upstream_bytes_request_id_and_error_exactly() {
     assert_eq!(
         missing_line,
         routed(json!({
-            "path": "/elsewhere", "route": "", "status": 404, "upstream_cluster": "",
+            "path": "/elsewhere", "route": null, "status": 404, "upstream_cluster": null,
             "upstream_endpoint": null, "attempts": 0, "response_bytes": missing.body.len(),
             "request_id": generated_id(&missing_line), "error": "no-route",
         }))

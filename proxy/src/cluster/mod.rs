@@ -1,6 +1,7 @@
 //! Clusters at run time: their endpoints, each with its connection pool, and the
 //! registry that keeps them across reloads while their config is unchanged.
 
+pub mod breaker;
 pub mod connector;
 
 use std::collections::HashMap;
@@ -11,6 +12,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use meshwork_config::model::{self, Address, UpstreamProtocol};
 
+use self::breaker::{BreakerState, CircuitBreaker, EjectionBudget};
 use self::connector::EndpointConnector;
 use crate::http::RequestBody;
 use crate::metrics::Metrics;
@@ -28,6 +30,43 @@ pub struct Endpoint {
     pub metrics: Arc<EndpointHandles>,
     /// Requests sent and not yet answered (response head), for `/clusters` and balancers.
     pub in_flight: AtomicUsize,
+    pub breaker: Option<CircuitBreaker>,
+}
+
+impl Endpoint {
+    /// Whether the breaker lets a request through now (always, without a breaker).
+    pub fn admit(&self) -> bool {
+        let Some(breaker) = &self.breaker else {
+            return true;
+        };
+        let (admitted, transition) = breaker.admit();
+        if let Some(t) = transition {
+            self.on_transition(t);
+        }
+        admitted
+    }
+
+    /// Reports an attempt's outcome to the breaker.
+    pub fn report(&self, success: bool, ejection: &EjectionBudget) {
+        let Some(breaker) = &self.breaker else { return };
+        if let Some(t) = breaker.record(success, ejection) {
+            self.on_transition(t);
+        }
+    }
+
+    /// Logged once per change, never per request.
+    fn on_transition(&self, (from, to): breaker::Transition) {
+        self.metrics.breaker_state.set(to as i64);
+        self.metrics.breaker_transition(to.as_str());
+        match to {
+            BreakerState::Open => {
+                tracing::warn!(endpoint = %self.address, from = from.as_str(), "circuit breaker opened")
+            }
+            _ => {
+                tracing::info!(endpoint = %self.address, from = from.as_str(), to = to.as_str(), "circuit breaker state changed")
+            }
+        }
+    }
 }
 
 /// Counts a request against its endpoint's `in_flight` until dropped.
@@ -54,11 +93,13 @@ pub struct ClusterRuntime {
     pub config: model::Cluster,
     pub endpoints: Vec<Arc<Endpoint>>,
     next: AtomicUsize,
+    /// How many endpoints the breakers may hold open at once.
+    pub ejection: EjectionBudget,
 }
 
 impl ClusterRuntime {
     pub fn new(config: model::Cluster, metrics: &Metrics) -> Self {
-        let endpoints = config
+        let endpoints: Vec<Arc<Endpoint>> = config
             .endpoints
             .iter()
             .map(|ep| {
@@ -83,10 +124,16 @@ impl ClusterRuntime {
                     client,
                     metrics: handles,
                     in_flight: AtomicUsize::new(0),
+                    breaker: config.circuit_breaker.clone().map(CircuitBreaker::new),
                 })
             })
             .collect();
+        let max_ejected = config
+            .circuit_breaker
+            .as_ref()
+            .map_or(100, |b| b.max_ejected_percent);
         Self {
+            ejection: EjectionBudget::new(endpoints.len(), max_ejected),
             config,
             endpoints,
             next: AtomicUsize::new(0),
@@ -95,6 +142,38 @@ impl ClusterRuntime {
 
     pub fn name(&self) -> &str {
         &self.config.name
+    }
+
+    /// The next endpoint in round-robin order whose breaker admits a request, preferring
+    /// one other than `avoid` (the endpoint a retry follows).
+    ///
+    /// # Errors
+    /// `CircuitOpen` when every endpoint's breaker refuses; `NoHealthyEndpoint` when the
+    /// cluster has no endpoints.
+    pub fn pick(
+        &self,
+        avoid: Option<&Arc<Endpoint>>,
+    ) -> Result<&Arc<Endpoint>, crate::http::ProxyError> {
+        let n = self.endpoints.len();
+        if n == 0 {
+            return Err(crate::http::ProxyError::NoHealthyEndpoint);
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut avoided = None;
+        for i in 0..n {
+            let ep = &self.endpoints[(start + i) % n];
+            if n > 1 && avoid.is_some_and(|a| Arc::ptr_eq(a, ep)) {
+                avoided = Some(ep);
+                continue;
+            }
+            if ep.admit() {
+                return Ok(ep);
+            }
+        }
+        match avoided {
+            Some(ep) if ep.admit() => Ok(ep),
+            _ => Err(crate::http::ProxyError::CircuitOpen),
+        }
     }
 
     /// Round robin over the endpoints; `None` when the cluster has none.

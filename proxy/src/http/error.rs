@@ -28,6 +28,8 @@ pub enum ProxyError {
     RateLimited,
     #[error("fault injected")]
     FaultAbort,
+    #[error("every endpoint's circuit breaker is open")]
+    CircuitOpen,
 }
 
 impl ProxyError {
@@ -44,6 +46,7 @@ impl ProxyError {
             ProxyError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             // The configured abort status is used where one is set (see layers/fault.rs).
             ProxyError::FaultAbort => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::CircuitOpen => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -61,6 +64,7 @@ impl ProxyError {
             ProxyError::UpstreamTimeout => "upstream-timeout",
             ProxyError::RateLimited => "rate-limited",
             ProxyError::FaultAbort => "fault-abort",
+            ProxyError::CircuitOpen => "circuit-open",
         }
     }
 }
@@ -86,6 +90,7 @@ mod tests {
             ProxyError::UpstreamTimeout,
             ProxyError::RateLimited,
             ProxyError::FaultAbort,
+            ProxyError::CircuitOpen,
         ];
         for e in all {
             let s = e.status().as_u16();

@@ -1,9 +1,8 @@
-//! Balance: picks an endpoint of the chosen cluster (round robin for now); 503
-//! `no-healthy-endpoint` when the cluster has none.
+//! Balance: picks an endpoint of the chosen cluster (round robin for now) whose circuit
+//! breaker admits the request; 503 `circuit-open` when every breaker is open,
+//! `no-healthy-endpoint` when the cluster has no endpoints.
 
 use std::task::{Context, Poll};
-
-use std::sync::Arc;
 
 use futures_util::future::{Either, Ready, ready};
 use tower::{Layer, Service};
@@ -39,23 +38,16 @@ where
     }
 
     fn call(&mut self, mut req: ProxyRequest) -> Self::Future {
-        let endpoint = req.ctx.cluster.as_ref().and_then(|c| {
-            let first = c.pick_round_robin()?;
-            match &req.ctx.avoid_endpoint {
-                // A retry: take the next endpoint if this is the one that just failed.
-                Some(avoid) if Arc::ptr_eq(avoid, first) && c.endpoints.len() > 1 => {
-                    c.pick_round_robin()
-                }
-                _ => Some(first),
-            }
-            .cloned()
-        });
-        match endpoint {
-            Some(endpoint) => {
+        let picked = match &req.ctx.cluster {
+            Some(c) => c.pick(req.ctx.avoid_endpoint.as_ref()).cloned(),
+            None => Err(ProxyError::NoHealthyEndpoint),
+        };
+        match picked {
+            Ok(endpoint) => {
                 req.ctx.endpoint = Some(endpoint);
                 Either::Right(self.inner.call(req))
             }
-            None => Either::Left(ready(Err(ProxyError::NoHealthyEndpoint))),
+            Err(error) => Either::Left(ready(Err(error))),
         }
     }
 }

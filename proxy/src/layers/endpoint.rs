@@ -89,8 +89,10 @@ async fn send(req: ProxyRequest) -> Result<ProxyResponse, ProxyError> {
     let attempt = ClientSpan::begin(&ctx, &mut req);
     let sent = tokio::time::Instant::now();
     let in_flight = crate::cluster::InFlight::new(&endpoint);
+    let breaker = BreakerReport::new(&endpoint, &cluster.ejection);
     let result = endpoint.client.request(req).await;
     drop(in_flight);
+    breaker.report(matches!(&result, Ok(rsp) if !rsp.status().is_server_error()));
     let elapsed = sent.elapsed();
     let mut rsp = match result {
         Ok(rsp) => rsp,
@@ -114,6 +116,37 @@ async fn send(req: ProxyRequest) -> Result<ProxyResponse, ProxyError> {
         }
     }
     Ok(rsp.map(ResponseBody::from))
+}
+
+/// Reports an attempt's outcome to the endpoint's circuit breaker; an attempt dropped
+/// before it finished (a timeout cut it) counts as a failure.
+struct BreakerReport<'a> {
+    endpoint: &'a Endpoint,
+    ejection: &'a crate::cluster::breaker::EjectionBudget,
+    pending: bool,
+}
+
+impl<'a> BreakerReport<'a> {
+    fn new(endpoint: &'a Endpoint, ejection: &'a crate::cluster::breaker::EjectionBudget) -> Self {
+        Self {
+            endpoint,
+            ejection,
+            pending: true,
+        }
+    }
+
+    fn report(mut self, success: bool) {
+        self.pending = false;
+        self.endpoint.report(success, self.ejection);
+    }
+}
+
+impl Drop for BreakerReport<'_> {
+    fn drop(&mut self) {
+        if self.pending {
+            self.endpoint.report(false, self.ejection);
+        }
+    }
 }
 
 /// One upstream attempt's client span: its id is the parent the upstream is told about.

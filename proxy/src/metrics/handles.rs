@@ -86,7 +86,7 @@ impl RequestSlot {
 }
 
 /// Number of [`ProxyError`] kinds (for per-reason arrays).
-const REASONS: usize = 11;
+const REASONS: usize = 12;
 
 fn reason_index(e: ProxyError) -> usize {
     match e {
@@ -101,6 +101,7 @@ fn reason_index(e: ProxyError) -> usize {
         ProxyError::UpstreamTimeout => 8,
         ProxyError::RateLimited => 9,
         ProxyError::FaultAbort => 10,
+        ProxyError::CircuitOpen => 11,
     }
 }
 
@@ -163,6 +164,7 @@ pub struct EndpointHandles {
     pub timeouts: IntCounter,
     pub connections_total: IntCounter,
     pub connections_active: IntGauge,
+    pub breaker_state: IntGauge,
 }
 
 impl EndpointHandles {
@@ -176,10 +178,21 @@ impl EndpointHandles {
             timeouts: u.timeouts_total.with_label_values(&labels),
             connections_total: u.connections_total.with_label_values(&labels),
             connections_active: u.connections_active.with_label_values(&labels),
+            breaker_state: u.breaker_state.with_label_values(&labels),
             metrics: metrics.clone(),
             labels: [cluster.into(), endpoint.into()],
             by_class: Default::default(),
         }
+    }
+
+    /// Counts a circuit breaker state change (rare: resolved on use).
+    pub fn breaker_transition(&self, to: &str) {
+        let [c, e] = &self.labels;
+        self.metrics
+            .upstream
+            .breaker_transitions_total
+            .with_label_values(&[c.as_str(), e.as_str(), to])
+            .inc();
     }
 
     /// Responses received from this endpoint so far, all status classes.

@@ -57,6 +57,8 @@ pub struct UpstreamMetrics {
     pub timeouts_total: IntCounterVec,
     pub connections_total: IntCounterVec,
     pub connections_active: IntGaugeVec,
+    pub breaker_state: IntGaugeVec,
+    pub breaker_transitions_total: IntCounterVec,
 }
 
 #[derive(Debug, Clone)]
@@ -214,6 +216,16 @@ impl Metrics {
                     "Connections to endpoints open now.",
                     ENDPOINT_LABELS,
                 ),
+                breaker_state: gauge_vec(
+                    "circuit_breaker_state",
+                    "Circuit breaker state per endpoint: 0 closed, 1 open, 2 half-open.",
+                    ENDPOINT_LABELS,
+                ),
+                breaker_transitions_total: counter_vec(
+                    "circuit_breaker_transitions_total",
+                    "Circuit breaker state changes, by the state entered.",
+                    &["cluster", "endpoint", "to"],
+                ),
             },
             config: ConfigMetrics {
                 version: IntGauge::with_opts(opts(
@@ -279,6 +291,8 @@ impl Metrics {
         self.register(u.timeouts_total.clone());
         self.register(u.connections_total.clone());
         self.register(u.connections_active.clone());
+        self.register(u.breaker_state.clone());
+        self.register(u.breaker_transitions_total.clone());
         let c = &self.config;
         self.register(c.version.clone());
         self.register(c.reloads_total.clone());
