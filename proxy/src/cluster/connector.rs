@@ -19,6 +19,7 @@ use meshwork_config::model::Address;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+use super::limits::{Gate, Slot};
 use crate::metrics::handles::EndpointHandles;
 
 /// Why a connection to an endpoint could not be made.
@@ -32,6 +33,8 @@ pub enum ConnectError {
     Connect { address: String, source: io::Error },
     #[error("connecting to {address}: timed out after {timeout:?}")]
     Timeout { address: String, timeout: Duration },
+    #[error("the cluster's max_connections is reached")]
+    Overflow,
 }
 
 /// Dials one endpoint with a connect timeout; `TCP_NODELAY` is set because the proxy
@@ -41,14 +44,21 @@ pub struct EndpointConnector {
     address: Address,
     connect_timeout: Duration,
     metrics: Arc<EndpointHandles>,
+    connections: Arc<Gate>,
 }
 
 impl EndpointConnector {
-    pub fn new(address: Address, connect_timeout: Duration, metrics: Arc<EndpointHandles>) -> Self {
+    pub fn new(
+        address: Address,
+        connect_timeout: Duration,
+        metrics: Arc<EndpointHandles>,
+        connections: Arc<Gate>,
+    ) -> Self {
         Self {
             address,
             connect_timeout,
             metrics,
+            connections,
         }
     }
 }
@@ -60,6 +70,8 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: TcpStream,
         metrics: Arc<EndpointHandles>,
+        // Counts against the cluster's max_connections while the connection lives.
+        _slot: Slot,
     }
 
     impl PinnedDrop for CountedStream {
@@ -70,10 +82,14 @@ pin_project_lite::pin_project! {
 }
 
 impl CountedStream {
-    fn new(inner: TcpStream, metrics: Arc<EndpointHandles>) -> Self {
+    fn new(inner: TcpStream, metrics: Arc<EndpointHandles>, slot: Slot) -> Self {
         metrics.connections_total.inc();
         metrics.connections_active.inc();
-        Self { inner, metrics }
+        Self {
+            inner,
+            metrics,
+            _slot: slot,
+        }
     }
 }
 
@@ -179,9 +195,13 @@ impl tower::Service<http::Uri> for EndpointConnector {
         let address = self.address.clone();
         let timeout = self.connect_timeout;
         let metrics = self.metrics.clone();
+        let slot = self.connections.try_acquire();
         Box::pin(async move {
+            let Some(slot) = slot else {
+                return Err(ConnectError::Overflow);
+            };
             match connect(&address, timeout).await {
-                Ok(stream) => Ok(TokioIo::new(CountedStream::new(stream, metrics))),
+                Ok(stream) => Ok(TokioIo::new(CountedStream::new(stream, metrics, slot))),
                 Err(error) => {
                     metrics.connect_failures.inc();
                     Err(error)

@@ -3,6 +3,7 @@
 
 pub mod breaker;
 pub mod connector;
+pub mod limits;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use meshwork_config::model::{self, Address, UpstreamProtocol};
 
 use self::breaker::{BreakerState, CircuitBreaker, EjectionBudget};
 use self::connector::EndpointConnector;
+use self::limits::ClusterGates;
 use crate::http::RequestBody;
 use crate::metrics::Metrics;
 use crate::metrics::handles::EndpointHandles;
@@ -95,10 +97,13 @@ pub struct ClusterRuntime {
     next: AtomicUsize,
     /// How many endpoints the breakers may hold open at once.
     pub ejection: EjectionBudget,
+    /// Concurrent connections, requests and retries allowed to this cluster.
+    pub gates: ClusterGates,
 }
 
 impl ClusterRuntime {
     pub fn new(config: model::Cluster, metrics: &Metrics) -> Self {
+        let gates = ClusterGates::new(&config.name, &config.limits, metrics);
         let endpoints: Vec<Arc<Endpoint>> = config
             .endpoints
             .iter()
@@ -112,6 +117,7 @@ impl ClusterRuntime {
                     ep.address.clone(),
                     config.connect_timeout,
                     handles.clone(),
+                    gates.connections.clone(),
                 );
                 let client = Client::builder(TokioExecutor::new())
                     .pool_idle_timeout(config.idle_timeout)
@@ -134,6 +140,7 @@ impl ClusterRuntime {
             .map_or(100, |b| b.max_ejected_percent);
         Self {
             ejection: EjectionBudget::new(endpoints.len(), max_ejected),
+            gates,
             config,
             endpoints,
             next: AtomicUsize::new(0),

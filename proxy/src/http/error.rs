@@ -30,6 +30,8 @@ pub enum ProxyError {
     FaultAbort,
     #[error("every endpoint's circuit breaker is open")]
     CircuitOpen,
+    #[error("cluster limit reached")]
+    Overflow,
 }
 
 impl ProxyError {
@@ -47,6 +49,7 @@ impl ProxyError {
             // The configured abort status is used where one is set (see layers/fault.rs).
             ProxyError::FaultAbort => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::CircuitOpen => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Overflow => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -65,6 +68,7 @@ impl ProxyError {
             ProxyError::RateLimited => "rate-limited",
             ProxyError::FaultAbort => "fault-abort",
             ProxyError::CircuitOpen => "circuit-open",
+            ProxyError::Overflow => "overflow",
         }
     }
 }
@@ -91,6 +95,7 @@ mod tests {
             ProxyError::RateLimited,
             ProxyError::FaultAbort,
             ProxyError::CircuitOpen,
+            ProxyError::Overflow,
         ];
         for e in all {
             let s = e.status().as_u16();

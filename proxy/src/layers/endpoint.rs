@@ -15,6 +15,7 @@ use tower::Service;
 
 use super::{ProxyRequest, ProxyResponse};
 use crate::cluster::Endpoint;
+use crate::cluster::connector::ConnectError;
 use crate::http::headers::is_upgrade_request;
 use crate::http::{ProxyError, ResponseBody};
 
@@ -88,11 +89,20 @@ async fn send(req: ProxyRequest) -> Result<ProxyResponse, ProxyError> {
 
     let attempt = ClientSpan::begin(&ctx, &mut req);
     let sent = tokio::time::Instant::now();
+    let Some(request_slot) = cluster.gates.requests.try_acquire() else {
+        return Err(ProxyError::Overflow);
+    };
     let in_flight = crate::cluster::InFlight::new(&endpoint);
     let breaker = BreakerReport::new(&endpoint, &cluster.ejection);
     let result = endpoint.client.request(req).await;
     drop(in_flight);
-    breaker.report(matches!(&result, Ok(rsp) if !rsp.status().is_server_error()));
+    drop(request_slot);
+    match &result {
+        // The cluster's own limit, not the endpoint's health.
+        Err(error) if is_overflow(error) => breaker.forget(),
+        Ok(rsp) => breaker.report(!rsp.status().is_server_error()),
+        Err(_) => breaker.report(false),
+    }
     let elapsed = sent.elapsed();
     let mut rsp = match result {
         Ok(rsp) => rsp,
@@ -138,6 +148,10 @@ impl<'a> BreakerReport<'a> {
     fn report(mut self, success: bool) {
         self.pending = false;
         self.endpoint.report(success, self.ejection);
+    }
+
+    fn forget(mut self) {
+        self.pending = false;
     }
 }
 
@@ -223,8 +237,26 @@ impl ClientSpan {
     }
 }
 
+/// Whether the connector refused for the cluster's `max_connections`.
+fn is_overflow(error: &hyper_util::client::legacy::Error) -> bool {
+    let mut source = std::error::Error::source(error);
+    while let Some(e) = source {
+        if matches!(
+            e.downcast_ref::<ConnectError>(),
+            Some(ConnectError::Overflow)
+        ) {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
 /// Connect failures (nothing was sent) vs. everything else (the connection broke).
 fn classify(endpoint: &Endpoint, error: &hyper_util::client::legacy::Error) -> ProxyError {
+    if is_overflow(error) {
+        return ProxyError::Overflow;
+    }
     let kind = if error.is_connect() {
         // Counted by the connector, which also sees connects the pool makes on its own.
         ProxyError::ConnectFailed

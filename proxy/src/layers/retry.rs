@@ -212,6 +212,8 @@ where
         }
     };
     let mut attempt = 1;
+    // Held through the retry's attempt, then released when the next one replaces it.
+    let mut _retry_slot = None;
     loop {
         let mut req = http::Request::new(RequestBody::replay(data.clone(), trailers.clone()));
         *req.method_mut() = parts.method.clone();
@@ -255,6 +257,20 @@ where
                 return outcome;
             }
         }
+        // The cluster's max_retries: concurrent retries in flight.
+        let retry_slot = match ctx.record.cluster.get() {
+            Some(cluster) => match cluster.gates.retries.try_acquire() {
+                Some(slot) => Some(slot),
+                None => {
+                    tracing::debug!(
+                        cluster = cluster.name(),
+                        "max_retries reached; returning the failure"
+                    );
+                    return outcome;
+                }
+            },
+            None => None,
+        };
         let wait = match outcome.as_ref().ok().and_then(retry_after) {
             Some(asked) if asked <= policy.backoff.max => asked,
             _ => backoff::delay(&policy.backoff, attempt, &mut rand::rng()),
@@ -266,6 +282,7 @@ where
         // The failed response (if any) is dropped here, releasing its connection.
         drop(outcome);
         tokio::time::sleep(wait).await;
+        _retry_slot = retry_slot;
         attempt += 1;
     }
 }

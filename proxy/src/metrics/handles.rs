@@ -86,7 +86,7 @@ impl RequestSlot {
 }
 
 /// Number of [`ProxyError`] kinds (for per-reason arrays).
-const REASONS: usize = 12;
+const REASONS: usize = 13;
 
 fn reason_index(e: ProxyError) -> usize {
     match e {
@@ -102,6 +102,7 @@ fn reason_index(e: ProxyError) -> usize {
         ProxyError::RateLimited => 9,
         ProxyError::FaultAbort => 10,
         ProxyError::CircuitOpen => 11,
+        ProxyError::Overflow => 12,
     }
 }
 

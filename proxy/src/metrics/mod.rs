@@ -59,6 +59,7 @@ pub struct UpstreamMetrics {
     pub connections_active: IntGaugeVec,
     pub breaker_state: IntGaugeVec,
     pub breaker_transitions_total: IntCounterVec,
+    pub overflows_total: IntCounterVec,
 }
 
 #[derive(Debug, Clone)]
@@ -216,6 +217,11 @@ impl Metrics {
                     "Connections to endpoints open now.",
                     ENDPOINT_LABELS,
                 ),
+                overflows_total: counter_vec(
+                    "upstream_overflows_total",
+                    "Requests, connections or retries refused by a cluster limit, by limit.",
+                    &["cluster", "limit"],
+                ),
                 breaker_state: gauge_vec(
                     "circuit_breaker_state",
                     "Circuit breaker state per endpoint: 0 closed, 1 open, 2 half-open.",
@@ -292,6 +298,7 @@ impl Metrics {
         self.register(u.connections_total.clone());
         self.register(u.connections_active.clone());
         self.register(u.breaker_state.clone());
+        self.register(u.overflows_total.clone());
         self.register(u.breaker_transitions_total.clone());
         let c = &self.config;
         self.register(c.version.clone());

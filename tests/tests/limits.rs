@@ -1,0 +1,100 @@
+//! Cluster limits end to end: excess requests, connections and retries fail fast with
+//! 503 `overflow`, counted per limit.
+
+use std::time::Duration;
+
+use http::StatusCode;
+use meshwork_tests::{HttpClient, Proxy, Upstream, edge_config};
+
+fn limited(app: &Upstream, limits: &str, route_extra: &str) -> String {
+    edge_config(&format!(
+        "
+        route_tables:
+          edge:
+            - name: api
+              backends:
+                - cluster: app
+              {route_extra}
+        clusters:
+          - name: app
+            endpoints: [{}]
+            limits: {{ {limits} }}
+        ",
+        app.endpoint()
+    ))
+}
+
+/// Two requests at once to a slow path: the statuses and overflow reasons, sorted.
+async fn two_at_once(proxy: &Proxy) -> Vec<(u16, Option<String>)> {
+    let url = proxy.url("edge", "/slow");
+    let (a, b) = tokio::join!(async { HttpClient::h1_unpooled().get(&url).await }, async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        HttpClient::h1_unpooled().get(&url).await
+    });
+    let mut out: Vec<_> = [a, b]
+        .iter()
+        .map(|r| (r.status.as_u16(), r.error_kind().map(str::to_owned)))
+        .collect();
+    out.sort();
+    out
+}
+
+async fn overflows(proxy: &Proxy, limit: &str) -> String {
+    let text = HttpClient::h1()
+        .get(&format!("http://{}/metrics", proxy.admin_addr()))
+        .await
+        .text();
+    let series = format!("meshwork_upstream_overflows_total{{cluster=\"app\",limit=\"{limit}\"}}");
+    text.lines()
+        .find_map(|l| l.strip_prefix(series.as_str()).map(|v| v.trim().to_owned()))
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn max_requests_turns_away_the_excess_with_503_overflow() {
+    let app = Upstream::http1()
+        .name("app")
+        .slow("/slow", Duration::from_millis(600))
+        .start()
+        .await;
+    let proxy = Proxy::with_config(limited(&app, "max_requests: 1", ""))
+        .start()
+        .await;
+    let out = two_at_once(&proxy).await;
+    assert_eq!(out, [(200, None), (503, Some("overflow".into()))]);
+    assert_eq!(app.requests(), 1);
+    assert_eq!(overflows(&proxy, "max_requests").await, "1");
+}
+
+#[tokio::test]
+async fn max_connections_caps_upstream_connections() {
+    let app = Upstream::http1()
+        .name("app")
+        .slow("/slow", Duration::from_millis(600))
+        .start()
+        .await;
+    let proxy = Proxy::with_config(limited(&app, "max_connections: 1", ""))
+        .start()
+        .await;
+    let out = two_at_once(&proxy).await;
+    assert_eq!(out, [(200, None), (503, Some("overflow".into()))]);
+    assert_eq!(app.connections(), 1);
+    assert_eq!(overflows(&proxy, "max_connections").await, "1");
+}
+
+#[tokio::test]
+async fn max_retries_zero_sends_no_retries() {
+    let app = Upstream::http1()
+        .name("app")
+        .fail_first("/", 100, 503, None)
+        .start()
+        .await;
+    let retry = "retry: { attempts: 3, on: [503], backoff: { base: 5ms, max: 10ms } }";
+    let proxy = Proxy::with_config(limited(&app, "max_retries: 0", retry))
+        .start()
+        .await;
+    let reply = HttpClient::h1().get(&proxy.url("edge", "/")).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(app.requests(), 1);
+    assert_eq!(overflows(&proxy, "max_retries").await, "1");
+}
