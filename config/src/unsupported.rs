@@ -38,7 +38,6 @@ pub(crate) const NOT_SUPPORTED_YET: &[NotYet] = &[
     NotYet { field: "clusters[].discovery",               when: When::Present,              issue: 8 },
     NotYet { field: "clusters[].hash",                    when: When::Present,              issue: 6 },
     NotYet { field: "clusters[].limits.max_pending",      when: When::Present,              issue: 5 },
-    NotYet { field: "clusters[].health_check",            when: When::Present,              issue: 5 },
     NotYet { field: "clusters[].tls",                     when: When::Present,              issue: 7 },
     NotYet { field: "clusters[].protocol",                when: When::Is("auto"),           issue: 7 },
     NotYet { field: "clusters[].load_balancer",           when: When::IsNot("round_robin"), issue: 6 },
@@ -162,8 +161,8 @@ mod tests {
     #[test]
     fn present_fields_are_refused_at_their_key() {
         assert_eq!(
-            messages("clusters:\n  - name: a\n    health_check: {tcp: {}}\n"),
-            vec!["f.yaml:3:5: clusters[0].health_check: not supported yet (see issue #5)"]
+            messages("clusters:\n  - name: a\n    discovery: {dns: \"a:1\"}\n"),
+            vec!["f.yaml:3:5: clusters[0].discovery: not supported yet (see issue #8)"]
         );
     }
 

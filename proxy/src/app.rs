@@ -216,7 +216,11 @@ impl Proxy {
                             "address": e.address.to_string(),
                             "weight": c.config.endpoints.iter().find(|x| x.address == e.address).map_or(1, |x| x.weight),
                             // No active health checking yet (#5): an endpoint is assumed healthy.
-                            "health": if c.config.health_check.is_some() { "unknown" } else { "unchecked" },
+                            "health": match &e.health {
+                                Some(h) if h.is_healthy() => "healthy",
+                                Some(_) => "unhealthy",
+                                None => "unchecked",
+                            },
                             "circuit_breaker": e.breaker.as_ref().map(|b| b.state().as_str()),
                             "in_flight": e.in_flight.load(Ordering::Relaxed),
                             "connections_active": e.metrics.connections_active.get(),

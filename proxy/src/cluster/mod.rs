@@ -3,6 +3,7 @@
 
 pub mod breaker;
 pub mod connector;
+pub mod health;
 pub mod limits;
 
 use std::collections::HashMap;
@@ -33,9 +34,15 @@ pub struct Endpoint {
     /// Requests sent and not yet answered (response head), for `/clusters` and balancers.
     pub in_flight: AtomicUsize,
     pub breaker: Option<CircuitBreaker>,
+    /// Set when the cluster has an active health check.
+    pub health: Option<health::Health>,
 }
 
 impl Endpoint {
+    pub fn is_healthy(&self) -> bool {
+        self.health.as_ref().is_none_or(|h| h.is_healthy())
+    }
+
     /// Whether the breaker lets a request through now (always, without a breaker).
     pub fn admit(&self) -> bool {
         let Some(breaker) = &self.breaker else {
@@ -99,6 +106,16 @@ pub struct ClusterRuntime {
     pub ejection: EjectionBudget,
     /// Concurrent connections, requests and retries allowed to this cluster.
     pub gates: ClusterGates,
+    /// The active health checker, stopped when the cluster goes away.
+    health_checker: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for ClusterRuntime {
+    fn drop(&mut self) {
+        if let Some(task) = &self.health_checker {
+            task.abort();
+        }
+    }
 }
 
 impl ClusterRuntime {
@@ -131,6 +148,9 @@ impl ClusterRuntime {
                     metrics: handles,
                     in_flight: AtomicUsize::new(0),
                     breaker: config.circuit_breaker.clone().map(CircuitBreaker::new),
+                    health: config.health_check.as_ref().map(|_| {
+                        health::Health::new(metrics, &config.name, &ep.address.to_string())
+                    }),
                 })
             })
             .collect();
@@ -138,7 +158,17 @@ impl ClusterRuntime {
             .circuit_breaker
             .as_ref()
             .map_or(100, |b| b.max_ejected_percent);
+        let health_checker = config.health_check.clone().and_then(|hc| {
+            health::spawn(
+                config.name.clone(),
+                hc,
+                config.protocol,
+                config.connect_timeout,
+                endpoints.clone(),
+            )
+        });
         Self {
+            health_checker,
             ejection: EjectionBudget::new(endpoints.len(), max_ejected),
             gates,
             config,
@@ -151,12 +181,13 @@ impl ClusterRuntime {
         &self.config.name
     }
 
-    /// The next endpoint in round-robin order whose breaker admits a request, preferring
-    /// one other than `avoid` (the endpoint a retry follows).
+    /// The next healthy endpoint in round-robin order whose breaker admits a request,
+    /// preferring one other than `avoid` (the endpoint a retry follows).
     ///
     /// # Errors
-    /// `CircuitOpen` when every endpoint's breaker refuses; `NoHealthyEndpoint` when the
-    /// cluster has no endpoints.
+    /// `NoHealthyEndpoint` when the cluster has no endpoint passing its health check (it
+    /// fails fast rather than sending to endpoints known to be down); `CircuitOpen` when
+    /// every healthy endpoint's breaker refuses.
     pub fn pick(
         &self,
         avoid: Option<&Arc<Endpoint>>,
@@ -167,8 +198,14 @@ impl ClusterRuntime {
         }
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let mut avoided = None;
+        let mut any_healthy = false;
         for i in 0..n {
             let ep = &self.endpoints[(start + i) % n];
+            // Out of rotation after failing its active health check.
+            if !ep.is_healthy() {
+                continue;
+            }
+            any_healthy = true;
             if n > 1 && avoid.is_some_and(|a| Arc::ptr_eq(a, ep)) {
                 avoided = Some(ep);
                 continue;
@@ -179,6 +216,7 @@ impl ClusterRuntime {
         }
         match avoided {
             Some(ep) if ep.admit() => Ok(ep),
+            _ if !any_healthy => Err(crate::http::ProxyError::NoHealthyEndpoint),
             _ => Err(crate::http::ProxyError::CircuitOpen),
         }
     }

@@ -70,6 +70,12 @@ pub struct ConfigMetrics {
 }
 
 #[derive(Debug, Clone)]
+pub struct HealthMetrics {
+    pub checks_total: IntCounterVec,
+    pub endpoint_healthy: IntGaugeVec,
+}
+
+#[derive(Debug, Clone)]
 pub struct TraceMetrics {
     pub spans_exported: IntCounter,
     pub spans_dropped: IntCounter,
@@ -84,6 +90,7 @@ pub struct Metrics {
     pub upstream: UpstreamMetrics,
     pub config: ConfigMetrics,
     pub trace: TraceMetrics,
+    pub health: HealthMetrics,
     pub access_log_dropped_total: IntCounter,
 }
 
@@ -255,6 +262,18 @@ impl Metrics {
                 "Access log lines dropped because the writer fell behind.",
             ))
             .expect("valid"),
+            health: HealthMetrics {
+                checks_total: counter_vec(
+                    "health_checks_total",
+                    "Active health check probes, by result (success, failure).",
+                    &["cluster", "endpoint", "result"],
+                ),
+                endpoint_healthy: gauge_vec(
+                    "endpoint_healthy",
+                    "1 when the endpoint passes its active health check, 0 when it is out of rotation.",
+                    ENDPOINT_LABELS,
+                ),
+            },
             trace: TraceMetrics {
                 spans_exported: counter(
                     "trace_spans_exported_total",
@@ -305,6 +324,8 @@ impl Metrics {
         self.register(c.reloads_total.clone());
         self.register(c.last_reload_success_timestamp_seconds.clone());
         self.register(self.access_log_dropped_total.clone());
+        self.register(self.health.checks_total.clone());
+        self.register(self.health.endpoint_healthy.clone());
         self.register(self.trace.spans_exported.clone());
         self.register(self.trace.spans_dropped.clone());
         self.register(self.trace.export_failures.clone());
