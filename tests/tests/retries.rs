@@ -189,3 +189,44 @@ async fn the_budget_bounds_extra_load_on_a_failing_upstream() {
     assert!(extra <= 20, "{extra} retries");
     assert!(extra >= 10, "the budget allows some retries: {extra}");
 }
+
+#[tokio::test]
+async fn a_reset_before_the_response_is_retried_when_reset_is_named() {
+    let app = Upstream::http1()
+        .name("app")
+        .reset_before_headers("/reset")
+        .start()
+        .await;
+    let proxy = Proxy::with_config(edge_routes(&retry_route("reset", ""), &[&app]))
+        .start()
+        .await;
+    let reply = HttpClient::h1().get(&proxy.url("edge", "/reset")).await;
+    assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(reply.error_kind(), Some("upstream-reset"));
+    assert_eq!(app.requests(), 3);
+}
+
+#[tokio::test]
+async fn a_stalled_attempt_is_cut_by_the_per_try_timeout_and_retried() {
+    let app = Upstream::http1()
+        .name("app")
+        .slow("/stall", Duration::from_secs(5))
+        .start()
+        .await;
+    let proxy = Proxy::with_config(edge_routes(
+        &retry_route("gateway-error", "per_try_timeout: 200ms"),
+        &[&app],
+    ))
+    .start()
+    .await;
+    let started = Instant::now();
+    let reply = HttpClient::h1().get(&proxy.url("edge", "/stall")).await;
+    assert_eq!(reply.status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(reply.error_kind(), Some("upstream-timeout"));
+    assert_eq!(app.requests(), 3);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+}
