@@ -83,6 +83,9 @@ pub struct Report {
     /// Per scenario: percent of the machine's CPUs used by other processes meanwhile
     /// (other people's builds on a shared machine); high values make a figure suspect.
     pub foreign_cpu_percent: Vec<(String, f64)>,
+    /// Per scenario: percent of the CPUs' time the hypervisor took (steal). On a busy
+    /// host it delays wake-ups of an idle CPU, which shows first in the fixed-rate tails.
+    pub steal_percent: Vec<(String, f64)>,
     pub ratios: Vec<RatioEntry>,
 }
 

@@ -64,8 +64,17 @@ pub fn section(report: &Report, scenario_lines: &[(String, String)]) -> String {
         .map(|(id, p)| format!("{id} {p:.0}%"))
         .collect();
     out.push_str(&format!(
-        "- CPU used by other processes (not the harness, its tools or targets) during each scenario, share of both CPUs: {}\n\n",
+        "- CPU used by other processes (not the harness, its tools or targets) during each scenario, share of both CPUs: {}\n",
         foreign.join(", ")
+    ));
+    let steal: Vec<String> = report
+        .steal_percent
+        .iter()
+        .map(|(id, p)| format!("{id} {p:.1}%"))
+        .collect();
+    out.push_str(&format!(
+        "- CPU time taken by the hypervisor (steal) during each scenario: {}\n\n",
+        steal.join(", ")
     ));
     out.push_str(
         "Layout: CPU 0 runs the load generator, the upstream (`bench-upstream`, one thread) \

@@ -123,10 +123,12 @@ pub fn run(options: &RunOptions) -> anyhow::Result<Report> {
     );
     let mut rows: Vec<Row> = Vec::new();
     let mut foreign_cpu_percent = Vec::new();
+    let mut steal_percent = Vec::new();
     let cpus = machine.nproc;
     for scenario in &selected {
         let t = Instant::now();
         let (busy0, own0) = (machine::system_busy_secs(), process::own_cpu_secs());
+        let steal0 = machine::steal_secs();
         eprintln!(
             "\n== {} (~{:.0} s): {}",
             scenario.id(),
@@ -138,6 +140,9 @@ pub fn run(options: &RunOptions) -> anyhow::Result<Report> {
         let foreign =
             machine::foreign_percent(busy1 - busy0, own1 - own0, t.elapsed().as_secs_f64(), cpus);
         foreign_cpu_percent.push((scenario.id().to_owned(), foreign));
+        let wall = t.elapsed().as_secs_f64() * cpus.max(1) as f64;
+        let steal = (machine::steal_secs() - steal0) / wall * 100.0;
+        steal_percent.push((scenario.id().to_owned(), steal));
         if foreign >= FOREIGN_CPU_WARNING_PERCENT {
             if let Some(first) = new_rows.first_mut() {
                 first.notes.push(format!(
@@ -168,6 +173,7 @@ pub fn run(options: &RunOptions) -> anyhow::Result<Report> {
         settings: serde_json::to_value(&settings)?,
         goals: goals::check(&rows),
         foreign_cpu_percent,
+        steal_percent,
         ratios: all_ratios(&rows),
         rows,
     };
