@@ -39,6 +39,14 @@ pub fn cpu_model(cpuinfo: &str) -> String {
         .unwrap_or_else(|| "unknown".to_owned())
 }
 
+/// How many CPUs /proc/cpuinfo lists (the machine's, whatever this process is pinned to).
+pub fn online_cpus(cpuinfo: &str) -> usize {
+    cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("processor"))
+        .count()
+}
+
 /// Busy and total jiffies from the aggregate `cpu` line of /proc/stat.
 pub fn cpu_jiffies(stat: &str) -> Option<(u64, u64)> {
     let line = stat.lines().find(|l| l.starts_with("cpu "))?;
@@ -208,7 +216,8 @@ pub fn describe(tools: &crate::tools::Tools, repo: &Path, prebuilt_meshwork: boo
         }
     );
     Machine {
-        nproc: std::thread::available_parallelism().map_or(0, |n| n.get()),
+        // Not available_parallelism(): the harness is pinned to one CPU by now.
+        nproc: online_cpus(&read("/proc/cpuinfo")),
         cpu_model: cpu_model(&read("/proc/cpuinfo")),
         memory_gib: memory_kib / 1024.0 / 1024.0,
         kernel: read("/proc/sys/kernel/osrelease").trim().to_owned(),
@@ -238,6 +247,7 @@ mod tests {
         let info = "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7B13\n\
                     processor\t: 1\nmodel name\t: AMD EPYC 7B13\n";
         assert_eq!(cpu_model(info), "AMD EPYC 7B13");
+        assert_eq!(online_cpus(info), 2);
         assert_eq!(cpu_model(""), "unknown");
     }
 
