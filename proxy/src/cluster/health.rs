@@ -172,7 +172,11 @@ mod tests {
         assert!(h.is_healthy(), "endpoints start healthy");
         assert_eq!(h.record(false, &config), None);
         assert_eq!(h.record(false, &config), None);
-        assert_eq!(h.record(true, &config), None, "a success resets the failure streak");
+        assert_eq!(
+            h.record(true, &config),
+            None,
+            "a success resets the failure streak"
+        );
         assert_eq!(h.record(false, &config), None);
         assert_eq!(h.record(false, &config), None);
         assert_eq!(h.record(false, &config), Some(false));

@@ -25,7 +25,11 @@ pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// (WebSocket) can be tunneled. `TE: trailers` is kept: it is how gRPC clients say they
 /// accept trailers, and it is the one TE value HTTP/2 allows.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    if headers.contains_key(header::CONNECTION) {
+    if headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .any(names_other_headers)
+    {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
             .iter()
@@ -60,6 +64,19 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
+/// Whether a `Connection` value names headers beyond the usual `keep-alive` / `close`
+/// (which need no extra removal), so the common case allocates nothing.
+fn names_other_headers(value: &HeaderValue) -> bool {
+    value.to_str().map_or(true, |v| {
+        v.split(',').any(|t| {
+            let t = t.trim();
+            !(t.eq_ignore_ascii_case("keep-alive")
+                || t.eq_ignore_ascii_case("close")
+                || t.is_empty())
+        })
+    })
+}
+
 /// Whether an HTTP/1.1 request asks to switch protocols (`Connection: upgrade` + `Upgrade`).
 pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
     headers.contains_key(header::UPGRADE) && connection_has(headers, "upgrade")
@@ -76,12 +93,22 @@ fn connection_has(headers: &HeaderMap, token: &str) -> bool {
 
 /// Appends the client address to `x-forwarded-for` and sets `x-forwarded-proto`.
 pub fn add_forwarded(headers: &mut HeaderMap, client_ip: std::net::IpAddr, proto: &'static str) {
-    let ip = client_ip.to_string();
-    let xff = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
-        _ => ip,
-    };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    use std::io::Write as _;
+    // Built in one buffer: the previous list (if any), then the client address.
+    let mut xff = bytes::BytesMut::new();
+    if let Some(prev) = headers
+        .get(X_FORWARDED_FOR)
+        .filter(|v| !v.as_bytes().trim_ascii().is_empty())
+    {
+        xff.extend_from_slice(prev.as_bytes());
+        xff.extend_from_slice(b", ");
+    }
+    let mut ip = [0u8; 48];
+    let mut cursor = std::io::Cursor::new(&mut ip[..]);
+    let _ = write!(cursor, "{client_ip}");
+    let n = cursor.position() as usize;
+    xff.extend_from_slice(&ip[..n]);
+    if let Ok(v) = HeaderValue::from_maybe_shared(xff.freeze()) {
         // Multiple XFF lines are folded into one list, as RFC 9110 §5.3 allows.
         headers.insert(X_FORWARDED_FOR, v);
     }
