@@ -43,7 +43,7 @@ struct Cli {
     #[arg(long, default_value_t = 10.0, value_name = "PERCENT")]
     max_busy: f64,
     /// Give up waiting for quiet after this many seconds (then measure and record it).
-    #[arg(long, default_value_t = 180, value_name = "SECS")]
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
     wait_quiet: u64,
 }
 
