@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use http::StatusCode;
-use meshwork_tests::{HttpClient, Proxy, Upstream, edge_config};
+use meshwork_tests::{HttpClient, Proxy, Scrape, Upstream, edge_config, labels_of};
 
 fn limited(app: &Upstream, limits: &str, route_extra: &str) -> String {
     edge_config(&format!(
@@ -40,14 +40,15 @@ async fn two_at_once(proxy: &Proxy) -> Vec<(u16, Option<String>)> {
 }
 
 async fn overflows(proxy: &Proxy, limit: &str) -> String {
-    let text = HttpClient::h1()
-        .get(&format!("http://{}/metrics", proxy.admin_addr()))
-        .await
-        .text();
-    let series = format!("meshwork_upstream_overflows_total{{cluster=\"app\",limit=\"{limit}\"}}");
-    text.lines()
-        .find_map(|l| l.strip_prefix(series.as_str()).map(|v| v.trim().to_owned()))
-        .unwrap_or_default()
+    let name = "meshwork_upstream_overflows_total";
+    let labels = labels_of(&[("cluster", "app"), ("limit", limit)]);
+    let value = |s: &Scrape| {
+        s.series(name)
+            .get(&labels)
+            .map(|v| v.to_string())
+            .unwrap_or_default()
+    };
+    value(&proxy.scrape_when(name, |s| !value(s).is_empty()).await)
 }
 
 #[tokio::test]

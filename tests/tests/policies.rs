@@ -4,30 +4,15 @@
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
-use meshwork_tests::{HttpClient, Proxy, Upstream, edge_routes};
+use meshwork_tests::{HttpClient, Proxy, Scrape, Upstream, edge_routes, labels_of};
 
-/// The value of one sample line of `/metrics` once it reaches `expected` (requests are
-/// counted when their response ends, a moment after the client has it), or the last value
-/// seen after 2s.
-async fn metric(proxy: &Proxy, series: &str, expected: u64) -> u64 {
-    let deadline = Instant::now() + Duration::from_secs(2);
-    loop {
-        let text = HttpClient::h1()
-            .get(&format!("http://{}/metrics", proxy.admin_addr()))
-            .await
-            .text();
-        let value = text
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix(series)
-                    .and_then(|v| v.trim().parse::<f64>().ok())
-            })
-            .map_or(0, |v| v as u64);
-        if value == expected || Instant::now() > deadline {
-            return value;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// The value of series `name{labels}` once it reaches `expected` (requests are counted
+/// when their response ends, a moment after the client has it); the harness fails the
+/// test with the last scrape if it never does.
+async fn metric(proxy: &Proxy, name: &str, labels: &[(&str, &str)], expected: u64) -> u64 {
+    let labels = labels_of(labels);
+    let value = |s: &Scrape| s.series(name).get(&labels).map_or(0, |v| *v as u64);
+    value(&proxy.scrape_when(name, |s| value(s) == expected).await)
 }
 
 #[tokio::test]
@@ -62,7 +47,8 @@ async fn an_empty_bucket_answers_429_with_retry_after_and_spares_the_upstream() 
     assert_eq!(
         metric(
             &proxy,
-            "meshwork_http_local_responses_total{listener=\"edge\",reason=\"rate-limited\"}",
+            "meshwork_http_local_responses_total",
+            &[("listener", "edge"), ("reason", "rate-limited")],
             2
         )
         .await,
@@ -93,9 +79,11 @@ async fn a_full_abort_answers_the_configured_status_without_the_upstream() {
         assert_eq!(reply.error_kind(), Some("fault-abort"));
     }
     assert_eq!(app.requests(), 0);
-    let series =
-        "meshwork_http_faults_injected_total{kind=\"abort\",listener=\"edge\",route=\"broken\"}";
-    assert_eq!(metric(&proxy, series, 3).await, 3);
+    let labels = [("kind", "abort"), ("listener", "edge"), ("route", "broken")];
+    assert_eq!(
+        metric(&proxy, "meshwork_http_faults_injected_total", &labels, 3).await,
+        3
+    );
 }
 
 #[tokio::test]
@@ -153,9 +141,11 @@ async fn a_delay_holds_the_request_then_forwards_it() {
         started.elapsed()
     );
     assert_eq!(app.requests(), 1);
-    let series =
-        "meshwork_http_faults_injected_total{kind=\"delay\",listener=\"edge\",route=\"slow\"}";
-    assert_eq!(metric(&proxy, series, 1).await, 1);
+    let labels = [("kind", "delay"), ("listener", "edge"), ("route", "slow")];
+    assert_eq!(
+        metric(&proxy, "meshwork_http_faults_injected_total", &labels, 1).await,
+        1
+    );
 }
 
 #[tokio::test]
