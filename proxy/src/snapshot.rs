@@ -115,7 +115,6 @@ pub struct Snapshot {
     http_listeners: HashMap<String, Arc<HttpListenerPlan>>,
     /// Target cluster of each TCP listener, by listener name.
     tcp_listeners: HashMap<String, Arc<ClusterRuntime>>,
-    pub route_tables: HashMap<String, Arc<RouteTable>>,
     pub clusters: HashMap<String, Arc<ClusterRuntime>>,
     pub access_log: Option<Arc<AccessLogWriter>>,
     pub tracer: Option<Arc<Tracer>>,
@@ -160,7 +159,6 @@ impl Snapshot {
             config: Arc::new(config),
             http_listeners,
             tcp_listeners,
-            route_tables,
             clusters,
             access_log,
             tracer,

@@ -220,16 +220,6 @@ impl ClusterRuntime {
             _ => Err(crate::http::ProxyError::CircuitOpen),
         }
     }
-
-    /// Round robin over the endpoints; `None` when the cluster has none.
-    pub fn pick_round_robin(&self) -> Option<&Arc<Endpoint>> {
-        let n = self.endpoints.len();
-        if n == 0 {
-            return None;
-        }
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % n;
-        Some(&self.endpoints[i])
-    }
 }
 
 /// Keeps cluster state (pools) alive across reloads for clusters whose config did not

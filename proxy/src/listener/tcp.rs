@@ -18,9 +18,13 @@ pub async fn serve(
     let Some(cluster) = snapshot.cluster_for(listener) else {
         return;
     };
-    let Some(endpoint) = cluster.pick_round_robin().cloned() else {
-        tracing::debug!(%client_addr, cluster = cluster.name(), "no endpoint for tcp connection");
-        return;
+    // The same choice as HTTP: healthy endpoints whose breaker admits a connection.
+    let endpoint = match cluster.pick(None) {
+        Ok(endpoint) => endpoint.clone(),
+        Err(error) => {
+            tracing::debug!(%client_addr, cluster = cluster.name(), reason = error.reason(), "no endpoint for tcp connection");
+            return;
+        }
     };
     let mut upstream = match connect(&endpoint.address, cluster.config.connect_timeout).await {
         Ok(s) => s,
