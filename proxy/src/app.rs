@@ -264,8 +264,9 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<()> {
     let admin_address = config.admin.address;
     let initial_text = std::fs::read_to_string(&options.config_path).ok();
 
-    // Placeholder snapshot (version 0, no routes) only until the first apply below, which
-    // happens before any listener accepts.
+    // Version 0 of the same config, in place only until the first apply below (before any
+    // listener accepts); that apply finds its clusters unchanged in the registry and
+    // reuses them, so nothing is built twice but the route tables.
     let metrics = Metrics::new();
     let registry = ClusterRegistry::new(metrics.clone());
     let empty = Snapshot::build(
