@@ -37,7 +37,6 @@ pub(crate) const NOT_SUPPORTED_YET: &[NotYet] = &[
     NotYet { field: "route_tables.*[].mirror",            when: When::Present,              issue: 6 },
     NotYet { field: "clusters[].discovery",               when: When::Present,              issue: 8 },
     NotYet { field: "clusters[].hash",                    when: When::Present,              issue: 6 },
-    NotYet { field: "clusters[].limits.max_pending",      when: When::Present,              issue: 5 },
     NotYet { field: "clusters[].tls",                     when: When::Present,              issue: 7 },
     NotYet { field: "clusters[].protocol",                when: When::Is("auto"),           issue: 7 },
     NotYet { field: "clusters[].load_balancer",           when: When::IsNot("round_robin"), issue: 6 },

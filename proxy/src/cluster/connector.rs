@@ -33,7 +33,7 @@ pub enum ConnectError {
     Connect { address: String, source: io::Error },
     #[error("connecting to {address}: timed out after {timeout:?}")]
     Timeout { address: String, timeout: Duration },
-    #[error("the cluster's max_connections is reached")]
+    #[error("no connection of the cluster's max_connections freed up within the connect timeout")]
     Overflow,
 }
 
@@ -195,9 +195,12 @@ impl tower::Service<http::Uri> for EndpointConnector {
         let address = self.address.clone();
         let timeout = self.connect_timeout;
         let metrics = self.metrics.clone();
-        let slot = self.connections.try_acquire();
+        let connections = self.connections.clone();
         Box::pin(async move {
-            let Some(slot) = slot else {
+            // At max_connections a request waits (it is one of the cluster's pending
+            // requests) for a connection to close, while the pool may hand it a
+            // connection that another request finished with first.
+            let Some(slot) = connections.acquire_within(timeout).await else {
                 return Err(ConnectError::Overflow);
             };
             match connect(&address, timeout).await {

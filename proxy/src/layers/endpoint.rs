@@ -14,8 +14,8 @@ use meshwork_config::model::UpstreamProtocol;
 use tower::Service;
 
 use super::{ProxyRequest, ProxyResponse};
-use crate::cluster::Endpoint;
 use crate::cluster::connector::ConnectError;
+use crate::cluster::{ClusterRuntime, Endpoint};
 use crate::http::headers::is_upgrade_request;
 use crate::http::{ProxyError, ResponseBody};
 
@@ -92,6 +92,9 @@ async fn send(req: ProxyRequest) -> Result<ProxyResponse, ProxyError> {
     let Some(request_slot) = cluster.gates.requests.try_acquire() else {
         return Err(ProxyError::Overflow);
     };
+    if !http2 && !cluster.gates.admit_pending() {
+        return Err(ProxyError::Overflow);
+    }
     let in_flight = crate::cluster::InFlight::new(&endpoint);
     let breaker = BreakerReport::new(&endpoint, &cluster.ejection);
     let result = endpoint.client.request(req).await;
@@ -107,7 +110,7 @@ async fn send(req: ProxyRequest) -> Result<ProxyResponse, ProxyError> {
     let mut rsp = match result {
         Ok(rsp) => rsp,
         Err(error) => {
-            let kind = classify(&endpoint, &error);
+            let kind = classify(&cluster, &endpoint, &error);
             if let Some(span) = attempt {
                 span.end(&ctx, &cluster, &endpoint, Err(kind), elapsed);
             }
@@ -253,8 +256,15 @@ fn is_overflow(error: &hyper_util::client::legacy::Error) -> bool {
 }
 
 /// Connect failures (nothing was sent) vs. everything else (the connection broke).
-fn classify(endpoint: &Endpoint, error: &hyper_util::client::legacy::Error) -> ProxyError {
+fn classify(
+    cluster: &ClusterRuntime,
+    endpoint: &Endpoint,
+    error: &hyper_util::client::legacy::Error,
+) -> ProxyError {
     if is_overflow(error) {
+        // Counted here, for the request it turned away; the pool's own background
+        // connects that time out the same way turn nobody away.
+        cluster.gates.connections.count_overflow();
         return ProxyError::Overflow;
     }
     let kind = if error.is_connect() {
