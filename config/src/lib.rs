@@ -14,6 +14,7 @@ mod load;
 pub mod model;
 mod path;
 mod raw;
+pub mod resource;
 mod schema;
 mod ser;
 mod spanned;
@@ -22,6 +23,10 @@ pub mod units;
 mod unsupported;
 mod validate;
 mod yaml;
+
+/// The discovery API's wire types (generated from `proto/discovery.proto`).
+#[cfg(feature = "discovery")]
+pub mod discovery;
 
 pub use diagnostic::{Diagnostic, Diagnostics, Pos};
 pub use load::{FALLBACK_NODE_ID, hostname, load_file, load_str};

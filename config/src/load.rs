@@ -111,7 +111,9 @@ fn load_with(
             for (pos, path, message) in problems {
                 sink.push(pos, &path, message);
             }
-            check(&root, base_dir, not_yet, &mut sink)
+            let config = check(&root, base_dir, not_yet, &mut sink);
+            unsupported::check_control_plane_only(&root, &mut sink);
+            config
         }
     };
     match config {
@@ -132,8 +134,9 @@ fn load_with(
     }
 }
 
-/// Structural checks, refusals of unsupported fields, validation.
-fn check(
+/// Structural checks, refusals of unsupported fields, validation (of a whole file, or of
+/// resources assembled over a proxy's file).
+pub(crate) fn check(
     root: &yaml::Node,
     base_dir: &Path,
     not_yet: &[unsupported::NotYet],

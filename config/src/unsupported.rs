@@ -33,9 +33,9 @@ pub(crate) struct NotYet {
 #[rustfmt::skip]
 pub(crate) const NOT_SUPPORTED_YET: &[NotYet] = &[
     NotYet { field: "control_plane",                      when: When::Present,              issue: 8 },
+    NotYet { field: "control_plane.tls",                  when: When::Present,              issue: 7 },
     NotYet { field: "listeners[].tls",                    when: When::Present,              issue: 7 },
     NotYet { field: "route_tables.*[].mirror",            when: When::Present,              issue: 6 },
-    NotYet { field: "clusters[].discovery",               when: When::Present,              issue: 8 },
     NotYet { field: "clusters[].hash",                    when: When::Present,              issue: 6 },
     NotYet { field: "clusters[].tls",                     when: When::Present,              issue: 7 },
     NotYet { field: "clusters[].protocol",                when: When::Is("auto"),           issue: 7 },
@@ -44,6 +44,26 @@ pub(crate) const NOT_SUPPORTED_YET: &[NotYet] = &[
     NotYet { field: "identity",                           when: When::Present,              issue: 7 },
     NotYet { field: "authorization",                      when: When::Present,              issue: 7 },
 ];
+
+/// Fields only the control plane serves: `meshwork-control` resolves `discovery` into
+/// endpoints; a proxy reading a file itself does not.
+const CONTROL_PLANE_ONLY: &[&str] = &["clusters[].discovery"];
+
+/// Refuses the [`CONTROL_PLANE_ONLY`] fields in a file a proxy reads itself.
+pub(crate) fn check_control_plane_only(root: &Node, sink: &mut Sink) {
+    for field in CONTROL_PLANE_ONLY {
+        find(root, &split(field), String::new(), None, &mut |found| {
+            if !found.value.is_null() && !sink.has_at(found.key_pos) {
+                sink.push(
+                    found.key_pos,
+                    &found.path,
+                    "is resolved by meshwork-control: serve this cluster from the control plane's \
+                     directory (a proxy reading this file itself does not resolve DNS)",
+                );
+            }
+        });
+    }
+}
 
 /// Reports every use of a field in `table` found in the document.
 pub(crate) fn check(root: &Node, table: &[NotYet], sink: &mut Sink) {
@@ -160,8 +180,28 @@ mod tests {
     #[test]
     fn present_fields_are_refused_at_their_key() {
         assert_eq!(
-            messages("clusters:\n  - name: a\n    discovery: {dns: \"a:1\"}\n"),
-            vec!["f.yaml:3:5: clusters[0].discovery: not supported yet (see issue #8)"]
+            messages("identity:\n  cert: a.pem\n"),
+            vec!["f.yaml:1:1: identity: not supported yet (see issue #7)"]
+        );
+    }
+
+    #[test]
+    fn discovery_is_refused_in_a_file_the_proxy_reads_itself() {
+        let (root, _) =
+            crate::yaml::parse("clusters:\n  - name: a\n    discovery: {dns: \"a:1\"}\n")
+                .expect("yaml");
+        let mut sink = Sink::default();
+        check_control_plane_only(&root.expect("doc"), &mut sink);
+        let all: Vec<String> = sink
+            .into_vec("f.yaml")
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(all.len(), 1);
+        assert!(
+            all[0]
+                .starts_with("f.yaml:3:5: clusters[0].discovery: is resolved by meshwork-control"),
+            "{all:?}"
         );
     }
 

@@ -15,7 +15,7 @@ pub(crate) struct RawCluster {
     pub name: Field<String>,
     /// Static endpoints: `host:port` strings or `{address, weight}`. Required unless `discovery` is set.
     pub endpoints: List<RawEndpoint>,
-    /// Endpoints from DNS. Not supported yet (issue #8).
+    /// Endpoints from DNS, resolved by meshwork-control (only in its directory).
     pub discovery: Field<RawDiscovery>,
     /// `http1`, `http2` (h2c, or h2 over TLS) or `auto` (ALPN over TLS; not supported yet, issue #7). Default is `http1`.
     pub protocol: Field<UpstreamProtocolName>,

@@ -33,7 +33,7 @@ pub(crate) struct RawConfig {
     pub runtime: Field<RawRuntime>,
     /// The admin server: /metrics /ready /live /config /clusters.
     pub admin: Field<RawAdmin>,
-    /// Control plane to take config from; without it this file is the source of truth. Not supported yet (issue #8).
+    /// Control plane to take config from; without it this file is the source of truth.
     pub control_plane: Field<RawControlPlane>,
     /// Where the proxy accepts connections.
     pub listeners: List<RawListener>,

@@ -1,0 +1,205 @@
+//! Tests of cutting, assembling and settling resources.
+
+use std::path::Path;
+
+use super::*;
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+fn cut(file: &str, text: &str) -> Vec<Resource> {
+    parse_fragment(file, text, &no_env)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .resources
+}
+
+fn settle_all(
+    offered: Vec<Resource>,
+    previous: &dyn Fn(&Key) -> Option<Resource>,
+) -> Settled<crate::Config> {
+    let bootstrap = Bootstrap::empty(Path::new("/etc/meshwork"));
+    settle(&bootstrap, offered, previous, &no_env, &mut Applied::Done).expect("settles")
+}
+
+const CLUSTERS: &str = "clusters:\n  - name: api\n    endpoints: [127.0.0.1:9001]\n  - name: broken\n    endpoints: [127.0.0.1:9002]\n    connect_timeout: 25\n";
+const ROUTES: &str = "listeners:\n  - name: edge\n    address: 127.0.0.1:0\n    route_table: edge\nroute_tables:\n  edge:\n    - name: all\n      backends: [{ cluster: api }]\n  other:\n    - name: all\n      backends: [{ cluster: broken }]\n";
+
+#[test]
+fn one_invalid_resource_blocks_only_itself_and_what_refers_to_it() {
+    let mut offered = cut("clusters.yaml", CLUSTERS);
+    offered.extend(cut("routes.yaml", ROUTES));
+    let settled = settle_all(offered, &|_| None);
+    let applied: Vec<String> = settled.applied.iter().map(|r| r.key.to_string()).collect();
+    assert_eq!(
+        applied,
+        vec![
+            r#"cluster "api""#,
+            r#"listener "edge""#,
+            r#"route_table "edge""#
+        ]
+    );
+    assert_eq!(settled.value.clusters.len(), 1);
+    let errors: Vec<(String, &str)> = settled
+        .rejected
+        .iter()
+        .map(|r| (r.resource.key.to_string(), r.error.as_str()))
+        .collect();
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+    assert_eq!(errors[0].0, r#"cluster "broken""#);
+    assert_eq!(
+        errors[0].1,
+        r#"clusters.yaml:6:22: clusters[1].connect_timeout: "25" is not a duration (try "25ms")"#
+    );
+    assert_eq!(errors[1].0, r#"route_table "other""#);
+    assert!(
+        errors[1]
+            .1
+            .starts_with("routes.yaml:11:29: route_tables.other[0].backends[0].cluster:"),
+        "{}",
+        errors[1].1
+    );
+}
+
+#[test]
+fn an_invalid_change_falls_back_to_the_previous_version() {
+    let good = cut(
+        "c.yaml",
+        "clusters:\n  - name: api\n    endpoints: [127.0.0.1:9001]\n",
+    );
+    let bad = cut("c.yaml", "clusters:\n  - name: api\n    endpoints: []\n");
+    let previous = good[0].clone();
+    let settled = settle_all(bad.clone(), &|k| {
+        (k == &previous.key).then(|| previous.clone())
+    });
+    assert_eq!(settled.applied, good);
+    assert_eq!(settled.rejected.len(), 1);
+    assert_eq!(settled.rejected[0].resource, bad[0]);
+    assert_eq!(
+        settled.rejected[0].error,
+        "c.yaml:3:16: clusters[0].endpoints: needs at least one endpoint"
+    );
+}
+
+#[test]
+fn resources_an_apply_step_refuses_are_left_out() {
+    let offered = cut(
+        "routes.yaml",
+        &format!(
+            "{ROUTES}clusters:\n  - {{ name: api, endpoints: [127.0.0.1:1] }}\n  - {{ name: broken, endpoints: [127.0.0.1:2] }}\n"
+        ),
+    );
+    let bootstrap = Bootstrap::empty(Path::new("/"));
+    let mut tries = 0;
+    let settled = settle(&bootstrap, offered, &|_| None, &no_env, &mut |config| {
+        tries += 1;
+        if config.listeners.iter().any(|l| l.name == "edge") {
+            Applied::Reject(vec![(
+                Key::new(Kind::Listener, "edge"),
+                "port in use".into(),
+            )])
+        } else {
+            Applied::Done(config)
+        }
+    })
+    .expect("settles");
+    assert_eq!(tries, 2);
+    assert!(settled.value.listeners.is_empty());
+    assert_eq!(settled.rejected.len(), 1);
+    assert_eq!(settled.rejected[0].error, "port in use");
+}
+
+#[test]
+fn problems_in_the_bootstrap_file_fail_the_whole_set() {
+    let bootstrap = Bootstrap::new(
+        "proxy.yaml",
+        "version: 1\nnode:\n  idd: web-1\n",
+        Path::new("/"),
+    );
+    let err = settle(
+        &bootstrap,
+        Vec::new(),
+        &|_| None,
+        &no_env,
+        &mut Applied::Done,
+    )
+    .expect_err("fails");
+    assert!(err.starts_with("proxy.yaml:3:"), "{err}");
+}
+
+#[test]
+fn the_bootstrap_keeps_its_own_sections_and_loses_the_served_ones() {
+    let bootstrap = Bootstrap::new(
+        "proxy.yaml",
+        "version: 1\nnode: { id: web-1 }\nclusters:\n  - { name: local, endpoints: [127.0.0.1:1] }\n",
+        Path::new("/"),
+    );
+    let offered = cut(
+        "c.yaml",
+        "clusters:\n  - name: api\n    endpoints: [127.0.0.1:9001]\n",
+    );
+    let settled =
+        settle(&bootstrap, offered, &|_| None, &no_env, &mut Applied::Done).expect("settles");
+    assert_eq!(settled.value.node.id, "web-1");
+    let names: Vec<&str> = settled
+        .value
+        .clusters
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(names, vec!["api"]);
+}
+
+#[test]
+fn resolved_endpoints_take_the_place_of_discovery() {
+    let offered = cut(
+        "c.yaml",
+        "clusters:\n  - name: api\n    discovery: { dns: \"api.svc:8080\", refresh: 1s }\n",
+    );
+    let unresolved = settle_all(offered.clone(), &|_| None);
+    let api = &unresolved.value.clusters[0];
+    assert!(api.endpoints.is_empty() && api.discovery.is_some());
+
+    let addresses = [
+        "10.0.0.2:8080".parse().expect("addr"),
+        "10.0.0.1:8080".parse().expect("addr"),
+    ];
+    let endpoints = resolved_endpoints(&offered[0], &addresses).expect("a discovery cluster");
+    assert_eq!(endpoints.key, Key::new(Kind::Endpoints, "api"));
+    assert_eq!(endpoints.source.path, "clusters[0].discovery");
+    let mut with = offered.clone();
+    with.push(endpoints.clone());
+    let resolved = settle_all(with, &|_| None);
+    let api = &resolved.value.clusters[0];
+    let got: Vec<String> = api
+        .endpoints
+        .iter()
+        .map(|e| e.address.to_string())
+        .collect();
+    assert_eq!(got, vec!["10.0.0.1:8080", "10.0.0.2:8080"]);
+    // Same addresses in another order: same version.
+    let again = resolved_endpoints(&offered[0], &[addresses[1], addresses[0]]).expect("again");
+    assert_eq!(again.version, endpoints.version);
+}
+
+#[test]
+fn a_body_that_is_not_ours_is_rejected_with_its_source() {
+    let mut offered = cut(
+        "c.yaml",
+        "clusters:\n  - name: api\n    endpoints: [127.0.0.1:9001]\n",
+    );
+    offered[0] = Resource::new(
+        offered[0].key.clone(),
+        "{}".into(),
+        offered[0].source.clone(),
+    );
+    let settled = settle_all(offered, &|_| None);
+    assert!(settled.applied.is_empty());
+    assert!(
+        settled.rejected[0]
+            .error
+            .starts_with("c.yaml:2:5: clusters[0]: malformed body node"),
+        "{}",
+        settled.rejected[0].error
+    );
+}
