@@ -16,8 +16,6 @@ pub(crate) enum When {
     Present,
     /// Its value (as text) is this.
     Is(&'static str),
-    /// Present with a value (as text) other than this.
-    IsNot(&'static str),
 }
 
 /// One refusal: the field (`[]` = every list item, `*` = every map key), when it counts
@@ -36,11 +34,8 @@ pub(crate) const NOT_SUPPORTED_YET: &[NotYet] = &[
     NotYet { field: "control_plane.tls",                  when: When::Present,              issue: 7 },
     NotYet { field: "listeners[].tls",                    when: When::Present,              issue: 7 },
     NotYet { field: "route_tables.*[].mirror",            when: When::Present,              issue: 6 },
-    NotYet { field: "clusters[].hash",                    when: When::Present,              issue: 6 },
     NotYet { field: "clusters[].tls",                     when: When::Present,              issue: 7 },
     NotYet { field: "clusters[].protocol",                when: When::Is("auto"),           issue: 7 },
-    NotYet { field: "clusters[].load_balancer",           when: When::IsNot("round_robin"), issue: 6 },
-    NotYet { field: "clusters[].endpoints[].weight",      when: When::IsNot("1"),           issue: 6 },
     NotYet { field: "identity",                           when: When::Present,              issue: 7 },
     NotYet { field: "authorization",                      when: When::Present,              issue: 7 },
 ];
@@ -98,15 +93,6 @@ fn report(entry: &NotYet, found: Found<'_>, sink: &mut Sink) {
                 &found.path,
                 format!("{v:?} is not supported yet (see issue #{issue})"),
             );
-        }
-        When::IsNot(v) => {
-            if let Some(text) = found.value.text().filter(|t| *t != v) {
-                sink.push(
-                    found.value.pos,
-                    &found.path,
-                    format!("{text:?} is not supported yet (see issue #{issue}); only {v} is"),
-                );
-            }
         }
         _ => {}
     }
@@ -206,13 +192,12 @@ mod tests {
     }
 
     #[test]
-    fn values_other_than_the_supported_one_are_refused() {
-        let yaml = "clusters:\n  - load_balancer: round_robin\n    endpoints: [{address: a:1, weight: 1}, {address: b:1, weight: 3}]\n  - load_balancer: maglev\n";
+    fn refused_values_are_reported_at_the_value() {
+        let yaml = "clusters:\n  - protocol: http2\n  - protocol: auto\n";
         assert_eq!(
             messages(yaml),
             vec![
-                r#"f.yaml:3:67: clusters[0].endpoints[1].weight: "3" is not supported yet (see issue #6); only 1 is"#,
-                r#"f.yaml:4:20: clusters[1].load_balancer: "maglev" is not supported yet (see issue #6); only round_robin is"#,
+                r#"f.yaml:3:15: clusters[1].protocol: "auto" is not supported yet (see issue #7)"#
             ]
         );
     }

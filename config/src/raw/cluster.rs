@@ -19,9 +19,9 @@ pub(crate) struct RawCluster {
     pub discovery: Field<RawDiscovery>,
     /// `http1`, `http2` (h2c, or h2 over TLS) or `auto` (ALPN over TLS; not supported yet, issue #7). Default is `http1`.
     pub protocol: Field<UpstreamProtocolName>,
-    /// Load balancing algorithm. Default is `round_robin` (the only one supported yet; others: issue #6).
+    /// Load balancing algorithm. Default is `round_robin`.
     pub load_balancer: Field<LoadBalancerName>,
-    /// Hash key for `ring_hash` / `maglev`: exactly one of `header`, `cookie`, `source_ip: true`. Not supported yet (issue #6).
+    /// Hash key for `ring_hash` / `maglev`: exactly one of `header`, `cookie`, `source_ip: true`.
     pub hash: Field<RawHash>,
     /// Time to establish a connection. Default is `1s`.
     pub connect_timeout: Field<DurationText>,
@@ -57,7 +57,7 @@ pub(crate) enum RawEndpoint {
 pub(crate) struct RawWeightedEndpoint {
     /// `host:port` (host may be a DNS name). Required.
     pub address: Field<String>,
-    /// Relative weight, 1 or more (only 1 is supported yet, issue #6). Default is 1.
+    /// Relative weight, 1 or more. Default is 1.
     pub weight: Field<u32>,
 }
 
@@ -90,11 +90,11 @@ pub(crate) enum UpstreamProtocolName {
 #[serde(rename_all = "snake_case")]
 #[schemars(rename = "LoadBalancer")]
 pub(crate) enum LoadBalancerName {
-    /// Each endpoint in turn.
+    /// Each endpoint in turn (weights ignored).
     RoundRobin,
     /// In turn, by endpoint weight.
     WeightedRoundRobin,
-    /// Uniformly at random.
+    /// At random, in proportion to endpoint weights.
     Random,
     /// Fewest requests in flight of two random picks.
     LeastRequest,

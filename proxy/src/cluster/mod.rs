@@ -17,6 +17,8 @@ use meshwork_config::model::{self, Address, UpstreamProtocol};
 use self::breaker::{BreakerState, CircuitBreaker, EjectionBudget};
 use self::connector::EndpointConnector;
 use self::limits::ClusterGates;
+use crate::balance::peak_ewma::{self, PeakEwma};
+use crate::balance::{Balancer, Candidates, EndpointSpec, PickError};
 use crate::http::RequestBody;
 use crate::metrics::Metrics;
 use crate::metrics::handles::EndpointHandles;
@@ -36,11 +38,19 @@ pub struct Endpoint {
     pub breaker: Option<CircuitBreaker>,
     /// Set when the cluster has an active health check.
     pub health: Option<health::Health>,
+    /// Response-time estimate, read by `peak_ewma` (kept for every balancer: cheap,
+    /// and `/clusters` can show it).
+    pub latency: PeakEwma,
 }
 
 impl Endpoint {
     pub fn is_healthy(&self) -> bool {
         self.health.as_ref().is_none_or(|h| h.is_healthy())
+    }
+
+    /// Records the time an attempt waited for its response head (for `peak_ewma`).
+    pub fn observe_latency(&self, elapsed: std::time::Duration) {
+        self.latency.observe(elapsed, std::time::Instant::now());
     }
 
     /// Whether the breaker lets a request through now (always, without a breaker).
@@ -101,7 +111,8 @@ impl Drop for InFlight<'_> {
 pub struct ClusterRuntime {
     pub config: model::Cluster,
     pub endpoints: Vec<Arc<Endpoint>>,
-    next: AtomicUsize,
+    /// The `load_balancer`, with its schedule, ring or table built for `endpoints`.
+    balancer: Balancer,
     /// How many endpoints the breakers may hold open at once.
     pub ejection: EjectionBudget,
     /// Concurrent connections, requests and retries allowed to this cluster.
@@ -151,6 +162,11 @@ impl ClusterRuntime {
                     health: config.health_check.as_ref().map(|_| {
                         health::Health::new(metrics, &config.name, &ep.address.to_string())
                     }),
+                    latency: PeakEwma::new(
+                        peak_ewma::DEFAULT_RTT,
+                        peak_ewma::DEFAULT_DECAY,
+                        std::time::Instant::now(),
+                    ),
                 })
             })
             .collect();
@@ -167,13 +183,27 @@ impl ClusterRuntime {
                 endpoints.clone(),
             )
         });
+        let keys: Vec<String> = config
+            .endpoints
+            .iter()
+            .map(|ep| ep.address.to_string())
+            .collect();
+        let specs: Vec<EndpointSpec<'_>> = keys
+            .iter()
+            .zip(&config.endpoints)
+            .map(|(key, ep)| EndpointSpec {
+                key,
+                weight: ep.weight,
+            })
+            .collect();
+        let balancer = Balancer::new(config.load_balancer, &specs, &mut rand::rng());
         Self {
             health_checker,
             ejection: EjectionBudget::new(endpoints.len(), max_ejected),
             gates,
             config,
             endpoints,
-            next: AtomicUsize::new(0),
+            balancer,
         }
     }
 
@@ -181,8 +211,10 @@ impl ClusterRuntime {
         &self.config.name
     }
 
-    /// The next healthy endpoint in round-robin order whose breaker admits a request,
-    /// preferring one other than `avoid` (the endpoint a retry follows).
+    /// The endpoint for the next request, chosen by the cluster's `load_balancer` among
+    /// healthy endpoints whose breaker admits a request, preferring one other than
+    /// `avoid` (the endpoint a retry follows). `key` is the request's hash key (see
+    /// `layers/balance.rs`), used by `ring_hash` and `maglev`.
     ///
     /// # Errors
     /// `NoHealthyEndpoint` when the cluster has no endpoint passing its health check (it
@@ -191,34 +223,44 @@ impl ClusterRuntime {
     pub fn pick(
         &self,
         avoid: Option<&Arc<Endpoint>>,
+        key: Option<u64>,
     ) -> Result<&Arc<Endpoint>, crate::http::ProxyError> {
-        let n = self.endpoints.len();
-        if n == 0 {
-            return Err(crate::http::ProxyError::NoHealthyEndpoint);
+        let live = LiveEndpoints {
+            endpoints: &self.endpoints,
+            now: self.balancer.needs_latency().then(std::time::Instant::now),
+        };
+        let avoid = avoid.and_then(|a| self.endpoints.iter().position(|ep| Arc::ptr_eq(ep, a)));
+        match self.balancer.pick(&live, avoid, key, &mut rand::rng()) {
+            Ok(i) => Ok(&self.endpoints[i]),
+            Err(PickError::NoHealthyEndpoint) => Err(crate::http::ProxyError::NoHealthyEndpoint),
+            Err(PickError::AllRefused) => Err(crate::http::ProxyError::CircuitOpen),
         }
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let mut avoided = None;
-        let mut any_healthy = false;
-        for i in 0..n {
-            let ep = &self.endpoints[(start + i) % n];
-            // Out of rotation after failing its active health check.
-            if !ep.is_healthy() {
-                continue;
-            }
-            any_healthy = true;
-            if n > 1 && avoid.is_some_and(|a| Arc::ptr_eq(a, ep)) {
-                avoided = Some(ep);
-                continue;
-            }
-            if ep.admit() {
-                return Ok(ep);
-            }
-        }
-        match avoided {
-            Some(ep) if ep.admit() => Ok(ep),
-            _ if !any_healthy => Err(crate::http::ProxyError::NoHealthyEndpoint),
-            _ => Err(crate::http::ProxyError::CircuitOpen),
-        }
+    }
+}
+
+/// A cluster's endpoints as its balancer sees them during one pick.
+struct LiveEndpoints<'a> {
+    endpoints: &'a [Arc<Endpoint>],
+    /// Read once per pick, and only by balancers that compare latencies.
+    now: Option<std::time::Instant>,
+}
+
+impl Candidates for LiveEndpoints<'_> {
+    fn len(&self) -> usize {
+        self.endpoints.len()
+    }
+    fn is_healthy(&self, i: usize) -> bool {
+        self.endpoints[i].is_healthy()
+    }
+    fn admit(&self, i: usize) -> bool {
+        self.endpoints[i].admit()
+    }
+    fn in_flight(&self, i: usize) -> usize {
+        self.endpoints[i].in_flight.load(Ordering::Relaxed)
+    }
+    fn latency_ns(&self, i: usize) -> f64 {
+        let now = self.now.unwrap_or_else(std::time::Instant::now);
+        self.endpoints[i].latency.estimate_ns(now)
     }
 }
 

@@ -118,6 +118,7 @@ async fn send(req: ProxyRequest) -> Result<ProxyResponse, ProxyError> {
         }
     };
     endpoint.metrics.response(rsp.status(), elapsed);
+    endpoint.observe_latency(elapsed);
     if let Some(span) = attempt {
         span.end(&ctx, &cluster, &endpoint, Ok(rsp.status()), elapsed);
     }

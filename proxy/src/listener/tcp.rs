@@ -18,8 +18,14 @@ pub async fn serve(
     let Some(cluster) = snapshot.cluster_for(listener) else {
         return;
     };
-    // The same choice as HTTP: healthy endpoints whose breaker admits a connection.
-    let endpoint = match cluster.pick(None) {
+    // The same choice as HTTP: healthy endpoints whose breaker admits a connection; the
+    // only hash key a TCP connection has is its source address.
+    let key = matches!(
+        cluster.config.hash,
+        Some(meshwork_config::model::HashPolicy::SourceIp)
+    )
+    .then(|| crate::balance::hash_source_ip(client_addr.ip()));
+    let endpoint = match cluster.pick(None, key) {
         Ok(endpoint) => endpoint.clone(),
         Err(error) => {
             tracing::debug!(%client_addr, cluster = cluster.name(), reason = error.reason(), "no endpoint for tcp connection");

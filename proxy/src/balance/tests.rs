@@ -1,0 +1,168 @@
+//! What every balancer shares: the walk past unhealthy, refused and avoided endpoints,
+//! the errors, and the shares of round_robin and random.
+
+use meshwork_config::model::LoadBalancer;
+
+use super::testing::{FakeEndpoints, assert_shares, seeded};
+use super::{Balancer, EndpointSpec, PickError};
+
+const ALL: [LoadBalancer; 7] = [
+    LoadBalancer::RoundRobin,
+    LoadBalancer::WeightedRoundRobin,
+    LoadBalancer::Random,
+    LoadBalancer::LeastRequest,
+    LoadBalancer::PeakEwma,
+    LoadBalancer::RingHash,
+    LoadBalancer::Maglev,
+];
+
+fn balancer(algorithm: LoadBalancer, weights: &[u32]) -> Balancer {
+    let keys: Vec<String> = (0..weights.len())
+        .map(|i| format!("10.3.0.{i}:80"))
+        .collect();
+    let specs: Vec<EndpointSpec<'_>> = keys
+        .iter()
+        .zip(weights)
+        .map(|(key, &weight)| EndpointSpec { key, weight })
+        .collect();
+    Balancer::new(algorithm, &specs, &mut seeded())
+}
+
+fn counts(
+    lb: &Balancer,
+    eps: &FakeEndpoints,
+    picks: usize,
+    key: impl Fn(usize) -> Option<u64>,
+) -> Vec<u64> {
+    let mut rng = seeded();
+    let mut counts = vec![0u64; eps.healthy.len()];
+    for p in 0..picks {
+        counts[lb.pick(eps, None, key(p), &mut rng).unwrap()] += 1;
+    }
+    counts
+}
+
+#[test]
+fn round_robin_shares_exactly_and_ignores_weights() {
+    let lb = balancer(LoadBalancer::RoundRobin, &[1, 5, 1, 1]);
+    let c = counts(&lb, &FakeEndpoints::new(4), 100_000, |_| None);
+    assert_eq!(c, vec![25_000; 4]);
+}
+
+#[test]
+fn random_shares_follow_the_weights() {
+    let lb = balancer(LoadBalancer::Random, &[1; 10]);
+    assert_shares(
+        &counts(&lb, &FakeEndpoints::new(10), 100_000, |_| None),
+        &[1; 10],
+    );
+    let weights = [3, 1, 6];
+    let lb = balancer(LoadBalancer::Random, &weights);
+    assert_shares(
+        &counts(&lb, &FakeEndpoints::new(3), 100_000, |_| None),
+        &weights,
+    );
+}
+
+#[test]
+fn every_balancer_skips_unhealthy_endpoints_and_spreads_their_share() {
+    for algorithm in ALL {
+        let lb = balancer(algorithm, &[1; 6]);
+        let mut eps = FakeEndpoints::new(6);
+        eps.healthy[2] = false;
+        let c = counts(&lb, &eps, 60_000, |p| {
+            Some(super::hash_key(&p.to_le_bytes()))
+        });
+        assert_eq!(c[2], 0, "{algorithm:?} sent to an unhealthy endpoint");
+        // No neighbour doubles up: everyone else stays near a fifth.
+        for (i, &n) in c.iter().enumerate().filter(|(i, _)| *i != 2) {
+            let share = n as f64 / 60_000.0;
+            assert!(
+                (share - 0.2).abs() < 0.04,
+                "{algorithm:?}: endpoint {i} got {share:.3}"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_balancer_skips_endpoints_whose_breaker_refuses() {
+    for algorithm in ALL {
+        let lb = balancer(algorithm, &[1; 4]);
+        let mut eps = FakeEndpoints::new(4);
+        eps.admits[0] = false;
+        eps.admits[3] = false;
+        let c = counts(&lb, &eps, 4_000, |p| {
+            Some(super::hash_key(&p.to_le_bytes()))
+        });
+        assert_eq!((c[0], c[3]), (0, 0), "{algorithm:?}");
+    }
+}
+
+#[test]
+fn a_retry_avoids_the_endpoint_that_just_failed() {
+    for algorithm in ALL {
+        let lb = balancer(algorithm, &[1; 3]);
+        let eps = FakeEndpoints::new(3);
+        let mut rng = seeded();
+        for p in 0..300u64 {
+            let key = Some(super::hash_key(&p.to_le_bytes()));
+            let first = lb.pick(&eps, None, key, &mut rng).unwrap();
+            let retry = lb.pick(&eps, Some(first), key, &mut rng).unwrap();
+            assert_ne!(first, retry, "{algorithm:?}");
+        }
+    }
+}
+
+#[test]
+fn the_avoided_endpoint_is_used_when_it_is_the_only_one_left() {
+    for algorithm in ALL {
+        let lb = balancer(algorithm, &[1; 3]);
+        let mut eps = FakeEndpoints::new(3);
+        eps.healthy = vec![false, true, false];
+        let mut rng = seeded();
+        assert_eq!(
+            lb.pick(&eps, Some(1), Some(7), &mut rng),
+            Ok(1),
+            "{algorithm:?}"
+        );
+    }
+}
+
+#[test]
+fn no_healthy_endpoint_and_all_refused_are_told_apart() {
+    for algorithm in ALL {
+        let lb = balancer(algorithm, &[1; 3]);
+        let mut eps = FakeEndpoints::new(3);
+        eps.admits = vec![false; 3];
+        let mut rng = seeded();
+        assert_eq!(
+            lb.pick(&eps, None, Some(1), &mut rng),
+            Err(PickError::AllRefused)
+        );
+        eps.healthy = vec![false; 3];
+        assert_eq!(
+            lb.pick(&eps, None, Some(1), &mut rng),
+            Err(PickError::NoHealthyEndpoint)
+        );
+        let empty = balancer(algorithm, &[]);
+        assert_eq!(
+            empty.pick(&FakeEndpoints::new(0), None, Some(1), &mut rng),
+            Err(PickError::NoHealthyEndpoint)
+        );
+    }
+}
+
+#[test]
+fn a_single_endpoint_cluster_always_gets_the_request() {
+    for algorithm in ALL {
+        let lb = balancer(algorithm, &[1]);
+        let eps = FakeEndpoints::new(1);
+        let mut rng = seeded();
+        assert_eq!(
+            lb.pick(&eps, Some(0), Some(9), &mut rng),
+            Ok(0),
+            "{algorithm:?}"
+        );
+    }
+}
