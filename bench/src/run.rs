@@ -61,6 +61,7 @@ pub fn run(options: &RunOptions) -> anyhow::Result<Report> {
     if let Some(r) = options.rounds {
         settings.rounds = r.max(1);
         settings.memory_rounds = r.max(1);
+        settings.failover_rounds = r.max(1);
     }
     let selected: Vec<Box<dyn Scenario>> = scenarios::all()
         .into_iter()

@@ -53,23 +53,27 @@ pub fn format_ratio(r: Option<f64>) -> String {
     }
 }
 
-/// The target columns: the four always, the baseline build when some row has it.
+/// The target columns: the four always, the optional meshwork variants (a baseline
+/// build, observability on) when some row has them.
 pub fn target_columns(rows: &[Row]) -> Vec<Target> {
     let mut targets = Target::ALL.to_vec();
-    if rows
-        .iter()
-        .any(|r| r.values.contains_key(&Target::MeshworkBase))
-    {
-        targets.push(Target::MeshworkBase);
+    for extra in [Target::MeshworkBase, Target::MeshworkObserved] {
+        if rows.iter().any(|r| r.values.contains_key(&extra)) {
+            targets.push(extra);
+        }
     }
     targets
 }
 
-/// The ratio columns for `targets`: [`RATIO_COLUMNS`], plus meshwork over its baseline.
+/// The ratio columns for `targets`: [`RATIO_COLUMNS`], plus meshwork over its baseline
+/// and observability on over off.
 pub fn ratio_columns(targets: &[Target]) -> Vec<(Target, Target)> {
     let mut columns = RATIO_COLUMNS.to_vec();
     if targets.contains(&Target::MeshworkBase) {
         columns.push((Target::Meshwork, Target::MeshworkBase));
+    }
+    if targets.contains(&Target::MeshworkObserved) {
+        columns.push((Target::MeshworkObserved, Target::Meshwork));
     }
     columns
 }
@@ -94,6 +98,7 @@ fn short(t: Target) -> &'static str {
         Target::Nginx => "nginx",
         Target::Haproxy => "hap",
         Target::MeshworkBase => "base",
+        Target::MeshworkObserved => "mw-obs",
     }
 }
 

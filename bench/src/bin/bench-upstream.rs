@@ -4,10 +4,15 @@
 //! thread. `GET /` answers 128 bytes; `GET /bytes/N` answers N bytes, streamed in 1 MiB
 //! chunks cut from one shared buffer, so even 100 MiB costs no allocation. It prints
 //! `listening ADDRESS` on stdout once it accepts connections.
+//!
+//! `--status CODE` answers every request with that status (a failing endpoint for the
+//! failover scenario). `GET /__bench/requests` answers how many other requests it has
+//! served, so the harness can see the load the proxies sent it.
 #![forbid(unsafe_code)]
 
 use std::convert::Infallible;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -56,6 +61,12 @@ impl Body for RepeatBody {
     }
 }
 
+/// Where the harness reads the request count.
+const COUNT_PATH: &str = "/__bench/requests";
+
+/// Requests served, not counting the count queries.
+static SERVED: AtomicU64 = AtomicU64::new(0);
+
 /// The body length a path asks for: `/bytes/N` -> N, anything else -> 128.
 fn body_length(path: &str) -> u64 {
     path.strip_prefix("/bytes/")
@@ -63,18 +74,28 @@ fn body_length(path: &str) -> u64 {
         .unwrap_or(SMALL_BODY_BYTES as u64)
 }
 
+/// The value after `flag` on the command line.
+fn arg(flag: &str) -> Option<String> {
+    std::env::args().skip_while(|a| a != flag).nth(1)
+}
+
 fn main() -> std::io::Result<()> {
-    let listen = std::env::args()
-        .skip_while(|a| a != "--listen")
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:0".to_owned());
+    let listen = arg("--listen").unwrap_or_else(|| "127.0.0.1:0".to_owned());
+    let status = match arg("--status").map(|s| http::StatusCode::from_bytes(s.as_bytes())) {
+        None => http::StatusCode::OK,
+        Some(Ok(status)) => status,
+        Some(Err(e)) => {
+            eprintln!("bench-upstream: --status: {e}");
+            std::process::exit(2);
+        }
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(serve(&listen))
+    runtime.block_on(serve(&listen, status))
 }
 
-async fn serve(listen: &str) -> std::io::Result<()> {
+async fn serve(listen: &str, status: http::StatusCode) -> std::io::Result<()> {
     let listener = TcpListener::bind(listen).await?;
     println!("listening {}", listener.local_addr()?);
     let chunk = Bytes::from(vec![b'x'; CHUNK_BYTES]);
@@ -92,11 +113,23 @@ async fn serve(listen: &str) -> std::io::Result<()> {
         let builder = builder.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req: Request<Incoming>| {
-                let body = RepeatBody {
-                    chunk: chunk.clone(),
-                    remaining: body_length(req.uri().path()),
+                let path = req.uri().path();
+                let rsp = if path == COUNT_PATH {
+                    let count = Bytes::from(SERVED.load(Ordering::Relaxed).to_string());
+                    Response::new(RepeatBody {
+                        remaining: count.len() as u64,
+                        chunk: count,
+                    })
+                } else {
+                    SERVED.fetch_add(1, Ordering::Relaxed);
+                    let mut rsp = Response::new(RepeatBody {
+                        chunk: chunk.clone(),
+                        remaining: body_length(path),
+                    });
+                    *rsp.status_mut() = status;
+                    rsp
                 };
-                async move { Ok::<_, Infallible>(Response::new(body)) }
+                async move { Ok::<_, Infallible>(rsp) }
             });
             let _ = builder
                 .serve_connection(TokioIo::new(stream), service)

@@ -6,11 +6,13 @@
 //! gives it running targets, the tools, and a way to run a load generator pinned to the
 //! load CPU.
 
+pub mod failover;
 pub mod h1_max;
 pub mod h1_rate;
 pub mod h2;
 pub mod large;
 pub mod memory;
+pub mod observability;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -45,6 +47,8 @@ pub fn all() -> Vec<Box<dyn Scenario>> {
         Box::new(h1_rate::H1Rate),
         Box::new(h2::H2),
         Box::new(large::Large),
+        Box::new(observability::Observability),
+        Box::new(failover::Failover),
         Box::new(memory::Memory),
     ]
 }
@@ -65,6 +69,10 @@ pub struct Settings {
     pub h2_connections: u32,
     pub h2_streams_per_connection: u32,
     pub large_secs: u32,
+    pub observability_secs: u32,
+    pub failover_secs: u32,
+    /// Rounds of the failover scenario (each restarts every proxy).
+    pub failover_rounds: usize,
     pub idle_connections: usize,
     /// Rounds of the memory scenario (its figures barely move between rounds).
     pub memory_rounds: usize,
@@ -77,12 +85,15 @@ impl Settings {
             warmup_secs: 1.0,
             connections: 50,
             h1_max_secs: 8,
-            h1_rate_secs: 10,
+            h1_rate_secs: 8,
             h1_rate_per_sec: 2_000,
             h2_secs: 6,
             h2_connections: 10,
             h2_streams_per_connection: 10,
             large_secs: 5,
+            observability_secs: 4,
+            failover_secs: 3,
+            failover_rounds: 3,
             idle_connections: 10_000,
             memory_rounds: 3,
         }
@@ -95,6 +106,9 @@ impl Settings {
             h1_rate_secs: 2,
             h2_secs: 1,
             large_secs: 1,
+            observability_secs: 1,
+            failover_secs: 1,
+            failover_rounds: 1,
             memory_rounds: 1,
             ..Self::full()
         }
@@ -262,7 +276,7 @@ mod tests {
         let full: Duration = all.iter().map(|s| s.estimate(&Settings::full())).sum();
         assert!(full < Duration::from_secs(9 * 60), "{full:?}");
         let quick: Duration = all.iter().map(|s| s.estimate(&Settings::quick())).sum();
-        assert!(quick < Duration::from_secs(110), "{quick:?}");
+        assert!(quick < Duration::from_secs(115), "{quick:?}");
     }
 
     #[test]

@@ -7,8 +7,31 @@ use super::ProxyPorts;
 
 /// The haproxy.cfg for one run; it is started with `-db` (foreground, one process).
 /// `maxconn` leaves room for the memory scenario's 10,000 idle client connections.
-pub fn config(dir: &Path, ports: &ProxyPorts, upstream: &str) -> String {
+///
+/// With `failover`, in front of several endpoints of which one may fail: up to 3 tries
+/// on a 5xx or connection failure, each retry on another server (`retry-on`, `option
+/// redispatch 1`), and a server marked down after 5 consecutive errors seen in traffic
+/// (`observe layer7`), back after 10 s of passing TCP checks — meshwork's failover config.
+pub fn config(dir: &Path, ports: &ProxyPorts, endpoints: &[String], failover: bool) -> String {
     let dir = dir.display();
+    let mut backend = String::new();
+    if failover {
+        backend.push_str(
+            "    balance roundrobin
+    retries 2
+    retry-on conn-failure empty-response response-timeout 500 502 503 504
+    option redispatch 1
+",
+        );
+    }
+    for (i, endpoint) in endpoints.iter().enumerate() {
+        let checks = if failover {
+            " check inter 10s fastinter 10s downinter 10s rise 1 observe layer7 error-limit 5 on-error mark-down"
+        } else {
+            ""
+        };
+        backend.push_str(&format!("    server upstream{i} {endpoint}{checks}\n"));
+    }
     format!(
         "global
     nbthread 1
@@ -34,8 +57,7 @@ frontend bench
     default_backend upstream
 
 backend upstream
-    server upstream {upstream}
-",
+{backend}",
         http = ports.http,
         h2 = ports.h2,
     )
@@ -55,14 +77,15 @@ mod tests {
         let c = config(
             Path::new("/tmp/x"),
             &ProxyPorts { http: 1, h2: 2 },
-            "127.0.0.1:3",
+            &["127.0.0.1:3".to_owned()],
+            false,
         );
         for needle in [
             "nbthread 1",
             "http-reuse always",
             "bind 127.0.0.1:1 ",
             "bind 127.0.0.1:2 proto h2",
-            "server upstream 127.0.0.1:3",
+            "server upstream0 127.0.0.1:3",
         ] {
             assert!(c.contains(needle), "missing {needle:?} in\n{c}");
         }

@@ -1,16 +1,68 @@
 //! meshwork under test: `worker_threads: 1`, one listener (HTTP/1.1 and h2c are detected
 //! per connection, so both scenarios use the same port), one cluster.
 
+use std::path::Path;
+
 use super::ProxyPorts;
 
 /// The YAML config for one run. The listener's `max_connections` is raised to match the
 /// peers' connection limits (nginx `worker_connections`, HAProxy `maxconn`).
 pub fn config(admin_port: u16, ports: &ProxyPorts, upstream: &str) -> String {
+    render(
+        admin_port,
+        ports,
+        "",
+        &format!("  - {{ name: upstream, endpoints: [{upstream}], protocol: http1 }}\n"),
+        "",
+    )
+}
+
+/// [`config`] with every request traced (sampling 1.0, batched OTLP/HTTP export to the
+/// bench upstream, which answers any POST with 200 like a collector) and written to a
+/// JSON access log file in `dir`: what a user turning everything on pays.
+pub fn observed_config(admin_port: u16, ports: &ProxyPorts, upstream: &str, dir: &Path) -> String {
+    let observability = format!(
+        "tracing:
+  sampling: 1.0
+  otlp: {{ endpoint: http://{upstream}/v1/traces }}
+  service_name: meshwork-bench
+access_log:
+  format: json
+  path: {}
+",
+        dir.join("access.log").display()
+    );
+    render(
+        admin_port,
+        ports,
+        &observability,
+        &format!("  - {{ name: upstream, endpoints: [{upstream}], protocol: http1 }}\n"),
+        "",
+    )
+}
+
+/// In front of several endpoints of which one may fail: up to 3 tries on a 5xx, connect
+/// failure or reset (the default retry budget), and a breaker ejecting an endpoint after
+/// 5 consecutive failures for 10 s (at most half of the endpoints).
+pub fn failover_config(admin_port: u16, ports: &ProxyPorts, endpoints: &[String]) -> String {
+    let cluster = format!(
+        "  - name: upstream
+    endpoints: [{}]
+    protocol: http1
+    circuit_breaker: {{ consecutive_failures: 5, open_duration: 10s, max_ejected_percent: 50 }}
+",
+        endpoints.join(", ")
+    );
+    let route = "      retry: { attempts: 3, on: [5xx, connect-failure, reset], backoff: { base: 1ms, max: 10ms } }\n";
+    render(admin_port, ports, "", &cluster, route)
+}
+
+fn render(admin_port: u16, ports: &ProxyPorts, top: &str, clusters: &str, route: &str) -> String {
     format!(
         "version: 1
 runtime: {{ worker_threads: 1 }}
 admin: {{ address: 127.0.0.1:{admin_port} }}
-listeners:
+{top}listeners:
   - name: bench
     address: 127.0.0.1:{http}
     protocol: http
@@ -20,9 +72,8 @@ route_tables:
   bench:
     - name: all
       backends: [{{ cluster: upstream }}]
-clusters:
-  - {{ name: upstream, endpoints: [{upstream}], protocol: http1 }}
-",
+{route}clusters:
+{clusters}",
         http = ports.http,
     )
 }
@@ -38,5 +89,23 @@ mod tests {
         assert!(c.contains("address: 127.0.0.1:9"), "{c}");
         assert!(c.contains("address: 127.0.0.1:1\n"), "{c}");
         assert!(c.contains("endpoints: [127.0.0.1:3]"), "{c}");
+    }
+
+    #[test]
+    fn every_config_is_valid() {
+        let ports = ProxyPorts { http: 1, h2: 1 };
+        let endpoints = ["127.0.0.1:3".to_owned(), "127.0.0.1:4".to_owned()];
+        for (name, yaml) in [
+            ("plain", config(9, &ports, "127.0.0.1:3")),
+            (
+                "observed",
+                observed_config(9, &ports, "127.0.0.1:3", Path::new("/tmp/x")),
+            ),
+            ("failover", failover_config(9, &ports, &endpoints)),
+        ] {
+            let loaded =
+                meshwork_config::load_str("bench.yaml", &yaml, Path::new("/tmp"), &|_| None);
+            assert!(loaded.is_ok(), "{name}: {loaded:?}\n{yaml}");
+        }
     }
 }

@@ -32,6 +32,9 @@ pub enum Target {
     /// A second meshwork build (`--baseline PATH`), to measure a change before and after
     /// in the same run.
     MeshworkBase,
+    /// meshwork with every request traced (sampling 1.0, exported over OTLP) and logged
+    /// (JSON access log to a file): the cost of observability, next to `Meshwork`.
+    MeshworkObserved,
 }
 
 impl Target {
@@ -50,6 +53,7 @@ impl Target {
             Target::Nginx => "nginx",
             Target::Haproxy => "haproxy",
             Target::MeshworkBase => "meshwork-base",
+            Target::MeshworkObserved => "meshwork-observed",
         }
     }
 }
@@ -125,6 +129,16 @@ impl Running {
     }
 }
 
+/// What a proxy forwards to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// The bench upstream alone.
+    Single,
+    /// Several endpoints, with the retries and passive ejection a user would configure
+    /// in front of a flaky one (the failover scenario); each proxy's own equivalent.
+    Failover(Vec<String>),
+}
+
 /// Starts `target` in front of the upstream and waits until it is ready.
 ///
 /// # Errors
@@ -133,12 +147,31 @@ pub fn start(target: Target, env: &Env, upstream_port: u16, tag: &str) -> anyhow
     if target == Target::Direct {
         return Ok(Running::direct(upstream_port));
     }
+    start_with(target, env, &Backend::Single, tag)
+}
+
+/// Starts proxy `target` in front of `backend` and waits until it is ready.
+///
+/// # Errors
+/// When the proxy cannot be configured, started, or does not become ready in time.
+pub fn start_with(
+    target: Target,
+    env: &Env,
+    backend: &Backend,
+    tag: &str,
+) -> anyhow::Result<Running> {
+    let single = [env.upstream.clone()];
+    let endpoints: &[String] = match backend {
+        Backend::Single => &single,
+        Backend::Failover(endpoints) => endpoints,
+    };
+    let failover = matches!(backend, Backend::Failover(_));
     let dir = env.dir.join(format!("{}-{tag}", target.name()));
     std::fs::create_dir_all(&dir)?;
     let http = free_port()?;
     let (proc, ports, ready) = match target {
-        Target::Direct => unreachable!("handled above"),
-        Target::Meshwork | Target::MeshworkBase => {
+        Target::Direct => bail!("the direct run starts no proxy"),
+        Target::Meshwork | Target::MeshworkBase | Target::MeshworkObserved => {
             let binary = match target {
                 Target::MeshworkBase => env
                     .meshwork_base
@@ -149,7 +182,14 @@ pub fn start(target: Target, env: &Env, upstream_port: u16, tag: &str) -> anyhow
             let ports = ProxyPorts { http, h2: http };
             let admin = free_port()?;
             let file = dir.join("meshwork.yaml");
-            std::fs::write(&file, meshwork::config(admin, &ports, &env.upstream))?;
+            let config = match target {
+                Target::MeshworkObserved => {
+                    meshwork::observed_config(admin, &ports, &env.upstream, &dir)
+                }
+                _ if failover => meshwork::failover_config(admin, &ports, endpoints),
+                _ => meshwork::config(admin, &ports, &env.upstream),
+            };
+            std::fs::write(&file, config)?;
             let args = [
                 "--log-level",
                 "warn",
@@ -172,7 +212,7 @@ pub fn start(target: Target, env: &Env, upstream_port: u16, tag: &str) -> anyhow
                 std::fs::create_dir_all(dir.join(sub))?;
             }
             let file = dir.join("nginx.conf");
-            std::fs::write(&file, nginx::config(&dir, &ports, &env.upstream))?;
+            std::fs::write(&file, nginx::config(&dir, &ports, endpoints, failover))?;
             let proc = Proc::spawn(
                 "nginx",
                 Cpu::Proxy,
@@ -188,7 +228,7 @@ pub fn start(target: Target, env: &Env, upstream_port: u16, tag: &str) -> anyhow
                 h2: free_port()?,
             };
             let file = dir.join("haproxy.cfg");
-            std::fs::write(&file, haproxy::config(&dir, &ports, &env.upstream))?;
+            std::fs::write(&file, haproxy::config(&dir, &ports, endpoints, failover))?;
             let proc = Proc::spawn(
                 "haproxy",
                 Cpu::Proxy,

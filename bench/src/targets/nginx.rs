@@ -16,14 +16,36 @@ pub const UPSTREAM_KEEPALIVE: u32 = 128;
 /// (large responses stream through memory buffers instead of being spooled to disk).
 /// HTTP/2 gets its own port: nginx 1.22's `listen ... http2` without TLS speaks only h2c
 /// with prior knowledge.
-pub fn config(dir: &Path, ports: &ProxyPorts, upstream: &str) -> String {
+///
+/// With `failover`, in front of several endpoints of which one may fail: up to 3 tries on
+/// an error, timeout or 5xx (`proxy_next_upstream`), and a server taken out for 10 s after
+/// 5 failures (`max_fails`, nginx's passive ejection) — meshwork's failover config.
+pub fn config(dir: &Path, ports: &ProxyPorts, endpoints: &[String], failover: bool) -> String {
     let dir = dir.display();
-    let location = "location / {
+    let (servers, retries) = if failover {
+        let servers: String = endpoints
+            .iter()
+            .map(|e| format!("server {e} max_fails=5 fail_timeout=10s;\n        "))
+            .collect();
+        let retries = "proxy_next_upstream error timeout http_500 http_502 http_503 http_504;
+            proxy_next_upstream_tries 3;";
+        (servers, retries)
+    } else {
+        let servers: String = endpoints
+            .iter()
+            .map(|e| format!("server {e};\n        "))
+            .collect();
+        (servers, "")
+    };
+    let location = format!(
+        "location / {{
             proxy_pass http://upstream;
             proxy_http_version 1.1;
             proxy_set_header Connection \"\";
             proxy_max_temp_file_size 0;
-        }";
+            {retries}
+        }}"
+    );
     format!(
         "daemon off;
 worker_processes 1;
@@ -46,8 +68,7 @@ http {{
     keepalive_requests 100000000;
 
     upstream upstream {{
-        server {upstream};
-        keepalive {UPSTREAM_KEEPALIVE};
+        {servers}keepalive {UPSTREAM_KEEPALIVE};
         keepalive_requests 100000000;
         keepalive_timeout 300s;
     }}
@@ -89,7 +110,8 @@ mod tests {
         let c = config(
             Path::new("/tmp/x"),
             &ProxyPorts { http: 1, h2: 2 },
-            "127.0.0.1:3",
+            &["127.0.0.1:3".to_owned()],
+            false,
         );
         for needle in [
             "daemon off;",
@@ -100,6 +122,25 @@ mod tests {
             "listen 127.0.0.1:1 ",
             "listen 127.0.0.1:2 http2",
             "pid /tmp/x/nginx.pid;",
+        ] {
+            assert!(c.contains(needle), "missing {needle:?} in\n{c}");
+        }
+    }
+
+    #[test]
+    fn failover_config_retries_and_ejects_like_meshworks() {
+        let endpoints = ["127.0.0.1:3".to_owned(), "127.0.0.1:4".to_owned()];
+        let c = config(
+            Path::new("/tmp/x"),
+            &ProxyPorts { http: 1, h2: 2 },
+            &endpoints,
+            true,
+        );
+        for needle in [
+            "server 127.0.0.1:3 max_fails=5 fail_timeout=10s;",
+            "server 127.0.0.1:4 max_fails=5 fail_timeout=10s;",
+            "proxy_next_upstream_tries 3;",
+            "http_503",
         ] {
             assert!(c.contains(needle), "missing {needle:?} in\n{c}");
         }

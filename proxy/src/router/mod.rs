@@ -1,5 +1,6 @@
 //! Route tables compiled for lookup: first match wins, as written, but a request only
-//! checks the routes that could match its host (an index built once per snapshot).
+//! checks the routes that could match its host and the first segment of its path (an
+//! index built once per snapshot).
 
 pub mod matcher;
 pub mod request;
@@ -7,7 +8,7 @@ pub mod request;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use meshwork_config::model::{self, HostMatch, RouteAction};
+use meshwork_config::model::{self, HostMatch, PathMatch, RouteAction};
 
 use crate::cluster::ClusterRuntime;
 pub use matcher::Mismatch;
@@ -38,14 +39,91 @@ impl RouteEntry {
 /// Route indices, ascending (so merging lists keeps the order routes were written in).
 type Indices = Vec<u32>;
 
+/// The routes of one host bucket, split by the first segment of the path they need.
+///
+/// A route whose path condition fixes the request's first path segment (an exact path,
+/// or a prefix that includes the segment's closing `/`, like `/api/`) can only match
+/// requests with that segment; every other route (no path condition, a regex, a prefix
+/// ending inside the first segment like `/ap` or `/`) is in `any_segment`.
+#[derive(Debug, Default)]
+struct PathIndex {
+    by_segment: HashMap<Box<str>, Indices>,
+    any_segment: Indices,
+}
+
+impl PathIndex {
+    fn push(&mut self, i: u32, path: Option<&PathMatch>) {
+        let list = match path.and_then(fixed_first_segment) {
+            Some(segment) => self.by_segment.entry(segment.into()).or_default(),
+            None => &mut self.any_segment,
+        };
+        if list.last() != Some(&i) {
+            list.push(i);
+        }
+    }
+
+    /// The (up to two) sorted lists of routes that could match a path with `segment`.
+    fn candidates<'a>(&'a self, segment: &str, out: &mut Lists<'a>) {
+        if !self.any_segment.is_empty() {
+            out.push(&self.any_segment);
+        }
+        if let Some(l) = self.by_segment.get(segment) {
+            out.push(l);
+        }
+    }
+}
+
+/// The candidate lists of one lookup, on the stack: two per host bucket (any host, the
+/// exact host, up to [`MAX_WILDCARD_LEVELS`] wildcard suffixes).
+struct Lists<'a> {
+    items: [&'a [u32]; 2 * (2 + MAX_WILDCARD_LEVELS)],
+    len: usize,
+}
+
+/// Wildcard suffixes looked up per request at most (deeper names are rare).
+const MAX_WILDCARD_LEVELS: usize = 6;
+
+impl<'a> Lists<'a> {
+    fn new() -> Self {
+        Self {
+            items: [&[]; 2 * (2 + MAX_WILDCARD_LEVELS)],
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, list: &'a [u32]) {
+        self.items[self.len] = list;
+        self.len += 1;
+    }
+}
+
+/// The first segment every path matching `path` has, when the condition fixes it.
+fn fixed_first_segment(path: &PathMatch) -> Option<&str> {
+    match path {
+        PathMatch::Exact(p) => Some(first_segment(p)),
+        PathMatch::Prefix(p) => {
+            let rest = p.strip_prefix('/')?;
+            // `/api/...`: the segment is closed; `/api` could also be `/apis`.
+            rest.find('/').map(|end| &rest[..end])
+        }
+        PathMatch::Regex(_) => None,
+    }
+}
+
+/// `/api/v1/x` -> `api`; `/` -> ``; `/api` -> `api`.
+fn first_segment(path: &str) -> &str {
+    let rest = path.strip_prefix('/').unwrap_or(path);
+    rest.split('/').next().unwrap_or("")
+}
+
 #[derive(Debug)]
 pub struct RouteTable {
     pub name: Arc<str>,
     pub routes: Vec<Arc<RouteEntry>>,
-    exact_hosts: HashMap<String, Indices>,
+    exact_hosts: HashMap<String, PathIndex>,
     /// Keyed by suffix with its leading dot (`.example.com`).
-    wildcard_hosts: HashMap<String, Indices>,
-    any_host: Indices,
+    wildcard_hosts: HashMap<String, PathIndex>,
+    any_host: PathIndex,
 }
 
 impl RouteTable {
@@ -57,9 +135,9 @@ impl RouteTable {
     ) -> Self {
         let name: Arc<str> = table.name.as_str().into();
         let mut routes = Vec::with_capacity(table.routes.len());
-        let mut exact_hosts: HashMap<String, Indices> = HashMap::new();
-        let mut wildcard_hosts: HashMap<String, Indices> = HashMap::new();
-        let mut any_host = Vec::new();
+        let mut exact_hosts: HashMap<String, PathIndex> = HashMap::new();
+        let mut wildcard_hosts: HashMap<String, PathIndex> = HashMap::new();
+        let mut any_host = PathIndex::default();
         for (i, route) in table.routes.iter().enumerate() {
             let i = i as u32;
             let backends: Vec<(Arc<ClusterRuntime>, u32)> = match &route.action {
@@ -70,17 +148,16 @@ impl RouteTable {
                 _ => Vec::new(),
             };
             let total_weight = backends.iter().map(|(_, w)| u64::from(*w)).sum();
+            let path = route.matcher.path.as_ref();
             if route.matcher.hosts.is_empty() {
-                any_host.push(i);
+                any_host.push(i, path);
             }
             for host in &route.matcher.hosts {
-                let list = match host {
+                let index = match host {
                     HostMatch::Exact(h) => exact_hosts.entry(h.clone()).or_default(),
                     HostMatch::Wildcard(s) => wildcard_hosts.entry(s.clone()).or_default(),
                 };
-                if list.last() != Some(&i) {
-                    list.push(i);
-                }
+                index.push(i, path);
             }
             routes.push(Arc::new(RouteEntry {
                 table: name.clone(),
@@ -111,7 +188,7 @@ impl RouteTable {
     /// The first route matching the request.
     pub fn find(&self, req: &RouteRequest<'_>) -> Option<&Arc<RouteEntry>> {
         let mut found = None;
-        self.for_each_candidate(&req.host, |i| {
+        self.for_each_candidate(&req.host, req.path, |i| {
             let route = &self.routes[i as usize];
             if matcher::check(&route.config.matcher, req).is_ok() {
                 found = Some(route);
@@ -134,30 +211,24 @@ impl RouteTable {
             .collect()
     }
 
-    /// Calls `visit` with the indices of routes that could match `host`, in ascending
-    /// order, until it returns true.
-    fn for_each_candidate(&self, host: &str, mut visit: impl FnMut(u32) -> bool) {
-        let mut lists: [&[u32]; 8] = [&[]; 8];
-        let mut n = 0;
-        lists[n] = &self.any_host;
-        n += 1;
-        if let Some(l) = self.exact_hosts.get(host) {
-            lists[n] = l;
-            n += 1;
+    /// Calls `visit` with the indices of routes that could match `host` and `path`, in
+    /// ascending order, until it returns true.
+    fn for_each_candidate(&self, host: &str, path: &str, mut visit: impl FnMut(u32) -> bool) {
+        let segment = first_segment(path);
+        let mut lists = Lists::new();
+        self.any_host.candidates(segment, &mut lists);
+        if let Some(index) = self.exact_hosts.get(host) {
+            index.candidates(segment, &mut lists);
         }
         if !self.wildcard_hosts.is_empty() {
             // Every proper suffix starting at a dot: a.b.example.com -> .b.example.com, ...
-            for (pos, _) in host.match_indices('.') {
-                if n == lists.len() {
-                    break;
-                }
-                if let Some(l) = self.wildcard_hosts.get(&host[pos..]) {
-                    lists[n] = l;
-                    n += 1;
+            for (pos, _) in host.match_indices('.').take(MAX_WILDCARD_LEVELS) {
+                if let Some(index) = self.wildcard_hosts.get(&host[pos..]) {
+                    index.candidates(segment, &mut lists);
                 }
             }
         }
-        let lists = &mut lists[..n];
+        let lists = &mut lists.items[..lists.len];
         // k-way merge of short sorted lists; k is tiny, so a linear scan for the minimum.
         loop {
             let mut min: Option<(usize, u32)> = None;

@@ -282,3 +282,92 @@ fn explain_names_the_failing_condition() {
         "method POST is not one of [GET]"
     );
 }
+
+/// The index only skips routes that cannot match: over a table mixing every kind of host
+/// and path condition, the indexed lookup picks what a linear first-match scan picks.
+#[test]
+fn the_host_and_path_index_agrees_with_a_linear_scan() {
+    let paths = [
+        None,
+        Some(PathMatch::Prefix("/".into())),
+        Some(PathMatch::Prefix("/api/".into())),
+        Some(PathMatch::Prefix("/api".into())),
+        Some(PathMatch::Prefix("/api/v1/".into())),
+        Some(PathMatch::Prefix("/ap".into())),
+        Some(PathMatch::Prefix("/static/img/".into())),
+        Some(PathMatch::Exact("/api".into())),
+        Some(PathMatch::Exact("/api/v1/users".into())),
+        Some(PathMatch::Exact("/".into())),
+        Some(PathMatch::Regex(pattern("^/api/v[0-9]+/"))),
+    ];
+    let host_sets: [&[&str]; 4] = [&[], &["a.com"], &["*.a.com"], &["b.com", "*.com"]];
+    // Every rotation of the path list, so each kind of route is first in some table.
+    for rotation in 0..paths.len() {
+        let mut paths = paths.clone();
+        paths.rotate_left(rotation);
+        let t = mixed_table(&paths, &host_sets);
+        check_against_linear_scan(&t);
+    }
+}
+
+/// Every combination of `paths` and `hosts`, in an order that interleaves them, and once
+/// more with a method condition so that earlier candidates fail on something else.
+fn mixed_table(paths: &[Option<PathMatch>], host_sets: &[&[&str]]) -> RouteTable {
+    let mut routes = Vec::new();
+    for method in [Some("POST"), None] {
+        for (pi, path) in paths.iter().enumerate() {
+            for (hi, hosts_list) in host_sets.iter().enumerate() {
+                routes.push(route(
+                    &format!("r{}-{pi}-{hi}", routes.len()),
+                    RouteMatch {
+                        hosts: hosts(hosts_list),
+                        path: path.clone(),
+                        methods: method.map(|m| vec![m.to_owned()]).unwrap_or_default(),
+                        ..Default::default()
+                    },
+                ));
+            }
+        }
+    }
+    table(routes)
+}
+
+fn check_against_linear_scan(t: &RouteTable) {
+    let urls = [
+        "/",
+        "/api",
+        "/api/",
+        "/apis",
+        "/api/v1/users",
+        "/api/v2/x",
+        "/ap",
+        "/static/img/a.png",
+        "/static",
+        "/other/x",
+        "*",
+    ];
+    for host in ["a.com", "x.a.com", "b.com", "c.com", "d.org", ""] {
+        for path in urls {
+            for method in ["GET", "POST"] {
+                let m = Method::from_bytes(method.as_bytes()).unwrap();
+                let uri: Uri = if path == "*" {
+                    "*".parse().unwrap()
+                } else {
+                    path.parse().unwrap()
+                };
+                let mut headers = HeaderMap::new();
+                if !host.is_empty() {
+                    headers.insert("host", HeaderValue::from_str(host).unwrap());
+                }
+                let req = RouteRequest::new(&m, &uri, &headers);
+                let linear = t
+                    .explain(&req)
+                    .into_iter()
+                    .find(|(_, verdict)| verdict.is_ok())
+                    .map(|(r, _)| r.name().to_owned());
+                let indexed = t.find(&req).map(|r| r.name().to_owned());
+                assert_eq!(indexed, linear, "{method} {host}{path}");
+            }
+        }
+    }
+}
