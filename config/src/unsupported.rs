@@ -33,7 +33,6 @@ pub(crate) const NOT_SUPPORTED_YET: &[NotYet] = &[
     NotYet { field: "control_plane",                      when: When::Present,              issue: 8 },
     NotYet { field: "control_plane.tls",                  when: When::Present,              issue: 7 },
     NotYet { field: "listeners[].tls",                    when: When::Present,              issue: 7 },
-    NotYet { field: "route_tables.*[].mirror",            when: When::Present,              issue: 6 },
     NotYet { field: "clusters[].tls",                     when: When::Present,              issue: 7 },
     NotYet { field: "clusters[].protocol",                when: When::Is("auto"),           issue: 7 },
     NotYet { field: "identity",                           when: When::Present,              issue: 7 },

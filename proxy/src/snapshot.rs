@@ -77,6 +77,16 @@ impl HttpListenerPlan {
             .inc();
     }
 
+    /// Counts a copy of a request for the route's mirror `cluster`, by `outcome`
+    /// (`answered`, `failed`, `skipped`).
+    pub fn mirrored(&self, route: &str, cluster: &str, outcome: &str) {
+        self.metrics
+            .http
+            .mirror_requests_total
+            .with_label_values(&[self.name.as_str(), route, cluster, outcome])
+            .inc();
+    }
+
     /// The metric handles for a request that took `route` to `cluster` (either may be
     /// absent: no route matched, or the route answered itself).
     pub fn request_handles(

@@ -37,7 +37,7 @@ pub(crate) struct RawRoute {
     pub response_headers: Field<RawHeaderEdits>,
     /// Local token-bucket rate limit (429 when empty). Not supported yet (issue #5).
     pub rate_limit: Field<RawRateLimit>,
-    /// Fire-and-forget copy of requests to another cluster. Not supported yet (issue #6).
+    /// Fire-and-forget copy of a share of the requests to another cluster.
     pub mirror: Field<RawMirror>,
 }
 

@@ -8,6 +8,8 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
+use super::tee::BodyTee;
+
 pin_project_lite::pin_project! {
     /// Streams without buffering: frames (data and trailers) pass through as they come.
     #[project = ResponseBodyProj]
@@ -80,6 +82,8 @@ pin_project_lite::pin_project! {
             #[pin]
             inner: Incoming,
             record: Option<std::sync::Arc<crate::observe::RequestRecord>>,
+            // A route `mirror`'s copy of the body, taken as frames go by.
+            tee: Option<Box<BodyTee>>,
         },
         /// A whole body held for replay (cheap to clone).
         Replay {
@@ -92,6 +96,8 @@ pin_project_lite::pin_project! {
             #[pin]
             rest: Incoming,
             record: Option<std::sync::Arc<crate::observe::RequestRecord>>,
+            // Saw the prefix already; copies the rest.
+            tee: Option<Box<BodyTee>>,
         },
     }
 }
@@ -101,7 +107,23 @@ impl RequestBody {
         inner: Incoming,
         record: Option<std::sync::Arc<crate::observe::RequestRecord>>,
     ) -> Self {
-        RequestBody::Streaming { inner, record }
+        RequestBody::Streaming {
+            inner,
+            record,
+            tee: None,
+        }
+    }
+
+    /// Copies the body for a mirror as it streams. `false` (and the tee dropped) when
+    /// the body is already whole (a replay buffer), where there is nothing to watch.
+    pub fn tee(&mut self, tee: BodyTee) -> bool {
+        match self {
+            RequestBody::Streaming { tee: slot, .. } | RequestBody::Prefixed { tee: slot, .. } => {
+                *slot = Some(Box::new(tee));
+                true
+            }
+            RequestBody::Replay { .. } => false,
+        }
     }
 
     pub fn replay(data: Bytes, trailers: Option<http::HeaderMap>) -> Self {
@@ -112,14 +134,37 @@ impl RequestBody {
     }
 }
 
-fn count(
+/// Counts a frame read from the client and hands it to the mirror's tee, if any.
+fn observe(
     record: &Option<std::sync::Arc<crate::observe::RequestRecord>>,
+    tee: &mut Option<Box<BodyTee>>,
     frame: &Poll<Option<Result<Frame<Bytes>, hyper::Error>>>,
+    ended: bool,
 ) {
-    if let (Poll::Ready(Some(Ok(f))), Some(record)) = (frame, record) {
-        if let Some(data) = f.data_ref() {
-            record.add_request_bytes(data.len());
+    match frame {
+        Poll::Ready(Some(Ok(f))) => {
+            if let (Some(data), Some(record)) = (f.data_ref(), record) {
+                record.add_request_bytes(data.len());
+            }
+            if let Some(tee) = tee {
+                tee.frame(f);
+                // hyper stops polling a body that says it is at its end.
+                if ended {
+                    tee.end();
+                }
+            }
         }
+        Poll::Ready(None) => {
+            if let Some(tee) = tee {
+                tee.end();
+            }
+        }
+        Poll::Ready(Some(Err(_))) => {
+            if let Some(tee) = tee {
+                tee.abandon();
+            }
+        }
+        Poll::Pending => {}
     }
 }
 
@@ -132,9 +177,13 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.project() {
-            RequestBodyProj::Streaming { inner, record } => {
-                let frame = inner.poll_frame(cx);
-                count(record, &frame);
+            RequestBodyProj::Streaming {
+                mut inner,
+                record,
+                tee,
+            } => {
+                let frame = inner.as_mut().poll_frame(cx);
+                observe(record, tee, &frame, inner.is_end_stream());
                 frame
             }
             RequestBodyProj::Replay { data, trailers } => Poll::Ready(match data.take() {
@@ -143,14 +192,15 @@ impl Body for RequestBody {
             }),
             RequestBodyProj::Prefixed {
                 prefix,
-                rest,
+                mut rest,
                 record,
+                tee,
             } => {
                 if let Some(p) = prefix.take() {
                     return Poll::Ready(Some(Ok(Frame::data(p))));
                 }
-                let frame = rest.poll_frame(cx);
-                count(record, &frame);
+                let frame = rest.as_mut().poll_frame(cx);
+                observe(record, tee, &frame, rest.is_end_stream());
                 frame
             }
         }

@@ -4,6 +4,7 @@ pub mod body;
 pub mod error;
 pub mod headers;
 pub mod response;
+pub mod tee;
 
 pub use body::{RequestBody, ResponseBody};
 pub use error::{ERROR_HEADER, ProxyError};

@@ -33,7 +33,8 @@ pub struct FaultInjection<S> {
 
 type BoxFuture = Pin<Box<dyn Future<Output = Result<ProxyResponse, ProxyError>> + Send>>;
 
-fn roll(percent: f64) -> bool {
+/// Whether this request falls in `percent` (0 to 100) of requests.
+pub(crate) fn roll(percent: f64) -> bool {
     percent >= 100.0 || (percent > 0.0 && rand::rng().random::<f64>() * 100.0 < percent)
 }
 

@@ -5,6 +5,7 @@ pub mod balance;
 pub mod endpoint;
 pub mod fault;
 pub mod forward;
+pub mod mirror;
 pub mod observe;
 pub mod rate_limit;
 pub mod rescue;
@@ -84,6 +85,9 @@ pub fn http_stack() -> observe::Observe<
         .layer(timeout::TimeoutLayer)
         // Path/host rewrites and request/response header edits.
         .layer(rewrite::RewriteLayer)
+        // A fire-and-forget copy of a share of the route's requests to its mirror
+        // cluster, once per request (not per retry), as rewritten.
+        .layer(mirror::MirrorLayer)
         // Retries with backoff and budget; each attempt goes through split and balance.
         .layer(retry::RetryLayer)
         // Weighted choice of the backend cluster.

@@ -136,10 +136,11 @@ async fn buffer(
                 if data.len() as u64 > max {
                     let prefix = Some(data.freeze());
                     return Ok(Err(match body {
-                        RequestBody::Streaming { inner, record } => RequestBody::Prefixed {
+                        RequestBody::Streaming { inner, record, tee } => RequestBody::Prefixed {
                             prefix,
                             rest: inner,
                             record,
+                            tee,
                         },
                         other => other,
                     }));

@@ -44,6 +44,7 @@ pub struct HttpMetrics {
     pub response_body_bytes_total: IntCounterVec,
     pub local_responses_total: IntCounterVec,
     pub faults_injected_total: IntCounterVec,
+    pub mirror_requests_total: IntCounterVec,
     pub retries_total: IntCounterVec,
     pub retry_budget_exhausted_total: IntCounterVec,
 }
@@ -161,6 +162,11 @@ impl Metrics {
                     "http_faults_injected_total",
                     "Faults injected by route fault policies, by kind (delay, abort).",
                     &["listener", "route", "kind"],
+                ),
+                mirror_requests_total: counter_vec(
+                    "http_mirror_requests_total",
+                    "Copies of requests for route mirror clusters, by outcome (answered, failed, skipped).",
+                    &["listener", "route", "cluster", "outcome"],
                 ),
                 requests_total: counter_vec(
                     "http_requests_total",
@@ -306,6 +312,7 @@ impl Metrics {
         self.register(h.response_body_bytes_total.clone());
         self.register(h.local_responses_total.clone());
         self.register(h.faults_injected_total.clone());
+        self.register(h.mirror_requests_total.clone());
         self.register(h.retries_total.clone());
         self.register(h.retry_budget_exhausted_total.clone());
         let u = &self.upstream;

@@ -28,6 +28,8 @@ pub struct RouteEntry {
     pub rate_limit: Option<crate::policy::token_bucket::TokenBucket>,
     /// The route's retry budget (starts empty with each new snapshot).
     pub retry_budget: Option<crate::policy::retry_budget::RetryBudget>,
+    /// The cluster receiving copies of a share of this route's requests, resolved.
+    pub mirror: Option<Arc<ClusterRuntime>>,
 }
 
 impl RouteEntry {
@@ -171,6 +173,10 @@ impl RouteTable {
                         r.budget.min_per_second,
                     )
                 }),
+                mirror: route
+                    .mirror
+                    .as_ref()
+                    .and_then(|m| clusters.get(&m.cluster).cloned()),
                 rate_limit: route.rate_limit.map(|r| {
                     crate::policy::token_bucket::TokenBucket::new(r.requests_per_second, r.burst)
                 }),
