@@ -1,0 +1,192 @@
+//! Running the control plane: first reading, watching the directory, the servers.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use meshwork_config::resource::Kind;
+use notify::Watcher;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::ControlPlane;
+use crate::catalog::{Catalog, Reader};
+use crate::dns::Resolver;
+use crate::metrics::Metrics;
+use crate::nodes::Nodes;
+
+/// Editors and ConfigMap updates write in several steps; wait for them to settle.
+const SETTLE_DELAY: Duration = Duration::from_millis(100);
+
+/// How the control plane was asked to run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub config_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub admin: Option<SocketAddr>,
+    /// Where to write the bound addresses (`listen ADDR` and `admin ADDR` lines), for
+    /// scripts and tests that ask for port 0.
+    pub address_file: Option<PathBuf>,
+}
+
+/// Reads the directory, starts the servers and serves until SIGTERM/SIGINT.
+///
+/// # Errors
+/// A directory that cannot be read, addresses that cannot be bound.
+pub async fn run(options: Options) -> anyhow::Result<()> {
+    let metrics = Metrics::new();
+    let dns_changed = Arc::new(Notify::new());
+    let mut resolver = Resolver::new(dns_changed.clone(), metrics.clone());
+    let mut reader = Reader::new(options.config_dir.clone());
+    let first = reader
+        .read(&resolver.answers())
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", options.config_dir.display()))?;
+    resolver.sync(&first.discovery);
+    report(&metrics, &first, None);
+    let (catalog, _) = watch::channel(Arc::new(first));
+    let control = Arc::new(ControlPlane {
+        catalog,
+        nodes: Nodes::default(),
+        metrics,
+    });
+
+    let stop = CancellationToken::new();
+    let discovery = TcpListener::bind(options.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot bind {}: {e}", options.listen))?;
+    let listen = discovery.local_addr()?;
+    tokio::spawn(crate::server::serve(
+        discovery,
+        control.clone(),
+        stop.clone(),
+    ));
+    tracing::info!(address = %listen, "discovery server started");
+    let mut lines = format!("listen {listen}\n");
+    if let Some(address) = options.admin {
+        let admin = TcpListener::bind(address)
+            .await
+            .map_err(|e| anyhow::anyhow!("admin: cannot bind {address}: {e}"))?;
+        let bound = admin.local_addr()?;
+        tokio::spawn(crate::admin::serve(admin, control.clone(), stop.clone()));
+        tracing::info!(address = %bound, "admin server started");
+        lines.push_str(&format!("admin {bound}\n"));
+    }
+    if let Some(path) = &options.address_file {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, lines)?;
+        std::fs::rename(&tmp, path)?;
+    }
+
+    let (tx, mut changes) = mpsc::channel::<()>(1);
+    let _watcher = watch_dir(&options.config_dir, tx);
+    let refresher = tokio::spawn({
+        let control = control.clone();
+        async move {
+            loop {
+                tokio::select! {
+                    Some(()) = changes.recv() => {
+                        tokio::time::sleep(SETTLE_DELAY).await;
+                        while changes.try_recv().is_ok() {}
+                    }
+                    () = dns_changed.notified() => {}
+                }
+                refresh(&control, &mut reader, &mut resolver);
+            }
+        }
+    });
+
+    wait_for_shutdown_signal().await;
+    tracing::info!("stopping");
+    refresher.abort();
+    stop.cancel();
+    Ok(())
+}
+
+/// Reads the directory again and publishes the result.
+fn refresh(control: &ControlPlane, reader: &mut Reader, resolver: &mut Resolver) {
+    match reader.read(&resolver.answers()) {
+        Ok(catalog) => {
+            resolver.sync(&catalog.discovery);
+            let previous = control.catalog.borrow().clone();
+            report(&control.metrics, &catalog, Some(&previous));
+            control.catalog.send_replace(Arc::new(catalog));
+        }
+        Err(error) => {
+            tracing::error!(%error, "cannot read the config directory; serving the last reading");
+        }
+    }
+}
+
+/// Logs what changed and sets the gauges.
+fn report(metrics: &Metrics, catalog: &Catalog, previous: Option<&Catalog>) {
+    let result = if catalog.is_clean() {
+        "clean"
+    } else {
+        "with_problems"
+    };
+    metrics.reads_total.with_label_values(&[result]).inc();
+    metrics
+        .problems
+        .set(i64::try_from(catalog.problems.len()).unwrap_or(i64::MAX));
+    metrics
+        .generation
+        .set(i64::try_from(catalog.generation).unwrap_or(i64::MAX));
+    for kind in Kind::ALL {
+        let count = i64::try_from(catalog.count(kind)).unwrap_or(i64::MAX);
+        metrics
+            .resources
+            .with_label_values(&[kind.as_str()])
+            .set(count);
+    }
+    if previous.is_none_or(|p| p.version != catalog.version) {
+        tracing::info!(version = %catalog.version, generation = catalog.generation, resources = catalog.served.len(), "serving a new version");
+    }
+    if previous.is_none_or(|p| p.problems != catalog.problems) {
+        for problem in &catalog.problems {
+            for line in problem.error.lines() {
+                tracing::error!(file = %problem.file, error = line, "refused; its last good version (if any) is served");
+            }
+        }
+        if !catalog.is_clean() && previous.is_some_and(Catalog::is_clean) {
+            tracing::warn!("the directory has problems; see /status");
+        }
+    }
+}
+
+fn watch_dir(dir: &Path, tx: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
+    let mut watcher = match notify::recommended_watcher(
+        move |event: notify::Result<notify::Event>| {
+            if event.is_ok_and(|e| !e.kind.is_access()) {
+                let _ = tx.try_send(());
+            }
+        },
+    ) {
+        Ok(w) => w,
+        Err(error) => {
+            tracing::error!(%error, "cannot watch the config directory; changes will not be seen");
+            return None;
+        }
+    };
+    if let Err(error) = watcher.watch(dir, notify::RecursiveMode::NonRecursive) {
+        tracing::error!(%error, dir = %dir.display(), "cannot watch the config directory; changes will not be seen");
+        return None;
+    }
+    Some(watcher)
+}
+
+async fn wait_for_shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(error) => {
+            tracing::error!(%error, "cannot listen for SIGTERM");
+            return std::future::pending().await;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
