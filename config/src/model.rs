@@ -116,11 +116,17 @@ pub enum ListenerProtocol {
 
 #[derive(serde::Serialize, Clone, Debug, PartialEq, Eq)]
 pub struct ListenerTls {
-    /// Picked by SNI; the first is the default.
+    /// Picked by SNI; the first is the default. Empty = serve the `identity` certificate.
     pub certificates: Vec<ServerCertificate>,
     pub client_auth: ClientAuth,
+    /// `None` = the `identity` trust bundle.
     pub client_ca: Option<PathBuf>,
+    /// Default [`DEFAULT_TLS_HANDSHAKE_TIMEOUT`].
+    #[serde(serialize_with = "crate::ser::duration")]
+    pub handshake_timeout: Duration,
 }
+
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(serde::Serialize, Clone, Debug, PartialEq, Eq)]
 pub struct ServerCertificate {
@@ -616,7 +622,9 @@ pub enum HealthCheckKind {
 /// TLS origination (cluster `tls`, control plane `tls`).
 #[derive(serde::Serialize, Clone, Debug, PartialEq, Eq)]
 pub struct ClientTls {
+    /// `None` = the `identity` trust bundle (clusters).
     pub ca: Option<PathBuf>,
+    /// `None` (with `key`) = the `identity` certificate when there is one (clusters).
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
     pub server_name: Option<String>,

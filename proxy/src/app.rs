@@ -15,6 +15,9 @@ use crate::listener::{ListenerInfo, ListenerSet};
 use crate::metrics::Metrics;
 use crate::observe::access_log::AccessLogWriter;
 use crate::snapshot::{Snapshot, SnapshotHandle};
+use crate::tls::TlsPlan;
+use crate::tls::identity::{IdentityMaterial, IdentityStore};
+use crate::tls::watch::IdentityWatch;
 use crate::trace::Tracer;
 
 /// How the proxy was asked to run.
@@ -32,6 +35,10 @@ pub struct Proxy {
     pub metrics: Metrics,
     registry: ClusterRegistry,
     listeners: Mutex<ListenerSet>,
+    /// The mesh identity, read by every TLS config that uses it.
+    identity: Arc<IdentityStore>,
+    /// Follows the identity files on disk.
+    identity_watch: Mutex<Option<IdentityWatch>>,
     next_version: AtomicU64,
     ready: AtomicBool,
     draining: AtomicBool,
@@ -51,6 +58,8 @@ pub enum ApplyError {
     Bind(String),
     #[error("tracing: {0}")]
     Tracing(String),
+    #[error("{0}")]
+    Tls(String),
     #[error("access_log: cannot open {path}: {error}")]
     AccessLog { path: String, error: std::io::Error },
 }
@@ -64,8 +73,21 @@ impl Proxy {
     pub fn apply(&self, config: Config, source: String) -> Result<u64, ApplyError> {
         let mut listeners = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
         let prepared = listeners.prepare(&config).map_err(ApplyError::Bind)?;
+        // Every certificate file is read now: a bad one rejects the whole config.
+        let identity = match &config.identity {
+            Some(files) => Some(
+                IdentityMaterial::load(files)
+                    .map_err(|e| ApplyError::Tls(format!("identity: {e}")))?,
+            ),
+            None => None,
+        };
+        let tls = TlsPlan::build(&config, config.identity.as_ref().map(|_| &self.identity))
+            .map_err(|e| ApplyError::Tls(e.to_string()))?;
         let access_log = self.access_log_for(&config)?;
         let tracer = self.tracer_for(&config)?;
+        warn_about_unauthenticated_policies(&config);
+        self.identity.install(config.identity.clone(), identity);
+        self.watch_identity();
         let version = self.next_version.fetch_add(1, Ordering::Relaxed);
         let snapshot = Snapshot::build(
             version,
@@ -73,6 +95,7 @@ impl Proxy {
             config,
             &self.registry,
             &self.metrics,
+            tls,
             access_log,
             tracer,
         );
@@ -91,6 +114,18 @@ impl Proxy {
             .last_reload_success_timestamp_seconds
             .set(now.as_secs_f64());
         Ok(version)
+    }
+
+    /// (Re)starts the identity file watcher when the identity files changed.
+    fn watch_identity(&self) {
+        let paths = self.identity.watched_paths();
+        let mut watch = self
+            .identity_watch
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if watch.as_ref().map(|w| &w.paths) != Some(&paths) {
+            *watch = crate::tls::watch::spawn(self.identity.clone());
+        }
     }
 
     /// The access log writer for `config`: the running one when its settings did not
@@ -250,6 +285,26 @@ impl Proxy {
     }
 }
 
+/// An authorization policy on a listener that does not verify client certificates can
+/// only match rules without `from`: say so, since it is probably not what was meant.
+fn warn_about_unauthenticated_policies(config: &Config) {
+    use meshwork_config::model::ClientAuth;
+    for policy in &config.authorization {
+        let verified = config
+            .listeners
+            .iter()
+            .find(|l| l.name == policy.listener)
+            .and_then(|l| l.tls.as_ref())
+            .is_some_and(|t| t.client_auth != ClientAuth::None);
+        if !verified {
+            tracing::warn!(
+                listener = %policy.listener,
+                "authorization policy on a listener without client certificates (tls.client_auth): no request has a peer identity there"
+            );
+        }
+    }
+}
+
 fn source_name(path: &Path) -> String {
     format!("file:{}", path.display())
 }
@@ -264,17 +319,24 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<()> {
     let admin_address = config.admin.address;
     let initial_text = std::fs::read_to_string(&options.config_path).ok();
 
-    // Version 0 of the same config, in place only until the first apply below (before any
-    // listener accepts); that apply finds its clusters unchanged in the registry and
-    // reuses them, so nothing is built twice but the route tables.
+    // Version 0: the config's settings without listeners, routes or clusters, in place
+    // only until the first apply below (before any listener accepts), which builds them
+    // all (reading the certificate files) once.
     let metrics = Metrics::new();
     let registry = ClusterRegistry::new(metrics.clone());
+    let mut bare = config.clone();
+    bare.listeners.clear();
+    bare.route_tables.clear();
+    bare.clusters.clear();
+    bare.identity = None;
+    bare.authorization.clear();
     let empty = Snapshot::build(
         0,
         String::new(),
-        config.clone(),
+        bare,
         &registry,
         &metrics,
+        TlsPlan::default(),
         None,
         None,
     );
@@ -282,6 +344,8 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<()> {
     let proxy = Arc::new(Proxy {
         snapshots: snapshots.clone(),
         registry,
+        identity: Arc::new(IdentityStore::new(metrics.tls.clone())),
+        identity_watch: Mutex::new(None),
         listeners: Mutex::new(ListenerSet::new(
             snapshots,
             connections.clone(),

@@ -56,6 +56,53 @@ pub enum Command {
     Schema,
     /// Run the quickstart: the proxy plus two small example upstreams, all on localhost.
     Demo,
+    /// Create development certificates: a CA, and workload certificates carrying SPIFFE
+    /// IDs, to try mTLS between sidecars (not for production).
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// A new CA: writes DIR/ca.pem and DIR/ca-key.pem.
+    Ca {
+        /// Directory to write into (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// The CA's common name.
+        #[arg(long, default_value = "meshwork development CA")]
+        name: String,
+        /// Validity in days.
+        #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..))]
+        days: u32,
+        /// Replace files that already exist.
+        #[arg(long)]
+        force: bool,
+    },
+    /// A workload certificate signed by the CA: writes DIR/cert.pem, DIR/key.pem and
+    /// DIR/ca.pem (the trust bundle), the three files of `identity`.
+    Workload {
+        /// Directory holding ca.pem and ca-key.pem (from `meshwork certs ca`).
+        #[arg(long, value_name = "DIR")]
+        ca: PathBuf,
+        /// The workload's identity, e.g. spiffe://cluster.local/ns/default/sa/web.
+        #[arg(long, value_name = "SPIFFE_ID")]
+        spiffe_id: String,
+        /// A DNS name to add (repeatable), for clients that verify names.
+        #[arg(long = "dns", value_name = "NAME")]
+        dns: Vec<String>,
+        /// Directory to write into (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Validity in days.
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
+        days: u32,
+        /// Replace files that already exist.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// Durations on the command line use the config's notation (`250ms`, `30s`, `2m`).

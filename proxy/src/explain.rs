@@ -56,7 +56,7 @@ pub fn explain(
     };
 
     let registry = ClusterRegistry::new(crate::metrics::Metrics::new());
-    let clusters = registry.resolve(&config.clusters);
+    let clusters = registry.resolve(&config.clusters, &crate::tls::TlsPlan::default(), false);
     let table = RouteTable::build(&config.route_tables[table_name], &clusters);
     let view = RouteRequest::new(&method, &uri, &header_map);
 

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod app;
 pub mod balance;
+pub mod certs;
 pub mod cli;
 pub mod cluster;
 pub mod demo;
@@ -17,4 +18,5 @@ pub mod policy;
 pub mod reload;
 pub mod router;
 pub mod snapshot;
+pub mod tls;
 pub mod trace;

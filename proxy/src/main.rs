@@ -14,6 +14,18 @@ fn main() -> ExitCode {
     init_logging(&cli.log_level);
     match cli.command {
         Command::Check { files } => check(&files),
+        Command::Certs { command } => match meshwork_proxy::certs::run(&command) {
+            Ok(written) => {
+                for path in written {
+                    eprintln!("wrote {}", path.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("error: {error}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Schema => {
             println!(
                 "{}",
@@ -100,8 +112,15 @@ fn report(diagnostics: &meshwork_config::Diagnostics) -> ExitCode {
 fn check(files: &[std::path::PathBuf]) -> ExitCode {
     let mut failed = false;
     for file in files {
+        // Structure first, then the certificate files it names.
         match meshwork_config::load_file(file) {
-            Ok(_) => eprintln!("{}: ok", file.display()),
+            Ok(config) => match meshwork_proxy::tls::plan::check_files(&config) {
+                Ok(()) => eprintln!("{}: ok", file.display()),
+                Err(error) => {
+                    failed = true;
+                    eprintln!("{}: {error}", file.display());
+                }
+            },
             Err(diagnostics) => {
                 failed = true;
                 eprintln!("{diagnostics}");

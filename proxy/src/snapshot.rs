@@ -14,7 +14,10 @@ use crate::cluster::{ClusterRegistry, ClusterRuntime};
 use crate::metrics::Metrics;
 use crate::metrics::handles::{ListenerHandles, RequestHandles, RequestSlot};
 use crate::observe::access_log::AccessLogWriter;
+use crate::policy::authorization::Authorization;
 use crate::router::{RouteEntry, RouteTable};
+use crate::tls::TlsPlan;
+use crate::tls::plan::ListenerTlsPlan;
 use crate::trace::Tracer;
 
 /// An HTTP listener's routes and the metric handles of each (route, backend).
@@ -23,6 +26,8 @@ pub struct HttpListenerPlan {
     pub name: String,
     pub table: Arc<RouteTable>,
     pub handles: ListenerHandles,
+    /// The listener's authorization policy, if it has one.
+    pub authorization: Option<Authorization>,
     metrics: Metrics,
     /// Per route (by index): one slot per backend, then one for local answers.
     slots: Vec<Vec<RequestSlot>>,
@@ -30,7 +35,12 @@ pub struct HttpListenerPlan {
 }
 
 impl HttpListenerPlan {
-    fn new(name: &str, table: Arc<RouteTable>, metrics: &Metrics) -> Self {
+    fn new(
+        name: &str,
+        table: Arc<RouteTable>,
+        authorization: Option<Authorization>,
+        metrics: &Metrics,
+    ) -> Self {
         let slots = table
             .routes
             .iter()
@@ -43,6 +53,7 @@ impl HttpListenerPlan {
         Self {
             name: name.into(),
             handles: ListenerHandles::new(metrics, name),
+            authorization,
             metrics: metrics.clone(),
             table,
             slots,
@@ -56,6 +67,15 @@ impl HttpListenerPlan {
             .http
             .retries_total
             .with_label_values(&[self.name.as_str(), route, reason])
+            .inc();
+    }
+
+    /// Counts a request refused by the authorization policy.
+    pub fn authorization_denied(&self) {
+        self.metrics
+            .tls
+            .authorization_denied_total
+            .with_label_values(&[self.name.as_str()])
             .inc();
     }
 
@@ -126,6 +146,8 @@ pub struct Snapshot {
     /// Target cluster of each TCP listener, by listener name.
     tcp_listeners: HashMap<String, Arc<ClusterRuntime>>,
     pub clusters: HashMap<String, Arc<ClusterRuntime>>,
+    /// TLS settings of listeners (and clusters, already handed to their runtimes).
+    tls: TlsPlan,
     pub access_log: Option<Arc<AccessLogWriter>>,
     pub tracer: Option<Arc<Tracer>>,
 }
@@ -137,10 +159,11 @@ impl Snapshot {
         config: Config,
         registry: &ClusterRegistry,
         metrics: &Metrics,
+        tls: TlsPlan,
         access_log: Option<Arc<AccessLogWriter>>,
         tracer: Option<Arc<Tracer>>,
     ) -> Self {
-        let clusters = registry.resolve(&config.clusters);
+        let clusters = registry.resolve(&config.clusters, &tls, config.identity.is_some());
         let route_tables: HashMap<String, Arc<RouteTable>> = config
             .route_tables
             .iter()
@@ -152,7 +175,17 @@ impl Snapshot {
             match &listener.protocol {
                 ListenerProtocol::Http { route_table } => {
                     if let Some(t) = route_tables.get(route_table) {
-                        let plan = HttpListenerPlan::new(&listener.name, t.clone(), metrics);
+                        let authorization = config
+                            .authorization
+                            .iter()
+                            .find(|a| a.listener == listener.name)
+                            .map(Authorization::new);
+                        let plan = HttpListenerPlan::new(
+                            &listener.name,
+                            t.clone(),
+                            authorization,
+                            metrics,
+                        );
                         http_listeners.insert(listener.name.clone(), Arc::new(plan));
                     }
                 }
@@ -170,9 +203,15 @@ impl Snapshot {
             http_listeners,
             tcp_listeners,
             clusters,
+            tls,
             access_log,
             tracer,
         }
+    }
+
+    /// The TLS handshake settings of a listener that terminates TLS.
+    pub fn listener_tls(&self, listener: &str) -> Option<&Arc<ListenerTlsPlan>> {
+        self.tls.listener(listener)
     }
 
     pub fn http_listener(&self, listener: &str) -> Option<&Arc<HttpListenerPlan>> {

@@ -172,11 +172,13 @@ async fn text_lines_put_every_field_in_its_place_with_dashes_for_missing_ones() 
     let (bytes, endpoint, id) = (echo.body.len(), app.endpoint(), request_id(&echo));
     assert_eq!(
         fields,
-        format!("200 - 0 {bytes} MS edge api app {endpoint} 1 {id}")
+        format!("200 - 0 {bytes} MS edge api app {endpoint} 1 {id} -")
     );
 
     let (request, fields) = text_fields(unrouted[0]);
     assert_eq!(request, format!("GET {authority}/elsewhere HTTP/1.1"));
+    let (fields, peer) = fields.rsplit_once(' ').unwrap();
+    assert_eq!(peer, "-", "no peer identity on a plaintext listener");
     let (fields, id) = fields.rsplit_once(' ').unwrap();
     let bytes = missing.body.len();
     assert_eq!(fields, format!("404 no-route 0 {bytes} MS edge - - - 0"));

@@ -17,7 +17,7 @@ pub(crate) struct RawCluster {
     pub endpoints: List<RawEndpoint>,
     /// Endpoints from DNS, resolved by meshwork-control (only in its directory).
     pub discovery: Field<RawDiscovery>,
-    /// `http1`, `http2` (h2c, or h2 over TLS) or `auto` (ALPN over TLS; not supported yet, issue #7). Default is `http1`.
+    /// `http1`, `http2` (h2c, or h2 over TLS) or `auto` (h2 or HTTP/1.1 as chosen by ALPN; needs `tls`). Default is `http1`.
     pub protocol: Field<UpstreamProtocolName>,
     /// Load balancing algorithm. Default is `round_robin`.
     pub load_balancer: Field<LoadBalancerName>,
@@ -33,7 +33,7 @@ pub(crate) struct RawCluster {
     pub circuit_breaker: Field<RawCircuitBreaker>,
     /// Active health checking. Not supported yet (issue #5).
     pub health_check: Field<RawHealthCheck>,
-    /// Originate TLS / mTLS to the endpoints. Not supported yet (issue #7).
+    /// Originate TLS / mTLS to the endpoints.
     pub tls: Field<RawClientTls>,
 }
 

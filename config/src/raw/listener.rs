@@ -21,7 +21,7 @@ pub(crate) struct RawListener {
     pub route_table: Field<String>,
     /// TCP listeners: the cluster bytes go to. Required for `tcp`, refused for `http`.
     pub cluster: Field<String>,
-    /// Terminate TLS here. Not supported yet (issue #7).
+    /// Terminate TLS here.
     pub tls: Field<RawListenerTls>,
     /// Connection limits and timeouts.
     pub limits: Field<RawListenerLimits>,
@@ -43,12 +43,14 @@ pub(crate) enum ListenerProtocolName {
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "ListenerTls")]
 pub(crate) struct RawListenerTls {
-    /// Certificates, picked by SNI; the first is the default. At least one.
+    /// Certificates, picked by SNI; the first is the default. At least one, unless `identity` is set (then the identity's certificate is served).
     pub certificates: List<RawCertificate>,
     /// Client certificates: `none`, `optional` or `required` (mTLS). Default is `none`.
     pub client_auth: Field<ClientAuthName>,
-    /// CA bundle (PEM) to verify client certificates; required unless `client_auth` is `none`.
+    /// CA bundle (PEM) to verify client certificates. Default is the `identity` trust bundle; required when `client_auth` is not `none` and there is no `identity`.
     pub client_ca: Field<String>,
+    /// A client that has not finished the TLS handshake within this is disconnected. Default is `10s`.
+    pub handshake_timeout: Field<DurationText>,
 }
 
 /// One server certificate.

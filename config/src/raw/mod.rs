@@ -41,9 +41,9 @@ pub(crate) struct RawConfig {
     pub route_tables: Field<Entries<Vec<Spanned<RawRoute>>>>,
     /// Upstream clusters: groups of endpoints that routes send traffic to.
     pub clusters: List<RawCluster>,
-    /// Mesh identity (sidecar mode): certificate, key and trust bundle. Not supported yet (issue #7).
+    /// Mesh identity (sidecar mode): certificate, key and trust bundle.
     pub identity: Field<RawIdentity>,
-    /// Authorization policies, applied on listeners that terminate mTLS. Not supported yet (issue #7).
+    /// Authorization policies, applied on listeners that terminate mTLS.
     pub authorization: List<RawAuthorization>,
     /// Distributed tracing. Not supported yet (issue #4).
     pub tracing: Field<RawTracing>,
@@ -96,9 +96,9 @@ pub(crate) struct RawControlPlane {
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "ClientTls")]
 pub(crate) struct RawClientTls {
-    /// CA bundle (PEM) to verify the peer; relative paths are resolved against the config file's directory.
+    /// CA bundle (PEM) to verify the peer; relative paths are resolved against the config file's directory. Clusters: default is the `identity` trust bundle, required without `identity`.
     pub ca: Field<String>,
-    /// Client certificate (PEM) for mTLS; needs `key`.
+    /// Client certificate (PEM) for mTLS; needs `key`. Clusters: default is the `identity` certificate when there is one.
     pub cert: Field<String>,
     /// Client private key (PEM) for mTLS; needs `cert`.
     pub key: Field<String>,

@@ -24,6 +24,7 @@ pub(crate) fn cluster(
     ck: &mut Check<'_>,
     at: &Spanned<RawCluster>,
     raw: &RawCluster,
+    names: &super::Names,
 ) -> Option<Cluster> {
     let name = ck.required_text(at, &raw.name, "name");
     let endpoints = endpoints(ck, at, raw);
@@ -85,7 +86,17 @@ pub(crate) fn cluster(
         health_check: ck
             .optional(raw.health_check.as_ref(), health_check)
             .flatten(),
-        tls: ck.optional(raw.tls.as_ref(), client_tls),
+        tls: ck.optional(raw.tls.as_ref(), |ck, at| {
+            if let Some(t) = at.get() {
+                if t.ca.is_none() && !names.identity {
+                    ck.error(
+                        at,
+                        "missing field \"ca\" (the CA bundle to verify the endpoints' certificates; or set `identity` to use its trust bundle)",
+                    );
+                }
+            }
+            client_tls(ck, at)
+        }),
     })
 }
 

@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use super::other::refer;
 use super::{Check, Names};
 use crate::model::{
-    ClientAuth, DEFAULT_LISTENER_LIMITS, Listener, ListenerLimits, ListenerProtocol, ListenerTls,
-    ServerCertificate,
+    ClientAuth, DEFAULT_LISTENER_LIMITS, DEFAULT_TLS_HANDSHAKE_TIMEOUT, Listener, ListenerLimits,
+    ListenerProtocol, ListenerTls, ServerCertificate,
 };
 use crate::raw::{
     ClientAuthName, ListenerProtocolName, RawListener, RawListenerLimits, RawListenerTls,
@@ -98,7 +98,7 @@ fn listener(
             ListenerProtocol::Tcp { cluster }
         }
     };
-    let tls = ck.optional(raw.tls.as_ref(), tls);
+    let tls = ck.optional(raw.tls.as_ref(), |ck, at| tls(ck, at, names.identity));
     let limits = ck
         .optional(raw.limits.as_ref(), |ck, at| match at.get() {
             Some(l) => limits(ck, l),
@@ -114,14 +114,22 @@ fn listener(
     }
 }
 
-fn tls(ck: &mut Check<'_>, at: &Spanned<RawListenerTls>) -> ListenerTls {
+/// `identity`: an `identity` section is present, standing in for a missing certificate
+/// (its own) and client CA (its trust bundle).
+fn tls(ck: &mut Check<'_>, at: &Spanned<RawListenerTls>, identity: bool) -> ListenerTls {
     let empty = ListenerTls {
         certificates: Vec::new(),
         client_auth: ClientAuth::None,
         client_ca: None,
+        handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
     };
     let Some(raw) = at.get() else { return empty };
-    if ck.require(at, &raw.certificates, "certificates") {
+    if raw.certificates.is_none() && !identity {
+        ck.error(
+            at,
+            "missing field \"certificates\" (or set `identity` to serve its certificate)",
+        );
+    } else if raw.certificates.is_some() {
         if let Some(list) = raw
             .certificates
             .as_ref()
@@ -145,16 +153,19 @@ fn tls(ck: &mut Check<'_>, at: &Spanned<RawListenerTls>) -> ListenerTls {
         Some(ClientAuthName::Required) => ClientAuth::Required,
     };
     let client_ca = ck.path(&raw.client_ca);
-    if client_auth != ClientAuth::None && raw.client_ca.is_none() {
+    if client_auth != ClientAuth::None && raw.client_ca.is_none() && !identity {
         ck.error(
             at,
-            "missing field \"client_ca\" (needed to verify client certificates)",
+            "missing field \"client_ca\" (needed to verify client certificates; or set `identity` to use its trust bundle)",
         );
     }
+    let handshake_timeout =
+        ck.positive_duration(&raw.handshake_timeout, DEFAULT_TLS_HANDSHAKE_TIMEOUT);
     ListenerTls {
         certificates,
         client_auth,
         client_ca,
+        handshake_timeout,
     }
 }
 

@@ -29,6 +29,8 @@ pub(crate) struct Names {
     pub listeners: Option<Vec<String>>,
     pub route_tables: Option<Vec<String>>,
     pub clusters: Option<Vec<String>>,
+    /// An `identity` section is present (it stands in for TLS files left out).
+    pub identity: bool,
 }
 
 /// What validation needs besides the raw config.
@@ -77,6 +79,7 @@ pub(crate) fn validate(
                 .map(|t| t.0.iter().filter_map(|(k, _)| k.get().cloned()).collect()),
         },
         clusters: ck.unique_names(config.clusters.as_ref(), "cluster", |c| &c.name),
+        identity: config.identity.as_ref().is_some_and(|i| i.get().is_some()),
     };
 
     let node = other::node(ck, config.node.as_ref(), &cx.default_node_id);
@@ -85,10 +88,27 @@ pub(crate) fn validate(
     let control_plane = ck.optional(config.control_plane.as_ref(), other::control_plane);
     let listeners = listener::listeners(ck, &config.listeners, &names);
     let route_tables = route_tables(ck, config, &names);
-    let clusters = ck.list(&config.clusters, cluster::cluster);
+    let clusters = ck.list(&config.clusters, |ck, at, c| {
+        cluster::cluster(ck, at, c, &names)
+    });
     let identity = ck.optional(config.identity.as_ref(), other::identity);
+    let mut policed: Vec<String> = Vec::new();
     let authorization = ck.list(&config.authorization, |ck, at, a| {
-        Some(other::authorization(ck, at, a, &names))
+        let policy = other::authorization(ck, at, a, &names);
+        if policed.contains(&policy.listener) {
+            let at_listener = a.listener.as_ref().map_or((at.pos, at.path.clone()), |l| (l.pos, l.path.clone()));
+            ck.at(
+                at_listener.0,
+                &at_listener.1,
+                format!(
+                    "listener {:?} already has a policy (one policy per listener: put all its rules in one allow list)",
+                    policy.listener
+                ),
+            );
+        } else {
+            policed.push(policy.listener.clone());
+        }
+        Some(policy)
     });
     let tracing = ck.optional(config.tracing.as_ref(), |ck, t| {
         other::tracing(ck, t, &node.id)

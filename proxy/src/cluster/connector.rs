@@ -1,4 +1,6 @@
-//! Opens TCP connections to one endpoint, whatever the request URI says.
+//! Opens connections to one endpoint, whatever the request URI says: TCP, then TLS when
+//! the cluster originates it (reporting the ALPN choice so `protocol: auto` speaks h2 or
+//! HTTP/1.1 accordingly).
 //!
 //! The pooled client keys connections by the request's authority; this connector is what
 //! makes "the authority the upstream sees" and "the endpoint we dial" independent, so the
@@ -18,9 +20,12 @@ use hyper_util::rt::TokioIo;
 use meshwork_config::model::Address;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
 
 use super::limits::{Gate, Slot};
+use crate::metrics::Metrics;
 use crate::metrics::handles::EndpointHandles;
+use crate::tls::client::Origination;
 
 /// Why a connection to an endpoint could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +40,62 @@ pub enum ConnectError {
     Timeout { address: String, timeout: Duration },
     #[error("no connection of the cluster's max_connections freed up within the connect timeout")]
     Overflow,
+    #[error("TLS handshake with {address} failed ({reason}): {detail}")]
+    Tls {
+        address: String,
+        reason: &'static str,
+        detail: String,
+    },
+}
+
+/// TLS origination towards one endpoint: the cluster's client config and the name to
+/// present and verify.
+#[derive(Clone, Debug)]
+pub struct UpstreamTls {
+    config: Arc<rustls::ClientConfig>,
+    server_name: Result<rustls::pki_types::ServerName<'static>, String>,
+    /// Handshake failures of this cluster, by reason.
+    failures: prometheus::IntCounterVec,
+    cluster: Arc<str>,
+}
+
+impl UpstreamTls {
+    pub fn new(
+        origination: &Origination,
+        endpoint: &Address,
+        cluster: &str,
+        metrics: &Metrics,
+    ) -> Self {
+        Self {
+            config: origination.config.clone(),
+            server_name: origination.server_name_for(endpoint),
+            failures: metrics.tls.upstream_handshake_failures_total.clone(),
+            cluster: cluster.into(),
+        }
+    }
+
+    async fn handshake(
+        &self,
+        address: &Address,
+        tcp: TcpStream,
+    ) -> Result<TlsStream<TcpStream>, ConnectError> {
+        let failed = |reason: &'static str, detail: String| {
+            self.failures
+                .with_label_values(&[&*self.cluster, reason])
+                .inc();
+            tracing::warn!(cluster = %self.cluster, endpoint = %address, reason, detail, "upstream TLS handshake failed");
+            ConnectError::Tls {
+                address: address.to_string(),
+                reason,
+                detail,
+            }
+        };
+        let name = self.server_name.clone().map_err(|e| failed("other", e))?;
+        tokio_rustls::TlsConnector::from(self.config.clone())
+            .connect(name, tcp)
+            .await
+            .map_err(|e| failed(crate::tls::handshake::reason_of_io(&e), e.to_string()))
+    }
 }
 
 /// Dials one endpoint with a connect timeout; `TCP_NODELAY` is set because the proxy
@@ -45,6 +106,7 @@ pub struct EndpointConnector {
     connect_timeout: Duration,
     metrics: Arc<EndpointHandles>,
     connections: Arc<Gate>,
+    tls: Option<Arc<UpstreamTls>>,
 }
 
 impl EndpointConnector {
@@ -53,13 +115,25 @@ impl EndpointConnector {
         connect_timeout: Duration,
         metrics: Arc<EndpointHandles>,
         connections: Arc<Gate>,
+        tls: Option<UpstreamTls>,
     ) -> Self {
         Self {
             address,
             connect_timeout,
             metrics,
             connections,
+            tls: tls.map(Arc::new),
         }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The bytes of an upstream connection: plain TCP or TLS.
+    #[project = UpstreamStreamProj]
+    #[derive(Debug)]
+    pub enum UpstreamStream {
+        Plain { #[pin] tcp: TcpStream },
+        Tls { #[pin] tls: TlsStream<TcpStream> },
     }
 }
 
@@ -68,7 +142,7 @@ pin_project_lite::pin_project! {
     #[derive(Debug)]
     pub struct CountedStream {
         #[pin]
-        inner: TcpStream,
+        inner: UpstreamStream,
         metrics: Arc<EndpointHandles>,
         // Counts against the cluster's max_connections while the connection lives.
         _slot: Slot,
@@ -82,7 +156,7 @@ pin_project_lite::pin_project! {
 }
 
 impl CountedStream {
-    fn new(inner: TcpStream, metrics: Arc<EndpointHandles>, slot: Slot) -> Self {
+    fn new(inner: UpstreamStream, metrics: Arc<EndpointHandles>, slot: Slot) -> Self {
         metrics.connections_total.inc();
         metrics.connections_active.inc();
         Self {
@@ -95,8 +169,25 @@ impl CountedStream {
 
 impl Connection for CountedStream {
     fn connected(&self) -> Connected {
-        Connected::new()
+        match &self.inner {
+            UpstreamStream::Tls { tls }
+                if tls.get_ref().1.alpn_protocol() == Some(crate::tls::ALPN_H2) =>
+            {
+                Connected::new().negotiated_h2()
+            }
+            _ => Connected::new(),
+        }
     }
+}
+
+/// Forwards a call to whichever stream the connection is.
+macro_rules! either {
+    ($stream:expr, $s:ident => $call:expr) => {
+        match $stream {
+            UpstreamStreamProj::Plain { tcp: $s } => $call,
+            UpstreamStreamProj::Tls { tls: $s } => $call,
+        }
+    };
 }
 
 impl AsyncRead for CountedStream {
@@ -105,7 +196,7 @@ impl AsyncRead for CountedStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        self.project().inner.poll_read(cx, buf)
+        either!(self.project().inner.project(), s => s.poll_read(cx, buf))
     }
 }
 
@@ -115,7 +206,7 @@ impl AsyncWrite for CountedStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.project().inner.poll_write(cx, buf)
+        either!(self.project().inner.project(), s => s.poll_write(cx, buf))
     }
 
     fn poll_write_vectored(
@@ -123,19 +214,22 @@ impl AsyncWrite for CountedStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.project().inner.poll_write_vectored(cx, bufs)
+        either!(self.project().inner.project(), s => s.poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        match &self.inner {
+            UpstreamStream::Plain { tcp } => tcp.is_write_vectored(),
+            UpstreamStream::Tls { tls } => tls.is_write_vectored(),
+        }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().inner.poll_flush(cx)
+        either!(self.project().inner.project(), s => s.poll_flush(cx))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().inner.poll_shutdown(cx)
+        either!(self.project().inner.project(), s => s.poll_shutdown(cx))
     }
 }
 
@@ -196,6 +290,7 @@ impl tower::Service<http::Uri> for EndpointConnector {
         let timeout = self.connect_timeout;
         let metrics = self.metrics.clone();
         let connections = self.connections.clone();
+        let tls = self.tls.clone();
         Box::pin(async move {
             // At max_connections a request waits (it is one of the cluster's pending
             // requests) for a connection to close, while the pool may hand it a
@@ -203,7 +298,29 @@ impl tower::Service<http::Uri> for EndpointConnector {
             let Some(slot) = connections.acquire_within(timeout).await else {
                 return Err(ConnectError::Overflow);
             };
-            match connect(&address, timeout).await {
+            let opened = async {
+                let tcp = connect(&address, timeout).await?;
+                match &tls {
+                    None => Ok(UpstreamStream::Plain { tcp }),
+                    // The handshake gets its own connect_timeout.
+                    Some(tls) => {
+                        match tokio::time::timeout(timeout, tls.handshake(&address, tcp)).await {
+                            Ok(Ok(tls)) => Ok(UpstreamStream::Tls { tls }),
+                            Ok(Err(e)) => Err(e),
+                            Err(_) => {
+                                tls.failures
+                                    .with_label_values(&[&*tls.cluster, "timeout"])
+                                    .inc();
+                                Err(ConnectError::Timeout {
+                                    address: address.to_string(),
+                                    timeout,
+                                })
+                            }
+                        }
+                    }
+                }
+            };
+            match opened.await {
                 Ok(stream) => Ok(TokioIo::new(CountedStream::new(stream, metrics, slot))),
                 Err(error) => {
                     metrics.connect_failures.inc();

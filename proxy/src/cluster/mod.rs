@@ -119,6 +119,8 @@ pub struct ClusterRuntime {
     pub gates: ClusterGates,
     /// The active health checker, stopped when the cluster goes away.
     health_checker: Option<tokio::task::JoinHandle<()>>,
+    /// Built while the config had an `identity` (which a TLS cluster may lean on).
+    with_identity: bool,
 }
 
 impl Drop for ClusterRuntime {
@@ -130,7 +132,12 @@ impl Drop for ClusterRuntime {
 }
 
 impl ClusterRuntime {
-    pub fn new(config: model::Cluster, metrics: &Metrics) -> Self {
+    /// `tls`: the cluster's origination settings when it has `tls`.
+    pub fn new(
+        config: model::Cluster,
+        tls: Option<&crate::tls::client::Origination>,
+        metrics: &Metrics,
+    ) -> Self {
         let gates = ClusterGates::new(&config.name, &config.limits, metrics);
         let endpoints: Vec<Arc<Endpoint>> = config
             .endpoints
@@ -146,6 +153,7 @@ impl ClusterRuntime {
                     config.connect_timeout,
                     handles.clone(),
                     gates.connections.clone(),
+                    tls.map(|o| connector::UpstreamTls::new(o, &ep.address, &config.name, metrics)),
                 );
                 let client = Client::builder(TokioExecutor::new())
                     .pool_idle_timeout(config.idle_timeout)
@@ -199,6 +207,7 @@ impl ClusterRuntime {
         let balancer = Balancer::new(config.load_balancer, &specs, &mut rand::rng());
         Self {
             health_checker,
+            with_identity: false,
             ejection: EjectionBudget::new(endpoints.len(), max_ejected),
             gates,
             config,
@@ -281,14 +290,34 @@ impl ClusterRegistry {
     }
 
     /// The runtime clusters for `configs`, reusing unchanged ones. Only called when a
-    /// snapshot is built, never on the request path.
-    pub fn resolve(&self, configs: &[model::Cluster]) -> HashMap<String, Arc<ClusterRuntime>> {
+    /// snapshot is built, never on the request path. A TLS cluster is also rebuilt when
+    /// the config gains or loses its `identity` (its defaults come from there).
+    pub fn resolve(
+        &self,
+        configs: &[model::Cluster],
+        tls: &crate::tls::TlsPlan,
+        with_identity: bool,
+    ) -> HashMap<String, Arc<ClusterRuntime>> {
         let mut known = self.clusters.lock().unwrap_or_else(|e| e.into_inner());
         let mut next = HashMap::with_capacity(configs.len());
         for config in configs {
+            let same_identity = |c: &ClusterRuntime| c.with_identity == with_identity;
             let runtime = match known.get(&config.name) {
-                Some(existing) if existing.config == *config => existing.clone(),
-                _ => Arc::new(ClusterRuntime::new(config.clone(), &self.metrics)),
+                Some(existing)
+                    if existing.config == *config
+                        && (config.tls.is_none() || same_identity(existing)) =>
+                {
+                    existing.clone()
+                }
+                _ => {
+                    let mut runtime = ClusterRuntime::new(
+                        config.clone(),
+                        tls.cluster(&config.name),
+                        &self.metrics,
+                    );
+                    runtime.with_identity = with_identity;
+                    Arc::new(runtime)
+                }
             };
             next.insert(config.name.clone(), runtime);
         }

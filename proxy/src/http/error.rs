@@ -32,6 +32,8 @@ pub enum ProxyError {
     CircuitOpen,
     #[error("cluster limit reached")]
     Overflow,
+    #[error("refused by the authorization policy")]
+    Unauthorized,
 }
 
 impl ProxyError {
@@ -50,6 +52,7 @@ impl ProxyError {
             ProxyError::FaultAbort => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::CircuitOpen => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Overflow => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Unauthorized => StatusCode::FORBIDDEN,
         }
     }
 
@@ -69,6 +72,7 @@ impl ProxyError {
             ProxyError::FaultAbort => "fault-abort",
             ProxyError::CircuitOpen => "circuit-open",
             ProxyError::Overflow => "overflow",
+            ProxyError::Unauthorized => "unauthorized",
         }
     }
 }
@@ -96,11 +100,12 @@ mod tests {
             ProxyError::FaultAbort,
             ProxyError::CircuitOpen,
             ProxyError::Overflow,
+            ProxyError::Unauthorized,
         ];
         for e in all {
             let s = e.status().as_u16();
             assert!(
-                [400, 404, 408, 413, 429, 431, 502, 503, 504].contains(&s),
+                [400, 403, 404, 408, 413, 429, 431, 502, 503, 504].contains(&s),
                 "{e:?} -> {s}"
             );
             assert!(http::HeaderValue::from_str(e.reason()).is_ok());

@@ -1,6 +1,7 @@
 //! The per-request stack: one tower layer per step of a request's journey, composed in
 //! exactly one place ([`http_stack`]) so it reads top to bottom (DESIGN.md "Request path").
 
+pub mod authorize;
 pub mod balance;
 pub mod endpoint;
 pub mod fault;
@@ -45,6 +46,8 @@ pub struct RequestContext {
     /// What happened, for metrics and the access log.
     pub record: Arc<RequestRecord>,
     pub client_addr: SocketAddr,
+    /// The verified SPIFFE ID of the client's certificate (mTLS listeners).
+    pub peer_identity: Option<Arc<str>>,
     /// `http` or `https`, as seen by the client.
     pub scheme: &'static str,
     pub route: Option<Arc<RouteEntry>>,
@@ -73,6 +76,9 @@ pub fn http_stack() -> observe::Observe<
     let stack = ServiceBuilder::new()
         // Proxy semantics: strip hop-by-hop headers, add x-forwarded-*, x-request-id.
         .layer(forward::ForwardLayer)
+        // The listener's authorization policy by peer identity (403 when it refuses);
+        // the verified identity is passed on to the application.
+        .layer(authorize::AuthorizeLayer)
         // Match the request against the listener's route table (404 when none).
         .layer(route::RouteLayer)
         // The route's local token bucket (429 when empty).

@@ -1,5 +1,5 @@
-//! Serves one downstream HTTP connection: detects HTTP/1 vs HTTP/2 (prior knowledge),
-//! runs hyper on it with the listener's limits, and supervises head and idle timeouts
+//! Serves one downstream HTTP connection: detects HTTP/1 vs HTTP/2 (prior knowledge in
+//! plaintext, ALPN over TLS), runs hyper on it with the listener's limits, and supervises head and idle timeouts
 //! and graceful drain.
 
 use std::convert::Infallible;
@@ -65,6 +65,8 @@ async fn detect(stream: &TcpStream) -> std::io::Result<Option<Detected>> {
     }
 }
 
+/// Serves a plaintext connection: HTTP/2 when it opens with the prior-knowledge preface,
+/// HTTP/1 otherwise.
 pub async fn serve(stream: TcpStream, client_addr: SocketAddr, settings: HttpConnSettings) {
     let limits = settings.limits.clone();
     let detected = match tokio::time::timeout(limits.header_read_timeout, detect(&stream)).await {
@@ -77,31 +79,92 @@ pub async fn serve(stream: TcpStream, client_addr: SocketAddr, settings: HttpCon
     };
     let stream = Arc::new(stream);
     let activity = Arc::new(ConnActivity::new(detected == Detected::Http1));
-    let io = TokioIo::new(ConnIo::new(stream.clone(), activity.clone()));
-    let service = HttpService {
-        listener: settings.listener.clone(),
+    let io = ConnIo::new(stream.clone(), activity.clone());
+    let conn = Conn {
         client_addr,
-        snapshots: settings.snapshots.clone(),
-        activity: activity.clone(),
+        peer_identity: None,
+        scheme: "http",
+        activity,
+        settings,
     };
-    let max_header = usize::try_from(limits.max_request_header_size).unwrap_or(usize::MAX);
-    match detected {
-        Detected::Http1 => {
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .keep_alive(true)
-                .max_header_size(max_header)
-                .max_buf_size(max_header.max(8192) + 8192)
-                .serve_connection(io, service)
-                .with_upgrades();
-            supervise(conn, &activity, &settings, Some(&stream), client_addr).await
-        }
-        Detected::Http2 => {
-            let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                .timer(TokioTimer::new())
-                .max_header_list_size(u32::try_from(max_header).unwrap_or(u32::MAX))
-                .serve_connection(io, service);
-            supervise(conn, &activity, &settings, None, client_addr).await
+    conn.run(io, detected, Some(&stream)).await
+}
+
+/// Serves a connection after its TLS handshake: HTTP/2 when ALPN chose `h2`, HTTP/1
+/// otherwise. (A slow request head ends the connection without the plaintext 408.)
+pub async fn serve_tls(
+    tls: crate::tls::handshake::Established,
+    client_addr: SocketAddr,
+    settings: HttpConnSettings,
+) {
+    let detected = if tls.h2 {
+        Detected::Http2
+    } else {
+        Detected::Http1
+    };
+    let activity = Arc::new(ConnActivity::new(detected == Detected::Http1));
+    let io = ConnIo::new(tls.stream, activity.clone());
+    let conn = Conn {
+        client_addr,
+        peer_identity: tls.peer_identity,
+        scheme: "https",
+        activity,
+        settings,
+    };
+    conn.run(io, detected, None).await
+}
+
+/// One downstream connection and what its requests need to know about it.
+struct Conn {
+    client_addr: SocketAddr,
+    /// The verified SPIFFE ID of the client certificate (TLS listeners).
+    peer_identity: Option<Arc<str>>,
+    scheme: &'static str,
+    activity: Arc<ConnActivity>,
+    settings: HttpConnSettings,
+}
+
+impl Conn {
+    async fn run<T>(self, io: ConnIo<T>, detected: Detected, http1_stream: Option<&Arc<TcpStream>>)
+    where
+        ConnIo<T>: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let io = TokioIo::new(io);
+        let limits = &self.settings.limits;
+        let service = HttpService {
+            listener: self.settings.listener.clone(),
+            client_addr: self.client_addr,
+            peer_identity: self.peer_identity.clone(),
+            scheme: self.scheme,
+            snapshots: self.settings.snapshots.clone(),
+            activity: self.activity.clone(),
+        };
+        let max_header = usize::try_from(limits.max_request_header_size).unwrap_or(usize::MAX);
+        match detected {
+            Detected::Http1 => {
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .keep_alive(true)
+                    .max_header_size(max_header)
+                    .max_buf_size(max_header.max(8192) + 8192)
+                    .serve_connection(io, service)
+                    .with_upgrades();
+                supervise(
+                    conn,
+                    &self.activity,
+                    &self.settings,
+                    http1_stream,
+                    self.client_addr,
+                )
+                .await
+            }
+            Detected::Http2 => {
+                let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .timer(TokioTimer::new())
+                    .max_header_list_size(u32::try_from(max_header).unwrap_or(u32::MAX))
+                    .serve_connection(io, service);
+                supervise(conn, &self.activity, &self.settings, None, self.client_addr).await
+            }
         }
     }
 }
@@ -111,15 +174,19 @@ trait GracefulConnection: Future<Output = Result<(), hyper::Error>> {
     fn graceful_shutdown(self: Pin<&mut Self>);
 }
 
-type Io = TokioIo<ConnIo>;
-
-impl GracefulConnection for hyper::server::conn::http1::UpgradeableConnection<Io, HttpService> {
+impl<I> GracefulConnection for hyper::server::conn::http1::UpgradeableConnection<I, HttpService>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
     fn graceful_shutdown(self: Pin<&mut Self>) {
         hyper::server::conn::http1::UpgradeableConnection::graceful_shutdown(self)
     }
 }
 
-impl GracefulConnection for hyper::server::conn::http2::Connection<Io, HttpService, TokioExecutor> {
+impl<I> GracefulConnection for hyper::server::conn::http2::Connection<I, HttpService, TokioExecutor>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
     fn graceful_shutdown(self: Pin<&mut Self>) {
         hyper::server::conn::http2::Connection::graceful_shutdown(self)
     }
@@ -192,6 +259,8 @@ async fn supervise<C: GracefulConnection>(
 struct HttpService {
     listener: Arc<str>,
     client_addr: SocketAddr,
+    peer_identity: Option<Arc<str>>,
+    scheme: &'static str,
     snapshots: SnapshotHandle,
     activity: Arc<ConnActivity>,
 }
@@ -206,7 +275,8 @@ impl hyper::service::Service<http::Request<Incoming>> for HttpService {
         let snapshot = self.snapshots.load_full();
         let observed = snapshot.access_log.is_some() || snapshot.tracer.is_some();
         let line = observed.then(|| request_line(&req));
-        let record = Arc::new(RequestRecord::new(line));
+        let record =
+            Arc::new(RequestRecord::new(line).with_peer_identity(self.peer_identity.clone()));
         let plan = snapshot.http_listener(&self.listener).cloned();
         if self.activity.take_ambiguous_framing() {
             tracing::debug!(client_addr = %self.client_addr, "request with both Content-Length and Transfer-Encoding; rejecting");
@@ -238,7 +308,8 @@ impl hyper::service::Service<http::Request<Incoming>> for HttpService {
                 snapshot,
                 listener: self.listener.clone(),
                 client_addr: self.client_addr,
-                scheme: "http",
+                peer_identity: self.peer_identity.clone(),
+                scheme: self.scheme,
                 route: None,
                 cluster: None,
                 endpoint: None,

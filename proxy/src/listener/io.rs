@@ -1,6 +1,6 @@
-//! The downstream connection's socket, shared so the proxy can still write a last
-//! response (408) after it stopped hyper on a slow request head, and reporting reads to
-//! the connection's [`ConnActivity`].
+//! The downstream connection's transport, reporting reads to the connection's
+//! [`ConnActivity`]: a plaintext socket, shared so the proxy can still write a last
+//! response (408) after it stopped hyper on a slow request head, or a TLS stream.
 
 use std::io;
 use std::pin::Pin;
@@ -9,22 +9,24 @@ use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
 
 use super::activity::ConnActivity;
 use super::framing::HeadScanner;
 
-/// A TCP stream readable and writable through a shared handle.
+/// A downstream transport (`Arc<TcpStream>`: plaintext, readable and writable through a
+/// shared handle; `TlsStream`: TLS) whose reads are watched.
 #[derive(Debug)]
-pub struct ConnIo {
-    stream: Arc<TcpStream>,
+pub struct ConnIo<T> {
+    stream: T,
     activity: Arc<ConnActivity>,
     scanner: HeadScanner,
     /// `activity.requests_started()` when `scanner` was last reset.
     scanned_for: u64,
 }
 
-impl ConnIo {
-    pub fn new(stream: Arc<TcpStream>, activity: Arc<ConnActivity>) -> Self {
+impl<T> ConnIo<T> {
+    pub fn new(stream: T, activity: Arc<ConnActivity>) -> Self {
         Self {
             stream,
             activity,
@@ -48,7 +50,7 @@ impl ConnIo {
     }
 }
 
-impl AsyncRead for ConnIo {
+impl AsyncRead for ConnIo<Arc<TcpStream>> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -74,7 +76,7 @@ impl AsyncRead for ConnIo {
     }
 }
 
-impl AsyncWrite for ConnIo {
+impl AsyncWrite for ConnIo<Arc<TcpStream>> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -119,5 +121,51 @@ impl AsyncWrite for ConnIo {
             Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
             other => other,
         })
+    }
+}
+
+impl AsyncRead for ConnIo<TlsStream<TcpStream>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut this.stream).poll_read(cx, buf))?;
+        if buf.filled().len() > before {
+            this.inspect(&buf.filled()[before..]);
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for ConnIo<TlsStream<TcpStream>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, data)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
     }
 }

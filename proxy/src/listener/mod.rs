@@ -21,6 +21,7 @@ use tokio_util::task::TaskTracker;
 use crate::metrics::Metrics;
 use crate::metrics::handles::ListenerHandles;
 use crate::snapshot::SnapshotHandle;
+use crate::tls::handshake;
 
 /// A listener that is bound and accepting.
 #[derive(Debug)]
@@ -135,6 +136,7 @@ impl ListenerSet {
                 connections: self.connections.clone(),
                 active: Arc::new(AtomicUsize::new(0)),
                 metrics: Arc::new(ListenerHandles::new(&self.metrics, &listener.name)),
+                handshakes: self.metrics.tls.handshakes(&listener.name),
             };
             tokio::spawn(acceptor.run(socket, stop));
         }
@@ -186,6 +188,8 @@ struct Acceptor {
     connections: TaskTracker,
     active: Arc<AtomicUsize>,
     metrics: Arc<ListenerHandles>,
+    /// TLS handshakes completed on this listener.
+    handshakes: prometheus::IntCounter,
 }
 
 /// Counts a connection against its listener's `max_connections` while it lives.
@@ -220,6 +224,7 @@ impl Acceptor {
             };
             let limits = config.limits.clone();
             let protocol = config.protocol.clone();
+            let tls = snapshot.listener_tls(&self.name).cloned();
             drop(snapshot);
             if self.active.fetch_add(1, Ordering::Relaxed) >= limits.max_connections as usize {
                 self.active.fetch_sub(1, Ordering::Relaxed);
@@ -232,30 +237,59 @@ impl Acceptor {
             self.metrics.connections_active.inc();
             let slot = ConnectionSlot(self.active.clone(), self.metrics.clone());
             let _ = stream.set_nodelay(true);
-            match protocol {
-                ListenerProtocol::Http { .. } => {
-                    let settings = http::HttpConnSettings {
-                        listener: self.name.clone(),
-                        limits,
-                        snapshots: self.snapshots.clone(),
-                        // Stopping the listener (removal or process drain) drains its connections.
-                        drain: stop.clone(),
-                        metrics: self.metrics.clone(),
-                    };
-                    self.connections.spawn(async move {
-                        http::serve(stream, client_addr, settings).await;
-                        drop(slot);
-                    });
+            let http_settings = match protocol {
+                ListenerProtocol::Http { .. } => Some(http::HttpConnSettings {
+                    listener: self.name.clone(),
+                    limits,
+                    snapshots: self.snapshots.clone(),
+                    // Stopping the listener (removal or process drain) drains its connections.
+                    drain: stop.clone(),
+                    metrics: self.metrics.clone(),
+                }),
+                ListenerProtocol::Tcp { .. } => None,
+            };
+            let name = self.name.clone();
+            let snapshots = self.snapshots.clone();
+            let Some(tls) = tls else {
+                // Plaintext: straight to the protocol.
+                self.connections.spawn(async move {
+                    match http_settings {
+                        Some(settings) => http::serve(stream, client_addr, settings).await,
+                        None => tcp::serve(stream, client_addr, &name, snapshots).await,
+                    }
+                    drop(slot);
+                });
+                continue;
+            };
+            let handshakes = self.handshakes.clone();
+            let metrics = self.metrics.clone();
+            self.connections.spawn(async move {
+                let established = match handshake::accept(
+                    stream,
+                    tls.config.clone(),
+                    tls.handshake_timeout,
+                )
+                .await
+                {
+                    Ok(established) => established,
+                    Err((reason, detail)) => {
+                        metrics
+                            .metrics()
+                            .tls
+                            .handshake_failures_total
+                            .with_label_values(&[&*name, reason])
+                            .inc();
+                        tracing::info!(listener = %name, %client_addr, reason, detail, "TLS handshake failed; connection closed");
+                        return;
+                    }
+                };
+                handshakes.inc();
+                match http_settings {
+                    Some(settings) => http::serve_tls(established, client_addr, settings).await,
+                    None => tcp::serve(established.stream, client_addr, &name, snapshots).await,
                 }
-                ListenerProtocol::Tcp { .. } => {
-                    let name = self.name.clone();
-                    let snapshots = self.snapshots.clone();
-                    self.connections.spawn(async move {
-                        tcp::serve(stream, client_addr, &name, snapshots).await;
-                        drop(slot);
-                    });
-                }
-            }
+                drop(slot);
+            });
         }
     }
 }

@@ -3,13 +3,14 @@
 
 use std::net::SocketAddr;
 
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::cluster::connector::connect;
 use crate::snapshot::SnapshotHandle;
 
-pub async fn serve(
-    mut stream: TcpStream,
+/// `stream`: the client's connection, plaintext or after the TLS handshake.
+pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
     client_addr: SocketAddr,
     listener: &str,
     snapshots: SnapshotHandle,

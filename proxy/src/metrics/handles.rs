@@ -86,7 +86,7 @@ impl RequestSlot {
 }
 
 /// Number of [`ProxyError`] kinds (for per-reason arrays).
-const REASONS: usize = 13;
+const REASONS: usize = 14;
 
 fn reason_index(e: ProxyError) -> usize {
     match e {
@@ -103,6 +103,7 @@ fn reason_index(e: ProxyError) -> usize {
         ProxyError::FaultAbort => 10,
         ProxyError::CircuitOpen => 11,
         ProxyError::Overflow => 12,
+        ProxyError::Unauthorized => 13,
     }
 }
 

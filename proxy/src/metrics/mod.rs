@@ -9,6 +9,7 @@
 //! `let retries = metrics.register(IntCounterVec::new(Opts::new(..), &[..])?);`
 
 pub mod handles;
+pub mod tls;
 
 use prometheus::core::Collector;
 use prometheus::{
@@ -92,6 +93,7 @@ pub struct Metrics {
     pub config: ConfigMetrics,
     pub trace: TraceMetrics,
     pub health: HealthMetrics,
+    pub tls: tls::TlsMetrics,
     pub access_log_dropped_total: IntCounter,
 }
 
@@ -280,6 +282,7 @@ impl Metrics {
                     ENDPOINT_LABELS,
                 ),
             },
+            tls: tls::TlsMetrics::new(),
             trace: TraceMetrics {
                 spans_exported: counter(
                     "trace_spans_exported_total",
@@ -336,6 +339,7 @@ impl Metrics {
         self.register(self.trace.spans_exported.clone());
         self.register(self.trace.spans_dropped.clone());
         self.register(self.trace.export_failures.clone());
+        self.tls.register(self);
         let build = IntGaugeVec::new(
             opts(
                 "build_info",

@@ -135,7 +135,7 @@ fn json_line(
         "response_bytes": response_bytes,
         "request_id": f.request_id,
         "trace_id": record.trace.get().map(|t| t.trace_id.to_string()),
-        "peer_identity": serde_json::Value::Null,
+        "peer_identity": record.peer_identity.as_deref(),
         "error": f.error,
     });
     let mut s = value.to_string();
@@ -143,7 +143,7 @@ fn json_line(
     s
 }
 
-/// Envoy-like: `[time] "METHOD authority path PROTO" status error req_bytes resp_bytes ms listener route cluster endpoint attempts request_id`.
+/// Envoy-like: `[time] "METHOD authority path PROTO" status error req_bytes resp_bytes ms listener route cluster endpoint attempts request_id peer_identity`.
 fn text_line(
     listener: &str,
     record: &RequestRecord,
@@ -173,7 +173,7 @@ fn text_line(
     };
     let _ = writeln!(
         s,
-        "{} {} {} {} {:.3} {} {} {} {} {} {}",
+        "{} {} {} {} {:.3} {} {} {} {} {} {} {}",
         status.as_u16(),
         f.error.unwrap_or("-"),
         record.request_bytes(),
@@ -185,6 +185,7 @@ fn text_line(
         f.endpoint.as_deref().unwrap_or("-"),
         record.attempts.load(std::sync::atomic::Ordering::Relaxed),
         dash(&f.request_id),
+        record.peer_identity.as_deref().unwrap_or("-"),
     );
     s
 }
@@ -240,6 +241,6 @@ mod tests {
             29,
             Duration::from_millis(2),
         );
-        assert!(line.contains("\"GET api.example.com/v1/x?y=1 HTTP/1.1\" 404 no-route 12 29 2.000 edge - - - 0 rid-1"), "{line}");
+        assert!(line.contains("\"GET api.example.com/v1/x?y=1 HTTP/1.1\" 404 no-route 12 29 2.000 edge - - - 0 rid-1 -\n"), "{line}");
     }
 }

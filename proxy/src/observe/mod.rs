@@ -43,6 +43,8 @@ pub struct RequestRecord {
     pub trace: OnceLock<crate::trace::TraceInfo>,
     request_bytes: AtomicU64,
     pub line: Option<RequestLine>,
+    /// The verified SPIFFE ID of the client (mTLS listeners).
+    pub peer_identity: Option<Arc<str>>,
 }
 
 impl RequestRecord {
@@ -59,7 +61,13 @@ impl RequestRecord {
             trace: OnceLock::new(),
             request_bytes: AtomicU64::new(0),
             line,
+            peer_identity: None,
         }
+    }
+
+    pub fn with_peer_identity(mut self, peer_identity: Option<Arc<str>>) -> Self {
+        self.peer_identity = peer_identity;
+        self
     }
 
     pub fn add_request_bytes(&self, n: usize) {
@@ -138,6 +146,9 @@ impl Observer {
         }
         if let Some(cluster) = self.record.cluster.get() {
             span = span.str("meshwork.cluster", cluster.name());
+        }
+        if let Some(peer) = &self.record.peer_identity {
+            span = span.str("meshwork.peer_identity", peer.as_ref());
         }
         if let Some(error) = self.record.error.get() {
             span = span.str("meshwork.error", error.reason());

@@ -1,5 +1,6 @@
-//! Per-route policy machinery: rate limit buckets, retry backoff and retry budgets.
+//! Policy machinery: authorization, rate limit buckets, retry backoff and retry budgets.
 
+pub mod authorization;
 pub mod backoff;
 pub mod retry_budget;
 pub mod token_bucket;

@@ -1,0 +1,254 @@
+//! The mesh identity: this proxy's certificate, key and trust bundle, held in one atomic
+//! slot so a rotation changes them for every new handshake at once, while connections
+//! already established keep the session they negotiated.
+//!
+//! Listener and cluster TLS configs that use the identity are built once per snapshot and
+//! read the slot per handshake through the resolvers and verifiers below.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwapOption;
+use meshwork_config::model;
+use rustls::client::ResolvesClientCert;
+use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
+use rustls::{DigitallySignedStruct, DistinguishedName, Error, RootCertStore, SignatureScheme};
+
+use super::files::{self, TlsFileError};
+use crate::metrics::tls::TlsMetrics;
+
+/// One generation of identity files, loaded and checked.
+#[derive(Debug)]
+pub struct IdentityMaterial {
+    pub certified: Arc<CertifiedKey>,
+    pub roots: Arc<RootCertStore>,
+    /// The SPIFFE ID in the certificate's URI SAN, if any.
+    pub spiffe_id: Option<String>,
+    /// When the certificate expires (Unix seconds).
+    pub not_after: Option<i64>,
+    /// Verifiers of client certificates against `roots`, with and without a certificate
+    /// being mandatory.
+    required: Arc<dyn ClientCertVerifier>,
+    optional: Arc<dyn ClientCertVerifier>,
+    /// The files' bytes, to tell a real change from a touch.
+    fingerprint: Vec<u8>,
+}
+
+impl IdentityMaterial {
+    /// Reads and checks the three files.
+    ///
+    /// # Errors
+    /// The first file that cannot be used, and why.
+    pub fn load(files: &model::Identity) -> Result<Self, TlsFileError> {
+        let certified = files::certified_key(&files.cert, &files.key)?;
+        let roots = files::read_roots(&files.trust_bundle)?;
+        let leaf = certified.cert.first();
+        let verifier = |mandatory: bool| {
+            let builder =
+                WebPkiClientVerifier::builder_with_provider(roots.clone(), super::provider());
+            let builder = if mandatory {
+                builder
+            } else {
+                builder.allow_unauthenticated()
+            };
+            builder.build().map_err(|e| TlsFileError {
+                path: files.trust_bundle.clone(),
+                problem: format!("cannot verify client certificates with this bundle: {e}"),
+            })
+        };
+        let mut fingerprint = Vec::new();
+        for path in [&files.cert, &files.key, &files.trust_bundle] {
+            fingerprint.extend(std::fs::read(path).unwrap_or_default());
+        }
+        Ok(Self {
+            spiffe_id: leaf.and_then(super::spiffe::spiffe_id),
+            not_after: leaf.and_then(files::not_after),
+            required: verifier(true)?,
+            optional: verifier(false)?,
+            certified,
+            roots,
+            fingerprint,
+        })
+    }
+}
+
+/// The live identity, shared by every TLS config that uses it.
+#[derive(Debug)]
+pub struct IdentityStore {
+    current: ArcSwapOption<IdentityMaterial>,
+    /// The files the current identity was read from (what the watcher follows).
+    files: Mutex<Option<model::Identity>>,
+    metrics: TlsMetrics,
+}
+
+impl IdentityStore {
+    pub fn new(metrics: TlsMetrics) -> Self {
+        Self {
+            current: ArcSwapOption::empty(),
+            files: Mutex::new(None),
+            metrics,
+        }
+    }
+
+    pub fn current(&self) -> Option<Arc<IdentityMaterial>> {
+        self.current.load_full()
+    }
+
+    /// The identity files in use (none when the config has no `identity`).
+    pub fn files(&self) -> Option<model::Identity> {
+        self.files.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The paths to watch.
+    pub fn watched_paths(&self) -> Vec<PathBuf> {
+        self.files()
+            .map(|f| vec![f.cert, f.key, f.trust_bundle])
+            .unwrap_or_default()
+    }
+
+    /// Puts a loaded identity (or none) in place, for the config being applied.
+    pub fn install(&self, files: Option<model::Identity>, material: Option<IdentityMaterial>) {
+        if let Some(m) = &material {
+            self.observe(m);
+        }
+        *self.files.lock().unwrap_or_else(|e| e.into_inner()) = files;
+        self.current.store(material.map(Arc::new));
+    }
+
+    /// Reads the identity files again (they changed on disk). A broken new set is
+    /// refused and the current identity stays.
+    ///
+    /// # Errors
+    /// The file that cannot be used; the current identity is kept.
+    pub fn reload(&self) -> Result<bool, TlsFileError> {
+        let Some(files) = self.files() else {
+            return Ok(false);
+        };
+        match IdentityMaterial::load(&files) {
+            Ok(material) => {
+                let unchanged = self
+                    .current()
+                    .is_some_and(|c| c.fingerprint == material.fingerprint);
+                if unchanged {
+                    return Ok(false);
+                }
+                self.observe(&material);
+                self.metrics.identity_reloads("applied");
+                tracing::info!(
+                    spiffe_id = material.spiffe_id.as_deref().unwrap_or("-"),
+                    not_after = material.not_after.unwrap_or_default(),
+                    "identity rotated; new handshakes use the new certificate"
+                );
+                self.current.store(Some(Arc::new(material)));
+                Ok(true)
+            }
+            Err(error) => {
+                self.metrics.identity_reloads("rejected");
+                Err(error)
+            }
+        }
+    }
+
+    fn observe(&self, material: &IdentityMaterial) {
+        if let Some(t) = material.not_after {
+            self.metrics.identity_expiry.set(t);
+        }
+    }
+}
+
+/// Serves (listeners) or presents (clusters) the current identity certificate.
+#[derive(Debug)]
+pub struct IdentityCert(pub Arc<IdentityStore>);
+
+impl ResolvesServerCert for IdentityCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.0.current().map(|m| m.certified.clone())
+    }
+}
+
+impl ResolvesClientCert for IdentityCert {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        self.0.current().map(|m| m.certified.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+/// Verifies client certificates against the current identity's trust bundle.
+#[derive(Debug)]
+pub struct IdentityClientVerifier {
+    pub store: Arc<IdentityStore>,
+    pub mandatory: bool,
+}
+
+impl IdentityClientVerifier {
+    fn inner(&self) -> Result<Arc<dyn ClientCertVerifier>, Error> {
+        let material = self
+            .store
+            .current()
+            .ok_or_else(|| Error::General("no mesh identity is loaded".into()))?;
+        Ok(if self.mandatory {
+            material.required.clone()
+        } else {
+            material.optional.clone()
+        })
+    }
+}
+
+impl ClientCertVerifier for IdentityClientVerifier {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.mandatory
+    }
+
+    /// No CA names are sent (allowed by TLS): the bundle may rotate under a borrowed list.
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, Error> {
+        self.inner()?
+            .verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, Error> {
+        self.inner()?.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, Error> {
+        self.inner()?.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        super::provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}

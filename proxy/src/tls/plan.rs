@@ -1,0 +1,84 @@
+//! The TLS part of a snapshot: every listener's `ServerConfig` and every cluster's
+//! origination settings, built (and every certificate file read) once per config.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use meshwork_config::Config;
+use rustls::ServerConfig;
+
+use super::client::{Origination, origination};
+use super::identity::IdentityStore;
+use super::server::{ServerTlsError, server_config};
+
+/// A TLS listener's handshake settings.
+#[derive(Debug)]
+pub struct ListenerTlsPlan {
+    pub config: Arc<ServerConfig>,
+    pub handshake_timeout: Duration,
+}
+
+/// TLS settings of one config, by listener and cluster name.
+#[derive(Debug, Default)]
+pub struct TlsPlan {
+    listeners: HashMap<String, Arc<ListenerTlsPlan>>,
+    clusters: HashMap<String, Origination>,
+}
+
+impl TlsPlan {
+    /// Reads every certificate, key and CA file the config names (except the identity's,
+    /// which `identity` already holds) and builds the rustls configs.
+    ///
+    /// # Errors
+    /// The first unusable file or setting, named by its field path.
+    pub fn build(
+        config: &Config,
+        identity: Option<&Arc<IdentityStore>>,
+    ) -> Result<Self, ServerTlsError> {
+        let mut plan = Self::default();
+        for (i, listener) in config.listeners.iter().enumerate() {
+            if let Some(tls) = &listener.tls {
+                let server = server_config(i, tls, &listener.protocol, identity)?;
+                plan.listeners.insert(
+                    listener.name.clone(),
+                    Arc::new(ListenerTlsPlan {
+                        config: server,
+                        handshake_timeout: tls.handshake_timeout,
+                    }),
+                );
+            }
+        }
+        for (i, cluster) in config.clusters.iter().enumerate() {
+            if let Some(tls) = &cluster.tls {
+                let o = origination(i, tls, cluster.protocol, identity)?;
+                plan.clusters.insert(cluster.name.clone(), o);
+            }
+        }
+        Ok(plan)
+    }
+
+    pub fn listener(&self, name: &str) -> Option<&Arc<ListenerTlsPlan>> {
+        self.listeners.get(name)
+    }
+
+    pub fn cluster(&self, name: &str) -> Option<&Origination> {
+        self.clusters.get(name)
+    }
+}
+
+/// Reads every certificate file of `config` as applying it would (for `meshwork check`).
+///
+/// # Errors
+/// The first unusable file or setting, named by its field path.
+pub fn check_files(config: &Config) -> Result<(), String> {
+    let store = Arc::new(IdentityStore::new(crate::metrics::Metrics::new().tls));
+    if let Some(files) = &config.identity {
+        let material =
+            super::identity::IdentityMaterial::load(files).map_err(|e| format!("identity: {e}"))?;
+        store.install(Some(files.clone()), Some(material));
+    }
+    TlsPlan::build(config, config.identity.as_ref().map(|_| &store))
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
