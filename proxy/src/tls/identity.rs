@@ -59,10 +59,6 @@ impl IdentityMaterial {
                 problem: format!("cannot verify client certificates with this bundle: {e}"),
             })
         };
-        let mut fingerprint = Vec::new();
-        for path in [&files.cert, &files.key, &files.trust_bundle] {
-            fingerprint.extend(std::fs::read(path).unwrap_or_default());
-        }
         Ok(Self {
             spiffe_id: leaf.and_then(super::spiffe::spiffe_id),
             not_after: leaf.and_then(files::not_after),
@@ -70,9 +66,19 @@ impl IdentityMaterial {
             optional: verifier(false)?,
             certified,
             roots,
-            fingerprint,
+            fingerprint: fingerprint(files),
         })
     }
+}
+
+/// The three files' bytes (read again: a rotation compares them, not timestamps).
+fn fingerprint(files: &model::Identity) -> Vec<u8> {
+    let mut all = Vec::new();
+    for path in [&files.cert, &files.key, &files.trust_bundle] {
+        all.extend(std::fs::read(path).unwrap_or_default());
+        all.push(0);
+    }
+    all
 }
 
 /// The live identity, shared by every TLS config that uses it.
@@ -81,6 +87,8 @@ pub struct IdentityStore {
     current: ArcSwapOption<IdentityMaterial>,
     /// The files the current identity was read from (what the watcher follows).
     files: Mutex<Option<model::Identity>>,
+    /// The contents last refused, so one bad write is reported once.
+    rejected: Mutex<Option<Vec<u8>>>,
     metrics: TlsMetrics,
 }
 
@@ -89,6 +97,7 @@ impl IdentityStore {
         Self {
             current: ArcSwapOption::empty(),
             files: Mutex::new(None),
+            rejected: Mutex::new(None),
             metrics,
         }
     }
@@ -119,22 +128,24 @@ impl IdentityStore {
     }
 
     /// Reads the identity files again (they changed on disk). A broken new set is
-    /// refused and the current identity stays.
+    /// refused and the current identity stays. Returns whether the identity changed.
     ///
     /// # Errors
-    /// The file that cannot be used; the current identity is kept.
+    /// The file that cannot be used (once per distinct broken contents); the current
+    /// identity is kept.
     pub fn reload(&self) -> Result<bool, TlsFileError> {
         let Some(files) = self.files() else {
             return Ok(false);
         };
+        let contents = fingerprint(&files);
+        let unchanged = self.current().is_some_and(|c| c.fingerprint == contents);
+        let mut rejected = self.rejected.lock().unwrap_or_else(|e| e.into_inner());
+        if unchanged || rejected.as_ref() == Some(&contents) {
+            return Ok(false);
+        }
         match IdentityMaterial::load(&files) {
             Ok(material) => {
-                let unchanged = self
-                    .current()
-                    .is_some_and(|c| c.fingerprint == material.fingerprint);
-                if unchanged {
-                    return Ok(false);
-                }
+                *rejected = None;
                 self.observe(&material);
                 self.metrics.identity_reloads("applied");
                 tracing::info!(
@@ -146,6 +157,7 @@ impl IdentityStore {
                 Ok(true)
             }
             Err(error) => {
+                *rejected = Some(contents);
                 self.metrics.identity_reloads("rejected");
                 Err(error)
             }
