@@ -14,7 +14,7 @@ use crate::cluster::ClusterRegistry;
 use crate::listener::{ListenerInfo, ListenerSet};
 use crate::metrics::Metrics;
 use crate::observe::access_log::AccessLogWriter;
-use crate::snapshot::{Snapshot, SnapshotHandle};
+use crate::snapshot::{Snapshot, SnapshotHandle, SnapshotParts};
 use crate::tls::TlsPlan;
 use crate::tls::identity::{IdentityMaterial, IdentityStore};
 use crate::tls::watch::IdentityWatch;
@@ -95,9 +95,11 @@ impl Proxy {
             config,
             &self.registry,
             &self.metrics,
-            tls,
-            access_log,
-            tracer,
+            SnapshotParts {
+                tls,
+                access_log,
+                tracer,
+            },
         );
         let config = snapshot.config.clone();
         self.snapshots.store(Arc::new(snapshot));
@@ -336,9 +338,7 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<()> {
         bare,
         &registry,
         &metrics,
-        TlsPlan::default(),
-        None,
-        None,
+        SnapshotParts::default(),
     );
     let snapshots: SnapshotHandle = Arc::new(ArcSwap::from_pointee(empty));
     let proxy = Arc::new(Proxy {

@@ -152,6 +152,15 @@ pub struct Snapshot {
     pub tracer: Option<Arc<Tracer>>,
 }
 
+/// What a snapshot takes over ready-made, built (and checked) before it: the parts whose
+/// building can fail or that outlive snapshots.
+#[derive(Debug, Default)]
+pub struct SnapshotParts {
+    pub tls: TlsPlan,
+    pub access_log: Option<Arc<AccessLogWriter>>,
+    pub tracer: Option<Arc<Tracer>>,
+}
+
 impl Snapshot {
     pub fn build(
         version: u64,
@@ -159,10 +168,13 @@ impl Snapshot {
         config: Config,
         registry: &ClusterRegistry,
         metrics: &Metrics,
-        tls: TlsPlan,
-        access_log: Option<Arc<AccessLogWriter>>,
-        tracer: Option<Arc<Tracer>>,
+        parts: SnapshotParts,
     ) -> Self {
+        let SnapshotParts {
+            tls,
+            access_log,
+            tracer,
+        } = parts;
         let clusters = registry.resolve(&config.clusters, &tls, config.identity.is_some());
         let route_tables: HashMap<String, Arc<RouteTable>> = config
             .route_tables
