@@ -36,6 +36,10 @@ pub enum Command {
         /// Files to check.
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
+        /// Also read the certificate, key and CA files the config names, as `run` does
+        /// (where they exist: a config checked in CI may name files only its pods have).
+        #[arg(long)]
+        read_certificates: bool,
     },
     /// Show which route a request would take, and why earlier routes did not match.
     Explain {

@@ -17,6 +17,9 @@ fn every_subcommand_has_complete_help() {
         &["explain"],
         &["schema"],
         &["demo"],
+        &["certs"],
+        &["certs", "ca"],
+        &["certs", "workload"],
     ] {
         let out = meshwork().args(sub).arg("--help").output().unwrap();
         assert!(out.status.success(), "{sub:?} --help failed");

@@ -77,7 +77,12 @@ clusters:
     );
     let config = dir.path().join("server.yaml");
     std::fs::write(&config, &server_yaml).unwrap();
-    let check = meshwork(["check", &config.display().to_string()]).await;
+    let check = meshwork([
+        "check",
+        "--read-certificates",
+        &config.display().to_string(),
+    ])
+    .await;
     assert!(check.success(), "{}", check.describe());
     let server = Proxy::with_config(server_yaml).start().await;
     let client = Proxy::with_config(format!(
@@ -127,7 +132,10 @@ route_tables:
 ",
     )
     .unwrap();
-    let out = meshwork(["check", &config.display().to_string()]).await;
+    let path = config.display().to_string();
+    let structural = meshwork(["check", &path]).await;
+    assert!(structural.success(), "{}", structural.describe());
+    let out = meshwork(["check", "--read-certificates", &path]).await;
     assert!(!out.success());
     let cert = dir.path().join("cert.pem");
     assert!(

@@ -228,19 +228,16 @@ async fn check_refuses_a_feature_that_is_not_supported_yet() {
         "    - name: api",
         "      backends:",
         "        - cluster: api",
+        "      mirror: { cluster: api, percent: 5 }",
         "clusters:",
         "  - name: api",
         "    endpoints:",
         "      - 127.0.0.1:9",
-        "identity:",
-        "  cert: cert.pem",
-        "  key: key.pem",
-        "  trust_bundle: ca.pem",
     ]);
     assert_check_reports(
-        "identity.yaml",
+        "mirror.yaml",
         &yaml,
-        "18:1: identity",
+        "14:7: route_tables.edge[0].mirror",
         "not supported yet",
     )
     .await;
