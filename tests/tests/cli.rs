@@ -218,6 +218,8 @@ async fn check_refuses_a_feature_that_is_not_supported_yet() {
         "version: 1",
         "admin:",
         "  address: 127.0.0.1:0",
+        "control_plane:",
+        "  address: http://127.0.0.1:18000",
         "listeners:",
         "  - name: edge",
         "    address: 127.0.0.1:0",
@@ -226,18 +228,12 @@ async fn check_refuses_a_feature_that_is_not_supported_yet() {
         "route_tables:",
         "  edge:",
         "    - name: api",
-        "      backends:",
-        "        - cluster: api",
-        "      mirror: { cluster: api, percent: 5 }",
-        "clusters:",
-        "  - name: api",
-        "    endpoints:",
-        "      - 127.0.0.1:9",
+        "      direct_response: { status: 200 }",
     ]);
     assert_check_reports(
-        "mirror.yaml",
+        "control.yaml",
         &yaml,
-        "14:7: route_tables.edge[0].mirror",
+        "4:1: control_plane",
         "not supported yet",
     )
     .await;
