@@ -253,21 +253,32 @@ impl TlsClient {
         config
     }
 
+    /// A TLS connection to `addr`, handshake done.
+    ///
+    /// # Errors
+    /// The connection or the handshake failed (as text).
+    pub async fn connect(
+        &self,
+        addr: SocketAddr,
+    ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
+        let tcp = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let name = ServerName::try_from(self.server_name.clone())
+            .map_err(|e| format!("server name: {e}"))?;
+        tokio_rustls::TlsConnector::from(Arc::new(self.config()))
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("handshake: {}", error_chain(&e)))
+    }
+
     /// `GET path` over a new TLS connection to `addr` (HTTP/2 when ALPN chose `h2`).
     ///
     /// # Errors
     /// The handshake or the request failed (as text).
     pub async fn get(&self, addr: SocketAddr, path: &str) -> Result<TlsReply, String> {
         let attempt = async {
-            let tcp = tokio::net::TcpStream::connect(addr)
-                .await
-                .map_err(|e| format!("connect: {e}"))?;
-            let name = ServerName::try_from(self.server_name.clone())
-                .map_err(|e| format!("server name: {e}"))?;
-            let tls = tokio_rustls::TlsConnector::from(Arc::new(self.config()))
-                .connect(name, tcp)
-                .await
-                .map_err(|e| format!("handshake: {}", error_chain(&e)))?;
+            let tls = self.connect(addr).await?;
             let (_, conn) = tls.get_ref();
             let alpn = conn
                 .alpn_protocol()

@@ -44,6 +44,16 @@ clusters:
 /// The client side: an `outbound` plaintext listener for the application, sending to the
 /// server sidecar over mTLS and accepting only `accepted` as the server's identity.
 async fn client_sidecar(identity: &CertFiles, server: &Proxy, accepted: &str) -> Proxy {
+    client_sidecar_with(identity, server, accepted, "").await
+}
+
+/// [`client_sidecar`] with more cluster settings (indented for the cluster).
+async fn client_sidecar_with(
+    identity: &CertFiles,
+    server: &Proxy,
+    accepted: &str,
+    cluster_extra: &str,
+) -> Proxy {
     let yaml = format!(
         "
 version: 1
@@ -63,6 +73,7 @@ clusters:
     protocol: auto
     tls:
       identities: [{accepted}]
+{cluster_extra}
 {}",
         server.listener_addr("inbound"),
         identity.identity_yaml(),
@@ -260,5 +271,48 @@ async fn the_identity_rotates_under_load_without_a_failed_request_and_a_broken_f
     let reply = HttpClient::h1()
         .get(&client.url("outbound", "/after"))
         .await;
+    assert_eq!(reply.status, 200);
+}
+
+#[tokio::test]
+async fn health_checks_of_a_tls_cluster_go_over_mtls() {
+    let ca = TestCa::new("mesh");
+    let api = ca.issue("api").spiffe_id(API).write();
+    let web = ca.issue("web").spiffe_id(WEB).write();
+    let app = Upstream::http1().name("app").start().await;
+    let server = server_sidecar(&api, &app, &AccessLogFile::json()).await;
+    let client = client_sidecar_with(
+        &web,
+        &server,
+        API,
+        "    health_check: { http: { path: /healthz }, interval: 100ms, unhealthy_threshold: 1 }",
+    )
+    .await;
+    let endpoint = server.listener_addr("inbound").to_string();
+    let labels = labels_of(&[
+        ("cluster", "api"),
+        ("endpoint", &endpoint),
+        ("result", "success"),
+    ]);
+    client
+        .scrape_when("3 successful health checks", |s| {
+            s.series("meshwork_health_checks_total")
+                .get(&labels)
+                .is_some_and(|v| *v >= 3.0)
+        })
+        .await;
+    let failures = labels_of(&[
+        ("cluster", "api"),
+        ("endpoint", &endpoint),
+        ("result", "failure"),
+    ]);
+    let scrape = client.scrape().await;
+    let failed = scrape
+        .series("meshwork_health_checks_total")
+        .get(&failures)
+        .copied();
+    assert_eq!(failed.unwrap_or(0.0), 0.0, "no failed probe");
+    assert!(app.paths().iter().any(|p| p == "/healthz"));
+    let reply = HttpClient::h1().get(&client.url("outbound", "/")).await;
     assert_eq!(reply.status, 200);
 }

@@ -309,3 +309,69 @@ async fn a_reload_naming_a_broken_certificate_is_rejected_and_the_old_one_keeps_
     let reply = TlsClient::new(e.ca.ca_path()).get(addr, "/").await.unwrap();
     assert_eq!(reply.server_cert, e.default.der);
 }
+
+#[tokio::test]
+async fn tcp_listeners_terminate_tls_and_tcp_clusters_originate_it() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ca = TestCa::new("tcp");
+    let server = ca.issue("db").dns("db.internal").write();
+    let echo = meshwork_tests::TcpEchoUpstream::start().await;
+    // `front` terminates TLS on a tcp listener in front of a plaintext echo server.
+    let front = Proxy::with_config(format!(
+        "version: 1
+admin: {{ address: 127.0.0.1:0 }}
+listeners:
+  - name: db
+    address: 127.0.0.1:0
+    protocol: tcp
+    cluster: echo
+    tls:
+      certificates: [{{ cert: {}, key: {} }}]
+clusters:
+  - {{ name: echo, endpoints: [{}] }}
+",
+        server.cert.display(),
+        server.key.display(),
+        echo.endpoint()
+    ))
+    .start()
+    .await;
+    let mut direct = TlsClient::new(ca.ca_path())
+        .server_name("db.internal")
+        .alpn(&[])
+        .connect(front.listener_addr("db"))
+        .await
+        .unwrap();
+    direct.write_all(b"over tls").await.unwrap();
+    let mut got = [0u8; 8];
+    direct.read_exact(&mut got).await.unwrap();
+    assert_eq!(&got, b"over tls");
+
+    // `back` takes plaintext and originates TLS to `front`, verifying its name.
+    let back = Proxy::with_config(format!(
+        "version: 1
+admin: {{ address: 127.0.0.1:0 }}
+listeners:
+  - {{ name: db, address: 127.0.0.1:0, protocol: tcp, cluster: front }}
+clusters:
+  - name: front
+    endpoints: [{}]
+    tls: {{ ca: {}, server_name: db.internal }}
+",
+        front.listener_addr("db"),
+        ca.ca_path().display()
+    ))
+    .start()
+    .await;
+    let mut plain = tokio::net::TcpStream::connect(back.listener_addr("db"))
+        .await
+        .unwrap();
+    plain.write_all(b"two hops").await.unwrap();
+    plain.read_exact(&mut got).await.unwrap();
+    assert_eq!(&got, b"two hops");
+    let scrape = front.scrape().await;
+    assert_eq!(
+        scrape.get("meshwork_tls_handshakes_total", &[("listener", "db")]),
+        Some(2.0)
+    );
+}

@@ -115,14 +115,14 @@ impl EndpointConnector {
         connect_timeout: Duration,
         metrics: Arc<EndpointHandles>,
         connections: Arc<Gate>,
-        tls: Option<UpstreamTls>,
+        tls: Option<Arc<UpstreamTls>>,
     ) -> Self {
         Self {
             address,
             connect_timeout,
             metrics,
             connections,
-            tls: tls.map(Arc::new),
+            tls,
         }
     }
 }
@@ -167,15 +167,24 @@ impl CountedStream {
     }
 }
 
+impl UpstreamStream {
+    /// The endpoint chose HTTP/2 by ALPN.
+    pub fn negotiated_h2(&self) -> bool {
+        match self {
+            UpstreamStream::Tls { tls } => {
+                tls.get_ref().1.alpn_protocol() == Some(crate::tls::ALPN_H2)
+            }
+            UpstreamStream::Plain { .. } => false,
+        }
+    }
+}
+
 impl Connection for CountedStream {
     fn connected(&self) -> Connected {
-        match &self.inner {
-            UpstreamStream::Tls { tls }
-                if tls.get_ref().1.alpn_protocol() == Some(crate::tls::ALPN_H2) =>
-            {
-                Connected::new().negotiated_h2()
-            }
-            _ => Connected::new(),
+        if self.inner.negotiated_h2() {
+            Connected::new().negotiated_h2()
+        } else {
+            Connected::new()
         }
     }
 }
@@ -190,13 +199,56 @@ macro_rules! either {
     };
 }
 
+impl AsyncRead for UpstreamStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        either!(self.project(), s => s.poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for UpstreamStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        either!(self.project(), s => s.poll_write(cx, buf))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        either!(self.project(), s => s.poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            UpstreamStream::Plain { tcp } => tcp.is_write_vectored(),
+            UpstreamStream::Tls { tls } => tls.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        either!(self.project(), s => s.poll_flush(cx))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        either!(self.project(), s => s.poll_shutdown(cx))
+    }
+}
+
 impl AsyncRead for CountedStream {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        either!(self.project().inner.project(), s => s.poll_read(cx, buf))
+        self.project().inner.poll_read(cx, buf)
     }
 }
 
@@ -206,7 +258,7 @@ impl AsyncWrite for CountedStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        either!(self.project().inner.project(), s => s.poll_write(cx, buf))
+        self.project().inner.poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -214,22 +266,19 @@ impl AsyncWrite for CountedStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        either!(self.project().inner.project(), s => s.poll_write_vectored(cx, bufs))
+        self.project().inner.poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
-        match &self.inner {
-            UpstreamStream::Plain { tcp } => tcp.is_write_vectored(),
-            UpstreamStream::Tls { tls } => tls.is_write_vectored(),
-        }
+        self.inner.is_write_vectored()
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        either!(self.project().inner.project(), s => s.poll_flush(cx))
+        self.project().inner.poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        either!(self.project().inner.project(), s => s.poll_shutdown(cx))
+        self.project().inner.poll_shutdown(cx)
     }
 }
 
@@ -276,6 +325,36 @@ pub async fn connect(address: &Address, timeout: Duration) -> Result<TcpStream, 
     }
 }
 
+/// Opens a connection to an endpoint: TCP within `timeout`, then (when the cluster
+/// originates TLS) the handshake within `timeout` again. Used by the pool, by active
+/// health checks and by TCP listeners alike.
+///
+/// # Errors
+/// The connect or handshake failure (handshake failures are counted by reason).
+pub async fn open(
+    address: &Address,
+    timeout: Duration,
+    tls: Option<&UpstreamTls>,
+) -> Result<UpstreamStream, ConnectError> {
+    let tcp = connect(address, timeout).await?;
+    let Some(tls) = tls else {
+        return Ok(UpstreamStream::Plain { tcp });
+    };
+    match tokio::time::timeout(timeout, tls.handshake(address, tcp)).await {
+        Ok(Ok(tls)) => Ok(UpstreamStream::Tls { tls }),
+        Ok(Err(e)) => Err(e),
+        Err(_) => {
+            tls.failures
+                .with_label_values(&[&*tls.cluster, "timeout"])
+                .inc();
+            Err(ConnectError::Timeout {
+                address: address.to_string(),
+                timeout,
+            })
+        }
+    }
+}
+
 impl tower::Service<http::Uri> for EndpointConnector {
     type Response = TokioIo<CountedStream>;
     type Error = ConnectError;
@@ -298,29 +377,7 @@ impl tower::Service<http::Uri> for EndpointConnector {
             let Some(slot) = connections.acquire_within(timeout).await else {
                 return Err(ConnectError::Overflow);
             };
-            let opened = async {
-                let tcp = connect(&address, timeout).await?;
-                match &tls {
-                    None => Ok(UpstreamStream::Plain { tcp }),
-                    // The handshake gets its own connect_timeout.
-                    Some(tls) => {
-                        match tokio::time::timeout(timeout, tls.handshake(&address, tcp)).await {
-                            Ok(Ok(tls)) => Ok(UpstreamStream::Tls { tls }),
-                            Ok(Err(e)) => Err(e),
-                            Err(_) => {
-                                tls.failures
-                                    .with_label_values(&[&*tls.cluster, "timeout"])
-                                    .inc();
-                                Err(ConnectError::Timeout {
-                                    address: address.to_string(),
-                                    timeout,
-                                })
-                            }
-                        }
-                    }
-                }
-            };
-            match opened.await {
+            match open(&address, timeout, tls.as_deref()).await {
                 Ok(stream) => Ok(TokioIo::new(CountedStream::new(stream, metrics, slot))),
                 Err(error) => {
                     metrics.connect_failures.inc();

@@ -15,7 +15,7 @@ use meshwork_config::model::{HealthCheck, HealthCheckKind, UpstreamProtocol};
 use prometheus::{IntCounter, IntGauge};
 
 use super::Endpoint;
-use super::connector::connect;
+use super::connector::open;
 use crate::metrics::Metrics;
 
 /// One endpoint's health as the checker sees it.
@@ -116,8 +116,15 @@ async fn probe(
     protocol: UpstreamProtocol,
     connect_timeout: Duration,
 ) -> bool {
-    let Ok(stream) = connect(&endpoint.address, connect_timeout).await else {
+    // Over TLS when the cluster originates it, as its requests go.
+    let Ok(stream) = open(&endpoint.address, connect_timeout, endpoint.tls.as_deref()).await else {
         return false;
+    };
+    let h2 = protocol == UpstreamProtocol::Http2 || stream.negotiated_h2();
+    let scheme = if endpoint.tls.is_some() {
+        "https"
+    } else {
+        "http"
     };
     let HealthCheckKind::Http {
         path,
@@ -132,14 +139,14 @@ async fn probe(
         .header(http::header::USER_AGENT, "meshwork-health-check")
         .body(Empty::<Bytes>::new());
     let Ok(mut req) = req else { return false };
-    let status = if protocol == UpstreamProtocol::Http2 {
+    let status = if h2 {
         let Ok((mut send, conn)) =
             hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await
         else {
             return false;
         };
         tokio::spawn(conn);
-        let uri = format!("http://{}{}", endpoint.address, path);
+        let uri = format!("{scheme}://{}{}", endpoint.address, path);
         if let Ok(uri) = uri.parse() {
             *req.uri_mut() = uri;
         }

@@ -41,6 +41,9 @@ pub struct Endpoint {
     /// Response-time estimate, read by `peak_ewma` (kept for every balancer: cheap,
     /// and `/clusters` can show it).
     pub latency: PeakEwma,
+    /// TLS origination settings, when the cluster has `tls` (health checks and TCP
+    /// listeners open connections with them too).
+    pub tls: Option<Arc<connector::UpstreamTls>>,
 }
 
 impl Endpoint {
@@ -148,12 +151,20 @@ impl ClusterRuntime {
                     &config.name,
                     &ep.address.to_string(),
                 ));
+                let endpoint_tls = tls.map(|o| {
+                    Arc::new(connector::UpstreamTls::new(
+                        o,
+                        &ep.address,
+                        &config.name,
+                        metrics,
+                    ))
+                });
                 let connector = EndpointConnector::new(
                     ep.address.clone(),
                     config.connect_timeout,
                     handles.clone(),
                     gates.connections.clone(),
-                    tls.map(|o| connector::UpstreamTls::new(o, &ep.address, &config.name, metrics)),
+                    endpoint_tls.clone(),
                 );
                 let client = Client::builder(TokioExecutor::new())
                     .pool_idle_timeout(config.idle_timeout)
@@ -175,6 +186,7 @@ impl ClusterRuntime {
                         peak_ewma::DEFAULT_DECAY,
                         std::time::Instant::now(),
                     ),
+                    tls: endpoint_tls,
                 })
             })
             .collect();

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::cluster::connector::connect;
+use crate::cluster::connector::open;
 use crate::snapshot::SnapshotHandle;
 
 /// `stream`: the client's connection, plaintext or after the TLS handshake.
@@ -33,7 +33,9 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             return;
         }
     };
-    let mut upstream = match connect(&endpoint.address, cluster.config.connect_timeout).await {
+    // TLS to the endpoint when the cluster originates it.
+    let tls = endpoint.tls.as_deref();
+    let mut upstream = match open(&endpoint.address, cluster.config.connect_timeout, tls).await {
         Ok(s) => s,
         Err(error) => {
             tracing::debug!(%client_addr, %error, "tcp upstream connect failed");
