@@ -77,9 +77,12 @@ pub async fn serve(stream: TcpStream, client_addr: SocketAddr, settings: HttpCon
             return;
         }
     };
-    let stream = Arc::new(stream);
+    // hyper reads through the read half (tokio's own read path, which knows a short read
+    // drained the socket and so saves a read that would only return EAGAIN); the write
+    // half stays here for a last 408 after hyper is stopped.
+    let (read, write) = stream.into_split();
     let activity = Arc::new(ConnActivity::new(detected == Detected::Http1));
-    let io = ConnIo::new(stream.clone(), activity.clone());
+    let io = ConnIo::new(read, activity.clone());
     let conn = Conn {
         client_addr,
         peer_identity: None,
@@ -87,7 +90,10 @@ pub async fn serve(stream: TcpStream, client_addr: SocketAddr, settings: HttpCon
         activity,
         settings,
     };
-    conn.run(io, detected, Some(&stream)).await
+    conn.run(io, detected, Some(write.as_ref())).await;
+    // The read half may live on in an upgraded (WebSocket) tunnel: dropping the write half
+    // would shut the socket's sending side under it; this leaves closing to the read half.
+    write.forget();
 }
 
 /// Serves a connection after its TLS handshake: HTTP/2 when ALPN chose `h2`, HTTP/1
@@ -125,7 +131,7 @@ struct Conn {
 }
 
 impl Conn {
-    async fn run<T>(self, io: ConnIo<T>, detected: Detected, http1_stream: Option<&Arc<TcpStream>>)
+    async fn run<T>(self, io: ConnIo<T>, detected: Detected, http1_stream: Option<&TcpStream>)
     where
         ConnIo<T>: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
@@ -200,7 +206,7 @@ async fn supervise<C: GracefulConnection>(
     conn: C,
     activity: &ConnActivity,
     settings: &HttpConnSettings,
-    http1_stream: Option<&Arc<TcpStream>>,
+    http1_stream: Option<&TcpStream>,
     client_addr: SocketAddr,
 ) {
     let limits = &settings.limits;
@@ -239,7 +245,7 @@ async fn supervise<C: GracefulConnection>(
                     settings.metrics.local_response(ProxyError::HeaderTimeout);
                     if let Some(stream) = http1_stream {
                         let _ = stream.try_write(HEADER_TIMEOUT_RESPONSE);
-                        let _ = socket2::SockRef::from(&**stream).shutdown(std::net::Shutdown::Both);
+                        let _ = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Both);
                     }
                     return;
                 }

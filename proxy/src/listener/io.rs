@@ -1,6 +1,8 @@
 //! The downstream connection's transport, reporting reads to the connection's
-//! [`ConnActivity`]: a plaintext socket, shared so the proxy can still write a last
-//! response (408) after it stopped hyper on a slow request head, or a TLS stream.
+//! [`ConnActivity`]: the read half of a plaintext socket (the write half stays with the
+//! connection's supervisor, which may still write a last 408 after it stopped hyper on a
+//! slow request head; hyper writes through the read half's shared socket), or a TLS
+//! stream.
 
 use std::io;
 use std::pin::Pin;
@@ -9,13 +11,14 @@ use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedReadHalf;
 use tokio_rustls::server::TlsStream;
 
 use super::activity::ConnActivity;
 use super::framing::HeadScanner;
 
-/// A downstream transport (`Arc<TcpStream>`: plaintext, readable and writable through a
-/// shared handle; `TlsStream`: TLS) whose reads are watched.
+/// A downstream transport (`OwnedReadHalf`: plaintext; `TlsStream`: TLS) whose reads
+/// are watched.
 #[derive(Debug)]
 pub struct ConnIo<T> {
     stream: T,
@@ -50,41 +53,35 @@ impl<T> ConnIo<T> {
     }
 }
 
-impl AsyncRead for ConnIo<Arc<TcpStream>> {
+impl AsyncRead for ConnIo<OwnedReadHalf> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        loop {
-            ready!(this.stream.poll_read_ready(cx))?;
-            let before = buf.filled().len();
-            // Reads into the uninitialized part: zero-filling hyper's whole buffer first
-            // cost a memset per read and kept idle connections' buffers resident.
-            match this.stream.try_read_buf(buf) {
-                Ok(n) => {
-                    if n > 0 {
-                        this.inspect(&buf.filled()[before..]);
-                    }
-                    return Poll::Ready(Ok(()));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Poll::Ready(Err(e)),
-            }
+        let before = buf.filled().len();
+        // tokio's read path: reads into the uninitialized part of hyper's buffer (no
+        // zero-fill, so idle connections' buffers stay mostly unresident) and clears the
+        // socket's readiness after a short read, so the next read waits for epoll
+        // instead of trying (and failing with EAGAIN) once per request.
+        ready!(Pin::new(&mut this.stream).poll_read(cx, buf))?;
+        if buf.filled().len() > before {
+            this.inspect(&buf.filled()[before..]);
         }
+        Poll::Ready(Ok(()))
     }
 }
 
-impl AsyncWrite for ConnIo<Arc<TcpStream>> {
+impl AsyncWrite for ConnIo<OwnedReadHalf> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         loop {
-            ready!(self.stream.poll_write_ready(cx))?;
-            match self.stream.try_write(data) {
+            ready!(self.stream.as_ref().poll_write_ready(cx))?;
+            match self.stream.as_ref().try_write(data) {
                 Ok(n) => return Poll::Ready(Ok(n)),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Poll::Ready(Err(e)),
@@ -98,8 +95,8 @@ impl AsyncWrite for ConnIo<Arc<TcpStream>> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         loop {
-            ready!(self.stream.poll_write_ready(cx))?;
-            match self.stream.try_write_vectored(bufs) {
+            ready!(self.stream.as_ref().poll_write_ready(cx))?;
+            match self.stream.as_ref().try_write_vectored(bufs) {
                 Ok(n) => return Poll::Ready(Ok(n)),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Poll::Ready(Err(e)),
@@ -116,7 +113,8 @@ impl AsyncWrite for ConnIo<Arc<TcpStream>> {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let result = socket2::SockRef::from(&*self.stream).shutdown(std::net::Shutdown::Write);
+        let result =
+            socket2::SockRef::from(self.stream.as_ref()).shutdown(std::net::Shutdown::Write);
         Poll::Ready(match result {
             Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
             other => other,
