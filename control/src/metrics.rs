@@ -104,6 +104,9 @@ impl Metrics {
         for result in ["clean", "with_problems"] {
             reads_total.with_label_values(&[result]);
         }
+        for kind in meshwork_config::resource::Kind::ALL {
+            resources.with_label_values(&[kind.as_str()]);
+        }
         for result in ["ok", "error"] {
             dns_resolutions_total.with_label_values(&[result]);
         }
@@ -135,5 +138,31 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    #[test]
+    fn every_family_is_documented_and_every_documented_family_exists() {
+        let exposed: BTreeSet<String> = Metrics::new()
+            .render()
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split_whitespace().next())
+            .map(str::to_string)
+            .collect();
+        let docs = include_str!("../../docs/control-plane.md");
+        let documented: BTreeSet<String> = docs
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `meshwork_control_"))
+            .filter_map(|l| l.split('`').next())
+            .map(|name| format!("meshwork_control_{name}"))
+            .collect();
+        assert_eq!(exposed, documented);
     }
 }

@@ -47,6 +47,11 @@ pub struct Proxy {
     /// The text of the last config that failed validation: the same text fails the same
     /// way, so a watcher event and a SIGHUP for one bad edit count as one rejection.
     invalid_text: Mutex<Option<String>>,
+    /// The control plane link, when `control_plane` is set.
+    pub control_plane: Option<Arc<crate::control_plane::Link>>,
+    /// Set while `/ready` waits for the control plane's first snapshot (the file has no
+    /// listeners of its own).
+    awaiting_snapshot: AtomicBool,
 }
 
 /// A config that could not be applied: invalid, or its listeners could not bind.
@@ -55,13 +60,16 @@ pub enum ApplyError {
     #[error("{0}")]
     Invalid(#[from] meshwork_config::Diagnostics),
     #[error("{0}")]
-    Bind(String),
+    Bind(#[from] crate::listener::BindError),
     #[error("tracing: {0}")]
     Tracing(String),
     #[error("{0}")]
     Tls(String),
     #[error("access_log: cannot open {path}: {error}")]
     AccessLog { path: String, error: std::io::Error },
+    /// The file and the control plane's resources do not fit together.
+    #[error("{0}")]
+    Assembly(String),
 }
 
 impl Proxy {
@@ -72,7 +80,7 @@ impl Proxy {
     /// When a new listener cannot bind.
     pub fn apply(&self, config: Config, source: String) -> Result<u64, ApplyError> {
         let mut listeners = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
-        let prepared = listeners.prepare(&config).map_err(ApplyError::Bind)?;
+        let prepared = listeners.prepare(&config)?;
         // Every certificate file is read now: a bad one rejects the whole config.
         let identity = match &config.identity {
             Some(files) => Some(
@@ -191,9 +199,13 @@ impl Proxy {
                 return;
             }
         }
-        let result = meshwork_config::load_file(path)
-            .map_err(ApplyError::from)
-            .and_then(|config| self.apply(config, source_name(path)));
+        let result = match &self.control_plane {
+            // The file is the bootstrap the control plane's resources are assembled over.
+            Some(link) => link.reload_bootstrap(self, path, text.clone()),
+            None => meshwork_config::load_file(path)
+                .map_err(ApplyError::from)
+                .and_then(|config| self.apply(config, source_name(path))),
+        };
         match result {
             Ok(version) => {
                 self.metrics
@@ -223,6 +235,8 @@ impl Proxy {
     pub fn not_ready_reason(&self) -> Option<&'static str> {
         if self.draining.load(Ordering::Relaxed) {
             Some("draining")
+        } else if self.awaiting_snapshot.load(Ordering::Relaxed) {
+            Some("waiting for the first snapshot from the control plane")
         } else if !self.ready.load(Ordering::Relaxed) {
             Some("starting")
         } else {
@@ -282,8 +296,14 @@ impl Proxy {
         serde_json::json!({
             "version": snapshot.version.to_string(),
             "source": snapshot.source,
+            "control_plane": self.control_plane.as_ref().map(|l| l.view()),
             "config": &*snapshot.config,
         })
+    }
+
+    /// A snapshot from the control plane was applied: `/ready` stops waiting for one.
+    pub fn control_plane_synced(&self) {
+        self.awaiting_snapshot.store(false, Ordering::Relaxed);
     }
 }
 
@@ -320,6 +340,30 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<()> {
     let connections = TaskTracker::new();
     let admin_address = config.admin.address;
     let initial_text = std::fs::read_to_string(&options.config_path).ok();
+    let control_plane = config.control_plane.as_ref().map(|cp| {
+        let path = &options.config_path;
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let base_dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+        let bootstrap = meshwork_config::resource::Bootstrap::new(
+            path.display().to_string(),
+            initial_text.clone().unwrap_or_default(),
+            &base_dir,
+        );
+        Arc::new(crate::control_plane::Link::new(
+            cp.address.clone(),
+            bootstrap,
+        ))
+    });
+    // Without listeners of its own, a proxy fed by a control plane has nothing to serve
+    // until the first snapshot.
+    let awaiting_snapshot = control_plane.is_some() && config.listeners.is_empty();
+    let node = meshwork_config::discovery::Node {
+        id: config.node.id.clone(),
+        labels: config.node.labels.clone().into_iter().collect(),
+    };
 
     // Version 0: the config's settings without listeners, routes or clusters, in place
     // only until the first apply below (before any listener accepts), which builds them
@@ -358,6 +402,8 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<()> {
         draining: AtomicBool::new(false),
         applied_text: Mutex::new(initial_text),
         invalid_text: Mutex::new(None),
+        control_plane: control_plane.clone(),
+        awaiting_snapshot: AtomicBool::new(awaiting_snapshot),
     });
 
     let admin = crate::admin::bind(admin_address)
@@ -378,14 +424,23 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<()> {
         write_atomically(path, &admin_bound.to_string())?;
     }
     proxy.ready.store(true, Ordering::Relaxed);
-    tracing::info!("ready");
+    if awaiting_snapshot {
+        tracing::info!("started; ready once the control plane's first snapshot is applied");
+    } else {
+        tracing::info!("ready");
+    }
 
     let reloads = crate::reload::spawn(proxy.clone(), options.config_path.clone());
+    let subscription =
+        control_plane.map(|link| crate::control_plane::spawn(proxy.clone(), link, node));
 
     wait_for_shutdown_signal().await;
     tracing::info!(timeout = ?options.drain_timeout, "draining");
     proxy.draining.store(true, Ordering::Relaxed);
     reloads.abort();
+    if let Some(task) = subscription {
+        task.abort();
+    }
     proxy
         .listeners
         .lock()

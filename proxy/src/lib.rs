@@ -7,6 +7,7 @@ pub mod balance;
 pub mod certs;
 pub mod cli;
 pub mod cluster;
+pub mod control_plane;
 pub mod demo;
 pub mod explain;
 pub mod http;

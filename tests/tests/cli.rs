@@ -220,6 +220,7 @@ async fn check_refuses_a_feature_that_is_not_supported_yet() {
         "  address: 127.0.0.1:0",
         "control_plane:",
         "  address: http://127.0.0.1:18000",
+        "  tls: { ca: ca.pem }",
         "listeners:",
         "  - name: edge",
         "    address: 127.0.0.1:0",
@@ -233,7 +234,7 @@ async fn check_refuses_a_feature_that_is_not_supported_yet() {
     assert_check_reports(
         "control.yaml",
         &yaml,
-        "4:1: control_plane",
+        "6:3: control_plane.tls",
         "not supported yet",
     )
     .await;

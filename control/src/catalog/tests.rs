@@ -235,3 +235,29 @@ fn dns_answers_become_endpoints() {
     assert_eq!(resolved.count(Kind::Endpoints), 1);
     assert_ne!(resolved.version, unresolved.version);
 }
+
+#[test]
+fn the_example_directory_is_clean_and_fits_the_example_proxy() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/examples/control-plane");
+    let mut reader = Reader::new(examples.join("fragments"));
+    let catalog = read(&mut reader);
+    assert!(catalog.is_clean(), "{:#?}", catalog.problems);
+    let proxy =
+        meshwork_config::load_file(&examples.join("proxy.yaml")).expect("the proxy file loads");
+    let snapshot = catalog.for_node(&proxy.node.labels.clone().into_iter().collect());
+    assert!(snapshot.rejected.is_empty(), "{:#?}", snapshot.rejected);
+    assert_eq!(snapshot.resources.len(), 4);
+    let text = std::fs::read_to_string(examples.join("proxy.yaml")).expect("read");
+    let bootstrap = resource::Bootstrap::new("proxy.yaml", text, &examples);
+    let resources: Vec<Resource> = snapshot.resources.values().cloned().collect();
+    let settled = settle(
+        &bootstrap,
+        resources,
+        &|_| None,
+        &|_| None,
+        &mut Applied::Done,
+    )
+    .expect("the snapshot fits the proxy's file");
+    assert!(settled.rejected.is_empty());
+    assert_eq!(settled.value.listeners[0].name, "edge");
+}

@@ -23,6 +23,15 @@ use crate::metrics::handles::ListenerHandles;
 use crate::snapshot::SnapshotHandle;
 use crate::tls::handshake;
 
+/// A listener that could not bind its address (e.g. the port is in use).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct BindError {
+    /// The listener's name.
+    pub listener: String,
+    pub message: String,
+}
+
 /// A listener that is bound and accepting.
 #[derive(Debug)]
 struct Running {
@@ -84,7 +93,7 @@ impl ListenerSet {
     ///
     /// # Errors
     /// The first listener that cannot bind, naming it and its address.
-    pub fn prepare(&self, config: &Config) -> Result<Prepared, String> {
+    pub fn prepare(&self, config: &Config) -> Result<Prepared, BindError> {
         let mut bound = Vec::new();
         for l in &config.listeners {
             let unchanged = self
@@ -96,8 +105,10 @@ impl ListenerSet {
             }
             // A listener moving to an address it holds itself (same port) is rebound after
             // the old socket closes; only possible with reuse, so bind fresh addresses only.
-            let socket = bind(l.address)
-                .map_err(|e| format!("listener {:?}: cannot bind {}: {e}", l.name, l.address))?;
+            let socket = bind(l.address).map_err(|e| BindError {
+                listener: l.name.clone(),
+                message: format!("listener {:?}: cannot bind {}: {e}", l.name, l.address),
+            })?;
             bound.push((l.clone(), socket));
         }
         Ok(Prepared { bound })

@@ -71,6 +71,14 @@ pub struct ConfigMetrics {
     pub last_reload_success_timestamp_seconds: Gauge,
 }
 
+/// The control plane link (`control_plane` set).
+#[derive(Debug, Clone)]
+pub struct ControlPlaneMetrics {
+    pub connected: IntGauge,
+    pub updates_total: IntCounterVec,
+    pub info: IntGaugeVec,
+}
+
 #[derive(Debug, Clone)]
 pub struct HealthMetrics {
     pub checks_total: IntCounterVec,
@@ -91,6 +99,7 @@ pub struct Metrics {
     pub http: HttpMetrics,
     pub upstream: UpstreamMetrics,
     pub config: ConfigMetrics,
+    pub control_plane: ControlPlaneMetrics,
     pub trace: TraceMetrics,
     pub health: HealthMetrics,
     pub tls: tls::TlsMetrics,
@@ -265,6 +274,23 @@ impl Metrics {
                 ))
                 .expect("valid"),
             },
+            control_plane: ControlPlaneMetrics {
+                connected: IntGauge::with_opts(opts(
+                    "control_plane_connected",
+                    "1 while the discovery stream to the control plane is open.",
+                ))
+                .expect("valid"),
+                updates_total: counter_vec(
+                    "control_plane_updates_total",
+                    "Responses from the control plane, by answer: ack (applied whole) or nack (resources rejected).",
+                    &["result"],
+                ),
+                info: gauge_vec(
+                    "control_plane_info",
+                    "1 for the control plane address and the snapshot version last applied from it.",
+                    &["address", "version"],
+                ),
+            },
             access_log_dropped_total: IntCounter::with_opts(opts(
                 "access_log_dropped_total",
                 "Access log lines dropped because the writer fell behind.",
@@ -333,6 +359,10 @@ impl Metrics {
         self.register(c.version.clone());
         self.register(c.reloads_total.clone());
         self.register(c.last_reload_success_timestamp_seconds.clone());
+        let cp = &self.control_plane;
+        self.register(cp.connected.clone());
+        self.register(cp.updates_total.clone());
+        self.register(cp.info.clone());
         self.register(self.access_log_dropped_total.clone());
         self.register(self.health.checks_total.clone());
         self.register(self.health.endpoint_healthy.clone());

@@ -1,0 +1,268 @@
+//! What the proxy applied from the control plane, and applying more of it.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use meshwork_config::discovery::{Rejection as WireRejection, ResourceRef};
+use meshwork_config::resource::{Applied, Bootstrap, Key, Kind, Rejection, Resource, settle};
+use serde::Serialize;
+
+use crate::app::{ApplyError, Proxy};
+
+/// The proxy's link to the control plane: its address, the proxy's own file (the
+/// bootstrap every snapshot is assembled over) and what was applied.
+#[derive(Debug)]
+pub struct Link {
+    pub address: String,
+    bootstrap: Mutex<Bootstrap>,
+    held: Mutex<Held>,
+    connected: AtomicBool,
+}
+
+#[derive(Debug, Default)]
+struct Held {
+    /// The resources applied, by key.
+    resources: BTreeMap<Key, Resource>,
+    /// The control plane's version of the last response applied (whole or in part).
+    version: Option<String>,
+    /// Whether any response was applied yet (before that, the file's own listeners,
+    /// route tables and clusters run).
+    synced: bool,
+    /// What the last response's NACK said (empty after an ACK).
+    last_rejected: Vec<RejectedView>,
+}
+
+/// A rejected resource as `/config` shows it.
+#[derive(Clone, Debug, Serialize)]
+struct RejectedView {
+    resource: String,
+    version: String,
+    error: String,
+}
+
+/// One response from the control plane, decoded.
+#[derive(Debug, Default)]
+pub struct Update {
+    pub version: String,
+    pub changed: Vec<Resource>,
+    pub removed: Vec<Key>,
+    /// Resources that arrived malformed (not applied), with the reason.
+    pub malformed: Vec<WireRejection>,
+}
+
+impl Link {
+    pub fn new(address: String, bootstrap: Bootstrap) -> Self {
+        Link {
+            address,
+            bootstrap: Mutex::new(bootstrap),
+            held: Mutex::default(),
+            connected: AtomicBool::new(false),
+        }
+    }
+
+    pub fn set_connected(&self, proxy: &Proxy, connected: bool) {
+        self.connected.store(connected, Ordering::Relaxed);
+        proxy
+            .metrics
+            .control_plane
+            .connected
+            .set(i64::from(connected));
+    }
+
+    /// The resources held, for the first request of a stream (so only what differs is
+    /// sent again).
+    pub fn known(&self) -> Vec<ResourceRef> {
+        self.lock()
+            .resources
+            .values()
+            .map(|r| {
+                let mut reference = ResourceRef::from(&r.key);
+                reference.version.clone_from(&r.version);
+                reference
+            })
+            .collect()
+    }
+
+    /// Applies `update` over what is held. Every resource that fails (validation, or a
+    /// listener that cannot bind) keeps its previous version, or is left out; the rest
+    /// is applied. Returns what to NACK (empty: ACK).
+    pub fn apply(&self, proxy: &Proxy, update: Update) -> Vec<WireRejection> {
+        let mut held = self.lock();
+        let mut nack = update.malformed;
+        if held.synced && update.changed.is_empty() && update.removed.is_empty() && nack.is_empty()
+        {
+            held.version = Some(update.version.clone());
+            held.last_rejected.clear();
+            self.record(proxy, &held, true);
+            return nack;
+        }
+        let mut offered = held.resources.clone();
+        for key in &update.removed {
+            offered.remove(key);
+        }
+        let changed: Vec<Resource> = update.changed.clone();
+        for r in update.changed {
+            offered.insert(r.key.clone(), r);
+        }
+        let bootstrap = self
+            .bootstrap
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let source = format!("control_plane:{}", self.address);
+        match apply_resources(
+            proxy,
+            &bootstrap,
+            offered.into_values().collect(),
+            &held.resources,
+            &source,
+        ) {
+            Ok((_, applied, rejected)) => {
+                held.resources = applied.into_iter().map(|r| (r.key.clone(), r)).collect();
+                nack.extend(rejected.iter().map(WireRejection::from));
+                held.last_rejected = rejected
+                    .iter()
+                    .map(|r| RejectedView {
+                        resource: r.resource.key.to_string(),
+                        version: r.resource.version.clone(),
+                        error: r.error.clone(),
+                    })
+                    .collect();
+                held.synced = true;
+                held.version = Some(update.version.clone());
+                tracing::info!(version = %update.version, resources = held.resources.len(), rejected = rejected.len(), "applied a snapshot from the control plane");
+            }
+            Err(error) => {
+                // Nothing applied: every changed resource is rejected with the reason.
+                tracing::error!(version = %update.version, %error, "cannot apply the control plane's snapshot; keeping the active config");
+                held.last_rejected = changed
+                    .iter()
+                    .map(|r| RejectedView {
+                        resource: r.key.to_string(),
+                        version: r.version.clone(),
+                        error: error.clone(),
+                    })
+                    .collect();
+                nack.extend(changed.into_iter().map(|resource| {
+                    WireRejection::from(&Rejection {
+                        resource,
+                        error: error.clone(),
+                    })
+                }));
+            }
+        }
+        for r in &nack {
+            tracing::warn!(name = %r.name, version = %r.version, error = %r.error, "rejected a resource from the control plane");
+        }
+        self.record(proxy, &held, nack.is_empty());
+        nack
+    }
+
+    /// A new version of the proxy's own file: assembled with the resources held. Before
+    /// the first snapshot, the file's own config is applied as a file reload would.
+    ///
+    /// # Errors
+    /// Why nothing was applied.
+    pub fn reload_bootstrap(
+        &self,
+        proxy: &Proxy,
+        path: &Path,
+        text: String,
+    ) -> Result<u64, ApplyError> {
+        let config = meshwork_config::load_file(path)?;
+        let mut held = self.lock();
+        let base_dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let bootstrap = Bootstrap::new(
+            path.display().to_string(),
+            text,
+            &std::path::absolute(base_dir).unwrap_or_else(|_| base_dir.to_path_buf()),
+        );
+        let version = if held.synced {
+            let source = format!("control_plane:{}", self.address);
+            let resources: Vec<Resource> = held.resources.values().cloned().collect();
+            // Only the file changed: a resource that no longer fits it is left out.
+            let (version, applied, rejected) =
+                apply_resources(proxy, &bootstrap, resources, &BTreeMap::new(), &source)
+                    .map_err(ApplyError::Assembly)?;
+            for r in &rejected {
+                tracing::warn!(resource = %r.resource.key, error = %r.error, "left out: no longer fits the proxy's file");
+            }
+            held.resources = applied.into_iter().map(|r| (r.key.clone(), r)).collect();
+            version
+        } else {
+            proxy.apply(config, format!("file:{}", path.display()))?
+        };
+        *self.bootstrap.lock().unwrap_or_else(|e| e.into_inner()) = bootstrap;
+        Ok(version)
+    }
+
+    /// `/config`'s `control_plane` part.
+    pub fn view(&self) -> serde_json::Value {
+        let held = self.lock();
+        serde_json::json!({
+            "address": self.address,
+            "connected": self.connected.load(Ordering::Relaxed),
+            "synced": held.synced,
+            "version": held.version,
+            "resources": held.resources.values().map(|r| serde_json::json!({
+                "kind": r.key.kind,
+                "name": r.key.name,
+                "version": r.version,
+                "source": r.source.to_string(),
+            })).collect::<Vec<_>>(),
+            "last_rejected": held.last_rejected,
+        })
+    }
+
+    /// Whether a snapshot from the control plane was applied.
+    pub fn is_synced(&self) -> bool {
+        self.lock().synced
+    }
+
+    fn record(&self, proxy: &Proxy, held: &Held, ack: bool) {
+        let m = &proxy.metrics.control_plane;
+        m.updates_total
+            .with_label_values(&[if ack { "ack" } else { "nack" }])
+            .inc();
+        m.info.reset();
+        if let Some(version) = &held.version {
+            m.info.with_label_values(&[&self.address, version]).set(1);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Held> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Settles `offered` over `bootstrap` through [`Proxy::apply`]: a listener that cannot
+/// bind is rejected like an invalid resource.
+fn apply_resources(
+    proxy: &Proxy,
+    bootstrap: &Bootstrap,
+    offered: Vec<Resource>,
+    previous: &BTreeMap<Key, Resource>,
+    source: &str,
+) -> Result<(u64, Vec<Resource>, Vec<Rejection>), String> {
+    let env = |name: &str| std::env::var(name).ok();
+    let settled = settle(
+        bootstrap,
+        offered,
+        &|key| previous.get(key).cloned(),
+        &env,
+        &mut |config| match proxy.apply(config, source.to_string()) {
+            Ok(version) => Applied::Done(version),
+            Err(ApplyError::Bind(e)) => Applied::Reject(vec![(
+                Key::new(Kind::Listener, e.listener.clone()),
+                e.to_string(),
+            )]),
+            Err(other) => Applied::Fail(other.to_string()),
+        },
+    )?;
+    Ok((settled.value, settled.applied, settled.rejected))
+}

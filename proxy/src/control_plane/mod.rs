@@ -1,0 +1,58 @@
+//! The proxy's side of the control plane: subscribe to `meshwork-control`, apply what it
+//! pushes through the same path as a file reload, ACK or NACK, and keep serving the last
+//! good snapshot whenever the control plane is gone.
+//!
+//! [`Link`] holds what was applied from the control plane; [`session`] runs one
+//! discovery stream; [`spawn`] keeps one running, reconnecting with exponential backoff
+//! and full jitter.
+
+mod link;
+mod session;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use meshwork_config::discovery::Node;
+use meshwork_config::model::Backoff;
+use tokio::task::JoinHandle;
+
+pub use link::{Link, Update};
+
+use crate::app::Proxy;
+
+/// Reconnect backoff: first retry within 250ms, then doubling, capped at 30s.
+const RECONNECT_BACKOFF: Backoff = Backoff {
+    base: Duration::from_millis(250),
+    max: Duration::from_secs(30),
+};
+
+/// A stream that stayed up this long was healthy: the next reconnect starts the backoff
+/// over.
+const HEALTHY_STREAM: Duration = Duration::from_secs(30);
+
+/// Keeps a discovery stream to the control plane open for the life of the proxy.
+pub fn spawn(proxy: Arc<Proxy>, link: Arc<Link>, node: Node) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut retry: u32 = 0;
+        loop {
+            let started = Instant::now();
+            let result = session::run(&proxy, &link, node.clone()).await;
+            link.set_connected(&proxy, false);
+            match result {
+                Ok(()) => {
+                    tracing::warn!(address = %link.address, "control plane closed the stream; keeping the active config")
+                }
+                Err(error) => {
+                    tracing::warn!(address = %link.address, %error, "control plane unavailable; keeping the active config")
+                }
+            }
+            if started.elapsed() >= HEALTHY_STREAM {
+                retry = 0;
+            }
+            retry = retry.saturating_add(1);
+            let wait = crate::policy::backoff::delay(&RECONNECT_BACKOFF, retry, &mut rand::rng());
+            tracing::debug!(?wait, retry, "reconnecting to the control plane");
+            tokio::time::sleep(wait).await;
+        }
+    })
+}

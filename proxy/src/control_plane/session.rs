@@ -1,0 +1,117 @@
+//! One discovery stream: hello, then for each response apply and ACK or NACK.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use meshwork_config::discovery::discovery_client::DiscoveryClient;
+use meshwork_config::discovery::{DiscoveryRequest, Node, Rejection as WireRejection, kind_of};
+use meshwork_config::resource::Key;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::{Link, Update};
+use crate::app::Proxy;
+
+/// How long connecting to the control plane may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// HTTP/2 pings keep the stream's connection checked while nothing changes, so a control
+/// plane that vanished without closing (host down) is noticed.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a stream ended.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("invalid control plane address: {0}")]
+    Address(String),
+    #[error("cannot connect: {}", chain(.0))]
+    Connect(#[source] tonic::transport::Error),
+    #[error("stream failed: {0}")]
+    Stream(#[from] tonic::Status),
+    #[error("the proxy stopped")]
+    Stopped,
+}
+
+/// An error and its causes, `a: b: c` (tonic's transport error alone says only
+/// "transport error").
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}
+
+/// Runs one stream until it ends.
+///
+/// # Errors
+/// When the control plane cannot be reached or the stream fails.
+pub async fn run(proxy: &Arc<Proxy>, link: &Arc<Link>, node: Node) -> Result<(), SessionError> {
+    let endpoint = tonic::transport::Endpoint::from_shared(link.address.clone())
+        .map_err(|e| SessionError::Address(e.to_string()))?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+        .tcp_nodelay(true);
+    let channel = endpoint.connect().await.map_err(SessionError::Connect)?;
+    let mut client = DiscoveryClient::new(channel);
+    let (requests, rx) = mpsc::channel::<DiscoveryRequest>(4);
+    let hello = DiscoveryRequest {
+        node: Some(node),
+        known: link.known(),
+        ..DiscoveryRequest::default()
+    };
+    requests
+        .send(hello)
+        .await
+        .map_err(|_| SessionError::Stopped)?;
+    let mut responses = client.stream(ReceiverStream::new(rx)).await?.into_inner();
+    link.set_connected(proxy, true);
+    tracing::info!(address = %link.address, "subscribed to the control plane");
+    while let Some(response) = responses.message().await? {
+        let mut update = Update {
+            version: response.version.clone(),
+            ..Update::default()
+        };
+        for wire in response.resources {
+            let source = wire.source.clone();
+            let (kind, name, version) = (wire.kind, wire.name.clone(), wire.version.clone());
+            match wire.into_resource() {
+                Ok(resource) => update.changed.push(resource),
+                Err(error) => update.malformed.push(WireRejection {
+                    kind,
+                    name,
+                    version,
+                    error,
+                    source,
+                }),
+            }
+        }
+        update.removed = response
+            .removed
+            .iter()
+            .filter_map(|r| Some(Key::new(kind_of(r.kind)?, r.name.clone())))
+            .collect();
+        let (p, l) = (proxy.clone(), link.clone());
+        // Validating and binding is blocking work: keep it off the workers.
+        let rejected = tokio::task::spawn_blocking(move || l.apply(&p, update))
+            .await
+            .map_err(|_| SessionError::Stopped)?;
+        proxy.control_plane_synced();
+        let answer = DiscoveryRequest {
+            response_nonce: response.nonce,
+            version: response.version,
+            rejected,
+            ..DiscoveryRequest::default()
+        };
+        requests
+            .send(answer)
+            .await
+            .map_err(|_| SessionError::Stopped)?;
+    }
+    Ok(())
+}

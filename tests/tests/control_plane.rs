@@ -1,0 +1,465 @@
+//! The control plane end to end: one `meshwork-control` and two proxies fed by it.
+//! Edits reroute both, broken files change nothing and show in `/status`, a snapshot a
+//! proxy cannot apply is NACKed (and the rest applied), and the proxies keep serving
+//! through a control plane outage and resync when it comes back.
+
+use std::time::{Duration, Instant};
+
+use meshwork_tests::{ControlPlane, HttpClient, Proxy, Scrape, Upstream, dedent, eventually};
+
+/// How long a change may take to reach the proxies before the test gives up (the
+/// observed time is printed; it is normally well under a second).
+const PROPAGATION_BOUND: Duration = Duration::from_secs(10);
+
+fn clusters(endpoint: &str) -> String {
+    dedent(&format!(
+        "
+        clusters:
+          - name: api
+            endpoints: [{endpoint}]
+        "
+    ))
+}
+
+const ROUTES: &str = "
+listeners:
+  - name: edge
+    address: 127.0.0.1:0
+    route_table: edge
+route_tables:
+  edge:
+    - name: all
+      backends: [{ cluster: api }]
+";
+
+fn proxy_config(control: &ControlPlane, id: &str) -> String {
+    dedent(&format!(
+        "
+        version: 1
+        node:
+          id: {id}
+          labels: {{ proxy: {id} }}
+        admin:
+          address: 127.0.0.1:0
+        control_plane:
+          address: {}
+        ",
+        control.url()
+    ))
+}
+
+/// A control plane serving `api -> v1`, two proxies fed by it, and both upstreams.
+struct Mesh {
+    control: ControlPlane,
+    proxies: Vec<Proxy>,
+    v1: Upstream,
+    v2: Upstream,
+    client: HttpClient,
+}
+
+impl Mesh {
+    async fn start() -> Mesh {
+        let v1 = Upstream::http1().name("v1").route("/", "v1").start().await;
+        let v2 = Upstream::http1().name("v2").route("/", "v2").start().await;
+        let control = ControlPlane::start().await;
+        control.write("clusters.yaml", &clusters(&v1.endpoint()));
+        control.write("routes.yaml", ROUTES);
+        eventually(
+            "the control plane to serve the fragments",
+            PROPAGATION_BOUND,
+            || async { control.status().await["resources"]["listener"] == 1 },
+        )
+        .await;
+        let mut proxies = Vec::new();
+        for id in ["a", "b"] {
+            // `start` waits for /ready, which waits for the first snapshot.
+            proxies.push(Proxy::with_config(proxy_config(&control, id)).start().await);
+        }
+        Mesh {
+            control,
+            proxies,
+            v1,
+            v2,
+            client: HttpClient::h1(),
+        }
+    }
+
+    /// What each proxy's `edge` listener answers for `/`.
+    async fn answers(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for proxy in &self.proxies {
+            let reply = self.client.get(&proxy.url("edge", "/")).await;
+            out.push(format!("{} {}", reply.status.as_u16(), reply.text()));
+        }
+        out
+    }
+
+    async fn all_answer(&self, body: &str) -> bool {
+        self.answers()
+            .await
+            .iter()
+            .all(|a| *a == format!("200 {body}"))
+    }
+}
+
+#[tokio::test]
+async fn a_file_edit_reroutes_both_proxies() {
+    let mesh = Mesh::start().await;
+    assert_eq!(mesh.answers().await, vec!["200 v1", "200 v1"]);
+
+    let edited = Instant::now();
+    mesh.control
+        .write("clusters.yaml", &clusters(&mesh.v2.endpoint()));
+    eventually("both proxies to route to v2", PROPAGATION_BOUND, || {
+        mesh.all_answer("v2")
+    })
+    .await;
+    eprintln!("the edit reached both proxies in {:?}", edited.elapsed());
+
+    let status = mesh.control.status().await;
+    let version = status["version"].as_str().expect("a version").to_string();
+    let nodes = status["nodes"].as_array().expect("nodes");
+    assert_eq!(nodes.len(), 2, "{status:#}");
+    for proxy in &mesh.proxies {
+        let config = proxy.config_document().await;
+        let link = &config["control_plane"];
+        assert_eq!(link["connected"], true, "{config:#}");
+        assert_eq!(
+            config["source"],
+            format!("control_plane:{}", mesh.control.url())
+        );
+        let applied = link["version"].as_str().expect("a version");
+        let scrape = proxy.scrape().await;
+        assert_eq!(
+            scrape.get_or_zero("meshwork_control_plane_connected", &[]),
+            1.0
+        );
+        assert_eq!(
+            scrape.get_or_zero(
+                "meshwork_control_plane_info",
+                &[("address", &mesh.control.url()), ("version", applied)]
+            ),
+            1.0
+        );
+    }
+    eventually(
+        "both proxies to ACK the new version",
+        PROPAGATION_BOUND,
+        || async {
+            let status = mesh.control.status().await;
+            status["nodes"]
+                .as_array()
+                .is_some_and(|n| n.iter().all(|n| n["acked_version"] == version.as_str()))
+        },
+    )
+    .await;
+    let metrics = Scrape::parse(&mesh.control.metrics().await);
+    assert_eq!(
+        metrics.get_or_zero("meshwork_control_connected_proxies", &[]),
+        2.0
+    );
+    assert!(metrics.get_or_zero("meshwork_control_acks_total", &[]) >= 4.0);
+    assert!(metrics.get_or_zero("meshwork_control_push_latency_seconds_count", &[]) >= 4.0);
+    drop(mesh.v1);
+}
+
+#[tokio::test]
+async fn a_broken_file_leaves_traffic_untouched_and_shows_in_status() {
+    let mesh = Mesh::start().await;
+    let before = mesh.control.status().await["version"].clone();
+
+    mesh.control.write("routes.yaml", "listeners: [\n");
+    eventually(
+        "/status to report the broken file",
+        PROPAGATION_BOUND,
+        || async {
+            let status = mesh.control.status().await;
+            status["problems"]
+                .as_array()
+                .is_some_and(|p| p.iter().any(|p| p["file"] == "routes.yaml"))
+        },
+    )
+    .await;
+    let status = mesh.control.status().await;
+    assert_eq!(
+        status["version"], before,
+        "the last good version is still served"
+    );
+    assert_eq!(status["clean"], false);
+    let error = status["problems"][0]["error"].as_str().expect("an error");
+    assert!(
+        error.starts_with("routes.yaml:2:1: invalid YAML"),
+        "{error}"
+    );
+    assert_eq!(mesh.answers().await, vec!["200 v1", "200 v1"]);
+    let metrics = Scrape::parse(&mesh.control.metrics().await);
+    assert_eq!(
+        metrics.get_or_zero("meshwork_control_config_problems", &[]),
+        1.0
+    );
+
+    // An invalid resource is refused alone, with its file and line; a valid edit in the
+    // same reading still goes out.
+    mesh.control.write("routes.yaml", ROUTES);
+    mesh.control.write(
+        "clusters.yaml",
+        &format!(
+            "{}  - name: slow\n    endpoints: [{}]\n    connect_timeout: 5\n",
+            clusters(&mesh.v2.endpoint()),
+            mesh.v1.endpoint()
+        ),
+    );
+    eventually("both proxies to route to v2", PROPAGATION_BOUND, || {
+        mesh.all_answer("v2")
+    })
+    .await;
+    let status = mesh.control.status().await;
+    let problems = status["problems"].as_array().expect("problems");
+    assert_eq!(problems.len(), 1, "{status:#}");
+    assert_eq!(problems[0]["resource"], r#"cluster "slow""#);
+    assert_eq!(
+        problems[0]["error"],
+        r#"clusters.yaml:7:22: clusters[1].connect_timeout: "5" is not a duration (try "5s")"#
+    );
+}
+
+#[tokio::test]
+async fn a_listener_port_in_use_is_nacked_and_the_rest_is_applied() {
+    let mesh = Mesh::start().await;
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = busy.local_addr().expect("address").port();
+    mesh.control.write(
+        "busy.yaml",
+        &dedent(&format!(
+            "
+            listeners:
+              - name: busy
+                address: 127.0.0.1:{port}
+                route_table: edge
+            "
+        )),
+    );
+    mesh.control
+        .write("clusters.yaml", &clusters(&mesh.v2.endpoint()));
+    eventually(
+        "both proxies to NACK the busy listener",
+        PROPAGATION_BOUND,
+        || async {
+            let status = mesh.control.status().await;
+            status["nodes"].as_array().is_some_and(|nodes| {
+                nodes.len() == 2
+                    && nodes
+                        .iter()
+                        .all(|n| n["last_nack"]["rejected"][0]["name"] == "busy")
+            })
+        },
+    )
+    .await;
+    let status = mesh.control.status().await;
+    let rejected = &status["nodes"][0]["last_nack"]["rejected"][0];
+    assert_eq!(rejected["kind"], "listener");
+    assert_eq!(rejected["source"], "busy.yaml:2:5");
+    let error = rejected["error"].as_str().expect("an error");
+    assert!(
+        error.contains(&format!("cannot bind 127.0.0.1:{port}")),
+        "{error}"
+    );
+    // The cluster change in the same push was applied.
+    assert_eq!(mesh.answers().await, vec!["200 v2", "200 v2"]);
+    for proxy in &mesh.proxies {
+        let config = proxy.config_document().await;
+        assert_eq!(
+            config["control_plane"]["last_rejected"][0]["resource"], r#"listener "busy""#,
+            "{config:#}"
+        );
+        let scrape = proxy.scrape().await;
+        assert!(
+            scrape.get_or_zero(
+                "meshwork_control_plane_updates_total",
+                &[("result", "nack")]
+            ) >= 1.0
+        );
+    }
+    let metrics = Scrape::parse(&mesh.control.metrics().await);
+    assert!(metrics.get_or_zero("meshwork_control_nacks_total", &[]) >= 2.0);
+}
+
+#[tokio::test]
+async fn killing_the_control_plane_changes_nothing_and_restarting_resyncs() {
+    let mut mesh = Mesh::start().await;
+    mesh.control.kill().await;
+    for proxy in &mesh.proxies {
+        eventually(
+            "the proxy to see the control plane gone",
+            PROPAGATION_BOUND,
+            || async { proxy.config_document().await["control_plane"]["connected"] == false },
+        )
+        .await;
+    }
+    for _ in 0..5 {
+        assert_eq!(mesh.answers().await, vec!["200 v1", "200 v1"]);
+    }
+    for proxy in &mesh.proxies {
+        assert_eq!(proxy.admin_get("/ready").await.status, http::StatusCode::OK);
+    }
+
+    // Edited while it is down; seen when it is back.
+    mesh.control
+        .write("clusters.yaml", &clusters(&mesh.v2.endpoint()));
+    mesh.control.restart().await;
+    eventually("both proxies to resync to v2", PROPAGATION_BOUND, || {
+        mesh.all_answer("v2")
+    })
+    .await;
+    eventually(
+        "both proxies to reconnect and ACK",
+        PROPAGATION_BOUND,
+        || async {
+            let status = mesh.control.status().await;
+            let version = status["version"].clone();
+            status["nodes"]
+                .as_array()
+                .is_some_and(|n| n.len() == 2 && n.iter().all(|n| n["acked_version"] == version))
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn node_selectors_give_each_proxy_its_own_routes() {
+    let v1 = Upstream::http1().name("v1").route("/", "v1").start().await;
+    let v2 = Upstream::http1().name("v2").route("/", "v2").start().await;
+    let control = ControlPlane::start().await;
+    control.write(
+        "clusters.yaml",
+        &format!(
+            "{}  - name: api2\n    endpoints: [{}]\n",
+            clusters(&v1.endpoint()),
+            v2.endpoint()
+        ),
+    );
+    // Names are unique across the directory, so each proxy's table has its own name.
+    let for_proxy = |id: &str, cluster: &str| {
+        dedent(&format!(
+            "
+            node_selector: {{ proxy: {id} }}
+            listeners:
+              - name: edge
+                address: 127.0.0.1:0
+                route_table: edge-{id}
+            route_tables:
+              edge-{id}:
+                - name: all
+                  backends: [{{ cluster: {cluster} }}]
+            "
+        ))
+    };
+    control.write("a.yaml", &for_proxy("a", "api"));
+    control.write("b.yaml", &for_proxy("b", "api2"));
+    eventually(
+        "/status to show the duplicate listener",
+        PROPAGATION_BOUND,
+        || async { control.status().await["problems"][0]["resource"] == r#"listener "edge""# },
+    )
+    .await;
+    // The listener, too, needs one name per selector.
+    control.write(
+        "b.yaml",
+        &for_proxy("b", "api2").replace("name: edge", "name: edge-b"),
+    );
+    eventually("a clean directory", PROPAGATION_BOUND, || async {
+        control.status().await["clean"] == true
+    })
+    .await;
+    let a = Proxy::with_config(proxy_config(&control, "a"))
+        .start()
+        .await;
+    let b = Proxy::with_config(proxy_config(&control, "b"))
+        .start()
+        .await;
+    let client = HttpClient::h1();
+    assert_eq!(client.get(&a.url("edge", "/")).await.text(), "v1");
+    assert_eq!(client.get(&b.url("edge-b", "/")).await.text(), "v2");
+    let listeners: Vec<&str> = a.listeners().iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(listeners, vec!["edge"]);
+}
+
+#[tokio::test]
+async fn a_proxy_with_its_own_listeners_is_ready_before_the_control_plane_answers() {
+    let app = Upstream::http1()
+        .name("app")
+        .route("/", "local")
+        .start()
+        .await;
+    let yaml = dedent(&format!(
+        "
+        version: 1
+        admin:
+          address: 127.0.0.1:0
+        control_plane:
+          address: http://{}
+        listeners:
+          - name: edge
+            address: 127.0.0.1:0
+            route_table: edge
+        route_tables:
+          edge:
+            - name: all
+              backends: [{{ cluster: app }}]
+        clusters:
+          - name: app
+            endpoints: [{}]
+        ",
+        meshwork_tests::dead_endpoint(),
+        app.endpoint()
+    ));
+    let proxy = Proxy::with_config(yaml).start().await;
+    let reply = HttpClient::h1().get(&proxy.url("edge", "/")).await;
+    assert_eq!(reply.text(), "local");
+    let config = proxy.config_document().await;
+    assert_eq!(config["control_plane"]["connected"], false);
+    assert_eq!(config["control_plane"]["synced"], false);
+}
+
+#[tokio::test]
+async fn a_proxy_without_listeners_waits_for_the_first_snapshot_to_be_ready() {
+    let dead = meshwork_tests::dead_endpoint();
+    let yaml = dedent(&format!(
+        "
+        version: 1
+        admin:
+          address: 127.0.0.1:0
+        control_plane:
+          address: http://{dead}
+        "
+    ));
+    let admin_file = tempfile::NamedTempFile::new().expect("temp file");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("meshwork.yaml");
+    std::fs::write(&config, yaml).expect("write");
+    let mut child = tokio::process::Command::new(meshwork_tests::meshwork_bin())
+        .arg("run")
+        .arg("-c")
+        .arg(&config)
+        .arg("--admin-address-file")
+        .arg(admin_file.path())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start meshwork");
+    let mut admin = String::new();
+    eventually("the admin address", PROPAGATION_BOUND, || {
+        admin = std::fs::read_to_string(admin_file.path()).unwrap_or_default();
+        std::future::ready(!admin.trim().is_empty())
+    })
+    .await;
+    let reply = HttpClient::h1()
+        .get(&format!("http://{}/ready", admin.trim()))
+        .await;
+    assert_eq!(reply.status, http::StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        reply.text(),
+        "not ready: waiting for the first snapshot from the control plane\n"
+    );
+    let _ = child.kill().await;
+}
