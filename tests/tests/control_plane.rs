@@ -463,3 +463,33 @@ async fn a_proxy_without_listeners_waits_for_the_first_snapshot_to_be_ready() {
     );
     let _ = child.kill().await;
 }
+
+#[tokio::test]
+async fn editing_the_proxys_own_file_keeps_what_the_control_plane_sent() {
+    let mesh = Mesh::start().await;
+    let proxy = &mesh.proxies[0];
+    let before = proxy.config_document().await["control_plane"]["version"].clone();
+    let path = proxy.config_path().display().to_string();
+    proxy.replace_config_atomically(&format!(
+        "{}access_log:\n  format: json\n  path: {path}.access.log\n",
+        proxy_config(&mesh.control, "a")
+    ));
+    eventually(
+        "the proxy to apply its edited file",
+        PROPAGATION_BOUND,
+        || async { !proxy.config_document().await["config"]["access_log"].is_null() },
+    )
+    .await;
+    let config = proxy.config_document().await;
+    assert_eq!(config["control_plane"]["version"], before);
+    assert_eq!(config["config"]["clusters"][0]["name"], "api", "{config:#}");
+    assert_eq!(mesh.answers().await, vec!["200 v1", "200 v1"]);
+    // And the control plane's next change still arrives.
+    mesh.control
+        .write("clusters.yaml", &clusters(&mesh.v2.endpoint()));
+    eventually("both proxies to route to v2", PROPAGATION_BOUND, || {
+        mesh.all_answer("v2")
+    })
+    .await;
+    assert!(!proxy.config_document().await["config"]["access_log"].is_null());
+}
