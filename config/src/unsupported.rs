@@ -31,7 +31,7 @@ pub(crate) struct NotYet {
 /// What the proxy cannot do yet. Delete a line when its feature lands.
 #[rustfmt::skip]
 pub(crate) const NOT_SUPPORTED_YET: &[NotYet] = &[
-    NotYet { field: "control_plane.tls",                  when: When::Present,              issue: 7 },
+    NotYet { field: "control_plane.tls",                  when: When::Present,              issue: 8 },
 ];
 
 /// Fields only the control plane serves: `meshwork-control` resolves `discovery` into
@@ -161,7 +161,7 @@ mod tests {
     fn present_fields_are_refused_at_their_key() {
         assert_eq!(
             messages("control_plane:\n  address: http://127.0.0.1:1\n  tls: { ca: ca.pem }\n"),
-            vec!["f.yaml:3:3: control_plane.tls: not supported yet (see issue #7)"]
+            vec!["f.yaml:3:3: control_plane.tls: not supported yet (see issue #8)"]
         );
     }
 
