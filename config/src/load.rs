@@ -111,7 +111,7 @@ fn load_with(
             for (pos, path, message) in problems {
                 sink.push(pos, &path, message);
             }
-            let config = check(&root, base_dir, not_yet, &mut sink);
+            let config = check(&root, base_dir, not_yet, true, &mut sink);
             unsupported::check_control_plane_only(&root, &mut sink);
             config
         }
@@ -134,18 +134,20 @@ fn load_with(
     }
 }
 
-/// Structural checks, refusals of unsupported fields, validation (of a whole file, or of
-/// resources assembled over a proxy's file).
+/// Structural checks, refusals of unsupported fields, validation of a file (`whole`), or
+/// of resources assembled over a proxy's file.
 pub(crate) fn check(
     root: &yaml::Node,
     base_dir: &Path,
     not_yet: &[unsupported::NotYet],
+    whole: bool,
     sink: &mut Sink,
 ) -> Option<Config> {
     let raw: Spanned<RawConfig> = de::from_node(root, sink)?;
     let cx = Context {
         base_dir,
         default_node_id: hostname(),
+        listeners_served_later: whole,
     };
     let config = validate::validate(&raw, &cx, sink);
     // A field that is also wrong in itself gets only that message.
@@ -374,6 +376,19 @@ mod tests {
         assert_eq!(
             (log.format, &log.path),
             (AccessLogFormat::Json, &AccessLogPath::Stdout)
+        );
+    }
+
+    #[test]
+    fn authorization_may_name_listeners_the_control_plane_will_serve() {
+        let policy = "authorization:\n  - { listener: inbound, default: deny }\n";
+        let fed = format!("version: 1\ncontrol_plane: {{ address: http://127.0.0.1:1 }}\n{policy}");
+        assert!(load_str("a.yaml", &fed, Path::new("."), &|_| None).is_ok());
+        let alone = format!("version: 1\n{policy}");
+        let err = load_str("a.yaml", &alone, Path::new("."), &|_| None).expect_err("refused");
+        assert!(
+            err.to_string().contains("no listener named \"inbound\""),
+            "{err}"
         );
     }
 

@@ -218,6 +218,7 @@ pub(crate) fn assemble(
         &root,
         &bootstrap.base_dir,
         unsupported::NOT_SUPPORTED_YET,
+        false,
         &mut sink,
     );
     for d in sink.into_vec("") {

@@ -128,6 +128,34 @@ fn problems_in_the_bootstrap_file_fail_the_whole_set() {
 }
 
 #[test]
+fn authorization_in_the_bootstrap_must_name_a_served_listener() {
+    let bootstrap = Bootstrap::new(
+        "proxy.yaml",
+        "version: 1\ncontrol_plane: { address: http://127.0.0.1:1 }\nauthorization:\n  - { listener: inbound, default: deny }\n",
+        Path::new("/"),
+    );
+    let err = settle(
+        &bootstrap,
+        Vec::new(),
+        &|_| None,
+        &no_env,
+        &mut Applied::Done,
+    )
+    .expect_err("no such listener");
+    assert!(
+        err.starts_with(
+            "proxy.yaml:4:17: authorization[0].listener: no listener named \"inbound\""
+        ),
+        "{err}"
+    );
+    let offered = cut(
+        "l.yaml",
+        "listeners:\n  - { name: inbound, address: 127.0.0.1:0, protocol: tcp, cluster: app }\nclusters:\n  - { name: app, endpoints: [127.0.0.1:1] }\n",
+    );
+    assert!(settle(&bootstrap, offered, &|_| None, &no_env, &mut Applied::Done).is_ok());
+}
+
+#[test]
 fn the_bootstrap_keeps_its_own_sections_and_loses_the_served_ones() {
     let bootstrap = Bootstrap::new(
         "proxy.yaml",

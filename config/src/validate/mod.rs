@@ -40,6 +40,10 @@ pub(crate) struct Context<'a> {
     pub base_dir: &'a Path,
     /// Used when `node.id` is absent.
     pub default_node_id: String,
+    /// A proxy's own file with `control_plane`: the listeners its `authorization` names
+    /// may be served later, so they are checked when the control plane's resources are
+    /// assembled over it, not here.
+    pub listeners_served_later: bool,
 }
 
 /// Checks everything and builds the model; `None` if any problem was found (all are in
@@ -93,8 +97,14 @@ pub(crate) fn validate(
     });
     let identity = ck.optional(config.identity.as_ref(), other::identity);
     let mut policed: Vec<String> = Vec::new();
+    let unchecked = Names::default();
+    let listener_names = if cx.listeners_served_later && config.control_plane.is_some() {
+        &unchecked
+    } else {
+        &names
+    };
     let authorization = ck.list(&config.authorization, |ck, at, a| {
-        let policy = other::authorization(ck, at, a, &names);
+        let policy = other::authorization(ck, at, a, listener_names);
         if policed.contains(&policy.listener) {
             let at_listener = a.listener.as_ref().map_or((at.pos, at.path.clone()), |l| (l.pos, l.path.clone()));
             ck.at(
