@@ -25,6 +25,10 @@ struct Cli {
     /// port 0.
     #[arg(long, value_name = "FILE")]
     address_file: Option<PathBuf>,
+    /// Read and validate the directory once, print every problem, and exit (1 when there
+    /// is any): for CI, before the files are shipped.
+    #[arg(long)]
+    check: bool,
     /// Log filter (`info`, `debug`, `meshwork_control=debug`); `RUST_LOG` wins.
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -41,6 +45,9 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
+    if cli.check {
+        return check(cli.config_dir);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -63,5 +70,31 @@ fn main() -> ExitCode {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `--check`: one reading of the directory, its problems on stderr.
+fn check(dir: PathBuf) -> ExitCode {
+    let mut reader = meshwork_control::catalog::Reader::new(dir.clone());
+    let catalog = match reader.read(&std::collections::BTreeMap::new()) {
+        Ok(catalog) => catalog,
+        Err(error) => {
+            eprintln!("error: cannot read {}: {error}", dir.display());
+            return ExitCode::from(2);
+        }
+    };
+    for problem in &catalog.problems {
+        eprintln!("{}", problem.error);
+    }
+    if catalog.is_clean() {
+        eprintln!(
+            "{}: ok, {} resources (version {})",
+            dir.display(),
+            catalog.served.len(),
+            catalog.version
+        );
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }

@@ -493,3 +493,31 @@ async fn editing_the_proxys_own_file_keeps_what_the_control_plane_sent() {
     .await;
     assert!(!proxy.config_document().await["config"]["access_log"].is_null());
 }
+
+#[tokio::test]
+async fn check_mode_prints_every_problem_of_the_directory() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("routes.yaml"), ROUTES).expect("write");
+    let run = || {
+        std::process::Command::new(meshwork_tests::meshwork_control_bin())
+            .arg("--config-dir")
+            .arg(dir.path())
+            .arg("--check")
+            .output()
+            .expect("run meshwork-control --check")
+    };
+    let out = run();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "routes.yaml:9:29: route_tables.edge[0].backends[0].cluster: no cluster named \"api\""
+        ),
+        "{stderr}"
+    );
+    std::fs::write(dir.path().join("clusters.yaml"), clusters("127.0.0.1:1")).expect("write");
+    let out = run();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains(": ok, 3 resources (version "), "{stderr}");
+}
