@@ -23,6 +23,7 @@ pub mod scenario {
     pub const MEMORY: &str = "memory";
     pub const OBSERVABILITY: &str = "observability";
     pub const FAILOVER: &str = "failover";
+    pub const TLS: &str = "tls";
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

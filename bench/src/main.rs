@@ -58,7 +58,10 @@ fn main() -> ExitCode {
     }
     let everything = cli.what.iter().any(|w| w == "all");
     let chosen: Vec<String> = if everything {
-        all.iter().map(|s| s.id().to_owned()).collect()
+        all.iter()
+            .filter(|s| !cli.quick || s.in_quick_all())
+            .map(|s| s.id().to_owned())
+            .collect()
     } else {
         cli.what.clone()
     };

@@ -62,6 +62,7 @@ pub fn run(options: &RunOptions) -> anyhow::Result<Report> {
         settings.rounds = r.max(1);
         settings.memory_rounds = r.max(1);
         settings.failover_rounds = r.max(1);
+        settings.tls_rounds = r.max(1);
     }
     let selected: Vec<Box<dyn Scenario>> = scenarios::all()
         .into_iter()

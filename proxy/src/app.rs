@@ -93,7 +93,7 @@ impl Proxy {
             .map_err(|e| ApplyError::Tls(e.to_string()))?;
         let access_log = self.access_log_for(&config)?;
         let tracer = self.tracer_for(&config)?;
-        warn_about_unauthenticated_policies(&config);
+        crate::policy::authorization::warn_about_unauthenticated_policies(&config);
         self.identity.install(config.identity.clone(), identity);
         self.watch_identity();
         let version = self.next_version.fetch_add(1, Ordering::Relaxed);
@@ -304,26 +304,6 @@ impl Proxy {
     /// A snapshot from the control plane was applied: `/ready` stops waiting for one.
     pub fn control_plane_synced(&self) {
         self.awaiting_snapshot.store(false, Ordering::Relaxed);
-    }
-}
-
-/// An authorization policy on a listener that does not verify client certificates can
-/// only match rules without `from`: say so, since it is probably not what was meant.
-fn warn_about_unauthenticated_policies(config: &Config) {
-    use meshwork_config::model::ClientAuth;
-    for policy in &config.authorization {
-        let verified = config
-            .listeners
-            .iter()
-            .find(|l| l.name == policy.listener)
-            .and_then(|l| l.tls.as_ref())
-            .is_some_and(|t| t.client_auth != ClientAuth::None);
-        if !verified {
-            tracing::warn!(
-                listener = %policy.listener,
-                "authorization policy on a listener without client certificates (tls.client_auth): no request has a peer identity there"
-            );
-        }
     }
 }
 

@@ -13,6 +13,7 @@ pub mod h2;
 pub mod large;
 pub mod memory;
 pub mod observability;
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -38,6 +39,11 @@ pub trait Scenario {
     /// # Errors
     /// Only when nothing can be measured at all; a failing target becomes a row note.
     fn run(&self, ctx: &mut Ctx) -> anyhow::Result<Vec<Row>>;
+    /// Part of `all --quick` (a scenario that does not fit the smoke run's two minutes
+    /// runs there only when named). Default yes.
+    fn in_quick_all(&self) -> bool {
+        true
+    }
 }
 
 /// Every scenario, in the order `all` runs them.
@@ -49,6 +55,7 @@ pub fn all() -> Vec<Box<dyn Scenario>> {
         Box::new(large::Large),
         Box::new(observability::Observability),
         Box::new(failover::Failover),
+        Box::new(tls::Tls),
         Box::new(memory::Memory),
     ]
 }
@@ -73,6 +80,10 @@ pub struct Settings {
     pub failover_secs: u32,
     /// Rounds of the failover scenario (each restarts every proxy).
     pub failover_rounds: usize,
+    /// Each run of the tls scenario (handshakes, keep-alive).
+    pub tls_secs: u32,
+    /// Rounds of the tls scenario (kept low so `all` stays under ten minutes).
+    pub tls_rounds: usize,
     pub idle_connections: usize,
     /// Rounds of the memory scenario (its figures barely move between rounds).
     pub memory_rounds: usize,
@@ -94,6 +105,8 @@ impl Settings {
             observability_secs: 4,
             failover_secs: 3,
             failover_rounds: 3,
+            tls_secs: 1,
+            tls_rounds: 2,
             idle_connections: 10_000,
             memory_rounds: 3,
         }
@@ -109,6 +122,7 @@ impl Settings {
             observability_secs: 1,
             failover_secs: 1,
             failover_rounds: 1,
+            tls_rounds: 1,
             memory_rounds: 1,
             ..Self::full()
         }
@@ -275,7 +289,11 @@ mod tests {
         assert_eq!(ids.len(), all.len());
         let full: Duration = all.iter().map(|s| s.estimate(&Settings::full())).sum();
         assert!(full < Duration::from_secs(9 * 60), "{full:?}");
-        let quick: Duration = all.iter().map(|s| s.estimate(&Settings::quick())).sum();
+        let quick: Duration = all
+            .iter()
+            .filter(|s| s.in_quick_all())
+            .map(|s| s.estimate(&Settings::quick()))
+            .sum();
         assert!(quick < Duration::from_secs(115), "{quick:?}");
     }
 

@@ -63,6 +63,30 @@ backend upstream
     )
 }
 
+/// [`config`] with the HTTP/1.1 bind terminating TLS (1.2 and 1.3, ALPN http/1.1),
+/// verifying client certificates when `tls.require_client_cert`.
+pub fn tls_config(
+    dir: &Path,
+    ports: &ProxyPorts,
+    endpoints: &[String],
+    tls: &super::TlsFiles,
+) -> String {
+    let verify = if tls.require_client_cert {
+        format!(" ca-file {} verify required", tls.ca.display())
+    } else {
+        String::new()
+    };
+    config(dir, ports, endpoints, false).replacen(
+        &format!("bind 127.0.0.1:{} backlog 4096", ports.http),
+        &format!(
+            "bind 127.0.0.1:{} ssl crt {} ssl-min-ver TLSv1.2 alpn http/1.1{verify} backlog 4096",
+            ports.http,
+            tls.combined.display()
+        ),
+        1,
+    )
+}
+
 /// Arguments for `haproxy`: foreground, the config file.
 pub fn args(config_file: &Path) -> Vec<String> {
     vec!["-db".into(), "-f".into(), config_file.display().to_string()]
@@ -93,5 +117,22 @@ mod tests {
             !c.lines().any(|l| l.trim_start().starts_with("log")),
             "logging must stay off:\n{c}"
         );
+    }
+
+    #[test]
+    fn the_tls_config_terminates_tls_on_the_http1_port() {
+        let tls = super::super::TlsFiles::example(true);
+        let c = tls_config(
+            Path::new("/tmp/x"),
+            &ProxyPorts { http: 1, h2: 2 },
+            &["127.0.0.1:3".to_owned()],
+            &tls,
+        );
+        for needle in [
+            "bind 127.0.0.1:1 ssl crt /tmp/tls/server-combined.pem",
+            "ca-file /tmp/tls/ca.pem verify required",
+        ] {
+            assert!(c.contains(needle), "missing {needle:?} in\n{c}");
+        }
     }
 }

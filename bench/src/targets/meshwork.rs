@@ -57,6 +57,30 @@ pub fn failover_config(admin_port: u16, ports: &ProxyPorts, endpoints: &[String]
     render(admin_port, ports, "", &cluster, route)
 }
 
+/// [`config`] with the listener terminating TLS (TLS 1.2/1.3, ALPN), requiring a client
+/// certificate when `tls.require_client_cert`.
+pub fn tls_config(
+    admin_port: u16,
+    ports: &ProxyPorts,
+    upstream: &str,
+    tls: &super::TlsFiles,
+) -> String {
+    let client_auth = if tls.require_client_cert {
+        format!(", client_auth: required, client_ca: {}", tls.ca.display())
+    } else {
+        String::new()
+    };
+    config(admin_port, ports, upstream).replacen(
+        "    route_table: bench\n",
+        &format!(
+            "    route_table: bench\n    tls: {{ certificates: [{{ cert: {}, key: {} }}]{client_auth} }}\n",
+            tls.cert.display(),
+            tls.key.display()
+        ),
+        1,
+    )
+}
+
 fn render(admin_port: u16, ports: &ProxyPorts, top: &str, clusters: &str, route: &str) -> String {
     format!(
         "version: 1
@@ -102,6 +126,15 @@ mod tests {
                 observed_config(9, &ports, "127.0.0.1:3", Path::new("/tmp/x")),
             ),
             ("failover", failover_config(9, &ports, &endpoints)),
+            (
+                "mtls",
+                tls_config(
+                    9,
+                    &ports,
+                    "127.0.0.1:3",
+                    &super::super::TlsFiles::example(true),
+                ),
+            ),
         ] {
             let loaded =
                 meshwork_config::load_str("bench.yaml", &yaml, Path::new("/tmp"), &|_| None);

@@ -108,6 +108,11 @@ impl Running {
         format!("http://127.0.0.1:{}{path}", self.ports.http)
     }
 
+    /// The HTTP/1.1 port over TLS (targets started with [`Backend::Tls`]).
+    pub fn https_url(&self, path: &str) -> String {
+        format!("https://127.0.0.1:{}{path}", self.ports.http)
+    }
+
     pub fn h2_url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.ports.h2)
     }
@@ -137,6 +142,41 @@ pub enum Backend {
     /// Several endpoints, with the retries and passive ejection a user would configure
     /// in front of a flaky one (the failover scenario); each proxy's own equivalent.
     Failover(Vec<String>),
+    /// The bench upstream alone, the proxy's HTTP/1.1 port terminating TLS (the tls
+    /// scenario).
+    Tls(TlsFiles),
+}
+
+/// Certificates for TLS termination (PEM files), and whether clients must present one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Certificate and key in one file (HAProxy's `crt`).
+    pub combined: PathBuf,
+    /// The CA of both the server and the client certificates.
+    pub ca: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+    /// mTLS: the proxy requires and verifies a client certificate.
+    pub require_client_cert: bool,
+}
+
+impl TlsFiles {
+    /// Paths under `/tmp/tls` (config tests only read them as text).
+    #[cfg(test)]
+    pub fn example(require_client_cert: bool) -> Self {
+        let p = |f: &str| PathBuf::from("/tmp/tls").join(f);
+        Self {
+            cert: p("server.pem"),
+            key: p("server-key.pem"),
+            combined: p("server-combined.pem"),
+            ca: p("ca.pem"),
+            client_cert: p("client.pem"),
+            client_key: p("client-key.pem"),
+            require_client_cert,
+        }
+    }
 }
 
 /// Starts `target` in front of the upstream and waits until it is ready.
@@ -162,10 +202,14 @@ pub fn start_with(
 ) -> anyhow::Result<Running> {
     let single = [env.upstream.clone()];
     let endpoints: &[String] = match backend {
-        Backend::Single => &single,
+        Backend::Single | Backend::Tls(_) => &single,
         Backend::Failover(endpoints) => endpoints,
     };
     let failover = matches!(backend, Backend::Failover(_));
+    let tls = match backend {
+        Backend::Tls(files) => Some(files),
+        _ => None,
+    };
     let dir = env.dir.join(format!("{}-{tag}", target.name()));
     std::fs::create_dir_all(&dir)?;
     let http = free_port()?;
@@ -187,6 +231,9 @@ pub fn start_with(
                     meshwork::observed_config(admin, &ports, &env.upstream, &dir)
                 }
                 _ if failover => meshwork::failover_config(admin, &ports, endpoints),
+                _ if tls.is_some() => {
+                    meshwork::tls_config(admin, &ports, &env.upstream, tls.expect("tls"))
+                }
                 _ => meshwork::config(admin, &ports, &env.upstream),
             };
             std::fs::write(&file, config)?;
@@ -212,7 +259,11 @@ pub fn start_with(
                 std::fs::create_dir_all(dir.join(sub))?;
             }
             let file = dir.join("nginx.conf");
-            std::fs::write(&file, nginx::config(&dir, &ports, endpoints, failover))?;
+            let config = match tls {
+                Some(files) => nginx::tls_config(&dir, &ports, endpoints, files),
+                None => nginx::config(&dir, &ports, endpoints, failover),
+            };
+            std::fs::write(&file, config)?;
             let proc = Proc::spawn(
                 "nginx",
                 Cpu::Proxy,
@@ -228,7 +279,11 @@ pub fn start_with(
                 h2: free_port()?,
             };
             let file = dir.join("haproxy.cfg");
-            std::fs::write(&file, haproxy::config(&dir, &ports, endpoints, failover))?;
+            let config = match tls {
+                Some(files) => haproxy::tls_config(&dir, &ports, endpoints, files),
+                None => haproxy::config(&dir, &ports, endpoints, failover),
+            };
+            std::fs::write(&file, config)?;
             let proc = Proc::spawn(
                 "haproxy",
                 Cpu::Proxy,

@@ -89,6 +89,38 @@ http {{
     )
 }
 
+/// [`config`] with the HTTP/1.1 server terminating TLS (1.2 and 1.3), verifying client
+/// certificates when `tls.require_client_cert`.
+pub fn tls_config(
+    dir: &Path,
+    ports: &ProxyPorts,
+    endpoints: &[String],
+    tls: &super::TlsFiles,
+) -> String {
+    let mut ssl = format!(
+        "listen 127.0.0.1:{} ssl backlog=4096;
+        ssl_certificate {};
+        ssl_certificate_key {};
+        ssl_protocols TLSv1.2 TLSv1.3;",
+        ports.http,
+        tls.cert.display(),
+        tls.key.display()
+    );
+    if tls.require_client_cert {
+        ssl.push_str(&format!(
+            "
+        ssl_client_certificate {};
+        ssl_verify_client on;",
+            tls.ca.display()
+        ));
+    }
+    config(dir, ports, endpoints, false).replacen(
+        &format!("listen 127.0.0.1:{} backlog=4096;", ports.http),
+        &ssl,
+        1,
+    )
+}
+
 /// Arguments for `nginx`: the config, the prefix, and the early error log.
 pub fn args(dir: &Path, config_file: &Path) -> Vec<String> {
     vec![
@@ -141,6 +173,24 @@ mod tests {
             "server 127.0.0.1:4 max_fails=5 fail_timeout=10s;",
             "proxy_next_upstream_tries 3;",
             "http_503",
+        ] {
+            assert!(c.contains(needle), "missing {needle:?} in\n{c}");
+        }
+    }
+
+    #[test]
+    fn the_tls_config_terminates_tls_on_the_http1_port() {
+        let tls = super::super::TlsFiles::example(true);
+        let c = tls_config(
+            Path::new("/tmp/x"),
+            &ProxyPorts { http: 1, h2: 2 },
+            &["127.0.0.1:3".to_owned()],
+            &tls,
+        );
+        for needle in [
+            "listen 127.0.0.1:1 ssl backlog=4096;",
+            "ssl_verify_client on;",
+            "ssl_client_certificate /tmp/tls/ca.pem;",
         ] {
             assert!(c.contains(needle), "missing {needle:?} in\n{c}");
         }

@@ -111,6 +111,26 @@ impl Glob {
     }
 }
 
+/// An authorization policy on a listener that does not verify client certificates can
+/// only match rules without `from`: say so, since it is probably not what was meant.
+pub fn warn_about_unauthenticated_policies(config: &meshwork_config::Config) {
+    use meshwork_config::model::ClientAuth;
+    for policy in &config.authorization {
+        let verified = config
+            .listeners
+            .iter()
+            .find(|l| l.name == policy.listener)
+            .and_then(|l| l.tls.as_ref())
+            .is_some_and(|t| t.client_auth != ClientAuth::None);
+        if !verified {
+            tracing::warn!(
+                listener = %policy.listener,
+                "authorization policy on a listener without client certificates (tls.client_auth): no request has a peer identity there"
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
