@@ -18,31 +18,27 @@ pub fn cost(in_flight: usize, weight: u32) -> f64 {
     in_flight as f64 / f64::from(weight.max(1))
 }
 
-/// Draws two distinct endpoints (by weight) and returns the usable one with the lower
-/// `cost` (ties: the first drawn). When neither is usable the first drawn is returned
-/// and the caller's walk moves on from it.
+/// Draws two distinct endpoints (by weight) and returns `(chosen, other)`: the usable
+/// one that is cheaper (`cheaper(b, a)`: b costs less than a; ties go to the first
+/// drawn), and the one it beat. When neither is usable the first drawn is returned and
+/// the caller's walk moves on from the other, itself a random start.
 pub fn pick(
     sampler: &WeightedSampler,
     rng: &mut impl Rng,
     usable: &impl Fn(usize) -> bool,
-    cost: impl Fn(usize) -> f64,
-) -> usize {
+    cheaper: impl Fn(usize, usize) -> bool,
+) -> (usize, usize) {
     let n = sampler.len();
     let a = sampler.sample(rng);
     if n < 2 {
-        return a;
+        return (a, a);
     }
     let b = second_draw(sampler, rng, a, n);
     match (usable(a), usable(b)) {
-        (true, true) => {
-            if cost(b) < cost(a) {
-                b
-            } else {
-                a
-            }
-        }
-        (false, true) => b,
-        _ => a,
+        (true, true) if cheaper(b, a) => (b, a),
+        (true, _) => (a, b),
+        (false, true) => (b, a),
+        (false, false) => (a, b),
     }
 }
 

@@ -64,8 +64,8 @@ pub trait Candidates {
     fn admit(&self, i: usize) -> bool;
     /// Requests sent and not answered yet.
     fn in_flight(&self, i: usize) -> usize;
-    /// Its peak-EWMA latency estimate, in nanoseconds (asked by `peak_ewma` only).
-    fn latency_ns(&self, i: usize) -> f64;
+    /// Its peak-EWMA latency estimate as stored (asked by `peak_ewma` only).
+    fn latency(&self, i: usize) -> peak_ewma::Estimate;
 }
 
 /// Why no endpoint was picked.
@@ -93,7 +93,10 @@ enum Algorithm {
     WeightedRoundRobin(SmoothWeighted),
     Random,
     LeastRequest,
-    PeakEwma,
+    /// The decay time of the endpoints' estimates, in nanoseconds.
+    PeakEwma {
+        decay_ns: f64,
+    },
     RingHash(RingHash),
     Maglev(Maglev),
 }
@@ -127,7 +130,9 @@ impl Balancer {
             }
             LoadBalancer::Random => Algorithm::Random,
             LoadBalancer::LeastRequest => Algorithm::LeastRequest,
-            LoadBalancer::PeakEwma => Algorithm::PeakEwma,
+            LoadBalancer::PeakEwma => Algorithm::PeakEwma {
+                decay_ns: peak_ewma::DEFAULT_DECAY.as_nanos() as f64,
+            },
             LoadBalancer::RingHash => {
                 Algorithm::RingHash(RingHash::new(endpoints, ring_hash::POINTS_PER_WEIGHT))
             }
@@ -140,11 +145,6 @@ impl Balancer {
             algorithm,
             sampler: WeightedSampler::new(&weights),
         }
-    }
-
-    /// Whether picks read latency estimates (so the caller reads the clock only then).
-    pub fn needs_latency(&self) -> bool {
-        matches!(self.algorithm, Algorithm::PeakEwma)
     }
 
     /// The endpoint for the next request: `key` is the request's hash key (ignored by
@@ -172,20 +172,19 @@ impl Balancer {
             }
             Algorithm::Random => self.random_choices(rng, n),
             Algorithm::LeastRequest => {
-                let first = least_request::pick(&self.sampler, rng, &usable, |i| {
-                    least_request::cost(candidates.in_flight(i), self.sampler.weight(i))
+                let (first, other) = least_request::pick(&self.sampler, rng, &usable, |b, a| {
+                    let cost =
+                        |i| least_request::cost(candidates.in_flight(i), self.sampler.weight(i));
+                    cost(b) < cost(a)
                 });
-                Choices::linear(first, n).falling_back_at(rng.random_range(0..n))
+                Choices::linear(first, n).falling_back_at(other)
             }
-            Algorithm::PeakEwma => {
-                let first = least_request::pick(&self.sampler, rng, &usable, |i| {
-                    peak_ewma::cost(
-                        candidates.latency_ns(i),
-                        candidates.in_flight(i),
-                        self.sampler.weight(i),
-                    )
+            Algorithm::PeakEwma { decay_ns } => {
+                let (first, other) = least_request::pick(&self.sampler, rng, &usable, |b, a| {
+                    let load = |i| (candidates.latency(i), candidates.in_flight(i));
+                    peak_ewma::cheaper(load(b), load(a), *decay_ns)
                 });
-                Choices::linear(first, n).falling_back_at(rng.random_range(0..n))
+                Choices::linear(first, n).falling_back_at(other)
             }
             Algorithm::RingHash(ring) => match key {
                 Some(key) => {

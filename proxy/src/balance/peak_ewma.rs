@@ -18,10 +18,27 @@ pub const DEFAULT_RTT: Duration = Duration::from_millis(30);
 /// The time over which old observations lose their weight (linkerd2-proxy's default).
 pub const DEFAULT_DECAY: Duration = Duration::from_secs(10);
 
-/// The cost `peak_ewma` compares: `estimate * (in_flight + 1)`. Weights only set how
-/// often an endpoint is drawn into the comparison (see [`super::least_request::pick`]).
-pub fn cost(latency_ns: f64, in_flight: usize, _weight: u32) -> f64 {
-    latency_ns * (in_flight as f64 + 1.0)
+/// One endpoint's latency estimate as stored: the value in nanoseconds at its last
+/// update, and that update's time (nanoseconds since the cluster's common epoch).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Estimate {
+    pub stored_ns: f64,
+    pub stamp_ns: u64,
+}
+
+/// Whether `b` costs less than `a` now, the cost being `estimate * (in_flight + 1)`.
+///
+/// Both estimates decay by `exp(-(now - stamp) / decay)`, so the common factor
+/// `exp(-now / decay)` cancels out of the comparison: it takes one `exp` of the
+/// difference of their stamps and no clock read. Weights only set how often an
+/// endpoint is drawn into the comparison (see [`super::least_request::pick`]).
+pub fn cheaper(b: (Estimate, usize), a: (Estimate, usize), decay_ns: f64) -> bool {
+    let (eb, qb) = b;
+    let (ea, qa) = a;
+    let age = (eb.stamp_ns as f64 - ea.stamp_ns as f64) / decay_ns;
+    let cost_b = eb.stored_ns * (qb as f64 + 1.0) * age.exp();
+    let cost_a = ea.stored_ns * (qa as f64 + 1.0);
+    cost_b < cost_a
 }
 
 /// One endpoint's peak-sensitive EWMA of response times, updated lock-free.
@@ -40,13 +57,22 @@ pub struct PeakEwma {
 }
 
 impl PeakEwma {
-    /// Starts at `initial` (as if observed at `now`), decaying over `decay`.
-    pub fn new(initial: Duration, decay: Duration, now: Instant) -> Self {
+    /// Starts at `initial` (as if observed at `epoch`), decaying over `decay`. The
+    /// endpoints of one cluster share an `epoch`, so their stamps compare.
+    pub fn new(initial: Duration, decay: Duration, epoch: Instant) -> Self {
         Self {
             estimate: AtomicU64::new((initial.as_nanos() as f64).to_bits()),
             stamp: AtomicU64::new(0),
-            epoch: now,
+            epoch,
             decay_ns: decay.as_nanos().max(1) as f64,
+        }
+    }
+
+    /// The estimate as stored, for [`cheaper`].
+    pub fn stored(&self) -> Estimate {
+        Estimate {
+            stored_ns: f64::from_bits(self.estimate.load(Ordering::Relaxed)),
+            stamp_ns: self.stamp.load(Ordering::Relaxed),
         }
     }
 
@@ -135,9 +161,52 @@ mod tests {
     }
 
     #[test]
-    fn cost_grows_with_load() {
-        assert_eq!(cost(10.0, 0, 1), 10.0);
-        assert_eq!(cost(10.0, 3, 1), 40.0);
+    fn the_comparison_without_a_clock_agrees_with_decayed_costs() {
+        let decay = Duration::from_secs(10);
+        let t0 = Instant::now();
+        let mut rng = seeded();
+        for _ in 0..10_000 {
+            use rand::Rng;
+            let a = PeakEwma::new(Duration::from_millis(rng.random_range(1..200)), decay, t0);
+            let b = PeakEwma::new(Duration::from_millis(rng.random_range(1..200)), decay, t0);
+            a.observe(
+                Duration::from_millis(rng.random_range(1..200)),
+                t0 + Duration::from_millis(rng.random_range(0..30_000)),
+            );
+            b.observe(
+                Duration::from_millis(rng.random_range(1..200)),
+                t0 + Duration::from_millis(rng.random_range(0..30_000)),
+            );
+            let (qa, qb) = (rng.random_range(0..5), rng.random_range(0..5));
+            let now = t0 + Duration::from_secs(40);
+            let cost_a = a.estimate_ns(now) * (qa as f64 + 1.0);
+            let cost_b = b.estimate_ns(now) * (qb as f64 + 1.0);
+            if (cost_a - cost_b).abs() > 1e-6 * cost_a.max(cost_b) {
+                let decay_ns = decay.as_nanos() as f64;
+                assert_eq!(
+                    cheaper((b.stored(), qb), (a.stored(), qa), decay_ns),
+                    cost_b < cost_a
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn an_old_high_estimate_has_decayed_below_a_fresh_one() {
+        let decay_ns = 1e9;
+        let old = Estimate {
+            stored_ns: 100.0 * MS,
+            stamp_ns: 0,
+        };
+        let fresh = Estimate {
+            stored_ns: 20.0 * MS,
+            stamp_ns: 5_000_000_000,
+        };
+        // 100 ms five decay times ago is 0.67 ms now.
+        assert!(cheaper((old, 0), (fresh, 0), decay_ns));
+        assert!(!cheaper((fresh, 0), (old, 0), decay_ns));
+        // Under enough load the old one loses again: 0.67 ms x 40 > 20 ms.
+        assert!(cheaper((fresh, 0), (old, 39), decay_ns));
     }
 
     fn balancer(n: usize) -> Balancer {

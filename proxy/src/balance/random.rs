@@ -2,33 +2,32 @@
 //! behind `least_request`, `peak_ewma` and hash balancers' requests without a key.
 
 use rand::Rng;
+use rand::distr::Distribution;
+use rand_distr::weighted::WeightedAliasIndex;
 
 /// Draws indices in proportion to their weights: a uniform index when all weights are
-/// equal, otherwise a binary search in the cumulative weights (O(log n)).
+/// equal, otherwise Walker's alias method (rand_distr's `WeightedAliasIndex`): two
+/// random numbers and a table read per draw, whatever the number of endpoints.
 #[derive(Debug)]
 pub struct WeightedSampler {
     weights: Vec<u32>,
-    /// `cumulative[i]` = sum of weights `0..=i`; empty when all weights are equal.
-    cumulative: Vec<u64>,
+    /// `None` when all weights are equal.
+    alias: Option<WeightedAliasIndex<u64>>,
 }
 
 impl WeightedSampler {
     pub fn new(weights: &[u32]) -> Self {
         let equal = weights.windows(2).all(|w| w[0] == w[1]);
-        let cumulative = if equal {
-            Vec::new()
+        let alias = if equal {
+            None
         } else {
-            weights
-                .iter()
-                .scan(0u64, |sum, w| {
-                    *sum += u64::from(*w);
-                    Some(*sum)
-                })
-                .collect()
+            // Weights are at least 1 and at most u32::MAX, so every weight is below
+            // u64::MAX / n and the sum is non-zero: the table always builds.
+            WeightedAliasIndex::new(weights.iter().map(|&w| u64::from(w)).collect()).ok()
         };
         Self {
             weights: weights.to_vec(),
-            cumulative,
+            alias,
         }
     }
 
@@ -42,7 +41,7 @@ impl WeightedSampler {
 
     /// Whether every endpoint has the same weight (draws are uniform).
     pub fn is_uniform(&self) -> bool {
-        self.cumulative.is_empty()
+        self.alias.is_none()
     }
 
     /// The weight of endpoint `i`.
@@ -52,11 +51,8 @@ impl WeightedSampler {
 
     /// One index, with probability `weight / total` (`0` for an empty set).
     pub fn sample(&self, rng: &mut impl Rng) -> usize {
-        match self.cumulative.last() {
-            Some(&total) => {
-                let point = rng.random_range(0..total);
-                self.cumulative.partition_point(|&c| c <= point)
-            }
+        match &self.alias {
+            Some(alias) => alias.sample(rng),
             None => rng.random_range(0..self.weights.len().max(1)),
         }
     }
@@ -76,6 +72,14 @@ mod tests {
             counts[sampler.sample(&mut rng)] += 1;
         }
         assert_shares(&counts, &[1; 10]);
+    }
+
+    #[test]
+    fn the_largest_weights_still_build_a_table() {
+        let sampler = WeightedSampler::new(&[u32::MAX, 1, u32::MAX]);
+        assert!(!sampler.is_uniform());
+        let mut rng = seeded();
+        assert!((0..1000).all(|_| sampler.sample(&mut rng) != 1));
     }
 
     #[test]

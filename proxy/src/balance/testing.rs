@@ -11,7 +11,8 @@ pub fn seeded() -> StdRng {
     StdRng::seed_from_u64(0x5eed)
 }
 
-/// Endpoints as plain data: all healthy, admitted, idle, with no latency by default.
+/// Endpoints as plain data: all healthy, admitted, idle, with no latency by default
+/// (latencies all observed at the same instant).
 #[derive(Debug, Clone)]
 pub struct FakeEndpoints {
     pub healthy: Vec<bool>,
@@ -44,8 +45,11 @@ impl Candidates for FakeEndpoints {
     fn in_flight(&self, i: usize) -> usize {
         self.in_flight[i]
     }
-    fn latency_ns(&self, i: usize) -> f64 {
-        self.latency_ns[i]
+    fn latency(&self, i: usize) -> super::peak_ewma::Estimate {
+        super::peak_ewma::Estimate {
+            stored_ns: self.latency_ns[i],
+            stamp_ns: 0,
+        }
     }
 }
 

@@ -141,6 +141,8 @@ impl ClusterRuntime {
         tls: Option<&crate::tls::client::Origination>,
         metrics: &Metrics,
     ) -> Self {
+        // The endpoints' latency estimates share one epoch, so peak_ewma compares them.
+        let epoch = std::time::Instant::now();
         let gates = ClusterGates::new(&config.name, &config.limits, metrics);
         let endpoints: Vec<Arc<Endpoint>> = config
             .endpoints
@@ -181,11 +183,7 @@ impl ClusterRuntime {
                     health: config.health_check.as_ref().map(|_| {
                         health::Health::new(metrics, &config.name, &ep.address.to_string())
                     }),
-                    latency: PeakEwma::new(
-                        peak_ewma::DEFAULT_RTT,
-                        peak_ewma::DEFAULT_DECAY,
-                        std::time::Instant::now(),
-                    ),
+                    latency: PeakEwma::new(peak_ewma::DEFAULT_RTT, peak_ewma::DEFAULT_DECAY, epoch),
                     tls: endpoint_tls,
                 })
             })
@@ -248,7 +246,6 @@ impl ClusterRuntime {
     ) -> Result<&Arc<Endpoint>, crate::http::ProxyError> {
         let live = LiveEndpoints {
             endpoints: &self.endpoints,
-            now: self.balancer.needs_latency().then(std::time::Instant::now),
         };
         let avoid = avoid.and_then(|a| self.endpoints.iter().position(|ep| Arc::ptr_eq(ep, a)));
         match self.balancer.pick(&live, avoid, key, &mut rand::rng()) {
@@ -262,8 +259,6 @@ impl ClusterRuntime {
 /// A cluster's endpoints as its balancer sees them during one pick.
 struct LiveEndpoints<'a> {
     endpoints: &'a [Arc<Endpoint>],
-    /// Read once per pick, and only by balancers that compare latencies.
-    now: Option<std::time::Instant>,
 }
 
 impl Candidates for LiveEndpoints<'_> {
@@ -279,9 +274,8 @@ impl Candidates for LiveEndpoints<'_> {
     fn in_flight(&self, i: usize) -> usize {
         self.endpoints[i].in_flight.load(Ordering::Relaxed)
     }
-    fn latency_ns(&self, i: usize) -> f64 {
-        let now = self.now.unwrap_or_else(std::time::Instant::now);
-        self.endpoints[i].latency.estimate_ns(now)
+    fn latency(&self, i: usize) -> peak_ewma::Estimate {
+        self.endpoints[i].latency.stored()
     }
 }
 
