@@ -496,6 +496,7 @@ pub struct Cluster {
     pub protocol: UpstreamProtocol,
     pub load_balancer: LoadBalancer,
     pub hash: Option<HashPolicy>,
+    pub balancer_tuning: BalancerTuning,
     /// Default 1s.
     #[serde(serialize_with = "crate::ser::duration")]
     pub connect_timeout: Duration,
@@ -546,6 +547,31 @@ pub enum LoadBalancer {
     PeakEwma,
     RingHash,
     Maglev,
+}
+
+/// Settings of the balancers that have any (the cluster's `ring_hash`, `maglev` and
+/// `peak_ewma` fields, a meshwork extension of the format).
+#[derive(serde::Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BalancerTuning {
+    /// `ring_hash.ring_size`; `None`: 160 points per unit of weight.
+    pub ring_size: Option<u32>,
+    /// `maglev.table_size` (prime); `None`: 65537, or larger for big clusters.
+    pub maglev_table_size: Option<u32>,
+    /// `peak_ewma.decay`. Default 10s.
+    #[serde(serialize_with = "crate::ser::duration")]
+    pub ewma_decay: Duration,
+}
+
+pub const DEFAULT_EWMA_DECAY: Duration = Duration::from_secs(10);
+
+impl Default for BalancerTuning {
+    fn default() -> Self {
+        Self {
+            ring_size: None,
+            maglev_table_size: None,
+            ewma_decay: DEFAULT_EWMA_DECAY,
+        }
+    }
 }
 
 #[derive(serde::Serialize, Clone, Debug, PartialEq, Eq)]

@@ -23,15 +23,21 @@ pub(crate) struct RawCluster {
     pub load_balancer: Field<LoadBalancerName>,
     /// Hash key for `ring_hash` / `maglev`: exactly one of `header`, `cookie`, `source_ip: true`.
     pub hash: Field<RawHash>,
+    /// Tuning of `load_balancer: ring_hash` (a meshwork extension of the format).
+    pub ring_hash: Field<RawRingHash>,
+    /// Tuning of `load_balancer: maglev` (a meshwork extension of the format).
+    pub maglev: Field<RawMaglev>,
+    /// Tuning of `load_balancer: peak_ewma` (a meshwork extension of the format).
+    pub peak_ewma: Field<RawPeakEwma>,
     /// Time to establish a connection. Default is `1s`.
     pub connect_timeout: Field<DurationText>,
     /// Pooled idle connections are closed after this. Default is `60s`.
     pub idle_timeout: Field<DurationText>,
-    /// Envoy-style thresholds: excess fails fast with 503. Not supported yet (issue #5).
+    /// Envoy-style thresholds: excess fails fast with 503 `overflow`.
     pub limits: Field<RawClusterLimits>,
-    /// Per-endpoint circuit breaker. Not supported yet (issue #5).
+    /// Per-endpoint circuit breaker: closed -> open -> half-open -> closed.
     pub circuit_breaker: Field<RawCircuitBreaker>,
-    /// Active health checking. Not supported yet (issue #5).
+    /// Active health checking: an endpoint failing it takes no traffic.
     pub health_check: Field<RawHealthCheck>,
     /// Originate TLS / mTLS to the endpoints.
     pub tls: Field<RawClientTls>,
@@ -104,6 +110,38 @@ pub(crate) enum LoadBalancerName {
     RingHash,
     /// Maglev consistent hashing (needs `hash`).
     Maglev,
+}
+
+/// `ring_hash` tuning.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "RingHash")]
+pub(crate) struct RawRingHash {
+    /// Points on the ring in all, shared by weight (Envoy's `minimum_ring_size`); 1 to
+    /// 8388608. More points spread keys more evenly and cost memory (8 bytes each).
+    /// Default is 160 per unit of weight.
+    pub ring_size: Field<u32>,
+}
+
+/// `maglev` tuning.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Maglev")]
+pub(crate) struct RawMaglev {
+    /// Lookup table size: a prime larger than the number of endpoints (Maglev wants at
+    /// least 100 slots per endpoint for even shares). Default is 65537 (a larger prime
+    /// past 655 endpoints).
+    pub table_size: Field<u32>,
+}
+
+/// `peak_ewma` tuning.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "PeakEwma")]
+pub(crate) struct RawPeakEwma {
+    /// How fast past latencies are forgotten: an observation's weight falls to 1/e
+    /// after this long. Default is `10s` (linkerd2-proxy's default).
+    pub decay: Field<DurationText>,
 }
 
 /// Hash key: exactly one field.

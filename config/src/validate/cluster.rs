@@ -7,9 +7,9 @@ use super::check::pos_of;
 use super::other::client_tls;
 use super::route::absolute_path;
 use crate::model::{
-    Address, CircuitBreaker, Cluster, DEFAULT_CLUSTER_LIMITS, DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_POOL_IDLE_TIMEOUT, Discovery, Endpoint, FailureRate, HashPolicy, HealthCheck,
-    HealthCheckKind, LoadBalancer, UpstreamProtocol,
+    Address, BalancerTuning, CircuitBreaker, Cluster, DEFAULT_CLUSTER_LIMITS,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_EWMA_DECAY, DEFAULT_POOL_IDLE_TIMEOUT, Discovery, Endpoint,
+    FailureRate, HashPolicy, HealthCheck, HealthCheckKind, LoadBalancer, UpstreamProtocol,
 };
 use crate::raw::{
     LoadBalancerName, RawCircuitBreaker, RawCluster, RawEndpoint, RawHash, RawHealthCheck,
@@ -56,6 +56,7 @@ pub(crate) fn cluster(
             ck.error(lb, "ring_hash and maglev need a hash key (add `hash:`)");
         }
     }
+    let balancer_tuning = balancer_tuning(ck, raw, load_balancer, endpoints.len());
     let limits = raw
         .limits
         .as_ref()
@@ -77,6 +78,7 @@ pub(crate) fn cluster(
         protocol,
         load_balancer,
         hash,
+        balancer_tuning,
         connect_timeout: ck.positive_duration(&raw.connect_timeout, DEFAULT_CONNECT_TIMEOUT),
         idle_timeout: ck.positive_duration(&raw.idle_timeout, DEFAULT_POOL_IDLE_TIMEOUT),
         limits,
@@ -154,6 +156,85 @@ fn load_balancer(name: Option<&LoadBalancerName>) -> LoadBalancer {
         Some(LoadBalancerName::PeakEwma) => LoadBalancer::PeakEwma,
         Some(LoadBalancerName::RingHash) => LoadBalancer::RingHash,
         Some(LoadBalancerName::Maglev) => LoadBalancer::Maglev,
+    }
+}
+
+/// The `ring_hash`, `maglev` and `peak_ewma` settings; each only with its balancer, so a
+/// setting that would do nothing is an error rather than silently ignored.
+fn balancer_tuning(
+    ck: &mut Check<'_>,
+    raw: &RawCluster,
+    load_balancer: LoadBalancer,
+    endpoints: usize,
+) -> BalancerTuning {
+    let mut tuning = BalancerTuning::default();
+    let settings = [
+        (
+            raw.ring_hash.as_ref().map(|s| (s.pos, &s.path)),
+            LoadBalancer::RingHash,
+        ),
+        (
+            raw.maglev.as_ref().map(|s| (s.pos, &s.path)),
+            LoadBalancer::Maglev,
+        ),
+        (
+            raw.peak_ewma.as_ref().map(|s| (s.pos, &s.path)),
+            LoadBalancer::PeakEwma,
+        ),
+    ];
+    for (at, needs) in settings {
+        if let Some((pos, path)) = at {
+            if load_balancer != needs {
+                let message = format!(
+                    "applies only with `load_balancer: {}` (this cluster's is {})",
+                    lb_name(needs),
+                    lb_name(load_balancer)
+                );
+                ck.at(pos, path, message);
+            }
+        }
+    }
+    if let Some(r) = raw.ring_hash.as_ref().and_then(Spanned::get) {
+        if r.ring_size.is_some() {
+            tuning.ring_size = Some(ck.int_in(&r.ring_size, 1, MAX_RING_SIZE, 1));
+        }
+    }
+    if let Some(m) = raw.maglev.as_ref().and_then(Spanned::get) {
+        if let Some(field) = &m.table_size {
+            let size = ck.int_in(&m.table_size, 1, u32::MAX, 1);
+            if field.get().is_some() {
+                if !is_prime(size) {
+                    ck.error(field, format!("{size} is not a prime number (Maglev needs a prime table size, e.g. 65537)"));
+                } else if (size as usize) <= endpoints {
+                    ck.error(field, format!("{size} slots cannot hold {endpoints} endpoints (use a prime of at least 100 per endpoint)"));
+                }
+            }
+            tuning.maglev_table_size = Some(size);
+        }
+    }
+    if let Some(p) = raw.peak_ewma.as_ref().and_then(Spanned::get) {
+        tuning.ewma_decay = ck.positive_duration(&p.decay, DEFAULT_EWMA_DECAY);
+    }
+    tuning
+}
+
+/// The largest ring `ring_hash.ring_size` may ask for (Envoy's `maximum_ring_size`).
+const MAX_RING_SIZE: u32 = 8 * 1024 * 1024;
+
+fn is_prime(n: u32) -> bool {
+    let n = u64::from(n);
+    n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| n % d != 0)
+}
+
+fn lb_name(lb: LoadBalancer) -> &'static str {
+    match lb {
+        LoadBalancer::RoundRobin => "round_robin",
+        LoadBalancer::WeightedRoundRobin => "weighted_round_robin",
+        LoadBalancer::Random => "random",
+        LoadBalancer::LeastRequest => "least_request",
+        LoadBalancer::PeakEwma => "peak_ewma",
+        LoadBalancer::RingHash => "ring_hash",
+        LoadBalancer::Maglev => "maglev",
     }
 }
 

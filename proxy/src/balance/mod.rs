@@ -20,7 +20,7 @@ pub mod ring_hash;
 pub mod round_robin;
 pub mod weighted;
 
-use meshwork_config::model::LoadBalancer;
+use meshwork_config::model::{BalancerTuning, LoadBalancer};
 use rand::Rng;
 
 use self::maglev::Maglev;
@@ -118,6 +118,16 @@ impl Balancer {
         endpoints: &[EndpointSpec<'_>],
         rng: &mut impl Rng,
     ) -> Self {
+        Self::with_tuning(algorithm, &BalancerTuning::default(), endpoints, rng)
+    }
+
+    /// [`Balancer::new`] with the cluster's ring size, Maglev table size and EWMA decay.
+    pub fn with_tuning(
+        algorithm: LoadBalancer,
+        tuning: &BalancerTuning,
+        endpoints: &[EndpointSpec<'_>],
+        rng: &mut impl Rng,
+    ) -> Self {
         let weights: Vec<u32> = endpoints.iter().map(|e| e.weight).collect();
         let algorithm = match algorithm {
             LoadBalancer::RoundRobin => {
@@ -131,14 +141,23 @@ impl Balancer {
             LoadBalancer::Random => Algorithm::Random,
             LoadBalancer::LeastRequest => Algorithm::LeastRequest,
             LoadBalancer::PeakEwma => Algorithm::PeakEwma {
-                decay_ns: peak_ewma::DEFAULT_DECAY.as_nanos() as f64,
+                decay_ns: tuning.ewma_decay.as_nanos().max(1) as f64,
             },
             LoadBalancer::RingHash => {
-                Algorithm::RingHash(RingHash::new(endpoints, ring_hash::POINTS_PER_WEIGHT))
+                let points_per_weight = match tuning.ring_size {
+                    Some(size) => {
+                        let total: u64 = weights.iter().map(|&w| u64::from(w)).sum();
+                        (u64::from(size) / total.max(1)).max(1)
+                    }
+                    None => ring_hash::POINTS_PER_WEIGHT,
+                };
+                Algorithm::RingHash(RingHash::new(endpoints, points_per_weight))
             }
             LoadBalancer::Maglev => Algorithm::Maglev(Maglev::new(
                 endpoints,
-                maglev::table_size_for(endpoints.len()),
+                tuning
+                    .maglev_table_size
+                    .map_or_else(|| maglev::table_size_for(endpoints.len()), u64::from),
             )),
         };
         Self {

@@ -5,8 +5,8 @@
 //! head). An observation above the current estimate replaces it at once (the "peak"),
 //! so an endpoint turning slow loses traffic right away; below, it is blended in with
 //! a weight that grows with the time since the last one, so the estimate decays towards
-//! recent values over [`DEFAULT_DECAY`]. Between observations the estimate decays
-//! towards zero, so an endpoint that got no traffic for a while is tried again. The
+//! recent values over the cluster's `peak_ewma.decay` ([`DEFAULT_DECAY`] unless set).
+//! Between observations the estimate decays towards zero, so an endpoint that got no traffic for a while is tried again. The
 //! cost compared is `estimate * (in_flight + 1)`: a fast endpoint that is already busy
 //! loses to a slightly slower idle one.
 
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 /// The latency assumed for an endpoint not yet observed (linkerd2-proxy's default).
 pub const DEFAULT_RTT: Duration = Duration::from_millis(30);
 /// The time over which old observations lose their weight (linkerd2-proxy's default).
-pub const DEFAULT_DECAY: Duration = Duration::from_secs(10);
+pub const DEFAULT_DECAY: Duration = meshwork_config::model::DEFAULT_EWMA_DECAY;
 
 /// One endpoint's latency estimate as stored: the value in nanoseconds at its last
 /// update, and that update's time (nanoseconds since the cluster's common epoch).

@@ -166,3 +166,40 @@ fn a_single_endpoint_cluster_always_gets_the_request() {
         );
     }
 }
+
+/// The cluster's `ring_hash.ring_size`, `maglev.table_size` and `peak_ewma.decay` reach
+/// the structures built for it.
+#[test]
+fn tuning_sets_the_ring_size_the_table_size_and_the_decay() {
+    let keys = ["10.4.0.1:80", "10.4.0.2:80", "10.4.0.3:80"];
+    let specs: Vec<EndpointSpec<'_>> = keys
+        .iter()
+        .zip([1, 2, 3])
+        .map(|(key, weight)| EndpointSpec { key, weight })
+        .collect();
+    let tuning = meshwork_config::model::BalancerTuning {
+        ring_size: Some(6_000),
+        maglev_table_size: Some(101),
+        ewma_decay: std::time::Duration::from_secs(2),
+    };
+    let build = |lb| Balancer::with_tuning(lb, &tuning, &specs, &mut seeded()).algorithm;
+    match build(LoadBalancer::RingHash) {
+        super::Algorithm::RingHash(ring) => {
+            assert_eq!(ring.len(), 6_000, "1,000 per unit of weight")
+        }
+        other => panic!("{other:?}"),
+    }
+    match build(LoadBalancer::Maglev) {
+        super::Algorithm::Maglev(table) => assert_eq!(table.len(), 101),
+        other => panic!("{other:?}"),
+    }
+    match build(LoadBalancer::PeakEwma) {
+        super::Algorithm::PeakEwma { decay_ns } => assert_eq!(decay_ns, 2e9),
+        other => panic!("{other:?}"),
+    }
+    // Untuned: the defaults.
+    match balancer(LoadBalancer::RingHash, &[1, 2, 3]).algorithm {
+        super::Algorithm::RingHash(ring) => assert_eq!(ring.len(), 6 * 160),
+        other => panic!("{other:?}"),
+    }
+}

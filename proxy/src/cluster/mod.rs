@@ -183,7 +183,11 @@ impl ClusterRuntime {
                     health: config.health_check.as_ref().map(|_| {
                         health::Health::new(metrics, &config.name, &ep.address.to_string())
                     }),
-                    latency: PeakEwma::new(peak_ewma::DEFAULT_RTT, peak_ewma::DEFAULT_DECAY, epoch),
+                    latency: PeakEwma::new(
+                        peak_ewma::DEFAULT_RTT,
+                        config.balancer_tuning.ewma_decay,
+                        epoch,
+                    ),
                     tls: endpoint_tls,
                 })
             })
@@ -214,7 +218,12 @@ impl ClusterRuntime {
                 weight: ep.weight,
             })
             .collect();
-        let balancer = Balancer::new(config.load_balancer, &specs, &mut rand::rng());
+        let balancer = Balancer::with_tuning(
+            config.load_balancer,
+            &config.balancer_tuning,
+            &specs,
+            &mut rand::rng(),
+        );
         Self {
             health_checker,
             with_identity: false,
