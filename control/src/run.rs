@@ -40,6 +40,11 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let dns_changed = Arc::new(Notify::new());
     let mut resolver = Resolver::new(dns_changed.clone(), metrics.clone());
     let mut reader = Reader::new(options.config_dir.clone());
+    // Watching starts before the first reading, so a change made between that reading
+    // and the watch (say, right after the address file announced this process) is not
+    // lost: it is read again once the watch reports it.
+    let (tx, mut changes) = mpsc::channel::<()>(1);
+    let _watcher = watch_dir(&options.config_dir, tx);
     let first = reader
         .read(&resolver.answers())
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", options.config_dir.display()))?;
@@ -79,8 +84,6 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         std::fs::rename(&tmp, path)?;
     }
 
-    let (tx, mut changes) = mpsc::channel::<()>(1);
-    let _watcher = watch_dir(&options.config_dir, tx);
     let refresher = tokio::spawn({
         let control = control.clone();
         async move {
