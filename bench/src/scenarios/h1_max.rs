@@ -45,50 +45,70 @@ impl Scenario for H1Max {
     }
 
     fn run(&self, ctx: &mut Ctx) -> anyhow::Result<Vec<Row>> {
-        let s = ctx.settings.clone();
-        let mut rps = Samples::default();
-        let mut cpu_us = Samples::default();
-        let mut rss_mib = Samples::default();
-        let mut notes = Vec::new();
-        for target in ctx.targets() {
-            if let Err(e) = warm_up(ctx, target) {
-                notes.push(format!("{}: warm-up failed: {e:#}", target.name()));
-            }
-        }
-        for round in 0..s.rounds {
-            for target in ctx.targets() {
-                let result = measure(ctx, target, s.connections, f64::from(s.h1_max_secs));
-                match result {
-                    Ok(m) => {
-                        rps.push(target, m.wrk.requests_per_sec());
-                        if let Some(cpu) = m.cpu_secs {
-                            cpu_us.push(target, cpu / m.wrk.requests as f64 * 1e6);
-                        }
-                        if let Some(rss) = m.peak_rss {
-                            rss_mib.push(target, rss as f64 / 1024.0 / 1024.0);
-                        }
-                        if m.wrk.errors > 0 {
-                            notes.push(format!(
-                                "{} round {}: {} errors of {} requests",
-                                target.name(),
-                                round + 1,
-                                m.wrk.errors,
-                                m.wrk.requests
-                            ));
-                        }
-                    }
-                    Err(e) => notes.push(format!("{} round {}: {e:#}", target.name(), round + 1)),
-                }
-            }
-        }
-        let mut first = rps.row(self.id(), metric::REQUESTS_PER_SEC, Better::Higher);
-        first.notes = notes;
+        let targets = ctx.targets();
+        let secs = f64::from(ctx.settings.h1_max_secs);
+        let r = measure_rounds(ctx, &targets, secs);
+        let mut first = r
+            .rps
+            .row(self.id(), metric::REQUESTS_PER_SEC, Better::Higher);
+        first.notes = r.notes;
         Ok(vec![
             first,
-            cpu_us.row(self.id(), METRIC_CPU_US, Better::Lower),
-            rss_mib.row(self.id(), METRIC_RSS_LOAD, Better::Lower),
+            r.cpu_us.row(self.id(), METRIC_CPU_US, Better::Lower),
+            r.rss_mib.row(self.id(), METRIC_RSS_LOAD, Better::Lower),
         ])
     }
+}
+
+/// What [`measure_rounds`] collected, per target.
+#[derive(Debug, Default)]
+pub struct Rounds {
+    pub rps: Samples,
+    pub cpu_us: Samples,
+    pub rss_mib: Samples,
+    /// Failed warm-ups and runs, and runs that saw errors.
+    pub notes: Vec<String>,
+}
+
+/// The h1-max load against each of `targets`: a warm-up each, then the settings'
+/// rounds of `secs`, alternating the targets within every round.
+pub fn measure_rounds(ctx: &mut Ctx, targets: &[Target], secs: f64) -> Rounds {
+    let s = ctx.settings.clone();
+    let mut r = Rounds::default();
+    for &target in targets {
+        if let Err(e) = warm_up(ctx, target) {
+            r.notes
+                .push(format!("{}: warm-up failed: {e:#}", target.name()));
+        }
+    }
+    for round in 0..s.rounds {
+        for &target in targets {
+            match measure(ctx, target, s.connections, secs) {
+                Ok(m) => {
+                    r.rps.push(target, m.wrk.requests_per_sec());
+                    if let Some(cpu) = m.cpu_secs {
+                        r.cpu_us.push(target, cpu / m.wrk.requests as f64 * 1e6);
+                    }
+                    if let Some(rss) = m.peak_rss {
+                        r.rss_mib.push(target, rss as f64 / 1024.0 / 1024.0);
+                    }
+                    if m.wrk.errors > 0 {
+                        r.notes.push(format!(
+                            "{} round {}: {} errors of {} requests",
+                            target.name(),
+                            round + 1,
+                            m.wrk.errors,
+                            m.wrk.requests
+                        ));
+                    }
+                }
+                Err(e) => r
+                    .notes
+                    .push(format!("{} round {}: {e:#}", target.name(), round + 1)),
+            }
+        }
+    }
+    r
 }
 
 fn warm_up(ctx: &mut Ctx, target: Target) -> anyhow::Result<()> {

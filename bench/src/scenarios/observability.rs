@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
-use super::h1_max::{METRIC_CPU_US, measure};
-use super::{Ctx, Samples, Scenario, Settings};
+use super::h1_max::{METRIC_CPU_US, measure_rounds};
+use super::{Ctx, Scenario, Settings};
 use crate::goals::{metric, scenario};
 use crate::report::{Better, Row};
 use crate::targets::Target;
@@ -31,43 +31,15 @@ impl Scenario for Observability {
     }
 
     fn run(&self, ctx: &mut Ctx) -> anyhow::Result<Vec<Row>> {
-        let s = ctx.settings.clone();
-        let mut rps = Samples::default();
-        let mut cpu_us = Samples::default();
-        let mut notes = Vec::new();
-        for target in TARGETS {
-            if let Err(e) = measure(ctx, target, s.connections, s.warmup_secs) {
-                notes.push(format!("{}: warm-up failed: {e:#}", target.name()));
-            }
-        }
-        for round in 0..s.rounds {
-            for target in TARGETS {
-                let secs = f64::from(s.observability_secs);
-                match measure(ctx, target, s.connections, secs) {
-                    Ok(m) => {
-                        rps.push(target, m.wrk.requests_per_sec());
-                        if let Some(cpu) = m.cpu_secs {
-                            cpu_us.push(target, cpu / m.wrk.requests as f64 * 1e6);
-                        }
-                        if m.wrk.errors > 0 {
-                            notes.push(format!(
-                                "{} round {}: {} errors of {} requests",
-                                target.name(),
-                                round + 1,
-                                m.wrk.errors,
-                                m.wrk.requests
-                            ));
-                        }
-                    }
-                    Err(e) => notes.push(format!("{} round {}: {e:#}", target.name(), round + 1)),
-                }
-            }
-        }
-        let mut first = rps.row(self.id(), metric::REQUESTS_PER_SEC, Better::Higher);
-        first.notes = notes;
+        let secs = f64::from(ctx.settings.observability_secs);
+        let r = measure_rounds(ctx, &TARGETS, secs);
+        let mut first = r
+            .rps
+            .row(self.id(), metric::REQUESTS_PER_SEC, Better::Higher);
+        first.notes = r.notes;
         Ok(vec![
             first,
-            cpu_us.row(self.id(), METRIC_CPU_US, Better::Lower),
+            r.cpu_us.row(self.id(), METRIC_CPU_US, Better::Lower),
         ])
     }
 }

@@ -62,19 +62,16 @@ fn second_draw(sampler: &WeightedSampler, rng: &mut impl Rng, a: usize, n: usize
 mod tests {
     use meshwork_config::model::LoadBalancer;
 
-    use crate::balance::testing::{FakeEndpoints, assert_shares, seeded};
-    use crate::balance::{Balancer, EndpointSpec};
+    use crate::balance::Balancer;
+    use crate::balance::testing::{self, FakeEndpoints, assert_shares, seeded, specs};
 
     fn balancer(weights: &[u32]) -> Balancer {
-        let keys: Vec<String> = (0..weights.len())
-            .map(|i| format!("10.0.0.{i}:80"))
-            .collect();
-        let specs: Vec<EndpointSpec<'_>> = keys
-            .iter()
-            .zip(weights)
-            .map(|(key, &weight)| EndpointSpec { key, weight })
-            .collect();
-        Balancer::new(LoadBalancer::LeastRequest, &specs, &mut seeded())
+        let keys = testing::keys(0, weights.len());
+        Balancer::new(
+            LoadBalancer::LeastRequest,
+            &specs(&keys, weights),
+            &mut seeded(),
+        )
     }
 
     #[test]

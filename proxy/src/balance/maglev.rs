@@ -130,20 +130,11 @@ mod tests {
     use rand::{Rng, RngCore};
 
     use super::*;
-    use crate::balance::testing::{FakeEndpoints, assert_shares, seeded};
+    use crate::balance::testing::{self, FakeEndpoints, assert_shares, seeded, specs};
     use crate::balance::{Balancer, hash_key};
 
     fn keys(n: usize) -> Vec<String> {
-        (0..n)
-            .map(|i| format!("10.2.{}.{}:8080", i / 250, i % 250))
-            .collect()
-    }
-
-    fn specs<'a>(keys: &'a [String], weights: &[u32]) -> Vec<EndpointSpec<'a>> {
-        keys.iter()
-            .zip(weights)
-            .map(|(key, &weight)| EndpointSpec { key, weight })
-            .collect()
+        testing::keys(2, n)
     }
 
     #[test]

@@ -4,7 +4,22 @@
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use super::Candidates;
+use super::{Candidates, EndpointSpec};
+
+/// `n` distinct endpoint keys (`host:port`) in the `10.<net>.x.y` range.
+pub fn keys(net: u8, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| format!("10.{net}.{}.{}:8080", i / 250, i % 250))
+        .collect()
+}
+
+/// Endpoint specs pairing `keys` with `weights`.
+pub fn specs<'a>(keys: &'a [String], weights: &[u32]) -> Vec<EndpointSpec<'a>> {
+    keys.iter()
+        .zip(weights)
+        .map(|(key, &weight)| EndpointSpec { key, weight })
+        .collect()
+}
 
 /// The same random sequence on every run.
 pub fn seeded() -> StdRng {
