@@ -7,7 +7,8 @@
 use std::time::Duration;
 
 use meshwork_tests::{
-    AccessLogFile, CertFiles, HttpClient, Proxy, Scrape, TestCa, TlsClient, Upstream, labels_of,
+    AccessLogFile, CertFiles, HttpClient, Proxy, Scrape, TestCa, TlsClient, Upstream, eventually,
+    labels_of,
 };
 
 const WEB: &str = "spiffe://cluster.local/ns/prod/sa/web";
@@ -262,11 +263,17 @@ async fn the_identity_rotates_under_load_without_a_failed_request_and_a_broken_f
     // A broken certificate is refused; the rotated identity stays.
     std::fs::write(&api.cert, "-----BEGIN CERTIFICATE-----\nbroken\n").unwrap();
     counter(&server, reloads, &[("result", "rejected")], 1).await;
-    let log = server.stderr_so_far();
-    assert!(
-        log.contains("cannot be used; keeping the current identity"),
-        "{log}"
-    );
+    // stderr is read by a thread of the harness; give it a moment to catch up.
+    eventually(
+        "the rejection in the log",
+        Duration::from_secs(5),
+        || async {
+            server
+                .stderr_so_far()
+                .contains("cannot be used; keeping the current identity")
+        },
+    )
+    .await;
     assert_eq!(presented().await, next.der);
     let reply = HttpClient::h1()
         .get(&client.url("outbound", "/after"))

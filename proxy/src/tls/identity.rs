@@ -158,6 +158,8 @@ impl IdentityStore {
             }
             Err(error) => {
                 *rejected = Some(contents);
+                // Logged before counting, so whoever sees the counter finds the reason.
+                tracing::error!(%error, "identity files changed but cannot be used; keeping the current identity");
                 self.metrics.identity_reloads("rejected");
                 Err(error)
             }

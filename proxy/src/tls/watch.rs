@@ -46,10 +46,8 @@ pub fn spawn(store: Arc<IdentityStore>) -> Option<IdentityWatch> {
             tokio::time::sleep(SETTLE_DELAY).await;
             while rx.try_recv().is_ok() {}
             let store = store.clone();
-            let result = tokio::task::spawn_blocking(move || store.reload()).await;
-            if let Ok(Err(error)) = result {
-                tracing::error!(%error, "identity files changed but cannot be used; keeping the current identity");
-            }
+            // A rejected set is logged and counted by the store itself.
+            let _ = tokio::task::spawn_blocking(move || store.reload()).await;
         }
     });
     Some(IdentityWatch { paths, task })
