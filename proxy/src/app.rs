@@ -20,6 +20,9 @@ use crate::tls::identity::{IdentityMaterial, IdentityStore};
 use crate::tls::watch::IdentityWatch;
 use crate::trace::Tracer;
 
+/// How long shutdown waits for the access log and span export to write out what is left.
+const FLUSH_AT_EXIT: Duration = Duration::from_secs(2);
+
 /// How the proxy was asked to run.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -436,6 +439,14 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<()> {
             remaining = connections.len(),
             "drain timeout reached; closing remaining connections"
         );
+    }
+    // What the last requests produced is still in memory: write and send it.
+    let last = proxy.snapshots.load_full();
+    if let Some(log) = &last.access_log {
+        log.close(FLUSH_AT_EXIT).await;
+    }
+    if let Some(tracer) = &last.tracer {
+        tracer.close(FLUSH_AT_EXIT).await;
     }
     admin_stop.cancel();
     tracing::info!("stopped");

@@ -1,5 +1,7 @@
 //! The access log: one line per request, JSON or text, with exact fields.
 
+use std::time::Duration;
+
 use http::{Method, StatusCode};
 use meshwork_tests::access_log::is_rfc3339_millis;
 use meshwork_tests::{API_ROUTE, AccessLogFile, HttpClient, Proxy, Reply, Upstream, edge_routes};
@@ -183,4 +185,24 @@ async fn text_lines_put_every_field_in_its_place_with_dashes_for_missing_ones() 
     let bytes = missing.body.len();
     assert_eq!(fields, format!("404 no-route 0 {bytes} MS edge - - - 0"));
     assert!(uuid::Uuid::parse_str(id).is_ok(), "request id {id:?}");
+}
+
+#[tokio::test]
+async fn lines_still_in_memory_are_written_when_the_proxy_stops() {
+    let log = AccessLogFile::json();
+    let (mut proxy, _app) = proxy_logging_to(&log).await;
+    let client = HttpClient::h1();
+    for i in 0..20 {
+        let reply = client.get(&proxy.url("edge", &format!("/api/{i}"))).await;
+        assert_eq!(reply.status, StatusCode::OK);
+    }
+    // Lines are batched in memory for up to 200ms; stopping right away must not lose them.
+    proxy.sigterm();
+    assert!(proxy.wait_exit(Duration::from_secs(10)).await.success());
+    let lines = log.lines_so_far();
+    assert_eq!(lines.len(), 20, "{lines:#?}");
+    for (i, line) in lines.iter().enumerate() {
+        let line: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(line["path"], format!("/api/{i}"));
+    }
 }

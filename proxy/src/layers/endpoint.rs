@@ -213,7 +213,7 @@ impl ClientSpan {
             return;
         }
         let mut span = crate::trace::SpanBuilder::new(
-            format!("{} {}", self.method, cluster.name()),
+            &[self.method.as_str(), " ", cluster.name()],
             opentelemetry_proto::tonic::trace::v1::span::SpanKind::Client,
             info.trace_id,
             self.span_id,
@@ -221,20 +221,20 @@ impl ClientSpan {
         )
         .str("http.request.method", self.method.as_str())
         .str("meshwork.cluster", cluster.name())
-        .str("meshwork.endpoint", endpoint.address.to_string())
-        .str("server.address", endpoint.address.host.clone())
+        .str("meshwork.endpoint", &endpoint.address.to_string())
+        .str("server.address", &endpoint.address.host)
         .int("server.port", i64::from(endpoint.address.port));
         match outcome {
             Ok(status) => {
                 span = span.int("http.response.status_code", i64::from(status.as_u16()));
                 if status.is_server_error() {
-                    span = span.error(status.to_string());
+                    span = span.error(&status.to_string());
                 }
             }
             Err(kind) => {
                 span = span
                     .str("error.type", kind.reason())
-                    .error(kind.to_string())
+                    .error(&kind.to_string())
             }
         }
         tracer.export(span.finish(self.start, elapsed));

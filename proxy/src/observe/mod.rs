@@ -2,6 +2,7 @@
 //! ends: metrics and the access log line.
 
 pub mod access_log;
+pub mod batch;
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -111,11 +112,12 @@ impl Observer {
         if !info.sampled {
             return;
         }
-        let route = self.record.route.get().map(|r| r.name().to_owned());
+        let route = self.record.route.get().map_or("", |r| r.name());
         let method = self.record.line.as_ref().map_or("", |l| l.method.as_str());
-        let name = match &route {
-            Some(r) => format!("{method} {r}"),
-            None => method.to_owned(),
+        let name: &[&str] = if route.is_empty() {
+            &[method]
+        } else {
+            &[method, " ", route]
         };
         let mut span = crate::trace::SpanBuilder::new(
             name,
@@ -129,37 +131,35 @@ impl Observer {
             "meshwork.listener",
             self.plan.as_ref().map_or("", |p| p.name.as_str()),
         )
-        .str("meshwork.route", route.unwrap_or_default());
+        .str("meshwork.route", route);
         if let Some(line) = &self.record.line {
             let path = line.path.split('?').next().unwrap_or("/");
             span = span
                 .str("http.request.method", line.method.as_str())
                 .str("url.path", path)
-                .str("server.address", line.authority.clone())
+                .str("server.address", &line.authority)
                 .str("network.protocol.version", protocol_version(line.protocol));
         }
         if let Some(id) = self.record.request_id.get() {
             span = span.str(
                 "meshwork.request_id",
-                String::from_utf8_lossy(id.as_bytes()),
+                &String::from_utf8_lossy(id.as_bytes()),
             );
         }
         if let Some(cluster) = self.record.cluster.get() {
             span = span.str("meshwork.cluster", cluster.name());
         }
         if let Some(peer) = &self.record.peer_identity {
-            span = span.str("meshwork.peer_identity", peer.as_ref());
+            span = span.str("meshwork.peer_identity", peer);
         }
         if let Some(error) = self.record.error.get() {
             span = span.str("meshwork.error", error.reason());
         }
         if self.status.is_server_error() {
-            span = span.error(
-                self.record
-                    .error
-                    .get()
-                    .map_or_else(|| self.status.to_string(), |e| e.reason().to_owned()),
-            );
+            span = match self.record.error.get() {
+                Some(error) => span.error(error.reason()),
+                None => span.error(&self.status.to_string()),
+            };
         }
         tracer.export(span.finish(self.record.wall_start, elapsed));
     }

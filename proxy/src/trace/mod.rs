@@ -3,19 +3,18 @@
 
 pub mod context;
 pub mod exporter;
+pub mod span;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use http::HeaderValue;
 use meshwork_config::model;
 use opentelemetry::trace::{SpanId, TraceId};
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
-use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
-use opentelemetry_proto::tonic::trace::v1::{Span, Status, status};
 use rand::Rng;
 
 use crate::metrics::TraceMetrics;
 use exporter::SpanExporter;
+pub use span::{EncodedSpan, SpanBuilder};
 
 /// The tracing settings in force, and the exporter (none without `otlp`).
 #[derive(Debug)]
@@ -74,9 +73,16 @@ impl Tracer {
         &self.config.propagation
     }
 
-    pub fn export(&self, span: Span) {
+    pub fn export(&self, span: EncodedSpan) {
         if let Some(exporter) = &self.exporter {
             exporter.export(span);
+        }
+    }
+
+    /// Sends the spans still waiting (at shutdown), waiting up to `within`.
+    pub async fn close(&self, within: Duration) {
+        if let Some(exporter) = &self.exporter {
+            exporter.close(within).await;
         }
     }
 }
@@ -100,75 +106,6 @@ fn random_span_id(rng: &mut impl Rng) -> SpanId {
         if id != SpanId::INVALID {
             return id;
         }
-    }
-}
-
-fn unix_nanos(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
-}
-
-/// Builds OTLP spans with the fields every meshwork span has.
-#[derive(Debug)]
-pub struct SpanBuilder {
-    span: Span,
-}
-
-impl SpanBuilder {
-    pub fn new(
-        name: String,
-        kind: SpanKind,
-        trace_id: TraceId,
-        span_id: SpanId,
-        parent: Option<SpanId>,
-    ) -> Self {
-        Self {
-            span: Span {
-                trace_id: trace_id.to_bytes().to_vec(),
-                span_id: span_id.to_bytes().to_vec(),
-                parent_span_id: parent.map(|p| p.to_bytes().to_vec()).unwrap_or_default(),
-                name,
-                kind: kind as i32,
-                ..Default::default()
-            },
-        }
-    }
-
-    pub fn str(mut self, key: &str, value: impl Into<String>) -> Self {
-        self.span.attributes.push(KeyValue {
-            key: key.into(),
-            value: Some(AnyValue {
-                value: Some(any_value::Value::StringValue(value.into())),
-            }),
-            ..Default::default()
-        });
-        self
-    }
-
-    pub fn int(mut self, key: &str, value: i64) -> Self {
-        self.span.attributes.push(KeyValue {
-            key: key.into(),
-            value: Some(AnyValue {
-                value: Some(any_value::Value::IntValue(value)),
-            }),
-            ..Default::default()
-        });
-        self
-    }
-
-    pub fn error(mut self, message: impl Into<String>) -> Self {
-        self.span.status = Some(Status {
-            message: message.into(),
-            code: status::StatusCode::Error as i32,
-        });
-        self
-    }
-
-    /// The finished span: started at `start` (wall clock), lasting `elapsed` (monotonic).
-    pub fn finish(mut self, start: SystemTime, elapsed: Duration) -> Span {
-        self.span.start_time_unix_nano = unix_nanos(start);
-        self.span.end_time_unix_nano = unix_nanos(start + elapsed);
-        self.span
     }
 }
 

@@ -1,92 +1,25 @@
-//! The access log: one line per request, JSON or text, to stdout or a file.
-//!
-//! Lines are formatted on the request's task and handed to a writer thread through a
-//! bounded queue; when the writer falls behind (a slow disk, a blocked pipe) lines are
-//! dropped and counted, never waited for. The writer is a plain thread with a buffered
-//! writer, flushing whenever the queue runs empty: writing through tokio's file type
-//! would hand every flush to the blocking pool, a thread hand-off per batch on the
-//! proxy's own CPU.
+//! One access log line per request, JSON or text, appended to a reusable buffer.
 
-use std::fmt::Write as _;
-use std::sync::Arc;
+use std::io::Write as _;
 use std::time::Duration;
 
-use meshwork_config::model::{AccessLog, AccessLogFormat, AccessLogPath};
-use prometheus::IntCounter;
-use std::io::Write as _;
+use meshwork_config::model::AccessLogFormat;
 
-use tokio::sync::mpsc;
+use crate::observe::RequestRecord;
 
-use super::RequestRecord;
-
-/// Lines that may wait for the writer before new ones are dropped.
-pub const QUEUE_LINES: usize = 16 * 1024;
-
-#[derive(Debug)]
-pub struct AccessLogWriter {
-    pub config: AccessLog,
-    tx: mpsc::Sender<String>,
-    dropped: IntCounter,
-}
-
-impl AccessLogWriter {
-    /// Opens the destination (a file is appended to, created if missing) and starts the
-    /// writer task.
-    ///
-    /// # Errors
-    /// When the file cannot be opened.
-    pub fn start(config: AccessLog, dropped: IntCounter) -> std::io::Result<Arc<Self>> {
-        let (tx, rx) = mpsc::channel(QUEUE_LINES);
-        let out: Box<dyn std::io::Write + Send> = match &config.path {
-            AccessLogPath::Stdout => Box::new(std::io::stdout()),
-            AccessLogPath::File(path) => Box::new(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)?,
-            ),
-        };
-        // Ends when the last sender (this writer) is dropped, after the queued lines.
-        std::thread::Builder::new()
-            .name("meshwork-access-log".into())
-            .spawn(move || write_lines(rx, out))?;
-        Ok(Arc::new(Self {
-            config,
-            tx,
-            dropped,
-        }))
-    }
-
-    pub fn write(
-        &self,
-        listener: &str,
-        record: &RequestRecord,
-        status: http::StatusCode,
-        response_bytes: u64,
-        elapsed: Duration,
-    ) {
-        let line = match self.config.format {
-            AccessLogFormat::Json => json_line(listener, record, status, response_bytes, elapsed),
-            AccessLogFormat::Text => text_line(listener, record, status, response_bytes, elapsed),
-        };
-        if self.tx.try_send(line).is_err() {
-            self.dropped.inc();
-        }
-    }
-}
-
-fn write_lines(mut rx: mpsc::Receiver<String>, out: Box<dyn std::io::Write + Send>) {
-    let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
-    while let Some(line) = rx.blocking_recv() {
-        let mut ok = out.write_all(line.as_bytes()).is_ok();
-        // Batch what is already queued, then flush once.
-        while let Ok(line) = rx.try_recv() {
-            ok &= out.write_all(line.as_bytes()).is_ok();
-        }
-        ok &= out.flush().is_ok();
-        if !ok {
-            tracing::warn!("access log write failed");
-        }
+/// Appends the line for one request (newline included) to `out`.
+pub fn line(
+    format: AccessLogFormat,
+    out: &mut Vec<u8>,
+    listener: &str,
+    record: &RequestRecord,
+    status: http::StatusCode,
+    response_bytes: u64,
+    elapsed: Duration,
+) {
+    match format {
+        AccessLogFormat::Json => json_line(out, listener, record, status, response_bytes, elapsed),
+        AccessLogFormat::Text => text_line(out, listener, record, status, response_bytes, elapsed),
     }
 }
 
@@ -115,12 +48,13 @@ fn fields(record: &RequestRecord) -> Fields<'_> {
 }
 
 fn json_line(
+    out: &mut Vec<u8>,
     listener: &str,
     record: &RequestRecord,
     status: http::StatusCode,
     response_bytes: u64,
     elapsed: Duration,
-) -> String {
+) {
     let f = fields(record);
     let line = record.line.as_ref();
     let entry = JsonEntry {
@@ -130,7 +64,7 @@ fn json_line(
         method: line.map(|l| l.method.as_str()),
         authority: line.map(|l| l.authority.as_str()),
         path: line.map(|l| l.path.as_str()),
-        protocol: line.map(|l| format!("{:?}", l.protocol)),
+        protocol: line.map(|l| protocol_name(l.protocol)),
         status: status.as_u16(),
         duration_ms: (elapsed.as_secs_f64() * 1e6).round() / 1e3,
         upstream_cluster: (!f.cluster.is_empty()).then_some(f.cluster),
@@ -144,9 +78,9 @@ fn json_line(
         error: f.error,
     };
     // Serialized straight from the struct: no intermediate JSON value tree.
-    let mut s = serde_json::to_string(&entry).unwrap_or_default();
-    s.push('\n');
-    s
+    if serde_json::to_writer(&mut *out, &entry).is_ok() {
+        out.push(b'\n');
+    }
 }
 
 /// One JSON line, fields in this order; absent values are `null`.
@@ -158,7 +92,7 @@ struct JsonEntry<'a> {
     method: Option<&'a str>,
     authority: Option<&'a str>,
     path: Option<&'a str>,
-    protocol: Option<String>,
+    protocol: Option<&'static str>,
     status: u16,
     duration_ms: f64,
     upstream_cluster: Option<&'a str>,
@@ -172,34 +106,46 @@ struct JsonEntry<'a> {
     error: Option<&'static str>,
 }
 
+/// `HTTP/1.1`, as `http::Version`'s `Debug` writes it, without formatting per line.
+fn protocol_name(v: http::Version) -> &'static str {
+    match v {
+        http::Version::HTTP_09 => "HTTP/0.9",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_2 => "HTTP/2.0",
+        http::Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/1.1",
+    }
+}
+
+fn dash(v: &str) -> &str {
+    if v.is_empty() { "-" } else { v }
+}
+
 /// Envoy-like: `[time] "METHOD authority path PROTO" status error req_bytes resp_bytes ms listener route cluster endpoint attempts request_id peer_identity`.
 fn text_line(
+    out: &mut Vec<u8>,
     listener: &str,
     record: &RequestRecord,
     status: http::StatusCode,
     response_bytes: u64,
     elapsed: Duration,
-) -> String {
+) {
     let f = fields(record);
-    let mut s = String::with_capacity(256);
+    let s = out;
     let _ = write!(s, "[{}] ", f.time);
     match &record.line {
         Some(l) => {
             let _ = write!(
                 s,
-                "\"{} {}{} {:?}\" ",
-                l.method, l.authority, l.path, l.protocol
+                "\"{} {}{} {}\" ",
+                l.method,
+                l.authority,
+                l.path,
+                protocol_name(l.protocol)
             );
         }
-        None => s.push_str("\"-\" "),
+        None => s.extend_from_slice(b"\"-\" "),
     }
-    let dash = |v: &str| {
-        if v.is_empty() {
-            "-".to_owned()
-        } else {
-            v.to_owned()
-        }
-    };
     let _ = writeln!(
         s,
         "{} {} {} {} {:.3} {} {} {} {} {} {} {}",
@@ -216,7 +162,6 @@ fn text_line(
         dash(&f.request_id),
         record.peer_identity.as_deref().unwrap_or("-"),
     );
-    s
 }
 
 #[cfg(test)]
@@ -239,13 +184,16 @@ mod tests {
 
     #[test]
     fn json_lines_parse_and_carry_every_field() {
-        let line = json_line(
+        let mut line = Vec::new();
+        json_line(
+            &mut line,
             "edge",
             &record(),
             http::StatusCode::NOT_FOUND,
             29,
             Duration::from_micros(1500),
         );
+        let line = String::from_utf8(line).unwrap();
         assert!(line.ends_with('\n'));
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["listener"], "edge");
@@ -263,13 +211,16 @@ mod tests {
 
     #[test]
     fn text_lines_use_dashes_for_what_is_missing() {
-        let line = text_line(
+        let mut line = Vec::new();
+        text_line(
+            &mut line,
             "edge",
             &record(),
             http::StatusCode::NOT_FOUND,
             29,
             Duration::from_millis(2),
         );
+        let line = String::from_utf8(line).unwrap();
         assert!(line.contains("\"GET api.example.com/v1/x?y=1 HTTP/1.1\" 404 no-route 12 29 2.000 edge - - - 0 rid-1 -\n"), "{line}");
     }
 }
