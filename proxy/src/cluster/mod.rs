@@ -31,6 +31,8 @@ pub type EndpointClient = Client<EndpointConnector, RequestBody>;
 #[derive(Debug)]
 pub struct Endpoint {
     pub address: Address,
+    /// `address` as text, formatted once: access log lines and spans carry it.
+    pub address_text: Box<str>,
     pub client: EndpointClient,
     pub metrics: Arc<EndpointHandles>,
     /// Requests sent and not yet answered (response head), for `/clusters` and balancers.
@@ -176,6 +178,7 @@ impl ClusterRuntime {
                     .build(connector);
                 Arc::new(Endpoint {
                     address: ep.address.clone(),
+                    address_text: ep.address.to_string().into(),
                     client,
                     metrics: handles,
                     in_flight: AtomicUsize::new(0),

@@ -50,7 +50,7 @@ fn upstream_authority(
     if let Some(host) = req.headers().get(header::HOST) {
         return Authority::try_from(host.as_bytes()).map_err(|_| ProxyError::MalformedRequest);
     }
-    Authority::try_from(endpoint.address.to_string()).map_err(|_| ProxyError::MalformedRequest)
+    Authority::try_from(&*endpoint.address_text).map_err(|_| ProxyError::MalformedRequest)
 }
 
 async fn send(req: ProxyRequest) -> Result<ProxyResponse, ProxyError> {
@@ -221,7 +221,7 @@ impl ClientSpan {
         )
         .str("http.request.method", self.method.as_str())
         .str("meshwork.cluster", cluster.name())
-        .str("meshwork.endpoint", &endpoint.address.to_string())
+        .str("meshwork.endpoint", &endpoint.address_text)
         .str("server.address", &endpoint.address.host)
         .int("server.port", i64::from(endpoint.address.port));
         match outcome {

@@ -80,8 +80,8 @@ impl Batcher {
         } else if self.is_full(&pending) {
             // Only the record that crosses the line wakes the consumer, not every later one.
             let before = pending.bytes.len() - len;
-            let was_full = pending.records > self.bounds.batch_records
-                || before >= self.bounds.batch_bytes;
+            let was_full =
+                pending.records > self.bounds.batch_records || before >= self.bounds.batch_bytes;
             if was_full {
                 Pushed::Queued
             } else {

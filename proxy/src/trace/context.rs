@@ -127,13 +127,51 @@ pub struct Outgoing<'a> {
     pub tracestate: Option<&'a HeaderValue>,
 }
 
-fn value(text: String) -> HeaderValue {
-    HeaderValue::try_from(text).expect("hex ids and dashes are valid header values")
+/// Whether a header is one of those [`inject`] replaces (names are lowercase).
+fn is_trace_header(name: &str) -> bool {
+    matches!(name, "traceparent" | "tracestate" | "b3") || name.starts_with("x-b3-")
+}
+
+/// Lowercase hex of the ids, written into one buffer: `trace(32) span(16)`.
+struct HexIds([u8; 48]);
+
+impl HexIds {
+    fn new(trace: TraceId, span: SpanId) -> Self {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [0u8; 48];
+        let bytes = trace.to_bytes().into_iter().chain(span.to_bytes());
+        for (i, b) in bytes.enumerate() {
+            out[2 * i] = DIGITS[usize::from(b >> 4)];
+            out[2 * i + 1] = DIGITS[usize::from(b & 0xf)];
+        }
+        Self(out)
+    }
+
+    fn trace(&self) -> &[u8] {
+        &self.0[..32]
+    }
+
+    fn span(&self) -> &[u8] {
+        &self.0[32..]
+    }
+}
+
+/// A header value of hex digits, dashes and flags (always valid), assembled from parts.
+fn value(parts: &[&[u8]]) -> HeaderValue {
+    let mut buf = [0u8; 64];
+    let mut len = 0;
+    for part in parts {
+        buf[len..len + part.len()].copy_from_slice(part);
+        len += part.len();
+    }
+    HeaderValue::from_bytes(&buf[..len]).expect("hex ids and dashes are valid header values")
 }
 
 /// Replaces every trace header with the context for one upstream attempt, in every
 /// configured format ("read any of them, write all of them").
 pub fn inject(headers: &mut HeaderMap, out: &Outgoing<'_>, propagation: &[Propagation]) {
+    // Most requests carry no trace header; looking for one is cheaper than eight removals.
+    let carried = headers.keys().any(|name| is_trace_header(name.as_str()));
     for name in [
         &TRACEPARENT,
         &TRACESTATE,
@@ -144,23 +182,27 @@ pub fn inject(headers: &mut HeaderMap, out: &Outgoing<'_>, propagation: &[Propag
         &B3_SAMPLED,
         &B3_FLAGS,
     ] {
+        if !carried {
+            break;
+        }
         headers.remove(name);
     }
-    let (trace, span) = (out.trace_id.to_string(), out.span_id.to_string());
+    let ids = HexIds::new(out.trace_id, out.span_id);
     for p in propagation {
         match p {
             Propagation::W3c => {
-                let flags = if out.sampled { "01" } else { "00" };
-                headers.insert(TRACEPARENT, value(format!("00-{trace}-{span}-{flags}")));
+                let flags: &[u8] = if out.sampled { b"01" } else { b"00" };
+                let parent = value(&[b"00-", ids.trace(), b"-", ids.span(), b"-", flags]);
+                headers.insert(TRACEPARENT, parent);
                 if let Some(state) = out.tracestate {
                     headers.insert(TRACESTATE, state.clone());
                 }
             }
             Propagation::B3 => {
-                let sampled = if out.sampled { "1" } else { "0" };
-                headers.insert(B3, value(format!("{trace}-{span}-{sampled}")));
-                headers.insert(B3_TRACE_ID, value(trace.clone()));
-                headers.insert(B3_SPAN_ID, value(span.clone()));
+                let sampled: &[u8] = if out.sampled { b"1" } else { b"0" };
+                headers.insert(B3, value(&[ids.trace(), b"-", ids.span(), b"-", sampled]));
+                headers.insert(B3_TRACE_ID, value(&[ids.trace()]));
+                headers.insert(B3_SPAN_ID, value(&[ids.span()]));
                 headers.insert(
                     B3_SAMPLED,
                     HeaderValue::from_static(if out.sampled { "1" } else { "0" }),
@@ -269,5 +311,12 @@ mod tests {
         assert_eq!(h["x-b3-traceid"], "80f198ee56343ba864fe8b2a57d3eff7");
         assert_eq!(h["x-b3-sampled"], "1");
         assert!(h.get("x-b3-parentspanid").is_none());
+
+        // A format that is not written is still removed; other headers stay.
+        let mut h = headers(&[("x-b3-flags", "1"), ("accept", "*/*")]);
+        inject(&mut h, &out, &[Propagation::W3c]);
+        assert!(h.get("x-b3-flags").is_none());
+        assert_eq!(h["accept"], "*/*");
+        assert_eq!(h.len(), 2, "{h:?}");
     }
 }

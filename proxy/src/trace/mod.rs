@@ -10,7 +10,10 @@ use std::time::Duration;
 use http::HeaderValue;
 use meshwork_config::model;
 use opentelemetry::trace::{SpanId, TraceId};
-use rand::Rng;
+use std::cell::RefCell;
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
 
 use crate::metrics::TraceMetrics;
 use exporter::SpanExporter;
@@ -53,20 +56,21 @@ impl Tracer {
     /// Joins the caller's trace or starts one; the caller's sampling decision wins.
     pub fn begin(&self, headers: &http::HeaderMap) -> TraceInfo {
         let incoming = context::extract(headers, &self.config.propagation);
-        let mut rng = rand::rng();
-        let sampled = match incoming.as_ref().and_then(|c| c.sampled) {
-            Some(decision) => decision,
-            None => self.config.sampling >= 1.0 || rng.random::<f64>() < self.config.sampling,
-        };
-        TraceInfo {
-            trace_id: incoming
-                .as_ref()
-                .map_or_else(|| new_trace_id(&mut rng), |c| c.trace_id),
-            span_id: random_span_id(&mut rng),
-            parent_span_id: incoming.as_ref().map(|c| c.parent_span_id),
-            sampled,
-            tracestate: incoming.and_then(|c| c.tracestate),
-        }
+        IDS.with_borrow_mut(|rng| {
+            let sampled = match incoming.as_ref().and_then(|c| c.sampled) {
+                Some(decision) => decision,
+                None => self.config.sampling >= 1.0 || rng.random::<f64>() < self.config.sampling,
+            };
+            TraceInfo {
+                trace_id: incoming
+                    .as_ref()
+                    .map_or_else(|| new_trace_id(rng), |c| c.trace_id),
+                span_id: random_span_id(rng),
+                parent_span_id: incoming.as_ref().map(|c| c.parent_span_id),
+                sampled,
+                tracestate: incoming.and_then(|c| c.tracestate),
+            }
+        })
     }
 
     pub fn propagation(&self) -> &[model::Propagation] {
@@ -87,6 +91,13 @@ impl Tracer {
     }
 }
 
+thread_local! {
+    /// Trace and span ids must be unique, not unpredictable: a fast generator per thread,
+    /// seeded from the OS-seeded thread RNG (as the OpenTelemetry SDK's id generator
+    /// does), instead of a ChaCha block per few ids.
+    static IDS: RefCell<SmallRng> = RefCell::new(SmallRng::from_rng(&mut rand::rng()));
+}
+
 fn new_trace_id(rng: &mut impl Rng) -> TraceId {
     loop {
         let id = TraceId::from_bytes(rng.random());
@@ -97,7 +108,7 @@ fn new_trace_id(rng: &mut impl Rng) -> TraceId {
 }
 
 pub fn new_span_id() -> SpanId {
-    random_span_id(&mut rand::rng())
+    IDS.with_borrow_mut(random_span_id)
 }
 
 fn random_span_id(rng: &mut impl Rng) -> SpanId {

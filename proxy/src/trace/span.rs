@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use opentelemetry::trace::{SpanId, TraceId};
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
-use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
+use prost::encoding::{WireType, encoded_len_varint};
 
 // Span
 const TRACE_ID: u32 = 1;
@@ -59,13 +59,13 @@ impl SpanBuilder {
             bytes_field(PARENT_SPAN_ID, &parent.to_bytes(), &mut buf);
         }
         let name_len = name.iter().map(|p| p.len()).sum::<usize>();
-        encode_key(NAME, WireType::LengthDelimited, &mut buf);
-        encode_varint(name_len as u64, &mut buf);
+        field_key(NAME, WireType::LengthDelimited, &mut buf);
+        varint(name_len as u64, &mut buf);
         for part in name {
             buf.extend_from_slice(part.as_bytes());
         }
-        encode_key(KIND, WireType::Varint, &mut buf);
-        encode_varint(kind as u64, &mut buf);
+        field_key(KIND, WireType::Varint, &mut buf);
+        varint(kind as u64, &mut buf);
         Self { buf }
     }
 
@@ -78,31 +78,29 @@ impl SpanBuilder {
 
     pub fn int(mut self, key: &str, value: i64) -> Self {
         // int64 is encoded as the two's complement varint of its 64 bits.
-        let any_value = key_len(INT_VALUE) + encoded_len_varint(value as u64);
+        let any_value = 1 + encoded_len_varint(value as u64);
         self.attribute(key, any_value);
-        encode_key(INT_VALUE, WireType::Varint, &mut self.buf);
-        encode_varint(value as u64, &mut self.buf);
+        field_key(INT_VALUE, WireType::Varint, &mut self.buf);
+        varint(value as u64, &mut self.buf);
         self
     }
 
     /// Marks the span failed (call at most once).
     pub fn error(mut self, message: &str) -> Self {
         let code = StatusCode::Error as u64;
-        let len = delimited_len(STATUS_MESSAGE, message.len())
-            + key_len(STATUS_CODE)
-            + encoded_len_varint(code);
-        encode_key(STATUS, WireType::LengthDelimited, &mut self.buf);
-        encode_varint(len as u64, &mut self.buf);
+        let len = delimited_len(STATUS_MESSAGE, message.len()) + 1 + encoded_len_varint(code);
+        field_key(STATUS, WireType::LengthDelimited, &mut self.buf);
+        varint(len as u64, &mut self.buf);
         bytes_field(STATUS_MESSAGE, message.as_bytes(), &mut self.buf);
-        encode_key(STATUS_CODE, WireType::Varint, &mut self.buf);
-        encode_varint(code, &mut self.buf);
+        field_key(STATUS_CODE, WireType::Varint, &mut self.buf);
+        varint(code, &mut self.buf);
         self
     }
 
     /// The finished span: started at `start` (wall clock), lasting `elapsed` (monotonic).
     pub fn finish(mut self, start: SystemTime, elapsed: Duration) -> EncodedSpan {
         for (field, time) in [(START_TIME, start), (END_TIME, start + elapsed)] {
-            encode_key(field, WireType::SixtyFourBit, &mut self.buf);
+            field_key(field, WireType::SixtyFourBit, &mut self.buf);
             self.buf.extend_from_slice(&unix_nanos(time).to_le_bytes());
         }
         EncodedSpan(self.buf)
@@ -111,23 +109,40 @@ impl SpanBuilder {
     /// The header of a `KeyValue` attribute and its key, up to its `AnyValue`'s content.
     fn attribute(&mut self, key: &str, any_value_len: usize) {
         let key_value_len = delimited_len(KEY, key.len()) + delimited_len(VALUE, any_value_len);
-        encode_key(ATTRIBUTES, WireType::LengthDelimited, &mut self.buf);
-        encode_varint(key_value_len as u64, &mut self.buf);
+        field_key(ATTRIBUTES, WireType::LengthDelimited, &mut self.buf);
+        varint(key_value_len as u64, &mut self.buf);
         bytes_field(KEY, key.as_bytes(), &mut self.buf);
-        encode_key(VALUE, WireType::LengthDelimited, &mut self.buf);
-        encode_varint(any_value_len as u64, &mut self.buf);
+        field_key(VALUE, WireType::LengthDelimited, &mut self.buf);
+        varint(any_value_len as u64, &mut self.buf);
     }
+}
+
+/// A field's key: every field number used here is below 16, so a key is one byte.
+#[inline]
+fn field_key(field: u32, wire_type: WireType, buf: &mut Vec<u8>) {
+    debug_assert!(field < 16);
+    buf.push(((field << 3) | wire_type as u32) as u8);
+}
+
+#[inline]
+fn varint(mut value: u64, buf: &mut Vec<u8>) {
+    while value >= 0x80 {
+        buf.push(value as u8 | 0x80);
+        value >>= 7;
+    }
+    buf.push(value as u8);
 }
 
 /// The encoded size of a length-delimited field with `len` bytes of content.
 pub fn delimited_len(field: u32, len: usize) -> usize {
-    key_len(field) + encoded_len_varint(len as u64) + len
+    debug_assert!(field < 16, "a one-byte key");
+    1 + encoded_len_varint(len as u64) + len
 }
 
 /// Writes a length-delimited field (bytes, string or an already encoded message).
 pub fn bytes_field(field: u32, bytes: &[u8], buf: &mut Vec<u8>) {
-    encode_key(field, WireType::LengthDelimited, buf);
-    encode_varint(bytes.len() as u64, buf);
+    field_key(field, WireType::LengthDelimited, buf);
+    varint(bytes.len() as u64, buf);
     buf.extend_from_slice(bytes);
 }
 

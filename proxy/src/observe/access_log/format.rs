@@ -1,10 +1,14 @@
 //! One access log line per request, JSON or text, appended to a reusable buffer.
 
+use std::borrow::Cow;
+use std::cell::Cell;
 use std::io::Write as _;
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use meshwork_config::model::AccessLogFormat;
 
+use super::json::JsonObject;
 use crate::observe::RequestRecord;
 
 /// Appends the line for one request (newline included) to `out`.
@@ -24,27 +28,53 @@ pub fn line(
 }
 
 struct Fields<'a> {
-    time: String,
     route: &'a str,
     cluster: &'a str,
-    endpoint: Option<String>,
+    endpoint: Option<std::sync::Arc<crate::cluster::Endpoint>>,
     error: Option<&'static str>,
-    request_id: String,
+    request_id: Cow<'a, str>,
 }
 
 fn fields(record: &RequestRecord) -> Fields<'_> {
     Fields {
-        time: humantime::format_rfc3339_millis(record.wall_start).to_string(),
         route: record.route.get().map_or("", |r| r.name()),
         cluster: record.cluster.get().map_or("", |c| c.name()),
-        endpoint: record.endpoint().map(|e| e.address.to_string()),
+        endpoint: record.endpoint(),
         error: record.error.get().map(|e| e.reason()),
         request_id: record
             .request_id
             .get()
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .map(|v| String::from_utf8_lossy(v.as_bytes()))
             .unwrap_or_default(),
     }
+}
+
+thread_local! {
+    /// `YYYY-MM-DDTHH:MM:SS` of the last second formatted on this thread.
+    static SECOND: Cell<(u64, [u8; 19])> = const { Cell::new((u64::MAX, [0; 19])) };
+}
+
+/// RFC 3339 UTC with milliseconds (`2026-12-02T17:11:30.123Z`); the date and time of day
+/// are formatted once per second per thread.
+fn write_time(out: &mut Vec<u8>, t: SystemTime) {
+    let since_epoch = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since_epoch.as_secs();
+    let (cached, mut prefix) = SECOND.get();
+    if cached != secs {
+        let whole = UNIX_EPOCH + Duration::from_secs(secs);
+        let text = humantime::format_rfc3339_seconds(whole).to_string();
+        prefix.copy_from_slice(&text.as_bytes()[..19]);
+        SECOND.set((secs, prefix));
+    }
+    out.extend_from_slice(&prefix);
+    let millis = since_epoch.subsec_millis();
+    out.extend_from_slice(&[
+        b'.',
+        b'0' + (millis / 100) as u8,
+        b'0' + (millis / 10 % 10) as u8,
+        b'0' + (millis % 10) as u8,
+        b'Z',
+    ]);
 }
 
 fn json_line(
@@ -57,53 +87,40 @@ fn json_line(
 ) {
     let f = fields(record);
     let line = record.line.as_ref();
-    let entry = JsonEntry {
-        time: &f.time,
-        listener,
-        route: (!f.route.is_empty()).then_some(f.route),
-        method: line.map(|l| l.method.as_str()),
-        authority: line.map(|l| l.authority.as_str()),
-        path: line.map(|l| l.path.as_str()),
-        protocol: line.map(|l| protocol_name(l.protocol)),
-        status: status.as_u16(),
-        duration_ms: (elapsed.as_secs_f64() * 1e6).round() / 1e3,
-        upstream_cluster: (!f.cluster.is_empty()).then_some(f.cluster),
-        upstream_endpoint: f.endpoint.as_deref(),
-        attempts: record.attempts.load(std::sync::atomic::Ordering::Relaxed),
-        request_bytes: record.request_bytes(),
-        response_bytes,
-        request_id: &f.request_id,
-        trace_id: record.trace.get().map(|t| t.trace_id.to_string()),
-        peer_identity: record.peer_identity.as_deref(),
-        error: f.error,
+    let mut o = JsonObject::new(out);
+    o.raw_str("time", |out| write_time(out, record.wall_start))
+        .str("listener", listener)
+        .opt_str("route", (!f.route.is_empty()).then_some(f.route))
+        .opt_str("method", line.map(|l| l.method.as_str()))
+        .opt_str("authority", line.map(|l| l.authority.as_str()))
+        .opt_str("path", line.map(|l| l.path.as_str()))
+        .opt_str("protocol", line.map(|l| protocol_name(l.protocol)))
+        .uint("status", u64::from(status.as_u16()))
+        .millis("duration_ms", elapsed)
+        .opt_str(
+            "upstream_cluster",
+            (!f.cluster.is_empty()).then_some(f.cluster),
+        )
+        .opt_str(
+            "upstream_endpoint",
+            f.endpoint.as_ref().map(|e| &*e.address_text),
+        )
+        .uint(
+            "attempts",
+            u64::from(record.attempts.load(Ordering::Relaxed)),
+        )
+        .uint("request_bytes", record.request_bytes())
+        .uint("response_bytes", response_bytes)
+        .str("request_id", &f.request_id);
+    match record.trace.get() {
+        Some(t) => o.raw_str("trace_id", |out| {
+            let _ = write!(out, "{}", t.trace_id);
+        }),
+        None => o.null("trace_id"),
     };
-    // Serialized straight from the struct: no intermediate JSON value tree.
-    if serde_json::to_writer(&mut *out, &entry).is_ok() {
-        out.push(b'\n');
-    }
-}
-
-/// One JSON line, fields in this order; absent values are `null`.
-#[derive(serde::Serialize)]
-struct JsonEntry<'a> {
-    time: &'a str,
-    listener: &'a str,
-    route: Option<&'a str>,
-    method: Option<&'a str>,
-    authority: Option<&'a str>,
-    path: Option<&'a str>,
-    protocol: Option<&'static str>,
-    status: u16,
-    duration_ms: f64,
-    upstream_cluster: Option<&'a str>,
-    upstream_endpoint: Option<&'a str>,
-    attempts: u32,
-    request_bytes: u64,
-    response_bytes: u64,
-    request_id: &'a str,
-    trace_id: Option<String>,
-    peer_identity: Option<&'a str>,
-    error: Option<&'static str>,
+    o.opt_str("peer_identity", record.peer_identity.as_deref())
+        .opt_str("error", f.error);
+    o.end();
 }
 
 /// `HTTP/1.1`, as `http::Version`'s `Debug` writes it, without formatting per line.
@@ -132,7 +149,9 @@ fn text_line(
 ) {
     let f = fields(record);
     let s = out;
-    let _ = write!(s, "[{}] ", f.time);
+    s.push(b'[');
+    write_time(s, record.wall_start);
+    s.extend_from_slice(b"] ");
     match &record.line {
         Some(l) => {
             let _ = write!(
@@ -157,8 +176,8 @@ fn text_line(
         dash(listener),
         dash(f.route),
         dash(f.cluster),
-        f.endpoint.as_deref().unwrap_or("-"),
-        record.attempts.load(std::sync::atomic::Ordering::Relaxed),
+        f.endpoint.as_ref().map_or("-", |e| &*e.address_text),
+        record.attempts.load(Ordering::Relaxed),
         dash(&f.request_id),
         record.peer_identity.as_deref().unwrap_or("-"),
     );
@@ -180,6 +199,18 @@ mod tests {
         let _ = r.request_id.set(http::HeaderValue::from_static("rid-1"));
         let _ = r.error.set(crate::http::ProxyError::NoRoute);
         r
+    }
+
+    #[test]
+    fn times_match_rfc3339_with_milliseconds_within_and_across_seconds() {
+        let base = UNIX_EPOCH + Duration::from_secs(1_796_317_552);
+        for offset_ms in [0, 1, 999, 1000, 1001, 1500, 86_400_000, 7, 0] {
+            let t = base + Duration::from_millis(offset_ms) + Duration::from_micros(999);
+            let mut out = Vec::new();
+            write_time(&mut out, t);
+            let expected = humantime::format_rfc3339_millis(t).to_string();
+            assert_eq!(String::from_utf8(out).unwrap(), expected);
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! (counted), never request latency. Shutdown and config changes flush what is waiting.
 
 mod format;
+mod json;
 
 use std::cell::RefCell;
 use std::io::Write as _;
@@ -24,8 +25,9 @@ use super::batch::{Batcher, Bounds, Pushed};
 
 /// The longest a line waits in memory before it is written.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(200);
-/// A batch this big is written without waiting for the interval.
-pub const FLUSH_BYTES: usize = 256 * 1024;
+/// A batch this big is written without waiting for the interval (small enough that the
+/// buffer being filled stays in cache).
+pub const FLUSH_BYTES: usize = 64 * 1024;
 /// Lines that would take the waiting batch past this are dropped.
 pub const MAX_PENDING_BYTES: usize = 8 * 1024 * 1024;
 
