@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod nodes;
 pub mod run;
 pub mod server;
+pub mod tls;
 
 use std::sync::Arc;
 

@@ -15,9 +15,20 @@ struct Cli {
     /// route_tables and clusters; watched for changes.
     #[arg(long, value_name = "DIR")]
     config_dir: PathBuf,
-    /// Where proxies connect (gRPC, h2c).
+    /// Where proxies connect (gRPC over h2c, or over TLS with `--tls-cert`).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:18000")]
     listen: SocketAddr,
+    /// Serve the discovery port over TLS with this certificate chain (PEM); needs
+    /// `--tls-key`. Proxies then use an https:// address and `control_plane.tls`.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of `--tls-cert`.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Require proxies to present a client certificate chaining to this CA bundle (PEM):
+    /// mTLS. Needs `--tls-cert`.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    client_ca: Option<PathBuf>,
     /// The admin server (`/ready`, `/metrics`, `/status`); none when absent.
     #[arg(long, value_name = "ADDR")]
     admin: Option<SocketAddr>,
@@ -63,6 +74,14 @@ fn main() -> ExitCode {
         listen: cli.listen,
         admin: cli.admin,
         address_file: cli.address_file,
+        tls: match (cli.tls_cert, cli.tls_key) {
+            (Some(cert), Some(key)) => Some(meshwork_control::tls::TlsFiles {
+                cert,
+                key,
+                client_ca: cli.client_ca,
+            }),
+            _ => None,
+        },
     };
     match runtime.block_on(meshwork_control::run(options)) {
         Ok(()) => ExitCode::SUCCESS,

@@ -27,6 +27,7 @@ pub struct Metrics {
     pub nacks_total: IntCounter,
     pub push_latency_seconds: Histogram,
     pub dns_resolutions_total: IntCounterVec,
+    pub tls_handshake_failures_total: IntCounterVec,
 }
 
 impl Metrics {
@@ -91,6 +92,14 @@ impl Metrics {
             &["result"],
         )
         .expect(STATIC);
+        let tls_handshake_failures_total = IntCounterVec::new(
+            Opts::new(
+                "tls_handshake_failures_total",
+                "TLS handshakes with proxies that failed (connection closed), by reason.",
+            ),
+            &["reason"],
+        )
+        .expect(STATIC);
         register(Box::new(connected_proxies.clone()));
         register(Box::new(generation.clone()));
         register(Box::new(resources.clone()));
@@ -101,6 +110,7 @@ impl Metrics {
         register(Box::new(nacks_total.clone()));
         register(Box::new(push_latency_seconds.clone()));
         register(Box::new(dns_resolutions_total.clone()));
+        register(Box::new(tls_handshake_failures_total.clone()));
         for result in ["clean", "with_problems"] {
             reads_total.with_label_values(&[result]);
         }
@@ -109,6 +119,15 @@ impl Metrics {
         }
         for result in ["ok", "error"] {
             dns_resolutions_total.with_label_values(&[result]);
+        }
+        // The refusals an operator looks for, at 0 from the start.
+        for reason in [
+            "no-client-certificate",
+            "unknown-ca",
+            "certificate-expired",
+            "plaintext",
+        ] {
+            tls_handshake_failures_total.with_label_values(&[reason]);
         }
         Metrics {
             registry,
@@ -122,6 +141,7 @@ impl Metrics {
             nacks_total,
             push_latency_seconds,
             dns_resolutions_total,
+            tls_handshake_failures_total,
         }
     }
 

@@ -28,6 +28,8 @@ pub struct NodeStatus {
     pub id: String,
     pub labels: BTreeMap<String, String>,
     pub peer: String,
+    /// The SPIFFE ID of its verified client certificate (mTLS), if any.
+    pub identity: Option<String>,
     /// The version last sent.
     pub sent_version: Option<String>,
     /// The version last applied whole (ACK).

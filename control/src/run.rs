@@ -29,6 +29,8 @@ pub struct Options {
     /// Where to write the bound addresses (`listen ADDR` and `admin ADDR` lines), for
     /// scripts and tests that ask for port 0.
     pub address_file: Option<PathBuf>,
+    /// TLS (and mTLS) on the discovery port; plaintext h2c without.
+    pub tls: Option<crate::tls::TlsFiles>,
 }
 
 /// Reads the directory, starts the servers and serves until SIGTERM/SIGINT.
@@ -36,6 +38,11 @@ pub struct Options {
 /// # Errors
 /// A directory that cannot be read, addresses that cannot be bound.
 pub async fn run(options: Options) -> anyhow::Result<()> {
+    // Certificate problems stop the start before anything is read or bound.
+    let tls = match &options.tls {
+        Some(files) => Some(crate::tls::server_config(files)?),
+        None => None,
+    };
     let metrics = Metrics::new();
     let dns_changed = Arc::new(Notify::new());
     let mut resolver = Resolver::new(dns_changed.clone(), metrics.clone());
@@ -62,12 +69,18 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot bind {}: {e}", options.listen))?;
     let listen = discovery.local_addr()?;
+    let mode = match &options.tls {
+        None => "h2c",
+        Some(files) if files.client_ca.is_some() => "mtls",
+        Some(_) => "tls",
+    };
     tokio::spawn(crate::server::serve(
         discovery,
         control.clone(),
+        tls,
         stop.clone(),
     ));
-    tracing::info!(address = %listen, "discovery server started");
+    tracing::info!(address = %listen, mode, "discovery server started");
     let mut lines = format!("listen {listen}\n");
     if let Some(address) = options.admin {
         let admin = TcpListener::bind(address)

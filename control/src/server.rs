@@ -13,6 +13,7 @@ use meshwork_config::discovery::{
     DiscoveryRequest, DiscoveryResponse, Node, Resource as WireResource, ResourceRef, kind_of,
 };
 use meshwork_config::resource::Key;
+use rustls::ServerConfig;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
@@ -51,10 +52,11 @@ impl Discovery for DiscoveryService {
         &self,
         request: Request<Streaming<DiscoveryRequest>>,
     ) -> Result<Response<Self::StreamStream>, Status> {
-        let peer = request
-            .extensions()
-            .get::<Peer>()
-            .map_or_else(|| "unknown".to_string(), |p| p.0.to_string());
+        let peer = request.extensions().get::<Peer>().cloned();
+        let (peer, identity) = match peer {
+            Some(p) => (p.address.to_string(), p.identity),
+            None => ("unknown".to_string(), None),
+        };
         let mut requests = request.into_inner();
         let hello = requests
             .message()
@@ -69,7 +71,7 @@ impl Discovery for DiscoveryService {
             })?;
         let (tx, rx) = mpsc::channel(RESPONSE_QUEUE);
         let id = self.next_stream.fetch_add(1, Ordering::Relaxed);
-        let session = Session::new(self.control.clone(), id, node, peer, &hello);
+        let session = Session::new(self.control.clone(), id, node, (peer, identity), &hello);
         tokio::spawn(session.run(requests, tx));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
@@ -93,7 +95,7 @@ impl Session {
         control: Arc<ControlPlane>,
         id: u64,
         node: Node,
-        peer: String,
+        (peer, identity): (String, Option<String>),
         hello: &DiscoveryRequest,
     ) -> Self {
         let labels: BTreeMap<String, String> = node.labels.clone().into_iter().collect();
@@ -107,19 +109,20 @@ impl Session {
                 ))
             })
             .collect();
+        tracing::info!(node = %node.id, stream = id, %peer, identity = identity.as_deref().unwrap_or("-"), "proxy subscribed");
         control.nodes.insert(
             id,
             NodeStatus {
                 id: node.id.clone(),
                 labels: labels.clone(),
                 peer,
+                identity,
                 sent_version: None,
                 acked_version: None,
                 last_nack: None,
             },
         );
         control.metrics.connected_proxies.inc();
-        tracing::info!(node = %node.id, stream = id, "proxy subscribed");
         Session {
             control,
             id,
@@ -262,11 +265,17 @@ impl Session {
     }
 }
 
-/// Serves the discovery API (gRPC over h2c) on `listener` until `stop`.
-pub async fn serve(listener: TcpListener, control: Arc<ControlPlane>, stop: CancellationToken) {
-    let service = DiscoveryServer::new(DiscoveryService::new(control));
+/// Serves the discovery API on `listener` until `stop`: gRPC over h2c, or over TLS
+/// (`tls`) where a proxy's verified SPIFFE ID is recorded with its stream.
+pub async fn serve(
+    listener: TcpListener,
+    control: Arc<ControlPlane>,
+    tls: Option<Arc<ServerConfig>>,
+    stop: CancellationToken,
+) {
+    let service = DiscoveryServer::new(DiscoveryService::new(control.clone()));
     loop {
-        let (stream, peer): (_, SocketAddr) = tokio::select! {
+        let (stream, address): (_, SocketAddr) = tokio::select! {
             () = stop.cancelled() => return,
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
@@ -280,26 +289,70 @@ pub async fn serve(listener: TcpListener, control: Arc<ControlPlane>, stop: Canc
         let _ = stream.set_nodelay(true);
         let service = service.clone();
         let stop = stop.clone();
+        let tls = tls.clone();
+        let control = control.clone();
         tokio::spawn(async move {
-            let per_request =
-                hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
-                    req.extensions_mut().insert(Peer(peer));
-                    tower::ServiceExt::oneshot(service.clone(), req)
-                });
-            let connection =
-                hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .keep_alive_interval(Some(std::time::Duration::from_secs(30)))
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), per_request);
-            tokio::pin!(connection);
-            tokio::select! {
-                _ = &mut connection => {}
-                () = stop.cancelled() => {}
+            let Some(config) = tls else {
+                let peer = Peer {
+                    address,
+                    identity: None,
+                };
+                return serve_connection(stream, peer, service, stop).await;
+            };
+            let accepted = tokio::select! {
+                accepted = crate::tls::accept(stream, config, address) => accepted,
+                () = stop.cancelled() => return,
+            };
+            match accepted {
+                Ok(accepted) => {
+                    let peer = Peer {
+                        address,
+                        identity: accepted.identity,
+                    };
+                    serve_connection(accepted.stream, peer, service, stop).await;
+                }
+                Err((reason, error)) => {
+                    control
+                        .metrics
+                        .tls_handshake_failures_total
+                        .with_label_values(&[reason])
+                        .inc();
+                    tracing::warn!(peer = %address, reason, %error, "TLS handshake with a proxy failed; connection closed");
+                }
             }
         });
     }
 }
 
-/// The proxy's address, put in each request's extensions by [`serve`].
-#[derive(Clone, Copy, Debug)]
-struct Peer(SocketAddr);
+/// Serves HTTP/2 on one connection (plaintext or TLS) until it closes or `stop`.
+async fn serve_connection<I>(
+    io: I,
+    peer: Peer,
+    service: DiscoveryServer<DiscoveryService>,
+    stop: CancellationToken,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let per_request =
+        hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(peer.clone());
+            tower::ServiceExt::oneshot(service.clone(), req)
+        });
+    let connection = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+        .timer(hyper_util::rt::TokioTimer::new())
+        .keep_alive_interval(Some(std::time::Duration::from_secs(30)))
+        .serve_connection(hyper_util::rt::TokioIo::new(io), per_request);
+    tokio::pin!(connection);
+    tokio::select! {
+        _ = &mut connection => {}
+        () = stop.cancelled() => {}
+    }
+}
+
+/// Who is at the other end of a connection, put in each request's extensions by
+/// [`serve`]: its address and, over mTLS, its verified SPIFFE ID.
+#[derive(Clone, Debug)]
+struct Peer {
+    address: SocketAddr,
+    identity: Option<String>,
+}

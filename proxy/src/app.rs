@@ -389,6 +389,18 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<()> {
         awaiting_snapshot: AtomicBool::new(awaiting_snapshot),
     });
 
+    // Before any port is bound: a bad certificate file for the control plane stops the
+    // start, naming the file.
+    let control_plane_tls = match &config.control_plane {
+        Some(cp) => crate::control_plane::ControlPlaneTls::build(
+            cp,
+            config.identity.as_ref().map(|_| &proxy.identity),
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .map(Arc::new),
+        None => None,
+    };
+
     let admin = crate::admin::bind(admin_address)
         .map_err(|e| anyhow::anyhow!("admin: cannot bind {admin_address}: {e}"))?;
     let admin_bound = admin.local_addr()?;
@@ -414,8 +426,8 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<()> {
     }
 
     let reloads = crate::reload::spawn(proxy.clone(), options.config_path.clone());
-    let subscription =
-        control_plane.map(|link| crate::control_plane::spawn(proxy.clone(), link, node));
+    let subscription = control_plane
+        .map(|link| crate::control_plane::spawn(proxy.clone(), link, node, control_plane_tls));
 
     wait_for_shutdown_signal().await;
     tracing::info!(timeout = ?options.drain_timeout, "draining");

@@ -27,12 +27,31 @@ pub struct ControlPlane {
     admin: SocketAddr,
     stderr: OutputBuffer,
     client: HttpClient,
+    tls: Option<ControlTls>,
+}
+
+/// TLS on the discovery port: `--tls-cert`/`--tls-key`, and `--client-ca` to require
+/// client certificates (mTLS).
+#[derive(Clone, Debug)]
+pub struct ControlTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
 }
 
 impl ControlPlane {
     /// Starts `meshwork-control` on an empty directory, discovery and admin on
     /// `127.0.0.1:0`.
     pub async fn start() -> ControlPlane {
+        Self::start_with(None).await
+    }
+
+    /// As [`ControlPlane::start`], serving the discovery port over TLS.
+    pub async fn start_tls(tls: ControlTls) -> ControlPlane {
+        Self::start_with(Some(tls)).await
+    }
+
+    async fn start_with(tls: Option<ControlTls>) -> ControlPlane {
         let dir = tempfile::Builder::new()
             .prefix("meshwork-control-e2e-")
             .tempdir()
@@ -45,6 +64,7 @@ impl ControlPlane {
             admin: unbound,
             stderr: OutputBuffer::default(),
             client: HttpClient::h1(),
+            tls,
         };
         control.spawn(unbound).await;
         control
@@ -66,7 +86,15 @@ impl ControlPlane {
     async fn spawn(&mut self, listen: SocketAddr) {
         let address_file = self.dir.path().join(".addresses");
         let _ = std::fs::remove_file(&address_file);
-        let mut child = Command::new(meshwork_control_bin())
+        let mut command = Command::new(meshwork_control_bin());
+        if let Some(tls) = &self.tls {
+            command.arg("--tls-cert").arg(&tls.cert);
+            command.arg("--tls-key").arg(&tls.key);
+            if let Some(ca) = &tls.client_ca {
+                command.arg("--client-ca").arg(ca);
+            }
+        }
+        let mut child = command
             .arg("--config-dir")
             .arg(self.dir.path())
             .arg("--listen")
@@ -115,9 +143,11 @@ impl ControlPlane {
         }
     }
 
-    /// `http://ADDR` of the discovery server, for a proxy's `control_plane.address`.
+    /// `http://ADDR` (`https://ADDR` over TLS) of the discovery server, for a proxy's
+    /// `control_plane.address`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.listen)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.listen)
     }
 
     /// The fragment directory.

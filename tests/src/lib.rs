@@ -29,7 +29,7 @@ pub use binary::{meshwork_bin, meshwork_control_bin};
 pub use body::{BoxError, GeneratedBody, RequestBody, empty, full};
 pub use cli::{CliOutput, meshwork, meshwork_in};
 pub use client::{HttpClient, Reply};
-pub use control::ControlPlane;
+pub use control::{ControlPlane, ControlTls};
 pub use grpc::{EchoReply, EchoRequest, GrpcClient, GrpcUpstream};
 pub use metrics::{Scrape, labels_of, promtool_check_metrics};
 pub use otlp::{ExportedSpan, OtlpReceiver, SpanKind, SpanStatus};

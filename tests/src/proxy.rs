@@ -44,6 +44,7 @@ pub struct ProxyBuilder {
     drain_timeout: Option<String>,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    wait_ready: bool,
 }
 
 impl ProxyBuilder {
@@ -56,6 +57,13 @@ impl ProxyBuilder {
     /// Passes one more argument to `meshwork run`.
     pub fn arg(mut self, arg: &str) -> Self {
         self.args.push(arg.to_owned());
+        self
+    }
+
+    /// `start` returns once the admin server answers, without waiting for `/ready`: for
+    /// a proxy expected to stay not ready.
+    pub fn without_waiting_for_ready(mut self) -> Self {
+        self.wait_ready = false;
         self
     }
 
@@ -124,7 +132,7 @@ impl ProxyBuilder {
             exit: None,
             reported: AtomicBool::new(false),
         };
-        proxy.await_ready(&address_file).await;
+        proxy.await_ready(&address_file, self.wait_ready).await;
         proxy.refresh_listeners().await;
         proxy
     }
@@ -156,10 +164,11 @@ impl Proxy {
             drain_timeout: None,
             args: Vec::new(),
             env: Vec::new(),
+            wait_ready: true,
         }
     }
 
-    async fn await_ready(&mut self, address_file: &Path) {
+    async fn await_ready(&mut self, address_file: &Path, wait_ready: bool) {
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         let admin = loop {
             self.assert_running("before writing its admin address")
@@ -182,7 +191,7 @@ impl Proxy {
         loop {
             self.assert_running("before becoming ready").await;
             match self.try_admin_get("/ready").await {
-                Ok(reply) if reply.status == StatusCode::OK => return,
+                Ok(reply) if reply.status == StatusCode::OK || !wait_ready => return,
                 Ok(reply) => last = format!("{} {}", reply.status, reply.text()),
                 Err(e) => last = e,
             }

@@ -213,7 +213,7 @@ async fn check_reports_a_route_naming_a_missing_cluster() {
 }
 
 #[tokio::test]
-async fn check_refuses_a_feature_that_is_not_supported_yet() {
+async fn check_refuses_tls_to_a_plaintext_control_plane_address() {
     let yaml = lines(&[
         "version: 1",
         "admin:",
@@ -234,8 +234,8 @@ async fn check_refuses_a_feature_that_is_not_supported_yet() {
     assert_check_reports(
         "control.yaml",
         &yaml,
-        "6:3: control_plane.tls",
-        "not supported yet",
+        "5:12: control_plane.address",
+        "with `tls` the address must be https://",
     )
     .await;
 }

@@ -85,9 +85,9 @@ pub(crate) struct RawAdmin {
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "ControlPlane")]
 pub(crate) struct RawControlPlane {
-    /// URL of the control plane, e.g. `http://127.0.0.1:18000`. Required.
+    /// URL of the control plane, e.g. `http://127.0.0.1:18000` (plaintext h2c) or `https://control:18000` (with `tls`). Required.
     pub address: Field<String>,
-    /// TLS to the control plane.
+    /// TLS to the control plane (mTLS with `cert`/`key`); the address is then https://. With `identity`, `ca`, `cert` and `key` default to its files.
     pub tls: Field<RawClientTls>,
 }
 

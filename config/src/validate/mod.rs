@@ -7,6 +7,8 @@
 
 mod check;
 mod cluster;
+#[cfg(test)]
+mod control_plane_tests;
 mod listener;
 mod other;
 mod policy;
@@ -89,7 +91,9 @@ pub(crate) fn validate(
     let node = other::node(ck, config.node.as_ref(), &cx.default_node_id);
     let runtime = other::runtime(ck, config.runtime.as_ref());
     let admin = other::admin(ck, config.admin.as_ref());
-    let control_plane = ck.optional(config.control_plane.as_ref(), other::control_plane);
+    let control_plane = ck.optional(config.control_plane.as_ref(), |ck, at| {
+        other::control_plane(ck, at, names.identity)
+    });
     let listeners = listener::listeners(ck, &config.listeners, &names);
     let route_tables = route_tables(ck, config, &names);
     let clusters = ck.list(&config.clusters, |ck, at, c| {

@@ -76,7 +76,13 @@ pub(crate) fn admin(ck: &mut Check<'_>, raw: Option<&Spanned<RawAdmin>>) -> Admi
     Admin { address }
 }
 
-pub(crate) fn control_plane(ck: &mut Check<'_>, at: &Spanned<RawControlPlane>) -> ControlPlane {
+/// `identity`: an `identity` section is present (its trust bundle and certificate stand
+/// in for `tls.ca` and `tls.cert`/`tls.key`, as for clusters).
+pub(crate) fn control_plane(
+    ck: &mut Check<'_>,
+    at: &Spanned<RawControlPlane>,
+    identity: bool,
+) -> ControlPlane {
     let Some(raw) = at.get() else {
         return ControlPlane {
             address: String::new(),
@@ -88,7 +94,37 @@ pub(crate) fn control_plane(ck: &mut Check<'_>, at: &Spanned<RawControlPlane>) -
     } else {
         String::new()
     };
-    let tls = ck.optional(raw.tls.as_ref(), client_tls);
+    let tls_present = raw.tls.as_ref().is_some_and(|t| t.get().is_some());
+    if let Some(field) = &raw.address {
+        // The scheme says whether the stream is encrypted, as in Envoy and gRPC clients:
+        // https:// always goes with `tls`, http:// never does.
+        match (address.starts_with("https://"), tls_present) {
+            (true, false) => ck.error(
+                field,
+                "an https:// control plane needs `tls` (at least `ca`, the CA bundle that \
+                 signed its certificate; or set `identity` and write `tls: {}` to use its \
+                 trust bundle)",
+            ),
+            (false, true) if !address.is_empty() => ck.error(
+                field,
+                format!(
+                    "with `tls` the address must be https:// (got {address:?}); http:// is \
+                     plaintext h2c"
+                ),
+            ),
+            _ => {}
+        }
+    }
+    let tls = ck.optional(raw.tls.as_ref(), |ck, at| {
+        if at.get().is_some_and(|t| t.ca.is_none()) && !identity {
+            ck.error(
+                at,
+                "missing field \"ca\" (the CA bundle to verify the control plane's certificate; \
+                 or set `identity` to use its trust bundle)",
+            );
+        }
+        client_tls(ck, at)
+    });
     ControlPlane { address, tls }
 }
 

@@ -8,6 +8,7 @@
 
 mod link;
 mod session;
+pub mod tls;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,6 +18,7 @@ use meshwork_config::model::Backoff;
 use tokio::task::JoinHandle;
 
 pub use link::{Link, Update};
+pub use tls::ControlPlaneTls;
 
 use crate::app::Proxy;
 
@@ -30,21 +32,38 @@ const RECONNECT_BACKOFF: Backoff = Backoff {
 /// over.
 const HEALTHY_STREAM: Duration = Duration::from_secs(30);
 
-/// Keeps a discovery stream to the control plane open for the life of the proxy.
-pub fn spawn(proxy: Arc<Proxy>, link: Arc<Link>, node: Node) -> JoinHandle<()> {
+/// Keeps a discovery stream to the control plane open for the life of the proxy (over
+/// TLS when `tls` is given).
+pub fn spawn(
+    proxy: Arc<Proxy>,
+    link: Arc<Link>,
+    node: Node,
+    tls: Option<Arc<ControlPlaneTls>>,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut retry: u32 = 0;
         loop {
             let started = Instant::now();
-            let result = session::run(&proxy, &link, node.clone()).await;
+            let result = session::run(&proxy, &link, node.clone(), tls.as_ref()).await;
             link.set_connected(&proxy, false);
             match result {
                 Ok(()) => {
                     tracing::warn!(address = %link.address, "control plane closed the stream; keeping the active config")
                 }
-                Err(error) => {
-                    tracing::warn!(address = %link.address, %error, "control plane unavailable; keeping the active config")
-                }
+                Err(error) => match tls::failure_reason(&error) {
+                    Some(reason) => {
+                        proxy
+                            .metrics
+                            .control_plane
+                            .tls_handshake_failures_total
+                            .with_label_values(&[reason])
+                            .inc();
+                        tracing::warn!(address = %link.address, reason, %error, "TLS with the control plane failed; keeping the active config")
+                    }
+                    None => {
+                        tracing::warn!(address = %link.address, %error, "control plane unavailable; keeping the active config")
+                    }
+                },
             }
             if started.elapsed() >= HEALTHY_STREAM {
                 retry = 0;

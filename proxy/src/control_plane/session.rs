@@ -9,6 +9,7 @@ use meshwork_config::resource::Key;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
+use super::tls::ControlPlaneTls;
 use super::{Link, Update};
 use crate::app::Proxy;
 
@@ -27,7 +28,7 @@ pub enum SessionError {
     Address(String),
     #[error("cannot connect: {}", chain(.0))]
     Connect(#[source] tonic::transport::Error),
-    #[error("stream failed: {0}")]
+    #[error("stream failed: {}", status_text(.0))]
     Stream(#[from] tonic::Status),
     #[error("the proxy stopped")]
     Stopped,
@@ -46,18 +47,51 @@ fn chain(error: &dyn std::error::Error) -> String {
     out
 }
 
+/// A status's message and the errors under it (`Status`'s own `Display` prints its
+/// source with `Debug`).
+fn status_text(status: &tonic::Status) -> String {
+    let mut out = status.message().to_string();
+    let mut last = out.clone();
+    let mut source = std::error::Error::source(status);
+    while let Some(cause) = source {
+        // Layers often repeat the one under them ("transport error: transport error").
+        let text = cause.to_string();
+        if text != last {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        last = text;
+        source = cause.source();
+    }
+    out
+}
+
 /// Runs one stream until it ends.
 ///
 /// # Errors
 /// When the control plane cannot be reached or the stream fails.
-pub async fn run(proxy: &Arc<Proxy>, link: &Arc<Link>, node: Node) -> Result<(), SessionError> {
+pub async fn run(
+    proxy: &Arc<Proxy>,
+    link: &Arc<Link>,
+    node: Node,
+    tls: Option<&Arc<ControlPlaneTls>>,
+) -> Result<(), SessionError> {
     let endpoint = tonic::transport::Endpoint::from_shared(link.address.clone())
         .map_err(|e| SessionError::Address(e.to_string()))?
         .connect_timeout(CONNECT_TIMEOUT)
         .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
         .keep_alive_timeout(KEEPALIVE_TIMEOUT)
         .tcp_nodelay(true);
-    let channel = endpoint.connect().await.map_err(SessionError::Connect)?;
+    let channel = match tls {
+        Some(tls) => {
+            let tls = tls.clone();
+            endpoint
+                .connect_with_connector(tower::service_fn(move |uri| tls.clone().dial(uri)))
+                .await
+        }
+        None => endpoint.connect().await,
+    }
+    .map_err(SessionError::Connect)?;
     let mut client = DiscoveryClient::new(channel);
     let (requests, rx) = mpsc::channel::<DiscoveryRequest>(4);
     let hello = DiscoveryRequest {

@@ -77,6 +77,7 @@ pub struct ControlPlaneMetrics {
     pub connected: IntGauge,
     pub updates_total: IntCounterVec,
     pub info: IntGaugeVec,
+    pub tls_handshake_failures_total: IntCounterVec,
 }
 
 #[derive(Debug, Clone)]
@@ -290,6 +291,11 @@ impl Metrics {
                     "1 for the control plane address and the snapshot version last applied from it.",
                     &["address", "version"],
                 ),
+                tls_handshake_failures_total: counter_vec(
+                    "control_plane_tls_handshake_failures_total",
+                    "Discovery streams to the control plane that TLS refused (on either side), by reason.",
+                    &["reason"],
+                ),
             },
             access_log_dropped_total: IntCounter::with_opts(opts(
                 "access_log_dropped_total",
@@ -363,6 +369,7 @@ impl Metrics {
         self.register(cp.connected.clone());
         self.register(cp.updates_total.clone());
         self.register(cp.info.clone());
+        self.register(cp.tls_handshake_failures_total.clone());
         self.register(self.access_log_dropped_total.clone());
         self.register(self.health.checks_total.clone());
         self.register(self.health.endpoint_healthy.clone());

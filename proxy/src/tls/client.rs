@@ -1,5 +1,5 @@
-//! The client side of a cluster's `tls`: trust anchors, the client certificate, the
-//! accepted identities and ALPN, built into one `ClientConfig` per cluster.
+//! The client side of a cluster's (or the control plane's) `tls`: trust anchors, the
+//! client certificate, the accepted identities and ALPN, built into one `ClientConfig`.
 
 use std::sync::Arc;
 
@@ -35,17 +35,33 @@ impl Origination {
     }
 }
 
-/// Builds the origination settings of cluster number `index`.
+/// The ALPN protocols offered to a cluster's endpoints.
+pub fn alpn_for(protocol: UpstreamProtocol) -> Vec<Vec<u8>> {
+    match protocol {
+        UpstreamProtocol::Http1 => vec![ALPN_HTTP1.to_vec()],
+        UpstreamProtocol::Http2 => vec![ALPN_H2.to_vec()],
+        UpstreamProtocol::Auto => vec![ALPN_H2.to_vec(), ALPN_HTTP1.to_vec()],
+    }
+}
+
+/// Builds origination settings from the `tls` section at `section` (its field path, for
+/// errors: `clusters[0].tls`, `control_plane.tls`), offering `alpn`.
 ///
 /// # Errors
 /// A file that cannot be used, or a setting that needs an identity the config lacks.
 pub fn origination(
-    index: usize,
+    section: &str,
     tls: &ClientTls,
-    protocol: UpstreamProtocol,
+    alpn: Vec<Vec<u8>>,
     identity: Option<&Arc<IdentityStore>>,
 ) -> Result<Origination, ServerTlsError> {
-    let at = |field: &str| format!("clusters[{index}].tls.{field}");
+    let at = |field: &str| {
+        if field.is_empty() {
+            section.to_string()
+        } else {
+            format!("{section}.{field}")
+        }
+    };
     let trust = match (&tls.ca, identity) {
         (Some(ca), _) => {
             Trust::Fixed(
@@ -90,11 +106,7 @@ pub fn origination(
         Some(resolver) => builder.with_client_cert_resolver(resolver),
         None => builder.with_no_client_auth(),
     };
-    config.alpn_protocols = match protocol {
-        UpstreamProtocol::Http1 => vec![ALPN_HTTP1.to_vec()],
-        UpstreamProtocol::Http2 => vec![ALPN_H2.to_vec()],
-        UpstreamProtocol::Auto => vec![ALPN_H2.to_vec(), ALPN_HTTP1.to_vec()],
-    };
+    config.alpn_protocols = alpn;
     let server_name = match &tls.server_name {
         Some(name) => {
             Some(

@@ -8,7 +8,7 @@ use std::time::Duration;
 use meshwork_config::Config;
 use rustls::ServerConfig;
 
-use super::client::{Origination, origination};
+use super::client::{Origination, alpn_for, origination};
 use super::identity::IdentityStore;
 use super::server::{ServerTlsError, server_config};
 
@@ -51,7 +51,8 @@ impl TlsPlan {
         }
         for (i, cluster) in config.clusters.iter().enumerate() {
             if let Some(tls) = &cluster.tls {
-                let o = origination(i, tls, cluster.protocol, identity)?;
+                let section = format!("clusters[{i}].tls");
+                let o = origination(&section, tls, alpn_for(cluster.protocol), identity)?;
                 plan.clusters.insert(cluster.name.clone(), o);
             }
         }
@@ -78,7 +79,10 @@ pub fn check_files(config: &Config) -> Result<(), String> {
             super::identity::IdentityMaterial::load(files).map_err(|e| format!("identity: {e}"))?;
         store.install(Some(files.clone()), Some(material));
     }
-    TlsPlan::build(config, config.identity.as_ref().map(|_| &store))
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    let identity = config.identity.as_ref().map(|_| &store);
+    TlsPlan::build(config, identity).map_err(|e| e.to_string())?;
+    if let Some(cp) = &config.control_plane {
+        crate::control_plane::ControlPlaneTls::build(cp, identity).map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }

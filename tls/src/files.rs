@@ -103,7 +103,7 @@ pub fn read_roots(path: &Path) -> Result<Arc<RootCertStore>, TlsFileError> {
 pub fn certified_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, TlsFileError> {
     let chain = read_certs(cert)?;
     let der = read_key(key)?;
-    let signing = super::provider()
+    let signing = crate::provider()
         .key_provider
         .load_private_key(der)
         .map_err(|e| TlsFileError::new(key, format!("unusable private key: {e}")))?;
