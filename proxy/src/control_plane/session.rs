@@ -37,26 +37,26 @@ pub enum SessionError {
 /// An error and its causes, `a: b: c` (tonic's transport error alone says only
 /// "transport error").
 fn chain(error: &dyn std::error::Error) -> String {
-    let mut out = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    out
+    with_causes(error.to_string(), error.source())
 }
 
 /// A status's message and the errors under it (`Status`'s own `Display` prints its
 /// source with `Debug`).
 fn status_text(status: &tonic::Status) -> String {
-    let mut out = status.message().to_string();
-    let mut last = out.clone();
-    let mut source = std::error::Error::source(status);
+    with_causes(
+        status.message().to_string(),
+        std::error::Error::source(status),
+    )
+}
+
+/// `first: cause: cause...`, leaving out a cause that only repeats the one above it
+/// (layers often do: "transport error: transport error").
+fn with_causes(first: String, mut source: Option<&dyn std::error::Error>) -> String {
+    let mut out = first.clone();
+    let mut last = first;
     while let Some(cause) = source {
-        // Layers often repeat the one under them ("transport error: transport error").
         let text = cause.to_string();
-        if text != last {
+        if !last.ends_with(&text) {
             out.push_str(": ");
             out.push_str(&text);
         }
@@ -148,4 +148,40 @@ pub async fn run(
             .map_err(|_| SessionError::Stopped)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{text}")]
+    struct Layer {
+        text: &'static str,
+        #[source]
+        under: Option<Box<Layer>>,
+    }
+
+    fn layers(texts: &[&'static str]) -> Option<Box<Layer>> {
+        texts
+            .iter()
+            .rev()
+            .fold(None, |under, text| Some(Box::new(Layer { text, under })))
+    }
+
+    #[test]
+    fn causes_are_listed_once() {
+        let error = layers(&[
+            "transport error",
+            "transport error",
+            "handshake failed (unknown-ca)",
+            "handshake failed (unknown-ca)",
+            "invalid peer certificate: UnknownIssuer",
+        ])
+        .expect("layers");
+        assert_eq!(
+            chain(error.as_ref()),
+            "transport error: handshake failed (unknown-ca): invalid peer certificate: UnknownIssuer"
+        );
+    }
 }
