@@ -116,6 +116,17 @@ impl ControlPlaneTls {
                 reason: reason_of_io(&source),
                 source,
             })?;
+        let (_, conn) = stream.get_ref();
+        let identity = conn
+            .peer_certificates()
+            .and_then(|certs| certs.first())
+            .and_then(crate::tls::spiffe::spiffe_id);
+        tracing::debug!(
+            server_name = ?self.server_name,
+            identity = identity.as_deref().unwrap_or("-"),
+            version = ?conn.protocol_version(),
+            "TLS to the control plane established"
+        );
         Ok(TokioIo::new(stream))
     }
 }
