@@ -280,7 +280,7 @@ impl hyper::service::Service<http::Request<Incoming>> for HttpService {
         let guard = InFlightGuard::new(self.activity.clone());
         let snapshot = self.snapshots.load_full();
         let observed = snapshot.access_log.is_some() || snapshot.tracer.is_some();
-        let line = observed.then(|| request_line(&req));
+        let line = observed.then(|| RequestLine::new(&req));
         let record =
             Arc::new(RequestRecord::new(line).with_peer_identity(self.peer_identity.clone()));
         let plan = snapshot.http_listener(&self.listener).cloned();
@@ -330,27 +330,6 @@ impl hyper::service::Service<http::Request<Incoming>> for HttpService {
                 _guard: guard,
             }))
         })
-    }
-}
-
-/// The request line as the client sent it, for the access log.
-fn request_line(req: &http::Request<Incoming>) -> RequestLine {
-    let authority = match req.uri().authority() {
-        Some(a) => a.to_string(),
-        None => req
-            .headers()
-            .get(http::header::HOST)
-            .map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned())
-            .unwrap_or_default(),
-    };
-    RequestLine {
-        method: req.method().clone(),
-        authority,
-        path: req
-            .uri()
-            .path_and_query()
-            .map_or_else(|| "/".into(), |p| p.to_string()),
-        protocol: req.version(),
     }
 }
 

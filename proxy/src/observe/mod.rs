@@ -4,6 +4,7 @@
 pub mod access_log;
 pub mod batch;
 
+use std::borrow::Cow;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -19,13 +20,46 @@ use crate::http::{ProxyError, ResponseBody};
 use crate::router::RouteEntry;
 use crate::snapshot::HttpListenerPlan;
 
-/// The request line as the client sent it, kept only when an access log is written.
+/// The request line as the client sent it, kept only when an access log is written or
+/// the request is traced. The URI and `Host` are shared with the request, not copied.
 #[derive(Debug)]
 pub struct RequestLine {
     pub method: http::Method,
-    pub authority: String,
-    pub path: String,
     pub protocol: http::Version,
+    uri: http::Uri,
+    host: Option<HeaderValue>,
+}
+
+impl RequestLine {
+    pub fn new<B>(req: &http::Request<B>) -> Self {
+        let host = match req.uri().authority() {
+            Some(_) => None,
+            None => req.headers().get(http::header::HOST).cloned(),
+        };
+        Self {
+            method: req.method().clone(),
+            protocol: req.version(),
+            uri: req.uri().clone(),
+            host,
+        }
+    }
+
+    /// `:authority`, else `Host`, else empty.
+    pub fn authority(&self) -> Cow<'_, str> {
+        match (self.uri.authority(), &self.host) {
+            (Some(a), _) => Cow::Borrowed(a.as_str()),
+            (None, Some(host)) => match host.to_str() {
+                Ok(text) => Cow::Borrowed(text),
+                Err(_) => String::from_utf8_lossy(host.as_bytes()),
+            },
+            (None, None) => Cow::Borrowed(""),
+        }
+    }
+
+    /// The path and query.
+    pub fn path(&self) -> &str {
+        self.uri.path_and_query().map_or("/", |p| p.as_str())
+    }
 }
 
 /// Filled in by the layers as the request passes; read when the response ends.
@@ -133,11 +167,11 @@ impl Observer {
         )
         .str("meshwork.route", route);
         if let Some(line) = &self.record.line {
-            let path = line.path.split('?').next().unwrap_or("/");
+            let path = line.path().split('?').next().unwrap_or("/");
             span = span
                 .str("http.request.method", line.method.as_str())
                 .str("url.path", path)
-                .str("server.address", &line.authority)
+                .str("server.address", &line.authority())
                 .str("network.protocol.version", protocol_version(line.protocol));
         }
         if let Some(id) = self.record.request_id.get() {

@@ -92,8 +92,8 @@ fn json_line(
         .str("listener", listener)
         .opt_str("route", (!f.route.is_empty()).then_some(f.route))
         .opt_str("method", line.map(|l| l.method.as_str()))
-        .opt_str("authority", line.map(|l| l.authority.as_str()))
-        .opt_str("path", line.map(|l| l.path.as_str()))
+        .opt_str("authority", line.map(|l| l.authority()).as_deref())
+        .opt_str("path", line.map(|l| l.path()))
         .opt_str("protocol", line.map(|l| protocol_name(l.protocol)))
         .uint("status", u64::from(status.as_u16()))
         .millis("duration_ms", elapsed)
@@ -158,8 +158,8 @@ fn text_line(
                 s,
                 "\"{} {}{} {}\" ",
                 l.method,
-                l.authority,
-                l.path,
+                l.authority(),
+                l.path(),
                 protocol_name(l.protocol)
             );
         }
@@ -189,12 +189,11 @@ mod tests {
     use crate::observe::RequestLine;
 
     fn record() -> RequestRecord {
-        let r = RequestRecord::new(Some(RequestLine {
-            method: http::Method::GET,
-            authority: "api.example.com".into(),
-            path: "/v1/x?y=1".into(),
-            protocol: http::Version::HTTP_11,
-        }));
+        let req = http::Request::get("/v1/x?y=1")
+            .header(http::header::HOST, "api.example.com")
+            .body(())
+            .unwrap();
+        let r = RequestRecord::new(Some(RequestLine::new(&req)));
         r.add_request_bytes(12);
         let _ = r.request_id.set(http::HeaderValue::from_static("rid-1"));
         let _ = r.error.set(crate::http::ProxyError::NoRoute);
