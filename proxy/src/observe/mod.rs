@@ -175,10 +175,13 @@ impl Observer {
                 .str("network.protocol.version", protocol_version(line.protocol));
         }
         if let Some(id) = self.record.request_id.get() {
-            span = span.str(
-                "meshwork.request_id",
-                &String::from_utf8_lossy(id.as_bytes()),
-            );
+            span = match id.to_str() {
+                Ok(text) => span.str("meshwork.request_id", text),
+                Err(_) => span.str(
+                    "meshwork.request_id",
+                    &String::from_utf8_lossy(id.as_bytes()),
+                ),
+            };
         }
         if let Some(cluster) = self.record.cluster.get() {
             span = span.str("meshwork.cluster", cluster.name());

@@ -44,7 +44,10 @@ fn fields(record: &RequestRecord) -> Fields<'_> {
         request_id: record
             .request_id
             .get()
-            .map(|v| String::from_utf8_lossy(v.as_bytes()))
+            .map(|v| match v.to_str() {
+                Ok(text) => Cow::Borrowed(text),
+                Err(_) => String::from_utf8_lossy(v.as_bytes()),
+            })
             .unwrap_or_default(),
     }
 }
@@ -87,6 +90,7 @@ fn json_line(
 ) {
     let f = fields(record);
     let line = record.line.as_ref();
+    out.reserve(512);
     let mut o = JsonObject::new(out);
     o.raw_str("time", |out| write_time(out, record.wall_start))
         .str("listener", listener)
