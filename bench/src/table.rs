@@ -57,7 +57,11 @@ pub fn format_ratio(r: Option<f64>) -> String {
 /// build, observability on) when some row has them.
 pub fn target_columns(rows: &[Row]) -> Vec<Target> {
     let mut targets = Target::ALL.to_vec();
-    for extra in [Target::MeshworkBase, Target::MeshworkObserved] {
+    for extra in [
+        Target::MeshworkBase,
+        Target::MeshworkObserved,
+        Target::MeshworkObservedSampled,
+    ] {
         if rows.iter().any(|r| r.values.contains_key(&extra)) {
             targets.push(extra);
         }
@@ -72,8 +76,10 @@ pub fn ratio_columns(targets: &[Target]) -> Vec<(Target, Target)> {
     if targets.contains(&Target::MeshworkBase) {
         columns.push((Target::Meshwork, Target::MeshworkBase));
     }
-    if targets.contains(&Target::MeshworkObserved) {
-        columns.push((Target::MeshworkObserved, Target::Meshwork));
+    for observed in [Target::MeshworkObserved, Target::MeshworkObservedSampled] {
+        if targets.contains(&observed) {
+            columns.push((observed, Target::Meshwork));
+        }
     }
     columns
 }
@@ -99,6 +105,7 @@ fn short(t: Target) -> &'static str {
         Target::Haproxy => "hap",
         Target::MeshworkBase => "base",
         Target::MeshworkObserved => "mw-obs",
+        Target::MeshworkObservedSampled => "mw-obs-0.01",
     }
 }
 

@@ -20,10 +20,16 @@ pub fn config(admin_port: u16, ports: &ProxyPorts, upstream: &str) -> String {
 /// [`config`] with every request traced (sampling 1.0, batched OTLP/HTTP export to the
 /// bench upstream, which answers any POST with 200 like a collector) and written to a
 /// JSON access log file in `dir`: what a user turning everything on pays.
-pub fn observed_config(admin_port: u16, ports: &ProxyPorts, upstream: &str, dir: &Path) -> String {
+pub fn observed_config(
+    admin_port: u16,
+    ports: &ProxyPorts,
+    upstream: &str,
+    dir: &Path,
+    sampling: f64,
+) -> String {
     let observability = format!(
         "tracing:
-  sampling: 1.0
+  sampling: {sampling}
   otlp: {{ endpoint: http://{upstream}/v1/traces }}
   service_name: meshwork-bench
 access_log:
@@ -123,7 +129,11 @@ mod tests {
             ("plain", config(9, &ports, "127.0.0.1:3")),
             (
                 "observed",
-                observed_config(9, &ports, "127.0.0.1:3", Path::new("/tmp/x")),
+                observed_config(9, &ports, "127.0.0.1:3", Path::new("/tmp/x"), 1.0),
+            ),
+            (
+                "observed, sampled",
+                observed_config(9, &ports, "127.0.0.1:3", Path::new("/tmp/x"), 0.01),
             ),
             ("failover", failover_config(9, &ports, &endpoints)),
             (

@@ -35,6 +35,9 @@ pub enum Target {
     /// meshwork with every request traced (sampling 1.0, exported over OTLP) and logged
     /// (JSON access log to a file): the cost of observability, next to `Meshwork`.
     MeshworkObserved,
+    /// The same with tracing at the documented default sampling (0.01): context is still
+    /// read, propagated and logged for every request; one in a hundred is exported.
+    MeshworkObservedSampled,
 }
 
 impl Target {
@@ -54,6 +57,7 @@ impl Target {
             Target::Haproxy => "haproxy",
             Target::MeshworkBase => "meshwork-base",
             Target::MeshworkObserved => "meshwork-observed",
+            Target::MeshworkObservedSampled => "meshwork-observed-0.01",
         }
     }
 }
@@ -215,7 +219,10 @@ pub fn start_with(
     let http = free_port()?;
     let (proc, ports, ready) = match target {
         Target::Direct => bail!("the direct run starts no proxy"),
-        Target::Meshwork | Target::MeshworkBase | Target::MeshworkObserved => {
+        Target::Meshwork
+        | Target::MeshworkBase
+        | Target::MeshworkObserved
+        | Target::MeshworkObservedSampled => {
             let binary = match target {
                 Target::MeshworkBase => env
                     .meshwork_base
@@ -228,7 +235,10 @@ pub fn start_with(
             let file = dir.join("meshwork.yaml");
             let config = match target {
                 Target::MeshworkObserved => {
-                    meshwork::observed_config(admin, &ports, &env.upstream, &dir)
+                    meshwork::observed_config(admin, &ports, &env.upstream, &dir, 1.0)
+                }
+                Target::MeshworkObservedSampled => {
+                    meshwork::observed_config(admin, &ports, &env.upstream, &dir, 0.01)
                 }
                 _ if failover => meshwork::failover_config(admin, &ports, endpoints),
                 _ if tls.is_some() => {
