@@ -300,7 +300,7 @@ pub async fn serve(
                 return serve_connection(stream, peer, service, stop).await;
             };
             let accepted = tokio::select! {
-                accepted = crate::tls::accept(stream, config, address) => accepted,
+                accepted = crate::tls::accept(stream, config) => accepted,
                 () = stop.cancelled() => return,
             };
             match accepted {
@@ -311,13 +311,15 @@ pub async fn serve(
                     };
                     serve_connection(accepted.stream, peer, service, stop).await;
                 }
-                Err((reason, error)) => {
+                Err(refused) => {
+                    let (reason, error) = (refused.reason, &refused.detail);
                     control
                         .metrics
                         .tls_handshake_failures_total
                         .with_label_values(&[reason])
                         .inc();
                     tracing::warn!(peer = %address, reason, %error, "TLS handshake with a proxy failed; connection closed");
+                    refused.close().await;
                 }
             }
         });

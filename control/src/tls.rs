@@ -2,25 +2,17 @@
 //! with TLS 1.2/1.3 and ALPN `h2`; with `--client-ca` each must present a certificate
 //! chaining to it (mTLS), or the handshake is refused.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use meshwork_tls::accept::Refused;
 use meshwork_tls::files::{self, TlsFileError};
-use meshwork_tls::reason::{Reason, reason_of_io};
 use rustls::ServerConfig;
 use rustls::server::WebPkiClientVerifier;
 use rustls::sign::SingleCertAndKey;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
-
-/// The first byte of a TLS record carrying a handshake message.
-const TLS_HANDSHAKE_RECORD: u8 = 0x16;
-
-/// How long a refused proxy has to read the alert before the connection is dropped.
-const LINGER: Duration = Duration::from_secs(1);
 
 /// How long a proxy may take to finish its handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -97,49 +89,20 @@ pub struct Accepted {
 /// Runs the server side of the handshake.
 ///
 /// # Errors
-/// Why the handshake failed (a reason, and the detail), e.g. `no-client-certificate`.
-pub async fn accept(
-    stream: TcpStream,
-    config: Arc<ServerConfig>,
-    peer: SocketAddr,
-) -> Result<Accepted, (Reason, String)> {
-    let handshake = async {
-        let mut first = [0u8; 1];
-        match stream.peek(&mut first).await {
-            Ok(0) => return Err(("eof", "closed before the handshake".to_string())),
-            Ok(_) if first[0] != TLS_HANDSHAKE_RECORD => {
-                return Err((
-                    "plaintext",
-                    "not a TLS handshake: is the proxy's control_plane.address http:// \
-                     instead of https://?"
-                        .to_string(),
-                ));
+/// Why the handshake failed (a reason, e.g. `no-client-certificate`, and the detail); the
+/// caller reports it, then [`Refused::close`]s the connection so the proxy reads the
+/// alert saying why.
+pub async fn accept(stream: TcpStream, config: Arc<ServerConfig>) -> Result<Accepted, Refused> {
+    let stream = meshwork_tls::accept::accept(stream, config, HANDSHAKE_TIMEOUT)
+        .await
+        .map_err(|mut refused| {
+            if refused.reason == "plaintext" {
+                refused.detail.push_str(
+                    ": is the proxy's control_plane.address http:// instead of https://?",
+                );
             }
-            Ok(_) => {}
-            Err(e) => return Err(("io", e.to_string())),
-        }
-        match tokio_rustls::TlsAcceptor::from(config)
-            .accept(stream)
-            .into_fallible()
-            .await
-        {
-            Ok(stream) => Ok(stream),
-            Err((e, tcp)) => {
-                close_after_alert(tcp).await;
-                Err((reason_of_io(&e), e.to_string()))
-            }
-        }
-    };
-    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(failed)) => return Err(failed),
-        Err(_) => {
-            return Err((
-                "timeout",
-                format!("{peer}: handshake not finished within {HANDSHAKE_TIMEOUT:?}"),
-            ));
-        }
-    };
+            refused
+        })?;
     let identity = stream
         .get_ref()
         .1
@@ -147,22 +110,6 @@ pub async fn accept(
         .and_then(|certs| certs.first())
         .and_then(meshwork_tls::spiffe::spiffe_id);
     Ok(Accepted { stream, identity })
-}
-
-/// Closes a connection whose handshake failed so the proxy reads the alert saying why.
-///
-/// With TLS 1.3 the proxy's certificate is checked after the proxy finished its side, and
-/// its first HTTP/2 bytes are already on the way: closing a socket with unread bytes
-/// sends a reset, which can discard the alert before the proxy reads it. Shutting down
-/// the write side first (the alert, then FIN) and reading what is left, briefly, avoids
-/// that.
-async fn close_after_alert(mut tcp: TcpStream) {
-    let _ = tcp.shutdown().await;
-    let mut sink = [0u8; 4096];
-    let _ = tokio::time::timeout(LINGER, async {
-        while matches!(tcp.read(&mut sink).await, Ok(n) if n > 0) {}
-    })
-    .await;
 }
 
 #[cfg(test)]

@@ -6,6 +6,8 @@
 
 use std::time::Duration;
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
 use meshwork_tests::{
     AccessLogFile, CertFiles, HttpClient, Proxy, Scrape, TestCa, TlsClient, Upstream, eventually,
     labels_of,
@@ -322,4 +324,56 @@ async fn health_checks_of_a_tls_cluster_go_over_mtls() {
     assert!(app.paths().iter().any(|p| p == "/healthz"));
     let reply = HttpClient::h1().get(&client.url("outbound", "/")).await;
     assert_eq!(reply.status, 200);
+}
+
+/// With TLS 1.3 the server checks the client's certificate after the client has finished
+/// its side of the handshake, so a client refused for having none is already sending its
+/// request. It must read the alert saying why, not a reset from a connection closed with
+/// its bytes unread (its writes after that would fail with "broken pipe" or "connection
+/// reset" before it ever reads the alert).
+#[tokio::test]
+async fn a_client_refused_after_its_tls13_handshake_reads_the_alert_not_a_reset() {
+    let ca = TestCa::new("mesh");
+    let api = ca.issue("api").spiffe_id(API).dns("localhost").write();
+    let app = Upstream::http1().name("app").start().await;
+    let server = server_sidecar(&api, &app, &AccessLogFile::json()).await;
+    let attempt = async {
+        let mut tls = TlsClient::new(ca.ca_path())
+            .connect(server.listener_addr("inbound"))
+            .await
+            .expect("the client's side of a TLS 1.3 handshake finishes");
+        assert_eq!(
+            tls.get_ref().1.protocol_version(),
+            Some(rustls::ProtocolVersion::TLSv1_3)
+        );
+        let chunk = [b'x'; 4096];
+        let head = format!(
+            "POST / HTTP/1.1\r\nhost: localhost\r\ncontent-length: {}\r\n\r\n",
+            chunk.len() * 8
+        );
+        tls.write_all(head.as_bytes())
+            .await
+            .map_err(|e| format!("write: {e}"))?;
+        tls.flush().await.map_err(|e| format!("flush: {e}"))?;
+        // The server has refused (its alert is here, not read yet); the body follows.
+        tls.get_ref().0.readable().await.expect("readable");
+        for _ in 0..8 {
+            tls.write_all(&chunk)
+                .await
+                .map_err(|e| format!("write: {e}"))?;
+            tls.flush().await.map_err(|e| format!("flush: {e}"))?;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let mut reply = Vec::new();
+        tls.read_to_end(&mut reply)
+            .await
+            .map_err(|e| format!("read: {e}"))
+    };
+    let result = tokio::time::timeout(Duration::from_secs(10), attempt)
+        .await
+        .expect("the refusal arrives");
+    let error = result.expect_err("refused");
+    assert_eq!(error, "read: received fatal alert: CertificateRequired");
+    refused(&server, "no-client-certificate").await;
+    assert_eq!(app.requests(), 0);
 }

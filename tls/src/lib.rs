@@ -1,8 +1,10 @@
 //! TLS pieces the proxy and the control plane share: the crypto provider (rustls with
 //! `ring`), the protocol versions allowed, reading PEM files with errors that name the
-//! file and the problem, and reading SPIFFE IDs out of certificates.
+//! file and the problem, reading SPIFFE IDs out of certificates, and the server side of a
+//! handshake, whose refusals reach the client as alerts rather than resets.
 #![forbid(unsafe_code)]
 
+pub mod accept;
 pub mod files;
 pub mod reason;
 pub mod spiffe;

@@ -283,7 +283,8 @@ impl Acceptor {
                 .await
                 {
                     Ok(established) => established,
-                    Err((reason, detail)) => {
+                    Err(refused) => {
+                        let (reason, detail) = (refused.reason, &refused.detail);
                         metrics
                             .metrics()
                             .tls
@@ -291,6 +292,10 @@ impl Acceptor {
                             .with_label_values(&[&*name, reason])
                             .inc();
                         tracing::info!(listener = %name, %client_addr, reason, detail, "TLS handshake failed; connection closed");
+                        // The client reads the alert before the close; the connection
+                        // still holds its slot meanwhile (bounded in time and bytes).
+                        refused.close().await;
+                        drop(slot);
                         return;
                     }
                 };
