@@ -209,7 +209,7 @@ impl ClientSpan {
         else {
             return;
         };
-        if !info.sampled {
+        if !info.sampled || !tracer.exports() {
             return;
         }
         let mut span = crate::trace::SpanBuilder::new(

@@ -143,7 +143,7 @@ impl Observer {
         let Some(info) = self.record.trace.get() else {
             return;
         };
-        if !info.sampled {
+        if !info.sampled || !tracer.exports() {
             return;
         }
         let route = self.record.route.get().map_or("", |r| r.name());

@@ -73,6 +73,12 @@ impl Tracer {
         })
     }
 
+    /// Whether spans go anywhere: without `otlp`, context is propagated and logged but
+    /// no span is built.
+    pub fn exports(&self) -> bool {
+        self.exporter.is_some()
+    }
+
     pub fn propagation(&self) -> &[model::Propagation] {
         &self.config.propagation
     }
