@@ -17,6 +17,19 @@ use crate::output::{ECHO_ENV, OutputBuffer};
 /// How long the control plane may take to start.
 pub const CONTROL_STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A control-plane fragment: listener `edge` on an ephemeral port routing everything to
+/// cluster `api` (which another fragment or the test defines).
+pub const EDGE_TO_API: &str = "
+listeners:
+  - name: edge
+    address: 127.0.0.1:0
+    route_table: edge
+route_tables:
+  edge:
+    - name: all
+      backends: [{ cluster: api }]
+";
+
 /// A running `meshwork-control` and its fragment directory; killed when dropped (its
 /// output is printed if the test is failing).
 #[derive(Debug)]

@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use meshwork_tests::control::EDGE_TO_API;
 use meshwork_tests::{ControlPlane, HttpClient, Proxy, Scrape, Upstream, dedent, eventually};
 
 /// How long a change may take to reach the proxies before the test gives up (the
@@ -20,17 +21,6 @@ fn clusters(endpoint: &str) -> String {
         "
     ))
 }
-
-const ROUTES: &str = "
-listeners:
-  - name: edge
-    address: 127.0.0.1:0
-    route_table: edge
-route_tables:
-  edge:
-    - name: all
-      backends: [{ cluster: api }]
-";
 
 fn proxy_config(control: &ControlPlane, id: &str) -> String {
     dedent(&format!(
@@ -63,7 +53,7 @@ impl Mesh {
         let v2 = Upstream::http1().name("v2").route("/", "v2").start().await;
         let control = ControlPlane::start().await;
         control.write("clusters.yaml", &clusters(&v1.endpoint()));
-        control.write("routes.yaml", ROUTES);
+        control.write("routes.yaml", EDGE_TO_API);
         eventually(
             "the control plane to serve the fragments",
             PROPAGATION_BOUND,
@@ -200,7 +190,7 @@ async fn a_broken_file_leaves_traffic_untouched_and_shows_in_status() {
 
     // An invalid resource is refused alone, with its file and line; a valid edit in the
     // same reading still goes out.
-    mesh.control.write("routes.yaml", ROUTES);
+    mesh.control.write("routes.yaml", EDGE_TO_API);
     mesh.control.write(
         "clusters.yaml",
         &format!(
@@ -497,7 +487,7 @@ async fn editing_the_proxys_own_file_keeps_what_the_control_plane_sent() {
 #[tokio::test]
 async fn check_mode_prints_every_problem_of_the_directory() {
     let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::write(dir.path().join("routes.yaml"), ROUTES).expect("write");
+    std::fs::write(dir.path().join("routes.yaml"), EDGE_TO_API).expect("write");
     let run = || {
         std::process::Command::new(meshwork_tests::meshwork_control_bin())
             .arg("--config-dir")

@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use meshwork_tests::control::EDGE_TO_API;
 use meshwork_tests::{
     CertFiles, ControlPlane, ControlTls, HttpClient, Proxy, Scrape, TestCa, Upstream, dedent,
     eventually,
@@ -15,17 +16,6 @@ use meshwork_tests::{
 const BOUND: Duration = Duration::from_secs(10);
 const CONTROL_ID: &str = "spiffe://mesh.test/meshwork-control";
 const PROXY_ID: &str = "spiffe://mesh.test/ns/prod/sa/web";
-
-const ROUTES: &str = "
-listeners:
-  - name: edge
-    address: 127.0.0.1:0
-    route_table: edge
-route_tables:
-  edge:
-    - name: all
-      backends: [{ cluster: api }]
-";
 
 /// The mesh CA, a control plane requiring client certificates from it, serving `api`
 /// (answering `from-control`).
@@ -57,7 +47,7 @@ impl Setup {
                 api.endpoint()
             ),
         );
-        control.write("routes.yaml", ROUTES);
+        control.write("routes.yaml", EDGE_TO_API);
         eventually(
             "the control plane to serve the fragments",
             BOUND,
@@ -103,7 +93,7 @@ fn base(id: &str) -> String {
 /// Listeners, routes and clusters of the proxy's own file: `edge` answers `from-file`.
 fn own_routes(local: &Upstream) -> String {
     format!(
-        "{ROUTES}clusters:\n  - name: api\n    endpoints: [{}]\n",
+        "{EDGE_TO_API}clusters:\n  - name: api\n    endpoints: [{}]\n",
         local.endpoint()
     )
 }
