@@ -20,6 +20,15 @@ use crate::tls::identity::{IdentityMaterial, IdentityStore};
 use crate::tls::watch::IdentityWatch;
 use crate::trace::Tracer;
 
+/// What asked for a reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadTrigger {
+    /// The config file changed on disk: an unchanged text is not applied again.
+    FileChanged,
+    /// SIGHUP: applied even when the text is unchanged (certificate files are re-read).
+    Signal,
+}
+
 /// How long shutdown waits for the access log and span export to write out what is left.
 const FLUSH_AT_EXIT: Duration = Duration::from_secs(2);
 
@@ -181,8 +190,10 @@ impl Proxy {
 
     /// Reads and applies the config file, unless its text is what is already applied or
     /// what last failed validation. (A config rejected because a port was busy is tried
-    /// again on the next signal: that can change without the file changing.)
-    pub fn reload_from(&self, path: &Path) {
+    /// again on the next signal: that can change without the file changing.) `Forced`
+    /// (SIGHUP) applies an unchanged text again, which re-reads every certificate file:
+    /// how renewed certificates at the same paths are picked up, as with `nginx -s reload`.
+    pub fn reload_from(&self, path: &Path, trigger: ReloadTrigger) {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(error) => {
@@ -193,8 +204,11 @@ impl Proxy {
         {
             let applied = self.applied_text.lock().unwrap_or_else(|e| e.into_inner());
             if applied.as_deref() == Some(text.as_str()) {
-                tracing::debug!(path = %path.display(), "reload: config unchanged");
-                return;
+                if trigger == ReloadTrigger::FileChanged {
+                    tracing::debug!(path = %path.display(), "reload: config unchanged");
+                    return;
+                }
+                tracing::info!(path = %path.display(), "reload: config unchanged; reading the certificate files again");
             }
             let invalid = self.invalid_text.lock().unwrap_or_else(|e| e.into_inner());
             if invalid.as_deref() == Some(text.as_str()) {

@@ -8,7 +8,7 @@ use notify::Watcher;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::app::Proxy;
+use crate::app::{Proxy, ReloadTrigger};
 
 /// Editors and ConfigMap updates write in several steps; wait for them to settle.
 const SETTLE_DELAY: Duration = Duration::from_millis(100);
@@ -28,19 +28,20 @@ pub fn spawn(proxy: Arc<Proxy>, path: PathBuf) -> JoinHandle<()> {
             }
         };
         loop {
-            tokio::select! {
-                Some(()) = rx.recv() => {}
+            let trigger = tokio::select! {
+                Some(()) = rx.recv() => ReloadTrigger::FileChanged,
                 Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
                     tracing::info!("SIGHUP: reloading config");
+                    ReloadTrigger::Signal
                 }
                 else => return,
-            }
+            };
             tokio::time::sleep(SETTLE_DELAY).await;
             while rx.try_recv().is_ok() {}
             let proxy = proxy.clone();
             let path = path.clone();
             // Reading and validating the file is blocking work: keep it off the workers.
-            let _ = tokio::task::spawn_blocking(move || proxy.reload_from(&path)).await;
+            let _ = tokio::task::spawn_blocking(move || proxy.reload_from(&path, trigger)).await;
         }
     })
 }

@@ -126,6 +126,8 @@ pub struct ClusterRuntime {
     health_checker: Option<tokio::task::JoinHandle<()>>,
     /// Built while the config had an `identity` (which a TLS cluster may lean on).
     with_identity: bool,
+    /// [`TlsPlan::cluster_files`](crate::tls::TlsPlan::cluster_files) when built.
+    tls_files: u64,
 }
 
 impl Drop for ClusterRuntime {
@@ -230,6 +232,7 @@ impl ClusterRuntime {
         Self {
             health_checker,
             with_identity: false,
+            tls_files: 0,
             ejection: EjectionBudget::new(endpoints.len(), max_ejected),
             gates,
             config,
@@ -309,7 +312,8 @@ impl ClusterRegistry {
 
     /// The runtime clusters for `configs`, reusing unchanged ones. Only called when a
     /// snapshot is built, never on the request path. A TLS cluster is also rebuilt when
-    /// the config gains or loses its `identity` (its defaults come from there).
+    /// the config gains or loses its `identity` (its defaults come from there) and when
+    /// its certificate files changed on disk (new connections then use the new ones).
     pub fn resolve(
         &self,
         configs: &[model::Cluster],
@@ -319,12 +323,13 @@ impl ClusterRegistry {
         let mut known = self.clusters.lock().unwrap_or_else(|e| e.into_inner());
         let mut next = HashMap::with_capacity(configs.len());
         for config in configs {
-            let same_identity = |c: &ClusterRuntime| c.with_identity == with_identity;
+            let tls_files = tls.cluster_files(&config.name);
+            let same_tls = |c: &ClusterRuntime| {
+                config.tls.is_none()
+                    || (c.with_identity == with_identity && c.tls_files == tls_files)
+            };
             let runtime = match known.get(&config.name) {
-                Some(existing)
-                    if existing.config == *config
-                        && (config.tls.is_none() || same_identity(existing)) =>
-                {
+                Some(existing) if existing.config == *config && same_tls(existing) => {
                     existing.clone()
                 }
                 _ => {
@@ -334,6 +339,7 @@ impl ClusterRegistry {
                         &self.metrics,
                     );
                     runtime.with_identity = with_identity;
+                    runtime.tls_files = tls_files;
                     Arc::new(runtime)
                 }
             };

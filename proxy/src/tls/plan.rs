@@ -24,6 +24,9 @@ pub struct ListenerTlsPlan {
 pub struct TlsPlan {
     listeners: HashMap<String, Arc<ListenerTlsPlan>>,
     clusters: HashMap<String, Origination>,
+    /// A hash of the contents of each TLS cluster's `ca`, `cert` and `key` files: a
+    /// cluster whose config is unchanged is still rebuilt when they changed on disk.
+    cluster_files: HashMap<String, u64>,
 }
 
 impl TlsPlan {
@@ -54,6 +57,8 @@ impl TlsPlan {
                 let section = format!("clusters[{i}].tls");
                 let o = origination(&section, tls, alpn_for(cluster.protocol), identity)?;
                 plan.clusters.insert(cluster.name.clone(), o);
+                plan.cluster_files
+                    .insert(cluster.name.clone(), files_hash(tls));
             }
         }
         Ok(plan)
@@ -66,6 +71,20 @@ impl TlsPlan {
     pub fn cluster(&self, name: &str) -> Option<&Origination> {
         self.clusters.get(name)
     }
+
+    /// The hash of a TLS cluster's certificate files as read now (0 without TLS).
+    pub fn cluster_files(&self, name: &str) -> u64 {
+        self.cluster_files.get(name).copied().unwrap_or(0)
+    }
+}
+
+fn files_hash(tls: &meshwork_config::model::ClientTls) -> u64 {
+    let mut contents = Vec::new();
+    for path in [&tls.ca, &tls.cert, &tls.key].into_iter().flatten() {
+        contents.extend(std::fs::read(path).unwrap_or_default());
+        contents.push(0);
+    }
+    xxhash_rust::xxh3::xxh3_64(&contents)
 }
 
 /// Reads every certificate file of `config` as applying it would (for `meshwork check`).
