@@ -36,7 +36,9 @@ pub use otlp::{ExportedSpan, OtlpReceiver, SpanKind, SpanStatus};
 pub use proxy::{ListenerInfo, Proxy, ProxyBuilder};
 pub use raw::{RawConn, RawResponse};
 pub use tcp::TcpEchoUpstream;
-pub use tls::{CertFiles, TestCa, TlsClient, TlsReply};
+pub use tls::{
+    CertFiles, TestCa, TlsClient, TlsReply, inbound_sidecar_yaml, outbound_sidecar_yaml,
+};
 pub use trace_context::{B3, TraceParent, random_span_id, random_trace_id};
 pub use upstream::{Echo, Upstream, UpstreamBuilder, dead_endpoint};
 pub use wait::{eventually, within};

@@ -329,3 +329,65 @@ impl TlsClient {
         }
     }
 }
+
+/// A sidecar's inbound side: listener `inbound` terminating TLS with `identity`
+/// (`client_auth`: `none` | `optional` | `required`) in front of cluster `app` at
+/// `app_endpoint`; `extra` (top-level YAML) is appended.
+pub fn inbound_sidecar_yaml(
+    identity: &CertFiles,
+    client_auth: &str,
+    app_endpoint: &str,
+    extra: &str,
+) -> String {
+    format!(
+        "
+version: 1
+admin:
+  address: 127.0.0.1:0
+listeners:
+  - name: inbound
+    address: 127.0.0.1:0
+    route_table: inbound
+    tls:
+      client_auth: {client_auth}
+route_tables:
+  inbound:
+    - name: app
+      backends: [{{ cluster: app }}]
+clusters:
+  - name: app
+    endpoints: [{app_endpoint}]
+{}{extra}",
+        identity.identity_yaml(),
+    )
+}
+
+/// A sidecar's outbound side: plaintext listener `outbound` for the application,
+/// sending everything to cluster `api` at `server` (a sidecar's `inbound`);
+/// `cluster_settings` are lines of the cluster (indented four spaces, e.g. its `tls`),
+/// `extra` (top-level YAML) is appended.
+pub fn outbound_sidecar_yaml(
+    server: std::net::SocketAddr,
+    cluster_settings: &str,
+    extra: &str,
+) -> String {
+    format!(
+        "
+version: 1
+admin:
+  address: 127.0.0.1:0
+listeners:
+  - name: outbound
+    address: 127.0.0.1:0
+    route_table: outbound
+route_tables:
+  outbound:
+    - name: api
+      backends: [{{ cluster: api }}]
+clusters:
+  - name: api
+    endpoints: [{server}]
+{cluster_settings}
+{extra}"
+    )
+}

@@ -3,8 +3,8 @@
 //! the application, and is counted, logged and written to the access log.
 
 use meshwork_tests::{
-    AccessLogFile, CertFiles, Proxy, Scrape, TestCa, TlsClient, Upstream, labels_of,
-    promtool_check_metrics,
+    AccessLogFile, CertFiles, Proxy, Scrape, TestCa, TlsClient, Upstream, inbound_sidecar_yaml,
+    labels_of, promtool_check_metrics,
 };
 
 const WEB: &str = "spiffe://cluster.local/ns/prod/sa/web";
@@ -30,30 +30,14 @@ async fn mesh(client_auth: &str, policy: &str) -> Mesh {
     let batch = ca.issue("batch").spiffe_id(BATCH).write();
     let app = Upstream::http1().name("app").start().await;
     let log = AccessLogFile::json();
-    let yaml = format!(
-        "
-version: 1
-admin:
-  address: 127.0.0.1:0
-listeners:
-  - name: inbound
-    address: 127.0.0.1:0
-    route_table: inbound
-    tls:
-      client_auth: {client_auth}
-route_tables:
-  inbound:
-    - name: app
-      backends: [{{ cluster: app }}]
-clusters:
-  - name: app
-    endpoints: [{}]
-{}{}authorization:
-  - listener: inbound
-{policy}",
-        app.endpoint(),
-        server.identity_yaml(),
-        log.yaml(),
+    let yaml = inbound_sidecar_yaml(
+        &server,
+        client_auth,
+        &app.endpoint(),
+        &format!(
+            "{}authorization:\n  - listener: inbound\n{policy}",
+            log.yaml()
+        ),
     );
     let proxy = Proxy::with_config(yaml).start().await;
     Mesh {

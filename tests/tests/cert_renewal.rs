@@ -2,7 +2,10 @@
 //! up on SIGHUP, like `nginx -s reload`: the listener serves the new certificate and a
 //! TLS cluster presents the new client certificate on its new connections.
 
-use meshwork_tests::{HttpClient, Proxy, Scrape, TestCa, TlsClient, Upstream, labels_of};
+use meshwork_tests::{
+    HttpClient, Proxy, Scrape, TestCa, TlsClient, Upstream, inbound_sidecar_yaml, labels_of,
+    outbound_sidecar_yaml,
+};
 
 /// Waits until `proxy` has applied `expected` reloads.
 async fn reloads_applied(proxy: &Proxy, expected: f64) {
@@ -74,52 +77,19 @@ async fn sighup_makes_a_tls_cluster_present_a_client_certificate_renewed_at_the_
     let api = ca.issue("api").spiffe_id(API).write();
     let web = ca.issue("web").spiffe_id(WEB).write();
     let app = Upstream::http1().name("app").start().await;
-    let server = Proxy::with_config(format!(
-        "
-version: 1
-admin:
-  address: 127.0.0.1:0
-listeners:
-  - name: inbound
-    address: 127.0.0.1:0
-    route_table: inbound
-    tls:
-      client_auth: required
-route_tables:
-  inbound:
-    - name: app
-      backends: [{{ cluster: app }}]
-clusters:
-  - name: app
-    endpoints: [{}]
-{}",
-        app.endpoint(),
-        api.identity_yaml(),
-    ))
-    .start()
-    .await;
-    let client = Proxy::with_config(format!(
-        "
-version: 1
-admin:
-  address: 127.0.0.1:0
-listeners:
-  - name: outbound
-    address: 127.0.0.1:0
-    route_table: outbound
-route_tables:
-  outbound:
-    - name: api
-      backends: [{{ cluster: api }}]
-clusters:
-  - name: api
-    endpoints: [{}]
-    tls: {{ ca: {}, cert: {}, key: {}, identities: [{API}] }}
-",
-        server.listener_addr("inbound"),
+    let server = Proxy::with_config(inbound_sidecar_yaml(&api, "required", &app.endpoint(), ""))
+        .start()
+        .await;
+    let cluster_tls = format!(
+        "    tls: {{ ca: {}, cert: {}, key: {}, identities: [{API}] }}",
         ca.ca_path().display(),
         web.cert.display(),
         web.key.display(),
+    );
+    let client = Proxy::with_config(outbound_sidecar_yaml(
+        server.listener_addr("inbound"),
+        &cluster_tls,
+        "",
     ))
     .start()
     .await;

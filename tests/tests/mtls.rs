@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use meshwork_tests::{
     AccessLogFile, CertFiles, HttpClient, Proxy, Scrape, TestCa, TlsClient, Upstream, eventually,
-    labels_of,
+    inbound_sidecar_yaml, labels_of, outbound_sidecar_yaml,
 };
 
 const WEB: &str = "spiffe://cluster.local/ns/prod/sa/web";
@@ -18,29 +18,7 @@ const API: &str = "spiffe://cluster.local/ns/prod/sa/api";
 
 /// The server side: an `inbound` listener requiring client certificates, in front of `app`.
 async fn server_sidecar(identity: &CertFiles, app: &Upstream, log: &AccessLogFile) -> Proxy {
-    let yaml = format!(
-        "
-version: 1
-admin:
-  address: 127.0.0.1:0
-listeners:
-  - name: inbound
-    address: 127.0.0.1:0
-    route_table: inbound
-    tls:
-      client_auth: required
-route_tables:
-  inbound:
-    - name: app
-      backends: [{{ cluster: app }}]
-clusters:
-  - name: app
-    endpoints: [{}]
-{}{}",
-        app.endpoint(),
-        identity.identity_yaml(),
-        log.yaml(),
-    );
+    let yaml = inbound_sidecar_yaml(identity, "required", &app.endpoint(), &log.yaml());
     Proxy::with_config(yaml).start().await
 }
 
@@ -57,29 +35,12 @@ async fn client_sidecar_with(
     accepted: &str,
     cluster_extra: &str,
 ) -> Proxy {
-    let yaml = format!(
-        "
-version: 1
-admin:
-  address: 127.0.0.1:0
-listeners:
-  - name: outbound
-    address: 127.0.0.1:0
-    route_table: outbound
-route_tables:
-  outbound:
-    - name: api
-      backends: [{{ cluster: api }}]
-clusters:
-  - name: api
-    endpoints: [{}]
-    protocol: auto
-    tls:
-      identities: [{accepted}]
-{cluster_extra}
-{}",
+    let cluster =
+        format!("    protocol: auto\n    tls:\n      identities: [{accepted}]\n{cluster_extra}");
+    let yaml = outbound_sidecar_yaml(
         server.listener_addr("inbound"),
-        identity.identity_yaml(),
+        &cluster,
+        &identity.identity_yaml(),
     );
     Proxy::with_config(yaml).start().await
 }
