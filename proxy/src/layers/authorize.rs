@@ -3,47 +3,23 @@
 //! told who the peer is in `x-meshwork-peer-identity` (a client's own copy of that
 //! header is always removed, so the application can trust it).
 
-use std::task::{Context, Poll};
-
-use futures_util::future::{Either, Ready, ready};
 use http::{HeaderName, HeaderValue};
-use tower::{Layer, Service};
 
-use super::{ProxyRequest, ProxyResponse};
+use super::ProxyRequest;
+use super::step::{Decision, Step, StepLayer};
 use crate::http::ProxyError;
 use crate::http::response::error_response;
 
 /// The request header carrying the verified peer identity to the application.
 pub const PEER_IDENTITY_HEADER: HeaderName = HeaderName::from_static("x-meshwork-peer-identity");
 
-#[derive(Clone, Copy, Debug)]
-pub struct AuthorizeLayer;
+#[derive(Debug)]
+pub struct Authorize;
 
-impl<S> Layer<S> for AuthorizeLayer {
-    type Service = Authorize<S>;
-    fn layer(&self, inner: S) -> Authorize<S> {
-        Authorize { inner }
-    }
-}
+pub type AuthorizeLayer = StepLayer<Authorize>;
 
-#[derive(Clone, Debug)]
-pub struct Authorize<S> {
-    inner: S,
-}
-
-impl<S> Service<ProxyRequest> for Authorize<S>
-where
-    S: Service<ProxyRequest, Response = ProxyResponse, Error = ProxyError>,
-{
-    type Response = ProxyResponse;
-    type Error = ProxyError;
-    type Future = Either<Ready<Result<ProxyResponse, ProxyError>>, S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: ProxyRequest) -> Self::Future {
+impl Step for Authorize {
+    fn decide(mut req: ProxyRequest) -> Decision {
         let peer = req.ctx.peer_identity.as_deref();
         if let Some(plan) = &req.ctx.plan {
             if let Some(policy) = &plan.authorization {
@@ -59,7 +35,7 @@ where
                         "request denied by the authorization policy"
                     );
                     let _ = req.ctx.record.error.set(ProxyError::Unauthorized);
-                    return Either::Left(ready(Ok(error_response(ProxyError::Unauthorized))));
+                    return Decision::Answer(Ok(error_response(ProxyError::Unauthorized)));
                 }
             }
         }
@@ -68,6 +44,6 @@ where
         if let Some(value) = peer.and_then(|p| HeaderValue::from_str(p).ok()) {
             headers.insert(PEER_IDENTITY_HEADER, value);
         }
-        Either::Right(self.inner.call(req))
+        Decision::Continue(req)
     }
 }

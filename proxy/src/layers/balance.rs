@@ -5,31 +5,19 @@
 //! the cluster's `hash` (a header, a cookie or the client's IP).
 
 use std::net::IpAddr;
-use std::task::{Context, Poll};
 
-use futures_util::future::{Either, Ready, ready};
 use http::HeaderMap;
 use meshwork_config::model::{HashPolicy, LoadBalancer};
-use tower::{Layer, Service};
 
-use super::{ProxyRequest, ProxyResponse};
+use super::ProxyRequest;
+use super::step::{Decision, Step, StepLayer};
 use crate::balance::{hash_key, hash_source_ip};
 use crate::http::ProxyError;
 
-#[derive(Clone, Copy, Debug)]
-pub struct BalanceLayer;
+#[derive(Debug)]
+pub struct Balance;
 
-impl<S> Layer<S> for BalanceLayer {
-    type Service = Balance<S>;
-    fn layer(&self, inner: S) -> Balance<S> {
-        Balance { inner }
-    }
-}
-
-#[derive(Clone, Debug)]
-pub struct Balance<S> {
-    inner: S,
-}
+pub type BalanceLayer = StepLayer<Balance>;
 
 /// The hash of a request's key under `policy`: the header's value (the first one when
 /// repeated), the cookie's value, or the client's IP. `None` when the request has no
@@ -64,19 +52,8 @@ fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
         })
 }
 
-impl<S> Service<ProxyRequest> for Balance<S>
-where
-    S: Service<ProxyRequest, Response = ProxyResponse, Error = ProxyError>,
-{
-    type Response = ProxyResponse;
-    type Error = ProxyError;
-    type Future = Either<Ready<Result<ProxyResponse, ProxyError>>, S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: ProxyRequest) -> Self::Future {
+impl Step for Balance {
+    fn decide(mut req: ProxyRequest) -> Decision {
         let picked = match &req.ctx.cluster {
             Some(c) => {
                 let hashing = matches!(
@@ -98,9 +75,9 @@ where
         match picked {
             Ok(endpoint) => {
                 req.ctx.endpoint = Some(endpoint);
-                Either::Right(self.inner.call(req))
+                Decision::Continue(req)
             }
-            Err(error) => Either::Left(ready(Err(error))),
+            Err(error) => Decision::Answer(Err(error)),
         }
     }
 }

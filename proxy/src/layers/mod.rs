@@ -15,6 +15,7 @@ pub mod retry;
 pub mod rewrite;
 pub mod route;
 pub mod split;
+pub mod step;
 pub mod timeout;
 
 use std::net::SocketAddr;
@@ -78,15 +79,15 @@ pub fn http_stack() -> observe::Observe<
         .layer(forward::ForwardLayer)
         // The listener's authorization policy by peer identity (403 when it refuses);
         // the verified identity is passed on to the application.
-        .layer(authorize::AuthorizeLayer)
+        .layer(authorize::AuthorizeLayer::new())
         // Match the request against the listener's route table (404 when none).
-        .layer(route::RouteLayer)
+        .layer(route::RouteLayer::new())
         // The route's local token bucket (429 when empty).
-        .layer(rate_limit::RateLimitLayer)
+        .layer(rate_limit::RateLimitLayer::new())
         // Injected delays and aborts, before the timeout starts (as in Envoy).
         .layer(fault::FaultLayer)
         // Routes that answer themselves: direct_response, redirect.
-        .layer(respond::RespondLayer)
+        .layer(respond::RespondLayer::new())
         // The route's overall timeout (504), covering everything below.
         .layer(timeout::TimeoutLayer)
         // Path/host rewrites and request/response header edits.
@@ -97,9 +98,9 @@ pub fn http_stack() -> observe::Observe<
         // Retries with backoff and budget; each attempt goes through split and balance.
         .layer(retry::RetryLayer)
         // Weighted choice of the backend cluster.
-        .layer(split::SplitLayer)
+        .layer(split::SplitLayer::new())
         // Choice of an endpoint within the cluster.
-        .layer(balance::BalanceLayer)
+        .layer(balance::BalanceLayer::new())
         // Send to the endpoint over its pooled connection (tunnel upgrades).
         .service(endpoint::EndpointService);
     // Turn every error into the response the contract says, so the service given to

@@ -1,48 +1,24 @@
 //! Respond: routes that answer without an upstream — `direct_response` and `redirect`.
 
-use std::task::{Context, Poll};
-
-use futures_util::future::{Either, Ready, ready};
 use http::{HeaderValue, Response, Uri, header};
 use meshwork_config::model::{Redirect, RouteAction};
-use tower::{Layer, Service};
 
-use super::{ProxyRequest, ProxyResponse};
+use super::ProxyRequest;
+use super::step::{Decision, Step, StepLayer};
 use crate::http::{ProxyError, ResponseBody};
 
-#[derive(Clone, Copy, Debug)]
-pub struct RespondLayer;
+#[derive(Debug)]
+pub struct Respond;
 
-impl<S> Layer<S> for RespondLayer {
-    type Service = Respond<S>;
-    fn layer(&self, inner: S) -> Respond<S> {
-        Respond { inner }
-    }
-}
+pub type RespondLayer = StepLayer<Respond>;
 
-#[derive(Clone, Debug)]
-pub struct Respond<S> {
-    inner: S,
-}
-
-impl<S> Service<ProxyRequest> for Respond<S>
-where
-    S: Service<ProxyRequest, Response = ProxyResponse, Error = ProxyError>,
-{
-    type Response = ProxyResponse;
-    type Error = ProxyError;
-    type Future = Either<Ready<Result<ProxyResponse, ProxyError>>, S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: ProxyRequest) -> Self::Future {
+impl Step for Respond {
+    fn decide(req: ProxyRequest) -> Decision {
         let Some(route) = req.ctx.route.clone() else {
-            return Either::Right(self.inner.call(req));
+            return Decision::Continue(req);
         };
         let rsp = match &route.config.action {
-            RouteAction::Backends(_) => return Either::Right(self.inner.call(req)),
+            RouteAction::Backends(_) => return Decision::Continue(req),
             RouteAction::DirectResponse(direct) => {
                 let mut rsp = Response::new(ResponseBody::full(direct.body.clone()));
                 *rsp.status_mut() = direct.status;
@@ -67,14 +43,14 @@ where
                     Ok(v) => {
                         rsp.headers_mut().insert(header::LOCATION, v);
                     }
-                    Err(_) => return Either::Left(ready(Err(ProxyError::MalformedRequest))),
+                    Err(_) => return Decision::Answer(Err(ProxyError::MalformedRequest)),
                 }
                 rsp
             }
         };
         let mut rsp = rsp;
         crate::layers::rewrite::apply_response_headers(&route.config.response_headers, &mut rsp);
-        Either::Left(ready(Ok(rsp)))
+        Decision::Answer(Ok(rsp))
     }
 }
 

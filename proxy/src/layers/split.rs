@@ -1,30 +1,18 @@
 //! Split: picks the backend cluster of the route by weight (`backends[].weight`).
 
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use futures_util::future::{Either, Ready, ready};
 use rand::Rng;
-use tower::{Layer, Service};
 
-use super::{ProxyRequest, ProxyResponse};
+use super::ProxyRequest;
+use super::step::{Decision, Step, StepLayer};
 use crate::cluster::ClusterRuntime;
 use crate::http::ProxyError;
 
-#[derive(Clone, Copy, Debug)]
-pub struct SplitLayer;
+#[derive(Debug)]
+pub struct Split;
 
-impl<S> Layer<S> for SplitLayer {
-    type Service = Split<S>;
-    fn layer(&self, inner: S) -> Split<S> {
-        Split { inner }
-    }
-}
-
-#[derive(Clone, Debug)]
-pub struct Split<S> {
-    inner: S,
-}
+pub type SplitLayer = StepLayer<Split>;
 
 /// The backend whose cumulative weight range holds `point` (`0 <= point < total`).
 pub fn pick_weighted(
@@ -41,19 +29,8 @@ pub fn pick_weighted(
     None
 }
 
-impl<S> Service<ProxyRequest> for Split<S>
-where
-    S: Service<ProxyRequest, Response = ProxyResponse, Error = ProxyError>,
-{
-    type Response = ProxyResponse;
-    type Error = ProxyError;
-    type Future = Either<Ready<Result<ProxyResponse, ProxyError>>, S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: ProxyRequest) -> Self::Future {
+impl Step for Split {
+    fn decide(mut req: ProxyRequest) -> Decision {
         let cluster = req
             .ctx
             .route
@@ -70,9 +47,9 @@ where
             Some(cluster) => {
                 let _ = req.ctx.record.cluster.set(cluster.clone());
                 req.ctx.cluster = Some(cluster);
-                Either::Right(self.inner.call(req))
+                Decision::Continue(req)
             }
-            None => Either::Left(ready(Err(ProxyError::NoHealthyEndpoint))),
+            None => Decision::Answer(Err(ProxyError::NoHealthyEndpoint)),
         }
     }
 }
