@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod control_plane;
 pub mod demo;
 pub mod explain;
+pub mod file_watch;
 pub mod http;
 pub mod layers;
 pub mod listener;

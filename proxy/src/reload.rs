@@ -4,7 +4,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use notify::Watcher;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -17,7 +16,7 @@ const SETTLE_DELAY: Duration = Duration::from_millis(100);
 /// rename-into-place updates — editors, Kubernetes ConfigMap symlink swaps — are seen.
 pub fn spawn(proxy: Arc<Proxy>, path: PathBuf) -> JoinHandle<()> {
     let (tx, mut rx) = mpsc::channel::<()>(1);
-    let watcher = watch(&path, tx);
+    let watcher = crate::file_watch::watch(std::slice::from_ref(&path), tx, "reload with SIGHUP");
     tokio::spawn(async move {
         let _watcher = watcher;
         let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
@@ -44,39 +43,4 @@ pub fn spawn(proxy: Arc<Proxy>, path: PathBuf) -> JoinHandle<()> {
             let _ = tokio::task::spawn_blocking(move || proxy.reload_from(&path, trigger)).await;
         }
     })
-}
-
-fn watch(path: &std::path::Path, tx: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
-    let file_name = path.file_name().map(|n| n.to_owned());
-    let mut watcher =
-        match notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            let Ok(event) = event else { return };
-            if event.kind.is_access() {
-                return;
-            }
-            // Any change in the directory may be our file (ConfigMaps swap a `..data` symlink).
-            let ours = event.paths.iter().any(|p| {
-                p.file_name() == file_name.as_deref()
-                    || p.file_name()
-                        .is_some_and(|n| n.to_string_lossy().starts_with(".."))
-            });
-            if ours {
-                let _ = tx.try_send(());
-            }
-        }) {
-            Ok(w) => w,
-            Err(error) => {
-                tracing::warn!(%error, "cannot watch config file; reload with SIGHUP");
-                return None;
-            }
-        };
-    if let Err(error) = watcher.watch(dir, notify::RecursiveMode::NonRecursive) {
-        tracing::warn!(%error, dir = %dir.display(), "cannot watch config directory; reload with SIGHUP");
-        return None;
-    }
-    Some(watcher)
 }
