@@ -53,7 +53,8 @@ impl<T> ConnIo<T> {
     }
 }
 
-impl AsyncRead for ConnIo<OwnedReadHalf> {
+/// The same for both transports: every read is reported and scanned.
+impl<T: AsyncRead + Unpin> AsyncRead for ConnIo<T> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -61,10 +62,11 @@ impl AsyncRead for ConnIo<OwnedReadHalf> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
-        // tokio's read path: reads into the uninitialized part of hyper's buffer (no
-        // zero-fill, so idle connections' buffers stay mostly unresident) and clears the
-        // socket's readiness after a short read, so the next read waits for epoll
-        // instead of trying (and failing with EAGAIN) once per request.
+        // Plaintext goes through tokio's read path: it reads into the uninitialized part
+        // of hyper's buffer (no zero-fill, so idle connections' buffers stay mostly
+        // unresident) and clears the socket's readiness after a short read, so the next
+        // read waits for epoll instead of trying (and failing with EAGAIN) once per
+        // request.
         ready!(Pin::new(&mut this.stream).poll_read(cx, buf))?;
         if buf.filled().len() > before {
             this.inspect(&buf.filled()[before..]);
@@ -119,22 +121,6 @@ impl AsyncWrite for ConnIo<OwnedReadHalf> {
             Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
             other => other,
         })
-    }
-}
-
-impl AsyncRead for ConnIo<TlsStream<TcpStream>> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        ready!(Pin::new(&mut this.stream).poll_read(cx, buf))?;
-        if buf.filled().len() > before {
-            this.inspect(&buf.filled()[before..]);
-        }
-        Poll::Ready(Ok(()))
     }
 }
 
