@@ -55,10 +55,13 @@ impl TlsPlan {
         for (i, cluster) in config.clusters.iter().enumerate() {
             if let Some(tls) = &cluster.tls {
                 let section = format!("clusters[{i}].tls");
-                let o = origination(&section, tls, alpn_for(cluster.protocol), identity)?;
-                plan.clusters.insert(cluster.name.clone(), o);
+                // Hashed before the files are read for use: should they change in
+                // between, the next SIGHUP sees a difference and rebuilds once more,
+                // rather than missing the change.
                 plan.cluster_files
                     .insert(cluster.name.clone(), files_hash(tls));
+                let o = origination(&section, tls, alpn_for(cluster.protocol), identity)?;
+                plan.clusters.insert(cluster.name.clone(), o);
             }
         }
         Ok(plan)
