@@ -48,15 +48,10 @@ impl Scenario for H1Max {
         let targets = ctx.targets();
         let secs = f64::from(ctx.settings.h1_max_secs);
         let r = measure_rounds(ctx, &targets, secs);
-        let mut first = r
-            .rps
-            .row(self.id(), metric::REQUESTS_PER_SEC, Better::Higher);
-        first.notes = r.notes;
-        Ok(vec![
-            first,
-            r.cpu_us.row(self.id(), METRIC_CPU_US, Better::Lower),
-            r.rss_mib.row(self.id(), METRIC_RSS_LOAD, Better::Lower),
-        ])
+        let rss = r.rss_mib.row(self.id(), METRIC_RSS_LOAD, Better::Lower);
+        let mut rows = r.throughput_rows(self.id());
+        rows.push(rss);
+        Ok(rows)
     }
 }
 
@@ -68,6 +63,17 @@ pub struct Rounds {
     pub rss_mib: Samples,
     /// Failed warm-ups and runs, and runs that saw errors.
     pub notes: Vec<String>,
+}
+
+impl Rounds {
+    /// The requests/s row (carrying the notes) and the CPU-per-request row.
+    pub fn throughput_rows(self, scenario: &'static str) -> Vec<Row> {
+        let mut rps = self
+            .rps
+            .row(scenario, metric::REQUESTS_PER_SEC, Better::Higher);
+        rps.notes = self.notes;
+        vec![rps, self.cpu_us.row(scenario, METRIC_CPU_US, Better::Lower)]
+    }
 }
 
 /// The h1-max load against each of `targets`: a warm-up each, then the settings'

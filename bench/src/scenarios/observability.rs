@@ -8,10 +8,10 @@
 
 use std::time::Duration;
 
-use super::h1_max::{METRIC_CPU_US, measure_rounds};
+use super::h1_max::measure_rounds;
 use super::{Ctx, Scenario, Settings};
-use crate::goals::{metric, scenario};
-use crate::report::{Better, Row};
+use crate::goals::scenario;
+use crate::report::Row;
 use crate::targets::Target;
 
 #[derive(Debug)]
@@ -38,14 +38,6 @@ impl Scenario for Observability {
 
     fn run(&self, ctx: &mut Ctx) -> anyhow::Result<Vec<Row>> {
         let secs = f64::from(ctx.settings.observability_secs);
-        let r = measure_rounds(ctx, &TARGETS, secs);
-        let mut first = r
-            .rps
-            .row(self.id(), metric::REQUESTS_PER_SEC, Better::Higher);
-        first.notes = r.notes;
-        Ok(vec![
-            first,
-            r.cpu_us.row(self.id(), METRIC_CPU_US, Better::Lower),
-        ])
+        Ok(measure_rounds(ctx, &TARGETS, secs).throughput_rows(self.id()))
     }
 }
