@@ -60,12 +60,111 @@ pub enum Command {
     Schema,
     /// Run the quickstart: the proxy plus two small example upstreams, all on localhost.
     Demo,
+    /// Program this network namespace so the pod's TCP traffic reaches the sidecar
+    /// (run as the pod's init container, with NET_ADMIN), or prove that it does.
+    Init(InitArgs),
     /// Create development certificates: a CA, and workload certificates carrying SPIFFE
     /// IDs, to try mTLS between sidecars (not for production).
     Certs {
         #[command(subcommand)]
         command: CertsCommand,
     },
+}
+
+/// `meshwork init`: the interception rules, and what to do with them.
+#[derive(Debug, clap::Args)]
+pub struct InitArgs {
+    /// Where the app's outbound TCP connections are redirected (the outbound listener).
+    #[arg(long, default_value_t = crate::init::DEFAULT_OUTBOUND_PORT, value_name = "PORT")]
+    pub outbound_port: u16,
+    /// Where TCP connections to the pod are redirected (the inbound listener).
+    #[arg(long, default_value_t = crate::init::DEFAULT_INBOUND_PORT, value_name = "PORT")]
+    pub inbound_port: u16,
+    /// The proxy's UID: its own connections are never captured.
+    #[arg(long, default_value_t = crate::init::DEFAULT_PROXY_ID, value_name = "UID")]
+    pub proxy_uid: u32,
+    /// The proxy's GID: connections of processes in this group are never captured.
+    #[arg(long, default_value_t = crate::init::DEFAULT_PROXY_ID, value_name = "GID")]
+    pub proxy_gid: u32,
+    /// Destination ports the app's connections reach directly (comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "PORTS")]
+    pub outbound_skip_ports: Vec<u16>,
+    /// Destination networks the app's connections reach directly, e.g. 10.96.0.0/12.
+    #[arg(long, value_delimiter = ',', value_name = "CIDRS")]
+    pub outbound_skip_cidrs: Vec<ipnet::IpNet>,
+    /// Pod ports that connections reach directly (default: the sidecar admin port 4191,
+    /// so kubelet probes reach /ready).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "4191",
+        value_name = "PORTS"
+    )]
+    pub inbound_skip_ports: Vec<u16>,
+    /// Source networks whose connections to the pod are not captured.
+    #[arg(long, value_delimiter = ',', value_name = "CIDRS")]
+    pub inbound_skip_cidrs: Vec<ipnet::IpNet>,
+    /// redirect: nat REDIRECT (the app sees the proxy as its client); tproxy: inbound
+    /// connections keep the client's address, for the proxy to connect to the app from it.
+    #[arg(long, value_enum, default_value = "redirect")]
+    pub mode: crate::init::InterceptMode,
+    /// TPROXY mode: the firewall mark of diverted packets.
+    #[arg(long, default_value_t = crate::init::DEFAULT_TPROXY_MARK, value_name = "MARK")]
+    pub tproxy_mark: u32,
+    /// TPROXY mode: the routing table that delivers marked packets locally.
+    #[arg(long, default_value_t = crate::init::DEFAULT_TPROXY_TABLE, value_name = "TABLE")]
+    pub tproxy_table: u32,
+    /// Print the rules (an nftables ruleset and any `ip` commands), change nothing.
+    #[arg(long, conflicts_with_all = ["cleanup", "validate"])]
+    pub dry_run: bool,
+    /// Remove the rules `meshwork init` programmed.
+    #[arg(long, conflicts_with = "validate")]
+    pub cleanup: bool,
+    /// Change nothing; prove that the app's outbound connections reach the outbound port
+    /// (exit status 1 with the reason if not). Run it as the app's user, before the proxy
+    /// starts.
+    #[arg(long)]
+    pub validate: bool,
+    /// With --validate: an address only the redirect can answer.
+    #[arg(long, default_value = crate::init::DEFAULT_VALIDATE_ADDRESS, value_name = "ADDR")]
+    pub validate_address: std::net::SocketAddr,
+    /// With --validate: how long the connection may take.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    pub validate_timeout: Duration,
+}
+
+impl InitArgs {
+    pub fn rules(&self) -> crate::init::InterceptRules {
+        crate::init::InterceptRules {
+            outbound_port: self.outbound_port,
+            inbound_port: self.inbound_port,
+            proxy_uid: self.proxy_uid,
+            proxy_gid: self.proxy_gid,
+            outbound_skip_ports: self.outbound_skip_ports.clone(),
+            outbound_skip_cidrs: self.outbound_skip_cidrs.clone(),
+            inbound_skip_ports: self.inbound_skip_ports.clone(),
+            inbound_skip_cidrs: self.inbound_skip_cidrs.clone(),
+            mode: self.mode,
+            tproxy_mark: self.tproxy_mark,
+            tproxy_table: self.tproxy_table,
+        }
+    }
+
+    pub fn action(&self) -> crate::init::InitAction {
+        use crate::init::InitAction;
+        if self.dry_run {
+            InitAction::DryRun
+        } else if self.cleanup {
+            InitAction::Cleanup
+        } else if self.validate {
+            InitAction::Validate {
+                target: self.validate_address,
+                timeout: self.validate_timeout,
+            }
+        } else {
+            InitAction::Apply
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]

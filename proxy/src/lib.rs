@@ -12,6 +12,7 @@ pub mod demo;
 pub mod explain;
 pub mod file_watch;
 pub mod http;
+pub mod init;
 pub mod layers;
 pub mod listener;
 pub mod metrics;

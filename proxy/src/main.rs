@@ -61,6 +61,16 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Init(args) => match meshwork_proxy::init::run(&args.rules(), &args.action()) {
+            Ok(out) => {
+                print!("{out}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("error: {error}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Run {
             config,
             admin_address_file,

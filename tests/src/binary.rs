@@ -31,7 +31,7 @@ pub fn meshwork_bin() -> PathBuf {
 }
 
 /// Binary `name` of package `package`: `$env`, else next to the test executable.
-fn workspace_bin(name: &str, package: &str, env: &str) -> PathBuf {
+pub(crate) fn workspace_bin(name: &str, package: &str, env: &str) -> PathBuf {
     if let Some(path) = std::env::var_os(env) {
         let path = PathBuf::from(path);
         assert!(

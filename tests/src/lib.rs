@@ -12,6 +12,7 @@ pub mod client;
 pub mod control;
 pub mod grpc;
 pub mod metrics;
+pub mod netns;
 pub mod otlp;
 pub mod output;
 pub mod proxy;

@@ -5,6 +5,7 @@ mod activity;
 mod framing;
 mod http;
 mod io;
+mod original_dst;
 mod tcp;
 
 use std::collections::HashMap;
@@ -22,6 +23,7 @@ use crate::metrics::Metrics;
 use crate::metrics::handles::ListenerHandles;
 use crate::snapshot::SnapshotHandle;
 use crate::tls::handshake;
+pub use original_dst::original_destination;
 
 /// A listener that could not bind its address (e.g. the port is in use).
 #[derive(Debug, Clone, thiserror::Error)]
