@@ -228,6 +228,7 @@ pub fn describe(tools: &crate::tools::Tools, repo: &Path, prebuilt_meshwork: boo
         versions: vec![
             ("nginx".into(), version_line(&tools.nginx, &["-v"])),
             ("haproxy".into(), version_line(&tools.haproxy, &["-v"])),
+            ("envoy".into(), version_line(&tools.envoy, &["--version"])),
             ("wrk".into(), version_line(&tools.wrk, &["-v"])),
             ("oha".into(), version_line(&tools.oha, &["--version"])),
             ("h2load".into(), version_line(&tools.h2load, &["--version"])),

