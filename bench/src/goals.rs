@@ -24,6 +24,7 @@ pub mod scenario {
     pub const OBSERVABILITY: &str = "observability";
     pub const FAILOVER: &str = "failover";
     pub const TLS: &str = "tls";
+    pub const MESH: &str = "mesh";
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

