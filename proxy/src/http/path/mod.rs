@@ -17,8 +17,11 @@ use meshwork_config::model::EscapedSlashes;
 
 #[cfg(test)]
 mod properties;
+mod target;
 #[cfg(test)]
 mod tests;
+
+pub use target::normalize_target;
 
 /// Why a request path is refused (400 `malformed-request`). Each is a path that
 /// readers (the route, the policy, an upstream) could understand differently.
