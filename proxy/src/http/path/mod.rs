@@ -55,6 +55,10 @@ pub enum PathRefusal {
     /// reads a name, Tomcat, Jetty and Spring strip the parameters and read a dot segment.
     #[error("a dot segment with \";\" parameters (\"..;\"), a dot segment to some servers")]
     DotSegmentWithParameters,
+    /// With `escaped_slashes: keep`: a dot segment next to a kept `%2F`/`%5C`
+    /// (`/x/..%2Fadmin`), a dot segment to an upstream that decodes the slash.
+    #[error("a dot segment next to an encoded slash (\"..%2F\")")]
+    DotSegmentBesideEscapedSlash,
     /// `/..`, `/a/../../b`: RFC 3986 §5.2.4 would clamp to `/`, but a path that tries to
     /// climb out of the root is an attack, not a request.
     #[error("the path climbs above \"/\"")]
@@ -205,11 +209,11 @@ enum SegmentKind {
 fn scan_segment(raw: &str, escaped: EscapedSlashes) -> Result<SegmentKind, PathRefusal> {
     let bytes = raw.as_bytes();
     let mut canonical = true;
-    // The decoded characters before the first `;` (raw or `%3B`): how many, and whether
-    // all of them are dots.
-    let mut name_len = 0usize;
-    let mut name_all_dots = true;
-    let mut has_parameters = false;
+    let mut whole = NameShape::default();
+    // With `escaped_slashes: keep`: the part since the last `%2F`/`%5C`, and whether
+    // there was one.
+    let mut part = NameShape::default();
+    let mut escaped_slash_seen = false;
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
@@ -222,6 +226,9 @@ fn scan_segment(raw: &str, escaped: EscapedSlashes) -> Result<SegmentKind, PathR
                     if escaped == EscapedSlashes::Reject {
                         return Err(PathRefusal::EscapedSlash);
                     }
+                    check_beside_escaped_slash(&part)?;
+                    part = NameShape::default();
+                    escaped_slash_seen = true;
                 } else if d < 0x20 || d == 0x7F {
                     return Err(PathRefusal::EncodedControl);
                 }
@@ -241,27 +248,58 @@ fn scan_segment(raw: &str, escaped: EscapedSlashes) -> Result<SegmentKind, PathR
         } else {
             return Err(PathRefusal::InvalidCharacter);
         };
-        if !has_parameters {
-            if decoded == b';' {
-                has_parameters = true;
-            } else {
-                name_len += 1;
-                name_all_dots &= decoded == b'.';
-            }
+        whole.push(decoded);
+        if decoded != b'/' && decoded != b'\\' {
+            part.push(decoded);
         }
         i += width;
     }
-    let dots = if name_all_dots && name_len <= 2 {
-        Some(name_len)
-    } else {
-        None
-    };
-    match (dots, has_parameters) {
-        (Some(_), true) => Err(PathRefusal::DotSegmentWithParameters),
-        (Some(0), false) => Ok(SegmentKind::Empty),
-        (Some(1), false) => Ok(SegmentKind::Dot),
-        (Some(_), false) => Ok(SegmentKind::DotDot),
-        (None, _) => Ok(SegmentKind::Name { canonical }),
+    if escaped_slash_seen {
+        check_beside_escaped_slash(&part)?;
+    }
+    whole.kind(canonical)
+}
+
+/// A part of a segment next to a kept `%2F`/`%5C` may not be a dot segment: an upstream
+/// that decodes the slash would climb with it (`/x/..%2Fadmin`).
+fn check_beside_escaped_slash(part: &NameShape) -> Result<(), PathRefusal> {
+    match part.kind(true)? {
+        SegmentKind::Dot | SegmentKind::DotDot => Err(PathRefusal::DotSegmentBesideEscapedSlash),
+        SegmentKind::Empty | SegmentKind::Name { .. } => Ok(()),
+    }
+}
+
+/// The shape of a segment's name: its decoded characters before the first `;` (raw or
+/// `%3B`, where Tomcat, Jetty and Spring cut off path parameters).
+#[derive(Debug, Default)]
+struct NameShape {
+    len: usize,
+    not_all_dots: bool,
+    has_parameters: bool,
+}
+
+impl NameShape {
+    fn push(&mut self, decoded: u8) {
+        if self.has_parameters {
+            return;
+        }
+        if decoded == b';' {
+            self.has_parameters = true;
+        } else {
+            self.len += 1;
+            self.not_all_dots |= decoded != b'.';
+        }
+    }
+
+    fn kind(&self, canonical: bool) -> Result<SegmentKind, PathRefusal> {
+        let dots = (!self.not_all_dots && self.len <= 2).then_some(self.len);
+        match (dots, self.has_parameters) {
+            (Some(_), true) => Err(PathRefusal::DotSegmentWithParameters),
+            (Some(0), false) => Ok(SegmentKind::Empty),
+            (Some(1), false) => Ok(SegmentKind::Dot),
+            (Some(_), false) => Ok(SegmentKind::DotDot),
+            (None, _) => Ok(SegmentKind::Name { canonical }),
+        }
     }
 }
 

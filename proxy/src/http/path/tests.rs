@@ -118,9 +118,25 @@ fn encoded_slashes_are_refused_by_default_and_kept_opaque_on_request() {
     for path in ["/x/..%2fadmin", "/a%2Fb", "/a%5cb", "/a%5C..%5Cb"] {
         assert_eq!(refused(path), PathRefusal::EscapedSlash, "{path:?}");
     }
-    assert_eq!(normalized_with("/x/..%2fadmin", Keep), "/x/..%2Fadmin");
     assert_eq!(normalized_with("/a%2fb/../c", Keep), "/c");
     assert_eq!(normalized_with("/a%5cb", Keep), "/a%5Cb");
+    assert_eq!(normalized_with("/a%2F%2Fb%2F", Keep), "/a%2F%2Fb%2F");
+    assert_eq!(normalized_with("/a...%2F.b", Keep), "/a...%2F.b");
+}
+
+#[test]
+fn a_kept_escaped_slash_may_not_border_a_dot_segment() {
+    for (path, why) in [
+        ("/x/..%2fadmin", PathRefusal::DotSegmentBesideEscapedSlash),
+        ("/x/%2F..", PathRefusal::DotSegmentBesideEscapedSlash),
+        ("/a%2F.%2Fb", PathRefusal::DotSegmentBesideEscapedSlash),
+        ("/a/..%5c..%5cb", PathRefusal::DotSegmentBesideEscapedSlash),
+        ("/a%2F%2e%2E%2Fb", PathRefusal::DotSegmentBesideEscapedSlash),
+        ("/a%2F..;x", PathRefusal::DotSegmentWithParameters),
+        ("/a%2F;x", PathRefusal::DotSegmentWithParameters),
+    ] {
+        assert_eq!(normalize_path(path, Keep), Err(why), "{path:?}");
+    }
 }
 
 #[test]
