@@ -337,7 +337,7 @@ fn push_pct(out: &mut String, byte: u8) {
 }
 
 /// The byte `%XY` at `at` stands for, if `XY` are two hex digits.
-fn decode_pct(bytes: &[u8], at: usize) -> Option<u8> {
+pub(crate) fn decode_pct(bytes: &[u8], at: usize) -> Option<u8> {
     let hi = hex_value(*bytes.get(at + 1)?)?;
     let lo = hex_value(*bytes.get(at + 2)?)?;
     Some(hi << 4 | lo)
