@@ -231,8 +231,6 @@ async fn no_path_reaches_the_upstream_in_a_form_nginx_would_refuse_or_read_other
             failures.extend(judge(listener, target, &direct, &via));
         }
     }
-    // The corpus is tricky enough that meshwork refuses a good share of it.
-    assert!(refused_by_meshwork > 20, "{}", table.join("\n"));
     assert!(
         failures.is_empty(),
         "{}\n\nall results:\n{}\n\nnginx's error log:\n{}",
@@ -240,6 +238,8 @@ async fn no_path_reaches_the_upstream_in_a_form_nginx_would_refuse_or_read_other
         table.join("\n"),
         nginx.error_log()
     );
+    // The corpus is tricky enough that meshwork refuses a good share of it.
+    assert!(refused_by_meshwork > 20, "{}", table.join("\n"));
 }
 
 #[test]
