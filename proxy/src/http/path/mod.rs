@@ -92,11 +92,11 @@ pub fn normalize_path(path: &str, escaped: EscapedSlashes) -> Result<Cow<'_, str
                     trailing_slash = true;
                 } else {
                     // A repeated slash (Envoy's `merge_slashes`, nginx's default).
-                    out.diverge();
+                    let _ = out.diverge();
                 }
             }
             SegmentKind::Dot => {
-                out.diverge();
+                let _ = out.diverge();
                 trailing_slash = last;
             }
             SegmentKind::DotDot => {
@@ -107,7 +107,6 @@ pub fn normalize_path(path: &str, escaped: EscapedSlashes) -> Result<Cow<'_, str
                 if canonical {
                     out.keep(raw, end);
                 } else {
-                    out.diverge();
                     out.push_canonical(raw);
                 }
             }
@@ -138,13 +137,15 @@ impl<'a> Output<'a> {
         }
     }
 
-    /// The result departs from the input here: copy what is kept so far.
-    fn diverge(&mut self) {
-        if self.owned.is_none() {
-            let mut owned = String::with_capacity(self.input.len());
-            owned.push_str(&self.input[..self.clean_end]);
-            self.owned = Some(owned);
-        }
+    /// The result departs from the input here: copy what is kept so far (once) and
+    /// build on the copy.
+    fn diverge(&mut self) -> &mut String {
+        let (input, clean_end) = (self.input, self.clean_end);
+        self.owned.get_or_insert_with(|| {
+            let mut owned = String::with_capacity(input.len());
+            owned.push_str(&input[..clean_end]);
+            owned
+        })
     }
 
     /// Appends a segment that is already canonical (ending at `end` in the input).
@@ -159,24 +160,19 @@ impl<'a> Output<'a> {
         }
     }
 
+    /// Appends a segment in its canonical form.
     fn push_canonical(&mut self, raw: &str) {
-        if let Some(out) = &mut self.owned {
-            out.push('/');
-            write_canonical(raw, out);
-        }
+        let out = self.diverge();
+        out.push('/');
+        write_canonical(raw, out);
     }
 
     /// Removes the last segment (RFC 3986 §5.2.4 step 2C); refused when there is none.
     fn pop(&mut self) -> Result<(), PathRefusal> {
-        self.diverge();
-        let out = self.owned.get_or_insert_default();
-        match out.rfind('/') {
-            Some(at) => {
-                out.truncate(at);
-                Ok(())
-            }
-            None => Err(PathRefusal::AboveRoot),
-        }
+        let out = self.diverge();
+        let at = out.rfind('/').ok_or(PathRefusal::AboveRoot)?;
+        out.truncate(at);
+        Ok(())
     }
 
     fn finish(self, trailing_slash: bool) -> Cow<'a, str> {
