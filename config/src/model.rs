@@ -103,6 +103,26 @@ pub struct Listener {
     pub protocol: ListenerProtocol,
     pub tls: Option<ListenerTls>,
     pub limits: ListenerLimits,
+    /// How request paths are read (HTTP listeners).
+    pub paths: ListenerPaths,
+}
+
+/// How an HTTP listener reads request paths (see docs/security.md "Paths").
+#[derive(serde::Serialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ListenerPaths {
+    pub escaped_slashes: EscapedSlashes,
+}
+
+/// What happens to a percent-encoded `/` or `\` (`%2F`, `%5C`) in a request path.
+#[derive(serde::Serialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum EscapedSlashes {
+    /// 400 `malformed-request`: an upstream that decodes it would read other segments
+    /// than the route and the authorization policy did.
+    #[default]
+    Reject,
+    /// Passed on encoded (hex uppercased): part of a segment's name, never a separator.
+    Keep,
 }
 
 #[derive(serde::Serialize, Clone, Debug, PartialEq, Eq)]

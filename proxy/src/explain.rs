@@ -1,12 +1,14 @@
-//! `meshwork explain`: which route a request takes and why the routes before it did not.
+//! `meshwork explain`: how the request's path is normalized (or why it is refused), which
+//! route it takes, and why the routes before it did not.
 
 use std::fmt::Write;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use meshwork_config::Config;
-use meshwork_config::model::{ListenerProtocol, RouteAction};
+use meshwork_config::model::{EscapedSlashes, ListenerProtocol, RouteAction};
 
 use crate::cluster::ClusterRegistry;
+use crate::http::path::normalize_target;
 use crate::router::{RouteEntry, RouteRequest, RouteTable};
 
 /// The explanation text, and whether a route matched.
@@ -55,13 +57,43 @@ pub fn explain(
             .ok_or("the config has no HTTP listener")?,
     };
 
+    let mut out = String::new();
+    let _ = writeln!(out, "request:  {method} {uri}");
+    let escaped = config
+        .listeners
+        .iter()
+        .find(|l| l.name == listener_name)
+        .map_or(EscapedSlashes::Reject, |l| l.paths.escaped_slashes);
+    let uri = match normalize_target(&method, &uri, escaped) {
+        Ok(None) => {
+            let _ = writeln!(out, "path:     {} (already normal)", uri.path());
+            uri
+        }
+        Ok(Some(normalized)) => {
+            let _ = writeln!(
+                out,
+                "path:     {} -> {} (normalized: what the policy, the routes and the upstream see)",
+                uri.path(),
+                normalized.path()
+            );
+            normalized
+        }
+        Err(refusal) => {
+            let _ = writeln!(out, "path:     {} refused: {refusal}", uri.path());
+            let _ = writeln!(
+                out,
+                "\n=> the proxy answers 400 (x-meshwork-error: malformed-request) before any policy or route (listener {listener_name:?}, escaped_slashes: {})",
+                escaped_slashes_name(escaped)
+            );
+            return Ok((out, false));
+        }
+    };
+
     let registry = ClusterRegistry::new(crate::metrics::Metrics::new());
     let clusters = registry.resolve(&config.clusters, &crate::tls::TlsPlan::default(), false);
     let table = RouteTable::build(&config.route_tables[table_name], &clusters);
     let view = RouteRequest::new(&method, &uri, &header_map);
 
-    let mut out = String::new();
-    let _ = writeln!(out, "request:  {method} {uri}");
     let host = if view.host.is_empty() {
         "(none)"
     } else {
@@ -115,6 +147,13 @@ pub fn explain(
         }
     }
     Ok((out, winner.is_some()))
+}
+
+fn escaped_slashes_name(escaped: EscapedSlashes) -> &'static str {
+    match escaped {
+        EscapedSlashes::Reject => "reject",
+        EscapedSlashes::Keep => "keep",
+    }
 }
 
 fn names(list: &[(&str, &str)]) -> String {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use meshwork_config::Config;
-use meshwork_config::model::ListenerProtocol;
+use meshwork_config::model::{ListenerPaths, ListenerProtocol};
 
 use crate::cluster::{ClusterRegistry, ClusterRuntime};
 use crate::metrics::Metrics;
@@ -28,6 +28,8 @@ pub struct HttpListenerPlan {
     pub handles: ListenerHandles,
     /// The listener's authorization policy, if it has one.
     pub authorization: Option<Authorization>,
+    /// How the listener reads request paths (`paths`).
+    pub paths: ListenerPaths,
     metrics: Metrics,
     /// Per route (by index): one slot per backend, then one for local answers.
     slots: Vec<Vec<RequestSlot>>,
@@ -39,6 +41,7 @@ impl HttpListenerPlan {
         name: &str,
         table: Arc<RouteTable>,
         authorization: Option<Authorization>,
+        paths: ListenerPaths,
         metrics: &Metrics,
     ) -> Self {
         let slots = table
@@ -54,6 +57,7 @@ impl HttpListenerPlan {
             name: name.into(),
             handles: ListenerHandles::new(metrics, name),
             authorization,
+            paths,
             metrics: metrics.clone(),
             table,
             slots,
@@ -196,6 +200,7 @@ impl Snapshot {
                             &listener.name,
                             t.clone(),
                             authorization,
+                            listener.paths,
                             metrics,
                         );
                         http_listeners.insert(listener.name.clone(), Arc::new(plan));

@@ -1,21 +1,26 @@
-//! A raw TCP client for requests no well-behaved client would send: smuggling attempts,
-//! malformed heads, slow writers. Reads responses with a minimal HTTP/1 parser.
+//! A raw TCP (or TLS) client for requests no well-behaved client would send: smuggling
+//! attempts, malformed heads, slow writers. Reads responses with a minimal HTTP/1 parser.
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 /// Largest response head the parser accepts.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 
-/// One raw TCP connection.
+/// A byte stream a [`RawConn`] can speak over: TCP, or TLS over TCP.
+pub trait RawStream: AsyncRead + AsyncWrite + Send + Unpin + fmt::Debug {}
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + fmt::Debug> RawStream for T {}
+
+/// One raw connection.
 #[derive(Debug)]
 pub struct RawConn {
-    stream: TcpStream,
+    stream: Box<dyn RawStream>,
     /// Bytes read but not yet consumed by a parsed response.
     buf: Vec<u8>,
     eof: bool,
@@ -111,11 +116,17 @@ impl RawConn {
                 std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
             })??;
         stream.set_nodelay(true)?;
-        Ok(Self {
-            stream,
+        Ok(Self::over(stream))
+    }
+
+    /// A connection over an established `stream` (e.g. a TLS session from
+    /// [`crate::TlsClient::connect`]).
+    pub fn over(stream: impl RawStream + 'static) -> Self {
+        Self {
+            stream: Box::new(stream),
             buf: Vec::new(),
             eof: false,
-        })
+        }
     }
 
     /// Writes all of `bytes`.

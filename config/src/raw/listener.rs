@@ -25,6 +25,8 @@ pub(crate) struct RawListener {
     pub tls: Field<RawListenerTls>,
     /// Connection limits and timeouts.
     pub limits: Field<RawListenerLimits>,
+    /// HTTP listeners: how request paths are read before routing and authorization (see docs/security.md "Paths"). Refused for `tcp`.
+    pub paths: Field<RawListenerPaths>,
 }
 
 /// What a listener speaks.
@@ -92,4 +94,27 @@ pub(crate) struct RawListenerLimits {
     pub max_request_header_size: Field<SizeText>,
     /// A connection with no request in flight for this long is closed. Default is `5m`.
     pub idle_timeout: Field<DurationText>,
+}
+
+/// How an HTTP listener reads request paths. Every path is normalized (RFC 3986 §6.2.2:
+/// unreserved characters decoded, dot segments removed, repeated slashes merged) before
+/// the route, the authorization policy and the upstream see it; these settings choose
+/// what happens to the cases an upstream could read differently.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "ListenerPaths")]
+pub(crate) struct RawListenerPaths {
+    /// A percent-encoded `/` or `\` (`%2F`, `%5C`, any case) in a path: `reject` answers 400 `malformed-request`; `keep` passes it on encoded (hex uppercased), never decoded and never read as a segment separator, for APIs whose names contain slashes. Default is `reject` (an upstream that decodes it would see other segments than the route and the policy did).
+    pub escaped_slashes: Field<EscapedSlashesName>,
+}
+
+/// What to do with `%2F` and `%5C` in a request path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[schemars(rename = "EscapedSlashes")]
+pub(crate) enum EscapedSlashesName {
+    /// Answer 400 `malformed-request` (the default).
+    Reject,
+    /// Keep them encoded and opaque: part of a segment's name, never a separator.
+    Keep,
 }

@@ -5,11 +5,12 @@ use std::net::SocketAddr;
 use super::other::refer;
 use super::{Check, Names};
 use crate::model::{
-    ClientAuth, DEFAULT_LISTENER_LIMITS, DEFAULT_TLS_HANDSHAKE_TIMEOUT, Listener, ListenerLimits,
-    ListenerProtocol, ListenerTls, ServerCertificate,
+    ClientAuth, DEFAULT_LISTENER_LIMITS, DEFAULT_TLS_HANDSHAKE_TIMEOUT, EscapedSlashes, Listener,
+    ListenerLimits, ListenerPaths, ListenerProtocol, ListenerTls, ServerCertificate,
 };
 use crate::raw::{
-    ClientAuthName, ListenerProtocolName, RawListener, RawListenerLimits, RawListenerTls,
+    ClientAuthName, EscapedSlashesName, ListenerProtocolName, RawListener, RawListenerLimits,
+    RawListenerPaths, RawListenerTls,
 };
 use crate::spanned::{List, Spanned};
 use crate::units;
@@ -91,6 +92,12 @@ fn listener(
                     "only http listeners have a route_table (tcp listeners use cluster)",
                 );
             }
+            if let Some(paths) = &raw.paths {
+                ck.error(
+                    paths,
+                    "only http listeners read request paths (a tcp listener forwards bytes)",
+                );
+            }
             if ck.require(at, &raw.cluster, "cluster") {
                 refer(ck, &raw.cluster, &names.clusters, "cluster");
             }
@@ -105,13 +112,28 @@ fn listener(
             None => DEFAULT_LISTENER_LIMITS,
         })
         .unwrap_or(DEFAULT_LISTENER_LIMITS);
+    let paths = raw
+        .paths
+        .as_ref()
+        .and_then(Spanned::get)
+        .map(paths)
+        .unwrap_or_default();
     Listener {
         name,
         address,
         protocol,
         tls,
         limits,
+        paths,
     }
+}
+
+fn paths(raw: &RawListenerPaths) -> ListenerPaths {
+    let escaped_slashes = match raw.escaped_slashes.as_ref().and_then(Spanned::get) {
+        None | Some(EscapedSlashesName::Reject) => EscapedSlashes::Reject,
+        Some(EscapedSlashesName::Keep) => EscapedSlashes::Keep,
+    };
+    ListenerPaths { escaped_slashes }
 }
 
 /// `identity`: an `identity` section is present, standing in for a missing certificate

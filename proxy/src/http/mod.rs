@@ -1,8 +1,10 @@
-//! HTTP building blocks shared by the layers: bodies, errors, header semantics.
+//! HTTP building blocks shared by the layers: bodies, errors, header semantics, path
+//! normalization.
 
 pub mod body;
 pub mod error;
 pub mod headers;
+pub mod path;
 pub mod response;
 pub mod tee;
 

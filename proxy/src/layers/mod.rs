@@ -7,6 +7,7 @@ pub mod endpoint;
 pub mod fault;
 pub mod forward;
 pub mod mirror;
+pub mod normalize;
 pub mod observe;
 pub mod rate_limit;
 pub mod rescue;
@@ -75,6 +76,11 @@ pub fn http_stack() -> observe::Observe<
     >,
 > {
     let stack = ServiceBuilder::new()
+        // First, before anything reads the path: normalize it (RFC 3986 §6.2.2, dot
+        // segments, merged slashes) and rewrite the URI, so the policy, the route, a
+        // rewrite, the mirror and the upstream all see one path; 400 for a path they
+        // could read differently (encoded slashes, `..;`, climbing above `/`...).
+        .layer(normalize::NormalizePathLayer::new())
         // Proxy semantics: strip hop-by-hop headers, add x-forwarded-*, x-request-id.
         .layer(forward::ForwardLayer)
         // The listener's authorization policy by peer identity (403 when it refuses);

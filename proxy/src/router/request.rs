@@ -2,6 +2,8 @@
 
 use http::{HeaderMap, Method, Uri, header};
 
+use crate::http::path::decode_pct;
+
 /// A borrowed view of what matching needs: normalized host, path, query, method, headers.
 #[derive(Debug)]
 pub struct RouteRequest<'a> {
@@ -77,27 +79,18 @@ fn percent_decode(s: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push(h << 4 | l);
+            b'%' => match decode_pct(bytes, i) {
+                Some(decoded) => {
+                    out.push(decoded);
                     i += 2;
                 }
-                _ => out.push(b'%'),
+                None => out.push(b'%'),
             },
             b => out.push(b),
         }
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
-}
-
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
 }
 
 #[cfg(test)]
