@@ -11,6 +11,7 @@ pub mod cli;
 pub mod client;
 pub mod control;
 pub mod grpc;
+pub mod h2_raw;
 pub mod metrics;
 pub mod otlp;
 pub mod output;

@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use super::activity::{ConnActivity, InFlightGuard};
+use super::activity::{ConnActivity, ConnProtocol, InFlightGuard};
 use super::io::ConnIo;
 use crate::http::response::error_response;
 use crate::http::{ProxyError, RequestBody};
@@ -40,14 +40,8 @@ pub struct HttpConnSettings {
     pub metrics: Arc<ListenerHandles>,
 }
 
-#[derive(Debug, PartialEq, Eq)]
-enum Detected {
-    Http1,
-    Http2,
-}
-
 /// Looks at the first bytes without consuming them: the HTTP/2 preface or anything else.
-async fn detect(stream: &TcpStream) -> std::io::Result<Option<Detected>> {
+async fn detect(stream: &TcpStream) -> std::io::Result<Option<ConnProtocol>> {
     let mut buf = [0u8; 24];
     loop {
         let n = stream.peek(&mut buf).await?;
@@ -55,10 +49,10 @@ async fn detect(stream: &TcpStream) -> std::io::Result<Option<Detected>> {
             return Ok(None);
         }
         if buf[..n] != H2_PREFACE[..n] {
-            return Ok(Some(Detected::Http1));
+            return Ok(Some(ConnProtocol::Http1));
         }
         if n == H2_PREFACE.len() {
-            return Ok(Some(Detected::Http2));
+            return Ok(Some(ConnProtocol::Http2));
         }
         // A partial preface: wait briefly for the rest instead of spinning on peek.
         tokio::time::sleep(Duration::from_millis(1)).await;
@@ -68,6 +62,7 @@ async fn detect(stream: &TcpStream) -> std::io::Result<Option<Detected>> {
 /// Serves a plaintext connection: HTTP/2 when it opens with the prior-knowledge preface,
 /// HTTP/1 otherwise.
 pub async fn serve(stream: TcpStream, client_addr: SocketAddr, settings: HttpConnSettings) {
+    let accepted = tokio::time::Instant::now();
     let limits = settings.limits.clone();
     let detected = match tokio::time::timeout(limits.header_read_timeout, detect(&stream)).await {
         Ok(Ok(Some(d))) => d,
@@ -81,7 +76,7 @@ pub async fn serve(stream: TcpStream, client_addr: SocketAddr, settings: HttpCon
     // drained the socket and so saves a read that would only return EAGAIN); the write
     // half stays here for a last 408 after hyper is stopped.
     let (read, write) = stream.into_split();
-    let activity = Arc::new(ConnActivity::new(detected == Detected::Http1));
+    let activity = Arc::new(ConnActivity::new(detected, accepted));
     let io = ConnIo::new(read, activity.clone());
     let conn = Conn {
         client_addr,
@@ -90,7 +85,7 @@ pub async fn serve(stream: TcpStream, client_addr: SocketAddr, settings: HttpCon
         activity,
         settings,
     };
-    conn.run(io, detected, Some(write.as_ref())).await;
+    conn.run(io, Some(write.as_ref())).await;
     // The read half may live on in an upgraded (WebSocket) tunnel: dropping the write half
     // would shut the socket's sending side under it; this leaves closing to the read half.
     write.forget();
@@ -103,12 +98,12 @@ pub async fn serve_tls(
     client_addr: SocketAddr,
     settings: HttpConnSettings,
 ) {
-    let detected = if tls.h2 {
-        Detected::Http2
+    let protocol = if tls.h2 {
+        ConnProtocol::Http2
     } else {
-        Detected::Http1
+        ConnProtocol::Http1
     };
-    let activity = Arc::new(ConnActivity::new(detected == Detected::Http1));
+    let activity = Arc::new(ConnActivity::new(protocol, tokio::time::Instant::now()));
     let io = ConnIo::new(tls.stream, activity.clone());
     let conn = Conn {
         client_addr,
@@ -117,7 +112,7 @@ pub async fn serve_tls(
         activity,
         settings,
     };
-    conn.run(io, detected, None).await
+    conn.run(io, None).await
 }
 
 /// One downstream connection and what its requests need to know about it.
@@ -131,7 +126,7 @@ struct Conn {
 }
 
 impl Conn {
-    async fn run<T>(self, io: ConnIo<T>, detected: Detected, http1_stream: Option<&TcpStream>)
+    async fn run<T>(self, io: ConnIo<T>, plaintext: Option<&TcpStream>)
     where
         ConnIo<T>: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
@@ -146,8 +141,8 @@ impl Conn {
             activity: self.activity.clone(),
         };
         let max_header = usize::try_from(limits.max_request_header_size).unwrap_or(usize::MAX);
-        match detected {
-            Detected::Http1 => {
+        match self.activity.protocol() {
+            ConnProtocol::Http1 => {
                 let conn = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
                     .keep_alive(true)
@@ -159,12 +154,12 @@ impl Conn {
                     conn,
                     &self.activity,
                     &self.settings,
-                    http1_stream,
+                    plaintext,
                     self.client_addr,
                 )
                 .await
             }
-            Detected::Http2 => {
+            ConnProtocol::Http2 => {
                 let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                     .timer(TokioTimer::new())
                     .max_header_list_size(u32::try_from(max_header).unwrap_or(u32::MAX))
@@ -200,6 +195,41 @@ where
 
 const HEADER_TIMEOUT_RESPONSE: &[u8] = b"HTTP/1.1 408 Request Timeout\r\nconnection: close\r\nx-meshwork-error: header-timeout\r\ncontent-length: 0\r\n\r\n";
 
+/// How long a connection has to close by itself after a graceful shutdown began. An
+/// HTTP/2 shutdown sends GOAWAY and a PING, and sends the final GOAWAY (naming the last
+/// stream processed) only when the PING is acknowledged: a client that never answers
+/// would otherwise keep the connection open for good.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+
+/// Where a connection is in closing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Closing {
+    Open,
+    /// Draining or idle: requests in flight and a head being received (within its own
+    /// timeout) finish first.
+    Graceful {
+        grace_until: tokio::time::Instant,
+    },
+    /// A head was not received in time (HTTP/2): the GOAWAY's grace, then closed with
+    /// whatever is in flight, as the blocked connection can no longer carry requests.
+    HeadTimedOut {
+        grace_until: tokio::time::Instant,
+    },
+}
+
+impl Closing {
+    /// When the connection is closed regardless, if it is.
+    fn deadline(self, activity: &ConnActivity) -> Option<tokio::time::Instant> {
+        match self {
+            Closing::Open => None,
+            Closing::Graceful { grace_until } => {
+                (activity.in_flight() == 0 && !activity.receiving_head()).then_some(grace_until)
+            }
+            Closing::HeadTimedOut { grace_until } => Some(grace_until),
+        }
+    }
+}
+
 /// Drives the connection until it ends, enforcing the head and idle timeouts and
 /// starting a graceful shutdown on drain.
 async fn supervise<C: GracefulConnection>(
@@ -212,14 +242,18 @@ async fn supervise<C: GracefulConnection>(
     let limits = &settings.limits;
     let drain = &settings.drain;
     let mut conn = std::pin::pin!(conn);
-    let mut shutting_down = false;
+    let mut closing = Closing::Open;
     loop {
-        let head = activity.head_deadline(limits.header_read_timeout);
-        let idle = activity.idle_deadline(limits.idle_timeout);
-        let next = match (head, idle) {
-            (Some(h), Some(i)) => Some(h.min(i)),
-            (h, i) => h.or(i),
-        };
+        let open = closing == Closing::Open;
+        let head_timer = !matches!(closing, Closing::HeadTimedOut { .. });
+        let deadlines = [
+            activity
+                .head_deadline(limits.header_read_timeout)
+                .filter(|_| head_timer),
+            activity.idle_deadline(limits.idle_timeout).filter(|_| open),
+            closing.deadline(activity),
+        ];
+        let next = deadlines.into_iter().flatten().min();
         let wake = async {
             match next {
                 Some(at) => tokio::time::sleep_until(at).await,
@@ -233,29 +267,47 @@ async fn supervise<C: GracefulConnection>(
                 }
                 return;
             }
-            _ = drain.cancelled(), if !shutting_down => {
-                shutting_down = true;
-                conn.as_mut().graceful_shutdown();
+            _ = drain.cancelled(), if open => {
+                closing = shut_down(conn.as_mut(), false);
             }
             _ = activity.changed() => {}
             _ = wake => {
                 let now = tokio::time::Instant::now();
-                if activity.head_deadline(limits.header_read_timeout).is_some_and(|d| d <= now) {
-                    tracing::debug!(%client_addr, "request head not received in time; answering 408");
+                if closing.deadline(activity).is_some_and(|d| d <= now) {
+                    tracing::debug!(%client_addr, "connection still open after its shutdown grace; closing");
+                    return;
+                }
+                if head_timer && activity.head_deadline(limits.header_read_timeout).is_some_and(|d| d <= now) {
                     settings.metrics.local_response(ProxyError::HeaderTimeout);
+                    if activity.protocol() == ConnProtocol::Http2 {
+                        tracing::debug!(%client_addr, "HTTP/2 request head not received in time; GOAWAY");
+                        closing = shut_down(conn.as_mut(), true);
+                        continue;
+                    }
+                    tracing::debug!(%client_addr, "request head not received in time; answering 408");
                     if let Some(stream) = http1_stream {
                         let _ = stream.try_write(HEADER_TIMEOUT_RESPONSE);
                         let _ = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Both);
                     }
                     return;
                 }
-                if activity.idle_deadline(limits.idle_timeout).is_some_and(|d| d <= now) && !shutting_down {
+                if open && activity.idle_deadline(limits.idle_timeout).is_some_and(|d| d <= now) {
                     tracing::debug!(%client_addr, "idle timeout; closing connection");
-                    shutting_down = true;
-                    conn.as_mut().graceful_shutdown();
+                    closing = shut_down(conn.as_mut(), false);
                 }
             }
         }
+    }
+}
+
+/// Starts a graceful shutdown (HTTP/2: GOAWAY) and says how the connection closes now.
+fn shut_down<C: GracefulConnection>(conn: Pin<&mut C>, head_timed_out: bool) -> Closing {
+    conn.graceful_shutdown();
+    let grace_until = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+    if head_timed_out {
+        Closing::HeadTimedOut { grace_until }
+    } else {
+        Closing::Graceful { grace_until }
     }
 }
 

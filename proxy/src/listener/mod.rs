@@ -3,6 +3,7 @@
 
 mod activity;
 mod framing;
+mod header_blocks;
 mod http;
 mod io;
 mod tcp;
