@@ -46,5 +46,5 @@ pub use wait::{eventually, within};
 pub use ws::{WsUpstream, ws_connect};
 pub use yaml::{
     API_ROUTE, access_log_yaml, cluster_yaml, dedent, edge_config, edge_routes, indent,
-    single_cluster_config, tracing_yaml, with_limits,
+    single_cluster_config, tracing_yaml, with_limits, with_tls,
 };

@@ -13,7 +13,9 @@ use meshwork_tests::h2_raw::{
     self, ACK, CONTINUATION, DATA, END_HEADERS, END_STREAM, HEADERS, PING, UntilClosed, frame,
     frames_until_closed, get_header_block, preface_and_settings,
 };
-use meshwork_tests::{Proxy, TestCa, TlsClient, Upstream, single_cluster_config, with_limits};
+use meshwork_tests::{
+    Proxy, TestCa, TlsClient, Upstream, single_cluster_config, with_limits, with_tls,
+};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -36,14 +38,8 @@ async fn plaintext_proxy(app: &Upstream) -> Proxy {
 async fn tls_proxy(app: &Upstream) -> (Proxy, TestCa) {
     let ca = TestCa::new("h2-limits");
     let cert = ca.issue("edge").dns("localhost").write();
-    let yaml = with_limits(&single_cluster_config(&app.endpoint(), "http1"), LIMITS).replace(
-        "    route_table: edge\n",
-        &format!(
-            "    route_table: edge\n    tls:\n      certificates:\n        - {{ cert: {}, key: {} }}\n",
-            cert.cert.display(),
-            cert.key.display()
-        ),
-    );
+    let yaml = with_limits(&single_cluster_config(&app.endpoint(), "http1"), LIMITS);
+    let yaml = with_tls(&yaml, &cert.cert, &cert.key);
     (Proxy::with_config(yaml).start().await, ca)
 }
 
