@@ -33,6 +33,17 @@ async fn plaintext_proxy(app: &Upstream) -> Proxy {
     Proxy::with_config(yaml).start().await
 }
 
+/// A plaintext proxy in front of `app`, and a connection to it that has sent the preface
+/// and SETTINGS.
+async fn h2c_after_preface(app: &Upstream) -> (Proxy, TcpStream) {
+    let proxy = plaintext_proxy(app).await;
+    let mut tcp = TcpStream::connect(proxy.listener_addr("edge"))
+        .await
+        .unwrap();
+    tcp.write_all(&preface_and_settings()).await.unwrap();
+    (proxy, tcp)
+}
+
 /// A proxy whose `edge` listener terminates TLS (ALPN `h2`), and the CA its certificate
 /// is from.
 async fn tls_proxy(app: &Upstream) -> (Proxy, TestCa) {
@@ -194,11 +205,7 @@ async fn over_tls_a_headers_frame_without_end_headers_is_closed_at_the_header_ti
 #[tokio::test]
 async fn a_header_block_ended_by_a_continuation_that_never_comes_whole_is_closed() {
     let app = Upstream::http1().name("app").start().await;
-    let proxy = plaintext_proxy(&app).await;
-    let mut tcp = TcpStream::connect(proxy.listener_addr("edge"))
-        .await
-        .unwrap();
-    tcp.write_all(&preface_and_settings()).await.unwrap();
+    let (proxy, mut tcp) = h2c_after_preface(&app).await;
     let block = get_header_block("localhost", "/trickled");
     let (first, rest) = block.split_at(3);
     tcp.write_all(&frame(HEADERS, END_STREAM, 1, first))
@@ -217,11 +224,7 @@ async fn a_header_block_ended_by_a_continuation_that_never_comes_whole_is_closed
 #[tokio::test]
 async fn an_http2_connection_idle_between_requests_outlives_the_header_timeout() {
     let app = Upstream::http1().name("app").start().await;
-    let proxy = plaintext_proxy(&app).await;
-    let mut tcp = TcpStream::connect(proxy.listener_addr("edge"))
-        .await
-        .unwrap();
-    tcp.write_all(&preface_and_settings()).await.unwrap();
+    let (proxy, mut tcp) = h2c_after_preface(&app).await;
     one_request(&mut tcp, 1).await;
     // Three head timeouts with no stream open: only the idle timeout (5m) applies now.
     let got = frames_until_closed(&mut tcp, Duration::from_millis(900)).await;

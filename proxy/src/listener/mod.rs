@@ -6,6 +6,7 @@ mod framing;
 mod header_blocks;
 mod http;
 mod io;
+mod supervise;
 mod tcp;
 
 use std::collections::HashMap;

@@ -229,10 +229,11 @@ mod tests {
 
     const BOTH: &[Propagation] = &[Propagation::W3c, Propagation::B3];
 
+    /// A header map holding every pair, repeated names as separate fields.
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.insert(
+            h.append(
                 HeaderName::from_bytes(k.as_bytes()).unwrap(),
                 HeaderValue::from_str(v).unwrap(),
             );
@@ -278,32 +279,20 @@ mod tests {
 
     const PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
-    /// A header map holding every pair, repeated names as separate fields.
-    fn fields(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        h
-    }
-
     #[test]
     fn two_traceparent_fields_restart_the_trace_even_when_equal() {
         for second in [
             PARENT,
             "00-4bf92f3577b34da6a3ce929d0e0e4737-00f067aa0ba902b7-01",
         ] {
-            let h = fields(&[("traceparent", PARENT), ("traceparent", second)]);
+            let h = headers(&[("traceparent", PARENT), ("traceparent", second)]);
             assert_eq!(extract(&h, &[Propagation::W3c]), None, "{second}");
         }
     }
 
     #[test]
     fn a_w3c_context_ignored_leaves_b3_to_be_read() {
-        let h = fields(&[
+        let h = headers(&[
             ("traceparent", PARENT),
             ("traceparent", PARENT),
             ("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1"),
@@ -315,7 +304,7 @@ mod tests {
 
     #[test]
     fn several_tracestate_fields_are_combined() {
-        let h = fields(&[
+        let h = headers(&[
             ("traceparent", PARENT),
             ("tracestate", "foo=1,bar=2"),
             ("tracestate", "rojo=1"),
@@ -326,7 +315,7 @@ mod tests {
 
     #[test]
     fn an_invalid_tracestate_is_dropped_and_the_traceparent_kept() {
-        let h = fields(&[("traceparent", PARENT), ("tracestate", "FOO=1")]);
+        let h = headers(&[("traceparent", PARENT), ("tracestate", "FOO=1")]);
         let ctx = extract(&h, &[Propagation::W3c]).unwrap();
         assert_eq!(ctx.trace_id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_eq!(ctx.tracestate, None);
@@ -336,8 +325,8 @@ mod tests {
     fn a_tracestate_without_a_valid_traceparent_is_not_read() {
         let bad_parent = PARENT.replace("-01", "-0g");
         for h in [
-            fields(&[("tracestate", "foo=1")]),
-            fields(&[("traceparent", &bad_parent), ("tracestate", "foo=1")]),
+            headers(&[("tracestate", "foo=1")]),
+            headers(&[("traceparent", &bad_parent), ("tracestate", "foo=1")]),
         ] {
             assert_eq!(extract(&h, &[Propagation::W3c]), None);
         }
@@ -345,7 +334,7 @@ mod tests {
 
     #[test]
     fn only_the_sampled_flag_is_propagated() {
-        let h = fields(&[("traceparent", &PARENT.replace("-01", "-ff"))]);
+        let h = headers(&[("traceparent", &PARENT.replace("-01", "-ff"))]);
         let ctx = extract(&h, &[Propagation::W3c]).unwrap();
         assert_eq!(ctx.sampled, Some(true));
         let mut out = HeaderMap::new();
@@ -364,7 +353,7 @@ mod tests {
 
     #[test]
     fn a_higher_version_is_written_back_as_version_00() {
-        let h = fields(&[("traceparent", &format!("cc{}-future", &PARENT[2..]))]);
+        let h = headers(&[("traceparent", &format!("cc{}-future", &PARENT[2..]))]);
         let ctx = extract(&h, &[Propagation::W3c]).unwrap();
         let mut out = HeaderMap::new();
         let outgoing = Outgoing {
@@ -379,7 +368,7 @@ mod tests {
 
     #[test]
     fn every_tracestate_field_is_replaced_by_the_combined_one() {
-        let mut h = fields(&[("tracestate", "a=1"), ("tracestate", "b=2")]);
+        let mut h = headers(&[("tracestate", "a=1"), ("tracestate", "b=2")]);
         let state = HeaderValue::from_static("a=1,b=2");
         let outgoing = Outgoing {
             trace_id: TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),

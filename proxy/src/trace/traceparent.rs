@@ -140,7 +140,7 @@ mod tests {
             ids(&format!("00-{TRACE}-{PARENT}-01")),
             (TRACE.into(), PARENT.into(), true)
         );
-        assert_eq!(ids(&format!("00-{TRACE}-{PARENT}-00")).2, false);
+        assert!(!ids(&format!("00-{TRACE}-{PARENT}-00")).2);
     }
 
     #[test]
