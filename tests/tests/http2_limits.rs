@@ -228,12 +228,9 @@ async fn an_http2_connection_idle_between_requests_outlives_the_header_timeout()
     one_request(&mut tcp, 1).await;
     // Three head timeouts with no stream open: only the idle timeout (5m) applies now.
     let got = frames_until_closed(&mut tcp, Duration::from_millis(900)).await;
-    assert_eq!(
-        got.closed_after, None,
-        "closed while idle: {:?}",
-        got.frames
-    );
-    assert!(got.goaways().is_empty(), "{:?}", got.frames);
+    if got.closed_after.is_some() || !got.goaways().is_empty() {
+        proxy.fail(&format!("closed while idle: {:?}", got.frames));
+    }
     one_request(&mut tcp, 3).await;
     assert_eq!(app.requests(), 2);
 }
