@@ -11,6 +11,7 @@ pub mod cli;
 pub mod client;
 pub mod control;
 pub mod grpc;
+pub mod h2_raw;
 pub mod metrics;
 pub mod netns;
 pub mod nginx;
@@ -48,5 +49,5 @@ pub use wait::{eventually, within};
 pub use ws::{WsUpstream, ws_connect};
 pub use yaml::{
     API_ROUTE, access_log_yaml, cluster_yaml, dedent, edge_config, edge_routes, indent,
-    single_cluster_config, tracing_yaml, with_limits,
+    single_cluster_config, tracing_yaml, with_limits, with_tls,
 };

@@ -119,17 +119,31 @@ pub fn edge_routes(routes: &str, upstreams: &[&Upstream]) -> String {
 /// # Panics
 /// When `yaml` has no `edge` listener from the preamble.
 pub fn with_limits(yaml: &str, limits: &str) -> String {
+    into_edge_listener(yaml, &format!("limits:\n{}", indent(&dedent(limits), 2)))
+}
+
+/// `yaml` (built on [`EDGE_PREAMBLE`]) with listener `edge` terminating TLS with the
+/// certificate `cert` and its key `key` (any server name).
+///
+/// # Panics
+/// When `yaml` has no `edge` listener from the preamble.
+pub fn with_tls(yaml: &str, cert: &std::path::Path, key: &std::path::Path) -> String {
+    let tls = format!(
+        "tls:\n  certificates:\n    - {{ cert: {}, key: {} }}\n",
+        cert.display(),
+        key.display()
+    );
+    into_edge_listener(yaml, &tls)
+}
+
+/// Adds `fields` (YAML at the listener's own indentation) to listener `edge`.
+fn into_edge_listener(yaml: &str, fields: &str) -> String {
     let anchor = "    route_table: edge\n";
     let at = yaml
         .find(anchor)
         .expect("the edge listener of EDGE_PREAMBLE")
         + anchor.len();
-    format!(
-        "{}    limits:\n{}{}",
-        &yaml[..at],
-        indent(&dedent(limits), 6),
-        &yaml[at..]
-    )
+    format!("{}{}{}", &yaml[..at], indent(fields, 4), &yaml[at..])
 }
 
 /// The top-level `access_log:` block: `format` (`json` or `text`) written to `path`.

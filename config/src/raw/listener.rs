@@ -88,7 +88,9 @@ pub(crate) enum ClientAuthName {
 pub(crate) struct RawListenerLimits {
     /// Open connections at most; more are refused. Default is 10000.
     pub max_connections: Field<u32>,
-    /// The whole request head must arrive within this (slowloris guard). Default is `10s`.
+    /// The whole request head must arrive within this (slowloris guard). On HTTP/2, each
+    /// header block, and a connection's first stream counted from the connection's start
+    /// (GOAWAY, then closed). Default is `10s`.
     pub header_read_timeout: Field<DurationText>,
     /// Largest request head accepted (431 beyond). Default is `64KiB`.
     pub max_request_header_size: Field<SizeText>,

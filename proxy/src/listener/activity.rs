@@ -4,13 +4,28 @@
 //! The proxy keeps these timers itself rather than using hyper's `header_read_timeout`,
 //! because hyper's also runs while a keep-alive connection waits for its next request,
 //! which would make every idle connection die at the header timeout instead of the
-//! listener's `idle_timeout`, and it closes without the 408 the contract promises.
+//! listener's `idle_timeout`, and it closes without the 408 the contract promises; and
+//! hyper has none for HTTP/2, where the socket reader reports header blocks instead
+//! (see `header_blocks`).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
+
+use super::header_blocks::BlockEvent;
+
+/// The protocol a connection speaks, which decides what a request head is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnProtocol {
+    /// A head is the bytes read between two requests, up to the blank line.
+    Http1,
+    /// A head is a header block, reported by the socket reader; the connection's first
+    /// one is counted from the connection's start, so a connection that opens no stream
+    /// is closed by the head timeout too.
+    Http2,
+}
 
 #[derive(Debug)]
 pub struct ConnActivity {
@@ -24,24 +39,35 @@ pub struct ConnActivity {
     head_started: AtomicU64,
     /// Milliseconds since `epoch` when the connection last became idle.
     idle_since: AtomicU64,
-    /// Set for HTTP/1 connections only: HTTP/2 frames are not request heads.
-    track_heads: bool,
+    protocol: ConnProtocol,
+    /// HTTP/2: no header block has ended yet, so the head timer still runs from the
+    /// connection's start.
+    first_head_pending: AtomicBool,
     /// Wakes the supervisor when a head starts (its deadline is sooner than idle's).
     changed: Notify,
 }
 
 impl ConnActivity {
-    pub fn new(track_heads: bool) -> Self {
+    /// A connection speaking `protocol` that started at `since` (accepted, or its TLS
+    /// handshake done).
+    pub fn new(protocol: ConnProtocol, since: Instant) -> Self {
+        let http2 = protocol == ConnProtocol::Http2;
         Self {
-            epoch: Instant::now(),
+            epoch: since,
             in_flight: AtomicUsize::new(0),
             started: AtomicU64::new(0),
             ambiguous_framing: AtomicBool::new(false),
-            head_started: AtomicU64::new(0),
+            // HTTP/2: the first head is being received from the start (0 ms, +1).
+            head_started: AtomicU64::new(u64::from(http2)),
             idle_since: AtomicU64::new(0),
-            track_heads,
+            protocol,
+            first_head_pending: AtomicBool::new(http2),
             changed: Notify::new(),
         }
+    }
+
+    pub fn protocol(&self) -> ConnProtocol {
+        self.protocol
     }
 
     fn now_ms(&self) -> u64 {
@@ -52,21 +78,39 @@ impl ConnActivity {
         self.epoch + Duration::from_millis(ms)
     }
 
-    /// Bytes arrived from the client. Between requests, they begin a request head.
+    /// HTTP/1 bytes arrived from the client. Between requests, they begin a request head.
     pub fn on_read(&self) {
-        if self.track_heads
-            && self.in_flight.load(Ordering::Relaxed) == 0
-            && self.head_started.load(Ordering::Relaxed) == 0
-        {
-            self.head_started
-                .store(self.now_ms() + 1, Ordering::Relaxed);
-            self.changed.notify_one();
+        if self.reading_head() && self.head_started.load(Ordering::Relaxed) == 0 {
+            self.head_started_now();
         }
+    }
+
+    fn head_started_now(&self) {
+        self.head_started
+            .store(self.now_ms() + 1, Ordering::Relaxed);
+        // The supervisor may be sleeping on the idle deadline; this one is sooner.
+        self.changed.notify_one();
     }
 
     /// Whether bytes read now belong to a request head (HTTP/1, nothing in flight).
     pub fn reading_head(&self) -> bool {
-        self.track_heads && self.in_flight.load(Ordering::Relaxed) == 0
+        self.protocol == ConnProtocol::Http1 && self.in_flight.load(Ordering::Relaxed) == 0
+    }
+
+    /// An HTTP/2 header block began or ended (requests in flight do not matter: the
+    /// streams are multiplexed, and a block being received blocks all of them).
+    pub fn on_header_block(&self, event: BlockEvent) {
+        match event {
+            BlockEvent::Began if !self.first_head_pending.load(Ordering::Relaxed) => {
+                self.head_started_now();
+            }
+            // The first head keeps counting from the connection's start.
+            BlockEvent::Began => {}
+            BlockEvent::Ended => {
+                self.first_head_pending.store(false, Ordering::Relaxed);
+                self.head_started.store(0, Ordering::Relaxed);
+            }
+        }
     }
 
     pub fn requests_started(&self) -> u64 {
@@ -82,11 +126,14 @@ impl ConnActivity {
         self.ambiguous_framing.swap(false, Ordering::Relaxed)
     }
 
-    /// A whole request head was parsed: the request is now in flight.
+    /// A whole request head was parsed: the request is now in flight. (HTTP/2 heads end
+    /// with their header block, which may already be followed by the next one.)
     pub fn request_started(&self) {
         self.started.fetch_add(1, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        self.head_started.store(0, Ordering::Relaxed);
+        if self.protocol == ConnProtocol::Http1 {
+            self.head_started.store(0, Ordering::Relaxed);
+        }
     }
 
     /// The response (body included) is finished or abandoned.
@@ -100,6 +147,11 @@ impl ConnActivity {
 
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Whether a request head is being received.
+    pub fn receiving_head(&self) -> bool {
+        self.head_started.load(Ordering::Relaxed) != 0
     }
 
     /// When the head being received must be complete, if one is.
@@ -146,7 +198,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_head_starts_on_the_first_byte_between_requests_only() {
-        let a = std::sync::Arc::new(ConnActivity::new(true));
+        let a = std::sync::Arc::new(ConnActivity::new(ConnProtocol::Http1, Instant::now()));
         let t = Duration::from_secs(10);
         assert!(a.head_deadline(t).is_none());
         tokio::time::advance(Duration::from_secs(3)).await;
@@ -168,10 +220,38 @@ mod tests {
         assert_eq!(a.idle_deadline(t), Some(a.epoch + Duration::from_secs(14)));
     }
 
-    #[test]
-    fn http2_connections_have_no_head_timer() {
-        let a = ConnActivity::new(false);
+    #[tokio::test(start_paused = true)]
+    async fn an_http2_connection_must_end_its_first_header_block_within_the_timeout_of_its_start() {
+        let t = Duration::from_secs(10);
+        let a = std::sync::Arc::new(ConnActivity::new(ConnProtocol::Http2, Instant::now()));
+        assert_eq!(a.head_deadline(t), Some(a.epoch + t), "no stream yet");
+        assert!(a.idle_deadline(t).is_none());
         a.on_read();
-        assert!(a.head_deadline(Duration::from_secs(1)).is_none());
+        assert!(!a.reading_head(), "HTTP/2 bytes are not HTTP/1 heads");
+        tokio::time::advance(Duration::from_secs(4)).await;
+        a.on_header_block(BlockEvent::Began);
+        assert_eq!(
+            a.head_deadline(t),
+            Some(a.epoch + t),
+            "a late first HEADERS gains no time"
+        );
+        a.on_header_block(BlockEvent::Ended);
+        assert!(a.head_deadline(t).is_none());
+        let guard = InFlightGuard::new(a.clone());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        a.on_header_block(BlockEvent::Began);
+        assert_eq!(
+            a.head_deadline(t),
+            Some(a.epoch + Duration::from_secs(15)),
+            "later blocks count from their first byte, streams in flight or not"
+        );
+        let second = InFlightGuard::new(a.clone());
+        assert!(
+            a.head_deadline(t).is_some(),
+            "a request starting does not end another block"
+        );
+        a.on_header_block(BlockEvent::Ended);
+        drop((guard, second));
+        assert_eq!(a.idle_deadline(t), Some(a.epoch + Duration::from_secs(15)));
     }
 }

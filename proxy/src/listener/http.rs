@@ -1,6 +1,6 @@
 //! Serves one downstream HTTP connection: detects HTTP/1 vs HTTP/2 (prior knowledge in
-//! plaintext, ALPN over TLS), runs hyper on it with the listener's limits, and supervises head and idle timeouts
-//! and graceful drain.
+//! plaintext, ALPN over TLS) and runs hyper on it with the listener's limits, under the
+//! connection's supervisor (`supervise`: head and idle timeouts, graceful drain).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -19,8 +19,9 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use super::activity::{ConnActivity, InFlightGuard};
+use super::activity::{ConnActivity, ConnProtocol, InFlightGuard};
 use super::io::ConnIo;
+use super::supervise::{GracefulConnection, supervise};
 use crate::http::response::error_response;
 use crate::http::{ProxyError, RequestBody};
 use crate::layers::{self, ProxyRequest, RequestContext};
@@ -40,14 +41,8 @@ pub struct HttpConnSettings {
     pub metrics: Arc<ListenerHandles>,
 }
 
-#[derive(Debug, PartialEq, Eq)]
-enum Detected {
-    Http1,
-    Http2,
-}
-
 /// Looks at the first bytes without consuming them: the HTTP/2 preface or anything else.
-async fn detect(stream: &TcpStream) -> std::io::Result<Option<Detected>> {
+async fn detect(stream: &TcpStream) -> std::io::Result<Option<ConnProtocol>> {
     let mut buf = [0u8; 24];
     loop {
         let n = stream.peek(&mut buf).await?;
@@ -55,10 +50,10 @@ async fn detect(stream: &TcpStream) -> std::io::Result<Option<Detected>> {
             return Ok(None);
         }
         if buf[..n] != H2_PREFACE[..n] {
-            return Ok(Some(Detected::Http1));
+            return Ok(Some(ConnProtocol::Http1));
         }
         if n == H2_PREFACE.len() {
-            return Ok(Some(Detected::Http2));
+            return Ok(Some(ConnProtocol::Http2));
         }
         // A partial preface: wait briefly for the rest instead of spinning on peek.
         tokio::time::sleep(Duration::from_millis(1)).await;
@@ -68,6 +63,7 @@ async fn detect(stream: &TcpStream) -> std::io::Result<Option<Detected>> {
 /// Serves a plaintext connection: HTTP/2 when it opens with the prior-knowledge preface,
 /// HTTP/1 otherwise.
 pub async fn serve(stream: TcpStream, client_addr: SocketAddr, settings: HttpConnSettings) {
+    let accepted = tokio::time::Instant::now();
     let limits = settings.limits.clone();
     let detected = match tokio::time::timeout(limits.header_read_timeout, detect(&stream)).await {
         Ok(Ok(Some(d))) => d,
@@ -81,7 +77,7 @@ pub async fn serve(stream: TcpStream, client_addr: SocketAddr, settings: HttpCon
     // drained the socket and so saves a read that would only return EAGAIN); the write
     // half stays here for a last 408 after hyper is stopped.
     let (read, write) = stream.into_split();
-    let activity = Arc::new(ConnActivity::new(detected == Detected::Http1));
+    let activity = Arc::new(ConnActivity::new(detected, accepted));
     let io = ConnIo::new(read, activity.clone());
     let conn = Conn {
         client_addr,
@@ -90,7 +86,7 @@ pub async fn serve(stream: TcpStream, client_addr: SocketAddr, settings: HttpCon
         activity,
         settings,
     };
-    conn.run(io, detected, Some(write.as_ref())).await;
+    conn.run(io, Some(write.as_ref())).await;
     // The read half may live on in an upgraded (WebSocket) tunnel: dropping the write half
     // would shut the socket's sending side under it; this leaves closing to the read half.
     write.forget();
@@ -103,12 +99,12 @@ pub async fn serve_tls(
     client_addr: SocketAddr,
     settings: HttpConnSettings,
 ) {
-    let detected = if tls.h2 {
-        Detected::Http2
+    let protocol = if tls.h2 {
+        ConnProtocol::Http2
     } else {
-        Detected::Http1
+        ConnProtocol::Http1
     };
-    let activity = Arc::new(ConnActivity::new(detected == Detected::Http1));
+    let activity = Arc::new(ConnActivity::new(protocol, tokio::time::Instant::now()));
     let io = ConnIo::new(tls.stream, activity.clone());
     let conn = Conn {
         client_addr,
@@ -117,7 +113,7 @@ pub async fn serve_tls(
         activity,
         settings,
     };
-    conn.run(io, detected, None).await
+    conn.run(io, None).await
 }
 
 /// One downstream connection and what its requests need to know about it.
@@ -131,7 +127,7 @@ struct Conn {
 }
 
 impl Conn {
-    async fn run<T>(self, io: ConnIo<T>, detected: Detected, http1_stream: Option<&TcpStream>)
+    async fn run<T>(self, io: ConnIo<T>, plaintext: Option<&TcpStream>)
     where
         ConnIo<T>: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
@@ -146,8 +142,8 @@ impl Conn {
             activity: self.activity.clone(),
         };
         let max_header = usize::try_from(limits.max_request_header_size).unwrap_or(usize::MAX);
-        match detected {
-            Detected::Http1 => {
+        match self.activity.protocol() {
+            ConnProtocol::Http1 => {
                 let conn = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
                     .keep_alive(true)
@@ -159,12 +155,12 @@ impl Conn {
                     conn,
                     &self.activity,
                     &self.settings,
-                    http1_stream,
+                    plaintext,
                     self.client_addr,
                 )
                 .await
             }
-            Detected::Http2 => {
+            ConnProtocol::Http2 => {
                 let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                     .timer(TokioTimer::new())
                     .max_header_list_size(u32::try_from(max_header).unwrap_or(u32::MAX))
@@ -173,11 +169,6 @@ impl Conn {
             }
         }
     }
-}
-
-/// Either kind of hyper server connection, as far as supervision is concerned.
-trait GracefulConnection: Future<Output = Result<(), hyper::Error>> {
-    fn graceful_shutdown(self: Pin<&mut Self>);
 }
 
 impl<I> GracefulConnection for hyper::server::conn::http1::UpgradeableConnection<I, HttpService>
@@ -195,67 +186,6 @@ where
 {
     fn graceful_shutdown(self: Pin<&mut Self>) {
         hyper::server::conn::http2::Connection::graceful_shutdown(self)
-    }
-}
-
-const HEADER_TIMEOUT_RESPONSE: &[u8] = b"HTTP/1.1 408 Request Timeout\r\nconnection: close\r\nx-meshwork-error: header-timeout\r\ncontent-length: 0\r\n\r\n";
-
-/// Drives the connection until it ends, enforcing the head and idle timeouts and
-/// starting a graceful shutdown on drain.
-async fn supervise<C: GracefulConnection>(
-    conn: C,
-    activity: &ConnActivity,
-    settings: &HttpConnSettings,
-    http1_stream: Option<&TcpStream>,
-    client_addr: SocketAddr,
-) {
-    let limits = &settings.limits;
-    let drain = &settings.drain;
-    let mut conn = std::pin::pin!(conn);
-    let mut shutting_down = false;
-    loop {
-        let head = activity.head_deadline(limits.header_read_timeout);
-        let idle = activity.idle_deadline(limits.idle_timeout);
-        let next = match (head, idle) {
-            (Some(h), Some(i)) => Some(h.min(i)),
-            (h, i) => h.or(i),
-        };
-        let wake = async {
-            match next {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            result = conn.as_mut() => {
-                if let Err(error) = result {
-                    tracing::debug!(%client_addr, %error, "connection ended with an error");
-                }
-                return;
-            }
-            _ = drain.cancelled(), if !shutting_down => {
-                shutting_down = true;
-                conn.as_mut().graceful_shutdown();
-            }
-            _ = activity.changed() => {}
-            _ = wake => {
-                let now = tokio::time::Instant::now();
-                if activity.head_deadline(limits.header_read_timeout).is_some_and(|d| d <= now) {
-                    tracing::debug!(%client_addr, "request head not received in time; answering 408");
-                    settings.metrics.local_response(ProxyError::HeaderTimeout);
-                    if let Some(stream) = http1_stream {
-                        let _ = stream.try_write(HEADER_TIMEOUT_RESPONSE);
-                        let _ = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Both);
-                    }
-                    return;
-                }
-                if activity.idle_deadline(limits.idle_timeout).is_some_and(|d| d <= now) && !shutting_down {
-                    tracing::debug!(%client_addr, "idle timeout; closing connection");
-                    shutting_down = true;
-                    conn.as_mut().graceful_shutdown();
-                }
-            }
-        }
     }
 }
 

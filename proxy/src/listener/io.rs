@@ -1,5 +1,6 @@
 //! The downstream connection's transport, reporting reads to the connection's
-//! [`ConnActivity`]: the read half of a plaintext socket (the write half stays with the
+//! [`ConnActivity`] (HTTP/1 head bytes scanned for ambiguous framing, HTTP/2 frames
+//! for header blocks): the read half of a plaintext socket (the write half stays with the
 //! connection's supervisor, which may still write a last 408 after it stopped hyper on a
 //! slow request head; hyper writes through the read half's shared socket), or a TLS
 //! stream.
@@ -14,8 +15,22 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
 use tokio_rustls::server::TlsStream;
 
-use super::activity::ConnActivity;
+use super::activity::{ConnActivity, ConnProtocol};
 use super::framing::HeadScanner;
+use super::header_blocks::HeaderBlockScanner;
+
+/// What the bytes read are watched for.
+#[derive(Debug)]
+enum Scanner {
+    /// HTTP/1 request heads, for both framing headers at once.
+    Http1 {
+        head: HeadScanner,
+        /// `activity.requests_started()` when `head` was last reset.
+        scanned_for: u64,
+    },
+    /// HTTP/2 frames, for header blocks starting and ending.
+    Http2(HeaderBlockScanner),
+}
 
 /// A downstream transport (`OwnedReadHalf`: plaintext; `TlsStream`: TLS) whose reads
 /// are watched.
@@ -23,32 +38,42 @@ use super::framing::HeadScanner;
 pub struct ConnIo<T> {
     stream: T,
     activity: Arc<ConnActivity>,
-    scanner: HeadScanner,
-    /// `activity.requests_started()` when `scanner` was last reset.
-    scanned_for: u64,
+    scanner: Scanner,
 }
 
 impl<T> ConnIo<T> {
     pub fn new(stream: T, activity: Arc<ConnActivity>) -> Self {
+        let scanner = match activity.protocol() {
+            ConnProtocol::Http1 => Scanner::Http1 {
+                head: HeadScanner::default(),
+                scanned_for: 0,
+            },
+            ConnProtocol::Http2 => Scanner::Http2(HeaderBlockScanner::default()),
+        };
         Self {
             stream,
             activity,
-            scanner: HeadScanner::default(),
-            scanned_for: 0,
+            scanner,
         }
     }
 
     fn inspect(&mut self, bytes: &[u8]) {
-        self.activity.on_read();
-        if self.activity.reading_head() {
-            let started = self.activity.requests_started();
-            if started != self.scanned_for {
-                self.scanner = HeadScanner::default();
-                self.scanned_for = started;
+        let activity = &self.activity;
+        match &mut self.scanner {
+            Scanner::Http1 { head, scanned_for } => {
+                activity.on_read();
+                if activity.reading_head() {
+                    let started = activity.requests_started();
+                    if started != *scanned_for {
+                        *head = HeadScanner::default();
+                        *scanned_for = started;
+                    }
+                    if head.feed(bytes) {
+                        activity.flag_ambiguous_framing();
+                    }
+                }
             }
-            if self.scanner.feed(bytes) {
-                self.activity.flag_ambiguous_framing();
-            }
+            Scanner::Http2(blocks) => blocks.feed(bytes, |event| activity.on_header_block(event)),
         }
     }
 }

@@ -3,9 +3,11 @@
 
 mod activity;
 mod framing;
+mod header_blocks;
 mod http;
 mod io;
 mod original_dst;
+mod supervise;
 mod tcp;
 
 use std::collections::HashMap;
@@ -21,6 +23,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::metrics::Metrics;
 use crate::metrics::handles::ListenerHandles;
+use crate::observe::log_limit::LogLimiter;
 use crate::snapshot::SnapshotHandle;
 use crate::tls::handshake;
 pub use original_dst::original_destination;
@@ -150,6 +153,7 @@ impl ListenerSet {
                 active: Arc::new(AtomicUsize::new(0)),
                 metrics: Arc::new(ListenerHandles::new(&self.metrics, &listener.name)),
                 handshakes: self.metrics.tls.handshakes(&listener.name),
+                handshake_failure_log: handshake_failure_log(listener.name.as_str().into()),
             };
             tokio::spawn(acceptor.run(socket, stop));
         }
@@ -193,6 +197,23 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
+/// Handshake failures logged one by one per listener in each
+/// [`HANDSHAKE_FAILURE_LOG_INTERVAL`]; the rest are summarized (all are counted in
+/// `meshwork_tls_handshake_failures_total`).
+const HANDSHAKE_FAILURE_LOG_BURST: u32 = 10;
+const HANDSHAKE_FAILURE_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A listener's bound on handshake failure lines: any client can cause one at will.
+fn handshake_failure_log(listener: Arc<str>) -> Arc<LogLimiter> {
+    LogLimiter::new(
+        HANDSHAKE_FAILURE_LOG_BURST,
+        HANDSHAKE_FAILURE_LOG_INTERVAL,
+        Box::new(move |suppressed| {
+            tracing::info!(listener = %listener, suppressed = suppressed.total, reasons = %suppressed, "TLS handshake failures not logged one by one");
+        }),
+    )
+}
+
 /// One listener's accept loop.
 #[derive(Debug)]
 struct Acceptor {
@@ -203,6 +224,7 @@ struct Acceptor {
     metrics: Arc<ListenerHandles>,
     /// TLS handshakes completed on this listener.
     handshakes: prometheus::IntCounter,
+    handshake_failure_log: Arc<LogLimiter>,
 }
 
 /// Counts a connection against its listener's `max_connections` while it lives.
@@ -276,6 +298,7 @@ impl Acceptor {
             };
             let handshakes = self.handshakes.clone();
             let metrics = self.metrics.clone();
+            let failure_log = self.handshake_failure_log.clone();
             self.connections.spawn(async move {
                 let established = match handshake::accept(
                     stream,
@@ -293,7 +316,9 @@ impl Acceptor {
                             .handshake_failures_total
                             .with_label_values(&[&*name, reason])
                             .inc();
-                        tracing::info!(listener = %name, %client_addr, reason, detail, "TLS handshake failed; connection closed");
+                        if failure_log.admit(reason) {
+                            tracing::info!(listener = %name, %client_addr, reason, detail, "TLS handshake failed; connection closed");
+                        }
                         // The client reads the alert before the close; the connection
                         // still holds its slot meanwhile (bounded in time and bytes).
                         refused.close().await;

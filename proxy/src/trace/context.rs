@@ -5,6 +5,9 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use meshwork_config::model::Propagation;
 use opentelemetry::trace::{SpanId, TraceId};
 
+use super::traceparent::{self, InvalidTraceParent};
+use super::tracestate;
+
 const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 const B3: HeaderName = HeaderName::from_static("b3");
@@ -39,8 +42,8 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> 
         .map(str::trim)
 }
 
+/// A B3 trace id. B3 allows 64-bit trace ids: left-pad to 128 bits.
 fn trace_id(hex: &str) -> Option<TraceId> {
-    // B3 allows 64-bit trace ids: left-pad to 128 bits.
     if !(hex.len() == 32 || hex.len() == 16) || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
@@ -48,6 +51,7 @@ fn trace_id(hex: &str) -> Option<TraceId> {
     (id != TraceId::INVALID).then_some(id)
 }
 
+/// A B3 span id.
 fn span_id(hex: &str) -> Option<SpanId> {
     if hex.len() != 16 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
@@ -56,25 +60,32 @@ fn span_id(hex: &str) -> Option<SpanId> {
     (id != SpanId::INVALID).then_some(id)
 }
 
-/// `traceparent: 00-<trace-id>-<parent-id>-<flags>` (W3C Trace Context §3.2).
+/// `traceparent` and `tracestate` (W3C Trace Context §3.2, §3.3). A `traceparent` that
+/// breaks a rule, or comes in more than one field, is ignored — the trace restarts and
+/// its `tracestate` goes with it (§4.3); a `tracestate` that breaks one is dropped alone.
 fn extract_w3c(headers: &HeaderMap) -> Option<Incoming> {
-    let value = header_str(headers, &TRACEPARENT)?;
-    let mut parts = value.split('-');
-    let version = parts.next()?;
-    let (trace, parent, flags) = (parts.next()?, parts.next()?, parts.next()?);
-    // Version 00 has exactly four parts; later versions may append more.
-    if version.len() != 2 || version == "ff" || (version == "00" && parts.next().is_some()) {
-        return None;
-    }
-    if trace.len() != 32 || flags.len() != 2 {
-        return None;
-    }
-    let flags = u8::from_str_radix(flags, 16).ok()?;
+    let mut fields = headers.get_all(TRACEPARENT).iter();
+    let first = fields.next()?;
+    let parsed = match fields.next() {
+        Some(_) => Err(InvalidTraceParent::Repeated),
+        None => traceparent::parse(first.as_bytes()),
+    };
+    let parent = match parsed {
+        Ok(parent) => parent,
+        Err(why) => {
+            tracing::debug!(%why, "traceparent ignored; the trace restarts");
+            return None;
+        }
+    };
+    let tracestate = tracestate::combine(headers.get_all(TRACESTATE)).unwrap_or_else(|why| {
+        tracing::debug!(%why, "tracestate dropped");
+        None
+    });
     Some(Incoming {
-        trace_id: trace_id(trace)?,
-        parent_span_id: span_id(parent)?,
-        sampled: Some(flags & 1 == 1),
-        tracestate: headers.get(TRACESTATE).cloned(),
+        trace_id: parent.trace_id,
+        parent_span_id: parent.parent_id,
+        sampled: Some(parent.sampled),
+        tracestate,
     })
 }
 
@@ -218,10 +229,11 @@ mod tests {
 
     const BOTH: &[Propagation] = &[Propagation::W3c, Propagation::B3];
 
+    /// A header map holding every pair, repeated names as separate fields.
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.insert(
+            h.append(
                 HeaderName::from_bytes(k.as_bytes()).unwrap(),
                 HeaderValue::from_str(v).unwrap(),
             );
@@ -254,6 +266,8 @@ mod tests {
             "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
             "00-4BF92F3577B34DA6A3CE929D0E0E473G-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "0.-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
             "garbage",
         ] {
             assert!(
@@ -261,6 +275,110 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    const PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn two_traceparent_fields_restart_the_trace_even_when_equal() {
+        for second in [
+            PARENT,
+            "00-4bf92f3577b34da6a3ce929d0e0e4737-00f067aa0ba902b7-01",
+        ] {
+            let h = headers(&[("traceparent", PARENT), ("traceparent", second)]);
+            assert_eq!(extract(&h, &[Propagation::W3c]), None, "{second}");
+        }
+    }
+
+    #[test]
+    fn a_w3c_context_ignored_leaves_b3_to_be_read() {
+        let h = headers(&[
+            ("traceparent", PARENT),
+            ("traceparent", PARENT),
+            ("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1"),
+        ]);
+        let ctx = extract(&h, BOTH).unwrap();
+        assert_eq!(ctx.trace_id.to_string(), "80f198ee56343ba864fe8b2a57d3eff7");
+        assert_eq!(ctx.tracestate, None);
+    }
+
+    #[test]
+    fn several_tracestate_fields_are_combined() {
+        let h = headers(&[
+            ("traceparent", PARENT),
+            ("tracestate", "foo=1,bar=2"),
+            ("tracestate", "rojo=1"),
+        ]);
+        let ctx = extract(&h, &[Propagation::W3c]).unwrap();
+        assert_eq!(ctx.tracestate.unwrap(), "foo=1,bar=2,rojo=1");
+    }
+
+    #[test]
+    fn an_invalid_tracestate_is_dropped_and_the_traceparent_kept() {
+        let h = headers(&[("traceparent", PARENT), ("tracestate", "FOO=1")]);
+        let ctx = extract(&h, &[Propagation::W3c]).unwrap();
+        assert_eq!(ctx.trace_id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(ctx.tracestate, None);
+    }
+
+    #[test]
+    fn a_tracestate_without_a_valid_traceparent_is_not_read() {
+        let bad_parent = PARENT.replace("-01", "-0g");
+        for h in [
+            headers(&[("tracestate", "foo=1")]),
+            headers(&[("traceparent", &bad_parent), ("tracestate", "foo=1")]),
+        ] {
+            assert_eq!(extract(&h, &[Propagation::W3c]), None);
+        }
+    }
+
+    #[test]
+    fn only_the_sampled_flag_is_propagated() {
+        let h = headers(&[("traceparent", &PARENT.replace("-01", "-ff"))]);
+        let ctx = extract(&h, &[Propagation::W3c]).unwrap();
+        assert_eq!(ctx.sampled, Some(true));
+        let mut out = HeaderMap::new();
+        let outgoing = Outgoing {
+            trace_id: ctx.trace_id,
+            span_id: SpanId::from_hex("e457b5a2e4d86bd1").unwrap(),
+            sampled: true,
+            tracestate: None,
+        };
+        inject(&mut out, &outgoing, &[Propagation::W3c]);
+        assert_eq!(
+            out["traceparent"],
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-e457b5a2e4d86bd1-01"
+        );
+    }
+
+    #[test]
+    fn a_higher_version_is_written_back_as_version_00() {
+        let h = headers(&[("traceparent", &format!("cc{}-future", &PARENT[2..]))]);
+        let ctx = extract(&h, &[Propagation::W3c]).unwrap();
+        let mut out = HeaderMap::new();
+        let outgoing = Outgoing {
+            trace_id: ctx.trace_id,
+            span_id: ctx.parent_span_id,
+            sampled: true,
+            tracestate: None,
+        };
+        inject(&mut out, &outgoing, &[Propagation::W3c]);
+        assert_eq!(out["traceparent"], PARENT);
+    }
+
+    #[test]
+    fn every_tracestate_field_is_replaced_by_the_combined_one() {
+        let mut h = headers(&[("tracestate", "a=1"), ("tracestate", "b=2")]);
+        let state = HeaderValue::from_static("a=1,b=2");
+        let outgoing = Outgoing {
+            trace_id: TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
+            span_id: SpanId::from_hex("e457b5a2e4d86bd1").unwrap(),
+            sampled: true,
+            tracestate: Some(&state),
+        };
+        inject(&mut h, &outgoing, &[Propagation::W3c]);
+        let states: Vec<_> = h.get_all("tracestate").iter().collect();
+        assert_eq!(states, [&state]);
     }
 
     #[test]

@@ -4,6 +4,8 @@
 pub mod context;
 pub mod exporter;
 pub mod span;
+pub mod traceparent;
+pub mod tracestate;
 
 use std::time::Duration;
 
@@ -95,6 +97,15 @@ impl Tracer {
             exporter.close(within).await;
         }
     }
+}
+
+/// `bytes` without the optional whitespace (spaces and tabs) around it, which is not
+/// part of a field value or list member (RFC 9110 §5.5, §5.6.1).
+fn trim_ows(bytes: &[u8]) -> &[u8] {
+    let ows = |c: &u8| matches!(c, b' ' | b'\t');
+    let start = bytes.iter().position(|c| !ows(c)).unwrap_or(bytes.len());
+    let end = bytes.iter().rposition(|c| !ows(c)).map_or(start, |i| i + 1);
+    &bytes[start..end]
 }
 
 thread_local! {
