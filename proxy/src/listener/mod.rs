@@ -147,6 +147,10 @@ impl ListenerSet {
                 connections: self.connections.clone(),
                 active: Arc::new(AtomicUsize::new(0)),
                 metrics: Arc::new(ListenerHandles::new(&self.metrics, &listener.name)),
+                tcp: Arc::new(tcp::TcpListenerHandles::new(
+                    &self.metrics,
+                    listener.name.as_str().into(),
+                )),
                 handshakes: self.metrics.tls.handshakes(&listener.name),
             };
             tokio::spawn(acceptor.run(socket, stop));
@@ -199,8 +203,16 @@ struct Acceptor {
     connections: TaskTracker,
     active: Arc<AtomicUsize>,
     metrics: Arc<ListenerHandles>,
+    /// Refusals and idle closes of a `tcp` listener's connections.
+    tcp: Arc<tcp::TcpListenerHandles>,
     /// TLS handshakes completed on this listener.
     handshakes: prometheus::IntCounter,
+}
+
+/// What a connection is served with, by the listener's protocol.
+enum Settings {
+    Http(http::HttpConnSettings),
+    Tcp(tcp::TcpConnSettings),
 }
 
 /// Counts a connection against its listener's `max_connections` while it lives.
@@ -248,8 +260,8 @@ impl Acceptor {
             self.metrics.connections_active.inc();
             let slot = ConnectionSlot(self.active.clone(), self.metrics.clone());
             let _ = stream.set_nodelay(true);
-            let http_settings = match protocol {
-                ListenerProtocol::Http { .. } => Some(http::HttpConnSettings {
+            let settings = match protocol {
+                ListenerProtocol::Http { .. } => Settings::Http(http::HttpConnSettings {
                     listener: self.name.clone(),
                     limits,
                     snapshots: self.snapshots.clone(),
@@ -257,16 +269,23 @@ impl Acceptor {
                     drain: stop.clone(),
                     metrics: self.metrics.clone(),
                 }),
-                ListenerProtocol::Tcp { .. } => None,
+                ListenerProtocol::Tcp { .. } => Settings::Tcp(tcp::TcpConnSettings {
+                    snapshots: self.snapshots.clone(),
+                    idle_timeout: limits.idle_timeout,
+                    handles: self.tcp.clone(),
+                }),
             };
             let name = self.name.clone();
-            let snapshots = self.snapshots.clone();
             let Some(tls) = tls else {
                 // Plaintext: straight to the protocol.
                 self.connections.spawn(async move {
-                    match http_settings {
-                        Some(settings) => http::serve(stream, client_addr, settings).await,
-                        None => tcp::serve(stream, client_addr, &name, snapshots).await,
+                    match settings {
+                        Settings::Http(settings) => {
+                            http::serve(stream, client_addr, settings).await
+                        }
+                        Settings::Tcp(settings) => {
+                            tcp::serve(stream, client_addr, None, settings).await
+                        }
                     }
                     drop(slot);
                 });
@@ -300,9 +319,14 @@ impl Acceptor {
                     }
                 };
                 handshakes.inc();
-                match http_settings {
-                    Some(settings) => http::serve_tls(established, client_addr, settings).await,
-                    None => tcp::serve(established.stream, client_addr, &name, snapshots).await,
+                match settings {
+                    Settings::Http(settings) => {
+                        http::serve_tls(established, client_addr, settings).await
+                    }
+                    Settings::Tcp(settings) => {
+                        let peer = established.peer_identity;
+                        tcp::serve(established.stream, client_addr, peer, settings).await
+                    }
                 }
                 drop(slot);
             });

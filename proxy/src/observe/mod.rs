@@ -3,6 +3,7 @@
 
 pub mod access_log;
 pub mod batch;
+pub mod log_budget;
 
 use std::borrow::Cow;
 use std::pin::Pin;
