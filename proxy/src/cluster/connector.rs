@@ -179,13 +179,19 @@ impl UpstreamStream {
     }
 }
 
-impl Connection for CountedStream {
+impl Connection for UpstreamStream {
     fn connected(&self) -> Connected {
-        if self.inner.negotiated_h2() {
+        if self.negotiated_h2() {
             Connected::new().negotiated_h2()
         } else {
             Connected::new()
         }
+    }
+}
+
+impl Connection for CountedStream {
+    fn connected(&self) -> Connected {
+        self.inner.connected()
     }
 }
 
