@@ -428,7 +428,6 @@ async fn tcp_connect_failures_open_the_breaker_and_half_open_trials_are_reported
         }
     };
     let transitions = |to: &'static str| {
-        let breaker = breaker.clone();
         move |s: &meshwork_tests::Scrape| -> u64 {
             let mut labels = breaker.to_vec();
             labels.push(("to", to));
