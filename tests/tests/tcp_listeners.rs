@@ -262,6 +262,17 @@ async fn dial(proxy: &Proxy) -> tokio::net::TcpStream {
         .expect("connect to the listener")
 }
 
+/// Opens a connection that is relayed (and returns it), then a second one, which the
+/// proxy must close without a reply.
+async fn one_admitted_then_one_closed(proxy: &Proxy) -> tokio::net::TcpStream {
+    let mut first = dial(proxy).await;
+    echoes(&mut first, b"one").await;
+    let mut second = dial(proxy).await;
+    let _ = second.write_all(b"two").await;
+    assert!(read_until_closed(&mut second).await.is_empty());
+    first
+}
+
 #[tokio::test]
 async fn a_tcp_connection_silent_both_ways_for_the_idle_timeout_is_closed() {
     let echo = TcpEchoUpstream::start().await;
@@ -304,11 +315,7 @@ async fn a_tcp_listener_closes_connections_beyond_its_max_connections() {
         "connect_timeout: 1s",
     )
     .await;
-    let mut first = dial(&proxy).await;
-    echoes(&mut first, b"one").await;
-    let mut second = dial(&proxy).await;
-    let _ = second.write_all(b"two").await;
-    assert!(read_until_closed(&mut second).await.is_empty());
+    let mut first = one_admitted_then_one_closed(&proxy).await;
     proxy
         .scrape_when("the rejection counted", |s| {
             count(
@@ -331,11 +338,7 @@ async fn a_cluster_at_max_connections_refuses_more_tcp_connections_without_diall
         "limits: { max_connections: 1 }",
     )
     .await;
-    let mut first = dial(&proxy).await;
-    echoes(&mut first, b"one").await;
-    let mut second = dial(&proxy).await;
-    let _ = second.write_all(b"two").await;
-    assert!(read_until_closed(&mut second).await.is_empty());
+    let first = one_admitted_then_one_closed(&proxy).await;
     let scrape = proxy
         .scrape_when("the overflow counted", |s| {
             count(

@@ -178,8 +178,12 @@ fn tls(ck: &mut Check<'_>, at: &Spanned<RawListenerTls>, identity: bool) -> List
 /// head to time or measure (its `max_connections` and `idle_timeout` apply).
 fn http_only_limits(ck: &mut Check<'_>, raw: &RawListenerLimits) {
     let fields = [
-        raw.header_read_timeout.as_ref().map(|f| (f.pos, f.path.clone())),
-        raw.max_request_header_size.as_ref().map(|f| (f.pos, f.path.clone())),
+        raw.header_read_timeout
+            .as_ref()
+            .map(|f| (f.pos, f.path.clone())),
+        raw.max_request_header_size
+            .as_ref()
+            .map(|f| (f.pos, f.path.clone())),
     ];
     for (pos, path) in fields.into_iter().flatten() {
         ck.at(
