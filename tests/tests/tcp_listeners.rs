@@ -8,7 +8,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use meshwork_tests::{
-    CertFiles, Proxy, TcpEchoUpstream, TestCa, TlsClient, dedent, meshwork_in, within,
+    CertFiles, Proxy, TcpEchoUpstream, TestCa, TlsClient, dedent, meshwork_in,
+    promtool_check_metrics, within,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -153,6 +154,20 @@ async fn a_peer_the_policy_refuses_is_closed_before_any_byte_reaches_the_upstrea
     );
     // The allowed connection is untouched by the other's refusal.
     echoes(&mut allowed, b"still here").await;
+
+    // The tcp families pass promtool and are documented.
+    promtool_check_metrics(&scrape.text).unwrap_or_else(|p| m.proxy.fail(&p));
+    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/metrics.md"))
+        .unwrap();
+    for family in [
+        "meshwork_tcp_connections_refused_total",
+        "meshwork_tcp_idle_timeouts_total",
+    ] {
+        assert!(
+            docs.contains(&format!("`{family}`")),
+            "{family} is documented"
+        );
+    }
 }
 
 #[tokio::test]
