@@ -82,13 +82,32 @@ pub(crate) fn substitute(
     let mut map = ColumnMap::default();
     let mut problems = Vec::new();
     let mut quotes = Quotes::default();
-    for (index, line) in text.split_inclusive('\n').enumerate() {
+    for (index, line) in lines_inclusive(text).enumerate() {
         let (new_line, replacements) =
             substitute_line(index + 1, line, env, &mut quotes, &mut problems);
         out.push_str(&new_line);
         map.lines.push(replacements);
     }
     (out, map, problems)
+}
+
+/// The lines of `text`, each with its line break, broken where YAML breaks them: at
+/// `\r\n`, `\n`, and a `\r` alone (so line numbers here are the parser's).
+fn lines_inclusive(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let end = match rest.find(['\r', '\n']) {
+            Some(at) if rest[at..].starts_with("\r\n") => at + 2,
+            Some(at) => at + 1,
+            None => rest.len(),
+        };
+        let (line, after) = rest.split_at(end);
+        rest = after;
+        Some(line)
+    })
 }
 
 /// Whether we are inside a quoted scalar (kept across lines for multi-line strings).
@@ -218,6 +237,15 @@ fn resolve(inner: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_break_where_yaml_breaks_them() {
+        let lines: Vec<&str> = lines_inclusive("a\r\nb\rc\nd").collect();
+        assert_eq!(lines, ["a\r\n", "b\r", "c\n", "d"]);
+        // A lone CR ends a line: a problem after it is on the next line, as the parser says.
+        let (_, _, problems) = substitute("a: 1\rb: ${", &|_| None);
+        assert_eq!(problems[0].0, Pos::new(2, 4));
+    }
 
     fn env(name: &str) -> Option<String> {
         match name {

@@ -123,7 +123,7 @@ fn load_with(
                 .into_vec(file_name)
                 .into_iter()
                 .map(|mut d| {
-                    let pos = columns.original(d.pos());
+                    let pos = yaml::inside(text, columns.original(d.pos()));
                     d.line = pos.line;
                     d.column = pos.column;
                     d

@@ -730,7 +730,11 @@ pub enum Propagation {
 
 #[derive(serde::Serialize, Clone, Debug, PartialEq, Eq)]
 pub struct Otlp {
+    /// An `http://` or `https://` URL.
     pub endpoint: String,
+    /// TLS settings for an `https://` endpoint (`None`: the system's trust store, the
+    /// endpoint's host as the name).
+    pub tls: Option<ClientTls>,
 }
 
 #[derive(serde::Serialize, Clone, Debug, PartialEq, Eq)]

@@ -101,9 +101,40 @@ pub(crate) fn parse(text: &str) -> Result<(Option<Node>, Vec<Problem>), (Pos, St
     let mut parser = Parser::new_from_str(text);
     if let Err(e) = parser.load(&mut builder, true) {
         let m = e.marker();
-        return Err((pos(m), format!("invalid YAML: {}", e.info())));
+        return Err((inside(text, pos(m)), format!("invalid YAML: {}", e.info())));
     }
-    Ok((builder.root, builder.problems))
+    let problems = builder
+        .problems
+        .into_iter()
+        .map(|(at, path, message)| (inside(text, at), path, message))
+        .collect();
+    Ok((builder.root, problems))
+}
+
+/// `pos`, moved to the end of `text` when past it: the scanner reports a problem at the
+/// end of the stream as if a line break followed the last line, even when none does, and
+/// a diagnostic must point at a place an editor can show.
+pub(crate) fn inside(text: &str, pos: Pos) -> Pos {
+    let lines = lines(text);
+    let last = lines.len();
+    if pos.line > last {
+        return Pos::new(last, lines[last - 1].chars().count() + 1);
+    }
+    let width = lines[pos.line.max(1) - 1].chars().count();
+    Pos::new(pos.line.max(1), pos.column.clamp(1, width + 1))
+}
+
+/// The lines of `text` as YAML breaks them: at `\r\n`, `\r` or `\n` (at least one).
+fn lines(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find(['\r', '\n']) {
+        out.push(&rest[..at]);
+        let skip = if rest[at..].starts_with("\r\n") { 2 } else { 1 };
+        rest = &rest[at + skip..];
+    }
+    out.push(rest);
+    out
 }
 
 fn pos(m: &saphyr_parser::Marker) -> Pos {

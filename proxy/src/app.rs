@@ -14,6 +14,7 @@ use crate::cluster::ClusterRegistry;
 use crate::listener::{ListenerInfo, ListenerSet};
 use crate::metrics::Metrics;
 use crate::observe::access_log::AccessLogWriter;
+use crate::restart::{PendingRestart, StartupSettings};
 use crate::snapshot::{Snapshot, SnapshotHandle, SnapshotParts};
 use crate::tls::TlsPlan;
 use crate::tls::identity::{IdentityMaterial, IdentityStore};
@@ -64,6 +65,9 @@ pub struct Proxy {
     /// Set while `/ready` waits for the control plane's first snapshot (the file has no
     /// listeners of its own).
     awaiting_snapshot: AtomicBool,
+    /// The settings read once at startup, and those the applied config changes.
+    startup: StartupSettings,
+    pending_restart: Mutex<Vec<PendingRestart>>,
 }
 
 /// A config that could not be applied: invalid, or its listeners could not bind.
@@ -106,6 +110,10 @@ impl Proxy {
         let access_log = self.access_log_for(&config)?;
         let tracer = self.tracer_for(&config)?;
         crate::policy::authorization::warn_about_unauthenticated_policies(&config);
+        *self
+            .pending_restart
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = self.startup.differences(&config);
         self.identity.install(config.identity.clone(), identity);
         self.watch_identity();
         let version = self.next_version.fetch_add(1, Ordering::Relaxed);
@@ -232,6 +240,7 @@ impl Proxy {
                     .inc();
                 *self.applied_text.lock().unwrap_or_else(|e| e.into_inner()) = Some(text);
                 tracing::info!(version, path = %path.display(), "config reloaded");
+                self.warn_pending_restart();
             }
             Err(error) => {
                 if matches!(error, ApplyError::Invalid(_)) {
@@ -246,6 +255,22 @@ impl Proxy {
                     tracing::error!(error = line, "reload rejected; keeping the active config");
                 }
             }
+        }
+    }
+
+    /// Says which applied fields still run with their startup value.
+    fn warn_pending_restart(&self) {
+        let pending = self
+            .pending_restart
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for p in pending.iter() {
+            tracing::warn!(
+                field = p.field,
+                running = %p.running,
+                configured = %p.configured,
+                "config field changed on reload needs a restart; still running the old value"
+            );
         }
     }
 
@@ -314,6 +339,7 @@ impl Proxy {
             "version": snapshot.version.to_string(),
             "source": snapshot.source,
             "control_plane": self.control_plane.as_ref().map(|l| l.view()),
+            "pending_restart": &*self.pending_restart.lock().unwrap_or_else(|e| e.into_inner()),
             "config": &*snapshot.config,
         })
     }
@@ -401,6 +427,8 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<()> {
         invalid_text: Mutex::new(None),
         control_plane: control_plane.clone(),
         awaiting_snapshot: AtomicBool::new(awaiting_snapshot),
+        startup: StartupSettings::of(&config),
+        pending_restart: Mutex::new(Vec::new()),
     });
 
     // Before any port is bound: a bad certificate file for the control plane stops the

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod observe;
 pub mod policy;
 pub mod reload;
+pub mod restart;
 pub mod router;
 pub mod snapshot;
 pub mod tls;

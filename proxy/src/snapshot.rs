@@ -138,6 +138,14 @@ impl HttpListenerPlan {
     }
 }
 
+/// A `tcp` listener's target cluster and the policy its connections must pass.
+#[derive(Debug)]
+pub struct TcpListenerPlan {
+    pub cluster: Arc<ClusterRuntime>,
+    /// The listener's authorization policy, if it has one (decided by peer identity).
+    pub authorization: Option<Authorization>,
+}
+
 /// Everything a request needs, compiled from one config.
 #[derive(Debug)]
 pub struct Snapshot {
@@ -147,8 +155,8 @@ pub struct Snapshot {
     pub source: String,
     pub config: Arc<Config>,
     http_listeners: HashMap<String, Arc<HttpListenerPlan>>,
-    /// Target cluster of each TCP listener, by listener name.
-    tcp_listeners: HashMap<String, Arc<ClusterRuntime>>,
+    /// What each TCP listener's connections need, by listener name.
+    tcp_listeners: HashMap<String, Arc<TcpListenerPlan>>,
     pub clusters: HashMap<String, Arc<ClusterRuntime>>,
     /// TLS settings of listeners (and clusters, already handed to their runtimes).
     tls: TlsPlan,
@@ -188,14 +196,17 @@ impl Snapshot {
         let mut http_listeners = HashMap::new();
         let mut tcp_listeners = HashMap::new();
         for listener in &config.listeners {
+            let authorization = || {
+                config
+                    .authorization
+                    .iter()
+                    .find(|a| a.listener == listener.name)
+                    .map(Authorization::new)
+            };
             match &listener.protocol {
                 ListenerProtocol::Http { route_table } => {
                     if let Some(t) = route_tables.get(route_table) {
-                        let authorization = config
-                            .authorization
-                            .iter()
-                            .find(|a| a.listener == listener.name)
-                            .map(Authorization::new);
+                        let authorization = authorization();
                         let plan = HttpListenerPlan::new(
                             &listener.name,
                             t.clone(),
@@ -208,7 +219,11 @@ impl Snapshot {
                 }
                 ListenerProtocol::Tcp { cluster } => {
                     if let Some(c) = clusters.get(cluster) {
-                        tcp_listeners.insert(listener.name.clone(), c.clone());
+                        let plan = TcpListenerPlan {
+                            cluster: c.clone(),
+                            authorization: authorization(),
+                        };
+                        tcp_listeners.insert(listener.name.clone(), Arc::new(plan));
                     }
                 }
             }
@@ -235,7 +250,7 @@ impl Snapshot {
         self.http_listeners.get(listener)
     }
 
-    pub fn cluster_for(&self, listener: &str) -> Option<&Arc<ClusterRuntime>> {
+    pub fn tcp_listener(&self, listener: &str) -> Option<&Arc<TcpListenerPlan>> {
         self.tcp_listeners.get(listener)
     }
 

@@ -68,6 +68,8 @@ struct Received {
 #[derive(Debug)]
 pub struct OtlpReceiver {
     addr: SocketAddr,
+    /// `http`, or `https` for [`OtlpReceiver::start_tls`].
+    scheme: &'static str,
     received: Arc<Mutex<Received>>,
     task: JoinHandle<()>,
 }
@@ -80,17 +82,45 @@ impl OtlpReceiver {
             .expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("the bound address");
         let received = Arc::new(Mutex::new(Received::default()));
-        let task = tokio::spawn(accept_loop(listener, received.clone()));
+        let task = tokio::spawn(accept_loop(listener, None, received.clone()));
         Self {
             addr,
+            scheme: "http",
             received,
             task,
         }
     }
 
-    /// `http://127.0.0.1:PORT/v1/traces`, for `tracing.otlp.endpoint`.
+    /// Binds `127.0.0.1:0` and accepts exports over TLS (HTTP/1.1), presenting
+    /// `certificate` (issue it for `localhost`: [`OtlpReceiver::endpoint`] names it).
+    pub async fn start_tls(certificate: &crate::CertFiles) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("the bound address");
+        let received = Arc::new(Mutex::new(Received::default()));
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(certificate.server_config()));
+        let task = tokio::spawn(accept_loop(listener, Some(acceptor), received.clone()));
+        Self {
+            addr,
+            scheme: "https",
+            received,
+            task,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT/v1/traces` (or `https://localhost:PORT/v1/traces` for a
+    /// TLS receiver), for `tracing.otlp.endpoint`.
     pub fn endpoint(&self) -> String {
-        format!("http://{}{TRACES_PATH}", self.addr)
+        match self.scheme {
+            "https" => format!("https://localhost:{}{TRACES_PATH}", self.addr.port()),
+            _ => format!("http://{}{TRACES_PATH}", self.addr),
+        }
+    }
+
+    /// Export requests refused so far, and why (TLS handshakes that failed included).
+    pub fn refused(&self) -> Vec<String> {
+        self.received.lock().unwrap().refused.clone()
     }
 
     /// Every span received so far, in arrival order.
@@ -156,21 +186,37 @@ impl Drop for OtlpReceiver {
     }
 }
 
-async fn accept_loop(listener: TcpListener, received: Arc<Mutex<Received>>) {
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    received: Arc<Mutex<Received>>,
+) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
                 let received = received.clone();
+                let tls = tls.clone();
                 connections.spawn(async move {
-                    let service = service_fn(move |req| {
+                    let service = {
                         let received = received.clone();
-                        async move { Ok::<_, hyper::Error>(export(req, &received).await) }
-                    });
-                    let _ = auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                        service_fn(move |req| {
+                            let received = received.clone();
+                            async move { Ok::<_, hyper::Error>(export(req, &received).await) }
+                        })
+                    };
+                    let builder = auto::Builder::new(TokioExecutor::new());
+                    let Some(acceptor) = tls else {
+                        let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                        return;
+                    };
+                    match acceptor.accept(stream).await {
+                        Ok(stream) => {
+                            let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                        Err(e) => received.lock().unwrap().refused.push(format!("TLS handshake: {e}")),
+                    }
                 });
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}

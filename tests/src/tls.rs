@@ -169,6 +169,25 @@ impl CertFiles {
         )
     }
 
+    /// A TLS server config presenting these files (no client certificates asked),
+    /// ALPN `http/1.1`.
+    pub fn server_config(&self) -> rustls::ServerConfig {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let chain = CertificateDer::pem_file_iter(&self.cert)
+            .expect("read the certificate")
+            .map(|c| c.expect("a certificate"))
+            .collect();
+        let key = PrivateKeyDer::from_pem_file(&self.key).expect("read the key");
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .expect("a usable certificate");
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config
+    }
+
     /// Replaces the files at `target`'s paths with these, each by an atomic rename.
     pub fn install_over(&self, target: &CertFiles) {
         for (from, to) in [(&self.cert, &target.cert), (&self.key, &target.key)] {

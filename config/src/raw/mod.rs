@@ -189,8 +189,10 @@ pub(crate) enum PropagationName {
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Otlp")]
 pub(crate) struct RawOtlp {
-    /// Collector URL, e.g. `http://127.0.0.1:4318/v1/traces`. Required.
+    /// Collector URL, e.g. `http://127.0.0.1:4318/v1/traces`, or `https://` (TLS, verified against the system's trust store unless `tls.ca` is set). Required.
     pub endpoint: Field<String>,
+    /// TLS to an `https://` collector: `ca` (default: the system's trust store), `server_name` (default: the endpoint's host), `cert`/`key` for mTLS, `identities`. Refused with an `http://` endpoint.
+    pub tls: Field<RawClientTls>,
 }
 
 /// Access log.

@@ -150,9 +150,34 @@ fn authorization_in_the_bootstrap_must_name_a_served_listener() {
     );
     let offered = cut(
         "l.yaml",
-        "listeners:\n  - { name: inbound, address: 127.0.0.1:0, protocol: tcp, cluster: app }\nclusters:\n  - { name: app, endpoints: [127.0.0.1:1] }\n",
+        "listeners:\n  - { name: inbound, address: 127.0.0.1:0, protocol: tcp, cluster: app, tls: { certificates: [{ cert: c.pem, key: k.pem }], client_auth: required, client_ca: ca.pem } }\nclusters:\n  - { name: app, endpoints: [127.0.0.1:1] }\n",
     );
     assert!(settle(&bootstrap, offered, &|_| None, &no_env, &mut Applied::Done).is_ok());
+}
+
+#[test]
+fn a_bootstrap_policy_is_checked_against_the_served_listener_it_names() {
+    let bootstrap = Bootstrap::new(
+        "proxy.yaml",
+        "version: 1\ncontrol_plane: { address: http://127.0.0.1:1 }\nauthorization:\n  - { listener: inbound, default: deny }\n",
+        Path::new("/"),
+    );
+    let plaintext = cut(
+        "l.yaml",
+        "listeners:\n  - { name: inbound, address: 127.0.0.1:0, protocol: tcp, cluster: app }\nclusters:\n  - { name: app, endpoints: [127.0.0.1:1] }\n",
+    );
+    let err = settle(
+        &bootstrap,
+        plaintext,
+        &|_| None,
+        &no_env,
+        &mut Applied::Done,
+    )
+    .expect_err("a tcp listener without client certificates has no identities to check");
+    assert!(
+        err.starts_with("proxy.yaml:4:17: authorization[0].listener: \"inbound\" is a tcp listener without client certificates"),
+        "{err}"
+    );
 }
 
 #[test]

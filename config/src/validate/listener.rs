@@ -108,7 +108,12 @@ fn listener(
     let tls = ck.optional(raw.tls.as_ref(), |ck, at| tls(ck, at, names.identity));
     let limits = ck
         .optional(raw.limits.as_ref(), |ck, at| match at.get() {
-            Some(l) => limits(ck, l),
+            Some(l) => {
+                if kind == ListenerProtocolName::Tcp {
+                    http_only_limits(ck, l);
+                }
+                limits(ck, l)
+            }
             None => DEFAULT_LISTENER_LIMITS,
         })
         .unwrap_or(DEFAULT_LISTENER_LIMITS);
@@ -188,6 +193,27 @@ fn tls(ck: &mut Check<'_>, at: &Spanned<RawListenerTls>, identity: bool) -> List
         client_auth,
         client_ca,
         handshake_timeout,
+    }
+}
+
+/// Refuses the limits a tcp listener would ignore: its connections carry no request
+/// head to time or measure (its `max_connections` and `idle_timeout` apply).
+fn http_only_limits(ck: &mut Check<'_>, raw: &RawListenerLimits) {
+    let fields = [
+        raw.header_read_timeout
+            .as_ref()
+            .map(|f| (f.pos, f.path.clone())),
+        raw.max_request_header_size
+            .as_ref()
+            .map(|f| (f.pos, f.path.clone())),
+    ];
+    for (pos, path) in fields.into_iter().flatten() {
+        ck.at(
+            pos,
+            &path,
+            "applies to http listeners only: a tcp connection has no request head (tcp \
+             listeners take max_connections and idle_timeout)",
+        );
     }
 }
 

@@ -5,6 +5,7 @@
 //! reported. Defaults from `model.rs` are applied here. Cross-references (route tables,
 //! clusters, listeners by name) are checked against the names collected first.
 
+mod authorization;
 mod check;
 mod cluster;
 #[cfg(test)]
@@ -124,6 +125,7 @@ pub(crate) fn validate(
         }
         Some(policy)
     });
+    authorization::fit_listeners(ck, &config.authorization, &listeners);
     let tracing = ck.optional(config.tracing.as_ref(), |ck, t| {
         other::tracing(ck, t, &node.id)
     });

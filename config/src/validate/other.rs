@@ -12,7 +12,8 @@ use crate::model::{
 };
 use crate::raw::{
     AccessLogFormatName, AuthorizationDefaultName, PropagationName, RawAccessLog, RawAdmin,
-    RawAuthorization, RawClientTls, RawControlPlane, RawIdentity, RawNode, RawRuntime, RawTracing,
+    RawAuthorization, RawClientTls, RawControlPlane, RawIdentity, RawNode, RawOtlp, RawRuntime,
+    RawTracing,
 };
 use crate::spanned::{Field, Spanned};
 use crate::units;
@@ -300,15 +301,7 @@ pub(crate) fn tracing(ck: &mut Check<'_>, at: &Spanned<RawTracing>, node_id: &st
         propagation.push(Propagation::W3c);
     }
     let sampling = ck.number_in(&raw.sampling, 0.0, 1.0, DEFAULT_SAMPLING);
-    let otlp = ck.optional(raw.otlp.as_ref(), |ck, at| {
-        let endpoint = match at.get() {
-            Some(o) if ck.require(at, &o.endpoint, "endpoint") => ck.parse(&o.endpoint, |s| url(s)),
-            _ => None,
-        };
-        Otlp {
-            endpoint: endpoint.unwrap_or_default(),
-        }
-    });
+    let otlp = ck.optional(raw.otlp.as_ref(), otlp);
     let service_name = ck
         .text(&raw.service_name, "service_name")
         .unwrap_or_else(|| node_id.to_string());
@@ -318,6 +311,31 @@ pub(crate) fn tracing(ck: &mut Check<'_>, at: &Spanned<RawTracing>, node_id: &st
         otlp,
         service_name,
     }
+}
+
+/// The OTLP collector: `https://` verifies it (the system's trust store unless
+/// `tls.ca` says otherwise); `tls` with an `http://` endpoint would be ignored, so it is
+/// refused, as for the control plane.
+fn otlp(ck: &mut Check<'_>, at: &Spanned<RawOtlp>) -> Otlp {
+    let Some(raw) = at.get() else {
+        return Otlp {
+            endpoint: String::new(),
+            tls: None,
+        };
+    };
+    let endpoint = if ck.require(at, &raw.endpoint, "endpoint") {
+        ck.parse(&raw.endpoint, |s| url(s)).unwrap_or_default()
+    } else {
+        String::new()
+    };
+    let tls = ck.optional(raw.tls.as_ref(), client_tls);
+    if let Some(field) = raw.tls.as_ref().filter(|_| endpoint.starts_with("http://")) {
+        ck.error(
+            field,
+            format!("`tls` needs an https:// endpoint (got {endpoint:?}, which is plaintext)"),
+        );
+    }
+    Otlp { endpoint, tls }
 }
 
 pub(crate) fn access_log(ck: &mut Check<'_>, at: &Spanned<RawAccessLog>) -> AccessLog {

@@ -179,13 +179,19 @@ impl UpstreamStream {
     }
 }
 
-impl Connection for CountedStream {
+impl Connection for UpstreamStream {
     fn connected(&self) -> Connected {
-        if self.inner.negotiated_h2() {
+        if self.negotiated_h2() {
             Connected::new().negotiated_h2()
         } else {
             Connected::new()
         }
+    }
+}
+
+impl Connection for CountedStream {
+    fn connected(&self) -> Connected {
+        self.inner.connected()
     }
 }
 
@@ -365,25 +371,34 @@ impl tower::Service<http::Uri> for EndpointConnector {
     }
 
     fn call(&mut self, _uri: http::Uri) -> Self::Future {
-        let address = self.address.clone();
-        let timeout = self.connect_timeout;
-        let metrics = self.metrics.clone();
-        let connections = self.connections.clone();
-        let tls = self.tls.clone();
+        let this = self.clone();
         Box::pin(async move {
             // At max_connections a request waits (it is one of the cluster's pending
             // requests) for a connection to close, while the pool may hand it a
             // connection that another request finished with first.
-            let Some(slot) = connections.acquire_within(timeout).await else {
+            let Some(slot) = this.connections.acquire_within(this.connect_timeout).await else {
                 return Err(ConnectError::Overflow);
             };
-            match open(&address, timeout, tls.as_deref()).await {
-                Ok(stream) => Ok(TokioIo::new(CountedStream::new(stream, metrics, slot))),
-                Err(error) => {
-                    metrics.connect_failures.inc();
-                    Err(error)
-                }
-            }
+            this.open_counted(slot).await.map(TokioIo::new)
         })
+    }
+}
+
+impl EndpointConnector {
+    /// Opens a connection that holds `slot` (one of the cluster's `max_connections`)
+    /// while it lives and is counted in the endpoint's connection metrics; a failure is
+    /// counted in `upstream_connect_failures_total`. Used by the pool and by TCP
+    /// listeners alike.
+    ///
+    /// # Errors
+    /// The connect or handshake failure.
+    pub async fn open_counted(&self, slot: Slot) -> Result<CountedStream, ConnectError> {
+        match open(&self.address, self.connect_timeout, self.tls.as_deref()).await {
+            Ok(stream) => Ok(CountedStream::new(stream, self.metrics.clone(), slot)),
+            Err(error) => {
+                self.metrics.connect_failures.inc();
+                Err(error)
+            }
+        }
     }
 }

@@ -34,6 +34,8 @@ pub struct Endpoint {
     /// `address` as text, formatted once: access log lines and spans carry it.
     pub address_text: Box<str>,
     pub client: EndpointClient,
+    /// Opens connections to this endpoint: the pool's, and TCP listeners' own.
+    pub connector: EndpointConnector,
     pub metrics: Arc<EndpointHandles>,
     /// Requests sent and not yet answered (response head), for `/clusters` and balancers.
     pub in_flight: AtomicUsize,
@@ -177,11 +179,12 @@ impl ClusterRuntime {
                     .pool_timer(TokioTimer::new())
                     .timer(TokioTimer::new())
                     .http2_only(config.protocol == UpstreamProtocol::Http2)
-                    .build(connector);
+                    .build(connector.clone());
                 Arc::new(Endpoint {
                     address: ep.address.clone(),
                     address_text: ep.address.to_string().into(),
                     client,
+                    connector,
                     metrics: handles,
                     in_flight: AtomicUsize::new(0),
                     breaker: config.circuit_breaker.clone().map(CircuitBreaker::new),

@@ -23,7 +23,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::metrics::Metrics;
 use crate::metrics::handles::ListenerHandles;
-use crate::observe::log_limit::LogLimiter;
+use crate::observe::log_limit::{DEFAULT_LOG_BURST, DEFAULT_LOG_INTERVAL, LogLimiter};
 use crate::snapshot::SnapshotHandle;
 use crate::tls::handshake;
 pub use original_dst::original_destination;
@@ -152,6 +152,10 @@ impl ListenerSet {
                 connections: self.connections.clone(),
                 active: Arc::new(AtomicUsize::new(0)),
                 metrics: Arc::new(ListenerHandles::new(&self.metrics, &listener.name)),
+                tcp: Arc::new(tcp::TcpListenerHandles::new(
+                    &self.metrics,
+                    listener.name.as_str().into(),
+                )),
                 handshakes: self.metrics.tls.handshakes(&listener.name),
                 handshake_failure_log: handshake_failure_log(listener.name.as_str().into()),
             };
@@ -197,17 +201,12 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
-/// Handshake failures logged one by one per listener in each
-/// [`HANDSHAKE_FAILURE_LOG_INTERVAL`]; the rest are summarized (all are counted in
-/// `meshwork_tls_handshake_failures_total`).
-const HANDSHAKE_FAILURE_LOG_BURST: u32 = 10;
-const HANDSHAKE_FAILURE_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
-
 /// A listener's bound on handshake failure lines: any client can cause one at will.
+/// The rest are summarized; all are counted in `meshwork_tls_handshake_failures_total`.
 fn handshake_failure_log(listener: Arc<str>) -> Arc<LogLimiter> {
     LogLimiter::new(
-        HANDSHAKE_FAILURE_LOG_BURST,
-        HANDSHAKE_FAILURE_LOG_INTERVAL,
+        DEFAULT_LOG_BURST,
+        DEFAULT_LOG_INTERVAL,
         Box::new(move |suppressed| {
             tracing::info!(listener = %listener, suppressed = suppressed.total, reasons = %suppressed, "TLS handshake failures not logged one by one");
         }),
@@ -222,9 +221,17 @@ struct Acceptor {
     connections: TaskTracker,
     active: Arc<AtomicUsize>,
     metrics: Arc<ListenerHandles>,
+    /// Refusals and idle closes of a `tcp` listener's connections.
+    tcp: Arc<tcp::TcpListenerHandles>,
     /// TLS handshakes completed on this listener.
     handshakes: prometheus::IntCounter,
     handshake_failure_log: Arc<LogLimiter>,
+}
+
+/// What a connection is served with, by the listener's protocol.
+enum Settings {
+    Http(http::HttpConnSettings),
+    Tcp(tcp::TcpConnSettings),
 }
 
 /// Counts a connection against its listener's `max_connections` while it lives.
@@ -272,8 +279,8 @@ impl Acceptor {
             self.metrics.connections_active.inc();
             let slot = ConnectionSlot(self.active.clone(), self.metrics.clone());
             let _ = stream.set_nodelay(true);
-            let http_settings = match protocol {
-                ListenerProtocol::Http { .. } => Some(http::HttpConnSettings {
+            let settings = match protocol {
+                ListenerProtocol::Http { .. } => Settings::Http(http::HttpConnSettings {
                     listener: self.name.clone(),
                     limits,
                     snapshots: self.snapshots.clone(),
@@ -281,16 +288,23 @@ impl Acceptor {
                     drain: stop.clone(),
                     metrics: self.metrics.clone(),
                 }),
-                ListenerProtocol::Tcp { .. } => None,
+                ListenerProtocol::Tcp { .. } => Settings::Tcp(tcp::TcpConnSettings {
+                    snapshots: self.snapshots.clone(),
+                    idle_timeout: limits.idle_timeout,
+                    handles: self.tcp.clone(),
+                }),
             };
             let name = self.name.clone();
-            let snapshots = self.snapshots.clone();
             let Some(tls) = tls else {
                 // Plaintext: straight to the protocol.
                 self.connections.spawn(async move {
-                    match http_settings {
-                        Some(settings) => http::serve(stream, client_addr, settings).await,
-                        None => tcp::serve(stream, client_addr, &name, snapshots).await,
+                    match settings {
+                        Settings::Http(settings) => {
+                            http::serve(stream, client_addr, settings).await
+                        }
+                        Settings::Tcp(settings) => {
+                            tcp::serve(stream, client_addr, None, settings).await
+                        }
                     }
                     drop(slot);
                 });
@@ -327,9 +341,14 @@ impl Acceptor {
                     }
                 };
                 handshakes.inc();
-                match http_settings {
-                    Some(settings) => http::serve_tls(established, client_addr, settings).await,
-                    None => tcp::serve(established.stream, client_addr, &name, snapshots).await,
+                match settings {
+                    Settings::Http(settings) => {
+                        http::serve_tls(established, client_addr, settings).await
+                    }
+                    Settings::Tcp(settings) => {
+                        let peer = established.peer_identity;
+                        tcp::serve(established.stream, client_addr, peer, settings).await
+                    }
                 }
                 drop(slot);
             });

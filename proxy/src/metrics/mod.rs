@@ -9,6 +9,7 @@
 //! `let retries = metrics.register(IntCounterVec::new(Opts::new(..), &[..])?);`
 
 pub mod handles;
+pub mod tcp;
 pub mod tls;
 
 use prometheus::core::Collector;
@@ -104,6 +105,7 @@ pub struct Metrics {
     pub trace: TraceMetrics,
     pub health: HealthMetrics,
     pub tls: tls::TlsMetrics,
+    pub tcp: tcp::TcpMetrics,
     pub access_log_dropped_total: IntCounter,
 }
 
@@ -315,6 +317,7 @@ impl Metrics {
                 ),
             },
             tls: tls::TlsMetrics::new(),
+            tcp: tcp::TcpMetrics::new(),
             trace: TraceMetrics {
                 spans_exported: counter(
                     "trace_spans_exported_total",
@@ -377,6 +380,7 @@ impl Metrics {
         self.register(self.trace.spans_dropped.clone());
         self.register(self.trace.export_failures.clone());
         self.tls.register(self);
+        self.tcp.register(self);
         let build = IntGaugeVec::new(
             opts(
                 "build_info",

@@ -12,6 +12,12 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+/// Lines logged one by one per interval by the limiters of client-caused events (TLS
+/// handshake failures, refused tcp connections, collector handshake failures).
+pub const DEFAULT_LOG_BURST: u32 = 10;
+/// The interval of [`DEFAULT_LOG_BURST`].
+pub const DEFAULT_LOG_INTERVAL: Duration = Duration::from_secs(5);
+
 /// What was not logged during one interval, by reason.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Suppressed {

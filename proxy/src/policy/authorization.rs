@@ -40,6 +40,26 @@ impl Authorization {
     pub fn allows(&self, peer: Option<&str>, method: &http::Method, path: &str) -> bool {
         self.rules.iter().any(|r| r.matches(peer, method, path)) || self.default_allow
     }
+
+    /// Whether a connection from `peer` may pass (`tcp` listeners, decided once per
+    /// connection). A connection has no method or path, so a rule naming either never
+    /// matches one (`check` refuses such rules on tcp listeners anyway).
+    pub fn allows_connection(&self, peer: Option<&str>) -> bool {
+        self.rules
+            .iter()
+            .any(|r| r.methods.is_empty() && r.paths.is_empty() && r.from.admits(peer))
+            || self.default_allow
+    }
+}
+
+impl From {
+    fn admits(&self, peer: Option<&str>) -> bool {
+        match self {
+            From::Anyone => true,
+            From::AnyAuthenticated => peer.is_some(),
+            From::Identities(ids) => peer.is_some_and(|p| ids.iter().any(|id| id == p)),
+        }
+    }
 }
 
 impl Rule {
@@ -63,12 +83,8 @@ impl Rule {
     }
 
     fn matches(&self, peer: Option<&str>, method: &http::Method, path: &str) -> bool {
-        let who = match &self.from {
-            From::Anyone => true,
-            From::AnyAuthenticated => peer.is_some(),
-            From::Identities(ids) => peer.is_some_and(|p| ids.iter().any(|id| id == p)),
-        };
-        who && (self.methods.is_empty() || self.methods.contains(method))
+        self.from.admits(peer)
+            && (self.methods.is_empty() || self.methods.contains(method))
             && (self.paths.is_empty() || self.paths.iter().any(|g| g.matches(path)))
     }
 }
@@ -186,6 +202,24 @@ mod tests {
             "/api/x"
         ));
         assert!(!p.allows(None, &get, "/api/x"));
+    }
+
+    #[test]
+    fn a_connection_is_allowed_by_identity_rules_only() {
+        let p = policy(
+            AuthorizationDefault::Deny,
+            vec![rule(&[WEB], &[], &[]), rule(&["*"], &["GET"], &["/x"])],
+        );
+        assert!(p.allows_connection(Some(WEB)));
+        assert!(
+            !p.allows_connection(Some("spiffe://cluster.local/ns/prod/sa/other")),
+            "a rule with methods or paths never matches a connection"
+        );
+        assert!(!p.allows_connection(None));
+        let p = policy(AuthorizationDefault::Deny, vec![rule(&["*"], &[], &[])]);
+        assert!(p.allows_connection(Some(WEB)));
+        assert!(!p.allows_connection(None), "* needs an authenticated peer");
+        assert!(policy(AuthorizationDefault::Allow, vec![]).allows_connection(None));
     }
 
     #[test]

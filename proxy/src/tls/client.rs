@@ -55,6 +55,59 @@ pub fn origination(
     alpn: Vec<Vec<u8>>,
     identity: Option<&Arc<IdentityStore>>,
 ) -> Result<Origination, ServerTlsError> {
+    build(section, tls, alpn, identity, None)
+}
+
+/// Origination to a server outside the mesh (the OTLP collector): trusts `tls.ca` when
+/// set, else the system's trust store (`SSL_CERT_FILE` / `SSL_CERT_DIR` are honoured),
+/// as curl and the OpenTelemetry SDKs do. No mesh identity is presented or trusted.
+///
+/// # Errors
+/// A file that cannot be used, or a system trust store without a usable certificate.
+pub fn origination_outside_mesh(
+    section: &str,
+    tls: &ClientTls,
+    alpn: Vec<Vec<u8>>,
+) -> Result<Origination, ServerTlsError> {
+    let system = match &tls.ca {
+        Some(_) => None,
+        None => Some(Trust::Fixed(system_roots().map_err(|message| {
+            ServerTlsError::Invalid {
+                field: format!("{section}.ca"),
+                message,
+            }
+        })?)),
+    };
+    build(section, tls, alpn, None, system)
+}
+
+/// The system's trust anchors; certificates it cannot use are skipped.
+fn system_roots() -> Result<Arc<rustls::RootCertStore>, String> {
+    let found = rustls_native_certs::load_native_certs();
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _ignored) = roots.add_parsable_certificates(found.certs);
+    if added == 0 {
+        let why = found
+            .errors
+            .first()
+            .map(|e| format!(": {e}"))
+            .unwrap_or_default();
+        return Err(format!(
+            "no usable CA certificate in the system trust store{why} (set `ca`)"
+        ));
+    }
+    Ok(Arc::new(roots))
+}
+
+/// `trust`: where anchors come from when not from `tls.ca` or the identity (`None`:
+/// those only).
+fn build(
+    section: &str,
+    tls: &ClientTls,
+    alpn: Vec<Vec<u8>>,
+    identity: Option<&Arc<IdentityStore>>,
+    trust: Option<Trust>,
+) -> Result<Origination, ServerTlsError> {
     let at = |field: &str| {
         if field.is_empty() {
             section.to_string()
@@ -62,8 +115,8 @@ pub fn origination(
             format!("{section}.{field}")
         }
     };
-    let trust = match (&tls.ca, identity) {
-        (Some(ca), _) => {
+    let trust = match (&tls.ca, identity, trust) {
+        (Some(ca), _, _) => {
             Trust::Fixed(
                 files::read_roots(ca).map_err(|source| ServerTlsError::File {
                     field: at("ca"),
@@ -71,8 +124,9 @@ pub fn origination(
                 })?,
             )
         }
-        (None, Some(store)) => Trust::Identity(store.clone()),
-        (None, None) => {
+        (None, _, Some(trust)) => trust,
+        (None, Some(store), None) => Trust::Identity(store.clone()),
+        (None, None, None) => {
             return Err(ServerTlsError::Invalid {
                 field: at("ca"),
                 message: "no ca and no identity trust bundle".into(),

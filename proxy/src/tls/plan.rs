@@ -106,5 +106,8 @@ pub fn check_files(config: &Config) -> Result<(), String> {
     if let Some(cp) = &config.control_plane {
         crate::control_plane::ControlPlaneTls::build(cp, identity).map_err(|e| e.to_string())?;
     }
+    if let Some(otlp) = config.tracing.as_ref().and_then(|t| t.otlp.as_ref()) {
+        crate::trace::collector::CollectorConnector::new(otlp)?;
+    }
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! OTLP/HTTP (protobuf) span export: batched, through a bounded buffer, so a slow or dead
+//! OTLP/HTTP (protobuf) span export, over HTTP or HTTPS: batched, through a bounded buffer, so a slow or dead
 //! collector costs dropped spans (counted), never request latency.
 //!
 //! Spans arrive already encoded ([`EncodedSpan`]); a request task appends one to the
@@ -13,8 +13,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use meshwork_config::model::Otlp;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
@@ -22,6 +22,7 @@ use prost::encoding::{WireType, encode_key, encode_varint};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+use super::collector::CollectorConnector;
 use super::span::{EncodedSpan, bytes_field, delimited_len};
 use crate::metrics::TraceMetrics;
 use crate::observe::batch::{Batcher, Bounds, Pushed};
@@ -67,23 +68,12 @@ pub struct SpanExporter {
 }
 
 impl SpanExporter {
-    /// Starts the export task for `endpoint` (an `http://` URL).
+    /// Starts the export task for `otlp` (an `http://` or `https://` collector).
     ///
     /// # Errors
-    /// When the endpoint is not a plain-HTTP URL.
-    pub fn start(
-        endpoint: &str,
-        service_name: &str,
-        metrics: TraceMetrics,
-    ) -> Result<Self, String> {
-        let uri: http::Uri = endpoint
-            .parse()
-            .map_err(|e| format!("otlp endpoint {endpoint:?}: {e}"))?;
-        if uri.scheme_str() != Some("http") {
-            return Err(format!(
-                "otlp endpoint {endpoint:?}: only http:// collectors are supported"
-            ));
-        }
+    /// When the endpoint or its TLS settings cannot be used.
+    pub fn start(otlp: &Otlp, service_name: &str, metrics: TraceMetrics) -> Result<Self, String> {
+        let (connector, uri) = CollectorConnector::new(otlp)?;
         let shared = Arc::new(Shared {
             batch: Batcher::new(BOUNDS),
             wake: Notify::new(),
@@ -91,6 +81,7 @@ impl SpanExporter {
         });
         let task = tokio::spawn(run(
             shared.clone(),
+            Client::builder(TokioExecutor::new()).build(connector),
             uri,
             Envelope::new(service_name),
             metrics.clone(),
@@ -185,9 +176,13 @@ impl Envelope {
 
 /// The export task: sleeps while nothing is waiting; once a batch starts, sends it when
 /// it is full or [`BATCH_DELAY`] has passed.
-async fn run(shared: Arc<Shared>, uri: http::Uri, envelope: Envelope, metrics: TraceMetrics) {
-    let client: Client<HttpConnector, Full<Bytes>> =
-        Client::builder(TokioExecutor::new()).build_http();
+async fn run(
+    shared: Arc<Shared>,
+    client: Client<CollectorConnector, Full<Bytes>>,
+    uri: http::Uri,
+    envelope: Envelope,
+    metrics: TraceMetrics,
+) {
     let mut batch = Vec::new();
     loop {
         let closing = shared.closing.load(Ordering::Acquire);

@@ -1,6 +1,7 @@
 //! Distributed tracing: context propagation (W3C, B3), head sampling, a server span per
 //! request and a client span per upstream attempt, exported over OTLP/HTTP.
 
+pub mod collector;
 pub mod context;
 pub mod exporter;
 pub mod span;
@@ -45,11 +46,7 @@ impl Tracer {
     /// When the OTLP endpoint cannot be used.
     pub fn start(config: model::Tracing, metrics: TraceMetrics) -> Result<Self, String> {
         let exporter = match &config.otlp {
-            Some(otlp) => Some(SpanExporter::start(
-                &otlp.endpoint,
-                &config.service_name,
-                metrics,
-            )?),
+            Some(otlp) => Some(SpanExporter::start(otlp, &config.service_name, metrics)?),
             None => None,
         };
         Ok(Self { config, exporter })
