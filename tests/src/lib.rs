@@ -16,6 +16,7 @@ pub mod otlp;
 pub mod output;
 pub mod proxy;
 pub mod raw;
+pub mod raw_upstream;
 pub mod tcp;
 pub mod tls;
 pub mod trace_context;
@@ -35,6 +36,7 @@ pub use metrics::{Scrape, labels_of, promtool_check_metrics};
 pub use otlp::{ExportedSpan, OtlpReceiver, SpanKind, SpanStatus};
 pub use proxy::{ListenerInfo, Proxy, ProxyBuilder};
 pub use raw::{RawConn, RawResponse};
+pub use raw_upstream::{RawScript, RawUpstream};
 pub use tcp::TcpEchoUpstream;
 pub use tls::{
     CertFiles, TestCa, TlsClient, TlsReply, inbound_sidecar_yaml, outbound_sidecar_yaml,

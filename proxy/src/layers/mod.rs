@@ -56,6 +56,11 @@ pub struct RequestContext {
     pub endpoint: Option<Arc<Endpoint>>,
     /// The endpoint that just failed this request; a retry prefers another.
     pub avoid_endpoint: Option<Arc<Endpoint>>,
+    /// When the proxy gives up waiting (the route's `timeout`, or a retry's
+    /// `per_try_timeout` for one attempt). An attempt dropped at or after it was cut for
+    /// being slow, which is the endpoint's failure; one dropped before it was abandoned
+    /// by its client, which is not.
+    pub deadline: Option<tokio::time::Instant>,
 }
 
 pub type ProxyResponse = http::Response<ResponseBody>;
