@@ -105,13 +105,18 @@ mod tests {
                     Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
                 }
             });
+        // Half-close: the end of the stream reaches the body instead of ending the
+        // connection (and the service) first.
         let conn = hyper::server::conn::http1::Builder::new()
+            .half_close(true)
             .serve_connection(TokioIo::new(server), service);
         tokio::spawn(conn);
         let mut client = client;
         client.write_all(bytes).await.unwrap();
         client.shutdown().await.unwrap();
-        rx.await.unwrap()
+        let fault = rx.await.unwrap();
+        drop(client);
+        fault
     }
 
     #[tokio::test]

@@ -95,6 +95,8 @@ pub fn strip_h2c(headers: &mut HeaderMap) {
 pub fn negotiate(headers: &mut HeaderMap, allowed: &[String], tunnel: bool) -> Option<Requested> {
     strip_h2c(headers);
     if !headers.contains_key(header::UPGRADE) {
+        // No upgrade left to announce (an `h2c` stripped, or none asked for).
+        headers.remove(header::CONNECTION);
         return None;
     }
     let kept: Vec<&str> = match tokens(headers) {
