@@ -211,4 +211,115 @@ mod tests {
             );
         }
     }
+
+    /// Property tests: no panic on any `Host`, and "the same entity" behaves as one.
+    mod props {
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        /// A host name or an IP literal.
+        fn host() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "[a-zA-Z0-9-]{1,10}(\\.[a-zA-Z0-9-]{1,10}){0,3}",
+                "[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}",
+                "\\[[0-9a-f:]{2,12}\\]",
+            ]
+        }
+
+        fn with_port(host: &str, port: Option<u16>) -> String {
+            match port {
+                Some(port) => format!("{host}:{port}"),
+                None => host.to_string(),
+            }
+        }
+
+        proptest! {
+            #![proptest_config(crate::property::config())]
+
+            #[test]
+            fn the_same_entity_is_symmetric_and_never_panics(
+                a in "[ -~]{0,30}",
+                b in proptest::collection::vec(any::<u8>(), 0..30),
+                default_port in prop_oneof![Just(80u16), Just(443u16)],
+            ) {
+                if let Ok(b_text) = std::str::from_utf8(&b) {
+                    prop_assert_eq!(
+                        same_entity(&a, &b, default_port),
+                        same_entity(b_text, a.as_bytes(), default_port)
+                    );
+                } else {
+                    prop_assert!(!same_entity(&a, &b, default_port));
+                }
+            }
+
+            #[test]
+            fn case_a_trailing_dot_and_the_default_port_name_the_same_entity(
+                host in host(),
+                port in proptest::option::of(any::<u16>()),
+                upper in proptest::collection::vec(any::<bool>(), 40),
+                dot in any::<bool>(),
+                spell_default in any::<bool>(),
+            ) {
+                let authority = with_port(&host, port);
+                let recased: String = host
+                    .chars()
+                    .zip(upper.iter().cycle())
+                    .map(|(c, u)| if *u { c.to_ascii_uppercase() } else { c })
+                    .collect();
+                // A name may end in the root's dot; an IP literal may not.
+                let recased = if dot && !host.starts_with('[') { format!("{recased}.") } else { recased };
+                let port = match port {
+                    None if spell_default => Some(80),
+                    Some(80) if spell_default => None,
+                    other => other,
+                };
+                let other = with_port(&recased, port);
+                prop_assert!(same_entity(&authority, other.as_bytes(), 80), "{} {}", authority, other);
+            }
+
+            #[test]
+            fn another_port_is_another_entity(host in host(), a in any::<u16>(), b in any::<u16>()) {
+                prop_assume!(a != b);
+                let (a, b) = (with_port(&host, Some(a)), with_port(&host, Some(b)));
+                prop_assert!(!same_entity(&a, b.as_bytes(), 80));
+            }
+
+            #[test]
+            fn a_reconciled_request_carries_one_authority(
+                host in host(),
+                port in proptest::option::of(any::<u16>()),
+                hosts in proptest::collection::vec("[ -~]{0,30}", 0..3),
+                http2 in any::<bool>(),
+            ) {
+                let authority = with_port(&host, port);
+                let Ok(uri) = http::Uri::try_from(format!("http://{authority}/x")) else {
+                    return Ok(());
+                };
+                let version = if http2 { Version::HTTP_2 } else { Version::HTTP_11 };
+                let mut req = http::Request::get(uri).version(version).body(()).unwrap();
+                for h in &hosts {
+                    req.headers_mut().append(header::HOST, HeaderValue::from_str(h).unwrap());
+                }
+                let result = reconcile(&mut req, "http");
+                let userinfo = hosts.iter().any(|h| h.contains('@'));
+                let all_same = hosts.iter().all(|h| same_entity(&authority, h.as_bytes(), 80));
+                match (result, http2) {
+                    (Ok(()), true) => {
+                        prop_assert!(!userinfo && all_same);
+                        prop_assert!(req.headers().get(header::HOST).is_none());
+                    }
+                    (Ok(()), false) => {
+                        prop_assert!(!userinfo);
+                        let sent: Vec<_> = req.headers().get_all(header::HOST).iter().collect();
+                        prop_assert_eq!(sent, vec![authority.as_str()]);
+                    }
+                    (Err(e), _) => {
+                        prop_assert_eq!(e, ProxyError::MalformedRequest);
+                        prop_assert!(userinfo || (http2 && !all_same));
+                    }
+                }
+            }
+        }
+    }
 }

@@ -222,4 +222,118 @@ mod tests {
             assert!(h.get("connection").is_none(), "{headers:?}");
         }
     }
+
+    /// Property tests: whatever the tokens, their case and their versions, `h2c` never
+    /// survives and only allowed protocols are asked for.
+    mod props {
+        use proptest::prelude::*;
+
+        use super::super::*;
+        use super::map;
+
+        fn token() -> impl Strategy<Value = String> {
+            let name = prop_oneof![
+                Just("h2c".to_string()),
+                Just("websocket".to_string()),
+                Just("custom-proto".to_string()),
+                "[a-z0-9]{1,8}",
+            ];
+            let upper = proptest::collection::vec(any::<bool>(), 12);
+            let version = proptest::option::of("[0-9]{1,2}");
+            (name, upper, version).prop_map(|(name, upper, version)| {
+                let name: String = name
+                    .chars()
+                    .zip(upper)
+                    .map(|(c, u)| if u { c.to_ascii_uppercase() } else { c })
+                    .collect();
+                match version {
+                    Some(v) => format!("{name}/{v}"),
+                    None => name,
+                }
+            })
+        }
+
+        /// `Upgrade` lines: tokens joined by commas and optional spaces.
+        fn upgrade_lines() -> impl Strategy<Value = Vec<String>> {
+            let line = proptest::collection::vec((token(), "[ ]{0,2}"), 0..4).prop_map(|tokens| {
+                tokens
+                    .iter()
+                    .map(|(t, space)| format!("{space}{t}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            });
+            proptest::collection::vec(line, 1..3)
+        }
+
+        fn headers(lines: &[String], connection: bool) -> HeaderMap {
+            let mut h = HeaderMap::new();
+            for line in lines {
+                h.append(header::UPGRADE, HeaderValue::from_str(line).unwrap());
+            }
+            if connection {
+                h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            }
+            h.insert(HTTP2_SETTINGS, HeaderValue::from_static("AAMAAABk"));
+            h
+        }
+
+        fn names(h: &HeaderMap) -> Vec<String> {
+            tokens(h)
+                .unwrap_or_default()
+                .iter()
+                .map(|t| protocol_name(t).to_ascii_lowercase())
+                .collect()
+        }
+
+        proptest! {
+            #![proptest_config(crate::property::config())]
+
+            #[test]
+            fn h2c_never_survives_and_the_rest_keeps_its_order(lines in upgrade_lines()) {
+                let mut h = headers(&lines, true);
+                let before: Vec<String> = names(&h).into_iter().filter(|n| n != "h2c").collect();
+                strip_h2c(&mut h);
+                prop_assert!(h.get(HTTP2_SETTINGS).is_none());
+                prop_assert_eq!(names(&h), before);
+                let again = h.clone();
+                strip_h2c(&mut h);
+                prop_assert_eq!(h, again);
+            }
+
+            #[test]
+            fn only_allowed_protocols_are_asked_for(
+                lines in upgrade_lines(),
+                allowed in proptest::collection::vec(
+                    prop_oneof![Just("h2c"), Just("websocket"), Just("custom-proto"), Just("a")],
+                    0..3,
+                ),
+                connection in any::<bool>(),
+                tunnel in any::<bool>(),
+            ) {
+                let allowed: Vec<String> = allowed.iter().map(|a| a.to_string()).collect();
+                let mut h = headers(&lines, connection);
+                let offered = names(&h);
+                let requested = negotiate(&mut h, &allowed, tunnel);
+                let asked = names(&h);
+                prop_assert!(asked.iter().all(|n| n != "h2c" && allowed.contains(n)));
+                let could = connection && tunnel
+                    && offered.iter().any(|n| n != "h2c" && allowed.contains(n));
+                prop_assert_eq!(requested.is_some(), could);
+                match requested {
+                    Some(requested) => {
+                        prop_assert!(h.contains_key(header::CONNECTION));
+                        for name in &asked {
+                            let switched = map(&[("upgrade", name.as_str())]);
+                            prop_assert!(requested.accepts(&switched));
+                        }
+                        prop_assert!(!requested.accepts(&map(&[("upgrade", "h2c")])));
+                    }
+                    None => {
+                        prop_assert!(h.get(header::UPGRADE).is_none());
+                        prop_assert!(h.get(header::CONNECTION).is_none());
+                    }
+                }
+            }
+        }
+    }
 }
