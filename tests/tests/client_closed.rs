@@ -286,3 +286,49 @@ async fn a_half_open_trial_abandoned_by_its_client_frees_its_slot() {
         "{clusters}"
     );
 }
+
+/// The other side of the line: attempts the proxy itself cuts for being slow (the
+/// route's `timeout`, a retry's `per_try_timeout`) are the endpoint's failures.
+#[tokio::test]
+async fn attempts_cut_by_a_timeout_still_count_against_the_endpoint() {
+    let app = Upstream::http1()
+        .name("app")
+        .slow("/slow*", SLOW)
+        .start()
+        .await;
+    let yaml = edge_config(&format!(
+        "
+        route_tables:
+          edge:
+            - name: per-try
+              match: {{ path: {{ prefix: /slow/retried }} }}
+              backends: [{{ cluster: app }}]
+              retry:
+                attempts: 2
+                on: [gateway-error]
+                per_try_timeout: 100ms
+                backoff: {{ base: 1ms, max: 1ms }}
+            - name: app
+              timeout: 100ms
+              backends: [{{ cluster: app }}]
+        clusters:
+          - name: app
+            endpoints: [{}]
+            circuit_breaker:
+              consecutive_failures: 3
+              open_duration: 1m
+        ",
+        app.endpoint()
+    ));
+    let proxy = Proxy::with_config(yaml).start().await;
+    let client = HttpClient::h1();
+    // Two attempts, both cut by the per-try timeout; then one cut by the route timeout.
+    let reply = client.get(&proxy.url("edge", "/slow/retried")).await;
+    assert_eq!(reply.error_kind(), Some("upstream-timeout"), "{reply:?}");
+    let reply = client.get(&proxy.url("edge", "/slow")).await;
+    assert_eq!(reply.error_kind(), Some("upstream-timeout"), "{reply:?}");
+    assert_eq!(app.requests(), 3);
+    let reply = client.get(&proxy.url("edge", "/slow")).await;
+    assert_eq!(reply.error_kind(), Some("circuit-open"), "{reply:?}");
+    assert_eq!(app.requests(), 3, "the open breaker kept the request away");
+}
