@@ -134,11 +134,7 @@ async fn malformed_chunked_bodies_get_400_and_abort_the_upstream_request() {
         "{}",
         scrape.lines_of("meshwork_circuit_breaker_transitions_total")
     );
-    let clusters = proxy.admin_get_ok("/clusters").await.text();
-    assert!(
-        clusters.contains("\"circuit_breaker\": \"closed\""),
-        "{clusters}"
-    );
+    proxy.assert_breakers_closed().await;
 }
 
 #[tokio::test]
@@ -168,9 +164,5 @@ async fn a_body_breaking_after_the_response_head_just_closes_the_connection() {
         "the upstream got a complete body: {:?}",
         String::from_utf8_lossy(&received)
     );
-    let clusters = proxy.admin_get_ok("/clusters").await.text();
-    assert!(
-        clusters.contains("\"circuit_breaker\": \"closed\""),
-        "{clusters}"
-    );
+    proxy.assert_breakers_closed().await;
 }

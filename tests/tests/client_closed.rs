@@ -11,7 +11,7 @@ use http::StatusCode;
 use meshwork_tests::raw::RawError;
 use meshwork_tests::{
     AccessLogFile, EchoRequest, GrpcClient, GrpcUpstream, HttpClient, Proxy, RawConn, Upstream,
-    edge_config, eventually,
+    dedent, edge_config, eventually, indent,
 };
 
 /// How long the slow upstream takes: far longer than any test waits.
@@ -20,10 +20,18 @@ const SLOW: Duration = Duration::from_secs(60);
 /// How many requests each test abandons: more than the breaker's failure thresholds.
 const ABANDONED: u64 = 10;
 
-/// One route to one endpoint whose breaker would open after 3 failures in a row or a
-/// 50% failure rate over 4 requests, and stay open for the rest of the test.
-fn breaker_config(endpoint: &str, protocol: &str) -> String {
-    edge_config(&format!(
+/// The breaker of most tests: it would open after 3 failures in a row or a 50% failure
+/// rate over 4 requests, and stay open for the rest of the test.
+const STRICT_BREAKER: &str = "
+    consecutive_failures: 3
+    failure_rate: { threshold: 0.5, min_requests: 4, window: 1m }
+    open_duration: 1m
+";
+
+/// One route `app` to one endpoint, spoken to with `protocol`, with `breaker` (the
+/// fields of its `circuit_breaker`).
+fn config_with_breaker(endpoint: &str, protocol: &str, breaker: &str) -> String {
+    let yaml = edge_config(&format!(
         "
         route_tables:
           edge:
@@ -35,16 +43,53 @@ fn breaker_config(endpoint: &str, protocol: &str) -> String {
             endpoints: [{endpoint}]
             protocol: {protocol}
             circuit_breaker:
-              consecutive_failures: 3
-              failure_rate: {{ threshold: 0.5, min_requests: 4, window: 1m }}
-              open_duration: 1m
         "
-    ))
+    ));
+    format!("{yaml}{}", indent(&dedent(breaker), 6))
+}
+
+fn breaker_config(endpoint: &str, protocol: &str) -> String {
+    config_with_breaker(endpoint, protocol, STRICT_BREAKER)
+}
+
+/// An upstream whose `/slow` answers after [`SLOW`] (and other paths at once).
+async fn slow_upstream() -> Upstream {
+    Upstream::http1()
+        .name("app")
+        .slow("/slow", SLOW)
+        .start()
+        .await
+}
+
+/// Waits until the upstream has received its `n`th request.
+async fn until_upstream_has(app: &Upstream, n: u64) {
+    eventually(
+        &format!("request {n} at the upstream"),
+        Duration::from_secs(5),
+        || async { app.requests() == n },
+    )
+    .await;
+}
+
+/// Sends `request` on [`ABANDONED`] fresh connections, each closed once its request has
+/// reached the upstream.
+async fn abandon_raw(proxy: &Proxy, app: &Upstream, request: &str) {
+    for i in 1..=ABANDONED {
+        let mut conn = RawConn::connect(proxy.listener_addr("edge")).await;
+        conn.send(request).await.unwrap();
+        until_upstream_has(app, i).await;
+        drop(conn);
+    }
 }
 
 /// Waits until `abandoned` requests are counted as `client-closed`, then checks that
-/// nothing was counted against the endpoint.
-async fn assert_counted_as_client_closed_only(proxy: &Proxy, abandoned: u64) {
+/// nothing was counted against the endpoint and, with a `client`, that a normal request
+/// (`/fast`) is served.
+async fn assert_counted_as_client_closed_only(
+    proxy: &Proxy,
+    abandoned: u64,
+    client: Option<HttpClient>,
+) {
     let scrape = proxy
         .scrape_when(&format!("{abandoned} client-closed requests"), |s| {
             s.get_or_zero(
@@ -71,39 +116,26 @@ async fn assert_counted_as_client_closed_only(proxy: &Proxy, abandoned: u64) {
         ],
     );
     assert_eq!(abandoned_4xx, abandoned as f64, "recorded as 499");
-    let clusters = proxy.admin_get_ok("/clusters").await.text();
-    assert!(
-        clusters.contains("\"circuit_breaker\": \"closed\""),
-        "{clusters}"
-    );
+    proxy.assert_breakers_closed().await;
+    if let Some(client) = client {
+        let reply = client.get(&proxy.url("edge", "/fast")).await;
+        assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    }
 }
 
 #[tokio::test]
 async fn clients_closing_their_socket_while_waiting_do_not_open_the_breaker() {
-    let app = Upstream::http1()
-        .name("app")
-        .slow("/slow", SLOW)
-        .start()
-        .await;
+    let app = slow_upstream().await;
     let log = AccessLogFile::json();
     let yaml = format!("{}{}", breaker_config(&app.endpoint(), "http1"), log.yaml());
     let proxy = Proxy::with_config(yaml).start().await;
-    for i in 1..=ABANDONED {
-        let mut conn = RawConn::connect(proxy.listener_addr("edge")).await;
-        conn.send("GET /slow HTTP/1.1\r\nHost: app.example\r\n\r\n")
-            .await
-            .unwrap();
-        eventually(
-            &format!("slow request {i} at the upstream"),
-            Duration::from_secs(5),
-            || async { app.requests() == i },
-        )
-        .await;
-        drop(conn);
-    }
-    assert_counted_as_client_closed_only(&proxy, ABANDONED).await;
-    let reply = HttpClient::h1().get(&proxy.url("edge", "/fast")).await;
-    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    abandon_raw(
+        &proxy,
+        &app,
+        "GET /slow HTTP/1.1\r\nHost: app.example\r\n\r\n",
+    )
+    .await;
+    assert_counted_as_client_closed_only(&proxy, ABANDONED, Some(HttpClient::h1())).await;
 
     let lines = log.json_lines(ABANDONED as usize + 1).await;
     let closed: Vec<_> = lines.iter().filter(|l| l["path"] == "/slow").collect();
@@ -117,11 +149,7 @@ async fn clients_closing_their_socket_while_waiting_do_not_open_the_breaker() {
 
 #[tokio::test]
 async fn http2_streams_cancelled_by_the_client_do_not_open_the_breaker() {
-    let app = Upstream::http1()
-        .name("app")
-        .slow("/slow", SLOW)
-        .start()
-        .await;
+    let app = slow_upstream().await;
     let proxy = Proxy::with_config(breaker_config(&app.endpoint(), "http1"))
         .start()
         .await;
@@ -135,18 +163,11 @@ async fn http2_streams_cancelled_by_the_client_do_not_open_the_breaker() {
             .body(())
             .unwrap();
         let (response, mut stream) = client.send_request(request, true).expect("send the head");
-        eventually(
-            &format!("slow request {i} at the upstream"),
-            Duration::from_secs(5),
-            || async { app.requests() == i },
-        )
-        .await;
+        until_upstream_has(&app, i).await;
         stream.send_reset(h2::Reason::CANCEL);
         drop(response);
     }
-    assert_counted_as_client_closed_only(&proxy, ABANDONED).await;
-    let reply = HttpClient::h2c().get(&proxy.url("edge", "/fast")).await;
-    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    assert_counted_as_client_closed_only(&proxy, ABANDONED, Some(HttpClient::h2c())).await;
 }
 
 #[tokio::test]
@@ -174,39 +195,24 @@ async fn grpc_calls_past_their_deadline_do_not_open_the_breaker() {
             "call {i}: {status:?}"
         );
     }
-    assert_counted_as_client_closed_only(&proxy, ABANDONED).await;
+    assert_counted_as_client_closed_only(&proxy, ABANDONED, None).await;
     let reply = client.unary(EchoRequest::new("on time")).await.unwrap();
     assert_eq!(reply.into_inner().message, "on time");
 }
 
 #[tokio::test]
 async fn uploads_cut_short_by_the_client_do_not_open_the_breaker() {
-    let app = Upstream::http1()
-        .name("app")
-        .slow("/slow", SLOW)
-        .start()
-        .await;
+    let app = slow_upstream().await;
     let proxy = Proxy::with_config(breaker_config(&app.endpoint(), "http1"))
         .start()
         .await;
-    for i in 1..=ABANDONED {
-        let mut conn = RawConn::connect(proxy.listener_addr("edge")).await;
-        conn.send(
-            "POST /slow HTTP/1.1\r\nHost: app.example\r\nContent-Length: 1000\r\n\r\n0123456789",
-        )
-        .await
-        .unwrap();
-        eventually(
-            &format!("upload {i} at the upstream"),
-            Duration::from_secs(5),
-            || async { app.requests() == i },
-        )
-        .await;
-        drop(conn);
-    }
-    assert_counted_as_client_closed_only(&proxy, ABANDONED).await;
-    let reply = HttpClient::h1().get(&proxy.url("edge", "/fast")).await;
-    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    abandon_raw(
+        &proxy,
+        &app,
+        "POST /slow HTTP/1.1\r\nHost: app.example\r\nContent-Length: 1000\r\n\r\n0123456789",
+    )
+    .await;
+    assert_counted_as_client_closed_only(&proxy, ABANDONED, Some(HttpClient::h1())).await;
 }
 
 #[tokio::test]
@@ -217,23 +223,8 @@ async fn a_half_open_trial_abandoned_by_its_client_frees_its_slot() {
         .slow("/slow", SLOW)
         .start()
         .await;
-    let yaml = edge_config(&format!(
-        "
-        route_tables:
-          edge:
-            - name: app
-              backends:
-                - cluster: app
-        clusters:
-          - name: app
-            endpoints: [{}]
-            circuit_breaker:
-              consecutive_failures: 3
-              open_duration: 200ms
-              half_open_requests: 1
-        ",
-        app.endpoint()
-    ));
+    let breaker = "consecutive_failures: 3\nopen_duration: 200ms\nhalf_open_requests: 1\n";
+    let yaml = config_with_breaker(&app.endpoint(), "http1", breaker);
     let proxy = Proxy::with_config(yaml).start().await;
     let client = HttpClient::h1();
     for _ in 0..3 {
@@ -241,6 +232,11 @@ async fn a_half_open_trial_abandoned_by_its_client_frees_its_slot() {
         assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(reply.error_kind(), None, "the upstream's own 503");
     }
+    proxy
+        .scrape_when("the breaker opened", |s| {
+            s.sum("meshwork_circuit_breaker_transitions_total") >= 1.0
+        })
+        .await;
     // Until the open time is over, requests are refused at once; the first one let
     // through is the half-open trial, which waits on the slow path.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
@@ -280,11 +276,7 @@ async fn a_half_open_trial_abandoned_by_its_client_frees_its_slot() {
     let reply = client.get(&proxy.url("edge", "/")).await;
     assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
     assert_eq!(reply.text(), "recovered");
-    let clusters = proxy.admin_get_ok("/clusters").await.text();
-    assert!(
-        clusters.contains("\"circuit_breaker\": \"closed\""),
-        "{clusters}"
-    );
+    proxy.assert_breakers_closed().await;
 }
 
 /// The other side of the line: attempts the proxy itself cuts for being slow (the

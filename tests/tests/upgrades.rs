@@ -7,9 +7,21 @@ use std::time::Duration;
 
 use meshwork_tests::raw_upstream::CLOSE_TIMEOUT;
 use meshwork_tests::{
-    Echo, Proxy, RawConn, RawResponse, RawScript, RawUpstream, Upstream, edge_config,
-    single_cluster_config,
+    Echo, Proxy, RawConn, RawResponse, RawScript, RawUpstream, Upstream, UpstreamBuilder,
+    edge_config, single_cluster_config,
 };
+
+/// A proxy with one route (upgrades at their default) to an echoing upstream `app`.
+async fn proxy_to(upstream: UpstreamBuilder) -> (Upstream, Proxy) {
+    let app = upstream.name("app").start().await;
+    let proxy = Proxy::with_config(single_cluster_config(
+        &app.endpoint(),
+        app.cluster_protocol(),
+    ))
+    .start()
+    .await;
+    (app, proxy)
+}
 
 async fn send(proxy: &Proxy, request: &str) -> (RawConn, RawResponse) {
     let mut conn = RawConn::connect(proxy.listener_addr("edge")).await;
@@ -36,10 +48,7 @@ fn plain_echo(request: &str, response: &RawResponse) -> Echo {
 
 #[tokio::test]
 async fn an_h2c_upgrade_is_stripped_and_forwarded_as_a_plain_request() {
-    let app = Upstream::http1().name("app").start().await;
-    let proxy = Proxy::with_config(single_cluster_config(&app.endpoint(), "http1"))
-        .start()
-        .await;
+    let (_app, proxy) = proxy_to(Upstream::http1()).await;
     for (connection, upgrade) in [
         ("Upgrade, HTTP2-Settings", "h2c"),
         ("upgrade, http2-settings", "H2C"),
@@ -62,10 +71,7 @@ async fn an_h2c_upgrade_is_stripped_and_forwarded_as_a_plain_request() {
 
 #[tokio::test]
 async fn h2c_among_several_upgrade_tokens_is_dropped_and_the_allowed_one_kept() {
-    let app = Upstream::http1().name("app").start().await;
-    let proxy = Proxy::with_config(single_cluster_config(&app.endpoint(), "http1"))
-        .start()
-        .await;
+    let (_app, proxy) = proxy_to(Upstream::http1()).await;
     let request = "GET /x HTTP/1.1\r\nHost: app.example\r\nConnection: Upgrade, HTTP2-Settings\r\n\
                    Upgrade: h2c, WebSocket\r\nHTTP2-Settings: AAMAAABk\r\n\r\n";
     let (_, response) = send(&proxy, request).await;
@@ -81,10 +87,7 @@ async fn h2c_among_several_upgrade_tokens_is_dropped_and_the_allowed_one_kept() 
 
 #[tokio::test]
 async fn upgrade_headers_without_each_other_are_plain_requests() {
-    let app = Upstream::http1().name("app").start().await;
-    let proxy = Proxy::with_config(single_cluster_config(&app.endpoint(), "http1"))
-        .start()
-        .await;
+    let (_app, proxy) = proxy_to(Upstream::http1()).await;
     for request in [
         "GET /x HTTP/1.1\r\nHost: app.example\r\nConnection: upgrade\r\n\r\n",
         "GET /x HTTP/1.1\r\nHost: app.example\r\nUpgrade: websocket\r\n\r\n",
@@ -212,10 +215,7 @@ async fn a_101_for_another_protocol_than_requested_is_a_502() {
 
 #[tokio::test]
 async fn an_upgrade_to_an_http2_cluster_goes_as_a_plain_request() {
-    let app = Upstream::h2c().name("app").start().await;
-    let proxy = Proxy::with_config(single_cluster_config(&app.endpoint(), "http2"))
-        .start()
-        .await;
+    let (_app, proxy) = proxy_to(Upstream::h2c()).await;
     let request = "GET /x HTTP/1.1\r\nHost: app.example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
                    Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
     let (_, response) = send(&proxy, request).await;
@@ -225,10 +225,7 @@ async fn an_upgrade_to_an_http2_cluster_goes_as_a_plain_request() {
 
 #[tokio::test]
 async fn http2_clients_are_not_offered_extended_connect() {
-    let app = Upstream::http1().name("app").start().await;
-    let proxy = Proxy::with_config(single_cluster_config(&app.endpoint(), "http1"))
-        .start()
-        .await;
+    let (_app, proxy) = proxy_to(Upstream::http1()).await;
     let tcp = tokio::net::TcpStream::connect(proxy.listener_addr("edge"))
         .await
         .unwrap();

@@ -132,17 +132,7 @@ pub fn negotiate(headers: &mut HeaderMap, allowed: &[String], tunnel: bool) -> O
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        h
-    }
+    use crate::http::headers::tests::map;
 
     fn websocket() -> Vec<String> {
         vec!["websocket".into()]
