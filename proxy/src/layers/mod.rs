@@ -80,7 +80,9 @@ pub fn http_stack() -> observe::Observe<
     >,
 > {
     let stack = ServiceBuilder::new()
-        // Proxy semantics: strip hop-by-hop headers, add x-forwarded-*, x-request-id.
+        // Proxy semantics: one authority per request (400 when Host and :authority
+        // disagree), strip hop-by-hop headers and h2c upgrades, add x-forwarded-*,
+        // x-request-id.
         .layer(forward::ForwardLayer)
         // The listener's authorization policy by peer identity (403 when it refuses);
         // the verified identity is passed on to the application.
@@ -106,7 +108,8 @@ pub fn http_stack() -> observe::Observe<
         .layer(split::SplitLayer::new())
         // Choice of an endpoint within the cluster.
         .layer(balance::BalanceLayer::new())
-        // Send to the endpoint over its pooled connection (tunnel upgrades).
+        // Send to the endpoint over its pooled connection (tunnel the upgrades the route
+        // allows); only the endpoint's own failures count against its breaker.
         .service(endpoint::EndpointService);
     // Turn every error into the response the contract says, so the service given to
     // hyper never fails.
