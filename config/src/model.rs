@@ -217,7 +217,13 @@ pub struct Route {
     pub response_headers: HeaderModifier,
     pub rate_limit: Option<RateLimit>,
     pub mirror: Option<Mirror>,
+    /// Protocols a request may switch to through this route (lower-case `Upgrade`
+    /// protocol names); anything else goes on as a plain request. Never `h2c`.
+    pub upgrades: Vec<String>,
 }
+
+/// The upgrade protocols a route allows when it does not say: WebSocket only.
+pub const DEFAULT_UPGRADES: &[&str] = &["websocket"];
 
 /// All present conditions must hold; an empty matcher matches everything.
 #[derive(serde::Serialize, Clone, Debug, Default, PartialEq)]

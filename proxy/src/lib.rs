@@ -18,6 +18,8 @@ pub mod listener;
 pub mod metrics;
 pub mod observe;
 pub mod policy;
+#[cfg(test)]
+mod property;
 pub mod reload;
 pub mod restart;
 pub mod router;

@@ -38,7 +38,7 @@ pub struct EchoRequest {
     /// A non-zero gRPC code to end the call with (after the replies, so in trailers).
     #[prost(uint32, tag = "3")]
     pub fail_with: u32,
-    /// Server streaming: pause between replies.
+    /// Server streaming: pause between replies. Unary: wait this long before answering.
     #[prost(uint32, tag = "4")]
     pub interval_ms: u32,
 }
@@ -87,6 +87,9 @@ impl UnaryService<EchoRequest> for Unary {
     fn call(&mut self, request: Request<EchoRequest>) -> Self::Future {
         Box::pin(async move {
             let request = request.into_inner();
+            if request.interval_ms > 0 {
+                tokio::time::sleep(Duration::from_millis(u64::from(request.interval_ms))).await;
+            }
             if let Some(status) = requested_failure(request.fail_with) {
                 return Err(status);
             }
@@ -260,6 +263,24 @@ impl GrpcClient {
                 PathAndQuery::from_static(UNARY),
                 client_codec(),
             )
+            .await
+    }
+
+    /// Calls `Unary` with a deadline: the client gives up (resetting the stream) when no
+    /// answer came within `deadline`.
+    ///
+    /// # Errors
+    /// The call's status when it is not OK (`DeadlineExceeded` when it ran out of time).
+    pub async fn unary_with_deadline(
+        &mut self,
+        request: EchoRequest,
+        deadline: Duration,
+    ) -> Result<Response<EchoReply>, Status> {
+        self.ready().await?;
+        let mut request = Request::new(request);
+        request.set_timeout(deadline);
+        self.inner
+            .unary(request, PathAndQuery::from_static(UNARY), client_codec())
             .await
     }
 

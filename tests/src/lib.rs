@@ -19,6 +19,7 @@ pub mod otlp;
 pub mod output;
 pub mod proxy;
 pub mod raw;
+pub mod raw_upstream;
 pub mod tcp;
 pub mod tls;
 pub mod trace_context;
@@ -39,6 +40,7 @@ pub use nginx::Nginx;
 pub use otlp::{ExportedSpan, OtlpReceiver, SpanKind, SpanStatus};
 pub use proxy::{ListenerInfo, Proxy, ProxyBuilder};
 pub use raw::{RawConn, RawResponse};
+pub use raw_upstream::{RawScript, RawUpstream};
 pub use tcp::TcpEchoUpstream;
 pub use tls::{
     CertFiles, TestCa, TlsClient, TlsReply, inbound_sidecar_yaml, outbound_sidecar_yaml,

@@ -288,6 +288,20 @@ impl Proxy {
         reply
     }
 
+    /// Asserts that `/clusters` shows every endpoint's circuit breaker closed.
+    ///
+    /// # Panics
+    /// When one is open or half-open, or no breaker is shown, with `/clusters`.
+    pub async fn assert_breakers_closed(&self) {
+        let clusters = self.admin_get_ok("/clusters").await.text();
+        let closed = clusters.contains("\"circuit_breaker\": \"closed\"")
+            && !clusters.contains("\"circuit_breaker\": \"open\"")
+            && !clusters.contains("\"circuit_breaker\": \"half_open\"");
+        if !closed {
+            self.fail(&format!("not every circuit breaker is closed:\n{clusters}"));
+        }
+    }
+
     async fn try_admin_get(&self, path: &str) -> Result<Reply, String> {
         self.admin_client
             .request(Method::GET, &self.admin_url(path))

@@ -138,6 +138,29 @@ impl RawConn {
         self.stream.flush().await
     }
 
+    /// Reads one response head only (the body, if any, is left unread), for a response
+    /// that is still streaming.
+    ///
+    /// # Errors
+    /// See [`RawError`].
+    pub async fn read_head(&mut self, timeout: Duration) -> Result<RawResponse, RawError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some((status, headers, head_len)) = parse_head(&self.buf)? {
+                self.buf.drain(..head_len);
+                return Ok(RawResponse {
+                    status,
+                    headers,
+                    body: Vec::new(),
+                });
+            }
+            if self.buf.len() > MAX_HEAD_BYTES {
+                return Err(RawError::Malformed("response head too large".into()));
+            }
+            self.fill(deadline).await?;
+        }
+    }
+
     /// Reads one whole response (head, then a body delimited by `content-length`,
     /// chunked encoding, or the end of the connection).
     ///

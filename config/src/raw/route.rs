@@ -39,6 +39,11 @@ pub(crate) struct RawRoute {
     pub rate_limit: Field<RawRateLimit>,
     /// Fire-and-forget copy of a share of the requests to another cluster.
     pub mirror: Field<RawMirror>,
+    /// Protocols a request may switch to through this route with `Upgrade` (names as in
+    /// the IANA upgrade token registry, case-insensitive, e.g. `websocket`); the upstream
+    /// connection is then tunnelled both ways. An upgrade to any other protocol goes on
+    /// as a plain request. `h2c` is never allowed. Default is `[websocket]`; `[]` allows none.
+    pub upgrades: List<String>,
 }
 
 /// Route match conditions.

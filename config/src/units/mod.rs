@@ -154,6 +154,25 @@ pub fn parse_header_value(text: &str) -> Result<http::HeaderValue, String> {
     })
 }
 
+/// A protocol name a route may allow in `upgrades` (RFC 9110 §7.8: a token, without a
+/// version), lower-cased. `h2c` is refused: its tunnel would carry HTTP/2 past every
+/// route and policy.
+pub fn parse_upgrade_protocol(text: &str) -> Result<String, String> {
+    let is_tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if text.is_empty() || !text.bytes().all(is_tchar) {
+        return Err(format!(
+            "{text:?} is not a protocol name (letters, digits and !#$%&'*+-.^_`|~ only, no version), e.g. \"websocket\""
+        ));
+    }
+    if text.eq_ignore_ascii_case("h2c") {
+        return Err(
+            "\"h2c\" can never be allowed: a client speaking HTTP/2 through the tunnel would bypass every route and policy (to reach an upstream over HTTP/2, set `protocol: http2` on its cluster)"
+                .to_string(),
+        );
+    }
+    Ok(text.to_ascii_lowercase())
+}
+
 /// An HTTP method name: an upper-case token such as `GET`.
 pub fn parse_method(text: &str) -> Result<String, String> {
     if http::Method::from_bytes(text.as_bytes()).is_err() || text.is_empty() {

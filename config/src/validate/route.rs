@@ -5,8 +5,8 @@ use super::check::pos_of;
 use super::other::{method, refer};
 use super::{Check, Names, policy};
 use crate::model::{
-    DirectResponse, HeaderMatch, HeaderModifier, PathMatch, Pattern, QueryMatch, Redirect, Rewrite,
-    Route, RouteAction, RouteMatch, RouteTable, ValueCondition, WeightedBackend,
+    DEFAULT_UPGRADES, DirectResponse, HeaderMatch, HeaderModifier, PathMatch, Pattern, QueryMatch,
+    Redirect, Rewrite, Route, RouteAction, RouteMatch, RouteTable, ValueCondition, WeightedBackend,
 };
 use crate::raw::{
     RawBackend, RawDirectResponse, RawHeaderEdits, RawMatch, RawRedirect, RawRewrite, RawRoute,
@@ -56,8 +56,33 @@ fn route(ck: &mut Check<'_>, at: &Spanned<RawRoute>, raw: &RawRoute, names: &Nam
         response_headers: header_edits(ck, &raw.response_headers),
         rate_limit: ck.optional(raw.rate_limit.as_ref(), policy::rate_limit),
         mirror: ck.optional(raw.mirror.as_ref(), |ck, at| policy::mirror(ck, at, names)),
+        upgrades: upgrades(ck, raw),
         matcher,
     }
+}
+
+/// The route's `upgrades`: protocol names (tokens), lower-cased, each once, never `h2c`;
+/// `[websocket]` when absent.
+fn upgrades(ck: &mut Check<'_>, raw: &RawRoute) -> Vec<String> {
+    if raw.upgrades.is_none() {
+        return DEFAULT_UPGRADES.iter().map(|p| (*p).to_string()).collect();
+    }
+    let mut seen: Vec<String> = Vec::new();
+    ck.list(&raw.upgrades, |ck, at, name| {
+        let protocol = match units::parse_upgrade_protocol(name) {
+            Ok(protocol) => protocol,
+            Err(e) => {
+                ck.error(at, e);
+                return None;
+            }
+        };
+        if seen.contains(&protocol) {
+            ck.error(at, format!("{name:?} is listed twice"));
+            return None;
+        }
+        seen.push(protocol.clone());
+        Some(protocol)
+    })
 }
 
 fn route_match(ck: &mut Check<'_>, raw: &RawMatch) -> RouteMatch {

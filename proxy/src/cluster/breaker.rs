@@ -6,6 +6,11 @@
 //! Then half-open: `half_open_requests` trial requests are let through; all succeed ->
 //! closed, one fails -> open again. `max_ejected_percent` caps how many endpoints of a
 //! cluster may be open at once (at least one may, as in Envoy).
+//!
+//! Only the endpoint's own failures are recorded. A request that ends without saying
+//! anything about the endpoint (its client went away, a local limit turned it back) is
+//! [released](CircuitBreaker::release) instead: a half-open trial gives its slot back,
+//! so a client cannot keep an endpoint out of service by abandoning trials.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -147,6 +152,24 @@ impl CircuitBreaker {
         }
     }
 
+    /// A request admitted earlier ended without an outcome that says anything about the
+    /// endpoint. Half-open, it frees a trial slot for the next request (if a trial is
+    /// in flight: trials are not told apart from requests admitted before the opening,
+    /// whose outcomes also count as trials when they land, so at worst one more trial
+    /// is let through, and it must succeed like the others).
+    pub fn release(&self) {
+        let mut s = self.lock();
+        if let Phase::HalfOpen {
+            admitted,
+            succeeded,
+        } = &mut s.phase
+        {
+            if *admitted > *succeeded {
+                *admitted -= 1;
+            }
+        }
+    }
+
     fn open_duration(&self, reopens: u32) -> Duration {
         let factor = 1u32.checked_shl(reopens).unwrap_or(u32::MAX);
         self.config
@@ -280,6 +303,39 @@ mod tests {
         );
         assert_eq!(b.state(), BreakerState::Closed);
         assert_eq!(b.admit(), (true, None));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_released_trial_frees_its_slot_and_leaves_the_state_alone() {
+        let b = CircuitBreaker::new(config(Some(3), None));
+        let e = EjectionBudget::new(1, 100);
+        b.release();
+        for _ in 0..2 {
+            b.record(false, &e);
+            b.release();
+        }
+        assert_eq!(b.state(), BreakerState::Closed, "releases are not failures");
+        b.record(false, &e);
+        assert_eq!(b.state(), BreakerState::Open);
+        b.release();
+        assert_eq!(b.state(), BreakerState::Open, "open stays open");
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert!(b.admit().0, "first trial");
+        assert!(b.admit().0, "second trial");
+        assert!(!b.admit().0, "both slots taken");
+        b.release();
+        assert!(b.admit().0, "a released trial's slot is free again");
+        assert!(!b.admit().0);
+        assert_eq!(b.record(true, &e), None);
+        b.release();
+        b.release();
+        b.release();
+        assert!(b.admit().0, "one slot freed; a success is never taken back");
+        assert!(!b.admit().0);
+        assert_eq!(
+            b.record(true, &e),
+            Some((BreakerState::HalfOpen, BreakerState::Closed))
+        );
     }
 
     #[tokio::test(start_paused = true)]

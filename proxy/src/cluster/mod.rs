@@ -80,6 +80,14 @@ impl Endpoint {
         }
     }
 
+    /// An admitted request ended without an outcome that says anything about this
+    /// endpoint (its client went away, a local limit): frees a half-open trial slot.
+    pub fn release(&self) {
+        if let Some(breaker) = &self.breaker {
+            breaker.release();
+        }
+    }
+
     /// Logged once per change, never per request.
     fn on_transition(&self, (from, to): breaker::Transition) {
         self.metrics.breaker_state.set(to as i64);

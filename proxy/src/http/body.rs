@@ -8,6 +8,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
+use super::client_fault::{ClientFault, ClientFaultCell};
 use super::tee::BodyTee;
 
 pin_project_lite::pin_project! {
@@ -84,6 +85,8 @@ pin_project_lite::pin_project! {
             record: Option<std::sync::Arc<crate::observe::RequestRecord>>,
             // A route `mirror`'s copy of the body, taken as frames go by.
             tee: Option<Box<BodyTee>>,
+            // Where a client's error is recorded for the attempt sending the body.
+            faults: Option<std::sync::Arc<ClientFaultCell>>,
         },
         /// A whole body held for replay (cheap to clone).
         Replay {
@@ -98,6 +101,7 @@ pin_project_lite::pin_project! {
             record: Option<std::sync::Arc<crate::observe::RequestRecord>>,
             // Saw the prefix already; copies the rest.
             tee: Option<Box<BodyTee>>,
+            faults: Option<std::sync::Arc<ClientFaultCell>>,
         },
     }
 }
@@ -111,6 +115,21 @@ impl RequestBody {
             inner,
             record,
             tee: None,
+            faults: None,
+        }
+    }
+
+    /// Where this body will record it if its client breaks it, for the attempt about to
+    /// send it; `None` for a body that cannot break any more (whole, or already ended).
+    pub fn watch_client_faults(&mut self) -> Option<std::sync::Arc<ClientFaultCell>> {
+        if Body::is_end_stream(self) {
+            return None;
+        }
+        match self {
+            RequestBody::Streaming { faults, .. } | RequestBody::Prefixed { faults, .. } => {
+                Some(faults.get_or_insert_with(Default::default).clone())
+            }
+            RequestBody::Replay { .. } => None,
         }
     }
 
@@ -134,10 +153,12 @@ impl RequestBody {
     }
 }
 
-/// Counts a frame read from the client and hands it to the mirror's tee, if any.
+/// Counts a frame read from the client and hands it to the mirror's tee, if any; an
+/// error is the client's, recorded for the attempt sending the body.
 fn observe(
     record: &Option<std::sync::Arc<crate::observe::RequestRecord>>,
     tee: &mut Option<Box<BodyTee>>,
+    faults: &Option<std::sync::Arc<ClientFaultCell>>,
     frame: &Poll<Option<Result<Frame<Bytes>, hyper::Error>>>,
     ended: bool,
 ) {
@@ -159,9 +180,12 @@ fn observe(
                 tee.end();
             }
         }
-        Poll::Ready(Some(Err(_))) => {
+        Poll::Ready(Some(Err(error))) => {
             if let Some(tee) = tee {
                 tee.abandon();
+            }
+            if let Some(faults) = faults {
+                faults.record(ClientFault::of(error));
             }
         }
         Poll::Pending => {}
@@ -181,9 +205,10 @@ impl Body for RequestBody {
                 mut inner,
                 record,
                 tee,
+                faults,
             } => {
                 let frame = inner.as_mut().poll_frame(cx);
-                observe(record, tee, &frame, inner.is_end_stream());
+                observe(record, tee, faults, &frame, inner.is_end_stream());
                 frame
             }
             RequestBodyProj::Replay { data, trailers } => Poll::Ready(match data.take() {
@@ -195,12 +220,13 @@ impl Body for RequestBody {
                 mut rest,
                 record,
                 tee,
+                faults,
             } => {
                 if let Some(p) = prefix.take() {
                     return Poll::Ready(Some(Ok(Frame::data(p))));
                 }
                 let frame = rest.as_mut().poll_frame(cx);
-                observe(record, tee, &frame, rest.is_end_stream());
+                observe(record, tee, faults, &frame, rest.is_end_stream());
                 frame
             }
         }

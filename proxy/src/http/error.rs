@@ -34,6 +34,15 @@ pub enum ProxyError {
     Overflow,
     #[error("refused by the authorization policy")]
     Unauthorized,
+    /// The client went away (closed its connection, reset its stream, broke off its
+    /// body) before its response began. Nothing reaches the client; the request is
+    /// recorded with status 499, as nginx does.
+    #[error("the client closed the request")]
+    ClientClosed,
+    /// The upstream answered `101 Switching Protocols` for a protocol the proxy did not
+    /// ask it to switch to.
+    #[error("the upstream switched to a protocol that was not requested")]
+    UnrequestedUpgrade,
 }
 
 impl ProxyError {
@@ -53,6 +62,8 @@ impl ProxyError {
             ProxyError::CircuitOpen => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Overflow => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Unauthorized => StatusCode::FORBIDDEN,
+            ProxyError::ClientClosed => CLIENT_CLOSED_REQUEST,
+            ProxyError::UnrequestedUpgrade => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -73,9 +84,52 @@ impl ProxyError {
             ProxyError::CircuitOpen => "circuit-open",
             ProxyError::Overflow => "overflow",
             ProxyError::Unauthorized => "unauthorized",
+            ProxyError::ClientClosed => "client-closed",
+            ProxyError::UnrequestedUpgrade => "unrequested-upgrade",
+        }
+    }
+
+    /// Which side caused it: only [`Blame::Upstream`] errors say anything about an
+    /// endpoint's health (its circuit breaker, its error metrics).
+    pub fn blame(self) -> Blame {
+        match self {
+            ProxyError::MalformedRequest
+            | ProxyError::HeaderTimeout
+            | ProxyError::BodyTooLarge
+            | ProxyError::HeaderTooLarge
+            | ProxyError::ClientClosed => Blame::Downstream,
+            ProxyError::ConnectFailed
+            | ProxyError::UpstreamReset
+            | ProxyError::UpstreamTimeout
+            | ProxyError::UnrequestedUpgrade => Blame::Upstream,
+            ProxyError::NoRoute
+            | ProxyError::NoHealthyEndpoint
+            | ProxyError::RateLimited
+            | ProxyError::FaultAbort
+            | ProxyError::CircuitOpen
+            | ProxyError::Overflow
+            | ProxyError::Unauthorized => Blame::Local,
         }
     }
 }
+
+/// Who caused a request to fail, as pingora's errors carry it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Blame {
+    /// The client: a malformed or oversized request, a slow head, a client gone away.
+    Downstream,
+    /// The endpoint: it refused, reset, timed out or broke the protocol.
+    Upstream,
+    /// The proxy's own decision: no route, a policy, a limit, an open breaker.
+    Local,
+}
+
+/// Status 499, "client closed request": nginx's record of a request whose client went
+/// away before the response; never sent (there is nobody to send it to).
+pub const CLIENT_CLOSED_REQUEST: StatusCode = match StatusCode::from_u16(499) {
+    Ok(status) => status,
+    Err(_) => panic!("499 is a valid status code"),
+};
 
 /// The header naming why the proxy answered itself.
 pub const ERROR_HEADER: http::HeaderName = http::HeaderName::from_static("x-meshwork-error");
@@ -101,11 +155,14 @@ mod tests {
             ProxyError::CircuitOpen,
             ProxyError::Overflow,
             ProxyError::Unauthorized,
+            ProxyError::ClientClosed,
+            ProxyError::UnrequestedUpgrade,
         ];
         for e in all {
             let s = e.status().as_u16();
+            // 499 is only recorded (metrics, access log), never sent.
             assert!(
-                [400, 403, 404, 408, 413, 429, 431, 502, 503, 504].contains(&s),
+                [400, 403, 404, 408, 413, 429, 431, 499, 502, 503, 504].contains(&s),
                 "{e:?} -> {s}"
             );
             assert!(http::HeaderValue::from_str(e.reason()).is_ok());

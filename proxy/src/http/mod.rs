@@ -1,12 +1,15 @@
 //! HTTP building blocks shared by the layers: bodies, errors, header semantics, path
 //! normalization.
 
+pub mod authority;
 pub mod body;
+pub mod client_fault;
 pub mod error;
 pub mod headers;
 pub mod path;
 pub mod response;
 pub mod tee;
+pub mod upgrade;
 
 pub use body::{RequestBody, ResponseBody};
-pub use error::{ERROR_HEADER, ProxyError};
+pub use error::{Blame, ERROR_HEADER, ProxyError};

@@ -1,5 +1,7 @@
 //! Endpoint: sends the request to the chosen endpoint over its pooled connection, in the
-//! cluster's protocol, and tunnels protocol upgrades (WebSocket) both ways.
+//! cluster's protocol, tunnels the protocol upgrades its route allows (WebSocket by
+//! default) both ways, and tells the endpoint's circuit breaker how the attempt went,
+//! counting only what the endpoint is to blame for.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -8,6 +10,7 @@ use std::task::{Context, Poll};
 
 use http::uri::{Authority, Scheme};
 use http::{StatusCode, Uri, Version, header};
+use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use meshwork_config::model::UpstreamProtocol;
@@ -16,8 +19,9 @@ use tower::Service;
 use super::{ProxyRequest, ProxyResponse};
 use crate::cluster::connector::ConnectError;
 use crate::cluster::{ClusterRuntime, Endpoint};
-use crate::http::headers::is_upgrade_request;
-use crate::http::{ProxyError, ResponseBody};
+use crate::http::client_fault::ClientFault;
+use crate::http::upgrade::{self, Requested};
+use crate::http::{Blame, ProxyError, RequestBody, ResponseBody};
 
 #[derive(Clone, Copy, Debug)]
 pub struct EndpointService;
@@ -41,7 +45,7 @@ impl Service<ProxyRequest> for EndpointService {
 /// The authority the upstream should see: the request's own (`:authority` or `Host`),
 /// falling back to the endpoint's address for HTTP/1.0 requests without a `Host`.
 fn upstream_authority(
-    req: &http::Request<crate::http::RequestBody>,
+    req: &http::Request<RequestBody>,
     endpoint: &Endpoint,
 ) -> Result<Authority, ProxyError> {
     if let Some(a) = req.uri().authority() {
@@ -53,13 +57,23 @@ fn upstream_authority(
     Authority::try_from(&*endpoint.address_text).map_err(|_| ProxyError::MalformedRequest)
 }
 
-async fn send(req: ProxyRequest) -> Result<ProxyResponse, ProxyError> {
-    let ProxyRequest { http: mut req, ctx } = req;
-    let (Some(endpoint), Some(cluster)) = (ctx.endpoint.clone(), ctx.cluster.clone()) else {
-        return Err(ProxyError::NoHealthyEndpoint);
-    };
-    ctx.record.set_endpoint(&endpoint);
-    let authority = upstream_authority(&req, &endpoint)?;
+/// An upgrade asked of the upstream: what its `101` may switch to, and the client's
+/// side of the tunnel.
+struct PendingTunnel {
+    requested: Requested,
+    client: OnUpgrade,
+}
+
+/// Makes the request what the endpoint gets: an absolute URI, the cluster's protocol
+/// version, `Host` for HTTP/1, and only an upgrade its route allows (to an HTTP/1.1
+/// client and cluster; anything else goes on as a plain request).
+fn prepare(
+    req: &mut http::Request<RequestBody>,
+    ctx: &super::RequestContext,
+    endpoint: &Endpoint,
+    http2: bool,
+) -> Result<Option<PendingTunnel>, ProxyError> {
+    let authority = upstream_authority(req, endpoint)?;
     let mut parts = std::mem::take(req.uri_mut()).into_parts();
     parts.scheme = Some(Scheme::HTTP);
     parts.authority = Some(authority.clone());
@@ -68,12 +82,17 @@ async fn send(req: ProxyRequest) -> Result<ProxyResponse, ProxyError> {
     }
     *req.uri_mut() = Uri::from_parts(parts).map_err(|_| ProxyError::MalformedRequest)?;
 
-    let http2 = cluster.config.protocol == UpstreamProtocol::Http2;
-    let downstream_upgrade: Option<OnUpgrade> = if !http2 && is_upgrade_request(req.headers()) {
-        req.extensions_mut().remove::<OnUpgrade>()
-    } else {
-        None
-    };
+    let allowed = ctx
+        .route
+        .as_ref()
+        .map_or(&[][..], |r| &r.config.upgrades[..]);
+    let tunnel = !http2
+        && req.version() == Version::HTTP_11
+        && req.extensions().get::<OnUpgrade>().is_some();
+    let pending = upgrade::negotiate(req.headers_mut(), allowed, tunnel).and_then(|requested| {
+        let client = req.extensions_mut().remove::<OnUpgrade>()?;
+        Some(PendingTunnel { requested, client })
+    });
     if http2 {
         // RFC 9113 §8.3.1: `:authority` carries the host; a differing Host must not be sent.
         req.headers_mut().remove(header::HOST);
@@ -86,83 +105,142 @@ async fn send(req: ProxyRequest) -> Result<ProxyResponse, ProxyError> {
         }
         *req.version_mut() = Version::HTTP_11;
     }
+    Ok(pending)
+}
+
+async fn send(req: ProxyRequest) -> Result<ProxyResponse, ProxyError> {
+    let ProxyRequest { http: mut req, ctx } = req;
+    let (Some(endpoint), Some(cluster)) = (ctx.endpoint.clone(), ctx.cluster.clone()) else {
+        return Err(ProxyError::NoHealthyEndpoint);
+    };
+    ctx.record.set_endpoint(&endpoint);
+    // The endpoint's breaker admitted this attempt: it hears how it went exactly once.
+    let breaker = BreakerReport::new(&endpoint, &cluster.ejection, ctx.deadline);
+    let http2 = cluster.config.protocol == UpstreamProtocol::Http2;
+    let pending_tunnel = match prepare(&mut req, &ctx, &endpoint, http2) {
+        Ok(pending) => pending,
+        Err(error) => return Err(breaker.release(error)),
+    };
+    let client_faults = req.body_mut().watch_client_faults();
 
     let attempt = ClientSpan::begin(&ctx, &mut req);
     let sent = tokio::time::Instant::now();
     let Some(request_slot) = cluster.gates.requests.try_acquire() else {
-        return Err(ProxyError::Overflow);
+        return Err(breaker.release(ProxyError::Overflow));
     };
     if !http2 && !cluster.gates.admit_pending() {
-        return Err(ProxyError::Overflow);
+        return Err(breaker.release(ProxyError::Overflow));
     }
     let in_flight = crate::cluster::InFlight::new(&endpoint);
-    let breaker = BreakerReport::new(&endpoint, &cluster.ejection);
     let result = endpoint.client.request(req).await;
     drop(in_flight);
     drop(request_slot);
-    match &result {
-        // The cluster's own limit, not the endpoint's health.
-        Err(error) if is_overflow(error) => breaker.forget(),
-        Ok(rsp) => breaker.report(!rsp.status().is_server_error()),
-        Err(_) => breaker.report(false),
-    }
     let elapsed = sent.elapsed();
-    let mut rsp = match result {
-        Ok(rsp) => rsp,
-        Err(error) => {
-            let kind = classify(&cluster, &endpoint, &error);
-            if let Some(span) = attempt {
-                span.end(&ctx, &cluster, &endpoint, Err(kind), elapsed);
-            }
-            return Err(kind);
+    let outcome = match result {
+        Ok(rsp) => {
+            endpoint.metrics.response(rsp.status(), elapsed);
+            endpoint.observe_latency(elapsed);
+            refuse_unrequested_switch(rsp, pending_tunnel.as_ref(), &endpoint)
         }
+        Err(error) => Err(classify(
+            &cluster,
+            &endpoint,
+            &error,
+            client_faults.and_then(|f| f.get()),
+        )),
     };
-    endpoint.metrics.response(rsp.status(), elapsed);
-    endpoint.observe_latency(elapsed);
+    breaker.settle(&outcome);
     if let Some(span) = attempt {
-        span.end(&ctx, &cluster, &endpoint, Ok(rsp.status()), elapsed);
+        let status = outcome.as_ref().map(|rsp| rsp.status()).map_err(|e| *e);
+        span.end(&ctx, &cluster, &endpoint, status, elapsed);
     }
-
+    let mut rsp = outcome?;
     if rsp.status() == StatusCode::SWITCHING_PROTOCOLS {
-        if let Some(downstream) = downstream_upgrade {
+        if let Some(pending) = pending_tunnel {
             let upstream = hyper::upgrade::on(&mut rsp);
-            tokio::spawn(tunnel(downstream, upstream, endpoint.clone()));
+            tokio::spawn(tunnel(pending.client, upstream, endpoint.clone()));
         }
     }
     Ok(rsp.map(ResponseBody::from))
 }
 
-/// Reports an attempt's outcome to the endpoint's circuit breaker; an attempt dropped
-/// before it finished (a timeout cut it) counts as a failure.
+/// A `101` is relayed only when it switches to a protocol that was asked for; any other
+/// is a 502, and the upstream connection (already handed over to the switch) is dropped
+/// with the response, so nothing of the other protocol reaches the client.
+fn refuse_unrequested_switch(
+    rsp: http::Response<Incoming>,
+    pending: Option<&PendingTunnel>,
+    endpoint: &Endpoint,
+) -> Result<http::Response<Incoming>, ProxyError> {
+    if rsp.status() != StatusCode::SWITCHING_PROTOCOLS
+        || pending.is_some_and(|p| p.requested.accepts(rsp.headers()))
+    {
+        return Ok(rsp);
+    }
+    tracing::debug!(endpoint = %endpoint.address, upgrade = ?rsp.headers().get(header::UPGRADE), "upstream switched protocols unasked; dropping the connection");
+    Err(ProxyError::UnrequestedUpgrade)
+}
+
+/// Tells the endpoint's circuit breaker how an attempt went, once, by who is to blame:
+/// the endpoint's own failures count, everything else only releases the admission (a
+/// half-open trial slot). An attempt dropped before it finished was either cut by the
+/// proxy's deadline (too slow: a failure) or abandoned by its client (not one).
 struct BreakerReport<'a> {
     endpoint: &'a Endpoint,
     ejection: &'a crate::cluster::breaker::EjectionBudget,
+    deadline: Option<tokio::time::Instant>,
     pending: bool,
 }
 
 impl<'a> BreakerReport<'a> {
-    fn new(endpoint: &'a Endpoint, ejection: &'a crate::cluster::breaker::EjectionBudget) -> Self {
+    fn new(
+        endpoint: &'a Endpoint,
+        ejection: &'a crate::cluster::breaker::EjectionBudget,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Self {
         Self {
             endpoint,
             ejection,
+            deadline,
             pending: true,
         }
     }
 
-    fn report(mut self, success: bool) {
+    /// The endpoint answered (a 5xx is a failure) or failed; or something else ended
+    /// the attempt, which says nothing about the endpoint.
+    fn settle(mut self, outcome: &Result<http::Response<Incoming>, ProxyError>) {
         self.pending = false;
-        self.endpoint.report(success, self.ejection);
+        match outcome {
+            Ok(rsp) => self
+                .endpoint
+                .report(!rsp.status().is_server_error(), self.ejection),
+            Err(error) if error.blame() == Blame::Upstream => {
+                self.endpoint.report(false, self.ejection)
+            }
+            Err(_) => self.endpoint.release(),
+        }
     }
 
-    fn forget(mut self) {
+    /// Ends the attempt before it reached the endpoint; returns `error` to pass on.
+    fn release(mut self, error: ProxyError) -> ProxyError {
         self.pending = false;
+        self.endpoint.release();
+        error
     }
 }
 
 impl Drop for BreakerReport<'_> {
     fn drop(&mut self) {
-        if self.pending {
+        if !self.pending {
+            return;
+        }
+        let cut_at_deadline = self
+            .deadline
+            .is_some_and(|d| tokio::time::Instant::now() >= d);
+        if cut_at_deadline {
             self.endpoint.report(false, self.ejection);
+        } else {
+            self.endpoint.release();
         }
     }
 }
@@ -176,10 +254,7 @@ struct ClientSpan {
 
 impl ClientSpan {
     /// Writes the trace context for this attempt into the upstream request.
-    fn begin(
-        ctx: &super::RequestContext,
-        req: &mut http::Request<crate::http::RequestBody>,
-    ) -> Option<Self> {
+    fn begin(ctx: &super::RequestContext, req: &mut http::Request<RequestBody>) -> Option<Self> {
         let tracer = ctx.snapshot.tracer.as_ref()?;
         let info = ctx.record.trace.get()?;
         let span_id = crate::trace::new_span_id();
@@ -256,12 +331,19 @@ fn is_overflow(error: &hyper_util::client::legacy::Error) -> bool {
     false
 }
 
-/// Connect failures (nothing was sent) vs. everything else (the connection broke).
+/// The client's fault when its body broke first (the upstream request failed because
+/// of it); else the cluster's connection limit, a connect failure (nothing was sent), or
+/// a reset (the connection broke).
 fn classify(
     cluster: &ClusterRuntime,
     endpoint: &Endpoint,
     error: &hyper_util::client::legacy::Error,
+    client_fault: Option<ClientFault>,
 ) -> ProxyError {
+    if let Some(fault) = client_fault {
+        tracing::debug!(endpoint = %endpoint.address, ?fault, "the client broke its request body; upstream request aborted");
+        return fault.error();
+    }
     if is_overflow(error) {
         // Counted here, for the request it turned away; the pool's own background
         // connects that time out the same way turn nobody away.

@@ -1,4 +1,5 @@
-//! Forward: the proxy's header semantics on both directions — hop-by-hop headers out,
+//! Forward: the proxy's header semantics on both directions — one authority per request
+//! (see `http/authority.rs`), hop-by-hop headers and `h2c` upgrades out,
 //! `x-forwarded-for` / `x-forwarded-proto` / `x-request-id` in.
 
 use std::task::{Context, Poll};
@@ -10,9 +11,11 @@ use tower::{Layer, Service};
 
 use super::{ProxyRequest, ProxyResponse};
 use crate::http::ProxyError;
+use crate::http::authority::reconcile as reconcile_authority;
 use crate::http::headers::{
     add_forwarded, ensure_request_id, is_upgrade_request, remove_hop_by_hop,
 };
+use crate::http::upgrade::strip_h2c;
 
 #[derive(Clone, Copy, Debug)]
 pub struct ForwardLayer;
@@ -56,6 +59,11 @@ where
             // proxy route on one while the upstream trusts the other.
             return Either::Left(ready(Err(ProxyError::MalformedRequest)));
         }
+        if let Err(error) = reconcile_authority(&mut req.http, req.ctx.scheme) {
+            return Either::Left(ready(Err(error)));
+        }
+        // Before anything reads the request: no route or policy should see an h2c upgrade.
+        strip_h2c(req.http.headers_mut());
         let upgrade =
             req.http.version() == Version::HTTP_11 && is_upgrade_request(req.http.headers());
         let headers = req.http.headers_mut();

@@ -57,6 +57,11 @@ pub struct RequestContext {
     pub endpoint: Option<Arc<Endpoint>>,
     /// The endpoint that just failed this request; a retry prefers another.
     pub avoid_endpoint: Option<Arc<Endpoint>>,
+    /// When the proxy gives up waiting (the route's `timeout`, or a retry's
+    /// `per_try_timeout` for one attempt). An attempt dropped at or after it was cut for
+    /// being slow, which is the endpoint's failure; one dropped before it was abandoned
+    /// by its client, which is not.
+    pub deadline: Option<tokio::time::Instant>,
 }
 
 pub type ProxyResponse = http::Response<ResponseBody>;
@@ -81,7 +86,9 @@ pub fn http_stack() -> observe::Observe<
         // rewrite, the mirror and the upstream all see one path; 400 for a path they
         // could read differently (encoded slashes, `..;`, climbing above `/`...).
         .layer(normalize::NormalizePathLayer::new())
-        // Proxy semantics: strip hop-by-hop headers, add x-forwarded-*, x-request-id.
+        // Proxy semantics: one authority per request (400 when Host and :authority
+        // disagree), strip hop-by-hop headers and h2c upgrades, add x-forwarded-*,
+        // x-request-id.
         .layer(forward::ForwardLayer)
         // The listener's authorization policy by peer identity (403 when it refuses);
         // the verified identity is passed on to the application.
@@ -107,7 +114,8 @@ pub fn http_stack() -> observe::Observe<
         .layer(split::SplitLayer::new())
         // Choice of an endpoint within the cluster.
         .layer(balance::BalanceLayer::new())
-        // Send to the endpoint over its pooled connection (tunnel upgrades).
+        // Send to the endpoint over its pooled connection (tunnel the upgrades the route
+        // allows); only the endpoint's own failures count against its breaker.
         .service(endpoint::EndpointService);
     // Turn every error into the response the contract says, so the service given to
     // hyper never fails.

@@ -1,6 +1,11 @@
 //! Observe: the outermost layer. When the response ends (or the client goes away), the
 //! request is reported once — metrics, then the access log line — from what the layers
 //! below wrote into its [`RequestRecord`](crate::observe::RequestRecord).
+//!
+//! A client that goes away before its response head (closes its connection, resets its
+//! stream) drops the request's future; the request is then reported as what it is:
+//! `client-closed`, status 499 (nginx's "client closed request"), never an upstream
+//! failure.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -11,6 +16,7 @@ use std::task::{Context, Poll, ready};
 use tower::Service;
 
 use super::{ProxyRequest, ProxyResponse};
+use crate::http::ProxyError;
 use crate::observe::access_log::AccessLogWriter;
 use crate::observe::{ObservedBody, Observer, RequestRecord};
 use crate::snapshot::HttpListenerPlan;
@@ -63,6 +69,25 @@ pin_project_lite::pin_project! {
         plan: Option<Arc<HttpListenerPlan>>,
         access_log: Option<Arc<AccessLogWriter>>,
         tracer: Option<Arc<Tracer>>,
+    }
+
+    impl<F> PinnedDrop for ResponseFuture<F> {
+        /// Dropped before the response head: the client went away.
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            let Some(record) = this.record.take() else {
+                return;
+            };
+            let _ = record.error.set(ProxyError::ClientClosed);
+            drop(Observer {
+                record,
+                plan: this.plan.take(),
+                access_log: this.access_log.take(),
+                tracer: this.tracer.take(),
+                status: ProxyError::ClientClosed.status(),
+                response_bytes: 0,
+            });
+        }
     }
 }
 

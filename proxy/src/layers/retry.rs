@@ -22,6 +22,7 @@ use meshwork_config::model::{RetryOn, RetryPolicy};
 use tower::{Layer, Service};
 
 use super::{ProxyRequest, ProxyResponse, RequestContext};
+use crate::http::client_fault::ClientFault;
 use crate::http::headers::is_upgrade_request;
 use crate::http::{ProxyError, RequestBody};
 use crate::policy::backoff;
@@ -129,18 +130,25 @@ async fn buffer(
     let mut data = BytesMut::new();
     let mut trailers = None;
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|_| ProxyError::MalformedRequest)?;
+        // Read before any attempt: a failure here can only be the client's.
+        let frame = frame.map_err(|e| ClientFault::of(&e).error())?;
         match frame.into_data() {
             Ok(chunk) => {
                 data.extend_from_slice(&chunk);
                 if data.len() as u64 > max {
                     let prefix = Some(data.freeze());
                     return Ok(Err(match body {
-                        RequestBody::Streaming { inner, record, tee } => RequestBody::Prefixed {
+                        RequestBody::Streaming {
+                            inner,
+                            record,
+                            tee,
+                            faults,
+                        } => RequestBody::Prefixed {
                             prefix,
                             rest: inner,
                             record,
                             tee,
+                            faults,
                         },
                         other => other,
                     }));
@@ -223,13 +231,18 @@ where
         *req.headers_mut() = parts.headers.clone();
         let mut attempt_ctx: RequestContext = ctx.clone();
         attempt_ctx.avoid_endpoint = ctx.record.endpoint();
+        // The attempt's own deadline, so the endpoint knows a cut at it for a timeout.
+        let per_try = policy
+            .per_try_timeout
+            .map(|limit| tokio::time::Instant::now() + limit);
+        attempt_ctx.deadline = super::timeout::earliest(ctx.deadline, per_try);
         let mut svc = inner.clone();
         let fut = svc.call(ProxyRequest {
             http: req,
             ctx: attempt_ctx,
         });
-        let outcome = match policy.per_try_timeout {
-            Some(limit) => match tokio::time::timeout(limit, fut).await {
+        let outcome = match per_try {
+            Some(deadline) => match tokio::time::timeout_at(deadline, fut).await {
                 Ok(outcome) => outcome,
                 Err(_) => {
                     if let Some(endpoint) = ctx.record.endpoint() {

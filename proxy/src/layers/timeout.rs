@@ -3,12 +3,15 @@
 //!
 //! It deliberately does not cover the response body: a long download or a gRPC stream
 //! that has started answering is not cut by a request timeout.
+//!
+//! The deadline is also written into the request's context, so an attempt cut short can
+//! tell a cut for being slow (the endpoint's fault) from its client going away (not).
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 use tower::{Layer, Service};
 
 use super::{ProxyRequest, ProxyResponse};
@@ -41,13 +44,23 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: ProxyRequest) -> Self::Future {
+    fn call(&mut self, mut req: ProxyRequest) -> Self::Future {
         let timeout = req.ctx.route.as_ref().and_then(|r| r.config.timeout);
+        let deadline = timeout.map(|t| Instant::now() + t);
+        req.ctx.deadline = earliest(req.ctx.deadline, deadline);
         ResponseFuture {
             record: timeout.map(|_| req.ctx.record.clone()),
             inner: self.inner.call(req),
-            sleep: timeout.map(tokio::time::sleep),
+            sleep: deadline.map(tokio::time::sleep_until),
         }
+    }
+}
+
+/// The sooner of two optional deadlines.
+pub fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 

@@ -133,4 +133,97 @@ mod tests {
             2
         ));
     }
+
+    /// Property tests: the scanner never panics, whatever the bytes and wherever reads
+    /// split them, and it agrees with a plain reading of the head.
+    mod props {
+        use proptest::prelude::*;
+
+        use super::super::HeadScanner;
+
+        /// Feeds `bytes` in pieces cut at `cuts` (taken modulo the length, in any order);
+        /// whether the scanner flagged the head.
+        fn scan_split(bytes: &[u8], cuts: &[usize]) -> bool {
+            let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+            cuts.sort_unstable();
+            cuts.push(bytes.len());
+            let mut scanner = HeadScanner::default();
+            let mut start = 0;
+            let mut flagged = false;
+            for end in cuts {
+                flagged = scanner.feed(&bytes[start..end]);
+                start = end;
+            }
+            flagged
+        }
+
+        /// `name` with each letter in either case.
+        fn any_case(name: &'static str) -> impl Strategy<Value = String> {
+            proptest::collection::vec(any::<bool>(), name.len()).prop_map(move |upper| {
+                name.chars()
+                    .zip(upper)
+                    .map(|(c, u)| if u { c.to_ascii_uppercase() } else { c })
+                    .collect()
+            })
+        }
+
+        fn header_name() -> impl Strategy<Value = String> {
+            prop_oneof![
+                any_case("content-length"),
+                any_case("transfer-encoding"),
+                Just("content-lengthx".to_string()),
+                Just("transfer-encodingx".to_string()),
+                Just("x-transfer-encoding".to_string()),
+                "[a-zA-Z0-9!#$%&'*+.^_`|~-]{1,24}",
+            ]
+        }
+
+        /// A request head (request line, headers, blank line; CRLF or bare LF line ends)
+        /// and a body, with the header names in it.
+        fn request() -> impl Strategy<Value = (Vec<u8>, Vec<String>)> {
+            let eol = || prop_oneof![Just("\r\n"), Just("\n")];
+            let line = "[A-Z]{1,7} /[ -~]{0,30} HTTP/1\\.[01]";
+            let header = (header_name(), "[ -~]{0,40}", eol());
+            (
+                line,
+                eol(),
+                proptest::collection::vec(header, 0..8),
+                eol(),
+                proptest::collection::vec(any::<u8>(), 0..200),
+            )
+                .prop_map(|(line, eol, headers, end, body)| {
+                    let mut bytes = format!("{line}{eol}").into_bytes();
+                    let mut names = Vec::new();
+                    for (name, value, eol) in headers {
+                        bytes.extend_from_slice(format!("{name}:{value}{eol}").as_bytes());
+                        names.push(name);
+                    }
+                    bytes.extend_from_slice(end.as_bytes());
+                    bytes.extend_from_slice(&body);
+                    (bytes, names)
+                })
+        }
+
+        proptest! {
+            #![proptest_config(crate::property::config())]
+
+            #[test]
+            fn any_bytes_split_anywhere_give_the_answer_of_one_read(
+                bytes in proptest::collection::vec(any::<u8>(), 0..600),
+                cuts in proptest::collection::vec(any::<usize>(), 0..12),
+            ) {
+                prop_assert_eq!(scan_split(&bytes, &cuts), scan_split(&bytes, &[]));
+            }
+
+            #[test]
+            fn a_head_is_flagged_exactly_when_it_has_both_framing_headers(
+                (bytes, names) in request(),
+                cuts in proptest::collection::vec(any::<usize>(), 0..12),
+            ) {
+                let has = |wanted: &str| names.iter().any(|n| n.eq_ignore_ascii_case(wanted));
+                let expected = has("content-length") && has("transfer-encoding");
+                prop_assert_eq!(scan_split(&bytes, &cuts), expected);
+            }
+        }
+    }
 }

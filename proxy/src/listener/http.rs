@@ -250,6 +250,7 @@ impl hyper::service::Service<http::Request<Incoming>> for HttpService {
                 cluster: None,
                 endpoint: None,
                 avoid_endpoint: None,
+                deadline: None,
             },
         };
         let stack = layers::http_stack();

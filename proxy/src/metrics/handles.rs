@@ -86,7 +86,7 @@ impl RequestSlot {
 }
 
 /// Number of [`ProxyError`] kinds (for per-reason arrays).
-const REASONS: usize = 14;
+const REASONS: usize = 16;
 
 fn reason_index(e: ProxyError) -> usize {
     match e {
@@ -104,6 +104,8 @@ fn reason_index(e: ProxyError) -> usize {
         ProxyError::CircuitOpen => 11,
         ProxyError::Overflow => 12,
         ProxyError::Unauthorized => 13,
+        ProxyError::ClientClosed => 14,
+        ProxyError::UnrequestedUpgrade => 15,
     }
 }
 

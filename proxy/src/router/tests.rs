@@ -23,6 +23,7 @@ fn route(name: &str, matcher: RouteMatch) -> Route {
         response_headers: HeaderModifier::default(),
         rate_limit: None,
         mirror: None,
+        upgrades: Vec::new(),
     }
 }
 
