@@ -1,11 +1,11 @@
-//! HTTP building blocks shared by the layers: bodies, errors, header semantics, path
-//! normalization.
+//! HTTP building blocks shared by the layers: bodies, errors, header semantics, the
+//! request target's normalization.
 
 pub mod body;
 pub mod error;
 pub mod headers;
-pub mod path;
 pub mod response;
+pub mod target;
 pub mod tee;
 
 pub use body::{RequestBody, ResponseBody};
