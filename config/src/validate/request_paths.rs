@@ -127,10 +127,7 @@ fn not_normal(path: &str, fix: &str, used: PathUse) -> String {
         PathUse::Exact | PathUse::Prefix | PathUse::Pattern => {
             "requests are matched after normalization, so it can never match".to_string()
         }
-        PathUse::Rewrite => {
-            "it is sent to the upstream as written, and must read as the path meshwork matched"
-                .to_string()
-        }
+        PathUse::Rewrite => format!("the upstream gets it as written and may read it as {fix:?}"),
         PathUse::Redirect => format!("the client's next request reads as {fix:?}"),
     };
     format!("{path:?} is not in normalized form: {why}; write {fix:?}")
