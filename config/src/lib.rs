@@ -14,6 +14,7 @@ mod load;
 pub mod model;
 mod path;
 mod raw;
+pub mod request_path;
 pub mod resource;
 mod schema;
 mod ser;

@@ -51,3 +51,31 @@ fn the_shipped_example_directory_passes_check_and_a_broken_one_does_not() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_fragment_with_a_route_path_that_can_never_match_fails_check() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("edge.yaml"),
+        "listeners:\n  - { name: edge, address: 127.0.0.1:0, route_table: edge }\nclusters:\n  - { name: api, endpoints: [127.0.0.1:9000] }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("routes.yaml"),
+        "route_tables:\n  edge:\n    - name: admin\n      match: { path: { prefix: /x/../admin } }\n      direct_response: { status: 403 }\n",
+    )
+    .unwrap();
+    let out = control()
+        .args(["--check", "--config-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            r#"routes.yaml:4:32: route_tables.edge[0].match.path.prefix: "/x/../admin" is not in normalized form: requests are matched after normalization, so it can never match; write "/admin""#
+        ),
+        "{stderr}"
+    );
+}

@@ -8,7 +8,7 @@ use meshwork_config::Config;
 use meshwork_config::model::{EscapedSlashes, ListenerProtocol, RouteAction};
 
 use crate::cluster::ClusterRegistry;
-use crate::http::path::normalize_target;
+use crate::http::target::normalize_target;
 use crate::router::{RouteEntry, RouteRequest, RouteTable};
 
 /// The explanation text, and whether a route matched.

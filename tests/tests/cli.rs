@@ -213,6 +213,30 @@ async fn check_reports_a_route_naming_a_missing_cluster() {
 }
 
 #[tokio::test]
+async fn check_refuses_a_route_path_that_normalization_would_change() {
+    let yaml = lines(&[
+        "version: 1",
+        "listeners:",
+        "  - name: edge",
+        "    address: 127.0.0.1:0",
+        "    route_table: edge",
+        "route_tables:",
+        "  edge:",
+        "    - name: admin",
+        "      match:",
+        "        path: { prefix: /x/../admin }",
+        "      direct_response: { status: 403 }",
+    ]);
+    assert_check_reports(
+        "edge.yaml",
+        &yaml,
+        "10:25: route_tables.edge[0].match.path.prefix",
+        r#""/x/../admin" is not in normalized form: requests are matched after normalization, so it can never match; write "/admin""#,
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn check_refuses_tls_to_a_plaintext_control_plane_address() {
     let yaml = lines(&[
         "version: 1",

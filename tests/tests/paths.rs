@@ -17,7 +17,8 @@ const ADMIN_REFUSAL: &str = "admin is off limits\n";
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One proxy with three listeners on one route table (`/admin` answers 403 itself,
-/// `/m/` is rewritten to `/mm/` and mirrored to `shadow`, the rest goes to `app`):
+/// `/m/` is rewritten to `/mm/` and mirrored to `shadow`, `/api` (no trailing slash) is
+/// rewritten to `/v2/`, the rest goes to `app`):
 /// `edge` (plaintext, escaped slashes refused), `keep` (plaintext, escaped slashes
 /// kept) and `inbound` (mTLS, authorization allows only `/public/*`).
 struct Setup {
@@ -61,6 +62,11 @@ route_tables:
       backends: [{{ cluster: app }}]
       rewrite: {{ path_prefix: /mm/ }}
       mirror: {{ cluster: shadow, percent: 100 }}
+    - name: versioned
+      match:
+        path: {{ prefix: /api }}
+      backends: [{{ cluster: app }}]
+      rewrite: {{ path_prefix: /v2/ }}
     - name: app
       backends: [{{ cluster: app }}]
 clusters:
@@ -322,6 +328,32 @@ async fn the_rewrite_and_the_mirror_see_the_normalized_path() {
     })
     .await;
     assert_eq!(s.shadow.paths(), ["/mm/y?q=1"]);
+}
+
+/// A prefix without its closing `/` (`/api`) rewritten to one with it (`/v2/`) cuts a
+/// segment in two: `/api../admin` is a normal path (its first segment is `api..`), but
+/// rewritten it would be `/v2/../admin`, which the upstream reads as `/admin`, outside
+/// `/v2/`. A rewritten path that is not normal is refused.
+#[tokio::test]
+async fn a_rewrite_that_would_forward_a_dot_segment_is_refused() {
+    let s = setup().await;
+    for listener in ["edge", "keep"] {
+        expect_all(
+            &s,
+            listener,
+            &[
+                (get(b"/api/users?q=1"), upstream("/v2/users?q=1")),
+                (get(b"/api"), upstream("/v2/")),
+                (get(b"/apis"), upstream("/v2/s")),
+                (get(b"/api..x"), upstream("/v2/..x")),
+                (get(b"/api../admin"), Outcome::Malformed),
+                (get(b"/api.."), Outcome::Malformed),
+                (get(b"/api./x"), Outcome::Malformed),
+            ],
+        )
+        .await;
+    }
+    expect_all(&s, "keep", &[(get(b"/api..%2Fadmin"), Outcome::Malformed)]).await;
 }
 
 #[tokio::test]

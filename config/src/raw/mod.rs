@@ -154,7 +154,7 @@ pub(crate) struct RawAllowRule {
     pub from: List<String>,
     /// HTTP methods. Absent = any method.
     pub methods: List<String>,
-    /// Path globs (`*` matches any run of characters). Absent = any path.
+    /// Path globs (`*` matches any run of characters), compared with the normalized request path, so written in normalized form. Absent = any path.
     pub paths: List<String>,
 }
 

@@ -68,11 +68,11 @@ pub(crate) struct RawMatch {
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Path")]
 pub(crate) struct RawPath {
-    /// The path starts with this (must start with `/`).
+    /// The normalized request path starts with this (a string prefix: it may end inside a segment). Starts with `/`, in normalized form (`/~user/`, not `/%7Euser/`; no `//` or dot segments), or it could never match.
     pub prefix: Field<String>,
-    /// The path is exactly this (must start with `/`).
+    /// The normalized request path is exactly this. Starts with `/`, in normalized form, or it could never match.
     pub exact: Field<String>,
-    /// The path matches this regular expression (Rust `regex` syntax, unanchored unless written with `^`/`$`).
+    /// The normalized request path matches this regular expression (Rust `regex` syntax, unanchored unless written with `^`/`$`).
     pub regex: Field<String>,
 }
 
@@ -124,7 +124,7 @@ pub(crate) struct RawRedirect {
     pub host: Field<String>,
     /// Port, 1 to 65535.
     pub port: Field<u16>,
-    /// Path (must start with `/`).
+    /// Path: starts with `/`, in normalized form (encoded slashes allowed).
     pub path: Field<String>,
     /// 301, 302, 303, 307 or 308. Default is 301.
     pub status: Field<u16>,
@@ -213,7 +213,7 @@ pub(crate) struct RawFaultAbort {
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Rewrite")]
 pub(crate) struct RawRewrite {
-    /// Replaces the prefix matched by `match.path.prefix` (only with a prefix match).
+    /// Replaces the prefix matched by `match.path.prefix` (only with a prefix match). In normalized form; a rewritten path that is not normal is refused (400).
     pub path_prefix: Field<String>,
     /// Replaces the `Host` header / `:authority`.
     pub host: Field<String>,

@@ -256,3 +256,69 @@ fn a_body_that_is_not_ours_is_rejected_with_its_source() {
         settled.rejected[0].error
     );
 }
+
+#[test]
+fn a_served_route_path_that_can_never_match_is_rejected_where_it_was_written() {
+    // The listeners come from one fragment, the route tables from another: whether an
+    // encoded slash can match is decided by the listeners using the table.
+    let mut offered = cut(
+        "listeners.yaml",
+        "listeners:\n  - { name: edge, address: 127.0.0.1:0, route_table: edge }\n  - { name: files, address: 127.0.0.1:0, route_table: files, paths: { escaped_slashes: keep } }\nclusters:\n  - { name: api, endpoints: [127.0.0.1:1] }\n",
+    );
+    offered.extend(cut(
+        "routes.yaml",
+        "route_tables:\n  edge:\n    - name: home\n      match: { path: { prefix: /%7Euser/ } }\n      backends: [{ cluster: api }]\n  files:\n    - name: encoded\n      match: { path: { prefix: /a%2Fb/ } }\n      backends: [{ cluster: api }]\n",
+    ));
+    let settled = settle_all(offered, &|_| None);
+    let applied: Vec<String> = settled.applied.iter().map(|r| r.key.to_string()).collect();
+    assert!(
+        applied.contains(&r#"route_table "files""#.to_string()),
+        "{applied:?}"
+    );
+    let table = settled
+        .rejected
+        .iter()
+        .find(|r| r.resource.key == Key::new(Kind::RouteTable, "edge"))
+        .expect("route table edge is rejected");
+    assert_eq!(
+        table.error,
+        r#"routes.yaml:4:32: route_tables.edge[0].match.path.prefix: "/%7Euser/" is not in normalized form: requests are matched after normalization, so it can never match; write "/~user/""#
+    );
+}
+
+#[test]
+fn bootstrap_authorization_paths_are_checked_against_the_served_listener() {
+    let text = "version: 1\ncontrol_plane: { address: http://127.0.0.1:1 }\nauthorization:\n  - listener: inbound\n    allow: [{ paths: [\"/a%2Fb/*\"] }]\n";
+    let bootstrap = Bootstrap::new("proxy.yaml", text, Path::new("/"));
+    // Alone, the file loads: which listener it names is not known yet.
+    let alone = crate::load_str("proxy.yaml", text, Path::new("/"), &no_env);
+    assert!(alone.is_ok(), "{alone:?}");
+    let served = |escaped: &str| {
+        cut(
+            "l.yaml",
+            &format!(
+                "listeners:\n  - {{ name: inbound, address: 127.0.0.1:0, route_table: in, paths: {{ escaped_slashes: {escaped} }} }}\nroute_tables:\n  in:\n    - {{ name: all, backends: [{{ cluster: app }}] }}\nclusters:\n  - {{ name: app, endpoints: [127.0.0.1:1] }}\n"
+            ),
+        )
+    };
+    let keep = settle(
+        &bootstrap,
+        served("keep"),
+        &|_| None,
+        &no_env,
+        &mut Applied::Done,
+    );
+    assert!(keep.is_ok(), "{keep:?}");
+    let err = settle(
+        &bootstrap,
+        served("reject"),
+        &|_| None,
+        &no_env,
+        &mut Applied::Done,
+    )
+    .expect_err("the pattern can never match on a rejecting listener");
+    assert_eq!(
+        err,
+        r#"proxy.yaml:5:23: authorization[0].allow[0].paths[0]: "/a%2Fb/*" can never match: a request whose path fits it is refused (400): an encoded "/" or "\" (%2F, %5C); listener "inbound" does not set paths.escaped_slashes: keep"#
+    );
+}

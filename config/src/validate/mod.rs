@@ -13,7 +13,9 @@ mod control_plane_tests;
 mod listener;
 mod other;
 mod policy;
+mod request_paths;
 mod route;
+mod upgrades;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -21,7 +23,7 @@ use std::path::Path;
 pub(crate) use check::Check;
 
 use crate::diagnostic::Sink;
-use crate::model::{Config, RouteTable};
+use crate::model::{Config, Listener, RouteTable};
 use crate::raw::RawConfig;
 use crate::spanned::Spanned;
 
@@ -96,20 +98,21 @@ pub(crate) fn validate(
         other::control_plane(ck, at, names.identity)
     });
     let listeners = listener::listeners(ck, &config.listeners, &names);
-    let route_tables = route_tables(ck, config, &names);
+    let route_tables = route_tables(ck, config, &names, &listeners);
     let clusters = ck.list(&config.clusters, |ck, at, c| {
         cluster::cluster(ck, at, c, &names)
     });
     let identity = ck.optional(config.identity.as_ref(), other::identity);
     let mut policed: Vec<String> = Vec::new();
     let unchecked = Names::default();
-    let listener_names = if cx.listeners_served_later && config.control_plane.is_some() {
-        &unchecked
-    } else {
-        &names
-    };
+    let (listener_names, known_listeners) =
+        if cx.listeners_served_later && config.control_plane.is_some() {
+            (&unchecked, &[][..])
+        } else {
+            (&names, listeners.as_slice())
+        };
     let authorization = ck.list(&config.authorization, |ck, at, a| {
-        let policy = other::authorization(ck, at, a, listener_names);
+        let policy = other::authorization(ck, at, a, listener_names, known_listeners);
         if policed.contains(&policy.listener) {
             let at_listener = a.listener.as_ref().map_or((at.pos, at.path.clone()), |l| (l.pos, l.path.clone()));
             ck.at(
@@ -150,6 +153,7 @@ fn route_tables(
     ck: &mut Check<'_>,
     config: &RawConfig,
     names: &Names,
+    listeners: &[Listener],
 ) -> BTreeMap<String, RouteTable> {
     let mut out = BTreeMap::new();
     let Some(tables) = config.route_tables.as_ref().and_then(Spanned::get) else {
@@ -161,7 +165,10 @@ fn route_tables(
             ck.error(key, "a route table name cannot be empty");
             continue;
         }
-        out.insert(name.clone(), route::table(ck, name, routes, names));
+        out.insert(
+            name.clone(),
+            route::table(ck, name, routes, names, listeners),
+        );
     }
     out
 }

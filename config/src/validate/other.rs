@@ -4,11 +4,12 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
+use super::request_paths::{self, PathUse, Reading};
 use super::{Check, Names};
 use crate::model::{
     AccessLog, AccessLogFormat, AccessLogPath, Admin, AuthorizationDefault, AuthorizationPolicy,
-    AuthorizationRule, ClientTls, ControlPlane, DEFAULT_ADMIN_ADDRESS, Identity, Node, Otlp,
-    Propagation, Runtime, Tracing, WorkerThreads,
+    AuthorizationRule, ClientTls, ControlPlane, DEFAULT_ADMIN_ADDRESS, Identity, Listener, Node,
+    Otlp, Propagation, Runtime, Tracing, WorkerThreads,
 };
 use crate::raw::{
     AccessLogFormatName, AuthorizationDefaultName, PropagationName, RawAccessLog, RawAdmin,
@@ -222,9 +223,11 @@ pub(crate) fn authorization(
     at: &Spanned<RawAuthorization>,
     raw: &RawAuthorization,
     names: &Names,
+    listeners: &[Listener],
 ) -> AuthorizationPolicy {
     let listener = ck.required_text(at, &raw.listener, "listener");
     refer(ck, &raw.listener, &names.listeners, "listener");
+    let reading = Reading::listener(listeners, &listener);
     let default = match raw.default.as_ref().and_then(Spanned::get) {
         Some(AuthorizationDefaultName::Allow) => AuthorizationDefault::Allow,
         _ => AuthorizationDefault::Deny,
@@ -234,15 +237,16 @@ pub(crate) fn authorization(
             from: ck.list(&rule.from, |ck, at, id| spiffe_id(ck, at, id, true)),
             methods: ck.list(&rule.methods, |ck, at, m| method(ck, at, m)),
             paths: ck.list(&rule.paths, |ck, at, p| {
-                if p.starts_with('/') || p == "*" {
-                    Some(p.clone())
+                let checked = if p == "*" {
+                    Ok(p.clone())
+                } else if p.starts_with('/') {
+                    request_paths::check(p, PathUse::Pattern, &reading)
                 } else {
-                    ck.error(
-                        at,
-                        format!("{p:?} is not a path pattern (it must start with \"/\")"),
-                    );
-                    None
-                }
+                    Err(format!(
+                        "{p:?} is not a path pattern (it must start with \"/\")"
+                    ))
+                };
+                checked.map_err(|e| ck.error(at, e)).ok()
             }),
         })
     });

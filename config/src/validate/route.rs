@@ -3,9 +3,10 @@
 
 use super::check::pos_of;
 use super::other::{method, refer};
+use super::request_paths::{self, PathUse, Reading};
 use super::{Check, Names, policy};
 use crate::model::{
-    DEFAULT_UPGRADES, DirectResponse, HeaderMatch, HeaderModifier, PathMatch, Pattern, QueryMatch,
+    DirectResponse, HeaderMatch, HeaderModifier, Listener, PathMatch, Pattern, QueryMatch,
     Redirect, Rewrite, Route, RouteAction, RouteMatch, RouteTable, ValueCondition, WeightedBackend,
 };
 use crate::raw::{
@@ -23,28 +24,40 @@ pub(crate) fn table(
     name: &str,
     routes: &Spanned<Vec<Spanned<RawRoute>>>,
     names: &Names,
+    listeners: &[Listener],
 ) -> RouteTable {
     ck.unique_names(Some(routes), "route", |r: &RawRoute| &r.name);
-    let routes = ck.items(Some(routes), |ck, at, r| Some(route(ck, at, r, names)));
+    let reading = Reading::route_table(listeners, name);
+    let routes = ck.items(Some(routes), |ck, at, r| {
+        Some(route(ck, at, r, names, &reading))
+    });
     RouteTable {
         name: name.to_string(),
         routes,
     }
 }
 
-fn route(ck: &mut Check<'_>, at: &Spanned<RawRoute>, raw: &RawRoute, names: &Names) -> Route {
+fn route(
+    ck: &mut Check<'_>,
+    at: &Spanned<RawRoute>,
+    raw: &RawRoute,
+    names: &Names,
+    reading: &Reading,
+) -> Route {
     let name = ck.required_text(at, &raw.name, "name");
     let matcher = raw
         .matcher
         .as_ref()
-        .and_then(|m| m.get().map(|v| route_match(ck, v)))
+        .and_then(|m| m.get().map(|v| route_match(ck, v, reading)))
         .unwrap_or_default();
     let action = action(ck, at, raw, names);
     let timeout = raw
         .timeout
         .is_some()
         .then(|| ck.positive_duration(&raw.timeout, Default::default()));
-    let rewrite = ck.optional(raw.rewrite.as_ref(), |ck, at| rewrite(ck, at, &matcher));
+    let rewrite = ck.optional(raw.rewrite.as_ref(), |ck, at| {
+        rewrite(ck, at, &matcher, reading)
+    });
     Route {
         name,
         action,
@@ -56,36 +69,12 @@ fn route(ck: &mut Check<'_>, at: &Spanned<RawRoute>, raw: &RawRoute, names: &Nam
         response_headers: header_edits(ck, &raw.response_headers),
         rate_limit: ck.optional(raw.rate_limit.as_ref(), policy::rate_limit),
         mirror: ck.optional(raw.mirror.as_ref(), |ck, at| policy::mirror(ck, at, names)),
-        upgrades: upgrades(ck, raw),
+        upgrades: super::upgrades::upgrades(ck, &raw.upgrades),
         matcher,
     }
 }
 
-/// The route's `upgrades`: protocol names (tokens), lower-cased, each once, never `h2c`;
-/// `[websocket]` when absent.
-fn upgrades(ck: &mut Check<'_>, raw: &RawRoute) -> Vec<String> {
-    if raw.upgrades.is_none() {
-        return DEFAULT_UPGRADES.iter().map(|p| (*p).to_string()).collect();
-    }
-    let mut seen: Vec<String> = Vec::new();
-    ck.list(&raw.upgrades, |ck, at, name| {
-        let protocol = match units::parse_upgrade_protocol(name) {
-            Ok(protocol) => protocol,
-            Err(e) => {
-                ck.error(at, e);
-                return None;
-            }
-        };
-        if seen.contains(&protocol) {
-            ck.error(at, format!("{name:?} is listed twice"));
-            return None;
-        }
-        seen.push(protocol.clone());
-        Some(protocol)
-    })
-}
-
-fn route_match(ck: &mut Check<'_>, raw: &RawMatch) -> RouteMatch {
+fn route_match(ck: &mut Check<'_>, raw: &RawMatch, reading: &Reading) -> RouteMatch {
     RouteMatch {
         hosts: ck.list(&raw.host, |ck, at, h| {
             units::parse_host_match(h).map_err(|e| ck.error(at, e)).ok()
@@ -103,10 +92,14 @@ fn route_match(ck: &mut Check<'_>, raw: &RawMatch) -> RouteMatch {
                 ) {
                     return None;
                 }
-                if let Some(prefix) = ck.parse(&p.prefix, |s| absolute_path(s)) {
+                if let Some(prefix) =
+                    ck.parse(&p.prefix, |s| request_path(s, PathUse::Prefix, reading))
+                {
                     return Some(PathMatch::Prefix(prefix));
                 }
-                if let Some(exact) = ck.parse(&p.exact, |s| absolute_path(s)) {
+                if let Some(exact) =
+                    ck.parse(&p.exact, |s| request_path(s, PathUse::Exact, reading))
+                {
                     return Some(PathMatch::Exact(exact));
                 }
                 ck.parse(&p.regex, |s| pattern(s)).map(PathMatch::Regex)
@@ -203,6 +196,11 @@ fn regex_reason(e: &regex::Error) -> String {
             .collect::<Vec<_>>()
             .join("; "),
     }
+}
+
+/// A path that meets request paths (see `request_paths`): absolute and normalized.
+fn request_path(s: &str, used: PathUse, reading: &Reading) -> Result<String, String> {
+    absolute_path(s).and_then(|p| request_paths::check(&p, used, reading))
 }
 
 pub(crate) fn absolute_path(s: &str) -> Result<String, String> {
@@ -307,7 +305,9 @@ fn redirect(ck: &mut Check<'_>, at: &Spanned<RawRedirect>) -> Option<Redirect> {
             Ok(*p)
         }
     });
-    let path = ck.parse(&raw.path, |p| absolute_path(p));
+    let path = ck.parse(&raw.path, |p| {
+        request_path(p, PathUse::Redirect, &Reading::anywhere())
+    });
     if raw.scheme.is_none() && raw.host.is_none() && raw.port.is_none() && raw.path.is_none() {
         ck.error(
             at,
@@ -349,14 +349,21 @@ fn host(h: &str) -> Result<String, String> {
     }
 }
 
-fn rewrite(ck: &mut Check<'_>, at: &Spanned<RawRewrite>, matcher: &RouteMatch) -> Rewrite {
+fn rewrite(
+    ck: &mut Check<'_>,
+    at: &Spanned<RawRewrite>,
+    matcher: &RouteMatch,
+    reading: &Reading,
+) -> Rewrite {
     let Some(raw) = at.get() else {
         return Rewrite {
             path_prefix: None,
             host: None,
         };
     };
-    let path_prefix = ck.parse(&raw.path_prefix, |p| absolute_path(p));
+    let path_prefix = ck.parse(&raw.path_prefix, |p| {
+        request_path(p, PathUse::Rewrite, reading)
+    });
     if let Some(field) = &raw.path_prefix {
         let got = match &matcher.path {
             Some(PathMatch::Prefix(_)) => None,

@@ -1,13 +1,13 @@
-//! HTTP building blocks shared by the layers: bodies, errors, header semantics, path
-//! normalization.
+//! HTTP building blocks shared by the layers: bodies, errors, header semantics, the
+//! request target's normalization.
 
 pub mod authority;
 pub mod body;
 pub mod client_fault;
 pub mod error;
 pub mod headers;
-pub mod path;
 pub mod response;
+pub mod target;
 pub mod tee;
 pub mod upgrade;
 

@@ -1,14 +1,14 @@
 //! Normalize: the request's path, normalized once before anything reads it, so the
 //! authorization policy, the route, a rewrite, the mirror and the upstream all see the
 //! same path (400 `malformed-request` when it is one they could read differently).
-//! The rules are in `http::path` and docs/security.md "Paths".
+//! The rules are in `meshwork_config::request_path` and docs/security.md "Paths".
 
 use meshwork_config::model::EscapedSlashes;
 
 use super::ProxyRequest;
 use super::step::{Decision, Step, StepLayer};
 use crate::http::ProxyError;
-use crate::http::path::normalize_target;
+use crate::http::target::normalize_target;
 
 #[derive(Debug)]
 pub struct NormalizePath;

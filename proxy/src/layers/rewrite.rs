@@ -1,6 +1,8 @@
 //! Rewrite: the route's `rewrite` (path prefix, host) and its request/response header
-//! edits (remove, then set, then add).
+//! edits (remove, then set, then add). A rewritten path stays in normalized form, or the
+//! request is refused (400).
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -8,7 +10,8 @@ use std::task::{Context, Poll, ready};
 
 use http::uri::{Authority, PathAndQuery};
 use http::{HeaderMap, HeaderValue, Uri, header};
-use meshwork_config::model::{HeaderModifier, PathMatch};
+use meshwork_config::model::{EscapedSlashes, HeaderModifier, PathMatch};
+use meshwork_config::request_path::normalize_path;
 use tower::{Layer, Service};
 
 use super::{ProxyRequest, ProxyResponse};
@@ -51,7 +54,7 @@ pub fn apply_response_headers(m: &HeaderModifier, rsp: &mut ProxyResponse) {
 
 /// Replaces the matched `prefix` of `path` with `replacement`, without doubling or
 /// losing the `/` between them (`/v1/` -> `/` turns `/v1/x` into `/x`).
-pub fn replace_prefix(path: &str, prefix: &str, replacement: &str) -> String {
+fn replace_prefix(path: &str, prefix: &str, replacement: &str) -> String {
     let rest = path.strip_prefix(prefix).unwrap_or(path);
     let mut out = String::with_capacity(replacement.len() + rest.len() + 1);
     out.push_str(replacement);
@@ -69,6 +72,23 @@ pub fn replace_prefix(path: &str, prefix: &str, replacement: &str) -> String {
     out
 }
 
+/// The path the upstream gets for `path` (normalized) when the route's matched `prefix`
+/// is rewritten to `replacement` (in normalized form, checked by the config).
+///
+/// # Errors
+/// `MalformedRequest` when the result is not in normalized form. Where the two meet, a
+/// prefix without its closing `/` rewritten to one with it cuts a segment in two: `/api`
+/// -> `/v2/` turns the normal `/api../admin` into `/v2/../admin`, which the upstream
+/// reads as `/admin`, outside `/v2/`. The upstream must read what the route matched.
+fn rewrite_path(path: &str, prefix: &str, replacement: &str) -> Result<String, ProxyError> {
+    let rewritten = replace_prefix(path, prefix, replacement);
+    // Escaped slashes were decided by the listener (and the config, for the replacement).
+    match normalize_path(&rewritten, EscapedSlashes::Keep) {
+        Ok(Cow::Borrowed(_)) => Ok(rewritten),
+        Ok(Cow::Owned(_)) | Err(_) => Err(ProxyError::MalformedRequest),
+    }
+}
+
 fn rewrite_request(
     route: &RouteEntry,
     req: &mut http::Request<crate::http::RequestBody>,
@@ -77,7 +97,7 @@ fn rewrite_request(
         if let (Some(replacement), Some(PathMatch::Prefix(prefix))) =
             (&rewrite.path_prefix, &route.config.matcher.path)
         {
-            let path = replace_prefix(req.uri().path(), prefix, replacement);
+            let path = rewrite_path(req.uri().path(), prefix, replacement)?;
             let pq = match req.uri().query() {
                 Some(q) => format!("{path}?{q}"),
                 None => path,
@@ -176,6 +196,36 @@ mod tests {
         assert_eq!(replace_prefix("/v1", "/v1", "/"), "/");
         assert_eq!(replace_prefix("/v1/", "/v1/", ""), "/");
         assert_eq!(replace_prefix("/v1x", "/v1", "/v2"), "/v2x");
+    }
+
+    #[test]
+    fn a_rewrite_that_makes_a_dot_segment_where_prefix_and_rest_meet_is_refused() {
+        assert_eq!(
+            rewrite_path("/api/x", "/api", "/v2/").ok(),
+            Some("/v2/x".into())
+        );
+        assert_eq!(
+            rewrite_path("/api..x", "/api", "/v2/").ok(),
+            Some("/v2/..x".into())
+        );
+        assert_eq!(
+            rewrite_path("/api..", "/api", "/v2").ok(),
+            Some("/v2..".into())
+        );
+        for (path, prefix, replacement) in [
+            ("/api../admin", "/api", "/v2/"),
+            ("/api..", "/api", "/v2/"),
+            ("/api./x", "/api", "/v2/"),
+            ("/api..%2Fx", "/api", "/v2/"),
+        ] {
+            assert!(
+                matches!(
+                    rewrite_path(path, prefix, replacement),
+                    Err(ProxyError::MalformedRequest)
+                ),
+                "{path} {prefix} -> {replacement}"
+            );
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use http::{HeaderMap, Method, Uri, header};
 
-use crate::http::path::decode_pct;
+use meshwork_config::request_path::decode_pct;
 
 /// A borrowed view of what matching needs: normalized host, path, query, method, headers.
 #[derive(Debug)]

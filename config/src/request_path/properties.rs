@@ -4,11 +4,11 @@
 //!
 //! Each property runs 10,000 cases (it is pure and cheap). For a longer run set
 //! `PROPTEST_CASES`, e.g.
-//! `PROPTEST_CASES=1000000 cargo test -p meshwork-proxy --release http::path::properties`.
+//! `PROPTEST_CASES=1000000 cargo test -p meshwork-config --release request_path::properties`.
 
 use std::borrow::Cow;
 
-use meshwork_config::model::EscapedSlashes::{self, Keep, Reject};
+use crate::model::EscapedSlashes::{self, Keep, Reject};
 use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;
 

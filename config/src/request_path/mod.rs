@@ -1,5 +1,7 @@
 //! Request path normalization: the one reading of a path that the route, the
-//! authorization policy, a rewrite, the mirror and the upstream all share.
+//! authorization policy, a rewrite, the mirror and the upstream all share. It lives in
+//! the config crate because the paths written in a config are checked against it too
+//! (a route path that normalization would change can never match).
 //!
 //! Follows RFC 3986 §6.2.2 (syntax-based normalization) and Envoy's `normalize_path` +
 //! `merge_slashes`: percent-encoded unreserved characters are decoded (§2.3, §6.2.2.2),
@@ -13,15 +15,12 @@
 
 use std::borrow::Cow;
 
-use meshwork_config::model::EscapedSlashes;
+use crate::model::EscapedSlashes;
 
 #[cfg(test)]
 mod properties;
-mod target;
 #[cfg(test)]
 mod tests;
-
-pub use target::normalize_target;
 
 /// Why a request path is refused (400 `malformed-request`). Each is a path that
 /// readers (the route, the policy, an upstream) could understand differently.
@@ -333,13 +332,13 @@ fn push_pct(out: &mut String, byte: u8) {
 }
 
 /// The byte `%XY` at `at` stands for, if `XY` are two hex digits.
-pub(crate) fn decode_pct(bytes: &[u8], at: usize) -> Option<u8> {
+pub fn decode_pct(bytes: &[u8], at: usize) -> Option<u8> {
     let hi = hex_value(*bytes.get(at + 1)?)?;
     let lo = hex_value(*bytes.get(at + 2)?)?;
     Some(hi << 4 | lo)
 }
 
-fn hex_value(b: u8) -> Option<u8> {
+pub(crate) fn hex_value(b: u8) -> Option<u8> {
     match b {
         b'0'..=b'9' => Some(b - b'0'),
         b'a'..=b'f' => Some(b - b'a' + 10),
@@ -349,7 +348,7 @@ fn hex_value(b: u8) -> Option<u8> {
 }
 
 /// RFC 3986 §2.3: `ALPHA / DIGIT / "-" / "." / "_" / "~"`.
-fn is_unreserved(b: u8) -> bool {
+pub(crate) fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
 

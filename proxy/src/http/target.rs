@@ -1,11 +1,11 @@
 //! The request target (RFC 9112 §3.2): which forms carry a path to normalize, and the
-//! request URI rebuilt around the normalized path, the query untouched.
+//! request URI rebuilt around the normalized path, the query untouched. The path rules
+//! themselves are `meshwork_config::request_path`, shared with the config's checks.
 
 use http::uri::PathAndQuery;
 use http::{Method, Uri};
 use meshwork_config::model::EscapedSlashes;
-
-use super::{PathRefusal, normalize_path};
+use meshwork_config::request_path::{PathRefusal, normalize_path};
 
 /// `uri` with its path normalized, or `None` when it is already normal (or has no path).
 ///

@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use meshwork_config::model::EscapedSlashes::{self, Keep, Reject};
+use crate::model::EscapedSlashes::{self, Keep, Reject};
 
 use super::{PathRefusal, normalize_path};
 
