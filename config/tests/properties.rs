@@ -239,12 +239,14 @@ const BALANCERS: &[(&str, LoadBalancer)] = &[
     ("peak_ewma", LoadBalancer::PeakEwma),
 ];
 
+/// A name; the `s-` prefix keeps it from ever spelling a YAML keyword (`n` + `ull` was
+/// `null`, which YAML reads as no value at all).
 fn name() -> impl Strategy<Value = String> {
     prop::collection::vec(
         prop::sample::select(&b"abcdefghijklmnopqrstuvwxyz0123456789-"[..]),
         1..12,
     )
-    .prop_map(|b| format!("n{}", String::from_utf8(b).expect("ascii")))
+    .prop_map(|b| format!("s-{}", String::from_utf8(b).expect("ascii")))
 }
 
 fn generated() -> impl Strategy<Value = Generated> {
