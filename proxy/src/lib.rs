@@ -2,24 +2,26 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
-pub mod app;
 pub mod balance;
 pub mod certs;
 pub mod cli;
 pub mod cluster;
 pub mod control_plane;
+pub mod dataplane;
 pub mod demo;
 pub mod explain;
 pub mod file_watch;
 pub mod http;
 pub mod init;
 pub mod layers;
+pub mod lifecycle;
 pub mod listener;
 pub mod metrics;
 pub mod observe;
 pub mod policy;
 #[cfg(test)]
 mod property;
+pub mod readiness;
 pub mod reload;
 pub mod restart;
 pub mod router;

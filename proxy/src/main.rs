@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use meshwork_config::model::WorkerThreads;
-use meshwork_proxy::app::{self, RunOptions};
 use meshwork_proxy::cli::{Cli, Command};
+use meshwork_proxy::lifecycle::{self, RunOptions};
 use meshwork_proxy::{demo, explain};
 
 fn main() -> ExitCode {
@@ -176,7 +176,7 @@ fn run(options: RunOptions, with_demo_backends: bool) -> ExitCode {
         if with_demo_backends {
             demo::start_backends().await?;
         }
-        app::run(config, options).await
+        lifecycle::run(config, options).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

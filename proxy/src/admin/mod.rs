@@ -1,5 +1,7 @@
 //! The admin server (localhost by default): `/live`, `/ready`, `/config`, `/listeners`,
-//! `/metrics`.
+//! `/clusters`, `/metrics`. It reads the proxy through [`AdminState`] and changes nothing.
+
+mod views;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -13,10 +15,23 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::Proxy;
+use crate::control_plane::Link;
+use crate::dataplane::DataplaneView;
+use crate::metrics::Metrics;
+use crate::readiness::Readiness;
+
+/// What the admin endpoints read of the running proxy.
+#[derive(Debug)]
+pub struct AdminState {
+    pub readiness: Arc<Readiness>,
+    pub dataplane: Arc<dyn DataplaneView>,
+    /// The control plane link, when `control_plane` is set.
+    pub control_plane: Option<Arc<Link>>,
+    pub metrics: Metrics,
+}
 
 /// Serves admin requests until `stop` is cancelled.
-pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, stop: CancellationToken) {
+pub async fn serve(listener: TcpListener, state: Arc<AdminState>, stop: CancellationToken) {
     loop {
         let (stream, _) = tokio::select! {
             _ = stop.cancelled() => return,
@@ -29,11 +44,11 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, stop: CancellationT
                 }
             },
         };
-        let proxy = proxy.clone();
+        let state = state.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
-                let proxy = proxy.clone();
-                async move { Ok::<_, Infallible>(handle(&proxy, req)) }
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(handle(&state, req)) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -44,24 +59,24 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, stop: CancellationT
     }
 }
 
-fn handle(proxy: &Proxy, req: Request<Incoming>) -> Response<Full<Bytes>> {
+fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n");
     }
     match req.uri().path() {
         "/live" => text(StatusCode::OK, "live\n"),
-        "/ready" => match proxy.not_ready_reason() {
+        "/ready" => match state.readiness.not_ready_reason() {
             None => text(StatusCode::OK, "ready\n"),
             Some(why) => text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("not ready: {why}\n"),
             ),
         },
-        "/config" => json(&proxy.config_view()),
-        "/listeners" => json(&proxy.listener_info()),
-        "/clusters" => json(&proxy.clusters_view()),
+        "/config" => json(&views::config(state)),
+        "/listeners" => json(&state.dataplane.listener_info()),
+        "/clusters" => json(&views::clusters(&state.dataplane.snapshot())),
         "/metrics" => {
-            let mut rsp = text(StatusCode::OK, proxy.metrics.encode());
+            let mut rsp = text(StatusCode::OK, state.metrics.encode());
             rsp.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

@@ -9,7 +9,8 @@ use meshwork_config::discovery::{Rejection as WireRejection, ResourceRef};
 use meshwork_config::resource::{Applied, Bootstrap, Key, Kind, Rejection, Resource, settle};
 use serde::Serialize;
 
-use crate::app::{ApplyError, Proxy};
+use crate::dataplane::{ApplyConfig, ApplyError, file_source};
+use crate::metrics::ControlPlaneMetrics;
 
 /// The proxy's link to the control plane: its address, the proxy's own file (the
 /// bootstrap every snapshot is assembled over) and what was applied.
@@ -19,6 +20,7 @@ pub struct Link {
     bootstrap: Mutex<Bootstrap>,
     held: Mutex<Held>,
     connected: AtomicBool,
+    metrics: ControlPlaneMetrics,
 }
 
 #[derive(Debug, Default)]
@@ -53,22 +55,24 @@ pub struct Update {
 }
 
 impl Link {
-    pub fn new(address: String, bootstrap: Bootstrap) -> Self {
+    pub fn new(address: String, bootstrap: Bootstrap, metrics: ControlPlaneMetrics) -> Self {
         Link {
             address,
             bootstrap: Mutex::new(bootstrap),
             held: Mutex::default(),
             connected: AtomicBool::new(false),
+            metrics,
         }
     }
 
-    pub fn set_connected(&self, proxy: &Proxy, connected: bool) {
+    /// The control plane link's metrics.
+    pub fn metrics(&self) -> &ControlPlaneMetrics {
+        &self.metrics
+    }
+
+    pub fn set_connected(&self, connected: bool) {
         self.connected.store(connected, Ordering::Relaxed);
-        proxy
-            .metrics
-            .control_plane
-            .connected
-            .set(i64::from(connected));
+        self.metrics.connected.set(i64::from(connected));
     }
 
     /// The resources held, for the first request of a stream (so only what differs is
@@ -88,14 +92,14 @@ impl Link {
     /// Applies `update` over what is held. Every resource that fails (validation, or a
     /// listener that cannot bind) keeps its previous version, or is left out; the rest
     /// is applied. Returns what to NACK (empty: ACK).
-    pub fn apply(&self, proxy: &Proxy, update: Update) -> Vec<WireRejection> {
+    pub fn apply(&self, dataplane: &dyn ApplyConfig, update: Update) -> Vec<WireRejection> {
         let mut held = self.lock();
         let mut nack = update.malformed;
         if held.synced && update.changed.is_empty() && update.removed.is_empty() && nack.is_empty()
         {
             held.version = Some(update.version.clone());
             held.last_rejected.clear();
-            self.record(proxy, &held, true);
+            self.record(&held, true);
             return nack;
         }
         let mut offered = held.resources.clone();
@@ -113,7 +117,7 @@ impl Link {
             .clone();
         let source = format!("control_plane:{}", self.address);
         match apply_resources(
-            proxy,
+            dataplane,
             &bootstrap,
             offered.into_values().collect(),
             &held.resources,
@@ -156,7 +160,7 @@ impl Link {
         for r in &nack {
             tracing::warn!(name = %r.name, version = %r.version, error = %r.error, "rejected a resource from the control plane");
         }
-        self.record(proxy, &held, nack.is_empty());
+        self.record(&held, nack.is_empty());
         nack
     }
 
@@ -167,7 +171,7 @@ impl Link {
     /// Why nothing was applied.
     pub fn reload_bootstrap(
         &self,
-        proxy: &Proxy,
+        dataplane: &dyn ApplyConfig,
         path: &Path,
         text: String,
     ) -> Result<u64, ApplyError> {
@@ -187,7 +191,7 @@ impl Link {
             let resources: Vec<Resource> = held.resources.values().cloned().collect();
             // Only the file changed: a resource that no longer fits it is left out.
             let (version, applied, rejected) =
-                apply_resources(proxy, &bootstrap, resources, &BTreeMap::new(), &source)
+                apply_resources(dataplane, &bootstrap, resources, &BTreeMap::new(), &source)
                     .map_err(ApplyError::Assembly)?;
             for r in &rejected {
                 tracing::warn!(resource = %r.resource.key, error = %r.error, "left out: no longer fits the proxy's file");
@@ -195,7 +199,7 @@ impl Link {
             held.resources = applied.into_iter().map(|r| (r.key.clone(), r)).collect();
             version
         } else {
-            proxy.apply(config, format!("file:{}", path.display()))?
+            dataplane.apply(config, file_source(path))?
         };
         *self.bootstrap.lock().unwrap_or_else(|e| e.into_inner()) = bootstrap;
         Ok(version)
@@ -224,8 +228,8 @@ impl Link {
         self.lock().synced
     }
 
-    fn record(&self, proxy: &Proxy, held: &Held, ack: bool) {
-        let m = &proxy.metrics.control_plane;
+    fn record(&self, held: &Held, ack: bool) {
+        let m = &self.metrics;
         m.updates_total
             .with_label_values(&[if ack { "ack" } else { "nack" }])
             .inc();
@@ -240,10 +244,10 @@ impl Link {
     }
 }
 
-/// Settles `offered` over `bootstrap` through [`Proxy::apply`]: a listener that cannot
-/// bind is rejected like an invalid resource.
+/// Settles `offered` over `bootstrap` through [`ApplyConfig::apply`]: a listener that
+/// cannot bind is rejected like an invalid resource.
 fn apply_resources(
-    proxy: &Proxy,
+    dataplane: &dyn ApplyConfig,
     bootstrap: &Bootstrap,
     offered: Vec<Resource>,
     previous: &BTreeMap<Key, Resource>,
@@ -255,7 +259,7 @@ fn apply_resources(
         offered,
         &|key| previous.get(key).cloned(),
         &env,
-        &mut |config| match proxy.apply(config, source.to_string()) {
+        &mut |config| match dataplane.apply(config, source.to_string()) {
             Ok(version) => Applied::Done(version),
             Err(ApplyError::Bind(e)) => Applied::Reject(vec![(
                 Key::new(Kind::Listener, e.listener.clone()),

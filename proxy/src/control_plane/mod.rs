@@ -20,7 +20,8 @@ use tokio::task::JoinHandle;
 pub use link::{Link, Update};
 pub use tls::ControlPlaneTls;
 
-use crate::app::Proxy;
+use crate::dataplane::ApplyConfig;
+use crate::readiness::Readiness;
 
 /// Reconnect backoff: first retry within 250ms, then doubling, capped at 30s.
 const RECONNECT_BACKOFF: Backoff = Backoff {
@@ -33,9 +34,11 @@ const RECONNECT_BACKOFF: Backoff = Backoff {
 const HEALTHY_STREAM: Duration = Duration::from_secs(30);
 
 /// Keeps a discovery stream to the control plane open for the life of the proxy (over
-/// TLS when `tls` is given).
+/// TLS when `tls` is given), applying what it sends to `dataplane`; each response
+/// applied tells `readiness` the first snapshot is in.
 pub fn spawn(
-    proxy: Arc<Proxy>,
+    dataplane: Arc<dyn ApplyConfig>,
+    readiness: Arc<Readiness>,
     link: Arc<Link>,
     node: Node,
     tls: Option<Arc<ControlPlaneTls>>,
@@ -44,17 +47,16 @@ pub fn spawn(
         let mut retry: u32 = 0;
         loop {
             let started = Instant::now();
-            let result = session::run(&proxy, &link, node.clone(), tls.as_ref()).await;
-            link.set_connected(&proxy, false);
+            let result =
+                session::run(&dataplane, &readiness, &link, node.clone(), tls.as_ref()).await;
+            link.set_connected(false);
             match result {
                 Ok(()) => {
                     tracing::warn!(address = %link.address, "control plane closed the stream; keeping the active config")
                 }
                 Err(error) => match tls::failure_reason(&error) {
                     Some(reason) => {
-                        proxy
-                            .metrics
-                            .control_plane
+                        link.metrics()
                             .tls_handshake_failures_total
                             .with_label_values(&[reason])
                             .inc();

@@ -11,7 +11,8 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::tls::ControlPlaneTls;
 use super::{Link, Update};
-use crate::app::Proxy;
+use crate::dataplane::ApplyConfig;
+use crate::readiness::Readiness;
 
 /// How long connecting to the control plane may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -71,7 +72,8 @@ fn with_causes(first: String, mut source: Option<&dyn std::error::Error>) -> Str
 /// # Errors
 /// When the control plane cannot be reached or the stream fails.
 pub async fn run(
-    proxy: &Arc<Proxy>,
+    dataplane: &Arc<dyn ApplyConfig>,
+    readiness: &Readiness,
     link: &Arc<Link>,
     node: Node,
     tls: Option<&Arc<ControlPlaneTls>>,
@@ -104,7 +106,7 @@ pub async fn run(
         .await
         .map_err(|_| SessionError::Stopped)?;
     let mut responses = client.stream(ReceiverStream::new(rx)).await?.into_inner();
-    link.set_connected(proxy, true);
+    link.set_connected(true);
     tracing::info!(address = %link.address, "subscribed to the control plane");
     while let Some(response) = responses.message().await? {
         let mut update = Update {
@@ -130,12 +132,12 @@ pub async fn run(
             .iter()
             .filter_map(|r| Some(Key::new(kind_of(r.kind)?, r.name.clone())))
             .collect();
-        let (p, l) = (proxy.clone(), link.clone());
+        let (d, l) = (dataplane.clone(), link.clone());
         // Validating and binding is blocking work: keep it off the workers.
-        let rejected = tokio::task::spawn_blocking(move || l.apply(&p, update))
+        let rejected = tokio::task::spawn_blocking(move || l.apply(d.as_ref(), update))
             .await
             .map_err(|_| SessionError::Stopped)?;
-        proxy.control_plane_synced();
+        readiness.control_plane_synced();
         let answer = DiscoveryRequest {
             response_nonce: response.nonce,
             version: response.version,
