@@ -1,8 +1,9 @@
 //! Route matching over 10 / 1,000 / 10,000 routes: the lookup every request pays.
 //!
-//! Two shapes: path prefixes on any host, where the request matches the last route
-//! (first match wins, so this is the worst case of a linear table), and one route per
-//! exact host, where the host index should make table size irrelevant.
+//! Three shapes: path prefixes on any host, where the request matches the last route
+//! (first match wins, so this is the worst case of a linear table), differing in the
+//! first segment (`/svc{i}/`) or only deeper (`/api/svc{i}/`, one API gateway table);
+//! and one route per exact host, where the host index should make table size irrelevant.
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -74,6 +75,16 @@ fn route_matching(c: &mut Criterion) {
             )
         });
         let uri = format!("http://any.example.com/svc{}/items?page=2", n - 1);
+        (t, uri.parse().unwrap())
+    });
+    // One API gateway table: every prefix shares its first segment and differs deeper.
+    bench_lookup(c, "route_match/deep_path_prefix_last_of_n", |n| {
+        let t = table(n, |i| {
+            format!(
+                "    - {{ name: r{i}, match: {{ path: {{ prefix: /api/svc{i}/ }} }}, backends: [{{ cluster: upstream }}] }}\n"
+            )
+        });
+        let uri = format!("http://any.example.com/api/svc{}/items?page=2", n - 1);
         (t, uri.parse().unwrap())
     });
     bench_lookup(c, "route_match/exact_host_last_of_n", |n| {

@@ -1,5 +1,5 @@
 //! Route tables compiled for lookup: first match wins, as written, but a request only
-//! checks the routes that could match its host and the first segment of its path (an
+//! checks the routes that could match its host and the leading segments of its path (an
 //! index built once per snapshot).
 
 pub mod matcher;
@@ -41,81 +41,108 @@ impl RouteEntry {
 /// Route indices, ascending (so merging lists keeps the order routes were written in).
 type Indices = Vec<u32>;
 
-/// The routes of one host bucket, split by the first segment of the path they need.
+/// Path segments a route is indexed under at most: deeper fixed segments are still
+/// checked by the route's matcher, they just do not narrow the candidates further.
+const MAX_FIXED_SEGMENTS: usize = 4;
+
+/// The routes of one host bucket, in a trie of the leading path segments their path
+/// condition fixes.
 ///
-/// A route whose path condition fixes the request's first path segment (an exact path,
-/// or a prefix that includes the segment's closing `/`, like `/api/`) can only match
-/// requests with that segment; every other route (no path condition, a regex, a prefix
-/// ending inside the first segment like `/ap` or `/`) is in `any_segment`.
+/// Every path an exact condition matches has all of its segments; every path a prefix
+/// matches has the segments the prefix closes with `/` (`/api/v1/` fixes `api` and `v1`,
+/// `/api/v` only `api`, `/` none). A route sits at the node of its fixed segments (the
+/// first [`MAX_FIXED_SEGMENTS`] of them), routes fixing none (no path condition, a regex,
+/// `/ap`) at the root, so a request only checks the routes on the nodes along its own
+/// path: one API gateway table of `/api/svc{i}/` prefixes costs two hash lookups, not a
+/// scan.
 #[derive(Debug, Default)]
 struct PathIndex {
-    by_segment: HashMap<Box<str>, Indices>,
-    any_segment: Indices,
+    root: SegmentNode,
+}
+
+#[derive(Debug, Default)]
+struct SegmentNode {
+    /// Routes whose fixed segments end here.
+    routes: Indices,
+    children: HashMap<Box<str>, SegmentNode>,
 }
 
 impl PathIndex {
     fn push(&mut self, i: u32, path: Option<&PathMatch>) {
-        let list = match path.and_then(fixed_first_segment) {
-            Some(segment) => self.by_segment.entry(segment.into()).or_default(),
-            None => &mut self.any_segment,
-        };
-        if list.last() != Some(&i) {
-            list.push(i);
+        let mut node = &mut self.root;
+        for segment in path
+            .into_iter()
+            .flat_map(fixed_segments)
+            .take(MAX_FIXED_SEGMENTS)
+        {
+            node = node.children.entry(segment.into()).or_default();
+        }
+        // A route listing one host twice lands in the same bucket twice.
+        if node.routes.last() != Some(&i) {
+            node.routes.push(i);
         }
     }
 
-    /// The (up to two) sorted lists of routes that could match a path with `segment`.
-    fn candidates<'a>(&'a self, segment: &str, out: &mut Lists<'a>) {
-        if !self.any_segment.is_empty() {
-            out.push(&self.any_segment);
-        }
-        if let Some(l) = self.by_segment.get(segment) {
-            out.push(l);
+    /// The sorted lists of routes that could match `path`: one per trie node on its way.
+    fn candidates<'a>(&'a self, path: &str, out: &mut Lists<'a>) {
+        let mut node = &self.root;
+        out.push(&node.routes);
+        // Paths not starting with `/` (`*`) have no segments any route fixes.
+        let Some(rest) = path.strip_prefix('/') else {
+            return;
+        };
+        for segment in rest.split('/').take(MAX_FIXED_SEGMENTS) {
+            let Some(child) = node.children.get(segment) else {
+                return;
+            };
+            node = child;
+            out.push(&node.routes);
         }
     }
 }
 
-/// The candidate lists of one lookup, on the stack: two per host bucket (any host, the
-/// exact host, up to [`MAX_WILDCARD_LEVELS`] wildcard suffixes).
+/// The candidate lists of one lookup, on the stack: per host bucket (any host, the exact
+/// host, up to [`MAX_WILDCARD_LEVELS`] wildcard suffixes) the root and up to
+/// [`MAX_FIXED_SEGMENTS`] trie nodes.
 struct Lists<'a> {
-    items: [&'a [u32]; 2 * (2 + MAX_WILDCARD_LEVELS)],
+    items: [&'a [u32]; LISTS_PER_LOOKUP],
     len: usize,
 }
 
 /// Wildcard suffixes looked up per request at most (deeper names are rare).
 const MAX_WILDCARD_LEVELS: usize = 6;
 
+const LISTS_PER_LOOKUP: usize = (1 + MAX_FIXED_SEGMENTS) * (2 + MAX_WILDCARD_LEVELS);
+
 impl<'a> Lists<'a> {
     fn new() -> Self {
         Self {
-            items: [&[]; 2 * (2 + MAX_WILDCARD_LEVELS)],
+            items: [&[]; LISTS_PER_LOOKUP],
             len: 0,
         }
     }
 
+    /// Keeps `list` unless it is empty (most trie nodes on a path hold no routes).
     fn push(&mut self, list: &'a [u32]) {
-        self.items[self.len] = list;
-        self.len += 1;
-    }
-}
-
-/// The first segment every path matching `path` has, when the condition fixes it.
-fn fixed_first_segment(path: &PathMatch) -> Option<&str> {
-    match path {
-        PathMatch::Exact(p) => Some(first_segment(p)),
-        PathMatch::Prefix(p) => {
-            let rest = p.strip_prefix('/')?;
-            // `/api/...`: the segment is closed; `/api` could also be `/apis`.
-            rest.find('/').map(|end| &rest[..end])
+        if !list.is_empty() {
+            self.items[self.len] = list;
+            self.len += 1;
         }
-        PathMatch::Regex(_) => None,
     }
 }
 
-/// `/api/v1/x` -> `api`; `/` -> ``; `/api` -> `api`.
-fn first_segment(path: &str) -> &str {
-    let rest = path.strip_prefix('/').unwrap_or(path);
-    rest.split('/').next().unwrap_or("")
+/// The leading segments every path matching `path` has (`/api/v1/x` -> `api`, `v1`, `x`
+/// for an exact path; `/api/v1/x` -> `api`, `v1` for a prefix).
+fn fixed_segments(path: &PathMatch) -> impl Iterator<Item = &str> {
+    let fixed = match path {
+        PathMatch::Exact(p) => p.strip_prefix('/'),
+        // `/api/...`: the segment is closed; `/api` could also be `/apis`.
+        PathMatch::Prefix(p) => p
+            .strip_prefix('/')
+            .and_then(|rest| rest.rfind('/').map(|end| &rest[..end])),
+        PathMatch::Regex(_) => None,
+    };
+    fixed.into_iter().flat_map(|f| f.split('/'))
 }
 
 #[derive(Debug)]
@@ -220,17 +247,16 @@ impl RouteTable {
     /// Calls `visit` with the indices of routes that could match `host` and `path`, in
     /// ascending order, until it returns true.
     fn for_each_candidate(&self, host: &str, path: &str, mut visit: impl FnMut(u32) -> bool) {
-        let segment = first_segment(path);
         let mut lists = Lists::new();
-        self.any_host.candidates(segment, &mut lists);
+        self.any_host.candidates(path, &mut lists);
         if let Some(index) = self.exact_hosts.get(host) {
-            index.candidates(segment, &mut lists);
+            index.candidates(path, &mut lists);
         }
         if !self.wildcard_hosts.is_empty() {
             // Every proper suffix starting at a dot: a.b.example.com -> .b.example.com, ...
             for (pos, _) in host.match_indices('.').take(MAX_WILDCARD_LEVELS) {
                 if let Some(index) = self.wildcard_hosts.get(&host[pos..]) {
-                    index.candidates(segment, &mut lists);
+                    index.candidates(path, &mut lists);
                 }
             }
         }
