@@ -177,6 +177,7 @@ async fn a_flood_of_refused_connections_is_counted_whole_and_logged_at_a_bounded
     ))
     .await;
     const FLOOD: u64 = 40;
+    let started = std::time::Instant::now();
     for _ in 0..FLOOD {
         let mut refused = m.connect_as(&m.batch).await;
         read_until_closed(&mut refused).await;
@@ -196,10 +197,11 @@ async fn a_flood_of_refused_connections_is_counted_whole_and_logged_at_a_bounded
         .lines()
         .filter(|l| l.contains("tcp connection refused"))
         .count() as u64;
-    // A burst of 10 lines, then one a second: the flood took far less than 30 seconds.
+    // 10 lines per 5 s interval (the rest in summary lines), however long the flood took.
+    let intervals = started.elapsed().as_secs() / 5 + 1;
     assert!(
-        (1..FLOOD / 2).contains(&lines),
-        "{lines} refusal lines for {FLOOD} refusals"
+        lines >= 1 && lines <= 10 * intervals && lines < FLOOD,
+        "{lines} refusal lines for {FLOOD} refusals over {intervals} interval(s)"
     );
     assert_eq!(m.echo.connections(), 0);
 }
