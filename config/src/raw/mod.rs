@@ -1,6 +1,6 @@
 //! Raw config: the YAML file as written, every field optional and spanned.
 //!
-//! These structs mirror CONFIG.md field for field. They are filled by the recovering
+//! These structs mirror the format (docs/config-reference.md) field for field. They are filled by the recovering
 //! deserializer (`de.rs`), so a missing or malformed field never stops the others from
 //! being read; required fields, formats and cross-references are checked in `validate`.
 //! Their doc comments are the descriptions in the JSON Schema (`schema.rs`).

@@ -49,7 +49,7 @@ pub(crate) fn cluster(
     let load_balancer = load_balancer(raw.load_balancer.as_ref().and_then(Spanned::get));
     let hash = ck.optional(raw.hash.as_ref(), hash).flatten();
     let hashing = matches!(load_balancer, LoadBalancer::RingHash | LoadBalancer::Maglev);
-    // A hash key with another balancer is ignored, as in Envoy (the CONFIG.md sample
+    // A hash key with another balancer is ignored, as in Envoy (the format's reference sample
     // shows one with round_robin); a hashing balancer without one cannot work.
     if let (None, Some(lb)) = (&raw.hash, raw.load_balancer.as_ref()) {
         if hashing {

@@ -1,6 +1,6 @@
 //! Load balancing: which endpoint of a cluster gets the next request.
 //!
-//! Every algorithm of CONFIG.md's `load_balancer` lives in its own module and is pure:
+//! Every algorithm of the config's `load_balancer` lives in its own module and is pure:
 //! it sees the endpoints through [`Candidates`] (health, load, latency, breaker) and
 //! draws randomness from the `Rng` it is given, so tests run it with a fixed seed and
 //! without sockets. A [`Balancer`] is built once per cluster config (schedules, hash

@@ -1,5 +1,5 @@
 //! The per-request stack: one tower layer per step of a request's journey, composed in
-//! exactly one place ([`http_stack`]) so it reads top to bottom (DESIGN.md "Request path").
+//! exactly one place ([`http_stack`]) so it reads top to bottom (docs/request-path.md).
 
 pub mod authorize;
 pub mod balance;
