@@ -152,15 +152,28 @@ pub fn measure(
     let running = ctx.target(target)?;
     let url = running.url("/");
     let pids = running.pgid().map(group_pids).unwrap_or_default();
-    let args = wrk_args(ctx, &url, connections, secs);
-    let before = usage(&pids);
+    let measured = measure_url(ctx, &url, &pids, connections, secs)?;
+    ctx.check_alive(target)?;
+    Ok(measured)
+}
+
+/// One wrk run against `url`, with the CPU and peak RSS of `pids` (the proxies serving
+/// it; none for the direct run) over it.
+pub fn measure_url(
+    ctx: &mut Ctx,
+    url: &str,
+    pids: &[u32],
+    connections: u32,
+    secs: f64,
+) -> anyhow::Result<Measured> {
+    let args = wrk_args(ctx, url, connections, secs);
+    let before = usage(pids);
     let mut peak = 0u64;
     let tool = ctx.tools.wrk.clone();
     let out = ctx.run_load(&tool, &args, Duration::from_secs_f64(secs), &mut || {
-        peak = peak.max(rss_bytes(&pids));
+        peak = peak.max(rss_bytes(pids));
     })?;
-    let after = usage(&pids);
-    ctx.check_alive(target)?;
+    let after = usage(pids);
     let proxied = !pids.is_empty();
     Ok(Measured {
         wrk: wrk::parse(&out)?,

@@ -14,11 +14,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use super::h1_max::{METRIC_CPU_US, wrk_args};
+use super::h1_max::{METRIC_CPU_US, measure_url};
 use super::{Ctx, Samples, Scenario, Settings, h1_rate, tls};
 use crate::goals::{metric, scenario};
-use crate::parse::wrk;
-use crate::process::{group_pids, rss_bytes, usage};
+use crate::process::{group_pids, rss_bytes};
 use crate::report::{Better, Row};
 use crate::targets::{self, Backend, Running, Target};
 
@@ -111,7 +110,7 @@ impl Scenario for Mesh {
         // Warm-up: pools, TLS sessions, caches.
         for p in &pairs {
             let url = p.outbound.url("/");
-            if let Err(e) = max_run(ctx, &url, &[], s.warmup_secs) {
+            if let Err(e) = measure_url(ctx, &url, &[], s.connections, s.warmup_secs) {
                 notes.push(format!("{}: warm-up failed: {e:#}", p.target.name()));
             }
         }
@@ -126,7 +125,7 @@ impl Scenario for Mesh {
                 .entry(Target::Direct)
                 .or_default()
                 .push(fixed.ok().map(|o| [o.p50_ms, o.p99_ms, o.p999_ms]));
-            match max_run(ctx, &direct_url, &[], f64::from(s.mesh_secs)) {
+            match measure_url(ctx, &direct_url, &[], s.connections, f64::from(s.mesh_secs)) {
                 Ok(m) => rps.push(Target::Direct, m.wrk.requests_per_sec()),
                 Err(e) => notes.push(format!("direct round {}: {e:#}", round + 1)),
             }
@@ -143,11 +142,13 @@ impl Scenario for Mesh {
                 latency.entry(p.target).or_default().push(fixed.ok());
                 let inbound = p.inbound.pgid().map(group_pids).unwrap_or_default();
                 let outbound = p.outbound.pgid().map(group_pids).unwrap_or_default();
-                match max_run(ctx, &url, &p.pids(), f64::from(s.mesh_secs)) {
+                match measure_url(ctx, &url, &p.pids(), s.connections, f64::from(s.mesh_secs)) {
                     Ok(m) => {
                         rps.push(p.target, m.wrk.requests_per_sec());
                         if m.wrk.requests > 0 {
-                            cpu_us.push(p.target, m.cpu_secs / m.wrk.requests as f64 * 1e6);
+                            if let Some(cpu) = m.cpu_secs {
+                                cpu_us.push(p.target, cpu / m.wrk.requests as f64 * 1e6);
+                            }
                         }
                         if m.wrk.errors > 0 {
                             notes.push(format!(
@@ -175,24 +176,6 @@ impl Scenario for Mesh {
         rows.push(rss_out.row(self.id(), METRIC_RSS_OUTBOUND, Better::Lower));
         Ok(rows)
     }
-}
-
-/// One wrk run at max against `url`, with the CPU `pids` used over it.
-struct MaxRun {
-    wrk: wrk::WrkSummary,
-    cpu_secs: f64,
-}
-
-fn max_run(ctx: &mut Ctx, url: &str, pids: &[u32], secs: f64) -> anyhow::Result<MaxRun> {
-    let args = wrk_args(ctx, url, ctx.settings.connections, secs);
-    let before = usage(pids);
-    let tool = ctx.tools.wrk.clone();
-    let out = ctx.run_load(&tool, &args, Duration::from_secs_f64(secs), &mut || {})?;
-    let after = usage(pids);
-    Ok(MaxRun {
-        wrk: wrk::parse(&out)?,
-        cpu_secs: after.cpu_secs - before.cpu_secs,
-    })
 }
 
 fn mib(bytes: u64) -> f64 {
