@@ -18,6 +18,7 @@ pub mod request_path;
 pub mod resource;
 mod schema;
 mod ser;
+mod sidecar;
 mod spanned;
 mod suggest;
 pub mod units;

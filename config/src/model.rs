@@ -12,6 +12,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use crate::sidecar::{
+    Direction, Mesh, MeshInbound, PortProtocol, SERVER_FIRST_PORTS, port_protocol,
+};
+
 /// A whole, validated config file (format `version: 1`).
 #[derive(serde::Serialize, Clone, Debug, PartialEq)]
 pub struct Config {
@@ -25,6 +29,8 @@ pub struct Config {
     pub clusters: Vec<Cluster>,
     pub identity: Option<Identity>,
     pub authorization: Vec<AuthorizationPolicy>,
+    /// Connections between meshwork sidecars (`None`: no destination is meshed).
+    pub mesh: Option<Mesh>,
     pub tracing: Option<Tracing>,
     pub access_log: Option<AccessLog>,
 }
@@ -105,6 +111,26 @@ pub struct Listener {
     pub limits: ListenerLimits,
     /// How request paths are read (HTTP listeners).
     pub paths: ListenerPaths,
+    /// Whose traffic this is: drain keeps `outbound` listeners working until the app is
+    /// gone (its own calls during shutdown), and stops `inbound` ones first.
+    pub direction: Direction,
+    /// Route by where each connection was going before interception redirected it here
+    /// (`SO_ORIGINAL_DST`, or the local address under TPROXY). Only with `protocol: auto`.
+    pub original_destination: bool,
+    /// Per destination port: the protocol to assume instead of detecting it (`auto`
+    /// listeners). Ports in [`SERVER_FIRST_PORTS`] are opaque unless listed here.
+    pub ports: BTreeMap<u16, PortProtocol>,
+}
+
+impl Listener {
+    /// The route table its HTTP requests go through (`http`, and `auto` when set).
+    pub fn route_table(&self) -> Option<&str> {
+        match &self.protocol {
+            ListenerProtocol::Http { route_table } => Some(route_table),
+            ListenerProtocol::Auto { route_table } => route_table.as_deref(),
+            ListenerProtocol::Tcp { .. } => None,
+        }
+    }
 }
 
 /// How an HTTP listener reads request paths (see docs/security.md "Paths").
@@ -132,6 +158,10 @@ pub enum ListenerProtocol {
     Http { route_table: String },
     /// Opaque TCP: bytes go to the named cluster.
     Tcp { cluster: String },
+    /// Sidecar interception: detected per connection without waiting (HTTP/1.1, HTTP/2,
+    /// TLS passed through by SNI, anything else opaque). HTTP that matches a route of
+    /// `route_table` goes there; everything else goes to its original destination.
+    Auto { route_table: Option<String> },
 }
 
 #[derive(serde::Serialize, Clone, Debug, PartialEq, Eq)]

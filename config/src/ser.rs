@@ -50,6 +50,14 @@ pub fn header_names<S: Serializer>(names: &[http::HeaderName], s: S) -> Result<S
     s.collect_seq(names.iter().map(|n| n.as_str()))
 }
 
+/// A list of values shown as their text (`10.0.0.0/8`).
+pub fn display_list<S: Serializer, T: std::fmt::Display>(
+    items: &[T],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_seq(items.iter().map(ToString::to_string))
+}
+
 /// Header edits as a map `name: value` (values that are not text are shown lossily).
 pub fn header_pairs<S: Serializer>(
     pairs: &[(http::HeaderName, http::HeaderValue)],

@@ -39,7 +39,7 @@ pub fn explain(
         .iter()
         .filter_map(|l| match &l.protocol {
             ListenerProtocol::Http { route_table } => Some((l.name.as_str(), route_table.as_str())),
-            ListenerProtocol::Tcp { .. } => None,
+            ListenerProtocol::Tcp { .. } | ListenerProtocol::Auto { .. } => None,
         })
         .collect();
     let (listener_name, table_name) = match listener {

@@ -217,6 +217,7 @@ impl Snapshot {
                         http_listeners.insert(listener.name.clone(), Arc::new(plan));
                     }
                 }
+                ListenerProtocol::Auto { .. } => {}
                 ListenerProtocol::Tcp { cluster } => {
                     if let Some(c) = clusters.get(cluster) {
                         let plan = TcpListenerPlan {

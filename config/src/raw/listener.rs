@@ -4,7 +4,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::{DurationText, SizeText};
-use crate::spanned::{Field, List};
+use crate::spanned::{Entries, Field, List};
 
 /// A listener: where the proxy accepts connections.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -15,11 +15,11 @@ pub(crate) struct RawListener {
     pub name: Field<String>,
     /// Socket address to bind: an IP literal and a port (`0.0.0.0:8080`, `[::1]:8080`; port 0 = any free port). Required.
     pub address: Field<String>,
-    /// `http` (HTTP/1.1 and HTTP/2, detected per connection) or `tcp` (opaque bytes). Default is `http`.
+    /// `http` (HTTP/1.1 and HTTP/2, detected per connection), `tcp` (opaque bytes) or `auto` (sidecar interception: detected per connection without waiting, routed by original destination). Default is `http`.
     pub protocol: Field<ListenerProtocolName>,
-    /// HTTP listeners: the route table to use. Required for `http`, refused for `tcp`.
+    /// The route table for HTTP requests. Required for `http`, optional for `auto` (HTTP that matches none of its routes goes to its original destination), refused for `tcp`.
     pub route_table: Field<String>,
-    /// TCP listeners: the cluster bytes go to. Required for `tcp`, refused for `http`.
+    /// TCP listeners: the cluster bytes go to. Required for `tcp`, refused for `http` and `auto`.
     pub cluster: Field<String>,
     /// Terminate TLS here.
     pub tls: Field<RawListenerTls>,
@@ -27,6 +27,36 @@ pub(crate) struct RawListener {
     pub limits: Field<RawListenerLimits>,
     /// HTTP listeners: how request paths are read before routing and authorization (see docs/security.md "Paths"). Refused for `tcp`.
     pub paths: Field<RawListenerPaths>,
+    /// `inbound` (traffic coming to this pod or edge; stops accepting first on drain) or `outbound` (the app's own calls, redirected here by `meshwork init`; kept working while inbound drains, until the app is gone). Default is `inbound`.
+    pub direction: Field<DirectionName>,
+    /// Route each connection by where it was going before interception redirected it here (`SO_ORIGINAL_DST`, or the local address under TPROXY). Required with `protocol: auto`, refused otherwise. Default is `false`.
+    pub original_destination: Field<bool>,
+    /// `auto` listeners: per destination port, the protocol to assume instead of detecting it: `http`, `opaque` (forwarded unread at once) or `auto`. Overrides the built-in list of server-first ports (MySQL, PostgreSQL, SMTP, SSH, NATS, Redis...), which are opaque at once.
+    pub ports: Field<Entries<PortProtocolName>>,
+}
+
+/// Whose traffic a listener carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[schemars(rename = "Direction")]
+pub(crate) enum DirectionName {
+    /// Traffic coming to this pod or edge (the default).
+    Inbound,
+    /// The app's own calls.
+    Outbound,
+}
+
+/// The protocol an `auto` listener assumes for a destination port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[schemars(rename = "PortProtocol")]
+pub(crate) enum PortProtocolName {
+    /// Detect per connection, never waiting.
+    Auto,
+    /// HTTP/1.1 or HTTP/2.
+    Http,
+    /// Forward unread to the original destination at once.
+    Opaque,
 }
 
 /// What a listener speaks.
@@ -38,6 +68,8 @@ pub(crate) enum ListenerProtocolName {
     Http,
     /// Opaque TCP, forwarded to `cluster`.
     Tcp,
+    /// Sidecar interception: detected per connection, routed by original destination.
+    Auto,
 }
 
 /// TLS termination.

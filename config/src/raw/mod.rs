@@ -43,12 +43,38 @@ pub(crate) struct RawConfig {
     pub clusters: List<RawCluster>,
     /// Mesh identity (sidecar mode): certificate, key and trust bundle.
     pub identity: Field<RawIdentity>,
-    /// Authorization policies, applied on listeners that terminate mTLS.
+    /// Authorization policies, applied on listeners that know their peers' identities (mTLS, or meshed connections).
     pub authorization: List<RawAuthorization>,
-    /// Distributed tracing. Not supported yet (issue #4).
+    /// Connections between meshwork sidecars: which destinations run meshwork (mutual TLS to their inbound port), and whether this proxy's inbound side still accepts clients that are not meshed.
+    pub mesh: Field<RawMesh>,
+    /// Distributed tracing: propagation formats, sampling, OTLP export.
     pub tracing: Field<RawTracing>,
-    /// Access log. Not supported yet (issue #4).
+    /// Access log: one line per request.
     pub access_log: Field<RawAccessLog>,
+}
+
+/// Connections between meshwork sidecars.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Mesh")]
+pub(crate) struct RawMesh {
+    /// Destinations in these networks (CIDRs, e.g. `10.0.0.0/8`, `fd00::/8`) run a meshwork sidecar: the outbound side originates mutual TLS with this proxy's `identity` to their inbound port. Required.
+    pub networks: List<String>,
+    /// `permissive`: the inbound listener still serves clients that are not meshed (plaintext, or TLS of their own) | `strict`: only meshed peers. Default is `permissive`.
+    pub inbound: Field<MeshInboundName>,
+    /// The port meshed peers' inbound listeners accept on. Default is 15006 (`meshwork init`'s inbound port).
+    pub inbound_port: Field<u32>,
+}
+
+/// What the inbound side does with clients that are not meshed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[schemars(rename = "MeshInbound")]
+pub(crate) enum MeshInboundName {
+    /// Serve them too (the default).
+    Permissive,
+    /// Refuse them: only meshed peers.
+    Strict,
 }
 
 /// Who this proxy is.

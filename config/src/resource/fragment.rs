@@ -31,6 +31,7 @@ const PROXY_ONLY_FIELDS: &[&str] = &[
     "control_plane",
     "identity",
     "authorization",
+    "mesh",
     "tracing",
     "access_log",
 ];

@@ -104,7 +104,22 @@ fn listener(
             let cluster = ck.text(&raw.cluster, "cluster").unwrap_or_default();
             ListenerProtocol::Tcp { cluster }
         }
+        ListenerProtocolName::Auto => {
+            if let Some(cluster) = &raw.cluster {
+                ck.error(
+                    cluster,
+                    "an auto listener sends what it does not route to the original destination (it has \
+                     no cluster; HTTP goes to its optional route_table)",
+                );
+            }
+            if raw.route_table.is_some() {
+                refer(ck, &raw.route_table, &names.route_tables, "route table");
+            }
+            let route_table = ck.text(&raw.route_table, "route_table");
+            ListenerProtocol::Auto { route_table }
+        }
     };
+    let sidecar = super::sidecar::listener(ck, at, raw, kind);
     let tls = ck.optional(raw.tls.as_ref(), |ck, at| tls(ck, at, names.identity));
     let limits = ck
         .optional(raw.limits.as_ref(), |ck, at| match at.get() {
@@ -130,6 +145,9 @@ fn listener(
         tls,
         limits,
         paths,
+        direction: sidecar.direction,
+        original_destination: sidecar.original_destination,
+        ports: sidecar.ports,
     }
 }
 

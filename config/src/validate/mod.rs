@@ -15,6 +15,7 @@ mod other;
 mod policy;
 mod request_paths;
 mod route;
+mod sidecar;
 mod upgrades;
 
 use std::collections::BTreeMap;
@@ -103,6 +104,9 @@ pub(crate) fn validate(
         cluster::cluster(ck, at, c, &names)
     });
     let identity = ck.optional(config.identity.as_ref(), other::identity);
+    let mesh = ck.optional(config.mesh.as_ref(), |ck, at| {
+        sidecar::mesh(ck, at, names.identity)
+    });
     let mut policed: Vec<String> = Vec::new();
     let unchecked = Names::default();
     let (listener_names, known_listeners) =
@@ -144,6 +148,7 @@ pub(crate) fn validate(
         clusters,
         identity,
         authorization,
+        mesh,
         tracing,
         access_log,
     })

@@ -10,7 +10,7 @@
 
 use std::borrow::Cow;
 
-use crate::model::{EscapedSlashes, Listener, ListenerProtocol};
+use crate::model::{EscapedSlashes, Listener};
 use crate::request_path::{PathRefusal, hex_value, is_unreserved, normalize_path};
 
 /// Where a config path is used; it decides how it is checked and what the error says.
@@ -47,7 +47,7 @@ impl Reading {
     pub(crate) fn route_table(listeners: &[Listener], table: &str) -> Reading {
         let users: Vec<&Listener> = listeners
             .iter()
-            .filter(|l| matches!(&l.protocol, ListenerProtocol::Http { route_table } if route_table == table))
+            .filter(|l| l.route_table() == Some(table))
             .collect();
         let keeps = users.is_empty()
             || users
@@ -333,7 +333,7 @@ mod tests {
         let listener = |name: &str, table: &str, escaped| Listener {
             name: name.into(),
             address: "127.0.0.1:0".parse().unwrap(),
-            protocol: ListenerProtocol::Http {
+            protocol: crate::model::ListenerProtocol::Http {
                 route_table: table.into(),
             },
             tls: None,
@@ -341,6 +341,9 @@ mod tests {
             paths: crate::model::ListenerPaths {
                 escaped_slashes: escaped,
             },
+            direction: Default::default(),
+            original_destination: false,
+            ports: Default::default(),
         };
         let both = [
             listener("a", "t", EscapedSlashes::Reject),

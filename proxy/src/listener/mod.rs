@@ -75,6 +75,7 @@ fn protocol_name(l: &Listener) -> &'static str {
     match l.protocol {
         ListenerProtocol::Http { .. } => "http",
         ListenerProtocol::Tcp { .. } => "tcp",
+        ListenerProtocol::Auto { .. } => "auto",
     }
 }
 
@@ -293,6 +294,11 @@ impl Acceptor {
                     idle_timeout: limits.idle_timeout,
                     handles: self.tcp.clone(),
                 }),
+                // Interim, until the auto listener's connection path lands.
+                ListenerProtocol::Auto { .. } => {
+                    tracing::warn!(listener = %self.name, "auto listeners are not served by this build; closing");
+                    continue;
+                }
             };
             let name = self.name.clone();
             let Some(tls) = tls else {

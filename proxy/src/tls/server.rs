@@ -154,7 +154,7 @@ pub fn server_config(
         .with_cert_resolver(resolver);
     config.alpn_protocols = match protocol {
         ListenerProtocol::Http { .. } => vec![ALPN_H2.to_vec(), ALPN_HTTP1.to_vec()],
-        ListenerProtocol::Tcp { .. } => Vec::new(),
+        ListenerProtocol::Tcp { .. } | ListenerProtocol::Auto { .. } => Vec::new(),
     };
     Ok(Arc::new(config))
 }
