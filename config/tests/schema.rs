@@ -13,6 +13,7 @@ const TOP_LEVEL: &[&str] = &[
     "clusters",
     "identity",
     "authorization",
+    "mesh",
     "tracing",
     "access_log",
 ];
