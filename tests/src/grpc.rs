@@ -158,9 +158,14 @@ pub struct GrpcUpstream {
 impl GrpcUpstream {
     /// Binds `127.0.0.1:0` and serves `meshwork.test.Echo`.
     pub async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0")
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// The same server on `addr` (e.g. `[::]:PORT` inside a pod's network namespace).
+    pub async fn start_on(addr: SocketAddr) -> Self {
+        let listener = TcpListener::bind(addr)
             .await
-            .expect("bind 127.0.0.1:0");
+            .unwrap_or_else(|e| panic!("bind {addr}: {e}"));
         let addr = listener.local_addr().expect("the bound address");
         let calls = Arc::new(AtomicU64::new(0));
         let task = tokio::spawn(accept_loop(listener, calls.clone()));

@@ -17,6 +17,7 @@ pub mod netns;
 pub mod nginx;
 pub mod otlp;
 pub mod output;
+pub mod pods;
 pub mod proxy;
 pub mod raw;
 pub mod raw_upstream;

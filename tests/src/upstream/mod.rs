@@ -53,9 +53,17 @@ pub struct UpstreamBuilder {
     routes: Vec<(String, Handler)>,
     fallback: Handler,
     response_headers: Vec<(HeaderName, HeaderValue)>,
+    bind: SocketAddr,
 }
 
 impl UpstreamBuilder {
+    /// Binds `addr` instead of `127.0.0.1:0` (e.g. `[::]:8080` inside a pod's network
+    /// namespace, where a sidecar forwards to the pod's own address).
+    pub fn bind(mut self, addr: SocketAddr) -> Self {
+        self.bind = addr;
+        self
+    }
+
     /// Names the upstream (echoed in `x-upstream` and [`Echo::upstream`]).
     pub fn name(mut self, name: &str) -> Self {
         self.name = name.to_owned();
@@ -148,11 +156,12 @@ impl UpstreamBuilder {
         self
     }
 
-    /// Binds `127.0.0.1:0` and serves until the returned [`Upstream`] is dropped.
+    /// Binds `127.0.0.1:0` (or [`UpstreamBuilder::bind`]'s address) and serves until the
+    /// returned [`Upstream`] is dropped.
     pub async fn start(self) -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0")
+        let listener = TcpListener::bind(self.bind)
             .await
-            .expect("bind 127.0.0.1:0");
+            .unwrap_or_else(|e| panic!("bind {}: {e}", self.bind));
         let addr = listener.local_addr().expect("the bound address");
         let requests = Arc::new(AtomicU64::new(0));
         let connections = Arc::new(AtomicU64::new(0));
@@ -209,6 +218,7 @@ impl Upstream {
             routes: Vec::new(),
             fallback: Handler::Echo,
             response_headers: Vec::new(),
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
         }
     }
 
