@@ -632,7 +632,7 @@ async fn a_strict_inbound_refuses_plaintext_clients_and_serves_meshed_ones() {
     );
     m.b_sidecar
         .scrape_when("the refusal counted", |s| {
-            s.sum("meshwork_sidecar_refused_total") >= 1.0
+            s.sum("meshwork_sidecar_connections_refused_total") >= 1.0
         })
         .await;
 }
