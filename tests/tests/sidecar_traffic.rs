@@ -21,6 +21,7 @@ use meshwork_tests::{
     EchoRequest, GrpcClient, GrpcUpstream, HttpClient, Scrape, TcpEchoUpstream, TestCa, TlsClient,
     Upstream, WsUpstream, ws_connect,
 };
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio_tungstenite::tungstenite::Message;
 
 const CONNECTIONS: &str = "meshwork_sidecar_connections_total";
@@ -297,24 +298,40 @@ async fn opaque_client_first_bytes_are_relayed_unchanged() {
     let payload: Vec<u8> = (0..=255u8)
         .chain(b"\r\n\r\nGET / HTTP/1.1\r\n".iter().copied())
         .collect();
+    // Then a mebibyte, and the client's end of stream: the whole echo comes back, then
+    // the app's own end (half-closes cross both sidecars).
+    let large: Vec<u8> = (0..1024 * 1024).map(|i| (i % 251) as u8).collect();
     let echoed = m
         .pods
         .a
         .run({
-            let payload = payload.clone();
+            let (payload, large) = (payload.clone(), large.clone());
             async move {
                 let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
                 let first = echo_round_trip(&mut stream, &payload)
                     .await
                     .expect("an echo");
-                let second = echo_round_trip(&mut stream, b"more")
+                let (mut read, mut write) = stream.into_split();
+                let writer = tokio::spawn(async move {
+                    write.write_all(&large).await.expect("send a mebibyte");
+                    write.shutdown().await.expect("half-close");
+                });
+                let mut rest = Vec::new();
+                tokio::time::timeout(Duration::from_secs(10), read.read_to_end(&mut rest))
                     .await
-                    .expect("an echo");
-                (first, second)
+                    .expect("the echo and the app's end of stream within 10s")
+                    .expect("read the echo");
+                writer.await.expect("the writer");
+                (first, rest)
             }
         })
         .await;
-    assert_eq!(echoed, (payload, b"more".to_vec()));
+    assert_eq!(echoed.0, payload);
+    assert!(
+        echoed.1 == large,
+        "the mebibyte came back altered ({} bytes)",
+        echoed.1.len()
+    );
     assert_meshed_through_both(&m, Family::V4, 7000, "opaque").await;
 }
 
@@ -401,22 +418,62 @@ async fn tproxy_mode_shows_the_app_the_client_pods_address() {
         .b
         .run(GreetingServer::start(any(7001), "tproxy"))
         .await;
-    let addr = m.pods.b.addr_v4(7001);
-    let line = m
-        .pods
-        .a
-        .run(async move { read_greeting(addr, GREETING_BOUND).await.map(|g| g.0) })
-        .await
-        .expect("the greeting through a TPROXY inbound");
-    assert!(
-        line.contains("peer=10.200.0.1:") || line.contains("peer=[::ffff:10.200.0.1]:"),
-        "B's app sees pod A's address, not its sidecar's: {line}"
-    );
-    assert!(
-        line.contains("local=10.200.0.2:7001") || line.contains("local=[::ffff:10.200.0.2]:7001"),
-        "{line}"
-    );
-    assert_meshed_through_both(&m, Family::V4, 7001, "opaque").await;
+    for (family, client, server) in [
+        (Family::V4, "10.200.0.1", "10.200.0.2:7001"),
+        (Family::V6, "[fd00:200::1]", "[fd00:200::2]:7001"),
+    ] {
+        let addr = family.addr(&m.pods.b, 7001);
+        let line = m
+            .pods
+            .a
+            .run(async move { read_greeting(addr, GREETING_BOUND).await.map(|g| g.0) })
+            .await
+            .expect("the greeting through a TPROXY inbound");
+        // The app listens on [::]: IPv4 addresses show as IPv4-mapped.
+        let mapped = |a: &str| format!("[::ffff:{}", a.replacen(':', "]:", 1));
+        let seen_client = line.contains(&format!("peer={client}:"))
+            || line.contains(&format!("peer={}", mapped(&format!("{client}:"))));
+        assert!(
+            seen_client,
+            "B's app sees pod A's address, not its sidecar's: {line}"
+        );
+        let seen_local = line.contains(&format!("local={server}"))
+            || line.contains(&format!("local={}", mapped(server)));
+        assert!(seen_local, "{line}");
+        assert_meshed_through_both(&m, family, 7001, "opaque").await;
+    }
+}
+
+#[tokio::test]
+async fn a_silent_client_is_connected_through_to_the_app_before_it_speaks() {
+    if skipped("a_silent_client_is_connected_through_to_the_app_before_it_speaks") {
+        return;
+    }
+    let m = meshed().await;
+    let app = m.pods.b.run(TcpEchoUpstream::start_on(any(7003))).await;
+    let addr = m.pods.b.addr_v4(7003);
+    let (connected_tx, connected_rx) = tokio::sync::oneshot::channel::<()>();
+    let client = m.pods.a.run(async move {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        // Silent until the app has the connection: no sidecar waited for a first byte.
+        let _ = connected_rx.await;
+        echo_round_trip(&mut stream, b"late first words").await
+    });
+    let wait_for_app = async {
+        meshwork_tests::eventually(
+            "B's app to accept the silent connection",
+            Duration::from_secs(5),
+            || {
+                let accepted = app.connections() == 1;
+                async move { accepted }
+            },
+        )
+        .await;
+        let _ = connected_tx.send(());
+    };
+    let (echo, ()) = tokio::join!(client, wait_for_app);
+    assert_eq!(echo.expect("an echo"), b"late first words");
+    assert_meshed_through_both(&m, Family::V4, 7003, "opaque").await;
 }
 
 #[tokio::test]

@@ -151,12 +151,22 @@ pub async fn race(
                 }
             },
             // Data (or the destination's close) before any decisive client byte.
-            _ = async {
+            peeked = async {
                 match connected.as_ref() {
                     Some(stream) => stream.peek(&mut probe).await,
                     None => std::future::pending().await,
                 }
             } => {
+                // A close (or reset) without a byte is no greeting: while HTTP may still be
+                // routed elsewhere, the destination is then as good as unreachable, and
+                // the client's first bytes still decide.
+                if wait_for_http && !matches!(peeked, Ok(n) if n > 0) {
+                    connected = None;
+                    failed = Some(peeked.err().unwrap_or_else(|| {
+                        io::Error::new(io::ErrorKind::UnexpectedEof, "the destination closed before any byte")
+                    }));
+                    continue;
+                }
                 let Some(stream) = connected else { unreachable!("peeked a connection") };
                 return Start::Server { upstream: stream, client_bytes: bytes.freeze() };
             }
@@ -298,6 +308,44 @@ mod tests {
                 assert_eq!(detected, Detected::Http1);
                 assert!(upstream.expect("dialed").finish().await.is_err());
             }
+            _ => panic!("expected HTTP"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_destination_closing_without_a_byte_decides_nothing_while_http_may_be_routed() {
+        let server = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = server.local_addr().unwrap();
+        // The destination accepts and closes at once (a load balancer without backends).
+        tokio::spawn(async move {
+            while let Ok((closed, _)) = server.accept().await {
+                drop(closed);
+            }
+        });
+        let (mut client, mut accepted) = pair().await;
+        let (dialed_tx, dialed) = tokio::sync::oneshot::channel();
+        let dial = move || -> Connecting {
+            Box::pin(async move {
+                let stream = TcpStream::connect(addr).await?;
+                // Returned once its end of stream is there to see.
+                stream.readable().await?;
+                let _ = dialed_tx.send(());
+                Ok(stream)
+            })
+        };
+        let racing = tokio::spawn(async move {
+            race(&mut accepted, dial, true, Duration::from_secs(3600)).await
+        });
+        dialed.await.unwrap();
+        client.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+        match racing.await.unwrap() {
+            Start::Client {
+                detected, upstream, ..
+            } => {
+                assert_eq!(detected, Detected::Http1);
+                assert!(upstream.expect("dialed").finish().await.is_err());
+            }
+            Start::Server { .. } => panic!("the destination's close was taken for a greeting"),
             _ => panic!("expected HTTP"),
         }
     }
