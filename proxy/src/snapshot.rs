@@ -282,7 +282,7 @@ pub type SnapshotHandle = Arc<ArcSwap<Snapshot>>;
 
 /// An `auto` listener's routes: its `route_table`'s, then one that takes everything else
 /// to the `original-destination` cluster (where each connection was going).
-fn auto_route_table(
+pub(crate) fn auto_route_table(
     listener: &str,
     table: Option<&meshwork_config::model::RouteTable>,
     clusters: &HashMap<String, Arc<ClusterRuntime>>,

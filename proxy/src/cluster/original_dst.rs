@@ -114,8 +114,8 @@ impl OriginalDestinations {
         endpoint
     }
 
-    /// Destinations kept now (for `/clusters`).
-    pub fn len(&self) -> usize {
+    /// How many destinations are kept with their pools now.
+    pub fn kept(&self) -> usize {
         self.kept.lock().map_or(0, |k| k.len())
     }
 }
@@ -136,7 +136,7 @@ mod tests {
         for port in 1..=(MAX_KEPT as u16 + 10) {
             let _ = od.endpoint(SocketAddr::from(([10, 0, 0, 2], port)), false, &gates);
         }
-        assert!(od.len() <= MAX_KEPT, "kept {}", od.len());
+        assert!(od.kept() <= MAX_KEPT, "kept {}", od.kept());
         // The one still in use survived the sweep.
         assert!(Arc::ptr_eq(&first, &od.endpoint(a, false, &gates)));
     }
