@@ -103,6 +103,31 @@ impl Family {
     }
 }
 
+/// A greeting server (see [`GreetingServer`]) in pod B on `[::]:port`.
+async fn greeter(m: &MeshedPods, port: u16, tag: &'static str) -> GreetingServer {
+    m.pods.b.run(GreetingServer::start(any(port), tag)).await
+}
+
+/// An HTTP/1.1 echo upstream named `name` in pod B on `[::]:port`.
+async fn http1_app(m: &MeshedPods, name: &str, port: u16) -> Upstream {
+    m.pods
+        .b
+        .run(Upstream::http1().name(name).bind(any(port)).start())
+        .await
+}
+
+/// The greeting pod A's client reads from `addr` without sending a byte.
+///
+/// # Panics
+/// When none comes within [`GREETING_BOUND`].
+async fn greeting(m: &MeshedPods, addr: SocketAddr) -> String {
+    m.pods
+        .a
+        .run(async move { read_greeting(addr, GREETING_BOUND).await.map(|g| g.0) })
+        .await
+        .unwrap_or_else(|e| panic!("a greeting from {addr}: {e}"))
+}
+
 async fn meshed() -> MeshedPods {
     MeshedPods::builder().start().await
 }
@@ -126,11 +151,7 @@ async fn http1_from_pod_a_reaches_pod_b_meshed_with_its_host_unchanged() {
         return;
     }
     let m = meshed().await;
-    let _app = m
-        .pods
-        .b
-        .run(Upstream::http1().name("b-app").bind(any(8080)).start())
-        .await;
+    let _app = http1_app(&m, "b-app", 8080).await;
     let echo = http1_call(&m, Family::V4, 8080).await;
     assert_eq!(echo.upstream, "b-app");
     assert_eq!(echo.version, "HTTP/1.1");
@@ -342,16 +363,8 @@ async fn a_server_first_greeting_arrives_at_once_with_no_client_byte_sent() {
     }
     let m = meshed().await;
     // 7001 is in no list: detected by the race. 3306 (MySQL) is opaque by the built-in list.
-    let _detected = m
-        .pods
-        .b
-        .run(GreetingServer::start(any(7001), "greeting"))
-        .await;
-    let _mysql = m
-        .pods
-        .b
-        .run(GreetingServer::start(any(3306), "mysql"))
-        .await;
+    let _detected = greeter(&m, 7001, "greeting").await;
+    let _mysql = greeter(&m, 3306, "mysql").await;
     for (port, tag) in [(7001, "greeting "), (3306, "mysql ")] {
         let addr = m.pods.b.addr_v4(port);
         let (line, elapsed, echoed) = m
@@ -381,24 +394,15 @@ async fn ipv6_http_and_a_server_greeting_work_like_ipv4() {
         return;
     }
     let m = meshed().await;
-    let _app = m
-        .pods
-        .b
-        .run(Upstream::http1().name("b-app").bind(any(8080)).start())
-        .await;
-    let _greeter = m.pods.b.run(GreetingServer::start(any(7001), "v6")).await;
+    let _app = http1_app(&m, "b-app", 8080).await;
+    let _greeter = greeter(&m, 7001, "v6").await;
     let echo = http1_call(&m, Family::V6, 8080).await;
     assert_eq!(echo.upstream, "b-app");
     assert_eq!(echo.authority.as_deref(), Some("[fd00:200::2]:8080"));
     assert_meshed_through_both(&m, Family::V6, 8080, "http").await;
 
     let addr = m.pods.b.addr_v6(7001);
-    let line = m
-        .pods
-        .a
-        .run(async move { read_greeting(addr, GREETING_BOUND).await.map(|g| g.0) })
-        .await
-        .expect("the greeting over IPv6");
+    let line = greeting(&m, addr).await;
     assert!(line.starts_with("v6 "), "{line}");
     assert_meshed_through_both(&m, Family::V6, 7001, "opaque").await;
 }
@@ -413,22 +417,13 @@ async fn tproxy_mode_shows_the_app_the_client_pods_address() {
         .b_config(SidecarConfig::transparent)
         .start()
         .await;
-    let _greeter = m
-        .pods
-        .b
-        .run(GreetingServer::start(any(7001), "tproxy"))
-        .await;
+    let _greeter = greeter(&m, 7001, "tproxy").await;
     for (family, client, server) in [
         (Family::V4, "10.200.0.1", "10.200.0.2:7001"),
         (Family::V6, "[fd00:200::1]", "[fd00:200::2]:7001"),
     ] {
         let addr = family.addr(&m.pods.b, 7001);
-        let line = m
-            .pods
-            .a
-            .run(async move { read_greeting(addr, GREETING_BOUND).await.map(|g| g.0) })
-            .await
-            .expect("the greeting through a TPROXY inbound");
+        let line = greeting(&m, addr).await;
         // The app listens on [::]: IPv4 addresses show as IPv4-mapped.
         let mapped = |a: &str| format!("[::ffff:{}", a.replacen(':', "]:", 1));
         let seen_client = line.contains(&format!("peer={client}:"))
@@ -485,24 +480,11 @@ async fn a_skipped_port_goes_direct_and_the_outbound_sidecar_never_sees_it() {
         .a_init(&["--outbound-skip-ports", "7002"])
         .start()
         .await;
-    let _skipped = m
-        .pods
-        .b
-        .run(GreetingServer::start(any(7002), "skipped"))
-        .await;
-    let _captured = m
-        .pods
-        .b
-        .run(GreetingServer::start(any(7001), "captured"))
-        .await;
+    let _skipped = greeter(&m, 7002, "skipped").await;
+    let _captured = greeter(&m, 7001, "captured").await;
     for (port, tag) in [(7002, "skipped "), (7001, "captured ")] {
         let addr = m.pods.b.addr_v4(port);
-        let line = m
-            .pods
-            .a
-            .run(async move { read_greeting(addr, GREETING_BOUND).await.map(|g| g.0) })
-            .await
-            .expect("a greeting");
+        let line = greeting(&m, addr).await;
         assert!(line.starts_with(tag), "{line}");
     }
     // The captured connection was made after the skipped one ended: once it is counted,
@@ -549,21 +531,9 @@ clusters:
         })
         .start()
         .await;
-    let _users1 = m
-        .pods
-        .b
-        .run(Upstream::http1().name("users-1").bind(any(8090)).start())
-        .await;
-    let _users2 = m
-        .pods
-        .b
-        .run(Upstream::http1().name("users-2").bind(any(8091)).start())
-        .await;
-    let _other = m
-        .pods
-        .b
-        .run(Upstream::http1().name("other").bind(any(8080)).start())
-        .await;
+    let _users1 = http1_app(&m, "users-1", 8090).await;
+    let _users2 = http1_app(&m, "users-2", 8091).await;
+    let _other = http1_app(&m, "other", 8080).await;
 
     // `users` is called at a service address nothing answers (like a ClusterIP): only the
     // route can answer it.
@@ -633,11 +603,7 @@ async fn the_inbound_sidecar_authorizes_by_the_meshed_peers_identity() {
         })
         .start()
         .await;
-    let _app = m
-        .pods
-        .b
-        .run(Upstream::http1().name("b-app").bind(any(8080)).start())
-        .await;
+    let _app = http1_app(&m, "b-app", 8080).await;
     let base = format!("http://{}", m.pods.b.addr_v4(8080));
     let (allowed, denied) = m
         .pods
@@ -668,18 +634,9 @@ async fn a_strict_inbound_refuses_plaintext_clients_and_serves_meshed_ones() {
         .b_config(|c| c.mesh_inbound("strict"))
         .start()
         .await;
-    let _greeter = m
-        .pods
-        .b
-        .run(GreetingServer::start(any(7001), "strict"))
-        .await;
+    let _greeter = greeter(&m, 7001, "strict").await;
     let addr = m.pods.b.addr_v4(7001);
-    let meshed = m
-        .pods
-        .a
-        .run(async move { read_greeting(addr, GREETING_BOUND).await.map(|g| g.0) })
-        .await
-        .expect("a meshed client is served");
+    let meshed = greeting(&m, addr).await;
     assert!(meshed.starts_with("strict "), "{meshed}");
     // As the proxy's UID, A's rules leave the connection alone: it reaches B in clear.
     let plaintext = probe_connect(&m.pods.a.ns, &addr.to_string(), Some(PROXY_UID));
@@ -703,11 +660,7 @@ async fn without_mesh_networks_traffic_crosses_both_sidecars_in_clear() {
         .a_config(|c| c.mesh_networks(&[]))
         .start()
         .await;
-    let _app = m
-        .pods
-        .b
-        .run(Upstream::http1().name("b-app").bind(any(8080)).start())
-        .await;
+    let _app = http1_app(&m, "b-app", 8080).await;
     let echo = http1_call(&m, Family::V4, 8080).await;
     assert_eq!(echo.upstream, "b-app");
     m.a_sidecar
