@@ -63,6 +63,9 @@ pub enum Command {
     /// Program this network namespace so the pod's TCP traffic reaches the sidecar
     /// (run as the pod's init container, with NET_ADMIN), or prove that it does.
     Init(InitArgs),
+    /// Print Kubernetes resources with meshwork injected into their pods (init container,
+    /// native sidecar, config and identity volumes); other resources pass through.
+    Inject(crate::inject::cli::InjectArgs),
     /// Create development certificates: a CA, and workload certificates carrying SPIFFE
     /// IDs, to try mTLS between sidecars (not for production).
     Certs {

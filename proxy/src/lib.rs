@@ -13,6 +13,7 @@ pub mod explain;
 pub mod file_watch;
 pub mod http;
 pub mod init;
+pub mod inject;
 pub mod layers;
 pub mod lifecycle;
 pub mod listener;

@@ -71,6 +71,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Inject(args) => inject(&args),
         Command::Run {
             config,
             admin_address_file,
@@ -145,6 +146,22 @@ fn check(files: &[std::path::PathBuf], read_certificates: bool) -> ExitCode {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+fn inject(args: &meshwork_proxy::inject::cli::InjectArgs) -> ExitCode {
+    match args.run() {
+        Ok(injected) => {
+            for note in &injected.notes {
+                eprintln!("{note}");
+            }
+            print!("{}", injected.yaml);
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
     }
 }
 
