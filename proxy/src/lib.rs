@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod control_plane;
 pub mod dataplane;
 pub mod demo;
+pub mod drain_request;
 pub mod explain;
 pub mod file_watch;
 pub mod http;

@@ -72,6 +72,18 @@ fn main() -> ExitCode {
             }
         },
         Command::Inject(args) => inject(&args),
+        Command::Drain { admin, timeout } => {
+            match meshwork_proxy::drain_request::drain(admin, timeout) {
+                Ok(status) => {
+                    eprintln!("{admin}: {status}");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Run {
             config,
             admin_address_file,
