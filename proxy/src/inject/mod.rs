@@ -119,9 +119,9 @@ pub enum NoteKind {
     Disabled,
     /// Not a workload: passed through.
     PassedThrough,
-    /// The app serves on a port its probes use: that port reaches the app without the
-    /// proxy (no mTLS, no authorization), for every client.
-    ProbePortBypassed(u16),
+    /// The kubelet's ports (probes, hooks), left out of interception so that they reach
+    /// the app: every client reaches them without the proxy.
+    ProbePortsBypassed(Vec<u16>),
 }
 
 impl fmt::Display for Note {
@@ -134,13 +134,16 @@ impl fmt::Display for Note {
                 "{at}: {resource}: left alone ({INJECT_ANNOTATION}: disabled)"
             ),
             NoteKind::PassedThrough => write!(f, "{at}: {resource}: not a workload, unchanged"),
-            NoteKind::ProbePortBypassed(port) => write!(
-                f,
-                "{at}: {resource}: warning: port {port} is probed by the kubelet and also \
-                 served by the app; it is left out of interception so that probes reach the \
-                 app, so every client reaches it without the proxy (no mTLS, no \
-                 authorization). Serve probes on a port of their own."
-            ),
+            NoteKind::ProbePortsBypassed(ports) => {
+                let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+                write!(
+                    f,
+                    "{at}: {resource}: port(s) {} of the kubelet's probes and hooks are left \
+                     out of interception, so every client reaches them without the proxy (no \
+                     mTLS, no authorization): serve probes on a port that serves nothing else",
+                    ports.join(", ")
+                )
+            }
         }
     }
 }
@@ -258,19 +261,19 @@ fn inject_resource(
             resource: resource_name,
             what: NoteKind::Disabled,
         }),
-        pod::PodOutcome::Injected { bypassed_app_ports } => {
-            for port in bypassed_app_ports {
-                notes.push(Note {
-                    at,
-                    resource: resource_name.clone(),
-                    what: NoteKind::ProbePortBypassed(port),
-                });
-            }
+        pod::PodOutcome::Injected { bypassed_ports } => {
             notes.push(Note {
                 at,
-                resource: resource_name,
+                resource: resource_name.clone(),
                 what: NoteKind::Injected,
             });
+            if !bypassed_ports.is_empty() {
+                notes.push(Note {
+                    at,
+                    resource: resource_name,
+                    what: NoteKind::ProbePortsBypassed(bypassed_ports.into_iter().collect()),
+                });
+            }
         }
     }
     Ok(())

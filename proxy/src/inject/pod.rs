@@ -48,8 +48,9 @@ pub struct PodOptions {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PodOutcome {
     Injected {
-        /// Ports that reach the app without the proxy, which the app also declares.
-        bypassed_app_ports: BTreeSet<u16>,
+        /// The kubelet's ports, left out of interception: they reach the app without the
+        /// proxy, from any client.
+        bypassed_ports: BTreeSet<u16>,
     },
     /// `meshwork.io/inject: disabled`.
     Disabled,
@@ -139,7 +140,7 @@ pub fn inject(pod: &mut Value, options: &PodOptions) -> Result<PodOutcome, Inval
     )?;
     remove_or_refuse(spec, "volumes", "volume", &SIDECAR_VOLUMES, injected_before)?;
 
-    let (kubelet_ports, bypassed_app_ports) = kubelet_ports(spec)?;
+    let kubelet_ports = kubelet_ports(spec)?;
     let (drain_timeout, grace) = drain_and_grace(spec, options.drain_timeout)?;
     let sidecar = SidecarSpec {
         image: options.image.clone(),
@@ -151,7 +152,9 @@ pub fn inject(pod: &mut Value, options: &PodOptions) -> Result<PodOutcome, Inval
                 .unwrap_or("default");
             format!("meshwork-identity-{account}")
         }),
-        inbound_skip_ports: std::iter::once(ADMIN_PORT).chain(kubelet_ports).collect(),
+        inbound_skip_ports: std::iter::once(ADMIN_PORT)
+            .chain(kubelet_ports.iter().copied())
+            .collect(),
         drain_timeout,
     };
     spec.insert("terminationGracePeriodSeconds".into(), grace.into());
@@ -166,7 +169,9 @@ pub fn inject(pod: &mut Value, options: &PodOptions) -> Result<PodOutcome, Inval
         ],
     );
     list(spec, "volumes")?.extend(sidecar.volumes());
-    Ok(PodOutcome::Injected { bypassed_app_ports })
+    Ok(PodOutcome::Injected {
+        bypassed_ports: kubelet_ports,
+    })
 }
 
 /// The list at `spec.<key>`, created empty when absent.
@@ -212,15 +217,13 @@ fn remove_or_refuse(
 }
 
 /// The ports the kubelet connects to in the app's containers (and its own native
-/// sidecars), and those of them the app also declares as serving ports. A container
-/// declaring or probing a port the sidecar listens on is refused.
-fn kubelet_ports(spec: &Map<String, Value>) -> Result<(BTreeSet<u16>, BTreeSet<u16>), InvalidPod> {
+/// sidecars). A container declaring or probing a port the sidecar listens on is refused.
+fn kubelet_ports(spec: &Map<String, Value>) -> Result<BTreeSet<u16>, InvalidPod> {
     let containers = ["containers", "initContainers"]
         .iter()
         .filter_map(|k| spec.get(*k)?.as_array())
         .flatten();
     let mut kubelet = BTreeSet::new();
-    let mut declared = BTreeSet::new();
     for container in containers {
         let name = container.get("name").and_then(Value::as_str).unwrap_or("");
         let own_ports = probes::declared_ports(container);
@@ -232,10 +235,8 @@ fn kubelet_ports(spec: &Map<String, Value>) -> Result<(BTreeSet<u16>, BTreeSet<u
             });
         }
         kubelet.extend(probed);
-        declared.extend(own_ports);
     }
-    let bypassed = kubelet.intersection(&declared).copied().collect();
-    Ok((kubelet, bypassed))
+    Ok(kubelet)
 }
 
 /// The proxy's drain deadline and the pod's grace period, made consistent: the grace

@@ -96,16 +96,25 @@ fn a_deployment_gets_init_validate_and_the_native_sidecar_first_and_its_volumes(
             {"name": IDENTITY_VOLUME, "secret": {"secretName": "meshwork-identity-web"}},
         ])
     );
+    let at = Location {
+        document: 1,
+        item: None,
+    };
+    let resource = "Deployment \"web\"".to_owned();
     assert_eq!(
         injected.notes,
-        [Note {
-            at: Location {
-                document: 1,
-                item: None
+        [
+            Note {
+                at,
+                resource: resource.clone(),
+                what: NoteKind::Injected,
             },
-            resource: "Deployment \"web\"".into(),
-            what: NoteKind::Injected,
-        }]
+            Note {
+                at,
+                resource,
+                what: NoteKind::ProbePortsBypassed(vec![8081]),
+            },
+        ]
     );
 }
 
@@ -244,12 +253,15 @@ fn other_documents_pass_through_and_list_items_are_injected() {
             "document 2, items[0]: ConfigMap \"c\": not a workload, unchanged",
             "document 2, items[1]: Pod \"p\": injected",
             "document 3: Deployment \"web\": injected",
+            "document 3: Deployment \"web\": port(s) 8081 of the kubelet's probes and hooks \
+             are left out of interception, so every client reaches them without the proxy (no \
+             mTLS, no authorization): serve probes on a port that serves nothing else",
         ]
     );
 }
 
 #[test]
-fn probe_ports_are_skipped_and_a_probed_serving_port_is_warned_about() {
+fn probe_ports_are_skipped_and_named_in_a_note() {
     let input = "\
 apiVersion: v1
 kind: Pod
@@ -268,18 +280,11 @@ spec:
         doc["spec"]["initContainers"][0]["args"][2],
         "4191,8080,9000"
     );
-    assert!(out.notes.contains(&Note {
-        at: Location {
-            document: 1,
-            item: None
-        },
-        resource: "Pod \"p\"".into(),
-        what: NoteKind::ProbePortBypassed(8080),
-    }));
-    assert!(
-        !out.notes
-            .iter()
-            .any(|n| n.what == NoteKind::ProbePortBypassed(9000))
+    assert_eq!(
+        out.notes[1].to_string(),
+        "document 1: Pod \"p\": port(s) 8080, 9000 of the kubelet's probes and hooks are \
+         left out of interception, so every client reaches them without the proxy (no mTLS, \
+         no authorization): serve probes on a port that serves nothing else"
     );
 }
 
