@@ -18,7 +18,7 @@ mod pod;
 mod probes;
 mod sidecar;
 mod workload;
-mod yaml;
+pub mod yaml;
 
 use std::fmt;
 use std::time::Duration;
