@@ -37,7 +37,10 @@ pub enum InjectCliError {
         source: std::io::Error,
     },
     #[error("{path}: {source}")]
-    Inject { path: String, source: InjectError },
+    Inject {
+        path: String,
+        source: Box<InjectError>,
+    },
 }
 
 impl InjectArgs {
@@ -67,7 +70,10 @@ impl InjectArgs {
             identity_secret: self.identity_secret.clone(),
             drain_timeout: self.drain_timeout,
         };
-        super::inject(&text, &options).map_err(|source| InjectCliError::Inject { path, source })
+        super::inject(&text, &options).map_err(|source| InjectCliError::Inject {
+            path,
+            source: Box::new(source),
+        })
     }
 }
 

@@ -94,7 +94,7 @@ pub enum InjectError {
         at: Location,
         kind: String,
         name: String,
-        source: InvalidPod,
+        source: Box<InvalidPod>,
     },
     #[error(
         "no workload in the input (Pod, Deployment, StatefulSet, DaemonSet, ReplicaSet, Job \
@@ -253,7 +253,7 @@ fn inject_resource(
         at,
         kind,
         name,
-        source,
+        source: Box::new(source),
     })?;
     match outcome {
         pod::PodOutcome::Disabled => notes.push(Note {

@@ -117,10 +117,10 @@ pub fn inject(pod: &mut Value, options: &PodOptions) -> Result<PodOutcome, Inval
     if spec.get("hostNetwork").and_then(Value::as_bool) == Some(true) {
         return Err(InvalidPod::HostNetwork);
     }
-    if !spec
+    if spec
         .get("containers")
         .and_then(Value::as_array)
-        .is_some_and(|c| !c.is_empty())
+        .is_none_or(Vec::is_empty)
     {
         return Err(InvalidPod::NoContainers);
     }

@@ -328,13 +328,7 @@ fn the_grace_period_covers_the_drain_deadline_plus_the_exit_margin() {
     );
     let err = with(Some(5), None).unwrap_err();
     assert!(
-        matches!(
-            err,
-            InjectError::Pod {
-                source: InvalidPod::GraceTooShort(5),
-                ..
-            }
-        ),
+        matches!(&err, InjectError::Pod { source, .. } if **source == InvalidPod::GraceTooShort(5)),
         "{err}"
     );
 }
