@@ -10,10 +10,9 @@
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
 use meshwork_proxy::inject::yaml::parse_documents;
-use meshwork_tests::{CliOutput, meshwork, meshwork_control_bin};
+use meshwork_tests::{meshwork, meshwork_control_bin, run_program};
 use serde_json::Value;
 
 const VALIDATOR_ENV: &str = "MESHWORK_KUBERNETES_VALIDATE";
@@ -62,31 +61,6 @@ async fn inject(file: &Path, args: &[&str]) -> String {
         output.describe()
     );
     output.stdout
-}
-
-/// Runs `program ARGS...` to completion, bounded like the meshwork CLI helpers.
-async fn run<I, S>(program: &Path, args: I) -> CliOutput
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
-    let child = tokio::process::Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("start {}: {e}", program.display()));
-    let output = tokio::time::timeout(meshwork_tests::cli::CLI_TIMEOUT, child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| panic!("{} did not exit in time", program.display()))
-        .expect("collect the output");
-    CliOutput {
-        status: output.status,
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
 }
 
 /// The validator, or `None` when the skip variable says to do without it.
@@ -142,7 +116,7 @@ async fn manifests_and_injected_examples_validate_for_every_kubernetes_with_nati
             OsStr::new(&version),
         ];
         args.extend(files.iter().map(|f| f.as_os_str()));
-        let output = run(&validator, args).await;
+        let output = run_program(&validator, None, args).await;
         assert!(
             output.success(),
             "Kubernetes {version}: {}",
@@ -151,8 +125,9 @@ async fn manifests_and_injected_examples_validate_for_every_kubernetes_with_nati
     }
     // The same check refuses what it should: before native sidecars, an init container
     // had no restartPolicy.
-    let output = run(
+    let output = run_program(
         &validator,
+        None,
         [
             OsStr::new("--strict"),
             OsStr::new("-k"),
@@ -194,8 +169,9 @@ async fn every_config_the_manifests_embed_passes_check() {
                 meshwork([OsStr::new("check"), place.join("config.yaml").as_os_str()]).await
             } else {
                 fragment_dirs += 1;
-                run(
+                run_program(
                     &meshwork_control_bin(),
+                    None,
                     [
                         OsStr::new("--check"),
                         OsStr::new("--config-dir"),

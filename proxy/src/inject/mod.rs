@@ -51,7 +51,8 @@ pub struct InjectOptions {
     pub image: String,
     /// The ConfigMap with the proxy's `config.yaml`.
     pub config_map: String,
-    /// The Secret with the identity; `None`: `meshwork-identity-<service account>`.
+    /// The Secret with the identity; `None`: `meshwork-identity-<service account>`, since
+    /// an identity is per service account (`spiffe://<trust domain>/ns/<ns>/sa/<account>`).
     pub identity_secret: Option<String>,
     /// The proxy's drain deadline; `None`: the pod's grace period less [`EXIT_MARGIN`].
     pub drain_timeout: Option<Duration>,
@@ -160,12 +161,6 @@ pub struct Injected {
 /// # Errors
 /// See [`InjectError`]: the first problem found, with its document.
 pub fn inject(input: &str, options: &InjectOptions) -> Result<Injected, InjectError> {
-    let pod_options = pod::PodOptions {
-        image: options.image.clone(),
-        config_map: options.config_map.clone(),
-        identity_secret: options.identity_secret.clone(),
-        drain_timeout: options.drain_timeout,
-    };
     let mut documents = Vec::new();
     let mut notes = Vec::new();
     for (index, document) in yaml::parse_documents(input)?.into_iter().enumerate() {
@@ -187,10 +182,10 @@ pub fn inject(input: &str, options: &InjectOptions) -> Result<Injected, InjectEr
                     item: Some(item),
                     ..at
                 };
-                inject_resource(resource, at, &pod_options, &mut notes)?;
+                inject_resource(resource, at, options, &mut notes)?;
             }
         } else {
-            inject_resource(&mut document, at, &pod_options, &mut notes)?;
+            inject_resource(&mut document, at, options, &mut notes)?;
         }
         documents.push(document);
     }
@@ -218,7 +213,7 @@ fn is_list(document: &Value) -> bool {
 fn inject_resource(
     resource: &mut Value,
     at: Location,
-    options: &pod::PodOptions,
+    options: &InjectOptions,
     notes: &mut Vec<Note>,
 ) -> Result<(), InjectError> {
     let text = |key: &str| resource.get(key).and_then(Value::as_str).map(str::to_owned);

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use super::InjectOptions;
 use super::probes::{self, InvalidProbePort};
 use super::sidecar::{
     ADMIN_PORT, CONFIG_VOLUME, IDENTITY_VOLUME, INIT_CONTAINER, PROXY_CONTAINER, SidecarSpec,
@@ -31,18 +32,6 @@ const SIDECAR_PORTS: [u16; 3] = [
 ];
 const SIDECAR_NAMES: [&str; 3] = [INIT_CONTAINER, VALIDATE_CONTAINER, PROXY_CONTAINER];
 const SIDECAR_VOLUMES: [&str; 2] = [CONFIG_VOLUME, IDENTITY_VOLUME];
-
-/// What the caller asks for, before the pod's own settings are known.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PodOptions {
-    pub image: String,
-    pub config_map: String,
-    /// `None`: `meshwork-identity-<service account>`, since an identity is per service
-    /// account (`spiffe://<trust domain>/ns/<namespace>/sa/<service account>`).
-    pub identity_secret: Option<String>,
-    /// `None`: the pod's grace period less [`EXIT_MARGIN`].
-    pub drain_timeout: Option<Duration>,
-}
 
 /// What happened to a pod.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,7 +82,7 @@ pub enum InvalidPod {
 ///
 /// # Errors
 /// See [`InvalidPod`].
-pub fn inject(pod: &mut Value, options: &PodOptions) -> Result<PodOutcome, InvalidPod> {
+pub fn inject(pod: &mut Value, options: &InjectOptions) -> Result<PodOutcome, InvalidPod> {
     let pod = pod.as_object_mut().ok_or(InvalidPod::NoSpec("template"))?;
     let annotations = pod
         .entry("metadata")

@@ -64,10 +64,7 @@ impl SidecarSpec {
                 "capabilities": {"drop": ["ALL"], "add": ["NET_ADMIN"]},
                 "seccompProfile": {"type": "RuntimeDefault"},
             },
-            "resources": {
-                "requests": {"cpu": "10m", "memory": "16Mi"},
-                "limits": {"memory": "64Mi"},
-            },
+            "resources": one_shot_resources(),
         })
     }
 
@@ -81,19 +78,8 @@ impl SidecarSpec {
             "image": self.image,
             "imagePullPolicy": "IfNotPresent",
             "args": ["init", "--validate"],
-            "securityContext": {
-                "runAsUser": VALIDATE_UID,
-                "runAsGroup": VALIDATE_UID,
-                "runAsNonRoot": true,
-                "allowPrivilegeEscalation": false,
-                "readOnlyRootFilesystem": true,
-                "capabilities": {"drop": ["ALL"]},
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
-            "resources": {
-                "requests": {"cpu": "10m", "memory": "16Mi"},
-                "limits": {"memory": "64Mi"},
-            },
+            "securityContext": unprivileged(VALIDATE_UID),
+            "resources": one_shot_resources(),
         })
     }
 
@@ -122,15 +108,7 @@ impl SidecarSpec {
             "readinessProbe": {"httpGet": admin("/ready"), "periodSeconds": 5},
             "livenessProbe": {"httpGet": admin("/live"), "periodSeconds": 10, "failureThreshold": 3},
             "lifecycle": {"preStop": {"exec": {"command": ["meshwork", "drain"]}}},
-            "securityContext": {
-                "runAsUser": crate::init::DEFAULT_PROXY_ID,
-                "runAsGroup": crate::init::DEFAULT_PROXY_ID,
-                "runAsNonRoot": true,
-                "allowPrivilegeEscalation": false,
-                "readOnlyRootFilesystem": true,
-                "capabilities": {"drop": ["ALL"]},
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
+            "securityContext": unprivileged(crate::init::DEFAULT_PROXY_ID),
             "resources": {
                 "requests": {"cpu": "100m", "memory": "64Mi"},
                 "limits": {"memory": "256Mi"},
@@ -149,6 +127,28 @@ impl SidecarSpec {
             json!({"name": IDENTITY_VOLUME, "secret": {"secretName": self.identity_secret}}),
         ]
     }
+}
+
+/// A container running as `uid` (and the same GID) with no capability, no way to gain
+/// one, and a read-only root filesystem.
+fn unprivileged(uid: u32) -> Value {
+    json!({
+        "runAsUser": uid,
+        "runAsGroup": uid,
+        "runAsNonRoot": true,
+        "allowPrivilegeEscalation": false,
+        "readOnlyRootFilesystem": true,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    })
+}
+
+/// The init containers run for a moment and hold almost nothing.
+fn one_shot_resources() -> Value {
+    json!({
+        "requests": {"cpu": "10m", "memory": "16Mi"},
+        "limits": {"memory": "64Mi"},
+    })
 }
 
 /// A duration as `meshwork run --drain-timeout` reads it: whole seconds as `25s`.
