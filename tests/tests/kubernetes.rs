@@ -270,6 +270,23 @@ async fn bad_input_fails_with_the_document_and_the_reason() {
             output.describe()
         );
     }
+    let example = deploy_dir().join("examples/web.yaml");
+    for flag in ["--image", "--config-map", "--identity-secret"] {
+        let output = meshwork([
+            OsStr::new("inject"),
+            OsStr::new("-f"),
+            example.as_os_str(),
+            OsStr::new(flag),
+            OsStr::new(""),
+        ])
+        .await;
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{flag} \"\": {}",
+            output.describe()
+        );
+    }
     let missing = dir.path().join("missing.yaml");
     let output = meshwork([OsStr::new("inject"), OsStr::new("-f"), missing.as_os_str()]).await;
     assert!(

@@ -4,6 +4,8 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::NonEmptyStringValueParser;
+
 use super::{InjectError, InjectOptions, Injected};
 
 /// `meshwork inject -f FILE [--image IMG] [--config-map NAME] ...`.
@@ -13,14 +15,14 @@ pub struct InjectArgs {
     #[arg(short = 'f', long = "filename", value_name = "FILE")]
     pub file: PathBuf,
     /// The meshwork image, for the proxy and init containers alike.
-    #[arg(long, value_name = "IMAGE", default_value_t = super::default_image())]
+    #[arg(long, value_name = "IMAGE", default_value_t = super::default_image(), value_parser = NonEmptyStringValueParser::new())]
     pub image: String,
     /// The ConfigMap holding the proxy's config as its `config.yaml` key.
-    #[arg(long, value_name = "NAME", default_value = super::DEFAULT_CONFIG_MAP)]
+    #[arg(long, value_name = "NAME", default_value = super::DEFAULT_CONFIG_MAP, value_parser = NonEmptyStringValueParser::new())]
     pub config_map: String,
     /// The Secret holding the identity (`cert.pem`, `key.pem`, `ca.pem`)
     /// [default: meshwork-identity-<the pod's service account>].
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", value_parser = NonEmptyStringValueParser::new())]
     pub identity_secret: Option<String>,
     /// The proxy's drain deadline; the pod's terminationGracePeriodSeconds is raised to
     /// cover it plus 5s [default: the pod's grace period (30s if unset) less 5s].

@@ -69,6 +69,15 @@ pub enum InvalidPod {
          (admin 4191, outbound 15001, inbound 15006)"
     )]
     PortTaken { container: String, port: u16 },
+    #[error(
+        "container {container:?} runs with {field} {id}, the proxy's: `meshwork init` never \
+         captures its traffic, so it would bypass the proxy unseen; run it as another user"
+    )]
+    RunsAsProxy {
+        container: String,
+        field: &'static str,
+        id: u64,
+    },
     #[error(transparent)]
     ProbePort(#[from] InvalidProbePort),
     #[error(
@@ -129,6 +138,7 @@ pub fn inject(pod: &mut Value, options: &InjectOptions) -> Result<PodOutcome, In
     )?;
     remove_or_refuse(spec, "volumes", "volume", &SIDECAR_VOLUMES, injected_before)?;
 
+    refuse_proxy_identity(spec)?;
     let kubelet_ports = kubelet_ports(spec)?;
     let (drain_timeout, grace) = drain_and_grace(spec, options.drain_timeout)?;
     let sidecar = SidecarSpec {
@@ -226,6 +236,35 @@ fn kubelet_ports(spec: &Map<String, Value>) -> Result<BTreeSet<u16>, InvalidPod>
         kubelet.extend(probed);
     }
     Ok(kubelet)
+}
+
+/// Refuses an app container whose UID or GID (its own, or the pod's default) is the
+/// proxy's: the interception rules exempt that identity, so the app's connections would
+/// silently skip the proxy — no mTLS, no policy. (An image whose own `USER` is 1337 cannot
+/// be seen from here; docs/kubernetes.md says so.)
+fn refuse_proxy_identity(spec: &Map<String, Value>) -> Result<(), InvalidPod> {
+    let proxy_id = u64::from(crate::init::DEFAULT_PROXY_ID);
+    let pod_context = spec.get("securityContext");
+    let containers = ["containers", "initContainers"]
+        .iter()
+        .filter_map(|k| spec.get(*k)?.as_array())
+        .flatten();
+    for container in containers {
+        for field in ["runAsUser", "runAsGroup"] {
+            let id = container
+                .pointer(&format!("/securityContext/{field}"))
+                .or_else(|| pod_context?.get(field))
+                .and_then(Value::as_u64);
+            if id == Some(proxy_id) {
+                return Err(InvalidPod::RunsAsProxy {
+                    container: container["name"].as_str().unwrap_or_default().to_owned(),
+                    field,
+                    id: proxy_id,
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The proxy's drain deadline and the pod's grace period, made consistent: the grace

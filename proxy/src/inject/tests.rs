@@ -384,6 +384,14 @@ fn bad_input_is_refused_naming_the_document_and_the_problem() {
             "livenessProbe.httpGet.port names the port \"http\"",
         ),
         (
+            pod("{containers: [{name: a, securityContext: {runAsUser: 1337}}]}"),
+            "container \"a\" runs with runAsUser 1337, the proxy's",
+        ),
+        (
+            pod("{securityContext: {runAsGroup: 1337}, containers: [{name: a}]}"),
+            "container \"a\" runs with runAsGroup 1337, the proxy's",
+        ),
+        (
             pod("{containers: [{name: meshwork-proxy}]}"),
             "already has a container named \"meshwork-proxy\" that `meshwork inject` did not add",
         ),
