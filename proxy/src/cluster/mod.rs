@@ -5,6 +5,7 @@ pub mod breaker;
 pub mod connector;
 pub mod health;
 pub mod limits;
+pub mod upgrade_conn;
 
 use std::collections::HashMap;
 use std::sync::Arc;

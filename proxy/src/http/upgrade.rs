@@ -61,6 +61,13 @@ fn is_h2c(name: &str) -> bool {
     name.eq_ignore_ascii_case("h2c")
 }
 
+/// Whether a route whose `upgrades` are `allowed` lets a request switch to `protocol`
+/// (a name, maybe with a `/version`): never `h2c`.
+pub fn allows(allowed: &[String], protocol: &str) -> bool {
+    let name = protocol_name(protocol);
+    !is_h2c(name) && allowed.iter().any(|a| a.eq_ignore_ascii_case(name))
+}
+
 /// Removes `HTTP2-Settings` and every `h2c` token of `Upgrade` (the whole `Upgrade`
 /// when nothing else is left, or when it cannot be read). Cheap when there is neither.
 pub fn strip_h2c(headers: &mut HeaderMap) {
@@ -102,11 +109,7 @@ pub fn negotiate(headers: &mut HeaderMap, allowed: &[String], tunnel: bool) -> O
     let kept: Vec<&str> = match tokens(headers) {
         Some(tokens) if tunnel && is_upgrade_request(headers) => tokens
             .into_iter()
-            .filter(|t| {
-                allowed
-                    .iter()
-                    .any(|a| a.eq_ignore_ascii_case(protocol_name(t)))
-            })
+            .filter(|t| allows(allowed, t))
             .collect(),
         _ => Vec::new(),
     };
@@ -178,6 +181,17 @@ mod tests {
         assert!(!requested.accepts(&map(&[("upgrade", "irc")])));
         assert!(!requested.accepts(&map(&[("upgrade", "websocket, irc")])));
         assert!(!requested.accepts(&HeaderMap::new()), "a 101 must say");
+    }
+
+    #[test]
+    fn a_route_allows_its_protocols_by_name_and_never_h2c() {
+        let allowed = vec!["websocket".to_string(), "h2c".to_string()];
+        assert!(allows(&allowed, "websocket"));
+        assert!(allows(&allowed, "WebSocket/13"));
+        assert!(!allows(&allowed, "h2c"));
+        assert!(!allows(&allowed, "H2C/1"));
+        assert!(!allows(&allowed, "irc"));
+        assert!(!allows(&[], "websocket"));
     }
 
     #[test]
