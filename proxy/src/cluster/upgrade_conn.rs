@@ -48,9 +48,15 @@ pub async fn send(
             tracing::debug!(endpoint = %address, %error, "upgrade connection ended");
         }
     });
-    // On its own connection the request line takes the origin form (RFC 9112 §3.2.1).
-    if let Some(path) = req.uri().path_and_query().cloned() {
-        *req.uri_mut() = Uri::from(path);
+    // On its own connection the request line takes the origin form (RFC 9112 §3.2.1),
+    // or the authority form for a `CONNECT` (§3.2.3), as the pool would send them.
+    let target = if req.method() == http::Method::CONNECT {
+        req.uri().authority().map(|a| Uri::from(a.clone()))
+    } else {
+        req.uri().path_and_query().map(|p| Uri::from(p.clone()))
+    };
+    if let Some(target) = target {
+        *req.uri_mut() = target;
     }
     Ok(sender.send_request(req).await?)
 }
