@@ -350,7 +350,9 @@ async fn a_tunnel_holds_one_of_the_clusters_connections_while_it_lives() {
     // none to take (503 overflow once connect_timeout passed).
     let mut ws = ws_connect(mesh.client.listener_addr("outbound"), "/chat").await;
     assert_eq!(next_text(&mut ws).await, GREETING);
-    mesh.client.scrape_when("the tunnel's connection", active(1.0)).await;
+    mesh.client
+        .scrape_when("the tunnel's connection", active(1.0))
+        .await;
     let reply = HttpClient::h1()
         .request(http::Method::GET, &mesh.client.url("outbound", "/plain"))
         .send()
@@ -359,7 +361,9 @@ async fn a_tunnel_holds_one_of_the_clusters_connections_while_it_lives() {
     assert_eq!(reply.header("x-meshwork-error"), Some("overflow"));
     // Closed, it frees the connection for the pool.
     close_cleanly(ws).await;
-    mesh.client.scrape_when("the tunnel closed", active(0.0)).await;
+    mesh.client
+        .scrape_when("the tunnel closed", active(0.0))
+        .await;
     // (Lines so far: the WebSocket's 101, and the 503 never reached the server.)
     mesh.plain_request_crosses_as_http2(1).await;
     // Now the pool's HTTP/2 connection holds it, and an upgrade finds none.
@@ -412,7 +416,9 @@ async fn an_http2_client_opens_a_websocket_with_extended_connect() {
     let (client, connection) = h2::client::handshake(tcp).await.expect("an h2c handshake");
     tokio::spawn(connection);
     let mut client = client.ready().await.expect("a ready h2 connection");
-    let ping = http::Request::get("http://app.example/healthz").body(()).unwrap();
+    let ping = http::Request::get("http://app.example/healthz")
+        .body(())
+        .unwrap();
     let (response, _) = client.send_request(ping, true).unwrap();
     // Once any answer arrived, the server's SETTINGS have too.
     let _ = within("an answer", WAIT, response).await;

@@ -3,6 +3,7 @@
 
 pub mod breaker;
 pub mod connector;
+pub mod failure;
 pub mod health;
 pub mod limits;
 pub mod upgrade_conn;

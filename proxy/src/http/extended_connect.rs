@@ -150,7 +150,7 @@ mod tests {
     fn the_rfc_6455_example_key_gets_its_accept() {
         assert_eq!(
             accept_for(b"dGhlIHNhbXBsZSBub25jZQ=="),
-            "s3pPLMBiTxaQ9kYGzzhZRrK+xOo="
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
         );
     }
 
@@ -169,7 +169,15 @@ mod tests {
         for ok in ["websocket", "WebSocket/13", "custom-proto", "a.b_c~1"] {
             assert!(is_one_protocol(ok), "{ok}");
         }
-        for bad in ["", "websocket, h2c", "web socket", "/13", "websocket/", "a/b/c", "é"] {
+        for bad in [
+            "",
+            "websocket, h2c",
+            "web socket",
+            "/13",
+            "websocket/",
+            "a/b/c",
+            "é",
+        ] {
             assert!(!is_one_protocol(bad), "{bad:?}");
         }
     }
@@ -184,7 +192,10 @@ mod tests {
         assert_eq!(req.headers()["sec-websocket-version"], "13");
         assert_eq!(req.headers()["sec-websocket-protocol"], "chat");
         let key = req.headers()["sec-websocket-key"].as_bytes().to_vec();
-        assert_ne!(key, b"Y2hvc2VuIGJ5IHRoZSBjbGllbnQ=", "the client's key is replaced");
+        assert_ne!(
+            key, b"Y2hvc2VuIGJ5IHRoZSBjbGllbnQ=",
+            "the client's key is replaced"
+        );
         assert_eq!(BASE64.decode(&key).unwrap().len(), 16);
         assert!(req.extensions().get::<Protocol>().is_none());
 
@@ -213,7 +224,9 @@ mod tests {
         let mut req = extended_connect("websocket");
         let answer = into_upgrade(&mut req, &Protocol::from("websocket"));
         let switched = |accept: Option<&str>| {
-            let mut b = Response::builder().status(101).header("upgrade", "websocket");
+            let mut b = Response::builder()
+                .status(101)
+                .header("upgrade", "websocket");
             if let Some(a) = accept {
                 b = b.header("sec-websocket-accept", a);
             }

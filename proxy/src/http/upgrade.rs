@@ -107,10 +107,9 @@ pub fn negotiate(headers: &mut HeaderMap, allowed: &[String], tunnel: bool) -> O
         return None;
     }
     let kept: Vec<&str> = match tokens(headers) {
-        Some(tokens) if tunnel && is_upgrade_request(headers) => tokens
-            .into_iter()
-            .filter(|t| allows(allowed, t))
-            .collect(),
+        Some(tokens) if tunnel && is_upgrade_request(headers) => {
+            tokens.into_iter().filter(|t| allows(allowed, t)).collect()
+        }
         _ => Vec::new(),
     };
     let requested = Requested {

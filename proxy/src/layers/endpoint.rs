@@ -20,10 +20,9 @@ use meshwork_config::model::UpstreamProtocol;
 use tower::Service;
 
 use super::{ProxyRequest, ProxyResponse};
-use crate::cluster::connector::ConnectError;
-use crate::cluster::upgrade_conn::{self, UpgradeSendError};
-use crate::cluster::{ClusterRuntime, Endpoint};
-use crate::http::client_fault::ClientFault;
+use crate::cluster::Endpoint;
+use crate::cluster::failure::{Failure, classify, describe};
+use crate::cluster::upgrade_conn;
 use crate::http::extended_connect::{self, Http2Answer};
 use crate::http::tunnel::{Downstream, PendingTunnel};
 use crate::http::upgrade;
@@ -141,7 +140,10 @@ fn admit_extended_connect(
         return Err(ProxyError::UpgradeNotAllowed);
     }
     if http2 {
-        tracing::debug!(protocol = protocol.as_str(), "an HTTP/2-only cluster cannot carry an upgrade");
+        tracing::debug!(
+            protocol = protocol.as_str(),
+            "an HTTP/2-only cluster cannot carry an upgrade"
+        );
         return Err(ProxyError::UpgradeFailed);
     }
     Ok(extended_connect::into_upgrade(req, protocol))
@@ -361,84 +363,4 @@ impl ClientSpan {
         }
         tracer.export(span.finish(self.start, elapsed));
     }
-}
-
-/// What kind of failure ended an exchange with the endpoint, whichever client (the pool,
-/// or an upgrade's own connection) made it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Failure {
-    /// The connector refused for the cluster's `max_connections`.
-    Overflow,
-    /// No connection could be made: nothing was sent.
-    Connect,
-    /// The connection broke during the exchange.
-    Broken,
-}
-
-impl Failure {
-    fn of_pool(error: &hyper_util::client::legacy::Error) -> Self {
-        let mut source = std::error::Error::source(error);
-        while let Some(e) = source {
-            if matches!(
-                e.downcast_ref::<ConnectError>(),
-                Some(ConnectError::Overflow)
-            ) {
-                return Failure::Overflow;
-            }
-            source = e.source();
-        }
-        if error.is_connect() {
-            Failure::Connect
-        } else {
-            Failure::Broken
-        }
-    }
-
-    fn of_upgrade(error: &UpgradeSendError) -> Self {
-        match error {
-            UpgradeSendError::Connect(ConnectError::Overflow) => Failure::Overflow,
-            UpgradeSendError::Connect(_) => Failure::Connect,
-            UpgradeSendError::Http(_) => Failure::Broken,
-        }
-    }
-}
-
-/// The pool's error with its cause, for the debug log.
-fn describe(error: &hyper_util::client::legacy::Error) -> String {
-    let cause = std::error::Error::source(error)
-        .map(|e| e.to_string())
-        .unwrap_or_default();
-    format!("{error}: {cause}")
-}
-
-/// The client's fault when its body broke first (the upstream request failed because
-/// of it); else the cluster's connection limit, a connect failure (nothing was sent), or
-/// a reset (the connection broke).
-fn classify(
-    cluster: &ClusterRuntime,
-    endpoint: &Endpoint,
-    failure: Failure,
-    cause: &str,
-    client_fault: Option<ClientFault>,
-) -> ProxyError {
-    if let Some(fault) = client_fault {
-        tracing::debug!(endpoint = %endpoint.address, ?fault, "the client broke its request body; upstream request aborted");
-        return fault.error();
-    }
-    let kind = match failure {
-        Failure::Overflow => {
-            // Counted here, for the request it turned away; the pool's own background
-            // connects that time out the same way turn nobody away.
-            cluster.gates.connections.count_overflow();
-            return ProxyError::Overflow;
-        }
-        // Counted by the connector, which also sees connects the pool makes on its own.
-        Failure::Connect => ProxyError::ConnectFailed,
-        Failure::Broken => {
-            endpoint.metrics.resets.inc();
-            ProxyError::UpstreamReset
-        }
-    };
-    tracing::debug!(endpoint = %endpoint.address, %cause, reason = kind.reason(), "upstream request failed");
-    kind
 }
