@@ -23,7 +23,7 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 
 use meshwork_tests::{
     AccessLogFile, CertFiles, HttpClient, Proxy, TestCa, Upstream, WsUpstream, edge_config,
-    labels_of, within, ws_connect,
+    labels_of, outbound_sidecar_yaml, within, ws_connect,
 };
 
 const WEB: &str = "spiffe://cluster.local/ns/prod/sa/web";
@@ -109,30 +109,10 @@ clusters:
 /// The client sidecar: plaintext listener `outbound` (HTTP/1.1 and h2c) sending to the
 /// server sidecar with `protocol: auto` over mTLS; `limits` are lines of the cluster.
 fn outbound_yaml(identity: &CertFiles, server: SocketAddr, limits: &str) -> String {
-    format!(
-        "
-version: 1
-admin:
-  address: 127.0.0.1:0
-listeners:
-  - name: outbound
-    address: 127.0.0.1:0
-    route_table: outbound
-route_tables:
-  outbound:
-    - name: api
-      backends: [{{ cluster: api }}]
-clusters:
-  - name: api
-    endpoints: [{server}]
-    protocol: auto
-    connect_timeout: 500ms
-    tls:
-      identities: [{API}]
-{limits}
-{}",
-        identity.identity_yaml()
-    )
+    let cluster = format!(
+        "    protocol: auto\n    connect_timeout: 500ms\n    tls:\n      identities: [{API}]\n{limits}"
+    );
+    outbound_sidecar_yaml(server, &cluster, &identity.identity_yaml())
 }
 
 /// Two sidecars chained over mTLS in front of a greeting WebSocket server and an echo app.
@@ -191,25 +171,37 @@ impl Mesh {
     }
 }
 
-/// The next text message, skipping pings and pongs; panics on anything else or in 5s.
-async fn next_text<S>(ws: &mut WebSocketStream<S>) -> String
+/// The next message other than a ping or pong (`None` when the stream ended); panics on
+/// a broken stream or when nothing arrives within 5s.
+async fn next_message<S>(ws: &mut WebSocketStream<S>, what: &str) -> Option<Message>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    within("a WebSocket text message", WAIT, async {
+    within(what, WAIT, async {
         loop {
             match ws.next().await {
-                Some(Ok(Message::Text(text))) => return text.as_str().to_owned(),
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                other => panic!("expected a text message, got {other:?}"),
+                Some(Ok(message)) => return Some(message),
+                Some(Err(error)) => panic!("{what}: {error}"),
+                None => return None,
             }
         }
     })
     .await
 }
 
-/// Greeting first (server to client), then messages both ways, then a clean close: the
-/// client's close is answered with a close and the stream ends.
+/// The next text message; panics on anything else.
+async fn next_text<S>(ws: &mut WebSocketStream<S>) -> String
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    match next_message(ws, "a text message").await {
+        Some(Message::Text(text)) => text.as_str().to_owned(),
+        other => panic!("expected a text message, got {other:?}"),
+    }
+}
+
+/// Greeting first (server to client), then messages both ways, then a clean close.
 async fn converse<S>(mut ws: WebSocketStream<S>)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
@@ -222,17 +214,10 @@ where
     }
     let blob: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
     ws.send(Message::binary(blob.clone())).await.unwrap();
-    let echoed = within("the binary echo", WAIT, async {
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Binary(data))) => return data,
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                other => panic!("expected the binary echo, got {other:?}"),
-            }
-        }
-    })
-    .await;
-    assert_eq!(echoed.as_ref(), &blob[..]);
+    match next_message(&mut ws, "the binary echo").await {
+        Some(Message::Binary(echoed)) => assert_eq!(echoed.as_ref(), &blob[..]),
+        other => panic!("expected the binary echo, got {other:?}"),
+    }
     close_cleanly(ws).await;
 }
 
@@ -242,18 +227,12 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     ws.close(None).await.unwrap();
-    within("the server's close", WAIT, async {
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Close(_))) | None => break,
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                other => panic!("expected the close handshake, got {other:?}"),
-            }
-        }
-    })
-    .await;
+    match next_message(&mut ws, "the server's close").await {
+        Some(Message::Close(_)) => {}
+        other => panic!("expected the close handshake, got {other:?}"),
+    }
     assert!(
-        within("the end of the stream", WAIT, ws.next())
+        next_message(&mut ws, "the end of the stream")
             .await
             .is_none(),
         "the WebSocket ends after the close handshake"
@@ -305,29 +284,36 @@ async fn h2_websocket(addr: SocketAddr, path: &str) -> WebSocketStream<TokioIo<U
     WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Client, None).await
 }
 
-#[tokio::test]
-async fn a_websocket_crosses_two_sidecars_whose_link_negotiated_http2() {
+/// Opens a WebSocket through the client sidecar (over HTTP/1.1, or HTTP/2 with extended
+/// CONNECT), converses, and returns the server sidecar's access log line for it.
+async fn websocket_across_the_mesh(http2_client: bool) -> serde_json::Value {
     let mesh = Mesh::start("").await;
     mesh.plain_request_crosses_as_http2(0).await;
-
-    let ws = ws_connect(mesh.client.listener_addr("outbound"), "/chat").await;
-    converse(ws).await;
-    let lines = mesh.log.json_lines(2).await;
+    let outbound = mesh.client.listener_addr("outbound");
+    if http2_client {
+        converse(h2_websocket(outbound, "/chat").await).await;
+    } else {
+        converse(ws_connect(outbound, "/chat").await).await;
+    }
+    let line = mesh.log.json_lines(2).await.swap_remove(1);
     // Its own connection: HTTP/1.1, mutually authenticated like any other.
-    assert_eq!(lines[1]["status"], 101, "{}", lines[1]);
-    assert_eq!(lines[1]["protocol"], "HTTP/1.1", "{}", lines[1]);
-    assert_eq!(lines[1]["peer_identity"], WEB, "{}", lines[1]);
+    assert_eq!(line["status"], 101, "{line}");
+    assert_eq!(line["protocol"], "HTTP/1.1", "{line}");
+    assert_eq!(line["peer_identity"], WEB, "{line}");
+    line
+}
+
+#[tokio::test]
+async fn a_websocket_crosses_two_sidecars_whose_link_negotiated_http2() {
+    let line = websocket_across_the_mesh(false).await;
+    assert_eq!(line["method"], "GET", "{line}");
 }
 
 #[tokio::test]
 async fn an_http2_websocket_crosses_two_sidecars_whose_link_negotiated_http2() {
-    let mesh = Mesh::start("").await;
-    mesh.plain_request_crosses_as_http2(0).await;
-    let ws = h2_websocket(mesh.client.listener_addr("outbound"), "/chat").await;
-    converse(ws).await;
-    let lines = mesh.log.json_lines(2).await;
-    assert_eq!(lines[1]["status"], 101, "{}", lines[1]);
-    assert_eq!(lines[1]["peer_identity"], WEB, "{}", lines[1]);
+    // The client sidecar turned the extended CONNECT into an HTTP/1.1 upgrade.
+    let line = websocket_across_the_mesh(true).await;
+    assert_eq!(line["method"], "GET", "{line}");
 }
 
 #[tokio::test]
