@@ -465,3 +465,100 @@ async fn a_plain_connect_keeps_its_answer() {
     assert_eq!(response.headers()["x-meshwork-error"], "upstream-reset");
     assert_eq!(ws_app.sessions(), 0);
 }
+
+/// What a TLS upstream saw of one connection: the ALPN protocol it chose and the request
+/// head; reported once the proxy closed the connection.
+#[derive(Debug)]
+struct SeenConnection {
+    alpn: Option<Vec<u8>>,
+    head: String,
+}
+
+/// A TLS upstream offering `h2` and `http/1.1` that answers the first request head of one
+/// connection with `reply` (whatever protocol was chosen) and reports what it saw once
+/// the peer closed.
+async fn tls_upstream_replying(
+    cert: &CertFiles,
+    reply: &'static [u8],
+) -> (SocketAddr, tokio::sync::oneshot::Receiver<SeenConnection>) {
+    let mut config = cert.server_config();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (seen, report) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut tls = acceptor.accept(tcp).await.expect("a TLS handshake");
+        let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+        let mut received = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !received.windows(4).any(|w| w == b"\r\n\r\n") {
+            match tls.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => received.extend_from_slice(&buf[..n]),
+            }
+        }
+        let _ = tls.write_all(reply).await;
+        let _ = tls.flush().await;
+        // Until the proxy drops the connection.
+        while let Ok(n) = tls.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+        let _ = seen.send(SeenConnection {
+            alpn,
+            head: String::from_utf8_lossy(&received).to_ascii_lowercase(),
+        });
+    });
+    (addr, report)
+}
+
+#[tokio::test]
+async fn an_upgrade_to_an_auto_cluster_offers_only_http1_and_refuses_a_switch_it_did_not_ask_for() {
+    let ca = TestCa::new("upstream");
+    let cert = ca.issue("app").dns("app.test").write();
+    let (app, seen) = tls_upstream_replying(
+        &cert,
+        b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n",
+    )
+    .await;
+    let proxy = Proxy::with_config(edge_config(&format!(
+        "
+        route_tables:
+          edge:
+            - name: all
+              backends: [{{ cluster: app }}]
+        clusters:
+          - name: app
+            endpoints: [{app}]
+            protocol: auto
+            tls: {{ ca: {}, server_name: app.test }}
+        ",
+        ca.ca_path().display()
+    )))
+    .start()
+    .await;
+    let mut conn = meshwork_tests::RawConn::connect(proxy.listener_addr("edge")).await;
+    conn.send(
+        "GET /chat HTTP/1.1\r\nHost: app.example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let response = conn.read_response(WAIT).await.expect("an answer");
+    assert_eq!(response.status, 502, "{response:?}");
+    assert_eq!(
+        response.header("x-meshwork-error"),
+        Some("unrequested-upgrade")
+    );
+    // The upstream connection was dropped, and it was HTTP/1.1 by ALPN with the upgrade.
+    let seen = within("the upstream connection closed", WAIT, seen)
+        .await
+        .expect("the upstream's report");
+    assert_eq!(seen.alpn.as_deref(), Some(&b"http/1.1"[..]), "{seen:?}");
+    assert!(seen.head.starts_with("get /chat http/1.1\r\n"), "{seen:?}");
+    assert!(seen.head.contains("\r\nupgrade: websocket\r\n"), "{seen:?}");
+}

@@ -3,7 +3,7 @@
 //!
 //! HTTP/2 has no `101`: an upgrade sent on a pooled connection that ALPN made `h2` (an
 //! `auto` cluster over TLS) would lose its `Upgrade` and go on as a plain request. So an
-//! upgrade request always opens a connection of its own that offers only `http/1.1`;
+//! upgrade to an `auto` cluster opens a connection of its own that offers only `http/1.1`;
 //! once the upstream switches, that connection is the tunnel and lives as long as it.
 //! It holds one of the cluster's `max_connections` (and is counted in the endpoint's
 //! connection metrics) the whole time, as any pooled connection does.

@@ -3,10 +3,10 @@
 //! default) both ways, and tells the endpoint's circuit breaker how the attempt went,
 //! counting only what the endpoint is to blame for.
 //!
-//! An upgrade travels on an HTTP/1.1 connection of its own (`cluster::upgrade_conn`),
-//! whatever the pool speaks, so an `auto` cluster that negotiated `h2` still tunnels it;
-//! an HTTP/2 client's extended CONNECT (RFC 8441) becomes such an upgrade here, once its
-//! route allowed the protocol (`http::extended_connect`).
+//! To an `auto` cluster (whose pool may have negotiated `h2`) an upgrade travels on an
+//! HTTP/1.1 connection of its own (`cluster::upgrade_conn`); an HTTP/2 client's extended
+//! CONNECT (RFC 8441) becomes an HTTP/1.1 upgrade here, once its route allowed the
+//! protocol (`http::extended_connect`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -173,7 +173,12 @@ async fn send(req: ProxyRequest) -> Result<ProxyResponse, ProxyError> {
         return Err(breaker.release(ProxyError::Overflow));
     }
     let in_flight = crate::cluster::InFlight::new(&endpoint);
-    let result = if pending_tunnel.is_some() {
+    // An `auto` cluster's pooled connection may be `h2`, which has no `101`: its upgrades
+    // take an HTTP/1.1 connection of their own. An `http1` cluster's pool is HTTP/1.1
+    // already, and may hand an idle connection to the upgrade.
+    let own_connection =
+        pending_tunnel.is_some() && cluster.config.protocol == UpstreamProtocol::Auto;
+    let result = if own_connection {
         upgrade_conn::send(&endpoint, req)
             .await
             .map_err(|e| (Failure::of_upgrade(&e), e.to_string()))
