@@ -27,6 +27,13 @@ pub struct Requested {
 }
 
 impl Requested {
+    /// One protocol asked for (an HTTP/2 extended CONNECT's `:protocol`).
+    pub fn one(protocol: &str) -> Self {
+        Self {
+            protocols: vec![protocol_name(protocol).to_ascii_lowercase()],
+        }
+    }
+
     /// Whether a `101` with these headers switched to protocols that were all asked
     /// for (at least one, named in its `Upgrade`, as RFC 9110 §15.2.2 requires).
     pub fn accepts(&self, response: &HeaderMap) -> bool {
@@ -191,6 +198,9 @@ mod tests {
         assert!(!allows(&allowed, "H2C/1"));
         assert!(!allows(&allowed, "irc"));
         assert!(!allows(&[], "websocket"));
+        let one = Requested::one("WebSocket/13");
+        assert!(one.accepts(&map(&[("upgrade", "websocket")])));
+        assert!(!one.accepts(&map(&[("upgrade", "websocket, irc")])));
     }
 
     #[test]

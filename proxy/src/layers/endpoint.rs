@@ -23,7 +23,7 @@ use super::{ProxyRequest, ProxyResponse};
 use crate::cluster::Endpoint;
 use crate::cluster::failure::{Failure, classify, describe};
 use crate::cluster::upgrade_conn;
-use crate::http::extended_connect::{self, Http2Answer};
+use crate::http::extended_connect;
 use crate::http::tunnel::{Downstream, PendingTunnel};
 use crate::http::upgrade;
 use crate::http::{Blame, ProxyError, RequestBody, ResponseBody};
@@ -88,26 +88,17 @@ fn prepare(
         .route
         .as_ref()
         .map_or(&[][..], |r| &r.config.upgrades[..]);
-    let http2_answer = match extended_connect::protocol(req).cloned() {
+    let pending = match extended_connect::protocol(req).cloned() {
         Some(protocol) => Some(admit_extended_connect(req, &protocol, allowed, http2)?),
-        None => None,
-    };
-    let tunnel = !http2
-        && (req.version() == Version::HTTP_11 || http2_answer.is_some())
-        && req.extensions().get::<OnUpgrade>().is_some();
-    let requested = upgrade::negotiate(req.headers_mut(), allowed, tunnel);
-    let pending = match (requested, http2_answer) {
-        (Some(requested), answer) => {
-            let client = req
-                .extensions_mut()
-                .remove::<OnUpgrade>()
-                .ok_or(ProxyError::UpgradeFailed)?;
-            let downstream = answer.map_or(Downstream::Http1, Downstream::Http2);
-            Some(PendingTunnel::new(requested, client, downstream))
+        None => {
+            let tunnel = !http2
+                && req.version() == Version::HTTP_11
+                && req.extensions().get::<OnUpgrade>().is_some();
+            upgrade::negotiate(req.headers_mut(), allowed, tunnel).and_then(|requested| {
+                let client = req.extensions_mut().remove::<OnUpgrade>()?;
+                Some(PendingTunnel::new(requested, client, Downstream::Http1))
+            })
         }
-        // The allowed protocol was just put in `Upgrade`: negotiate keeps it.
-        (None, Some(_)) => return Err(ProxyError::UpgradeFailed),
-        (None, None) => None,
     };
     if http2 {
         // RFC 9113 §8.3.1: `:authority` carries the host; a differing Host must not be sent.
@@ -132,7 +123,7 @@ fn admit_extended_connect(
     protocol: &hyper::ext::Protocol,
     allowed: &[String],
     http2: bool,
-) -> Result<Http2Answer, ProxyError> {
+) -> Result<PendingTunnel, ProxyError> {
     if !extended_connect::is_one_protocol(protocol.as_str()) {
         return Err(ProxyError::MalformedRequest);
     }
@@ -146,7 +137,18 @@ fn admit_extended_connect(
         );
         return Err(ProxyError::UpgradeFailed);
     }
-    Ok(extended_connect::into_upgrade(req, protocol))
+    // hyper hands every CONNECT its side of the tunnel; a copy of the request (a retry,
+    // a mirror) has none, and they never carry an extended CONNECT.
+    let client = req
+        .extensions_mut()
+        .remove::<OnUpgrade>()
+        .ok_or(ProxyError::UpgradeFailed)?;
+    let answer = extended_connect::into_upgrade(req, protocol);
+    Ok(PendingTunnel::new(
+        upgrade::Requested::one(protocol.as_str()),
+        client,
+        Downstream::Http2(answer),
+    ))
 }
 
 async fn send(req: ProxyRequest) -> Result<ProxyResponse, ProxyError> {
