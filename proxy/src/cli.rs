@@ -70,6 +70,19 @@ pub enum Command {
     /// Program this network namespace so the pod's TCP traffic reaches the sidecar
     /// (run as the pod's init container, with NET_ADMIN), or prove that it does.
     Init(InitArgs),
+    /// Print Kubernetes resources with meshwork injected into their pods (init container,
+    /// native sidecar, config and identity volumes); other resources pass through.
+    Inject(crate::inject::cli::InjectArgs),
+    /// Ask the local proxy to start draining (`POST /drain` on its admin port): the
+    /// sidecar's preStop hook.
+    Drain {
+        /// The proxy's admin address.
+        #[arg(long, value_name = "ADDR", default_value = crate::drain_request::DEFAULT_ADMIN_ADDRESS)]
+        admin: std::net::SocketAddr,
+        /// How long connecting and the answer may take.
+        #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+        timeout: Duration,
+    },
     /// Create development certificates: a CA, and workload certificates carrying SPIFFE
     /// IDs, to try mTLS between sidecars (not for production).
     Certs {

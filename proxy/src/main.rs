@@ -90,6 +90,19 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Inject(args) => inject(&args),
+        Command::Drain { admin, timeout } => {
+            match meshwork_proxy::drain_request::drain(admin, timeout) {
+                Ok(status) => {
+                    eprintln!("{admin}: {status}");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Run {
             config,
             admin_address_file,
@@ -164,6 +177,22 @@ fn check(files: &[std::path::PathBuf], read_certificates: bool) -> ExitCode {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+fn inject(args: &meshwork_proxy::inject::cli::InjectArgs) -> ExitCode {
+    match args.run() {
+        Ok(injected) => {
+            for note in &injected.notes {
+                eprintln!("{note}");
+            }
+            print!("{}", injected.yaml);
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -32,7 +32,7 @@ pub mod yaml;
 pub use access_log::AccessLogFile;
 pub use binary::{meshwork_bin, meshwork_control_bin};
 pub use body::{BoxError, GeneratedBody, RequestBody, empty, full};
-pub use cli::{CliOutput, meshwork, meshwork_in};
+pub use cli::{CliOutput, meshwork, meshwork_in, run_program};
 pub use client::{HttpClient, Reply};
 pub use control::{ControlPlane, ControlTls};
 pub use grpc::{EchoReply, EchoRequest, GrpcClient, GrpcUpstream};

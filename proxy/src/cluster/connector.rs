@@ -1,6 +1,7 @@
 //! Opens connections to one endpoint, whatever the request URI says: TCP, then TLS when
 //! the cluster originates it (reporting the ALPN choice so `protocol: auto` speaks h2 or
-//! HTTP/1.1 accordingly).
+//! HTTP/1.1 accordingly). Upgrade requests get a connection of their own that offers
+//! only `http/1.1` (see `cluster::upgrade_conn`).
 //!
 //! The pooled client keys connections by the request's authority; this connector is what
 //! makes "the authority the upstream sees" and "the endpoint we dial" independent, so the
@@ -74,6 +75,18 @@ impl UpstreamTls {
         }
     }
 
+    /// The same settings offering only `http/1.1` in ALPN: an upgrade (WebSocket) needs
+    /// HTTP/1.1, which an `auto` cluster's endpoint would otherwise answer with `h2`.
+    /// The client certificate resolver, the verifier and the session cache are shared.
+    pub fn offering_http1_only(&self) -> Self {
+        let mut config = (*self.config).clone();
+        config.alpn_protocols = vec![crate::tls::ALPN_HTTP1.to_vec()];
+        Self {
+            config: Arc::new(config),
+            ..self.clone()
+        }
+    }
+
     async fn handshake(
         &self,
         address: &Address,
@@ -107,6 +120,8 @@ pub struct EndpointConnector {
     metrics: Arc<EndpointHandles>,
     connections: Arc<Gate>,
     tls: Option<Arc<UpstreamTls>>,
+    /// `tls` offering only `http/1.1`, for upgrade requests' own connections.
+    tls_http1: Option<Arc<UpstreamTls>>,
 }
 
 impl EndpointConnector {
@@ -117,12 +132,14 @@ impl EndpointConnector {
         connections: Arc<Gate>,
         tls: Option<Arc<UpstreamTls>>,
     ) -> Self {
+        let tls_http1 = tls.as_ref().map(|t| Arc::new(t.offering_http1_only()));
         Self {
             address,
             connect_timeout,
             metrics,
             connections,
             tls,
+            tls_http1,
         }
     }
 }
@@ -393,7 +410,31 @@ impl EndpointConnector {
     /// # Errors
     /// The connect or handshake failure.
     pub async fn open_counted(&self, slot: Slot) -> Result<CountedStream, ConnectError> {
-        match open(&self.address, self.connect_timeout, self.tls.as_deref()).await {
+        self.open_counted_with(slot, self.tls.as_deref()).await
+    }
+
+    /// A connection of its own for one upgrade request, never pooled: HTTP/1.1 (over
+    /// TLS, ALPN offers only `http/1.1`), holding one of the cluster's `max_connections`
+    /// for as long as it (and so the tunnel) lives. Waits for a free slot within the
+    /// connect timeout, as the pool's connections do.
+    ///
+    /// # Errors
+    /// [`ConnectError::Overflow`] when no slot freed up in time; else the connect or
+    /// handshake failure.
+    pub async fn open_for_upgrade(&self) -> Result<CountedStream, ConnectError> {
+        let Some(slot) = self.connections.acquire_within(self.connect_timeout).await else {
+            return Err(ConnectError::Overflow);
+        };
+        self.open_counted_with(slot, self.tls_http1.as_deref())
+            .await
+    }
+
+    async fn open_counted_with(
+        &self,
+        slot: Slot,
+        tls: Option<&UpstreamTls>,
+    ) -> Result<CountedStream, ConnectError> {
+        match open(&self.address, self.connect_timeout, tls).await {
             Ok(stream) => Ok(CountedStream::new(stream, self.metrics.clone(), slot)),
             Err(error) => {
                 self.metrics.connect_failures.inc();
