@@ -676,3 +676,40 @@ async fn without_mesh_networks_traffic_crosses_both_sidecars_in_clear() {
         .await;
     assert_eq!(connections(&scrape, "inbound", 8080, Some("meshed")), 0.0);
 }
+
+#[tokio::test]
+async fn an_app_listening_on_localhost_only_is_not_exposed_through_the_inbound_sidecar() {
+    if skipped("an_app_listening_on_localhost_only_is_not_exposed_through_the_inbound_sidecar") {
+        return;
+    }
+    let m = meshed().await;
+    let local_only = SocketAddr::from(([127, 0, 0, 1], 7005));
+    let _private = m
+        .pods
+        .b
+        .run(GreetingServer::start(local_only, "private"))
+        .await;
+    let _public = greeter(&m, 7006, "public").await;
+    // B's inbound sidecar forwards to the address A dialled (B's own), never to 127.0.0.1.
+    let addr = m.pods.b.addr_v4(7005);
+    let refused = m
+        .pods
+        .a
+        .run(async move { read_greeting(addr, GREETING_BOUND).await.map(|g| g.0) })
+        .await;
+    assert!(
+        refused.is_err(),
+        "a localhost-only app was reached: {refused:?}"
+    );
+    m.b_sidecar
+        .scrape_when("B's inbound refusing the connection", |s| {
+            sum_matching(
+                s,
+                "meshwork_sidecar_connections_refused_total",
+                &[("listener", "inbound"), ("reason", "connect-failed")],
+            ) >= 1.0
+        })
+        .await;
+    let public = greeting(&m, m.pods.b.addr_v4(7006)).await;
+    assert!(public.starts_with("public "), "{public}");
+}
