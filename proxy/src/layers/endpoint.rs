@@ -158,7 +158,10 @@ async fn send(req: ProxyRequest) -> Result<ProxyResponse, ProxyError> {
     if rsp.status() == StatusCode::SWITCHING_PROTOCOLS {
         if let Some(pending) = pending_tunnel {
             let upstream = hyper::upgrade::on(&mut rsp);
-            tokio::spawn(tunnel(pending.client, upstream, endpoint.clone()));
+            // Tracked: the drain lets it finish, and counts it if the deadline cuts it.
+            ctx.snapshot
+                .connections
+                .spawn(tunnel(pending.client, upstream, endpoint.clone()));
         }
     }
     Ok(rsp.map(ResponseBody::from))

@@ -8,6 +8,7 @@
 //! A later module adds its own family with one line:
 //! `let retries = metrics.register(IntCounterVec::new(Opts::new(..), &[..])?);`
 
+pub mod drain;
 pub mod handles;
 pub mod tcp;
 pub mod tls;
@@ -106,6 +107,7 @@ pub struct Metrics {
     pub health: HealthMetrics,
     pub tls: tls::TlsMetrics,
     pub tcp: tcp::TcpMetrics,
+    pub drain: drain::DrainMetrics,
     pub access_log_dropped_total: IntCounter,
 }
 
@@ -318,6 +320,7 @@ impl Metrics {
             },
             tls: tls::TlsMetrics::new(),
             tcp: tcp::TcpMetrics::new(),
+            drain: drain::DrainMetrics::new(),
             trace: TraceMetrics {
                 spans_exported: counter(
                     "trace_spans_exported_total",
@@ -381,6 +384,7 @@ impl Metrics {
         self.register(self.trace.export_failures.clone());
         self.tls.register(self);
         self.tcp.register(self);
+        self.drain.register(self);
         let build = IntGaugeVec::new(
             opts(
                 "build_info",
