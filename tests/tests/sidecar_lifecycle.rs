@@ -14,7 +14,9 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use http::{Method, StatusCode};
 use meshwork_tests::kubelet::{AppContainer, free_addr};
-use meshwork_tests::{HttpClient, Proxy, Upstream, WsUpstream, dedent, eventually, ws_connect};
+use meshwork_tests::{
+    HttpClient, Proxy, Upstream, WsUpstream, dedent, eventually, meshwork, ws_connect,
+};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
@@ -444,4 +446,103 @@ async fn post_drain_is_a_prestop_hook_and_get_cannot_trigger_it() {
     assert_eq!(reply.status, StatusCode::OK);
     let status = proxy.wait_exit(Duration::from_secs(5)).await;
     assert_eq!(status.code(), Some(0), "{status}");
+}
+
+#[tokio::test]
+async fn meshwork_await_gives_up_at_its_timeout_naming_the_proxys_last_answer() {
+    // Nothing listening.
+    let nobody = free_addr().to_string();
+    let out = meshwork(["await", "--admin", &nobody, "--timeout", "300ms"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", out.describe());
+    assert!(
+        out.stderr
+            .contains(&format!("the proxy at {nobody} was not ready within 300ms"))
+            && out.stderr.contains("cannot connect"),
+        "{}",
+        out.describe()
+    );
+
+    // A proxy that is up but not ready: its control plane never answers.
+    let yaml = dedent(&format!(
+        "
+        version: 1
+        admin:
+          address: 127.0.0.1:0
+        control_plane:
+          address: http://{}
+        ",
+        free_addr()
+    ));
+    let proxy = Proxy::with_config(yaml)
+        .without_waiting_for_ready()
+        .start()
+        .await;
+    let admin = proxy.admin_addr().to_string();
+    let out = meshwork([
+        "await",
+        "--admin",
+        &admin,
+        "--timeout",
+        "500ms",
+        "--",
+        "true",
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{}", out.describe());
+    assert!(
+        out.stderr
+            .contains("503 Service Unavailable not ready: waiting for the first snapshot"),
+        "{}",
+        out.describe()
+    );
+}
+
+#[tokio::test]
+async fn meshwork_await_runs_the_command_in_its_own_place_once_ready() {
+    let app = Upstream::http1().name("app").start().await;
+    let pod = Pod::new().await;
+    let proxy = Proxy::with_config(pod.proxy_yaml(&app.endpoint()))
+        .start()
+        .await;
+    let admin = proxy.admin_addr().to_string();
+
+    // exec: the command is the same process (same pid) and its exit status is the
+    // container's.
+    let child = tokio::process::Command::new(meshwork_tests::meshwork_bin())
+        .args([
+            "await",
+            "--admin",
+            &admin,
+            "--",
+            "sh",
+            "-c",
+            "echo $$; exit 7",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start meshwork await");
+    let pid = child.id().expect("a pid");
+    let output = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("meshwork await exits")
+        .expect("its output");
+    assert_eq!(output.status.code(), Some(7));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        pid.to_string()
+    );
+
+    // Alone: a postStart hook that returns once ready.
+    let out = meshwork(["await", "--admin", &admin, "--timeout", "5s"]).await;
+    assert!(out.success(), "{}", out.describe());
+
+    let out = meshwork(["await", "--admin", &admin, "--", "/nonexistent/app"]).await;
+    assert_eq!(out.status.code(), Some(127), "{}", out.describe());
+    assert!(
+        out.stderr.contains("cannot run \"/nonexistent/app\""),
+        "{}",
+        out.describe()
+    );
 }
