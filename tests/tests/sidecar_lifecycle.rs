@@ -13,9 +13,11 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use http::{Method, StatusCode};
+use meshwork_tests::grpc::request_channel;
 use meshwork_tests::kubelet::{AppContainer, free_addr};
 use meshwork_tests::{
-    HttpClient, Proxy, Upstream, WsUpstream, dedent, eventually, meshwork, ws_connect,
+    EchoRequest, GrpcClient, GrpcUpstream, HttpClient, Proxy, TcpEchoUpstream, Upstream,
+    WsUpstream, dedent, eventually, meshwork, ws_connect,
 };
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -195,6 +197,16 @@ impl InboundLoad {
     }
 }
 
+/// The proxy's log once it wrote its last line (`stopped`): the process may exit before
+/// the test has read everything from the pipe.
+async fn exit_log(proxy: &Proxy) -> String {
+    eventually("the proxy's last log line", Duration::from_secs(5), || {
+        std::future::ready(proxy.stderr_so_far().contains("INFO stopped"))
+    })
+    .await;
+    proxy.stderr_so_far()
+}
+
 /// Waits until both directions carry traffic.
 async fn wait_for_load(pod: &Pod, inbound: &InboundLoad) {
     eventually(
@@ -248,7 +260,7 @@ async fn classic_sidecar_sigterm_to_both_keeps_the_apps_calls_working_until_it_i
     let proxy_exited = Instant::now();
     assert_eq!(status.code(), Some(0), "{status}");
     assert!(proxy_exited >= app_exited, "the proxy outlived the app");
-    let log = proxy.stderr_so_far();
+    let log = exit_log(&proxy).await;
     assert!(log.contains("reason=AppQuiet"), "{log}");
     assert!(!log.contains("drain deadline passed"), "{log}");
     inbound.stop().await;
@@ -284,7 +296,7 @@ async fn native_sidecar_order_app_first_then_proxy_drops_no_call_and_exits_promp
         "an app already gone holds nothing up: {:?} (quiet period 1s, deadline 20s)",
         signalled.elapsed()
     );
-    let log = proxy.stderr_so_far();
+    let log = exit_log(&proxy).await;
     assert!(log.contains("reason=AppQuiet"), "{log}");
 }
 
@@ -307,7 +319,7 @@ async fn a_job_that_calls_shutdown_as_its_last_step_makes_the_proxy_exit_promptl
     );
     let status = proxy.wait_exit(Duration::from_secs(5)).await;
     assert_eq!(status.code(), Some(0), "{status}");
-    let log = proxy.stderr_so_far();
+    let log = exit_log(&proxy).await;
     assert!(log.contains("reason=AppShutdown"), "{log}");
 }
 
@@ -368,7 +380,7 @@ async fn a_websocket_open_at_sigterm_lasts_until_the_deadline_and_is_then_closed
     );
     let status = proxy.wait_exit(Duration::from_secs(5)).await;
     assert_eq!(status.code(), Some(0), "{status}");
-    let log = proxy.stderr_so_far();
+    let log = exit_log(&proxy).await;
     assert!(
         log.contains("drain deadline passed") && log.contains("open=1"),
         "the deadline counted the tunnel: {log}"
@@ -545,4 +557,98 @@ async fn meshwork_await_runs_the_command_in_its_own_place_once_ready() {
         "{}",
         out.describe()
     );
+}
+
+/// Writes `text` on `conn` and reads the echo.
+async fn tcp_echo(conn: &mut tokio::net::TcpStream, text: &str) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    conn.write_all(text.as_bytes()).await?;
+    let mut buf = vec![0; text.len()];
+    tokio::time::timeout(Duration::from_secs(5), conn.read_exact(&mut buf))
+        .await
+        .map_err(|_| std::io::Error::other("no echo within 5s"))??;
+    assert_eq!(buf, text.as_bytes());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_tcp_connection_and_a_grpc_stream_open_at_sigterm_last_until_the_deadline_and_are_counted()
+ {
+    let echo = TcpEchoUpstream::start().await;
+    let grpc_app = GrpcUpstream::start().await;
+    let outbound = free_addr();
+    let yaml = dedent(&format!(
+        "
+        version: 1
+        admin:
+          address: 127.0.0.1:0
+        listeners:
+          - name: grpc
+            address: 127.0.0.1:0
+            protocol: http
+            route_table: grpc
+          - name: raw
+            address: 127.0.0.1:0
+            protocol: tcp
+            cluster: echo
+          - name: outbound
+            address: {outbound}
+            protocol: http
+            direction: outbound
+            route_table: grpc
+        route_tables:
+          grpc:
+            - name: all
+              backends: [{{ cluster: grpc }}]
+        clusters:
+          - name: grpc
+            endpoints: [{}]
+            protocol: http2
+          - name: echo
+            endpoints: [{}]
+        ",
+        grpc_app.endpoint(),
+        echo.endpoint(),
+    ));
+    let mut proxy = Proxy::with_config(yaml).drain_timeout("2s").start().await;
+    let raw = proxy.listener_addr("raw");
+    let mut conn = tokio::net::TcpStream::connect(raw).await.expect("connect");
+    tcp_echo(&mut conn, "before").await.expect("an echo");
+    let mut grpc = GrpcClient::connect(proxy.listener_addr("grpc")).await;
+    let (tx, requests) = request_channel();
+    tx.send(EchoRequest::new("before")).await.unwrap();
+    let mut replies = grpc.bidi(requests).await.expect("the call").into_inner();
+    let first = replies.message().await.expect("no error").expect("a reply");
+    assert_eq!(first.message, "before");
+
+    let signalled = Instant::now();
+    proxy.sigterm();
+    eventually(
+        "the tcp listener to refuse",
+        Duration::from_secs(5),
+        || async { tokio::net::TcpStream::connect(raw).await.is_err() },
+    )
+    .await;
+    // Both still carry traffic while the drain waits for them.
+    tcp_echo(&mut conn, "during")
+        .await
+        .expect("the tcp connection lives");
+    tx.send(EchoRequest::new("during")).await.unwrap();
+    let reply = replies.message().await.expect("no error").expect("a reply");
+    assert_eq!(reply.message, "during");
+
+    let status = proxy.wait_exit(Duration::from_secs(10)).await;
+    assert_eq!(status.code(), Some(0), "{status}");
+    assert!(
+        signalled.elapsed() >= Duration::from_secs(2),
+        "the proxy left before the deadline: {:?}",
+        signalled.elapsed()
+    );
+    let log = exit_log(&proxy).await;
+    assert!(
+        log.contains("drain deadline passed") && log.contains("open=2"),
+        "both were counted at the deadline: {log}"
+    );
+    // Closed with the process.
+    assert!(tcp_echo(&mut conn, "after").await.is_err());
 }
