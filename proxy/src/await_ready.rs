@@ -22,6 +22,9 @@ pub const DEFAULT_AWAIT_TIMEOUT: &str = "2m";
 const FIRST_RETRY_INTERVAL: Duration = Duration::from_millis(50);
 const MAX_RETRY_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How much of a not-ready answer is read (its reason).
+const MAX_REASON_BYTES: usize = 4096;
+
 /// How long one `/ready` request may take (a proxy that accepts but never answers).
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -155,10 +158,14 @@ async fn ask_ready(admin: SocketAddr) -> Result<(), String> {
         return Ok(());
     }
     let status = rsp.status();
-    let body = http_body_util::BodyExt::collect(rsp.into_body())
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+    // The reason, for the timeout message: a few lines at most, whatever answers there.
+    let body = http_body_util::BodyExt::collect(http_body_util::Limited::new(
+        rsp.into_body(),
+        MAX_REASON_BYTES,
+    ))
+    .await
+    .map(|b| b.to_bytes())
+    .unwrap_or_default();
     let text = String::from_utf8_lossy(&body[..body.len().min(200)])
         .trim()
         .to_owned();

@@ -128,17 +128,20 @@ impl Pod {
     }
 }
 
+/// When a call ended, and how.
+type CallResults = Arc<Mutex<Vec<(Instant, Result<(), String>)>>>;
+
 /// Clients calling the app through the inbound listener, one new connection per call
 /// every 20ms, each result recorded with when it ended.
 struct InboundLoad {
-    results: Arc<Mutex<Vec<(Instant, Result<(), String>)>>>,
+    results: CallResults,
     stop: Arc<AtomicBool>,
     task: JoinHandle<()>,
 }
 
 impl InboundLoad {
     fn start(url: String) -> Self {
-        let results = Arc::new(Mutex::new(Vec::new()));
+        let results = CallResults::default();
         let stop = Arc::new(AtomicBool::new(false));
         let task = tokio::spawn({
             let (results, stop) = (results.clone(), stop.clone());
