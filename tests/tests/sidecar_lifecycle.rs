@@ -210,6 +210,21 @@ async fn exit_log(proxy: &Proxy) -> String {
     proxy.stderr_so_far()
 }
 
+/// Waits for the app to exit 0 after making every call of its shutdown, none failed;
+/// returns when it exited.
+async fn app_shut_down_cleanly(app: &mut AppContainer) -> Instant {
+    let (status, exited) = app.wait_exit(Duration::from_secs(15)).await;
+    assert!(status.success(), "the app: {status}");
+    let summary = app.summary().await;
+    assert_eq!(
+        (summary.failed, summary.ok_after_sigterm),
+        (0, SHUTDOWN_CALLS),
+        "every call of the app's shutdown went through: {summary:?}\n{}",
+        app.stderr()
+    );
+    exited
+}
+
 /// Waits until both directions carry traffic.
 async fn wait_for_load(pod: &Pod, inbound: &InboundLoad) {
     eventually(
@@ -245,15 +260,7 @@ async fn classic_sidecar_sigterm_to_both_keeps_the_apps_calls_working_until_it_i
     );
     let backend_at_refusal = pod.backend.requests();
 
-    let (app_status, app_exited) = app.wait_exit(Duration::from_secs(15)).await;
-    assert!(app_status.success(), "the app: {app_status}");
-    let summary = app.summary().await;
-    assert_eq!(
-        (summary.failed, summary.ok_after_sigterm),
-        (0, SHUTDOWN_CALLS),
-        "every call of the app's shutdown went through: {summary:?}\n{}",
-        app.stderr()
-    );
+    let app_exited = app_shut_down_cleanly(&mut app).await;
     assert!(
         refused_at < app_exited && pod.backend.requests() > backend_at_refusal,
         "the outbound listener served the app after inbound stopped"
@@ -279,15 +286,7 @@ async fn native_sidecar_order_app_first_then_proxy_drops_no_call_and_exits_promp
     inbound.stop().await;
 
     app.sigterm();
-    let (app_status, _) = app.wait_exit(Duration::from_secs(15)).await;
-    assert!(app_status.success(), "the app: {app_status}");
-    let summary = app.summary().await;
-    assert_eq!(
-        (summary.failed, summary.ok_after_sigterm),
-        (0, SHUTDOWN_CALLS),
-        "{summary:?}\n{}",
-        app.stderr()
-    );
+    app_shut_down_cleanly(&mut app).await;
 
     // The kubelet stops the sidecar once the app is gone.
     let signalled = Instant::now();
