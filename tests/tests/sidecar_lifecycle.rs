@@ -16,7 +16,7 @@ use http::{Method, StatusCode};
 use meshwork_tests::grpc::request_channel;
 use meshwork_tests::kubelet::{AppContainer, free_addr};
 use meshwork_tests::{
-    EchoRequest, GrpcClient, GrpcUpstream, HttpClient, Proxy, TcpEchoUpstream, Upstream,
+    EchoRequest, GrpcClient, GrpcUpstream, HttpClient, Proxy, RawConn, TcpEchoUpstream, Upstream,
     WsUpstream, dedent, eventually, meshwork, ws_connect,
 };
 use tokio::task::JoinHandle;
@@ -653,4 +653,37 @@ async fn a_tcp_connection_and_a_grpc_stream_open_at_sigterm_last_until_the_deadl
     );
     // Closed with the process.
     assert!(tcp_echo(&mut conn, "after").await.is_err());
+}
+
+#[tokio::test]
+async fn an_inbound_http1_request_in_flight_when_the_drain_begins_is_answered_with_connection_close()
+ {
+    let pod = Pod::new().await;
+    let app = Upstream::http1()
+        .name("app")
+        .slow("/slow", Duration::from_millis(500))
+        .start()
+        .await;
+    let proxy = Proxy::with_config(pod.proxy_yaml(&app.endpoint()))
+        .start()
+        .await;
+    let mut conn = RawConn::connect(proxy.listener_addr("inbound")).await;
+    conn.send(b"GET /slow HTTP/1.1\r\nHost: app\r\n\r\n")
+        .await
+        .unwrap();
+    eventually(
+        "the request to reach the app",
+        Duration::from_secs(5),
+        || std::future::ready(app.requests() == 1),
+    )
+    .await;
+    let reply = HttpClient::h1_unpooled()
+        .request(Method::POST, &proxy.admin_url("/drain"))
+        .send()
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let rsp = conn.read_response(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(rsp.status, 200);
+    assert_eq!(rsp.header("connection"), Some("close"));
+    assert!(conn.wait_closed(Duration::from_secs(2)).await.is_some());
 }
