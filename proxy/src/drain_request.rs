@@ -10,9 +10,6 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-/// Where the sidecar's admin server listens in a pod.
-pub const DEFAULT_ADMIN_ADDRESS: &str = "127.0.0.1:4191";
-
 /// The most of the answer that is read: its status line and a short body, for the message.
 const MAX_ANSWER_BYTES: u64 = 4096;
 

@@ -107,14 +107,23 @@ fn main() -> ExitCode {
             config,
             admin_address_file,
             drain_timeout,
+            app_quiet_period,
         } => run(
             RunOptions {
                 config_path: config,
                 admin_address_file,
                 drain_timeout,
+                app_quiet_period,
             },
             false,
         ),
+        Command::Await(args) => match meshwork_proxy::await_ready::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("meshwork await: {error}");
+                ExitCode::from(error.exit_code())
+            }
+        },
         Command::Demo => {
             let dir = std::env::temp_dir().join(format!("meshwork-demo-{}", std::process::id()));
             let path = dir.join("quickstart.yaml");
@@ -130,6 +139,7 @@ fn main() -> ExitCode {
                     config_path: path,
                     admin_address_file: None,
                     drain_timeout: std::time::Duration::from_secs(5),
+                    app_quiet_period: meshwork_proxy::drain::DEFAULT_APP_QUIET_PERIOD,
                 },
                 true,
             )

@@ -11,6 +11,7 @@ use meshwork_config::Config;
 use meshwork_config::model::{ListenerPaths, ListenerProtocol};
 
 use crate::cluster::{ClusterRegistry, ClusterRuntime};
+use crate::drain::ConnectionTracker;
 use crate::metrics::Metrics;
 use crate::metrics::handles::{ListenerHandles, RequestHandles, RequestSlot};
 use crate::observe::access_log::AccessLogWriter;
@@ -162,6 +163,9 @@ pub struct Snapshot {
     tls: TlsPlan,
     pub access_log: Option<Arc<AccessLogWriter>>,
     pub tracer: Option<Arc<Tracer>>,
+    /// What the drain waits for: a request that outlives its connection (an upgraded
+    /// tunnel) is spawned here.
+    pub connections: ConnectionTracker,
 }
 
 /// What a snapshot takes over ready-made, built (and checked) before it: the parts whose
@@ -171,6 +175,7 @@ pub struct SnapshotParts {
     pub tls: TlsPlan,
     pub access_log: Option<Arc<AccessLogWriter>>,
     pub tracer: Option<Arc<Tracer>>,
+    pub connections: ConnectionTracker,
 }
 
 impl Snapshot {
@@ -186,6 +191,7 @@ impl Snapshot {
             tls,
             access_log,
             tracer,
+            connections,
         } = parts;
         let clusters = registry.resolve(&config.clusters, &tls, config.identity.is_some());
         let route_tables: HashMap<String, Arc<RouteTable>> = config
@@ -256,6 +262,7 @@ impl Snapshot {
             tls,
             access_log,
             tracer,
+            connections,
         }
     }
 

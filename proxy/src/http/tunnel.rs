@@ -54,6 +54,7 @@ impl PendingTunnel {
         self,
         rsp: http::Response<Incoming>,
         endpoint: &str,
+        connections: &crate::drain::ConnectionTracker,
     ) -> Result<http::Response<Incoming>, ProxyError> {
         let switched = rsp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
         let mut rsp = match &self.downstream {
@@ -65,7 +66,7 @@ impl PendingTunnel {
         };
         if switched {
             let upstream = hyper::upgrade::on(&mut rsp);
-            tokio::spawn(relay(self.client, upstream, endpoint.into()));
+            connections.spawn(relay(self.client, upstream, endpoint.into()));
         }
         Ok(rsp)
     }

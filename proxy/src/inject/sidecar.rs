@@ -107,7 +107,7 @@ impl SidecarSpec {
             },
             "readinessProbe": {"httpGet": admin("/ready"), "periodSeconds": 5},
             "livenessProbe": {"httpGet": admin("/live"), "periodSeconds": 10, "failureThreshold": 3},
-            "lifecycle": {"preStop": {"exec": {"command": ["meshwork", "drain"]}}},
+            "lifecycle": {"preStop": {"exec": {"command": ["meshwork", "drain", "--admin", format!("127.0.0.1:{ADMIN_PORT}")]}}},
             "securityContext": unprivileged(crate::init::DEFAULT_PROXY_ID),
             "resources": {
                 "requests": {"cpu": "100m", "memory": "64Mi"},

@@ -215,7 +215,8 @@ async fn send(req: ProxyRequest) -> Result<ProxyResponse, ProxyError> {
     }
     let mut rsp = outcome?;
     if let Some(pending) = pending_tunnel {
-        rsp = pending.open(rsp, &endpoint.address_text)?;
+        // Tracked: the drain lets the tunnel finish, and counts it if the deadline cuts it.
+        rsp = pending.open(rsp, &endpoint.address_text, &ctx.snapshot.connections)?;
     }
     Ok(rsp.map(ResponseBody::from))
 }

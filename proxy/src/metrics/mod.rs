@@ -8,6 +8,7 @@
 //! A later module adds its own family with one line:
 //! `let retries = metrics.register(IntCounterVec::new(Opts::new(..), &[..])?);`
 
+pub mod drain;
 pub mod handles;
 pub mod sidecar;
 pub mod tcp;
@@ -108,6 +109,7 @@ pub struct Metrics {
     pub tls: tls::TlsMetrics,
     pub tcp: tcp::TcpMetrics,
     pub sidecar: sidecar::SidecarMetrics,
+    pub drain: drain::DrainMetrics,
     pub access_log_dropped_total: IntCounter,
 }
 
@@ -321,6 +323,7 @@ impl Metrics {
             tls: tls::TlsMetrics::new(),
             tcp: tcp::TcpMetrics::new(),
             sidecar: sidecar::SidecarMetrics::new(),
+            drain: drain::DrainMetrics::new(),
             trace: TraceMetrics {
                 spans_exported: counter(
                     "trace_spans_exported_total",
@@ -385,6 +388,7 @@ impl Metrics {
         self.tls.register(self);
         self.tcp.register(self);
         self.sidecar.register(self);
+        self.drain.register(self);
         let build = IntGaugeVec::new(
             opts(
                 "build_info",
