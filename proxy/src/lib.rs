@@ -16,6 +16,7 @@ pub mod init;
 pub mod layers;
 pub mod lifecycle;
 pub mod listener;
+pub mod mesh;
 pub mod metrics;
 pub mod observe;
 pub mod policy;

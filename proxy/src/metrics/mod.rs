@@ -9,6 +9,7 @@
 //! `let retries = metrics.register(IntCounterVec::new(Opts::new(..), &[..])?);`
 
 pub mod handles;
+pub mod mesh;
 pub mod tcp;
 pub mod tls;
 
@@ -106,6 +107,7 @@ pub struct Metrics {
     pub health: HealthMetrics,
     pub tls: tls::TlsMetrics,
     pub tcp: tcp::TcpMetrics,
+    pub mesh: mesh::MeshMetrics,
     pub access_log_dropped_total: IntCounter,
 }
 
@@ -318,6 +320,7 @@ impl Metrics {
             },
             tls: tls::TlsMetrics::new(),
             tcp: tcp::TcpMetrics::new(),
+            mesh: mesh::MeshMetrics::new(),
             trace: TraceMetrics {
                 spans_exported: counter(
                     "trace_spans_exported_total",
@@ -381,6 +384,7 @@ impl Metrics {
         self.register(self.trace.export_failures.clone());
         self.tls.register(self);
         self.tcp.register(self);
+        self.mesh.register(self);
         let build = IntGaugeVec::new(
             opts(
                 "build_info",
