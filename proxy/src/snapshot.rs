@@ -11,6 +11,7 @@ use meshwork_config::Config;
 use meshwork_config::model::{ListenerPaths, ListenerProtocol};
 
 use crate::cluster::{ClusterRegistry, ClusterRuntime};
+use crate::mesh::MeshPlan;
 use crate::metrics::Metrics;
 use crate::metrics::handles::{ListenerHandles, RequestHandles, RequestSlot};
 use crate::observe::access_log::AccessLogWriter;
@@ -162,6 +163,8 @@ pub struct Snapshot {
     tls: TlsPlan,
     pub access_log: Option<Arc<AccessLogWriter>>,
     pub tracer: Option<Arc<Tracer>>,
+    /// Meshed connections (`mesh`): which destinations are meshed, both sides' TLS.
+    pub mesh: Option<Arc<MeshPlan>>,
 }
 
 /// What a snapshot takes over ready-made, built (and checked) before it: the parts whose
@@ -171,6 +174,7 @@ pub struct SnapshotParts {
     pub tls: TlsPlan,
     pub access_log: Option<Arc<AccessLogWriter>>,
     pub tracer: Option<Arc<Tracer>>,
+    pub mesh: Option<Arc<MeshPlan>>,
 }
 
 impl Snapshot {
@@ -186,6 +190,7 @@ impl Snapshot {
             tls,
             access_log,
             tracer,
+            mesh,
         } = parts;
         let clusters = registry.resolve(&config.clusters, &tls, config.identity.is_some());
         let route_tables: HashMap<String, Arc<RouteTable>> = config
@@ -239,6 +244,7 @@ impl Snapshot {
             tls,
             access_log,
             tracer,
+            mesh,
         }
     }
 
