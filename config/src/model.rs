@@ -13,7 +13,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use crate::sidecar::{
-    Direction, Mesh, MeshInbound, PortProtocol, SERVER_FIRST_PORTS, port_protocol,
+    Direction, Mesh, MeshInbound, ORIGINAL_DESTINATION_CLUSTER, PortProtocol, SERVER_FIRST_PORTS,
+    port_protocol,
 };
 
 /// A whole, validated config file (format `version: 1`).

@@ -8,6 +8,10 @@ use std::collections::BTreeMap;
 
 use ipnet::IpNet;
 
+/// The cluster an `auto` listener sends what matches none of its routes to: each
+/// connection's original destination. Reserved: no cluster of the config may take it.
+pub const ORIGINAL_DESTINATION_CLUSTER: &str = "original-destination";
+
 /// Whose traffic a listener carries.
 #[derive(serde::Serialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]

@@ -46,15 +46,22 @@ pub enum Command {
         /// The YAML routing file (format v1).
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
-        /// The request, e.g. 'GET http://api.example.com/v1/users?debug=1'.
+        /// The request, e.g. 'GET http://api.example.com/v1/users?debug=1'; or a
+        /// destination, e.g. 10.0.0.5:8080, for what an auto listener does with a
+        /// connection going there.
         #[arg(value_name = "REQUEST")]
         request: String,
         /// A request header, 'name: value' (repeatable).
         #[arg(short = 'H', long = "header", value_name = "HEADER")]
         headers: Vec<String>,
-        /// The listener whose route table to use (default: the first HTTP listener).
+        /// The listener whose route table to use (default: the first HTTP listener; for a
+        /// destination, the first outbound auto listener).
         #[arg(short, long, value_name = "NAME")]
         listener: Option<String>,
+        /// Auto listeners: where the request's connection was going (what matches none
+        /// of the routes goes there).
+        #[arg(long, value_name = "ADDRESS")]
+        destination: Option<std::net::SocketAddr>,
     },
     /// Print the JSON Schema of the config format (for editors).
     Schema,

@@ -41,12 +41,31 @@ fn main() -> ExitCode {
             request,
             headers,
             listener,
+            destination,
         } => {
             let config = match meshwork_config::load_file(&config) {
                 Ok(c) => c,
                 Err(diagnostics) => return report(&diagnostics),
             };
-            match explain::explain(&config, &request, &headers, listener.as_deref()) {
+            if let Ok(target) = request.trim().parse::<std::net::SocketAddr>() {
+                return match explain::explain_destination(&config, target, listener.as_deref()) {
+                    Ok(text) => {
+                        print!("{text}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(error) => {
+                        eprintln!("error: {error}");
+                        ExitCode::from(2)
+                    }
+                };
+            }
+            match explain::explain(
+                &config,
+                &request,
+                &headers,
+                listener.as_deref(),
+                destination,
+            ) {
                 Ok((text, matched)) => {
                     print!("{text}");
                     if matched {

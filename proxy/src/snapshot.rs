@@ -222,7 +222,24 @@ impl Snapshot {
                         http_listeners.insert(listener.name.clone(), Arc::new(plan));
                     }
                 }
-                ListenerProtocol::Auto { .. } => {}
+                ListenerProtocol::Auto { route_table } => {
+                    let table = auto_route_table(
+                        &listener.name,
+                        route_table
+                            .as_deref()
+                            .and_then(|t| config.route_tables.get(t)),
+                        &clusters,
+                        registry.original_destination(),
+                    );
+                    let plan = HttpListenerPlan::new(
+                        &listener.name,
+                        Arc::new(table),
+                        authorization(),
+                        listener.paths,
+                        metrics,
+                    );
+                    http_listeners.insert(listener.name.clone(), Arc::new(plan));
+                }
                 ListenerProtocol::Tcp { cluster } => {
                     if let Some(c) = clusters.get(cluster) {
                         let plan = TcpListenerPlan {
@@ -268,3 +285,41 @@ impl Snapshot {
 
 /// The shared, swappable pointer to the active snapshot.
 pub type SnapshotHandle = Arc<ArcSwap<Snapshot>>;
+
+/// An `auto` listener's routes: its `route_table`'s, then one that takes everything else
+/// to the `original-destination` cluster (where each connection was going).
+pub(crate) fn auto_route_table(
+    listener: &str,
+    table: Option<&meshwork_config::model::RouteTable>,
+    clusters: &HashMap<String, Arc<ClusterRuntime>>,
+    original_destination: Arc<ClusterRuntime>,
+) -> RouteTable {
+    use meshwork_config::model::{self, ORIGINAL_DESTINATION_CLUSTER};
+    let mut table = table.cloned().unwrap_or_else(|| model::RouteTable {
+        name: listener.into(),
+        routes: Vec::new(),
+    });
+    table.routes.push(model::Route {
+        name: ORIGINAL_DESTINATION_CLUSTER.into(),
+        matcher: Default::default(),
+        action: model::RouteAction::Backends(vec![model::WeightedBackend {
+            cluster: ORIGINAL_DESTINATION_CLUSTER.into(),
+            weight: 1,
+        }]),
+        timeout: None,
+        retry: None,
+        fault: None,
+        rewrite: None,
+        request_headers: Default::default(),
+        response_headers: Default::default(),
+        rate_limit: None,
+        mirror: None,
+        upgrades: model::DEFAULT_UPGRADES
+            .iter()
+            .map(|p| p.to_string())
+            .collect(),
+    });
+    let mut clusters = clusters.clone();
+    clusters.insert(ORIGINAL_DESTINATION_CLUSTER.into(), original_destination);
+    RouteTable::build(&table, &clusters)
+}

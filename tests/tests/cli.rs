@@ -500,3 +500,60 @@ async fn explain_names_the_matching_route_and_why_earlier_ones_did_not_match() {
         output.stdout
     );
 }
+
+#[tokio::test]
+async fn explain_takes_a_destination_for_an_auto_listener() {
+    let yaml = lines(&[
+        "version: 1",
+        "listeners:",
+        "  - name: outbound",
+        "    address: 127.0.0.1:0",
+        "    direction: outbound",
+        "    protocol: auto",
+        "    original_destination: true",
+        "    route_table: services",
+        "    ports: { 9092: opaque }",
+        "route_tables:",
+        "  services:",
+        "    - name: users",
+        "      match: { host: [users] }",
+        "      backends: [{ cluster: users }]",
+        "clusters:",
+        "  - name: users",
+        "    endpoints: [127.0.0.1:9]",
+    ]);
+    let dir = write_files(&[("sidecar.yaml", &yaml)]);
+    let mysql = meshwork_in(
+        Some(dir.path()),
+        ["explain", "-c", "sidecar.yaml", "10.0.0.5:3306"],
+    )
+    .await;
+    assert!(mysql.success(), "{}", mysql.describe());
+    assert!(
+        mysql
+            .stdout
+            .contains("opaque (MySQL, on the built-in server-first list)"),
+        "{}",
+        mysql.describe()
+    );
+    let unrouted = meshwork_in(
+        Some(dir.path()),
+        [
+            "explain",
+            "-c",
+            "sidecar.yaml",
+            "--destination",
+            "10.0.0.5:8080",
+            "GET http://elsewhere/x",
+        ],
+    )
+    .await;
+    assert!(unrouted.success(), "{}", unrouted.describe());
+    assert!(
+        unrouted
+            .stdout
+            .contains("forwarded to its original destination, 10.0.0.5:8080"),
+        "{}",
+        unrouted.describe()
+    );
+}

@@ -27,6 +27,17 @@ pub(crate) fn cluster(
     names: &super::Names,
 ) -> Option<Cluster> {
     let name = ck.required_text(at, &raw.name, "name");
+    if name == crate::model::ORIGINAL_DESTINATION_CLUSTER {
+        if let Some(field) = &raw.name {
+            ck.error(
+                field,
+                format!(
+                    "{name:?} is reserved: it names where auto listeners send what matches none \
+                     of their routes (choose another name)"
+                ),
+            );
+        }
+    }
     let endpoints = endpoints(ck, at, raw);
     let discovery = ck.optional(raw.discovery.as_ref(), |ck, at| {
         let d = at.get()?;

@@ -5,6 +5,7 @@ pub mod breaker;
 pub mod connector;
 pub mod health;
 pub mod limits;
+pub mod original_dst;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -51,6 +52,52 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
+    /// One endpoint of cluster `config` at `address`, with its connector and pool.
+    /// `epoch`: the cluster's latency clock, shared by its endpoints so `peak_ewma`
+    /// compares them.
+    pub fn build(
+        address: Address,
+        config: &model::Cluster,
+        gates: &ClusterGates,
+        handles: Arc<EndpointHandles>,
+        tls: Option<Arc<connector::UpstreamTls>>,
+        epoch: std::time::Instant,
+        metrics: &Metrics,
+    ) -> Self {
+        let connector = EndpointConnector::new(
+            address.clone(),
+            config.connect_timeout,
+            handles.clone(),
+            gates.connections.clone(),
+            tls.clone(),
+        );
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(config.idle_timeout)
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .http2_only(config.protocol == UpstreamProtocol::Http2)
+            .build(connector.clone());
+        Endpoint {
+            address_text: address.to_string().into(),
+            client,
+            connector,
+            metrics: handles,
+            in_flight: AtomicUsize::new(0),
+            breaker: config.circuit_breaker.clone().map(CircuitBreaker::new),
+            health: config
+                .health_check
+                .as_ref()
+                .map(|_| health::Health::new(metrics, &config.name, &address.to_string())),
+            latency: PeakEwma::new(
+                peak_ewma::DEFAULT_RTT,
+                config.balancer_tuning.ewma_decay,
+                epoch,
+            ),
+            tls,
+            address,
+        }
+    }
+
     pub fn is_healthy(&self) -> bool {
         self.health.as_ref().is_none_or(|h| h.is_healthy())
     }
@@ -138,6 +185,9 @@ pub struct ClusterRuntime {
     with_identity: bool,
     /// [`TlsPlan::cluster_files`](crate::tls::TlsPlan::cluster_files) when built.
     tls_files: u64,
+    /// Set for an `auto` listener's `original-destination` cluster: its endpoints are
+    /// made per request, from where the request's connection was going.
+    pub original_destinations: Option<original_dst::OriginalDestinations>,
 }
 
 impl Drop for ClusterRuntime {
@@ -175,37 +225,15 @@ impl ClusterRuntime {
                         metrics,
                     ))
                 });
-                let connector = EndpointConnector::new(
+                Arc::new(Endpoint::build(
                     ep.address.clone(),
-                    config.connect_timeout,
-                    handles.clone(),
-                    gates.connections.clone(),
-                    endpoint_tls.clone(),
-                );
-                let client = Client::builder(TokioExecutor::new())
-                    .pool_idle_timeout(config.idle_timeout)
-                    .pool_timer(TokioTimer::new())
-                    .timer(TokioTimer::new())
-                    .http2_only(config.protocol == UpstreamProtocol::Http2)
-                    .build(connector.clone());
-                Arc::new(Endpoint {
-                    address: ep.address.clone(),
-                    address_text: ep.address.to_string().into(),
-                    client,
-                    connector,
-                    metrics: handles,
-                    in_flight: AtomicUsize::new(0),
-                    breaker: config.circuit_breaker.clone().map(CircuitBreaker::new),
-                    health: config.health_check.as_ref().map(|_| {
-                        health::Health::new(metrics, &config.name, &ep.address.to_string())
-                    }),
-                    latency: PeakEwma::new(
-                        peak_ewma::DEFAULT_RTT,
-                        config.balancer_tuning.ewma_decay,
-                        epoch,
-                    ),
-                    tls: endpoint_tls,
-                })
+                    &config,
+                    &gates,
+                    handles,
+                    endpoint_tls,
+                    epoch,
+                    metrics,
+                ))
             })
             .collect();
         let max_ejected = config
@@ -241,6 +269,7 @@ impl ClusterRuntime {
             &mut rand::rng(),
         );
         Self {
+            original_destinations: None,
             health_checker,
             with_identity: false,
             tls_files: 0,
@@ -250,6 +279,17 @@ impl ClusterRuntime {
             endpoints,
             balancer,
         }
+    }
+
+    /// An `auto` listener's `original-destination` cluster.
+    pub fn original_destination(metrics: &Metrics) -> Self {
+        let mut runtime = Self::new(
+            original_dst::cluster_config(UpstreamProtocol::Http1),
+            None,
+            metrics,
+        );
+        runtime.original_destinations = Some(original_dst::OriginalDestinations::new(metrics));
+        runtime
     }
 
     pub fn name(&self) -> &str {
@@ -310,6 +350,9 @@ impl Candidates for LiveEndpoints<'_> {
 #[derive(Debug)]
 pub struct ClusterRegistry {
     clusters: std::sync::Mutex<HashMap<String, Arc<ClusterRuntime>>>,
+    /// The `original-destination` cluster, shared by every `auto` listener (its pools are
+    /// per destination, whichever listener's connection asks).
+    original_destination: std::sync::OnceLock<Arc<ClusterRuntime>>,
     metrics: Metrics,
 }
 
@@ -317,8 +360,16 @@ impl ClusterRegistry {
     pub fn new(metrics: Metrics) -> Self {
         Self {
             clusters: Default::default(),
+            original_destination: Default::default(),
             metrics,
         }
+    }
+
+    /// The `original-destination` cluster, made on first use and kept across reloads.
+    pub fn original_destination(&self) -> Arc<ClusterRuntime> {
+        self.original_destination
+            .get_or_init(|| Arc::new(ClusterRuntime::original_destination(&self.metrics)))
+            .clone()
     }
 
     /// The runtime clusters for `configs`, reusing unchanged ones. Only called when a

@@ -68,7 +68,14 @@ impl Step for Balance {
                     .and_then(|policy| {
                         request_hash_key(policy, req.http.headers(), req.ctx.client_addr.ip())
                     });
-                c.pick(req.ctx.avoid_endpoint.as_ref(), key).cloned()
+                match (&c.original_destinations, req.ctx.original_destination) {
+                    (Some(destinations), Some(destination)) => Ok(destinations.endpoint(
+                        destination,
+                        req.http.version() == http::Version::HTTP_2,
+                        &c.gates,
+                    )),
+                    _ => c.pick(req.ctx.avoid_endpoint.as_ref(), key).cloned(),
+                }
             }
             None => Err(ProxyError::NoHealthyEndpoint),
         };

@@ -55,6 +55,9 @@ pub struct RequestContext {
     pub route: Option<Arc<RouteEntry>>,
     pub cluster: Option<Arc<ClusterRuntime>>,
     pub endpoint: Option<Arc<Endpoint>>,
+    /// Where the request's connection was going before interception redirected it
+    /// (`auto` listeners): the `original-destination` cluster sends it there.
+    pub original_destination: Option<SocketAddr>,
     /// The endpoint that just failed this request; a retry prefers another.
     pub avoid_endpoint: Option<Arc<Endpoint>>,
     /// When the proxy gives up waiting (the route's `timeout`, or a retry's

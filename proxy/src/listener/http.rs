@@ -82,6 +82,7 @@ pub async fn serve(stream: TcpStream, client_addr: SocketAddr, settings: HttpCon
     let conn = Conn {
         client_addr,
         peer_identity: None,
+        original_destination: None,
         scheme: "http",
         activity,
         settings,
@@ -109,7 +110,34 @@ pub async fn serve_tls(
     let conn = Conn {
         client_addr,
         peer_identity: tls.peer_identity,
+        original_destination: None,
         scheme: "https",
+        activity,
+        settings,
+    };
+    conn.run(io, None).await
+}
+
+/// Serves an intercepted connection (`auto` listeners) whose protocol was detected from
+/// its first bytes: `stream` replays them. Requests that match none of the listener's
+/// routes go to `original_destination`; `peer_identity` is a meshed peer's.
+pub async fn serve_intercepted<S>(
+    stream: super::sidecar::Rewind<S>,
+    client_addr: SocketAddr,
+    protocol: ConnProtocol,
+    original_destination: SocketAddr,
+    peer_identity: Option<Arc<str>>,
+    settings: HttpConnSettings,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let activity = Arc::new(ConnActivity::new(protocol, tokio::time::Instant::now()));
+    let io = ConnIo::new(stream, activity.clone());
+    let conn = Conn {
+        client_addr,
+        peer_identity,
+        original_destination: Some(original_destination),
+        scheme: "http",
         activity,
         settings,
     };
@@ -121,6 +149,8 @@ struct Conn {
     client_addr: SocketAddr,
     /// The verified SPIFFE ID of the client certificate (TLS listeners).
     peer_identity: Option<Arc<str>>,
+    /// Where an intercepted connection was going (`auto` listeners).
+    original_destination: Option<SocketAddr>,
     scheme: &'static str,
     activity: Arc<ConnActivity>,
     settings: HttpConnSettings,
@@ -137,6 +167,7 @@ impl Conn {
             listener: self.settings.listener.clone(),
             client_addr: self.client_addr,
             peer_identity: self.peer_identity.clone(),
+            original_destination: self.original_destination,
             scheme: self.scheme,
             snapshots: self.settings.snapshots.clone(),
             activity: self.activity.clone(),
@@ -196,6 +227,7 @@ struct HttpService {
     listener: Arc<str>,
     client_addr: SocketAddr,
     peer_identity: Option<Arc<str>>,
+    original_destination: Option<SocketAddr>,
     scheme: &'static str,
     snapshots: SnapshotHandle,
     activity: Arc<ConnActivity>,
@@ -249,6 +281,7 @@ impl hyper::service::Service<http::Request<Incoming>> for HttpService {
                 route: None,
                 cluster: None,
                 endpoint: None,
+                original_destination: self.original_destination,
                 avoid_endpoint: None,
                 deadline: None,
             },

@@ -7,6 +7,7 @@ mod header_blocks;
 mod http;
 mod io;
 mod original_dst;
+mod sidecar;
 mod supervise;
 mod tcp;
 
@@ -111,7 +112,7 @@ impl ListenerSet {
             }
             // A listener moving to an address it holds itself (same port) is rebound after
             // the old socket closes; only possible with reuse, so bind fresh addresses only.
-            let socket = bind(l.address).map_err(|e| BindError {
+            let socket = bind(l.address, l.original_destination).map_err(|e| BindError {
                 listener: l.name.clone(),
                 message: format!("listener {:?}: cannot bind {}: {e}", l.name, l.address),
             })?;
@@ -157,6 +158,12 @@ impl ListenerSet {
                     &self.metrics,
                     listener.name.as_str().into(),
                 )),
+                bound,
+                sidecar: Arc::new(sidecar::SidecarListenerHandles::new(
+                    &self.metrics,
+                    listener.name.as_str().into(),
+                    listener.direction,
+                )),
                 handshakes: self.metrics.tls.handshakes(&listener.name),
                 handshake_failure_log: handshake_failure_log(listener.name.as_str().into()),
             };
@@ -186,13 +193,27 @@ impl ListenerSet {
     }
 }
 
-fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+/// `transparent`: the listener takes intercepted connections, which under TPROXY arrive
+/// addressed to their original destination; accepting them takes `IP_TRANSPARENT`
+/// (CAP_NET_ADMIN). Without the capability the listener still serves redirected
+/// connections (REDIRECT mode needs nothing).
+fn bind(addr: SocketAddr, transparent: bool) -> std::io::Result<TcpListener> {
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(addr),
         socket2::Type::STREAM,
         None,
     )?;
     socket.set_reuse_address(true)?;
+    if transparent {
+        let set = if addr.is_ipv6() {
+            socket.set_ip_transparent_v6(true)
+        } else {
+            socket.set_ip_transparent_v4(true)
+        };
+        if let Err(error) = set {
+            tracing::debug!(address = %addr, %error, "IP_TRANSPARENT not set: TPROXY-delivered connections will not reach this listener (REDIRECT mode works)");
+        }
+    }
     socket.set_nonblocking(true)?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
@@ -224,6 +245,10 @@ struct Acceptor {
     metrics: Arc<ListenerHandles>,
     /// Refusals and idle closes of a `tcp` listener's connections.
     tcp: Arc<tcp::TcpListenerHandles>,
+    /// The address the socket is bound to.
+    bound: SocketAddr,
+    /// Refusals and protocols of an `auto` listener's connections.
+    sidecar: Arc<sidecar::SidecarListenerHandles>,
     /// TLS handshakes completed on this listener.
     handshakes: prometheus::IntCounter,
     handshake_failure_log: Arc<LogLimiter>,
@@ -233,6 +258,7 @@ struct Acceptor {
 enum Settings {
     Http(http::HttpConnSettings),
     Tcp(tcp::TcpConnSettings),
+    Sidecar(sidecar::SidecarConnSettings),
 }
 
 /// Counts a connection against its listener's `max_connections` while it lives.
@@ -267,6 +293,19 @@ impl Acceptor {
             };
             let limits = config.limits.clone();
             let protocol = config.protocol.clone();
+            let (ports, own_ports) = match protocol {
+                ListenerProtocol::Auto { .. } => (
+                    Arc::new(config.ports.clone()),
+                    snapshot
+                        .config
+                        .listeners
+                        .iter()
+                        .map(|l| l.address.port())
+                        .chain(std::iter::once(self.bound.port()))
+                        .collect(),
+                ),
+                _ => (Default::default(), Arc::from([])),
+            };
             let tls = snapshot.listener_tls(&self.name).cloned();
             drop(snapshot);
             if self.active.fetch_add(1, Ordering::Relaxed) >= limits.max_connections as usize {
@@ -294,10 +333,22 @@ impl Acceptor {
                     idle_timeout: limits.idle_timeout,
                     handles: self.tcp.clone(),
                 }),
-                // Interim, until the auto listener's connection path lands.
-                ListenerProtocol::Auto { .. } => {
-                    tracing::warn!(listener = %self.name, "auto listeners are not served by this build; closing");
-                    continue;
+                ListenerProtocol::Auto { ref route_table } => {
+                    Settings::Sidecar(sidecar::SidecarConnSettings {
+                        listening: self.bound,
+                        ports,
+                        has_routes: route_table.is_some(),
+                        idle_timeout: limits.idle_timeout,
+                        own_ports,
+                        http: http::HttpConnSettings {
+                            listener: self.name.clone(),
+                            limits: limits.clone(),
+                            snapshots: self.snapshots.clone(),
+                            drain: stop.clone(),
+                            metrics: self.metrics.clone(),
+                        },
+                        handles: self.sidecar.clone(),
+                    })
                 }
             };
             let name = self.name.clone();
@@ -310,6 +361,9 @@ impl Acceptor {
                         }
                         Settings::Tcp(settings) => {
                             tcp::serve(stream, client_addr, None, settings).await
+                        }
+                        Settings::Sidecar(settings) => {
+                            sidecar::serve(stream, client_addr, settings).await
                         }
                     }
                     drop(slot);
@@ -355,6 +409,8 @@ impl Acceptor {
                         let peer = established.peer_identity;
                         tcp::serve(established.stream, client_addr, peer, settings).await
                     }
+                    // Validation refuses `tls` on auto listeners.
+                    Settings::Sidecar(_) => {}
                 }
                 drop(slot);
             });

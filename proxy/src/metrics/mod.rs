@@ -10,6 +10,7 @@
 
 pub mod handles;
 pub mod mesh;
+pub mod sidecar;
 pub mod tcp;
 pub mod tls;
 
@@ -108,6 +109,7 @@ pub struct Metrics {
     pub tls: tls::TlsMetrics,
     pub tcp: tcp::TcpMetrics,
     pub mesh: mesh::MeshMetrics,
+    pub sidecar: sidecar::SidecarMetrics,
     pub access_log_dropped_total: IntCounter,
 }
 
@@ -321,6 +323,7 @@ impl Metrics {
             tls: tls::TlsMetrics::new(),
             tcp: tcp::TcpMetrics::new(),
             mesh: mesh::MeshMetrics::new(),
+            sidecar: sidecar::SidecarMetrics::new(),
             trace: TraceMetrics {
                 spans_exported: counter(
                     "trace_spans_exported_total",
@@ -385,6 +388,7 @@ impl Metrics {
         self.tls.register(self);
         self.tcp.register(self);
         self.mesh.register(self);
+        self.sidecar.register(self);
         let build = IntGaugeVec::new(
             opts(
                 "build_info",

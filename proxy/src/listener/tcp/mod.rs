@@ -6,7 +6,7 @@
 //! A refused connection is closed before anything is sent upstream (no upstream
 //! connection is even opened), counted by reason and logged at a bounded rate.
 
-mod relay;
+pub(in crate::listener) mod relay;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

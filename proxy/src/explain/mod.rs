@@ -1,5 +1,11 @@
 //! `meshwork explain`: how the request's path is normalized (or why it is refused), which
-//! route it takes, and why the routes before it did not.
+//! route it takes, and why the routes before it did not; or, given a destination
+//! (`10.0.0.5:8080`), what an `auto` listener does with a connection going there
+//! (`destination.rs`).
+
+mod destination;
+
+pub use destination::explain_destination;
 
 use std::fmt::Write;
 
@@ -20,6 +26,7 @@ pub fn explain(
     request: &str,
     headers: &[String],
     listener: Option<&str>,
+    destination: Option<std::net::SocketAddr>,
 ) -> Result<(String, bool), String> {
     let (method, uri) = parse_request(request)?;
     let mut header_map = HeaderMap::new();
@@ -34,12 +41,16 @@ pub fn explain(
         header_map.append(name, value);
     }
 
+    // HTTP listeners, and auto listeners (which serve the HTTP they detect).
     let http_listeners: Vec<(&str, &str)> = config
         .listeners
         .iter()
         .filter_map(|l| match &l.protocol {
             ListenerProtocol::Http { route_table } => Some((l.name.as_str(), route_table.as_str())),
-            ListenerProtocol::Tcp { .. } | ListenerProtocol::Auto { .. } => None,
+            ListenerProtocol::Auto { route_table } => {
+                Some((l.name.as_str(), route_table.as_deref().unwrap_or("")))
+            }
+            ListenerProtocol::Tcp { .. } => None,
         })
         .collect();
     let (listener_name, table_name) = match listener {
@@ -91,7 +102,25 @@ pub fn explain(
 
     let registry = ClusterRegistry::new(crate::metrics::Metrics::new());
     let clusters = registry.resolve(&config.clusters, &crate::tls::TlsPlan::default(), false);
-    let table = RouteTable::build(&config.route_tables[table_name], &clusters);
+    let auto = config
+        .listeners
+        .iter()
+        .any(|l| l.name == listener_name && matches!(l.protocol, ListenerProtocol::Auto { .. }));
+    let table = if auto {
+        crate::snapshot::auto_route_table(
+            listener_name,
+            config.route_tables.get(table_name),
+            &clusters,
+            registry.original_destination(),
+        )
+    } else {
+        RouteTable::build(&config.route_tables[table_name], &clusters)
+    };
+    let table_name = if auto && table_name.is_empty() {
+        "(none: everything to the original destination)"
+    } else {
+        table_name
+    };
     let view = RouteRequest::new(&method, &uri, &header_map);
 
     let host = if view.host.is_empty() {
@@ -136,6 +165,21 @@ pub fn explain(
     }
     let _ = writeln!(out);
     match &winner {
+        Some(route)
+            if route
+                .backends
+                .iter()
+                .any(|(c, _)| c.original_destinations.is_some()) =>
+        {
+            let to = destination.map_or_else(
+                || "where its connection was going (give it with --destination)".to_string(),
+                |d| d.to_string(),
+            );
+            let _ = writeln!(
+                out,
+                "=> no route of the table matches: forwarded to its original destination, {to}"
+            );
+        }
         Some(route) => {
             let _ = writeln!(out, "=> route {:?}: {}", route.name(), summary(route));
         }

@@ -1,0 +1,262 @@
+//! Serves one connection of a `protocol: auto` listener (sidecar interception): finds
+//! where it was going (`destination.rs`), then, by the destination port's protocol
+//! (`ports` hints, the built-in server-first list, else detection):
+//! - opaque: connected to the destination at once and relayed unread;
+//! - HTTP: served by the HTTP stack, where a request matching a route of the listener's
+//!   `route_table` goes to that route (retries, breakers, balancing, mTLS) and anything
+//!   else to the `original-destination` cluster, i.e. where it was going;
+//! - detect: the race of `race.rs` — no detection timeout, no waiting on a silent client
+//!   before dialing a server that speaks first.
+//!
+//! TLS from the client is never terminated here: it is relayed to its destination like
+//! any opaque stream (counted as `tls`).
+
+mod classify;
+mod connect;
+mod destination;
+mod race;
+mod rewind;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use meshwork_config::model::{Direction, PortProtocol, port_protocol};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+
+use super::activity::ConnProtocol;
+use super::http::{HttpConnSettings, serve_intercepted};
+use super::tcp::relay::{RelayEnd, relay};
+use crate::metrics::Metrics;
+use crate::metrics::sidecar::PortLabels;
+use crate::observe::log_limit::{DEFAULT_LOG_BURST, DEFAULT_LOG_INTERVAL, LogLimiter};
+use classify::Detected;
+use race::{Start, Upstream};
+pub use rewind::Rewind;
+
+/// What a connection needs to know about its listener.
+#[derive(Clone, Debug)]
+pub struct SidecarConnSettings {
+    /// The address the listener is bound to.
+    pub listening: SocketAddr,
+    pub ports: Arc<BTreeMap<u16, PortProtocol>>,
+    /// The listener has a route table: HTTP may go elsewhere than its destination.
+    pub has_routes: bool,
+    pub idle_timeout: Duration,
+    /// The ports of every listener of this proxy: a destination on this host at one of
+    /// them would loop.
+    pub own_ports: Arc<[u16]>,
+    pub http: HttpConnSettings,
+    pub handles: Arc<SidecarListenerHandles>,
+}
+
+/// An auto listener's counters and log budget, shared by its connections.
+#[derive(Debug)]
+pub struct SidecarListenerHandles {
+    listener: Arc<str>,
+    direction: &'static str,
+    metrics: Metrics,
+    ports: PortLabels,
+    refusals_logged: Arc<LogLimiter>,
+}
+
+impl SidecarListenerHandles {
+    pub fn new(metrics: &Metrics, listener: Arc<str>, direction: Direction) -> Self {
+        Self {
+            direction: match direction {
+                Direction::Inbound => "inbound",
+                Direction::Outbound => "outbound",
+            },
+            metrics: metrics.clone(),
+            ports: PortLabels::default(),
+            refusals_logged: LogLimiter::new(
+                DEFAULT_LOG_BURST,
+                DEFAULT_LOG_INTERVAL,
+                Box::new({
+                    let listener = listener.clone();
+                    move |suppressed| {
+                        tracing::info!(listener = %listener, suppressed = suppressed.total, reasons = %suppressed, "refused intercepted connections not logged one by one");
+                    }
+                }),
+            ),
+            listener,
+        }
+    }
+
+    /// Counts a connection forwarded to `port` as `protocol`.
+    pub fn forwarded(&self, port: u16, protocol: &str) {
+        self.metrics
+            .sidecar
+            .connections_total
+            .with_label_values(&[
+                &self.listener,
+                self.direction,
+                &self.ports.label(port),
+                protocol,
+            ])
+            .inc();
+    }
+
+    /// Counts (and, within the log budget, logs) a connection closed unforwarded.
+    pub fn refused(
+        &self,
+        reason: &'static str,
+        client_addr: SocketAddr,
+        detail: &dyn std::fmt::Display,
+    ) {
+        self.metrics.sidecar.refused(&self.listener, reason).inc();
+        if self.refusals_logged.admit(reason) {
+            tracing::info!(listener = %self.listener, %client_addr, reason, %detail, "intercepted connection refused");
+        }
+    }
+}
+
+/// Serves one intercepted connection.
+pub async fn serve(mut client: TcpStream, client_addr: SocketAddr, settings: SidecarConnSettings) {
+    let handles = settings.handles.clone();
+    let destination = match destination::resolve(&client, settings.listening, &settings.own_ports) {
+        Ok(destination) => destination,
+        Err(refusal) => {
+            handles.refused(refusal.reason(), client_addr, &refusal);
+            return reset(client);
+        }
+    };
+    let transparent_source = destination
+        .transparent
+        .then_some(client_addr.ip().to_canonical());
+    let destination = destination.address;
+    let dial =
+        move || -> race::Connecting { Box::pin(connect::connect(destination, transparent_source)) };
+    let start = match port_protocol(&settings.ports, destination.port()) {
+        PortProtocol::Opaque => Start::Client {
+            detected: Detected::Opaque,
+            bytes: Bytes::new(),
+            upstream: Some(Upstream::Connecting(dial())),
+        },
+        PortProtocol::Http => match read_http_head(&mut client).await {
+            Some((detected, bytes)) => Start::Client {
+                detected,
+                bytes,
+                upstream: None,
+            },
+            None => Start::ClientClosed,
+        },
+        PortProtocol::Auto => {
+            race::race(
+                &mut client,
+                dial,
+                settings.has_routes,
+                settings.idle_timeout,
+            )
+            .await
+        }
+    };
+    let port = destination.port();
+    match start {
+        Start::Client {
+            detected: detected @ (Detected::Http1 | Detected::Http2),
+            bytes,
+            upstream,
+        } => {
+            // HTTP goes through the stack's own connections (pooled per destination).
+            drop(upstream);
+            handles.forwarded(port, detected.label());
+            let protocol = if detected == Detected::Http2 {
+                ConnProtocol::Http2
+            } else {
+                ConnProtocol::Http1
+            };
+            serve_intercepted(
+                Rewind::new(bytes, client),
+                client_addr,
+                protocol,
+                destination,
+                None,
+                settings.http,
+            )
+            .await
+        }
+        Start::Client {
+            detected,
+            bytes,
+            upstream,
+        } => {
+            let Some(upstream) = upstream else { return };
+            match upstream.finish().await {
+                Ok(upstream) => {
+                    handles.forwarded(port, detected.label());
+                    opaque(Rewind::new(bytes, client), upstream, &settings, destination).await
+                }
+                Err(error) => {
+                    handles.refused("connect-failed", client_addr, &error);
+                    reset(client)
+                }
+            }
+        }
+        Start::Server {
+            upstream,
+            client_bytes,
+        } => {
+            handles.forwarded(port, Detected::Opaque.label());
+            opaque(
+                Rewind::new(client_bytes, client),
+                upstream,
+                &settings,
+                destination,
+            )
+            .await
+        }
+        Start::ConnectFailed(error) => {
+            handles.refused("connect-failed", client_addr, &error);
+            reset(client)
+        }
+        Start::ClientClosed | Start::Idle => {}
+    }
+}
+
+/// Relays bytes both ways until either side is done or the listener's idle timeout.
+async fn opaque(
+    client: Rewind<TcpStream>,
+    upstream: TcpStream,
+    settings: &SidecarConnSettings,
+    destination: SocketAddr,
+) {
+    match relay(client, upstream, settings.idle_timeout).await {
+        RelayEnd::Closed {
+            from_client,
+            from_upstream,
+        } => {
+            tracing::debug!(%destination, from_client, from_upstream, "intercepted connection closed")
+        }
+        RelayEnd::Idle => tracing::debug!(%destination, "intercepted connection idle; closed"),
+        RelayEnd::Broken(error) => {
+            tracing::debug!(%destination, %error, "intercepted connection broken")
+        }
+    }
+}
+
+/// The first bytes of a connection on a port hinted `http`: enough to tell HTTP/2's
+/// preface from an HTTP/1 request line (anything else is served as HTTP/1, which
+/// answers it 400). `None` when the client closed first.
+async fn read_http_head(client: &mut TcpStream) -> Option<(Detected, Bytes)> {
+    let mut bytes = BytesMut::with_capacity(classify::ENOUGH);
+    loop {
+        match client.read_buf(&mut bytes).await {
+            Ok(0) | Err(_) => return None,
+            Ok(_) => {}
+        }
+        match classify::classify(&bytes) {
+            None => continue,
+            Some(Detected::Http2) => return Some((Detected::Http2, bytes.freeze())),
+            Some(_) => return Some((Detected::Http1, bytes.freeze())),
+        }
+    }
+}
+
+/// Closes with a reset, as a refused connect would look to the client.
+fn reset(client: TcpStream) {
+    let _ = socket2::SockRef::from(&client).set_linger(Some(Duration::ZERO));
+}
