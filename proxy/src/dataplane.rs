@@ -162,7 +162,7 @@ impl Dataplane {
         };
         let tls = TlsPlan::build(&config, config.identity.as_ref().map(|_| &self.identity))
             .map_err(|e| ApplyError::Tls(e.to_string()))?;
-        let mesh = MeshPlan::build(config.mesh.as_ref(), &self.identity)
+        let mesh = MeshPlan::build(config.mesh.as_ref(), &self.identity, &self.metrics)
             .map_err(|e| ApplyError::Tls(e.to_string()))?;
         let access_log = self.access_log_for(&config)?;
         let tracer = self.tracer_for(&config)?;

@@ -23,6 +23,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
 use super::limits::{Gate, Slot};
+use crate::mesh::connect::MeshDial;
 use crate::metrics::Metrics;
 use crate::metrics::handles::EndpointHandles;
 use crate::tls::client::Origination;
@@ -46,6 +47,8 @@ pub enum ConnectError {
         reason: &'static str,
         detail: String,
     },
+    #[error("meshed connection: {0}")]
+    Mesh(#[source] crate::mesh::connect::ConnectError),
 }
 
 /// TLS origination towards one endpoint: the cluster's client config and the name to
@@ -107,6 +110,9 @@ pub struct EndpointConnector {
     metrics: Arc<EndpointHandles>,
     connections: Arc<Gate>,
     tls: Option<Arc<UpstreamTls>>,
+    /// Set for a meshed original destination: connections are meshed (see
+    /// [`crate::mesh::connect`]) instead of plain TCP to `address`.
+    mesh: Option<MeshDial>,
 }
 
 impl EndpointConnector {
@@ -116,6 +122,7 @@ impl EndpointConnector {
         metrics: Arc<EndpointHandles>,
         connections: Arc<Gate>,
         tls: Option<Arc<UpstreamTls>>,
+        mesh: Option<MeshDial>,
     ) -> Self {
         Self {
             address,
@@ -123,6 +130,7 @@ impl EndpointConnector {
             metrics,
             connections,
             tls,
+            mesh,
         }
     }
 }
@@ -168,6 +176,15 @@ impl CountedStream {
 }
 
 impl UpstreamStream {
+    /// The TCP connection under the stream (to peek at what the server sent: a meshed
+    /// peer sends nothing after its handshake, so bytes there are the app's).
+    pub fn tcp(&self) -> &TcpStream {
+        match self {
+            UpstreamStream::Plain { tcp } => tcp,
+            UpstreamStream::Tls { tls } => tls.get_ref().0,
+        }
+    }
+
     /// The endpoint chose HTTP/2 by ALPN.
     pub fn negotiated_h2(&self) -> bool {
         match self {
@@ -393,7 +410,15 @@ impl EndpointConnector {
     /// # Errors
     /// The connect or handshake failure.
     pub async fn open_counted(&self, slot: Slot) -> Result<CountedStream, ConnectError> {
-        match open(&self.address, self.connect_timeout, self.tls.as_deref()).await {
+        let opened = match &self.mesh {
+            Some(mesh) => mesh
+                .open(self.connect_timeout)
+                .await
+                .map(|meshed| UpstreamStream::Tls { tls: meshed.stream })
+                .map_err(ConnectError::Mesh),
+            None => open(&self.address, self.connect_timeout, self.tls.as_deref()).await,
+        };
+        match opened {
             Ok(stream) => Ok(CountedStream::new(stream, self.metrics.clone(), slot)),
             Err(error) => {
                 self.metrics.connect_failures.inc();

@@ -61,6 +61,7 @@ impl Endpoint {
         gates: &ClusterGates,
         handles: Arc<EndpointHandles>,
         tls: Option<Arc<connector::UpstreamTls>>,
+        mesh: Option<crate::mesh::connect::MeshDial>,
         epoch: std::time::Instant,
         metrics: &Metrics,
     ) -> Self {
@@ -70,6 +71,7 @@ impl Endpoint {
             handles.clone(),
             gates.connections.clone(),
             tls.clone(),
+            mesh,
         );
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(config.idle_timeout)
@@ -231,6 +233,7 @@ impl ClusterRuntime {
                     &gates,
                     handles,
                     endpoint_tls,
+                    None,
                     epoch,
                     metrics,
                 ))

@@ -18,6 +18,10 @@ use super::{ALPN_MESH, MeshPlan};
 use crate::observe::log_limit::{DEFAULT_LOG_BURST, DEFAULT_LOG_INTERVAL, LogLimiter};
 use crate::tls::handshake::{self, Refused};
 
+/// How long a meshed peer has for its ClientHello, handshake and header together (as a
+/// TLS listener's default `handshake_timeout`).
+pub const MESH_HANDSHAKE_TIMEOUT: Duration = meshwork_config::model::DEFAULT_TLS_HANDSHAKE_TIMEOUT;
+
 /// A meshed connection accepted, header read: what is read next is the payload.
 #[derive(Debug)]
 pub struct MeshAccepted {

@@ -78,14 +78,54 @@ impl ConnectError {
     }
 }
 
+/// A meshed destination as a connector dials it, connection after connection (the
+/// `original-destination` cluster's pooled HTTP connections).
+#[derive(Clone, Debug)]
+pub struct MeshDial {
+    pub plan: Arc<MeshPlan>,
+    /// The original destination (the app's address and port).
+    pub destination: SocketAddr,
+    /// What every connection carries: HTTP/1 or HTTP/2.
+    pub protocol: super::MeshProtocol,
+}
+
+impl MeshDial {
+    /// Opens one meshed connection.
+    ///
+    /// # Errors
+    /// See [`ConnectError`].
+    pub async fn open(&self, connect_timeout: Duration) -> Result<MeshedStream, ConnectError> {
+        connect(&self.plan, self.destination, self.protocol, connect_timeout).await
+    }
+}
+
 /// Opens a meshed connection to `destination` (the original destination: the pod's IP
 /// and the app's port) through the peer's inbound port, and sends `protocol` with the
 /// app's port in the header. `connect_timeout` bounds the TCP connect and, again, the
-/// TLS handshake.
+/// TLS handshake. A failure is counted by reason (`meshwork_mesh_connect_failures_total`).
+///
+/// With TLS 1.3 a peer that refuses this proxy's certificate does so after the client's
+/// side of the handshake is done: that refusal shows as the connection failing on its
+/// first read, not here.
 ///
 /// # Errors
 /// See [`ConnectError`].
 pub async fn connect(
+    plan: &MeshPlan,
+    destination: SocketAddr,
+    protocol: super::MeshProtocol,
+    connect_timeout: Duration,
+) -> Result<MeshedStream, ConnectError> {
+    let result = connect_uncounted(plan, destination, protocol, connect_timeout).await;
+    if let Err(error) = &result {
+        plan.connect_failures
+            .with_label_values(&[error.reason()])
+            .inc();
+    }
+    result
+}
+
+async fn connect_uncounted(
     plan: &MeshPlan,
     destination: SocketAddr,
     protocol: super::MeshProtocol,

@@ -5,11 +5,12 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use meshwork_config::model::{Mesh, MeshInbound};
+use meshwork_config::model::{Direction, Mesh, MeshInbound};
 use rustls::{ClientConfig, ServerConfig};
 
 use super::ALPN_MESH;
 use super::verify::MeshClientVerifier;
+use crate::snapshot::Snapshot;
 use crate::tls::identity::{IdentityCert, IdentityStore};
 use crate::tls::spiffe::{Trust, UpstreamVerifier};
 
@@ -24,6 +25,8 @@ pub struct MeshPlan {
     /// The inbound side: the identity certificate, a client certificate required (trust
     /// bundle, SPIFFE ID), ALPN [`ALPN_MESH`] only.
     pub(super) server: Arc<ServerConfig>,
+    /// `meshwork_mesh_connect_failures_total`, by reason.
+    pub(super) connect_failures: prometheus::IntCounterVec,
 }
 
 /// Why the mesh's TLS settings could not be built.
@@ -39,6 +42,7 @@ impl MeshPlan {
     pub fn build(
         mesh: Option<&Mesh>,
         identity: &Arc<IdentityStore>,
+        metrics: &crate::metrics::Metrics,
     ) -> Result<Option<Arc<Self>>, MeshPlanError> {
         let Some(mesh) = mesh else {
             return Ok(None);
@@ -70,7 +74,24 @@ impl MeshPlan {
             mesh: mesh.clone(),
             client: Arc::new(client),
             server: Arc::new(server),
+            connect_failures: metrics.mesh.connect_failures_total.clone(),
         })))
+    }
+
+    /// The plan to reach `destination` with, for a connection of `listener`: the
+    /// snapshot's when the listener carries the app's outbound traffic and the
+    /// destination runs meshwork (an inbound listener's destination is the pod's own app,
+    /// never meshed).
+    pub fn outbound<'s>(
+        snapshot: &'s Snapshot,
+        listener: &str,
+        destination: SocketAddr,
+    ) -> Option<&'s Arc<Self>> {
+        let plan = snapshot.mesh.as_ref()?;
+        let outbound = snapshot
+            .listener(listener)
+            .is_some_and(|l| l.direction == Direction::Outbound);
+        (outbound && plan.is_meshed(destination.ip())).then_some(plan)
     }
 
     /// Whether `ip` runs meshwork (a connection to it becomes a meshed connection).

@@ -21,8 +21,8 @@ impl MeshMetrics {
             ),
             connect_failures_total: counter_vec(
                 "mesh_connect_failures_total",
-                "Meshed connections an outbound listener could not set up (connect, mutual TLS, not a meshwork peer), by listener and reason.",
-                &["listener", "reason"],
+                "Meshed connections the outbound side could not set up (connect, mutual TLS, not a meshwork peer), by reason.",
+                &["reason"],
             ),
         }
     }

@@ -75,5 +75,7 @@ pub(super) fn plan(identity: &Arc<IdentityStore>, inbound_port: u16) -> Arc<Mesh
         inbound: MeshInbound::Strict,
         inbound_port,
     };
-    MeshPlan::build(Some(&mesh), identity).unwrap().unwrap()
+    MeshPlan::build(Some(&mesh), identity, &crate::metrics::Metrics::new())
+        .unwrap()
+        .unwrap()
 }
