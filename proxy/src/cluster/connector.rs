@@ -109,10 +109,29 @@ pub struct EndpointConnector {
     connect_timeout: Duration,
     metrics: Arc<EndpointHandles>,
     connections: Arc<Gate>,
-    tls: Option<Arc<UpstreamTls>>,
-    /// Set for a meshed original destination: connections are meshed (see
-    /// [`crate::mesh::connect`]) instead of plain TCP to `address`.
-    mesh: Option<MeshDial>,
+    transport: Transport,
+}
+
+/// What a connection to an endpoint is beyond TCP.
+#[derive(Clone, Debug, Default)]
+pub enum Transport {
+    #[default]
+    Plain,
+    /// TLS originated with the cluster's `tls`.
+    Tls(Arc<UpstreamTls>),
+    /// A meshed original destination: mutual TLS to the peer's inbound port, then the
+    /// mesh header (see [`crate::mesh::connect`]), instead of TCP to the address.
+    Meshed(MeshDial),
+}
+
+impl Transport {
+    /// The cluster's TLS origination, if that is what it is.
+    pub fn tls(&self) -> Option<&Arc<UpstreamTls>> {
+        match self {
+            Self::Tls(tls) => Some(tls),
+            Self::Plain | Self::Meshed(_) => None,
+        }
+    }
 }
 
 impl EndpointConnector {
@@ -121,16 +140,14 @@ impl EndpointConnector {
         connect_timeout: Duration,
         metrics: Arc<EndpointHandles>,
         connections: Arc<Gate>,
-        tls: Option<Arc<UpstreamTls>>,
-        mesh: Option<MeshDial>,
+        transport: Transport,
     ) -> Self {
         Self {
             address,
             connect_timeout,
             metrics,
             connections,
-            tls,
-            mesh,
+            transport,
         }
     }
 }
@@ -410,13 +427,20 @@ impl EndpointConnector {
     /// # Errors
     /// The connect or handshake failure.
     pub async fn open_counted(&self, slot: Slot) -> Result<CountedStream, ConnectError> {
-        let opened = match &self.mesh {
-            Some(mesh) => mesh
+        let opened = match &self.transport {
+            Transport::Meshed(mesh) => mesh
                 .open(self.connect_timeout)
                 .await
                 .map(|meshed| UpstreamStream::Tls { tls: meshed.stream })
                 .map_err(ConnectError::Mesh),
-            None => open(&self.address, self.connect_timeout, self.tls.as_deref()).await,
+            other => {
+                open(
+                    &self.address,
+                    self.connect_timeout,
+                    other.tls().map(|t| &**t),
+                )
+                .await
+            }
         };
         match opened {
             Ok(stream) => Ok(CountedStream::new(stream, self.metrics.clone(), slot)),

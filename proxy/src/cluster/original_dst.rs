@@ -12,6 +12,7 @@ use std::time::Duration;
 use meshwork_config::model::{self, Address, UpstreamProtocol};
 
 use super::Endpoint;
+use super::connector::Transport;
 use super::limits::ClusterGates;
 use crate::mesh::connect::MeshDial;
 use crate::mesh::{MeshPlan, MeshProtocol};
@@ -105,15 +106,16 @@ impl OriginalDestinations {
             config,
             gates,
             self.handles.clone(),
-            None,
-            mesh.map(|plan| MeshDial {
-                plan: plan.clone(),
-                destination,
-                protocol: if h2 {
-                    MeshProtocol::Http2
-                } else {
-                    MeshProtocol::Http1
-                },
+            mesh.map_or(Transport::Plain, |plan| {
+                Transport::Meshed(MeshDial {
+                    plan: plan.clone(),
+                    destination,
+                    protocol: if h2 {
+                        MeshProtocol::Http2
+                    } else {
+                        MeshProtocol::Http1
+                    },
+                })
             }),
             self.epoch,
             &self.metrics,

@@ -227,7 +227,7 @@ pub async fn serve(mut client: TcpStream, client_addr: SocketAddr, settings: Sid
             handles.forwarded(port, Detected::Opaque.label());
             opaque(
                 Rewind::new(client_bytes, client),
-                upstream,
+                *upstream,
                 &settings,
                 destination,
             )

@@ -29,7 +29,8 @@ pub type Connecting = Pin<Box<dyn Future<Output = io::Result<UpstreamStream>> + 
 /// The connection to the destination, as far as it got.
 pub enum Upstream {
     Connecting(Connecting),
-    Connected(UpstreamStream),
+    /// Boxed: a TLS stream is large, and the race holds it only briefly.
+    Connected(Box<UpstreamStream>),
     Failed(io::Error),
 }
 
@@ -41,7 +42,7 @@ impl Upstream {
     pub async fn finish(self) -> io::Result<UpstreamStream> {
         match self {
             Self::Connecting(connecting) => connecting.await,
-            Self::Connected(stream) => Ok(stream),
+            Self::Connected(stream) => Ok(*stream),
             Self::Failed(error) => Err(error),
         }
     }
@@ -60,7 +61,7 @@ pub enum Start {
     /// The destination spoke first (or closed): opaque from here. `client_bytes` are the
     /// client's bytes read so far (too few to classify).
     Server {
-        upstream: UpstreamStream,
+        upstream: Box<UpstreamStream>,
         client_bytes: Bytes,
     },
     /// The destination refused or did not answer, and the client said nothing that
@@ -103,7 +104,7 @@ pub async fn race(
                     failed: Option<io::Error>| {
         match (connecting, connected) {
             (Some(c), _) => Upstream::Connecting(c),
-            (None, Some(s)) => Upstream::Connected(s),
+            (None, Some(s)) => Upstream::Connected(Box::new(s)),
             (None, None) => {
                 Upstream::Failed(failed.unwrap_or_else(|| io::ErrorKind::NotConnected.into()))
             }
@@ -161,7 +162,7 @@ pub async fn race(
                 }
             } => {
                 let Some(stream) = connected else { unreachable!("peeked a connection") };
-                return Start::Server { upstream: stream, client_bytes: bytes.freeze() };
+                return Start::Server { upstream: Box::new(stream), client_bytes: bytes.freeze() };
             }
             () = &mut idle => return Start::Idle,
         }
