@@ -748,6 +748,8 @@ pub struct AuthorizationRule {
     pub methods: Vec<String>,
     /// Globs (`*` matches any run of characters). Empty = any path.
     pub paths: Vec<String>,
+    /// Original destination ports (`auto` listeners). Empty = any port.
+    pub ports: Vec<u16>,
 }
 
 #[derive(serde::Serialize, Clone, Debug, PartialEq)]

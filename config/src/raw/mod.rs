@@ -182,6 +182,8 @@ pub(crate) struct RawAllowRule {
     pub methods: List<String>,
     /// Path globs (`*` matches any run of characters), compared with the normalized request path, so written in normalized form. Absent = any path.
     pub paths: List<String>,
+    /// `auto` listeners: the destination ports (the app's ports a connection was going to) this rule covers. Absent = any port.
+    pub ports: List<u32>,
 }
 
 /// Distributed tracing.

@@ -36,6 +36,9 @@ pub(crate) fn fit_listeners(
         if matches!(listener.protocol, ListenerProtocol::Tcp { .. }) {
             tcp_policy(ck, named, policy, listener);
         }
+        if !matches!(listener.protocol, ListenerProtocol::Auto { .. }) {
+            ports_need_auto(ck, policy, listener);
+        }
     }
 }
 
@@ -78,6 +81,26 @@ fn tcp_policy(
                     ),
                 );
             }
+        }
+    }
+}
+
+/// `ports` name the app ports of intercepted connections: a listener that is not `auto`
+/// has only its own port, so such a rule would quietly never match.
+fn ports_need_auto(ck: &mut Check<'_>, policy: &RawAuthorization, listener: &Listener) {
+    let Some(rules) = policy.allow.as_ref().and_then(Spanned::get) else {
+        return;
+    };
+    for rule in rules.iter().filter_map(Spanned::get) {
+        if let Some(ports) = &rule.ports {
+            ck.error(
+                ports,
+                format!(
+                    "only auto listeners know a connection's destination port ({:?} is not \
+                     one): remove `ports`",
+                    listener.name
+                ),
+            );
         }
     }
 }

@@ -248,6 +248,13 @@ pub(crate) fn authorization(
                 };
                 checked.map_err(|e| ck.error(at, e)).ok()
             }),
+            ports: ck.list(&rule.ports, |ck, at, port| match u16::try_from(*port) {
+                Ok(port) if port > 0 => Some(port),
+                _ => {
+                    ck.error(at, format!("{port} is not a port (1 to 65535)"));
+                    None
+                }
+            }),
         })
     });
     AuthorizationPolicy {

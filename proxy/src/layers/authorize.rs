@@ -24,7 +24,8 @@ impl Step for Authorize {
         if let Some(plan) = &req.ctx.plan {
             if let Some(policy) = &plan.authorization {
                 let (method, path) = (req.http.method(), req.http.uri().path());
-                if !policy.allows(peer, method, path) {
+                let port = req.ctx.original_destination.map(|d| d.port());
+                if !policy.allows(peer, method, path, port) {
                     plan.authorization_denied();
                     tracing::info!(
                         listener = %req.ctx.listener,

@@ -17,6 +17,8 @@ struct Rule {
     methods: Vec<http::Method>,
     /// Empty = any path.
     paths: Vec<Glob>,
+    /// Empty = any destination port.
+    ports: Vec<u16>,
 }
 
 #[derive(Debug)]
@@ -36,19 +38,29 @@ impl Authorization {
         }
     }
 
-    /// Whether a request from `peer` (its verified identity, if any) may pass.
-    pub fn allows(&self, peer: Option<&str>, method: &http::Method, path: &str) -> bool {
-        self.rules.iter().any(|r| r.matches(peer, method, path)) || self.default_allow
-    }
-
-    /// Whether a connection from `peer` may pass (`tcp` listeners, decided once per
-    /// connection). A connection has no method or path, so a rule naming either never
-    /// matches one (`check` refuses such rules on tcp listeners anyway).
-    pub fn allows_connection(&self, peer: Option<&str>) -> bool {
+    /// Whether a request from `peer` (its verified identity, if any) may pass;
+    /// `port`: the original destination port of an intercepted connection.
+    pub fn allows(
+        &self,
+        peer: Option<&str>,
+        method: &http::Method,
+        path: &str,
+        port: Option<u16>,
+    ) -> bool {
         self.rules
             .iter()
-            .any(|r| r.methods.is_empty() && r.paths.is_empty() && r.from.admits(peer))
+            .any(|r| r.covers(port) && r.matches(peer, method, path))
             || self.default_allow
+    }
+
+    /// Whether a connection from `peer` may pass (`tcp` listeners, and what an `auto`
+    /// listener relays unread), decided once per connection. A connection has no method
+    /// or path, so a rule naming either never matches one (`check` refuses such rules on
+    /// tcp listeners anyway).
+    pub fn allows_connection(&self, peer: Option<&str>, port: Option<u16>) -> bool {
+        self.rules.iter().any(|r| {
+            r.methods.is_empty() && r.paths.is_empty() && r.covers(port) && r.from.admits(peer)
+        }) || self.default_allow
     }
 }
 
@@ -79,7 +91,13 @@ impl Rule {
                 .filter_map(|m| http::Method::from_bytes(m.as_bytes()).ok())
                 .collect(),
             paths: rule.paths.iter().map(|p| Glob::new(p)).collect(),
+            ports: rule.ports.clone(),
         }
+    }
+
+    /// A rule with `ports` covers only connections known to go to one of them.
+    fn covers(&self, port: Option<u16>) -> bool {
+        self.ports.is_empty() || port.is_some_and(|p| self.ports.contains(&p))
     }
 
     fn matches(&self, peer: Option<&str>, method: &http::Method, path: &str) -> bool {
@@ -162,6 +180,7 @@ mod tests {
     fn rule(from: &[&str], methods: &[&str], paths: &[&str]) -> AuthorizationRule {
         let v = |x: &[&str]| x.iter().map(|s| s.to_string()).collect();
         AuthorizationRule {
+            ports: Vec::new(),
             from: v(from),
             methods: v(methods),
             paths: v(paths),
@@ -193,15 +212,16 @@ mod tests {
             vec![rule(&[WEB], &["GET"], &["/api/*"])],
         );
         let get = http::Method::GET;
-        assert!(p.allows(Some(WEB), &get, "/api/users"));
-        assert!(!p.allows(Some(WEB), &http::Method::POST, "/api/users"));
-        assert!(!p.allows(Some(WEB), &get, "/admin"));
+        assert!(p.allows(Some(WEB), &get, "/api/users", None));
+        assert!(!p.allows(Some(WEB), &http::Method::POST, "/api/users", None));
+        assert!(!p.allows(Some(WEB), &get, "/admin", None));
         assert!(!p.allows(
             Some("spiffe://cluster.local/ns/prod/sa/other"),
             &get,
-            "/api/x"
+            "/api/x",
+            None
         ));
-        assert!(!p.allows(None, &get, "/api/x"));
+        assert!(!p.allows(None, &get, "/api/x", None));
     }
 
     #[test]
@@ -210,29 +230,55 @@ mod tests {
             AuthorizationDefault::Deny,
             vec![rule(&[WEB], &[], &[]), rule(&["*"], &["GET"], &["/x"])],
         );
-        assert!(p.allows_connection(Some(WEB)));
+        assert!(p.allows_connection(Some(WEB), None));
         assert!(
-            !p.allows_connection(Some("spiffe://cluster.local/ns/prod/sa/other")),
+            !p.allows_connection(Some("spiffe://cluster.local/ns/prod/sa/other"), None),
             "a rule with methods or paths never matches a connection"
         );
-        assert!(!p.allows_connection(None));
+        assert!(!p.allows_connection(None, None));
         let p = policy(AuthorizationDefault::Deny, vec![rule(&["*"], &[], &[])]);
-        assert!(p.allows_connection(Some(WEB)));
-        assert!(!p.allows_connection(None), "* needs an authenticated peer");
-        assert!(policy(AuthorizationDefault::Allow, vec![]).allows_connection(None));
+        assert!(p.allows_connection(Some(WEB), None));
+        assert!(
+            !p.allows_connection(None, None),
+            "* needs an authenticated peer"
+        );
+        assert!(policy(AuthorizationDefault::Allow, vec![]).allows_connection(None, None));
     }
 
     #[test]
     fn a_star_means_any_authenticated_peer_and_no_from_means_anyone() {
         let p = policy(AuthorizationDefault::Deny, vec![rule(&["*"], &[], &[])]);
-        assert!(p.allows(Some(WEB), &http::Method::DELETE, "/x"));
-        assert!(!p.allows(None, &http::Method::GET, "/x"));
+        assert!(p.allows(Some(WEB), &http::Method::DELETE, "/x", None));
+        assert!(!p.allows(None, &http::Method::GET, "/x", None));
         let p = policy(
             AuthorizationDefault::Deny,
             vec![rule(&[], &[], &["/healthz"])],
         );
-        assert!(p.allows(None, &http::Method::GET, "/healthz"));
+        assert!(p.allows(None, &http::Method::GET, "/healthz", None));
         let p = policy(AuthorizationDefault::Allow, vec![]);
-        assert!(p.allows(None, &http::Method::GET, "/x"));
+        assert!(p.allows(None, &http::Method::GET, "/x", None));
+    }
+
+    #[test]
+    fn a_rule_with_ports_covers_only_connections_to_them() {
+        let mut r = rule(&[], &[], &[]);
+        r.ports = vec![8080];
+        let p = policy(AuthorizationDefault::Deny, vec![r]);
+        assert!(p.allows_connection(None, Some(8080)));
+        assert!(!p.allows_connection(None, Some(9090)));
+        assert!(
+            !p.allows_connection(None, None),
+            "an unknown port is not one of them"
+        );
+        let get = http::Method::GET;
+        assert!(p.allows(None, &get, "/x", Some(8080)));
+        assert!(!p.allows(None, &get, "/x", Some(22)));
+    }
+
+    #[test]
+    fn http_rules_never_let_an_unread_connection_through() {
+        let p = policy(AuthorizationDefault::Deny, vec![rule(&[], &["GET"], &[])]);
+        assert!(p.allows(None, &http::Method::GET, "/x", Some(80)));
+        assert!(!p.allows_connection(None, Some(80)));
     }
 }

@@ -97,7 +97,7 @@ pub async fn serve_inbound(
         MeshProtocol::Http1 => ConnProtocol::Http1,
         MeshProtocol::Http2 => ConnProtocol::Http2,
         MeshProtocol::Opaque => {
-            if !authorized(&settings, &peer) {
+            if !authorized(&settings, &peer, destination.port()) {
                 handles.refused("unauthorized", client_addr, &format_args!("peer {peer}"));
                 return;
             }
@@ -127,14 +127,14 @@ pub async fn serve_inbound(
 }
 
 /// Whether the listener's authorization policy (if any) lets `peer` open a connection
-/// (HTTP is decided per request by the stack).
-fn authorized(settings: &SidecarConnSettings, peer: &str) -> bool {
+/// to the app's `port` (HTTP is decided per request by the stack).
+fn authorized(settings: &SidecarConnSettings, peer: &str, port: u16) -> bool {
     let snapshot = settings.http.snapshots.load();
     let Some(plan) = snapshot.http_listener(&settings.http.listener) else {
         return false;
     };
     match &plan.authorization {
-        Some(policy) if !policy.allows_connection(Some(peer)) => {
+        Some(policy) if !policy.allows_connection(Some(peer), Some(port)) => {
             plan.authorization_denied();
             false
         }

@@ -152,23 +152,25 @@ pub async fn serve(mut client: TcpStream, client_addr: SocketAddr, settings: Sid
         .then_some(client_addr.ip().to_canonical());
     let destination = destination.address;
     let mesh = MeshPlan::outbound(&snapshot, &settings.http.listener, destination).cloned();
-    drop(snapshot);
     let dial = move || meshed::dial(destination, transparent_source, mesh);
+    // A client the listener's policy would not let through unread may still send HTTP
+    // that it allows, request by request: it is read first, and nothing is dialed for it.
+    let relay_allowed = snapshot
+        .http_listener(&settings.http.listener)
+        .and_then(|plan| plan.authorization.as_ref())
+        .is_none_or(|policy| policy.allows_connection(None, Some(destination.port())));
+    drop(snapshot);
     let start = match port_protocol(&settings.ports, destination.port()) {
+        PortProtocol::Opaque if !relay_allowed => {
+            handles.refused("unauthorized", client_addr, &"the policy refuses this port");
+            return reset(client);
+        }
         PortProtocol::Opaque => Start::Client {
             detected: Detected::Opaque,
             bytes: Bytes::new(),
             upstream: Some(Upstream::Connecting(dial())),
         },
-        PortProtocol::Http => match read_http_head(&mut client).await {
-            Some((detected, bytes)) => Start::Client {
-                detected,
-                bytes,
-                upstream: None,
-            },
-            None => Start::ClientClosed,
-        },
-        PortProtocol::Auto => {
+        PortProtocol::Auto if relay_allowed => {
             race::race(
                 &mut client,
                 dial,
@@ -177,6 +179,28 @@ pub async fn serve(mut client: TcpStream, client_addr: SocketAddr, settings: Sid
             )
             .await
         }
+        PortProtocol::Http | PortProtocol::Auto => match read_http_head(&mut client).await {
+            Some((Detected::Tls | Detected::Opaque, _)) if !relay_allowed => {
+                handles.refused(
+                    "unauthorized",
+                    client_addr,
+                    &"the policy lets only HTTP requests through to this port",
+                );
+                return reset(client);
+            }
+            Some((Detected::Tls | Detected::Opaque, bytes)) => Start::Client {
+                // A port hinted `http` serves anything as HTTP/1 (which answers 400).
+                detected: Detected::Http1,
+                bytes,
+                upstream: None,
+            },
+            Some((detected, bytes)) => Start::Client {
+                detected,
+                bytes,
+                upstream: None,
+            },
+            None => Start::ClientClosed,
+        },
     };
     let port = destination.port();
     match start {
@@ -262,9 +286,9 @@ async fn opaque<C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
     }
 }
 
-/// The first bytes of a connection on a port hinted `http`: enough to tell HTTP/2's
-/// preface from an HTTP/1 request line (anything else is served as HTTP/1, which
-/// answers it 400). `None` when the client closed first.
+/// The first bytes of a connection that is to be HTTP (a port hinted `http`, or a client
+/// the policy lets through only request by request), classified without dialing.
+/// `None` when the client closed first.
 async fn read_http_head(client: &mut TcpStream) -> Option<(Detected, Bytes)> {
     let mut bytes = BytesMut::with_capacity(classify::ENOUGH);
     loop {
@@ -272,10 +296,8 @@ async fn read_http_head(client: &mut TcpStream) -> Option<(Detected, Bytes)> {
             Ok(0) | Err(_) => return None,
             Ok(_) => {}
         }
-        match classify::classify(&bytes) {
-            None => continue,
-            Some(Detected::Http2) => return Some((Detected::Http2, bytes.freeze())),
-            Some(_) => return Some((Detected::Http1, bytes.freeze())),
+        if let Some(detected) = classify::classify(&bytes) {
+            return Some((detected, bytes.freeze()));
         }
     }
 }

@@ -150,7 +150,7 @@ async fn connect(
     peer: Option<&str>,
 ) -> Result<(CountedStream, Arc<Endpoint>), ProxyError> {
     if let Some(policy) = &plan.authorization {
-        if !policy.allows_connection(peer) {
+        if !policy.allows_connection(peer, None) {
             return Err(ProxyError::Unauthorized);
         }
     }
