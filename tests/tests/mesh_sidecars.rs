@@ -177,7 +177,17 @@ authorization:
             "meshwork_authorization_denied_total",
             &[("listener", "inbound")]
         ),
-        1.0
+        1.0,
+        "{}",
+        inbound.lines_of("meshwork_http_requests_total"),
+    );
+    // A connection the pod's sidecar opened while curl had not spoken yet (the race) is
+    // closed unused, never refused: the policy gives this peer no opaque connections.
+    assert_eq!(
+        inbound.sum("meshwork_sidecar_connections_refused_total"),
+        0.0,
+        "{}",
+        inbound.lines_of("meshwork_sidecar_connections_refused_total")
     );
 }
 

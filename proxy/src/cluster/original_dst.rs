@@ -107,15 +107,12 @@ impl OriginalDestinations {
             gates,
             self.handles.clone(),
             mesh.map_or(Transport::Plain, |plan| {
-                Transport::Meshed(MeshDial {
-                    plan: plan.clone(),
-                    destination,
-                    protocol: if h2 {
-                        MeshProtocol::Http2
-                    } else {
-                        MeshProtocol::Http1
-                    },
-                })
+                let protocol = if h2 {
+                    MeshProtocol::Http2
+                } else {
+                    MeshProtocol::Http1
+                };
+                Transport::Meshed(MeshDial::new(plan.clone(), destination, protocol))
             }),
             self.epoch,
             &self.metrics,

@@ -133,9 +133,15 @@ impl AcceptFailures {
         }
     }
 
-    /// Counts `error` (by reason) and logs it unless too many were logged lately.
+    /// Counts `error` (by reason) and logs it unless too many were logged lately. A
+    /// client that went away during the handshake (`eof`) was not refused: it is only
+    /// logged at debug level (a raced connection its sidecar gave up on looks like this).
     pub fn report(&self, client: SocketAddr, error: &AcceptError) {
         let reason = error.reason();
+        if reason == "eof" {
+            tracing::debug!(listener = %self.listener, %client, %error, "meshed peer went away during the handshake");
+            return;
+        }
         self.refused
             .with_label_values(&[&*self.listener, reason])
             .inc();

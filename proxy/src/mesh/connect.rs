@@ -78,31 +78,45 @@ impl ConnectError {
     }
 }
 
-/// A meshed destination as a connector dials it, connection after connection (the
-/// `original-destination` cluster's pooled HTTP connections).
+/// A meshed connection to open: where to, and what the header says.
 #[derive(Clone, Debug)]
 pub struct MeshDial {
     pub plan: Arc<MeshPlan>,
-    /// The original destination (the app's address and port).
+    /// The original destination (the app's address and port: the header names its port).
     pub destination: SocketAddr,
-    /// What every connection carries: HTTP/1 or HTTP/2.
     pub protocol: super::MeshProtocol,
+    /// Opened while the client's protocol is still being detected (see
+    /// [`MeshHeader::raced`]).
+    pub raced: bool,
 }
 
 impl MeshDial {
-    /// Opens one meshed connection.
+    pub fn new(
+        plan: Arc<MeshPlan>,
+        destination: SocketAddr,
+        protocol: super::MeshProtocol,
+    ) -> Self {
+        Self {
+            plan,
+            destination,
+            protocol,
+            raced: false,
+        }
+    }
+
+    /// Opens one meshed connection (see [`connect`]).
     ///
     /// # Errors
     /// See [`ConnectError`].
     pub async fn open(&self, connect_timeout: Duration) -> Result<MeshedStream, ConnectError> {
-        connect(&self.plan, self.destination, self.protocol, connect_timeout).await
+        connect(self, connect_timeout).await
     }
 }
 
-/// Opens a meshed connection to `destination` (the original destination: the pod's IP
-/// and the app's port) through the peer's inbound port, and sends `protocol` with the
-/// app's port in the header. `connect_timeout` bounds the TCP connect and, again, the
-/// TLS handshake. A failure is counted by reason (`meshwork_mesh_connect_failures_total`).
+/// Opens a meshed connection to `dial.destination` (the original destination: the
+/// pod's IP and the app's port) through the peer's inbound port, and sends the header.
+/// `connect_timeout` bounds the TCP connect and, again, the TLS handshake. A failure is
+/// counted by reason (`meshwork_mesh_connect_failures_total`).
 ///
 /// With TLS 1.3 a peer that refuses this proxy's certificate does so after the client's
 /// side of the handshake is done: that refusal shows as the connection failing on its
@@ -111,14 +125,13 @@ impl MeshDial {
 /// # Errors
 /// See [`ConnectError`].
 pub async fn connect(
-    plan: &MeshPlan,
-    destination: SocketAddr,
-    protocol: super::MeshProtocol,
+    dial: &MeshDial,
     connect_timeout: Duration,
 ) -> Result<MeshedStream, ConnectError> {
-    let result = connect_uncounted(plan, destination, protocol, connect_timeout).await;
+    let result = connect_uncounted(dial, connect_timeout).await;
     if let Err(error) = &result {
-        plan.connect_failures
+        dial.plan
+            .connect_failures
             .with_label_values(&[error.reason()])
             .inc();
     }
@@ -126,12 +139,16 @@ pub async fn connect(
 }
 
 async fn connect_uncounted(
-    plan: &MeshPlan,
-    destination: SocketAddr,
-    protocol: super::MeshProtocol,
+    dial: &MeshDial,
     connect_timeout: Duration,
 ) -> Result<MeshedStream, ConnectError> {
-    let address = plan.peer_address(destination);
+    let MeshDial {
+        plan,
+        destination,
+        protocol,
+        raced,
+    } = dial;
+    let address = plan.peer_address(*destination);
     let tcp = tokio::time::timeout(connect_timeout, TcpStream::connect(address))
         .await
         .map_err(|_| ConnectError::ConnectTimeout(address))?
@@ -167,7 +184,8 @@ async fn connect_uncounted(
         })?;
     let header = MeshHeader {
         port: destination.port(),
-        protocol,
+        protocol: *protocol,
+        raced: *raced,
     };
     header
         .write(&mut stream)

@@ -11,10 +11,13 @@
 //! +---------+----------------+------------------------------------------+
 //! ```
 //!
-//! Version 1 knows two fields, both required, each at most once:
-//! - `1` port: the original destination port (u16, never 0);
-//! - `2` protocol: what the outbound side found the connection to carry
-//!   (`0` opaque, `1` HTTP/1, `2` HTTP/2).
+//! Version 1 knows three fields, each at most once:
+//! - `1` port (required): the original destination port (u16, never 0);
+//! - `2` protocol (required): what the outbound side found the connection to carry
+//!   (`0` opaque, `1` HTTP/1, `2` HTTP/2);
+//! - `3` raced (optional, no value): the outbound side opened the connection while it
+//!   was still waiting for its client's first bytes (protocol detection without a
+//!   timeout), and closes it unused if they turn out to be HTTP.
 //!
 //! A field of an unknown type is skipped (its length says how far), so later versions of
 //! the outbound side can add fields older inbound sides ignore; a change that must not be
@@ -35,6 +38,7 @@ pub const MAX_HEADER_LEN: usize = 512;
 
 const FIELD_PORT: u8 = 1;
 const FIELD_PROTOCOL: u8 = 2;
+const FIELD_RACED: u8 = 3;
 
 /// What a meshed connection carries, as the outbound side detected (or was told by a
 /// port hint): the inbound side serves it as such, without detection.
@@ -83,6 +87,9 @@ pub struct MeshHeader {
     /// The port the client connected to (the app's port on the destination pod).
     pub port: u16,
     pub protocol: MeshProtocol,
+    /// Opened before the outbound side knew what its client speaks: it may be closed
+    /// without a byte (the client spoke HTTP, which takes connections of its own).
+    pub raced: bool,
 }
 
 /// Why a header could not be read: each is a refusal of the connection.
@@ -149,19 +156,27 @@ pub const HEADER_REASONS: &[&str] = &[
 impl MeshHeader {
     /// The header's bytes, as written on the wire.
     pub fn encode(&self) -> Vec<u8> {
+        let [port_high, port_low] = self.port.to_be_bytes();
         let fields = [
             FIELD_PORT,
             2,
-            (self.port >> 8) as u8,
-            self.port as u8,
+            port_high,
+            port_low,
             FIELD_PROTOCOL,
             1,
             self.protocol.code(),
+            FIELD_RACED,
+            0,
         ];
+        let fields = if self.raced {
+            &fields[..]
+        } else {
+            &fields[..7]
+        };
         let mut out = Vec::with_capacity(3 + fields.len());
         out.push(VERSION);
         out.extend_from_slice(&(fields.len() as u16).to_be_bytes());
-        out.extend_from_slice(&fields);
+        out.extend_from_slice(fields);
         out
     }
 
@@ -171,7 +186,7 @@ impl MeshHeader {
     /// A field that runs past the end, a known field of the wrong size, twice, or missing,
     /// a zero port, an unknown protocol.
     pub fn decode_fields(mut fields: &[u8]) -> Result<Self, HeaderError> {
-        let (mut port, mut protocol) = (None, None);
+        let (mut port, mut protocol, mut raced) = (None, None, false);
         while let [field, len, rest @ ..] = fields {
             let (field, len) = (*field, usize::from(*len));
             if rest.len() < len {
@@ -208,6 +223,13 @@ impl MeshHeader {
                             .ok_or(HeaderError::UnknownProtocol(value[0]))?,
                     );
                 }
+                FIELD_RACED => {
+                    expect(0)?;
+                    if raced {
+                        return Err(HeaderError::DuplicateField(field));
+                    }
+                    raced = true;
+                }
                 // A later version's field: skipped.
                 _ => {}
             }
@@ -220,7 +242,11 @@ impl MeshHeader {
             return Err(HeaderError::PortZero);
         }
         let protocol = protocol.ok_or(HeaderError::MissingField("protocol"))?;
-        Ok(Self { port, protocol })
+        Ok(Self {
+            port,
+            protocol,
+            raced,
+        })
     }
 
     /// Writes the header (and flushes it: the inbound side waits for it before it
@@ -300,10 +326,32 @@ mod tests {
         let header = MeshHeader {
             port: 8080,
             protocol: MeshProtocol::Http2,
+            raced: false,
         };
         assert_eq!(
             header.encode(),
             [1, 0, 7, FIELD_PORT, 2, 0x1f, 0x90, FIELD_PROTOCOL, 1, 2]
+        );
+        let raced = MeshHeader {
+            raced: true,
+            ..header
+        };
+        assert_eq!(
+            raced.encode(),
+            [
+                1,
+                0,
+                9,
+                FIELD_PORT,
+                2,
+                0x1f,
+                0x90,
+                FIELD_PROTOCOL,
+                1,
+                2,
+                FIELD_RACED,
+                0
+            ]
         );
     }
 
@@ -312,6 +360,7 @@ mod tests {
         let header = MeshHeader {
             port: 3306,
             protocol: MeshProtocol::Opaque,
+            raced: true,
         };
         let mut wire = header.encode();
         wire.extend_from_slice(b"payload");
@@ -350,7 +399,8 @@ mod tests {
             decode(&wire).unwrap(),
             MeshHeader {
                 port: 80,
-                protocol: MeshProtocol::Http1
+                protocol: MeshProtocol::Http1,
+                raced: false,
             }
         );
         // One byte shorter, the last field's length byte falls outside the header.
@@ -407,6 +457,43 @@ mod tests {
                 "header-malformed",
             ),
             (&[1, 0, 2, 9, 5], "header-malformed"),
+            (
+                &[
+                    1,
+                    0,
+                    10,
+                    FIELD_PORT,
+                    2,
+                    0,
+                    80,
+                    FIELD_PROTOCOL,
+                    1,
+                    0,
+                    FIELD_RACED,
+                    1,
+                    1,
+                ],
+                "header-malformed",
+            ),
+            (
+                &[
+                    1,
+                    0,
+                    11,
+                    FIELD_PORT,
+                    2,
+                    0,
+                    80,
+                    FIELD_PROTOCOL,
+                    1,
+                    0,
+                    FIELD_RACED,
+                    0,
+                    FIELD_RACED,
+                    0,
+                ],
+                "header-malformed",
+            ),
         ];
         for (wire, reason) in cases {
             let error = decode(wire).expect_err(&format!("{wire:?}"));
@@ -430,8 +517,8 @@ mod tests {
 
     proptest! {
         #[test]
-        fn every_header_reads_back_as_written(port in 1u16.., p in 0usize..3) {
-            let header = MeshHeader { port, protocol: PROTOCOLS[p] };
+        fn every_header_reads_back_as_written(port in 1u16.., p in 0usize..3, raced: bool) {
+            let header = MeshHeader { port, protocol: PROTOCOLS[p], raced };
             prop_assert_eq!(decode(&header.encode()).unwrap(), header);
         }
 

@@ -9,7 +9,10 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::TcpStream;
 
 use super::race::{Connecting, UpstreamStream};
@@ -17,29 +20,31 @@ use super::{Rewind, SidecarConnSettings, connect, opaque, reset};
 use crate::listener::activity::ConnProtocol;
 use crate::listener::http::serve_intercepted;
 use crate::mesh::accept::{MESH_HANDSHAKE_TIMEOUT, accept};
-use crate::mesh::client_hello::{Peeked, peek_client_hello};
+use crate::mesh::client_hello::{PeekError, Peeked, peek_client_hello};
+use crate::mesh::connect::MeshDial;
 use crate::mesh::{MeshPlan, MeshProtocol};
 
 /// Dials `destination`: meshed with `mesh` (the destination runs meshwork), else
 /// straight, from `transparent_source` under TPROXY. What a meshed dial carries is
 /// always opaque to the peer: HTTP never takes this connection (it is served by the
 /// HTTP stack, whose own connections to a meshed destination are meshed as HTTP).
+/// `raced`: dialed while the client's protocol is still being detected.
 pub fn dial(
     destination: SocketAddr,
     transparent_source: Option<IpAddr>,
     mesh: Option<Arc<MeshPlan>>,
+    raced: bool,
 ) -> Connecting {
     match mesh {
         Some(plan) => Box::pin(async move {
-            crate::mesh::connect::connect(
-                &plan,
-                destination,
-                MeshProtocol::Opaque,
-                connect::CONNECT_TIMEOUT,
-            )
-            .await
-            .map(|meshed| UpstreamStream::Tls { tls: meshed.stream })
-            .map_err(io::Error::other)
+            let dial = MeshDial {
+                raced,
+                ..MeshDial::new(plan, destination, MeshProtocol::Opaque)
+            };
+            dial.open(connect::CONNECT_TIMEOUT)
+                .await
+                .map(|meshed| UpstreamStream::Tls { tls: meshed.stream })
+                .map_err(io::Error::other)
         }),
         None => Box::pin(async move {
             connect::connect(destination, transparent_source)
@@ -64,6 +69,9 @@ pub async fn serve_inbound(
             handles.refused("not-redirected", client_addr, &"not a meshed peer");
             return reset(client);
         }
+        // Gone before saying anything: nothing was refused (a raced connection its
+        // sidecar gave up on while connecting looks like this).
+        Err(PeekError::Closed) => return,
         Err(error) => {
             handles.refused(error.reason(), client_addr, &error);
             return reset(client);
@@ -97,7 +105,17 @@ pub async fn serve_inbound(
         MeshProtocol::Http1 => ConnProtocol::Http1,
         MeshProtocol::Http2 => ConnProtocol::Http2,
         MeshProtocol::Opaque => {
+            let mut stream = stream;
             if !authorized(&settings, &peer, destination.port()) {
+                // A connection the peer opened while its client had not spoken yet is
+                // closed unused when the client speaks HTTP: no refusal to report then.
+                // Closing it here instead would look to the peer like its destination
+                // spoke first, and commit its client to an opaque relay.
+                if accepted.header.raced && abandoned(&mut stream, settings.idle_timeout).await {
+                    tracing::debug!(%client_addr, peer = %peer, "raced meshed connection closed unused");
+                    return;
+                }
+                count_denial(&settings);
                 handles.refused("unauthorized", client_addr, &format_args!("peer {peer}"));
                 return;
             }
@@ -133,11 +151,28 @@ fn authorized(settings: &SidecarConnSettings, peer: &str, port: u16) -> bool {
     let Some(plan) = snapshot.http_listener(&settings.http.listener) else {
         return false;
     };
-    match &plan.authorization {
-        Some(policy) if !policy.allows_connection(Some(peer), Some(port)) => {
-            plan.authorization_denied();
-            false
-        }
-        _ => true,
+    plan.authorization
+        .as_ref()
+        .is_none_or(|policy| policy.allows_connection(Some(peer), Some(port)))
+}
+
+fn count_denial(settings: &SidecarConnSettings) {
+    if let Some(plan) = settings
+        .http
+        .snapshots
+        .load()
+        .http_listener(&settings.http.listener)
+    {
+        plan.authorization_denied();
     }
+}
+
+/// Whether the peer ends `stream` without sending a byte (within `idle_timeout`). A
+/// dropped connection ends without TLS's close_notify, which reads as an error.
+async fn abandoned<S: AsyncRead + Unpin>(stream: &mut S, idle_timeout: Duration) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(
+        tokio::time::timeout(idle_timeout, stream.read(&mut byte)).await,
+        Ok(Ok(0) | Err(_))
+    )
 }

@@ -152,7 +152,7 @@ pub async fn serve(mut client: TcpStream, client_addr: SocketAddr, settings: Sid
         .then_some(client_addr.ip().to_canonical());
     let destination = destination.address;
     let mesh = MeshPlan::outbound(&snapshot, &settings.http.listener, destination).cloned();
-    let dial = move || meshed::dial(destination, transparent_source, mesh);
+    let dial = move |raced: bool| meshed::dial(destination, transparent_source, mesh, raced);
     // A client the listener's policy would not let through unread may still send HTTP
     // that it allows, request by request: it is read first, and nothing is dialed for it.
     let relay_allowed = snapshot
@@ -168,12 +168,12 @@ pub async fn serve(mut client: TcpStream, client_addr: SocketAddr, settings: Sid
         PortProtocol::Opaque => Start::Client {
             detected: Detected::Opaque,
             bytes: Bytes::new(),
-            upstream: Some(Upstream::Connecting(dial())),
+            upstream: Some(Upstream::Connecting(dial(false))),
         },
         PortProtocol::Auto if relay_allowed => {
             race::race(
                 &mut client,
-                dial,
+                move || dial(true),
                 settings.has_routes,
                 settings.idle_timeout,
             )

@@ -13,7 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 use super::accept::{AcceptError, AcceptFailures, MeshAccepted, accept};
-use super::connect::{ConnectError, connect};
+use super::connect::{ConnectError, MeshDial, connect};
 use super::{ALPN_MESH, MeshHeader, MeshPlan, MeshProtocol};
 use crate::tls::identity::{IdentityCert, IdentityStore};
 use crate::tls::spiffe::{Trust, UpstreamVerifier};
@@ -80,9 +80,12 @@ async fn a_meshed_connection_carries_identities_header_and_bytes_both_ways() {
     let pki = Pki::new("mesh");
     let (web, api) = (pki.identity(WEB), pki.identity(API));
     let (port, server) = inbound(&api, TIMEOUT).await;
-    let mut client = connect(&plan(&web, port), APP, MeshProtocol::Http1, TIMEOUT)
-        .await
-        .unwrap();
+    let mut client = connect(
+        &MeshDial::new(plan(&web, port), APP, MeshProtocol::Http1),
+        TIMEOUT,
+    )
+    .await
+    .unwrap();
     assert_eq!(&*client.peer_identity, API);
     assert_eq!(client.peer_address.port(), port);
     client.stream.write_all(b"ping").await.unwrap();
@@ -93,7 +96,8 @@ async fn a_meshed_connection_carries_identities_header_and_bytes_both_ways() {
         accepted.header,
         MeshHeader {
             port: 8080,
-            protocol: MeshProtocol::Http1
+            protocol: MeshProtocol::Http1,
+            raced: false,
         }
     );
     let mut ping = [0u8; 4];
@@ -121,9 +125,12 @@ async fn a_rotated_identity_is_presented_on_the_next_connection() {
             Some(crate::tls::identity::IdentityMaterial::load(&store.files().unwrap()).unwrap()),
         );
         let (port, server) = inbound(&api, TIMEOUT).await;
-        let _client = connect(&plan(&web, port), APP, MeshProtocol::Opaque, TIMEOUT)
-            .await
-            .unwrap();
+        let _client = connect(
+            &MeshDial::new(plan(&web, port), APP, MeshProtocol::Opaque),
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
         assert_eq!(&*server.await.unwrap().unwrap().peer_identity, expected);
     }
 }
@@ -134,9 +141,12 @@ async fn a_client_from_another_trust_root_is_refused() {
     let (port, server) = inbound(&ours.identity(API), TIMEOUT).await;
     let stranger = theirs.identity(WEB);
     // It does not trust the server either: refused on both sides.
-    let error = connect(&plan(&stranger, port), APP, MeshProtocol::Opaque, TIMEOUT)
-        .await
-        .unwrap_err();
+    let error = connect(
+        &MeshDial::new(plan(&stranger, port), APP, MeshProtocol::Opaque),
+        TIMEOUT,
+    )
+    .await
+    .unwrap_err();
     assert_eq!(error.reason(), "unknown-ca", "{error}");
     let refused = refusal(server.await.unwrap());
     assert_eq!(refused.reason(), "peer-refused-unknown-ca", "{refused}");
@@ -182,7 +192,11 @@ async fn a_client_certificate_without_a_spiffe_id_is_refused() {
     let pki = Pki::new("mesh");
     let (port, server) = inbound(&pki.identity(API), TIMEOUT).await;
     let anonymous = pki.identity_without_spiffe_id("web.internal");
-    let _ = connect(&plan(&anonymous, port), APP, MeshProtocol::Opaque, TIMEOUT).await;
+    let _ = connect(
+        &MeshDial::new(plan(&anonymous, port), APP, MeshProtocol::Opaque),
+        TIMEOUT,
+    )
+    .await;
     assert_eq!(refusal(server.await.unwrap()).reason(), "identity-mismatch");
 }
 
@@ -191,9 +205,7 @@ async fn a_server_certificate_without_a_spiffe_id_is_refused() {
     let pki = Pki::new("mesh");
     let (port, server) = inbound(&pki.identity_without_spiffe_id("api.internal"), TIMEOUT).await;
     let error = connect(
-        &plan(&pki.identity(WEB), port),
-        APP,
-        MeshProtocol::Opaque,
+        &MeshDial::new(plan(&pki.identity(WEB), port), APP, MeshProtocol::Opaque),
         TIMEOUT,
     )
     .await
@@ -243,9 +255,7 @@ async fn a_server_that_does_not_select_the_mesh_alpn_is_not_a_mesh_peer() {
         let _ = tls.read(&mut [0u8; 64]).await;
     });
     let error = connect(
-        &plan(&pki.identity(WEB), port),
-        APP,
-        MeshProtocol::Opaque,
+        &MeshDial::new(plan(&pki.identity(WEB), port), APP, MeshProtocol::Opaque),
         TIMEOUT,
     )
     .await
@@ -288,9 +298,7 @@ async fn a_closed_port_is_unreachable() {
         l.local_addr().unwrap().port()
     };
     let error = connect(
-        &plan(&pki.identity(WEB), port),
-        APP,
-        MeshProtocol::Opaque,
+        &MeshDial::new(plan(&pki.identity(WEB), port), APP, MeshProtocol::Opaque),
         TIMEOUT,
     )
     .await
