@@ -27,10 +27,18 @@ pub enum Command {
         /// (useful with `admin.address: 127.0.0.1:0`).
         #[arg(long, value_name = "PATH")]
         admin_address_file: Option<PathBuf>,
-        /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
+        /// The drain's one deadline, from SIGTERM/SIGINT or POST /drain: inbound
+        /// connections finish and outbound listeners serve the app until it is gone.
         #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
         drain_timeout: Duration,
+        /// During the drain, how long the app must make no call (once inbound drained)
+        /// to count as gone.
+        #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+        app_quiet_period: Duration,
     },
+    /// Wait until the local proxy's /ready answers 200, then run CMD in this process's
+    /// place (`meshwork await -- CMD ARGS...`); without CMD, only wait.
+    Await(crate::await_ready::AwaitArgs),
     /// Validate config files; print every error as file:line:col: field: message.
     Check {
         /// Files to check.
@@ -70,6 +78,19 @@ pub enum Command {
     /// Program this network namespace so the pod's TCP traffic reaches the sidecar
     /// (run as the pod's init container, with NET_ADMIN), or prove that it does.
     Init(InitArgs),
+    /// Print Kubernetes resources with meshwork injected into their pods (init container,
+    /// native sidecar, config and identity volumes); other resources pass through.
+    Inject(crate::inject::cli::InjectArgs),
+    /// Ask the local proxy to start draining (`POST /drain` on its admin port): the
+    /// sidecar's preStop hook.
+    Drain {
+        /// The proxy's admin address (`admin.address` in its config; as `meshwork await`).
+        #[arg(long, value_name = "ADDR", default_value = meshwork_config::model::DEFAULT_ADMIN_ADDRESS)]
+        admin: std::net::SocketAddr,
+        /// How long connecting and the answer may take.
+        #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+        timeout: Duration,
+    },
     /// Create development certificates: a CA, and workload certificates carrying SPIFFE
     /// IDs, to try mTLS between sidecars (not for production).
     Certs {

@@ -10,10 +10,11 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use meshwork_config::Config;
+use meshwork_config::model::Direction;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::cluster::ClusterRegistry;
+use crate::drain::ConnectionTracker;
 use crate::listener::{ListenerInfo, ListenerSet};
 use crate::mesh::MeshPlan;
 use crate::metrics::Metrics;
@@ -82,6 +83,8 @@ pub struct Dataplane {
     /// The settings read once at startup, and those the applied config changes.
     startup: StartupSettings,
     pending_restart: Mutex<Vec<PendingRestart>>,
+    /// Every connection and tunnel, for the drain.
+    connections: ConnectionTracker,
 }
 
 impl Dataplane {
@@ -93,7 +96,7 @@ impl Dataplane {
     pub fn new(
         config: &Config,
         metrics: Metrics,
-        connections: TaskTracker,
+        connections: ConnectionTracker,
         drain: CancellationToken,
     ) -> Self {
         let registry = ClusterRegistry::new(metrics.clone());
@@ -109,7 +112,10 @@ impl Dataplane {
             bare,
             &registry,
             &metrics,
-            SnapshotParts::default(),
+            SnapshotParts {
+                connections: connections.clone(),
+                ..SnapshotParts::default()
+            },
         );
         let snapshots: SnapshotHandle = Arc::new(ArcSwap::from_pointee(empty));
         Self {
@@ -119,7 +125,7 @@ impl Dataplane {
             identity_watch: Mutex::new(None),
             listeners: Mutex::new(ListenerSet::new(
                 snapshots,
-                connections,
+                connections.clone(),
                 drain,
                 metrics.clone(),
             )),
@@ -127,6 +133,7 @@ impl Dataplane {
             next_version: AtomicU64::new(1),
             startup: StartupSettings::of(config),
             pending_restart: Mutex::new(Vec::new()),
+            connections,
         }
     }
 
@@ -135,12 +142,13 @@ impl Dataplane {
         &self.identity
     }
 
-    /// Stops every listener accepting; open connections stay, tracked by the drain.
-    pub fn stop_listeners(&self) {
+    /// Stops the listeners of `direction` accepting; open connections stay, tracked by
+    /// the drain, and those serving HTTP shut down gracefully.
+    pub fn stop_listeners(&self, direction: Direction) {
         self.listeners
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .stop_all();
+            .stop_direction(direction);
     }
 
     /// Applies a new config: binds new listeners first, then swaps the snapshot, then
@@ -185,6 +193,7 @@ impl Dataplane {
                 access_log,
                 tracer,
                 mesh,
+                connections: self.connections.clone(),
             },
         );
         let config = snapshot.config.clone();

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod await_ready;
 pub mod balance;
 pub mod certs;
 pub mod cli;
@@ -9,10 +10,13 @@ pub mod cluster;
 pub mod control_plane;
 pub mod dataplane;
 pub mod demo;
+pub mod drain;
+pub mod drain_request;
 pub mod explain;
 pub mod file_watch;
 pub mod http;
 pub mod init;
+pub mod inject;
 pub mod layers;
 pub mod lifecycle;
 pub mod listener;

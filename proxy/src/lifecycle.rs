@@ -6,11 +6,10 @@
 //! routes or clusters. With a `control_plane`, its TLS is built before any port is
 //! bound, so a bad certificate file stops the start naming the file. The admin server
 //! binds and serves; `/ready` answers 503 "starting". Then the config is applied: every
-//! listener binds and every certificate file is read, and any failure ends the start
-//! with an error (exit code 1). The admin address is written to `--admin-address-file`
-//! when asked, and the proxy is ready — or, when the file has no listeners of its own
-//! and a control plane feeds it, ready once the control plane's first snapshot is
-//! applied.
+//! listener binds, the identity and every certificate file is read, and any failure
+//! ends the start with an error (exit code 1). The admin address is written to
+//! `--admin-address-file` when asked, and the proxy is ready — with a control plane,
+//! once its first snapshot is applied ([`crate::readiness`]).
 //!
 //! **Run.** The config file is reloaded on SIGHUP and when it changes on disk
 //! ([`crate::reload`]); the control plane's stream is kept open
@@ -18,24 +17,27 @@
 //! [`ApplyConfig`](crate::dataplane::ApplyConfig); a change that fails keeps the active
 //! config.
 //!
-//! **Stop.** On SIGTERM or SIGINT `/ready` turns 503 "draining", reloads and the control
-//! plane stream stop, every listener stops accepting, and the open connections are told
-//! to finish and given `--drain-timeout`; those still open after it are counted in the
-//! log and cut when the process exits. What the last requests produced (access log,
-//! spans) is written out, the admin server stops, and the process exits 0.
+//! **Stop.** SIGTERM, SIGINT, `POST /drain` or `POST /shutdown` begins the drain, once:
+//! `/ready` turns 503 "draining", reloads and the control plane stream stop, and
+//! [`crate::drain`] runs under the one deadline `--drain-timeout` — inbound listeners
+//! stop and drain, outbound listeners serve the app until it is gone. What is still
+//! open at the deadline is counted (`meshwork_drain_deadline_closed_total` and the log)
+//! and closed by the exit. What the last requests produced (access log, spans) is
+//! written out, the admin server stops, and the process exits 0.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use meshwork_config::Config;
+use meshwork_config::model::Direction;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::admin::AdminState;
 use crate::control_plane::{ControlPlaneTls, Link};
 use crate::dataplane::{Dataplane, DataplaneView, file_source};
+use crate::drain::{ConnectionTracker, DrainEnd, DrainListeners, DrainSettings, DrainTrigger};
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
 use crate::reload::ConfigFile;
@@ -48,17 +50,36 @@ const FLUSH_AT_EXIT: Duration = Duration::from_secs(2);
 pub struct RunOptions {
     pub config_path: PathBuf,
     pub admin_address_file: Option<PathBuf>,
+    /// The drain's one deadline, from the ask to stop.
     pub drain_timeout: Duration,
+    /// How long the app must make no call, after inbound drained, to count as gone
+    /// (default [`crate::drain::DEFAULT_APP_QUIET_PERIOD`]).
+    pub app_quiet_period: Duration,
 }
 
-/// Runs the proxy until SIGTERM/SIGINT, then drains.
+/// Runs the proxy until SIGTERM/SIGINT or `POST /drain`/`POST /shutdown`, then drains.
 ///
 /// # Errors
 /// Startup failures: listeners or admin that cannot bind, an unwritable address file.
 pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<()> {
-    let running = start(config, &options)?;
-    wait_for_shutdown_signal().await;
-    running.stop(options.drain_timeout).await;
+    let trigger = Arc::new(DrainTrigger::new());
+    let running = start(config, &options, &trigger)?;
+    tokio::select! {
+        signal = wait_for_shutdown_signal() => {
+            trigger.drain();
+            tracing::info!(signal, "drain asked");
+        }
+        () = trigger.begun() => {}
+    }
+    running
+        .stop(
+            DrainSettings {
+                timeout: options.drain_timeout,
+                app_quiet_period: options.app_quiet_period,
+            },
+            &trigger,
+        )
+        .await;
     Ok(())
 }
 
@@ -66,11 +87,11 @@ pub async fn run(config: Config, options: RunOptions) -> anyhow::Result<()> {
 #[derive(Debug)]
 struct Running {
     dataplane: Arc<Dataplane>,
-    readiness: Arc<Readiness>,
-    /// Told to finish when the drain begins: every connection watches it.
+    metrics: Metrics,
+    /// Cancelled when the drain is over: every listener's token is its child.
     drain: CancellationToken,
-    /// Every connection, so the drain can wait for them.
-    connections: TaskTracker,
+    /// Every connection and tunnel, so the drain can wait for them.
+    connections: ConnectionTracker,
     admin_stop: CancellationToken,
     reloads: JoinHandle<()>,
     subscription: Option<JoinHandle<()>>,
@@ -78,9 +99,13 @@ struct Running {
 
 /// Start: admin up, config applied, listeners bound, ready; then the reload and control
 /// plane tasks.
-fn start(config: Config, options: &RunOptions) -> anyhow::Result<Running> {
+fn start(
+    config: Config,
+    options: &RunOptions,
+    trigger: &Arc<DrainTrigger>,
+) -> anyhow::Result<Running> {
     let drain = CancellationToken::new();
-    let connections = TaskTracker::new();
+    let connections = ConnectionTracker::new();
     let metrics = Metrics::new();
     let admin_address = config.admin.address;
     let initial_text = std::fs::read_to_string(&options.config_path).ok();
@@ -96,10 +121,9 @@ fn start(config: Config, options: &RunOptions) -> anyhow::Result<Running> {
             metrics.control_plane.clone(),
         ))
     });
-    // Without listeners of its own, a proxy fed by a control plane has nothing to serve
-    // until the first snapshot.
-    let awaiting_snapshot = control_plane.is_some() && config.listeners.is_empty();
-    let readiness = Arc::new(Readiness::new(awaiting_snapshot));
+    // A proxy fed by a control plane serves its routes and clusters once the first
+    // snapshot is in: an app started before would find its calls' routes missing.
+    let awaiting_snapshot = control_plane.is_some();
     let node = meshwork_config::discovery::Node {
         id: config.node.id.clone(),
         labels: config.node.labels.clone().into_iter().collect(),
@@ -109,6 +133,11 @@ fn start(config: Config, options: &RunOptions) -> anyhow::Result<Running> {
         metrics.clone(),
         connections.clone(),
         drain.clone(),
+    ));
+    let readiness = Arc::new(Readiness::new(
+        awaiting_snapshot,
+        dataplane.identity().clone(),
+        trigger.clone(),
     ));
 
     // Before any port is bound: a bad certificate file for the control plane stops the
@@ -131,6 +160,7 @@ fn start(config: Config, options: &RunOptions) -> anyhow::Result<Running> {
         dataplane: dataplane.clone(),
         control_plane: control_plane.clone(),
         metrics: metrics.clone(),
+        drain: trigger.clone(),
     });
     tokio::spawn(crate::admin::serve(admin, admin_state, admin_stop.clone()));
     tracing::info!(address = %admin_bound, "admin server started");
@@ -168,7 +198,7 @@ fn start(config: Config, options: &RunOptions) -> anyhow::Result<Running> {
     });
     Ok(Running {
         dataplane,
-        readiness,
+        metrics,
         drain,
         connections,
         admin_stop,
@@ -178,26 +208,34 @@ fn start(config: Config, options: &RunOptions) -> anyhow::Result<Running> {
 }
 
 impl Running {
-    /// Stop: not ready, no more config changes, no new connections, the open ones
-    /// drained within `drain_timeout`, what is buffered written out.
-    async fn stop(self, drain_timeout: Duration) {
-        tracing::info!(timeout = ?drain_timeout, "draining");
-        self.readiness.mark_draining();
+    /// Stop: no more config changes, the drain under its deadline, what is buffered
+    /// written out.
+    async fn stop(self, settings: DrainSettings, trigger: &DrainTrigger) {
+        let began = tokio::time::Instant::now();
+        tracing::info!(
+            deadline = ?settings.timeout,
+            outbound_listeners = self.dataplane.has_outbound(),
+            "draining"
+        );
         self.reloads.abort();
         if let Some(task) = self.subscription {
             task.abort();
         }
-        self.dataplane.stop_listeners();
+        let end = crate::drain::drain(&*self.dataplane, &self.connections, trigger, settings).await;
         self.drain.cancel();
-        self.connections.close();
-        if tokio::time::timeout(drain_timeout, self.connections.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                remaining = self.connections.len(),
-                "drain timeout reached; closing remaining connections"
-            );
+        match end {
+            DrainEnd::Deadline { open } => {
+                self.metrics
+                    .drain
+                    .deadline_closed_total
+                    .inc_by(u64::try_from(open).unwrap_or(u64::MAX));
+                tracing::warn!(
+                    open,
+                    deadline = ?settings.timeout,
+                    "drain deadline passed; closing the connections and tunnels still open"
+                );
+            }
+            end => tracing::info!(?end, took = ?began.elapsed(), "drained"),
         }
         // What the last requests produced is still in memory: write and send it.
         let last = self.dataplane.snapshot();
@@ -209,6 +247,20 @@ impl Running {
         }
         self.admin_stop.cancel();
         tracing::info!("stopped");
+    }
+}
+
+impl DrainListeners for Dataplane {
+    fn stop_accepting(&self, direction: Direction) {
+        self.stop_listeners(direction);
+    }
+
+    fn has_outbound(&self) -> bool {
+        self.snapshot()
+            .config
+            .listeners
+            .iter()
+            .any(|l| l.direction == Direction::Outbound)
     }
 }
 
@@ -225,8 +277,9 @@ fn listen_for_hangups() -> Option<tokio::signal::unix::Signal> {
     }
 }
 
-/// Returns on SIGTERM or SIGINT.
-async fn wait_for_shutdown_signal() {
+/// Returns on SIGTERM or SIGINT, naming it. Once listened for, neither ends the
+/// process by itself again: a second one during the drain changes nothing.
+async fn wait_for_shutdown_signal() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = match signal(SignalKind::terminate()) {
         Ok(s) => s,
@@ -236,8 +289,8 @@ async fn wait_for_shutdown_signal() {
         }
     };
     tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => "SIGTERM",
+        _ = tokio::signal::ctrl_c() => "SIGINT",
     }
 }
 

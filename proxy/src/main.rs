@@ -90,18 +90,40 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Inject(args) => inject(&args),
+        Command::Drain { admin, timeout } => {
+            match meshwork_proxy::drain_request::drain(admin, timeout) {
+                Ok(status) => {
+                    eprintln!("{admin}: {status}");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Run {
             config,
             admin_address_file,
             drain_timeout,
+            app_quiet_period,
         } => run(
             RunOptions {
                 config_path: config,
                 admin_address_file,
                 drain_timeout,
+                app_quiet_period,
             },
             false,
         ),
+        Command::Await(args) => match meshwork_proxy::await_ready::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("meshwork await: {error}");
+                ExitCode::from(error.exit_code())
+            }
+        },
         Command::Demo => {
             let dir = std::env::temp_dir().join(format!("meshwork-demo-{}", std::process::id()));
             let path = dir.join("quickstart.yaml");
@@ -117,6 +139,7 @@ fn main() -> ExitCode {
                     config_path: path,
                     admin_address_file: None,
                     drain_timeout: std::time::Duration::from_secs(5),
+                    app_quiet_period: meshwork_proxy::drain::DEFAULT_APP_QUIET_PERIOD,
                 },
                 true,
             )
@@ -164,6 +187,22 @@ fn check(files: &[std::path::PathBuf], read_certificates: bool) -> ExitCode {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+fn inject(args: &meshwork_proxy::inject::cli::InjectArgs) -> ExitCode {
+    match args.run() {
+        Ok(injected) => {
+            for note in &injected.notes {
+                eprintln!("{note}");
+            }
+            print!("{}", injected.yaml);
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
     }
 }
 

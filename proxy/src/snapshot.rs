@@ -11,6 +11,7 @@ use meshwork_config::Config;
 use meshwork_config::model::{ListenerPaths, ListenerProtocol};
 
 use crate::cluster::{ClusterRegistry, ClusterRuntime};
+use crate::drain::ConnectionTracker;
 use crate::mesh::MeshPlan;
 use crate::metrics::Metrics;
 use crate::metrics::handles::{ListenerHandles, RequestHandles, RequestSlot};
@@ -165,6 +166,9 @@ pub struct Snapshot {
     pub tracer: Option<Arc<Tracer>>,
     /// Meshed connections (`mesh`): which destinations are meshed, both sides' TLS.
     pub mesh: Option<Arc<MeshPlan>>,
+    /// What the drain waits for: a request that outlives its connection (an upgraded
+    /// tunnel) is spawned here.
+    pub connections: ConnectionTracker,
 }
 
 /// What a snapshot takes over ready-made, built (and checked) before it: the parts whose
@@ -175,6 +179,7 @@ pub struct SnapshotParts {
     pub access_log: Option<Arc<AccessLogWriter>>,
     pub tracer: Option<Arc<Tracer>>,
     pub mesh: Option<Arc<MeshPlan>>,
+    pub connections: ConnectionTracker,
 }
 
 impl Snapshot {
@@ -191,6 +196,7 @@ impl Snapshot {
             access_log,
             tracer,
             mesh,
+            connections,
         } = parts;
         let clusters = registry.resolve(&config.clusters, &tls, config.identity.is_some());
         let route_tables: HashMap<String, Arc<RouteTable>> = config
@@ -262,6 +268,7 @@ impl Snapshot {
             access_log,
             tracer,
             mesh,
+            connections,
         }
     }
 

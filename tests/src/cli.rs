@@ -1,5 +1,5 @@
 //! Running `meshwork` subcommands that exit on their own (`check`, `explain`, `schema`,
-//! `--help`) and collecting what they print.
+//! `--help`), or other one-shot tools, and collecting what they print.
 
 use std::ffi::OsStr;
 use std::path::Path;
@@ -55,7 +55,21 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    let mut command = tokio::process::Command::new(meshwork_bin());
+    run_program(&meshwork_bin(), dir, args).await
+}
+
+/// Runs `PROGRAM ARGS...` (any one-shot tool: `meshwork-control --check`, a validator) in
+/// directory `dir`, bounded by [`CLI_TIMEOUT`].
+///
+/// # Panics
+/// When it cannot be started or runs longer than [`CLI_TIMEOUT`].
+pub async fn run_program<I, S>(program: &Path, dir: Option<&Path>, args: I) -> CliOutput
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let name = program.display();
+    let mut command = tokio::process::Command::new(program);
     command
         .args(args)
         .stdin(Stdio::null())
@@ -65,11 +79,13 @@ where
     if let Some(dir) = dir {
         command.current_dir(dir);
     }
-    let child = command.spawn().expect("start meshwork");
+    let child = command
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {name}: {e}"));
     let output = tokio::time::timeout(CLI_TIMEOUT, child.wait_with_output())
         .await
-        .unwrap_or_else(|_| panic!("meshwork did not exit within {CLI_TIMEOUT:?}"))
-        .expect("collect meshwork's output");
+        .unwrap_or_else(|_| panic!("{name} did not exit within {CLI_TIMEOUT:?}"))
+        .unwrap_or_else(|e| panic!("collect {name}'s output: {e}"));
     CliOutput {
         status: output.status,
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),

@@ -375,7 +375,7 @@ async fn node_selectors_give_each_proxy_its_own_routes() {
 }
 
 #[tokio::test]
-async fn a_proxy_with_its_own_listeners_is_ready_before_the_control_plane_answers() {
+async fn a_proxy_with_its_own_listeners_serves_them_but_is_ready_only_after_the_first_snapshot() {
     let app = Upstream::http1()
         .name("app")
         .route("/", "local")
@@ -403,12 +403,26 @@ async fn a_proxy_with_its_own_listeners_is_ready_before_the_control_plane_answer
         meshwork_tests::dead_endpoint(),
         app.endpoint()
     ));
-    let proxy = Proxy::with_config(yaml).start().await;
+    let proxy = Proxy::with_config(yaml)
+        .without_waiting_for_ready()
+        .start()
+        .await;
+    // The file's listeners serve at once (a bootstrap)...
     let reply = HttpClient::h1().get(&proxy.url("edge", "/")).await;
     assert_eq!(reply.text(), "local");
     let config = proxy.config_document().await;
     assert_eq!(config["control_plane"]["connected"], false);
     assert_eq!(config["control_plane"]["synced"], false);
+    // ...but an app waiting for /ready must not start on routes the control plane has
+    // not sent yet.
+    let ready = proxy.admin_get("/ready").await;
+    assert_eq!(
+        (ready.status, ready.text().as_str()),
+        (
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: waiting for the first snapshot from the control plane\n"
+        )
+    );
 }
 
 #[tokio::test]

@@ -222,26 +222,3 @@ async fn an_upgrade_to_an_http2_cluster_goes_as_a_plain_request() {
     let echo = plain_echo(request, &response);
     assert_eq!(echo.version, "HTTP/2.0");
 }
-
-#[tokio::test]
-async fn http2_clients_are_not_offered_extended_connect() {
-    let (_app, proxy) = proxy_to(Upstream::http1()).await;
-    let tcp = tokio::net::TcpStream::connect(proxy.listener_addr("edge"))
-        .await
-        .unwrap();
-    let (client, connection) = h2::client::handshake(tcp).await.expect("an h2c handshake");
-    tokio::spawn(connection);
-    let mut client = client.ready().await.expect("a ready h2 connection");
-    let request = http::Request::get("http://app.example/x").body(()).unwrap();
-    let (response, _) = client.send_request(request, true).unwrap();
-    // Once a response arrived, the server's SETTINGS have too.
-    let response = tokio::time::timeout(Duration::from_secs(5), response)
-        .await
-        .expect("an answer within 5s")
-        .expect("a response");
-    assert_eq!(response.status(), 200);
-    assert!(
-        !client.is_extended_connect_protocol_enabled(),
-        "SETTINGS_ENABLE_CONNECT_PROTOCOL was offered (RFC 8441): a tunnel past the routes"
-    );
-}

@@ -1,6 +1,8 @@
 //! The admin server (localhost by default): `/live`, `/ready`, `/config`, `/listeners`,
-//! `/clusters`, `/metrics`. It reads the proxy through [`AdminState`] and changes nothing.
+//! `/clusters`, `/metrics` read the proxy through [`AdminState`] and change nothing;
+//! `POST /drain` and `POST /shutdown` ask for the drain ([`lifecycle`]).
 
+mod lifecycle;
 mod views;
 
 use std::convert::Infallible;
@@ -17,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::control_plane::Link;
 use crate::dataplane::DataplaneView;
+use crate::drain::DrainTrigger;
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
 
@@ -28,12 +31,14 @@ pub struct AdminState {
     /// The control plane link, when `control_plane` is set.
     pub control_plane: Option<Arc<Link>>,
     pub metrics: Metrics,
+    /// What `POST /drain` and `POST /shutdown` ask.
+    pub drain: Arc<DrainTrigger>,
 }
 
 /// Serves admin requests until `stop` is cancelled.
 pub async fn serve(listener: TcpListener, state: Arc<AdminState>, stop: CancellationToken) {
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = stop.cancelled() => return,
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
@@ -48,7 +53,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, stop: Cancella
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let state = state.clone();
-                async move { Ok::<_, Infallible>(handle(&state, req)) }
+                async move { Ok::<_, Infallible>(handle(&state, req, peer)) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -59,9 +64,15 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, stop: Cancella
     }
 }
 
-fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
+fn handle(state: &AdminState, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+    if let Some(action) = lifecycle::LifecycleAction::at(req.uri().path()) {
+        return lifecycle::handle(action, &req, peer, &state.drain);
+    }
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        return text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n");
+        let mut rsp = text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n");
+        rsp.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return rsp;
     }
     match req.uri().path() {
         "/live" => text(StatusCode::OK, "live\n"),
@@ -85,7 +96,7 @@ fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
         }
         "/" => text(
             StatusCode::OK,
-            "meshwork admin\n  /live       process is up\n  /ready      serving traffic\n  /config     active config and its version\n  /listeners  bound listener addresses\n  /metrics    Prometheus metrics\n  /clusters   clusters, endpoints and their load\n",
+            "meshwork admin\n  /live       process is up\n  /ready      serving traffic\n  /config     active config and its version\n  /listeners  bound listener addresses\n  /metrics    Prometheus metrics\n  /clusters   clusters, endpoints and their load\n  POST /drain     begin the drain (preStop hook; loopback clients only)\n  POST /shutdown  the app is done: drain and exit (loopback clients only)\n",
         ),
         _ => text(StatusCode::NOT_FOUND, "not found; see /\n"),
     }

@@ -1,6 +1,7 @@
 //! Opens connections to one endpoint, whatever the request URI says: TCP, then TLS when
 //! the cluster originates it (reporting the ALPN choice so `protocol: auto` speaks h2 or
-//! HTTP/1.1 accordingly).
+//! HTTP/1.1 accordingly). Upgrade requests get a connection of their own that offers
+//! only `http/1.1` (see `cluster::upgrade_conn`).
 //!
 //! The pooled client keys connections by the request's authority; this connector is what
 //! makes "the authority the upstream sees" and "the endpoint we dial" independent, so the
@@ -77,6 +78,18 @@ impl UpstreamTls {
         }
     }
 
+    /// The same settings offering only `http/1.1` in ALPN: an upgrade (WebSocket) needs
+    /// HTTP/1.1, which an `auto` cluster's endpoint would otherwise answer with `h2`.
+    /// The client certificate resolver, the verifier and the session cache are shared.
+    pub fn offering_http1_only(&self) -> Self {
+        let mut config = (*self.config).clone();
+        config.alpn_protocols = vec![crate::tls::ALPN_HTTP1.to_vec()];
+        Self {
+            config: Arc::new(config),
+            ..self.clone()
+        }
+    }
+
     async fn handshake(
         &self,
         address: &Address,
@@ -110,6 +123,8 @@ pub struct EndpointConnector {
     metrics: Arc<EndpointHandles>,
     connections: Arc<Gate>,
     transport: Transport,
+    /// `transport` for upgrade requests' own connections: HTTP/1.1 only.
+    upgrade_transport: Transport,
 }
 
 /// What a connection to an endpoint is beyond TCP.
@@ -132,6 +147,19 @@ impl Transport {
             Self::Plain | Self::Meshed(_) => None,
         }
     }
+
+    /// The same transport for an upgrade request's own connection: HTTP/1.1 (TLS
+    /// offering only `http/1.1`, a meshed header saying HTTP/1).
+    fn for_upgrade(&self) -> Self {
+        match self {
+            Self::Plain => Self::Plain,
+            Self::Tls(tls) => Self::Tls(Arc::new(tls.offering_http1_only())),
+            Self::Meshed(dial) => Self::Meshed(MeshDial {
+                protocol: crate::mesh::MeshProtocol::Http1,
+                ..dial.clone()
+            }),
+        }
+    }
 }
 
 impl EndpointConnector {
@@ -147,6 +175,7 @@ impl EndpointConnector {
             connect_timeout,
             metrics,
             connections,
+            upgrade_transport: transport.for_upgrade(),
             transport,
         }
     }
@@ -427,7 +456,30 @@ impl EndpointConnector {
     /// # Errors
     /// The connect or handshake failure.
     pub async fn open_counted(&self, slot: Slot) -> Result<CountedStream, ConnectError> {
-        let opened = match &self.transport {
+        self.open_counted_with(slot, &self.transport).await
+    }
+
+    /// A connection of its own for one upgrade request, never pooled: HTTP/1.1 (over
+    /// TLS, ALPN offers only `http/1.1`; meshed, the header says HTTP/1), holding one of
+    /// the cluster's `max_connections` for as long as it (and so the tunnel) lives.
+    /// Waits for a free slot within the connect timeout, as the pool's connections do.
+    ///
+    /// # Errors
+    /// [`ConnectError::Overflow`] when no slot freed up in time; else the connect or
+    /// handshake failure.
+    pub async fn open_for_upgrade(&self) -> Result<CountedStream, ConnectError> {
+        let Some(slot) = self.connections.acquire_within(self.connect_timeout).await else {
+            return Err(ConnectError::Overflow);
+        };
+        self.open_counted_with(slot, &self.upgrade_transport).await
+    }
+
+    async fn open_counted_with(
+        &self,
+        slot: Slot,
+        transport: &Transport,
+    ) -> Result<CountedStream, ConnectError> {
+        let opened = match transport {
             Transport::Meshed(mesh) => mesh
                 .open(self.connect_timeout)
                 .await

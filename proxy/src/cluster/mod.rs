@@ -3,9 +3,11 @@
 
 pub mod breaker;
 pub mod connector;
+pub mod failure;
 pub mod health;
 pub mod limits;
 pub mod original_dst;
+pub mod upgrade_conn;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -43,6 +43,14 @@ pub enum ProxyError {
     /// ask it to switch to.
     #[error("the upstream switched to a protocol that was not requested")]
     UnrequestedUpgrade,
+    /// An HTTP/2 extended CONNECT (RFC 8441) asked for a `:protocol` its route's
+    /// `upgrades` does not allow (`h2c` never is): no tunnel is opened.
+    #[error("the route does not allow an upgrade to this protocol")]
+    UpgradeNotAllowed,
+    /// An HTTP/2 extended CONNECT could not become a tunnel: the upstream did not switch
+    /// (or its WebSocket handshake answer was wrong), or the cluster cannot carry one.
+    #[error("the upstream did not switch protocols")]
+    UpgradeFailed,
 }
 
 impl ProxyError {
@@ -64,6 +72,8 @@ impl ProxyError {
             ProxyError::Unauthorized => StatusCode::FORBIDDEN,
             ProxyError::ClientClosed => CLIENT_CLOSED_REQUEST,
             ProxyError::UnrequestedUpgrade => StatusCode::BAD_GATEWAY,
+            ProxyError::UpgradeNotAllowed => StatusCode::FORBIDDEN,
+            ProxyError::UpgradeFailed => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -86,6 +96,8 @@ impl ProxyError {
             ProxyError::Unauthorized => "unauthorized",
             ProxyError::ClientClosed => "client-closed",
             ProxyError::UnrequestedUpgrade => "unrequested-upgrade",
+            ProxyError::UpgradeNotAllowed => "upgrade-not-allowed",
+            ProxyError::UpgradeFailed => "upgrade-failed",
         }
     }
 
@@ -101,14 +113,16 @@ impl ProxyError {
             ProxyError::ConnectFailed
             | ProxyError::UpstreamReset
             | ProxyError::UpstreamTimeout
-            | ProxyError::UnrequestedUpgrade => Blame::Upstream,
+            | ProxyError::UnrequestedUpgrade
+            | ProxyError::UpgradeFailed => Blame::Upstream,
             ProxyError::NoRoute
             | ProxyError::NoHealthyEndpoint
             | ProxyError::RateLimited
             | ProxyError::FaultAbort
             | ProxyError::CircuitOpen
             | ProxyError::Overflow
-            | ProxyError::Unauthorized => Blame::Local,
+            | ProxyError::Unauthorized
+            | ProxyError::UpgradeNotAllowed => Blame::Local,
         }
     }
 }
@@ -157,6 +171,8 @@ mod tests {
             ProxyError::Unauthorized,
             ProxyError::ClientClosed,
             ProxyError::UnrequestedUpgrade,
+            ProxyError::UpgradeNotAllowed,
+            ProxyError::UpgradeFailed,
         ];
         for e in all {
             let s = e.status().as_u16();

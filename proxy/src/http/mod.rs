@@ -5,10 +5,12 @@ pub mod authority;
 pub mod body;
 pub mod client_fault;
 pub mod error;
+pub mod extended_connect;
 pub mod headers;
 pub mod response;
 pub mod target;
 pub mod tee;
+pub mod tunnel;
 pub mod upgrade;
 
 pub use body::{RequestBody, ResponseBody};

@@ -27,6 +27,13 @@ pub struct Requested {
 }
 
 impl Requested {
+    /// One protocol asked for (an HTTP/2 extended CONNECT's `:protocol`).
+    pub fn one(protocol: &str) -> Self {
+        Self {
+            protocols: vec![protocol_name(protocol).to_ascii_lowercase()],
+        }
+    }
+
     /// Whether a `101` with these headers switched to protocols that were all asked
     /// for (at least one, named in its `Upgrade`, as RFC 9110 §15.2.2 requires).
     pub fn accepts(&self, response: &HeaderMap) -> bool {
@@ -59,6 +66,13 @@ fn protocol_name(token: &str) -> &str {
 
 fn is_h2c(name: &str) -> bool {
     name.eq_ignore_ascii_case("h2c")
+}
+
+/// Whether a route whose `upgrades` are `allowed` lets a request switch to `protocol`
+/// (a name, maybe with a `/version`): never `h2c`.
+pub fn allows(allowed: &[String], protocol: &str) -> bool {
+    let name = protocol_name(protocol);
+    !is_h2c(name) && allowed.iter().any(|a| a.eq_ignore_ascii_case(name))
 }
 
 /// Removes `HTTP2-Settings` and every `h2c` token of `Upgrade` (the whole `Upgrade`
@@ -100,14 +114,9 @@ pub fn negotiate(headers: &mut HeaderMap, allowed: &[String], tunnel: bool) -> O
         return None;
     }
     let kept: Vec<&str> = match tokens(headers) {
-        Some(tokens) if tunnel && is_upgrade_request(headers) => tokens
-            .into_iter()
-            .filter(|t| {
-                allowed
-                    .iter()
-                    .any(|a| a.eq_ignore_ascii_case(protocol_name(t)))
-            })
-            .collect(),
+        Some(tokens) if tunnel && is_upgrade_request(headers) => {
+            tokens.into_iter().filter(|t| allows(allowed, t)).collect()
+        }
         _ => Vec::new(),
     };
     let requested = Requested {
@@ -178,6 +187,20 @@ mod tests {
         assert!(!requested.accepts(&map(&[("upgrade", "irc")])));
         assert!(!requested.accepts(&map(&[("upgrade", "websocket, irc")])));
         assert!(!requested.accepts(&HeaderMap::new()), "a 101 must say");
+    }
+
+    #[test]
+    fn a_route_allows_its_protocols_by_name_and_never_h2c() {
+        let allowed = vec!["websocket".to_string(), "h2c".to_string()];
+        assert!(allows(&allowed, "websocket"));
+        assert!(allows(&allowed, "WebSocket/13"));
+        assert!(!allows(&allowed, "h2c"));
+        assert!(!allows(&allowed, "H2C/1"));
+        assert!(!allows(&allowed, "irc"));
+        assert!(!allows(&[], "websocket"));
+        let one = Requested::one("WebSocket/13");
+        assert!(one.accepts(&map(&[("upgrade", "websocket")])));
+        assert!(!one.accepts(&map(&[("upgrade", "websocket, irc")])));
     }
 
     #[test]

@@ -2,25 +2,30 @@
 //! cluster's protocol, tunnels the protocol upgrades its route allows (WebSocket by
 //! default) both ways, and tells the endpoint's circuit breaker how the attempt went,
 //! counting only what the endpoint is to blame for.
+//!
+//! To an `auto` cluster (whose pool may have negotiated `h2`) an upgrade travels on an
+//! HTTP/1.1 connection of its own (`cluster::upgrade_conn`); an HTTP/2 client's extended
+//! CONNECT (RFC 8441) becomes an HTTP/1.1 upgrade here, once its route allowed the
+//! protocol (`http::extended_connect`).
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::uri::{Authority, Scheme};
 use http::{StatusCode, Uri, Version, header};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::TokioIo;
 use meshwork_config::model::UpstreamProtocol;
 use tower::Service;
 
 use super::{ProxyRequest, ProxyResponse};
-use crate::cluster::connector::ConnectError;
-use crate::cluster::{ClusterRuntime, Endpoint};
-use crate::http::client_fault::ClientFault;
-use crate::http::upgrade::{self, Requested};
+use crate::cluster::Endpoint;
+use crate::cluster::failure::{Failure, classify, describe};
+use crate::cluster::upgrade_conn;
+use crate::http::extended_connect;
+use crate::http::tunnel::{Downstream, PendingTunnel};
+use crate::http::upgrade;
 use crate::http::{Blame, ProxyError, RequestBody, ResponseBody};
 
 #[derive(Clone, Copy, Debug)]
@@ -57,16 +62,13 @@ fn upstream_authority(
     Authority::try_from(&*endpoint.address_text).map_err(|_| ProxyError::MalformedRequest)
 }
 
-/// An upgrade asked of the upstream: what its `101` may switch to, and the client's
-/// side of the tunnel.
-struct PendingTunnel {
-    requested: Requested,
-    client: OnUpgrade,
-}
-
 /// Makes the request what the endpoint gets: an absolute URI, the cluster's protocol
-/// version, `Host` for HTTP/1, and only an upgrade its route allows (to an HTTP/1.1
-/// client and cluster; anything else goes on as a plain request).
+/// version, `Host` for HTTP/1, and only an upgrade its route allows (from an HTTP/1.1
+/// client, or an HTTP/2 extended CONNECT, to a cluster that is not HTTP/2-only; any
+/// other HTTP/1.1 upgrade goes on as a plain request).
+///
+/// # Errors
+/// A malformed authority; an extended CONNECT its route or cluster cannot tunnel.
 fn prepare(
     req: &mut http::Request<RequestBody>,
     ctx: &super::RequestContext,
@@ -86,13 +88,18 @@ fn prepare(
         .route
         .as_ref()
         .map_or(&[][..], |r| &r.config.upgrades[..]);
-    let tunnel = !http2
-        && req.version() == Version::HTTP_11
-        && req.extensions().get::<OnUpgrade>().is_some();
-    let pending = upgrade::negotiate(req.headers_mut(), allowed, tunnel).and_then(|requested| {
-        let client = req.extensions_mut().remove::<OnUpgrade>()?;
-        Some(PendingTunnel { requested, client })
-    });
+    let pending = match extended_connect::protocol(req).cloned() {
+        Some(protocol) => Some(admit_extended_connect(req, &protocol, allowed, http2)?),
+        None => {
+            let tunnel = !http2
+                && req.version() == Version::HTTP_11
+                && req.extensions().get::<OnUpgrade>().is_some();
+            upgrade::negotiate(req.headers_mut(), allowed, tunnel).and_then(|requested| {
+                let client = req.extensions_mut().remove::<OnUpgrade>()?;
+                Some(PendingTunnel::new(requested, client, Downstream::Http1))
+            })
+        }
+    };
     if http2 {
         // RFC 9113 §8.3.1: `:authority` carries the host; a differing Host must not be sent.
         req.headers_mut().remove(header::HOST);
@@ -106,6 +113,42 @@ fn prepare(
         *req.version_mut() = Version::HTTP_11;
     }
     Ok(pending)
+}
+
+/// An HTTP/2 extended CONNECT becomes an HTTP/1.1 upgrade request only when its
+/// `:protocol` is one protocol name, its route's `upgrades` allow it (`h2c` never), and
+/// the cluster can speak HTTP/1.1; otherwise no tunnel opens and nothing is sent.
+fn admit_extended_connect(
+    req: &mut http::Request<RequestBody>,
+    protocol: &hyper::ext::Protocol,
+    allowed: &[String],
+    http2: bool,
+) -> Result<PendingTunnel, ProxyError> {
+    if !extended_connect::is_one_protocol(protocol.as_str()) {
+        return Err(ProxyError::MalformedRequest);
+    }
+    if !upgrade::allows(allowed, protocol.as_str()) {
+        return Err(ProxyError::UpgradeNotAllowed);
+    }
+    if http2 {
+        tracing::debug!(
+            protocol = protocol.as_str(),
+            "an HTTP/2-only cluster cannot carry an upgrade"
+        );
+        return Err(ProxyError::UpgradeFailed);
+    }
+    // hyper hands every CONNECT its side of the tunnel; a copy of the request (a retry,
+    // a mirror) has none, and they never carry an extended CONNECT.
+    let client = req
+        .extensions_mut()
+        .remove::<OnUpgrade>()
+        .ok_or(ProxyError::UpgradeFailed)?;
+    let answer = extended_connect::into_upgrade(req, protocol);
+    Ok(PendingTunnel::new(
+        upgrade::Requested::one(protocol.as_str()),
+        client,
+        Downstream::Http2(answer),
+    ))
 }
 
 async fn send(req: ProxyRequest) -> Result<ProxyResponse, ProxyError> {
@@ -132,7 +175,22 @@ async fn send(req: ProxyRequest) -> Result<ProxyResponse, ProxyError> {
         return Err(breaker.release(ProxyError::Overflow));
     }
     let in_flight = crate::cluster::InFlight::new(&endpoint);
-    let result = endpoint.client.request(req).await;
+    // An `auto` cluster's pooled connection may be `h2`, which has no `101`: its upgrades
+    // take an HTTP/1.1 connection of their own. An `http1` cluster's pool is HTTP/1.1
+    // already, and may hand an idle connection to the upgrade.
+    let own_connection =
+        pending_tunnel.is_some() && cluster.config.protocol == UpstreamProtocol::Auto;
+    let result = if own_connection {
+        upgrade_conn::send(&endpoint, req)
+            .await
+            .map_err(|e| (Failure::of_upgrade(&e), e.to_string()))
+    } else {
+        endpoint
+            .client
+            .request(req)
+            .await
+            .map_err(|e| (Failure::of_pool(&e), describe(&e)))
+    };
     drop(in_flight);
     drop(request_slot);
     let elapsed = sent.elapsed();
@@ -142,10 +200,11 @@ async fn send(req: ProxyRequest) -> Result<ProxyResponse, ProxyError> {
             endpoint.observe_latency(elapsed);
             refuse_unrequested_switch(rsp, pending_tunnel.as_ref(), &endpoint)
         }
-        Err(error) => Err(classify(
+        Err((failure, cause)) => Err(classify(
             &cluster,
             &endpoint,
-            &error,
+            failure,
+            &cause,
             client_faults.and_then(|f| f.get()),
         )),
     };
@@ -155,11 +214,9 @@ async fn send(req: ProxyRequest) -> Result<ProxyResponse, ProxyError> {
         span.end(&ctx, &cluster, &endpoint, status, elapsed);
     }
     let mut rsp = outcome?;
-    if rsp.status() == StatusCode::SWITCHING_PROTOCOLS {
-        if let Some(pending) = pending_tunnel {
-            let upstream = hyper::upgrade::on(&mut rsp);
-            tokio::spawn(tunnel(pending.client, upstream, endpoint.clone()));
-        }
+    if let Some(pending) = pending_tunnel {
+        // Tracked: the drain lets the tunnel finish, and counts it if the deadline cuts it.
+        rsp = pending.open(rsp, &endpoint.address_text, &ctx.snapshot.connections)?;
     }
     Ok(rsp.map(ResponseBody::from))
 }
@@ -173,7 +230,7 @@ fn refuse_unrequested_switch(
     endpoint: &Endpoint,
 ) -> Result<http::Response<Incoming>, ProxyError> {
     if rsp.status() != StatusCode::SWITCHING_PROTOCOLS
-        || pending.is_some_and(|p| p.requested.accepts(rsp.headers()))
+        || pending.is_some_and(|p| p.accepts(rsp.headers()))
     {
         return Ok(rsp);
     }
@@ -313,72 +370,5 @@ impl ClientSpan {
             }
         }
         tracer.export(span.finish(self.start, elapsed));
-    }
-}
-
-/// Whether the connector refused for the cluster's `max_connections`.
-fn is_overflow(error: &hyper_util::client::legacy::Error) -> bool {
-    let mut source = std::error::Error::source(error);
-    while let Some(e) = source {
-        if matches!(
-            e.downcast_ref::<ConnectError>(),
-            Some(ConnectError::Overflow)
-        ) {
-            return true;
-        }
-        source = e.source();
-    }
-    false
-}
-
-/// The client's fault when its body broke first (the upstream request failed because
-/// of it); else the cluster's connection limit, a connect failure (nothing was sent), or
-/// a reset (the connection broke).
-fn classify(
-    cluster: &ClusterRuntime,
-    endpoint: &Endpoint,
-    error: &hyper_util::client::legacy::Error,
-    client_fault: Option<ClientFault>,
-) -> ProxyError {
-    if let Some(fault) = client_fault {
-        tracing::debug!(endpoint = %endpoint.address, ?fault, "the client broke its request body; upstream request aborted");
-        return fault.error();
-    }
-    if is_overflow(error) {
-        // Counted here, for the request it turned away; the pool's own background
-        // connects that time out the same way turn nobody away.
-        cluster.gates.connections.count_overflow();
-        return ProxyError::Overflow;
-    }
-    let kind = if error.is_connect() {
-        // Counted by the connector, which also sees connects the pool makes on its own.
-        ProxyError::ConnectFailed
-    } else {
-        endpoint.metrics.resets.inc();
-        ProxyError::UpstreamReset
-    };
-    let cause = std::error::Error::source(error)
-        .map(|e| e.to_string())
-        .unwrap_or_default();
-    tracing::debug!(endpoint = %endpoint.address, %error, %cause, reason = kind.reason(), "upstream request failed");
-    kind
-}
-
-/// Copies bytes both ways between an upgraded client and upstream until either closes.
-async fn tunnel(downstream: OnUpgrade, upstream: OnUpgrade, endpoint: Arc<Endpoint>) {
-    let (down, up) = match tokio::try_join!(downstream, upstream) {
-        Ok(pair) => pair,
-        Err(error) => {
-            tracing::debug!(endpoint = %endpoint.address, %error, "upgrade failed");
-            return;
-        }
-    };
-    let mut down = TokioIo::new(down);
-    let mut up = TokioIo::new(up);
-    match tokio::io::copy_bidirectional(&mut down, &mut up).await {
-        Ok((from_client, from_upstream)) => {
-            tracing::debug!(endpoint = %endpoint.address, from_client, from_upstream, "tunnel closed")
-        }
-        Err(error) => tracing::debug!(endpoint = %endpoint.address, %error, "tunnel broken"),
     }
 }

@@ -180,6 +180,9 @@ where
                 p.attempts > 1
                     && p.methods.iter().any(|m| m == req.http.method().as_str())
                     && !is_upgrade_request(req.http.headers())
+                    // An attempt is rebuilt without the :protocol (and the client's side
+                    // of the tunnel): an extended CONNECT is never replayed.
+                    && crate::http::extended_connect::protocol(&req.http).is_none()
             })
         });
         let (true, Some(route)) = (eligible, route) else {

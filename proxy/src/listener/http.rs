@@ -195,6 +195,9 @@ impl Conn {
                 let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                     .timer(TokioTimer::new())
                     .max_header_list_size(u32::try_from(max_header).unwrap_or(u32::MAX))
+                    // RFC 8441: WebSockets over HTTP/2; the endpoint layer tunnels only
+                    // the `:protocol`s a route allows (`http::extended_connect`).
+                    .enable_connect_protocol()
                     .serve_connection(io, service);
                 supervise(conn, &self.activity, &self.settings, None, self.client_addr).await
             }

@@ -17,11 +17,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use meshwork_config::Config;
-use meshwork_config::model::{Listener, ListenerProtocol};
+use meshwork_config::model::{Direction, Listener, ListenerProtocol};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
+use crate::drain::ConnectionTracker;
 use crate::metrics::Metrics;
 use crate::metrics::handles::ListenerHandles;
 use crate::observe::log_limit::{DEFAULT_LOG_BURST, DEFAULT_LOG_INTERVAL, LogLimiter};
@@ -44,6 +44,7 @@ struct Running {
     configured: SocketAddr,
     bound: SocketAddr,
     protocol: &'static str,
+    direction: Direction,
     stop: CancellationToken,
 }
 
@@ -61,7 +62,7 @@ pub struct ListenerInfo {
 pub struct ListenerSet {
     running: HashMap<String, Running>,
     snapshots: SnapshotHandle,
-    connections: TaskTracker,
+    connections: ConnectionTracker,
     drain: CancellationToken,
     metrics: Metrics,
 }
@@ -83,7 +84,7 @@ fn protocol_name(l: &Listener) -> &'static str {
 impl ListenerSet {
     pub fn new(
         snapshots: SnapshotHandle,
-        connections: TaskTracker,
+        connections: ConnectionTracker,
         drain: CancellationToken,
         metrics: Metrics,
     ) -> Self {
@@ -135,6 +136,12 @@ impl ListenerSet {
             }
             stays
         });
+        // A listener kept across a reload takes its new direction (what the drain reads).
+        for l in &config.listeners {
+            if let Some(r) = self.running.get_mut(&l.name) {
+                r.direction = l.direction;
+            }
+        }
         for (listener, socket) in prepared.bound {
             let bound = socket.local_addr().unwrap_or(listener.address);
             let stop = self.drain.child_token();
@@ -145,6 +152,7 @@ impl ListenerSet {
                     configured: listener.address,
                     bound,
                     protocol: protocol_name(&listener),
+                    direction: listener.direction,
                     stop: stop.clone(),
                 },
             );
@@ -185,9 +193,10 @@ impl ListenerSet {
         list
     }
 
-    /// Stops accepting on every listener (drain).
-    pub fn stop_all(&mut self) {
-        for r in self.running.values() {
+    /// Stops accepting on the listeners of `direction` (drain: inbound first, outbound
+    /// once the app is gone); their HTTP connections shut down gracefully.
+    pub fn stop_direction(&mut self, direction: Direction) {
+        for r in self.running.values().filter(|r| r.direction == direction) {
             r.stop.cancel();
         }
     }
@@ -240,7 +249,7 @@ fn handshake_failure_log(listener: Arc<str>) -> Arc<LogLimiter> {
 struct Acceptor {
     name: Arc<str>,
     snapshots: SnapshotHandle,
-    connections: TaskTracker,
+    connections: ConnectionTracker,
     active: Arc<AtomicUsize>,
     metrics: Arc<ListenerHandles>,
     /// Refusals and idle closes of a `tcp` listener's connections.

@@ -86,7 +86,7 @@ impl RequestSlot {
 }
 
 /// Number of [`ProxyError`] kinds (for per-reason arrays).
-const REASONS: usize = 16;
+const REASONS: usize = 18;
 
 fn reason_index(e: ProxyError) -> usize {
     match e {
@@ -106,6 +106,8 @@ fn reason_index(e: ProxyError) -> usize {
         ProxyError::Unauthorized => 13,
         ProxyError::ClientClosed => 14,
         ProxyError::UnrequestedUpgrade => 15,
+        ProxyError::UpgradeNotAllowed => 16,
+        ProxyError::UpgradeFailed => 17,
     }
 }
 

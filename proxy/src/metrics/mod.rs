@@ -8,6 +8,7 @@
 //! A later module adds its own family with one line:
 //! `let retries = metrics.register(IntCounterVec::new(Opts::new(..), &[..])?);`
 
+pub mod drain;
 pub mod handles;
 pub mod mesh;
 pub mod sidecar;
@@ -110,6 +111,7 @@ pub struct Metrics {
     pub tcp: tcp::TcpMetrics,
     pub mesh: mesh::MeshMetrics,
     pub sidecar: sidecar::SidecarMetrics,
+    pub drain: drain::DrainMetrics,
     pub access_log_dropped_total: IntCounter,
 }
 
@@ -324,6 +326,7 @@ impl Metrics {
             tcp: tcp::TcpMetrics::new(),
             mesh: mesh::MeshMetrics::new(),
             sidecar: sidecar::SidecarMetrics::new(),
+            drain: drain::DrainMetrics::new(),
             trace: TraceMetrics {
                 spans_exported: counter(
                     "trace_spans_exported_total",
@@ -389,6 +392,7 @@ impl Metrics {
         self.tcp.register(self);
         self.mesh.register(self);
         self.sidecar.register(self);
+        self.drain.register(self);
         let build = IntGaugeVec::new(
             opts(
                 "build_info",
