@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cluster::ClusterRegistry;
 use crate::drain::ConnectionTracker;
 use crate::listener::{ListenerInfo, ListenerSet};
+use crate::mesh::MeshPlan;
 use crate::metrics::Metrics;
 use crate::observe::access_log::AccessLogWriter;
 use crate::restart::{PendingRestart, StartupSettings};
@@ -169,6 +170,8 @@ impl Dataplane {
         };
         let tls = TlsPlan::build(&config, config.identity.as_ref().map(|_| &self.identity))
             .map_err(|e| ApplyError::Tls(e.to_string()))?;
+        let mesh = MeshPlan::build(config.mesh.as_ref(), &self.identity, &self.metrics)
+            .map_err(|e| ApplyError::Tls(e.to_string()))?;
         let access_log = self.access_log_for(&config)?;
         let tracer = self.tracer_for(&config)?;
         crate::policy::authorization::warn_about_unauthenticated_policies(&config);
@@ -189,6 +192,7 @@ impl Dataplane {
                 tls,
                 access_log,
                 tracer,
+                mesh,
                 connections: self.connections.clone(),
             },
         );

@@ -20,6 +20,7 @@ pub mod inject;
 pub mod layers;
 pub mod lifecycle;
 pub mod listener;
+pub mod mesh;
 pub mod metrics;
 pub mod observe;
 pub mod policy;

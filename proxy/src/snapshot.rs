@@ -12,6 +12,7 @@ use meshwork_config::model::{ListenerPaths, ListenerProtocol};
 
 use crate::cluster::{ClusterRegistry, ClusterRuntime};
 use crate::drain::ConnectionTracker;
+use crate::mesh::MeshPlan;
 use crate::metrics::Metrics;
 use crate::metrics::handles::{ListenerHandles, RequestHandles, RequestSlot};
 use crate::observe::access_log::AccessLogWriter;
@@ -163,6 +164,8 @@ pub struct Snapshot {
     tls: TlsPlan,
     pub access_log: Option<Arc<AccessLogWriter>>,
     pub tracer: Option<Arc<Tracer>>,
+    /// Meshed connections (`mesh`): which destinations are meshed, both sides' TLS.
+    pub mesh: Option<Arc<MeshPlan>>,
     /// What the drain waits for: a request that outlives its connection (an upgraded
     /// tunnel) is spawned here.
     pub connections: ConnectionTracker,
@@ -175,6 +178,7 @@ pub struct SnapshotParts {
     pub tls: TlsPlan,
     pub access_log: Option<Arc<AccessLogWriter>>,
     pub tracer: Option<Arc<Tracer>>,
+    pub mesh: Option<Arc<MeshPlan>>,
     pub connections: ConnectionTracker,
 }
 
@@ -191,6 +195,7 @@ impl Snapshot {
             tls,
             access_log,
             tracer,
+            mesh,
             connections,
         } = parts;
         let clusters = registry.resolve(&config.clusters, &tls, config.identity.is_some());
@@ -262,6 +267,7 @@ impl Snapshot {
             tls,
             access_log,
             tracer,
+            mesh,
             connections,
         }
     }

@@ -183,8 +183,21 @@ impl Drop for Background {
 pub fn probe_listener(ns: &Netns, addr: &str, tag: &str, extra: &[&str]) -> Background {
     let mut args = vec!["listen", addr, tag];
     args.extend_from_slice(extra);
+    start_probe(ns, &args)
+}
+
+/// Starts `netns-probe listen-http ADDR TAG` in `ns` (an HTTP/1.1 app whose answers say
+/// who connected and with which `x-meshwork-peer-identity`) and waits until it listens.
+///
+/// # Panics
+/// When it does not say `ready` within 10 s.
+pub fn probe_http_listener(ns: &Netns, addr: &str, tag: &str) -> Background {
+    start_probe(ns, &["listen-http", addr, tag])
+}
+
+fn start_probe(ns: &Netns, args: &[&str]) -> Background {
     let mut child = ns
-        .command(&probe_bin(), &args)
+        .command(&probe_bin(), args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -201,7 +214,8 @@ pub fn probe_listener(ns: &Netns, addr: &str, tag: &str, extra: &[&str]) -> Back
     match rx.recv_timeout(Duration::from_secs(10)) {
         Ok(line) if line.starts_with("ready") => background,
         other => panic!(
-            "netns-probe listen {addr} in {} did not start: {other:?}",
+            "netns-probe {} in {} did not start: {other:?}",
+            args.join(" "),
             ns.name
         ),
     }
@@ -228,4 +242,57 @@ pub fn probe_bin() -> String {
     crate::binary::workspace_bin("netns-probe", "meshwork-tests", "MESHWORK_NETNS_PROBE_BIN")
         .to_string_lossy()
         .into_owned()
+}
+
+/// The admin address of a meshwork started by [`start_meshwork`] (its namespace's own
+/// loopback).
+pub const MESHWORK_ADMIN: &str = "127.0.0.1:9901";
+
+/// Starts `meshwork run` with `yaml` (written to `dir`, its log beside it) in `ns` and
+/// waits (bounded) until its `/ready` answers 200, asked by curl inside `ns`. The config's
+/// admin address must be [`MESHWORK_ADMIN`].
+///
+/// # Panics
+/// When it is not ready within 10 s (with its log).
+pub fn start_meshwork(ns: &Netns, dir: &std::path::Path, yaml: &str) -> Background {
+    let config = dir.join(format!("{}.yaml", ns.name));
+    let log = dir.join(format!("{}.log", ns.name));
+    std::fs::write(&config, yaml).expect("write the config");
+    let bin = crate::meshwork_bin();
+    let child = ns
+        .command(
+            &bin.to_string_lossy(),
+            &["run", "-c", &config.to_string_lossy()],
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("create the log"))
+        .spawn()
+        .expect("start meshwork");
+    let background = Background { child };
+    let ready = format!("http://{MESHWORK_ADMIN}/ready");
+    for _ in 0..200 {
+        if ns
+            .run("curl", &["-sf", "-o", "/dev/null", &ready])
+            .status
+            .success()
+        {
+            return background;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!(
+        "meshwork in {} not ready within 10 s:\n{}",
+        ns.name,
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+}
+
+/// The `/metrics` text of the meshwork started in `ns` by [`start_meshwork`].
+pub fn meshwork_metrics(ns: &Netns) -> crate::metrics::Scrape {
+    let text = ns.run_ok(
+        "curl",
+        &["-sf", &format!("http://{MESHWORK_ADMIN}/metrics")],
+    );
+    crate::metrics::Scrape::parse(&text)
 }

@@ -165,7 +165,11 @@ async fn refused_proxy_keeps_its_file(
     let yaml = base("refused")
         + &setup.control_plane_yaml(setup.ca.ca_path(), client)
         + &own_routes(&local);
-    let proxy = Proxy::with_config(yaml).start().await;
+    // Never ready (no first snapshot), but serving its own listeners.
+    let proxy = Proxy::with_config(yaml)
+        .without_waiting_for_ready()
+        .start()
+        .await;
     let failures = "meshwork_control_plane_tls_handshake_failures_total";
     eventually("the proxy to count the refusal", BOUND, || async {
         proxy

@@ -24,6 +24,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
 use super::limits::{Gate, Slot};
+use crate::mesh::connect::MeshDial;
 use crate::metrics::Metrics;
 use crate::metrics::handles::EndpointHandles;
 use crate::tls::client::Origination;
@@ -47,6 +48,8 @@ pub enum ConnectError {
         reason: &'static str,
         detail: String,
     },
+    #[error("meshed connection: {0}")]
+    Mesh(#[source] crate::mesh::connect::ConnectError),
 }
 
 /// TLS origination towards one endpoint: the cluster's client config and the name to
@@ -119,9 +122,44 @@ pub struct EndpointConnector {
     connect_timeout: Duration,
     metrics: Arc<EndpointHandles>,
     connections: Arc<Gate>,
-    tls: Option<Arc<UpstreamTls>>,
-    /// `tls` offering only `http/1.1`, for upgrade requests' own connections.
-    tls_http1: Option<Arc<UpstreamTls>>,
+    transport: Transport,
+    /// `transport` for upgrade requests' own connections: HTTP/1.1 only.
+    upgrade_transport: Transport,
+}
+
+/// What a connection to an endpoint is beyond TCP.
+#[derive(Clone, Debug, Default)]
+pub enum Transport {
+    #[default]
+    Plain,
+    /// TLS originated with the cluster's `tls`.
+    Tls(Arc<UpstreamTls>),
+    /// A meshed original destination: mutual TLS to the peer's inbound port, then the
+    /// mesh header (see [`crate::mesh::connect`]), instead of TCP to the address.
+    Meshed(MeshDial),
+}
+
+impl Transport {
+    /// The cluster's TLS origination, if that is what it is.
+    pub fn tls(&self) -> Option<&Arc<UpstreamTls>> {
+        match self {
+            Self::Tls(tls) => Some(tls),
+            Self::Plain | Self::Meshed(_) => None,
+        }
+    }
+
+    /// The same transport for an upgrade request's own connection: HTTP/1.1 (TLS
+    /// offering only `http/1.1`, a meshed header saying HTTP/1).
+    fn for_upgrade(&self) -> Self {
+        match self {
+            Self::Plain => Self::Plain,
+            Self::Tls(tls) => Self::Tls(Arc::new(tls.offering_http1_only())),
+            Self::Meshed(dial) => Self::Meshed(MeshDial {
+                protocol: crate::mesh::MeshProtocol::Http1,
+                ..dial.clone()
+            }),
+        }
+    }
 }
 
 impl EndpointConnector {
@@ -130,16 +168,15 @@ impl EndpointConnector {
         connect_timeout: Duration,
         metrics: Arc<EndpointHandles>,
         connections: Arc<Gate>,
-        tls: Option<Arc<UpstreamTls>>,
+        transport: Transport,
     ) -> Self {
-        let tls_http1 = tls.as_ref().map(|t| Arc::new(t.offering_http1_only()));
         Self {
             address,
             connect_timeout,
             metrics,
             connections,
-            tls,
-            tls_http1,
+            upgrade_transport: transport.for_upgrade(),
+            transport,
         }
     }
 }
@@ -185,6 +222,15 @@ impl CountedStream {
 }
 
 impl UpstreamStream {
+    /// The TCP connection under the stream (to peek at what the server sent: a meshed
+    /// peer sends nothing after its handshake, so bytes there are the app's).
+    pub fn tcp(&self) -> &TcpStream {
+        match self {
+            UpstreamStream::Plain { tcp } => tcp,
+            UpstreamStream::Tls { tls } => tls.get_ref().0,
+        }
+    }
+
     /// The endpoint chose HTTP/2 by ALPN.
     pub fn negotiated_h2(&self) -> bool {
         match self {
@@ -410,13 +456,13 @@ impl EndpointConnector {
     /// # Errors
     /// The connect or handshake failure.
     pub async fn open_counted(&self, slot: Slot) -> Result<CountedStream, ConnectError> {
-        self.open_counted_with(slot, self.tls.as_deref()).await
+        self.open_counted_with(slot, &self.transport).await
     }
 
     /// A connection of its own for one upgrade request, never pooled: HTTP/1.1 (over
-    /// TLS, ALPN offers only `http/1.1`), holding one of the cluster's `max_connections`
-    /// for as long as it (and so the tunnel) lives. Waits for a free slot within the
-    /// connect timeout, as the pool's connections do.
+    /// TLS, ALPN offers only `http/1.1`; meshed, the header says HTTP/1), holding one of
+    /// the cluster's `max_connections` for as long as it (and so the tunnel) lives.
+    /// Waits for a free slot within the connect timeout, as the pool's connections do.
     ///
     /// # Errors
     /// [`ConnectError::Overflow`] when no slot freed up in time; else the connect or
@@ -425,16 +471,30 @@ impl EndpointConnector {
         let Some(slot) = self.connections.acquire_within(self.connect_timeout).await else {
             return Err(ConnectError::Overflow);
         };
-        self.open_counted_with(slot, self.tls_http1.as_deref())
-            .await
+        self.open_counted_with(slot, &self.upgrade_transport).await
     }
 
     async fn open_counted_with(
         &self,
         slot: Slot,
-        tls: Option<&UpstreamTls>,
+        transport: &Transport,
     ) -> Result<CountedStream, ConnectError> {
-        match open(&self.address, self.connect_timeout, tls).await {
+        let opened = match transport {
+            Transport::Meshed(mesh) => mesh
+                .open(self.connect_timeout)
+                .await
+                .map(|meshed| UpstreamStream::Tls { tls: meshed.stream })
+                .map_err(ConnectError::Mesh),
+            other => {
+                open(
+                    &self.address,
+                    self.connect_timeout,
+                    other.tls().map(|t| &**t),
+                )
+                .await
+            }
+        };
+        match opened {
             Ok(stream) => Ok(CountedStream::new(stream, self.metrics.clone(), slot)),
             Err(error) => {
                 self.metrics.connect_failures.inc();

@@ -62,16 +62,17 @@ impl Endpoint {
         config: &model::Cluster,
         gates: &ClusterGates,
         handles: Arc<EndpointHandles>,
-        tls: Option<Arc<connector::UpstreamTls>>,
+        transport: connector::Transport,
         epoch: std::time::Instant,
         metrics: &Metrics,
     ) -> Self {
+        let tls = transport.tls().cloned();
         let connector = EndpointConnector::new(
             address.clone(),
             config.connect_timeout,
             handles.clone(),
             gates.connections.clone(),
-            tls.clone(),
+            transport,
         );
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(config.idle_timeout)
@@ -219,20 +220,20 @@ impl ClusterRuntime {
                     &config.name,
                     &ep.address.to_string(),
                 ));
-                let endpoint_tls = tls.map(|o| {
-                    Arc::new(connector::UpstreamTls::new(
+                let transport = tls.map_or(connector::Transport::Plain, |o| {
+                    connector::Transport::Tls(Arc::new(connector::UpstreamTls::new(
                         o,
                         &ep.address,
                         &config.name,
                         metrics,
-                    ))
+                    )))
                 });
                 Arc::new(Endpoint::build(
                     ep.address.clone(),
                     &config,
                     &gates,
                     handles,
-                    endpoint_tls,
+                    transport,
                     epoch,
                     metrics,
                 ))

@@ -12,7 +12,10 @@ use std::time::Duration;
 use meshwork_config::model::{self, Address, UpstreamProtocol};
 
 use super::Endpoint;
+use super::connector::Transport;
 use super::limits::ClusterGates;
+use crate::mesh::connect::MeshDial;
+use crate::mesh::{MeshPlan, MeshProtocol};
 use crate::metrics::Metrics;
 use crate::metrics::handles::EndpointHandles;
 
@@ -29,8 +32,9 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// of its own that is not kept.
 const MAX_KEPT: usize = 1024;
 
-/// Where an original destination's requests go, by HTTP version.
-type Key = (SocketAddr, bool);
+/// Where an original destination's requests go, by HTTP version, and the meshed peer's
+/// inbound port when it is reached meshed.
+type Key = (SocketAddr, bool, Option<u16>);
 
 /// Endpoints made on demand for the original destinations of one listener's connections.
 #[derive(Debug)]
@@ -79,14 +83,16 @@ impl OriginalDestinations {
         }
     }
 
-    /// The endpoint for requests of HTTP version `h2` to `destination`, with its pool.
+    /// The endpoint for requests of HTTP version `h2` to `destination`, with its pool;
+    /// its connections are meshed (mutual TLS to the peer's inbound port) with `mesh`.
     pub fn endpoint(
         &self,
         destination: SocketAddr,
         h2: bool,
         gates: &ClusterGates,
+        mesh: Option<&Arc<MeshPlan>>,
     ) -> Arc<Endpoint> {
-        let key = (destination, h2);
+        let key = (destination, h2, mesh.map(|m| m.mesh.inbound_port));
         let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(endpoint) = kept.get(&key) {
             return endpoint.clone();
@@ -100,7 +106,14 @@ impl OriginalDestinations {
             config,
             gates,
             self.handles.clone(),
-            None,
+            mesh.map_or(Transport::Plain, |plan| {
+                let protocol = if h2 {
+                    MeshProtocol::Http2
+                } else {
+                    MeshProtocol::Http1
+                };
+                Transport::Meshed(MeshDial::new(plan.clone(), destination, protocol))
+            }),
             self.epoch,
             &self.metrics,
         ));
@@ -130,14 +143,14 @@ mod tests {
         let od = OriginalDestinations::new(&metrics);
         let gates = ClusterGates::new(ORIGINAL_DESTINATION, &Default::default(), &metrics);
         let a: SocketAddr = "10.0.0.1:80".parse().unwrap();
-        let first = od.endpoint(a, false, &gates);
-        assert!(Arc::ptr_eq(&first, &od.endpoint(a, false, &gates)));
-        assert!(!Arc::ptr_eq(&first, &od.endpoint(a, true, &gates)));
+        let first = od.endpoint(a, false, &gates, None);
+        assert!(Arc::ptr_eq(&first, &od.endpoint(a, false, &gates, None)));
+        assert!(!Arc::ptr_eq(&first, &od.endpoint(a, true, &gates, None)));
         for port in 1..=(MAX_KEPT as u16 + 10) {
-            let _ = od.endpoint(SocketAddr::from(([10, 0, 0, 2], port)), false, &gates);
+            let _ = od.endpoint(SocketAddr::from(([10, 0, 0, 2], port)), false, &gates, None);
         }
         assert!(od.kept() <= MAX_KEPT, "kept {}", od.kept());
         // The one still in use survived the sweep.
-        assert!(Arc::ptr_eq(&first, &od.endpoint(a, false, &gates)));
+        assert!(Arc::ptr_eq(&first, &od.endpoint(a, false, &gates, None)));
     }
 }

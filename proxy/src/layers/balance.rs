@@ -13,6 +13,7 @@ use super::ProxyRequest;
 use super::step::{Decision, Step, StepLayer};
 use crate::balance::{hash_key, hash_source_ip};
 use crate::http::ProxyError;
+use crate::mesh::MeshPlan;
 
 #[derive(Debug)]
 pub struct Balance;
@@ -73,6 +74,7 @@ impl Step for Balance {
                         destination,
                         req.http.version() == http::Version::HTTP_2,
                         &c.gates,
+                        MeshPlan::outbound(&req.ctx.snapshot, &req.ctx.listener, destination),
                     )),
                     _ => c.pick(req.ctx.avoid_endpoint.as_ref(), key).cloned(),
                 }

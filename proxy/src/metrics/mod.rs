@@ -10,6 +10,7 @@
 
 pub mod drain;
 pub mod handles;
+pub mod mesh;
 pub mod sidecar;
 pub mod tcp;
 pub mod tls;
@@ -108,6 +109,7 @@ pub struct Metrics {
     pub health: HealthMetrics,
     pub tls: tls::TlsMetrics,
     pub tcp: tcp::TcpMetrics,
+    pub mesh: mesh::MeshMetrics,
     pub sidecar: sidecar::SidecarMetrics,
     pub drain: drain::DrainMetrics,
     pub access_log_dropped_total: IntCounter,
@@ -322,6 +324,7 @@ impl Metrics {
             },
             tls: tls::TlsMetrics::new(),
             tcp: tcp::TcpMetrics::new(),
+            mesh: mesh::MeshMetrics::new(),
             sidecar: sidecar::SidecarMetrics::new(),
             drain: drain::DrainMetrics::new(),
             trace: TraceMetrics {
@@ -387,6 +390,7 @@ impl Metrics {
         self.register(self.trace.export_failures.clone());
         self.tls.register(self);
         self.tcp.register(self);
+        self.mesh.register(self);
         self.sidecar.register(self);
         self.drain.register(self);
         let build = IntGaugeVec::new(

@@ -40,15 +40,41 @@ impl Trust {
 #[derive(Debug)]
 pub struct UpstreamVerifier {
     trust: Trust,
-    identities: Vec<String>,
+    expected: Expected,
     provider: Arc<CryptoProvider>,
+}
+
+/// What an upstream's certificate must name, besides chaining to the anchors.
+#[derive(Debug)]
+enum Expected {
+    /// The server name dialed.
+    ServerName,
+    /// One of these SPIFFE IDs.
+    Identities(Vec<String>),
+    /// Any SPIFFE ID (a meshed peer, addressed by IP: who it is gets recorded).
+    AnyIdentity,
 }
 
 impl UpstreamVerifier {
     pub fn new(trust: Trust, identities: Vec<String>) -> Self {
+        let expected = if identities.is_empty() {
+            Expected::ServerName
+        } else {
+            Expected::Identities(identities)
+        };
         Self {
             trust,
-            identities,
+            expected,
+            provider: super::provider(),
+        }
+    }
+
+    /// Accepts a certificate chaining to `trust` that carries any SPIFFE ID, whatever
+    /// the name dialed (meshed peers are dialed by IP address).
+    pub fn any_identity(trust: Trust) -> Self {
+        Self {
+            trust,
+            expected: Expected::AnyIdentity,
             provider: super::provider(),
         }
     }
@@ -72,20 +98,29 @@ impl ServerCertVerifier for UpstreamVerifier {
             now,
             self.provider.signature_verification_algorithms.all,
         )?;
-        if self.identities.is_empty() {
-            rustls::client::verify_server_name(&parsed, server_name)?;
-        } else {
-            let presented = spiffe_ids(end_entity);
-            if !presented.iter().any(|id| self.identities.contains(id)) {
-                tracing::debug!(
-                    ?presented,
-                    expected = ?self.identities,
-                    "upstream certificate does not carry an accepted identity"
-                );
-                return Err(Error::InvalidCertificate(
-                    CertificateError::ApplicationVerificationFailure,
-                ));
+        let accepted = match &self.expected {
+            Expected::ServerName => {
+                rustls::client::verify_server_name(&parsed, server_name)?;
+                true
             }
+            Expected::Identities(identities) => {
+                let presented = spiffe_ids(end_entity);
+                let found = presented.iter().any(|id| identities.contains(id));
+                if !found {
+                    tracing::debug!(
+                        ?presented,
+                        expected = ?identities,
+                        "upstream certificate does not carry an accepted identity"
+                    );
+                }
+                found
+            }
+            Expected::AnyIdentity => spiffe_id(end_entity).is_some(),
+        };
+        if !accepted {
+            return Err(Error::InvalidCertificate(
+                CertificateError::ApplicationVerificationFailure,
+            ));
         }
         Ok(ServerCertVerified::assertion())
     }

@@ -1,6 +1,8 @@
 //! A tiny TCP endpoint for the network-namespace tests: `listen` answers every connection
 //! with one line saying where it arrived (local address, original destination, peer);
-//! `connect` prints the line it is answered with. Run inside a namespace with
+//! `listen-http` answers every HTTP/1.1 request with one such line as its body, plus the
+//! `x-meshwork-peer-identity` the proxy passed (or `-`); `connect` prints the line it is
+//! answered with. Run inside a namespace with
 //! `ip netns exec`, so one process is one host's view.
 #![forbid(unsafe_code)]
 
@@ -19,10 +21,13 @@ fn main() {
         .as_slice()
     {
         ["listen", addr, tag, rest @ ..] => listen(addr, tag, rest.contains(&"--transparent")),
+        ["listen-http", addr, tag] => listen_http(addr, tag),
         ["connect", addr] => connect(addr, None),
         ["connect", addr, "--uid", uid] => connect(addr, Some(uid)),
         _ => Err(
-            "usage: netns-probe listen ADDR TAG [--transparent] | connect ADDR [--uid N]".into(),
+            "usage: netns-probe listen ADDR TAG [--transparent] | listen-http ADDR TAG | \
+             connect ADDR [--uid N]"
+                .into(),
         ),
     };
     if let Err(error) = result {
@@ -53,6 +58,37 @@ fn listen(addr: &str, tag: &str, transparent: bool) -> Result<(), Error> {
             .map_or_else(|_| "-".to_owned(), |a| a.to_string());
         let peer = stream.peer_addr()?;
         let _ = writeln!(stream, "{tag} local={local} orig={original} peer={peer}");
+    }
+    Ok(())
+}
+
+fn listen_http(addr: &str, tag: &str) -> Result<(), Error> {
+    let listener = std::net::TcpListener::bind(addr)?;
+    println!("ready {}", listener.local_addr()?);
+    std::io::stdout().flush()?;
+    for stream in listener.incoming() {
+        let Ok(stream) = stream else { continue };
+        let peer = stream.peer_addr()?;
+        let mut reader = BufReader::new(&stream);
+        let mut identity = "-".to_owned();
+        // The request head, bounded: a test's requests are small.
+        for _ in 0..100 {
+            let mut line = String::new();
+            if reader.read_line(&mut line)? == 0 || line == "\r\n" {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("x-meshwork-peer-identity") {
+                    identity = value.trim().to_owned();
+                }
+            }
+        }
+        let body = format!("{tag} peer-identity={identity} peer={peer}\n");
+        let _ = write!(
+            &stream,
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
     }
     Ok(())
 }

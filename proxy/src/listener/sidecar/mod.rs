@@ -14,6 +14,7 @@
 mod classify;
 mod connect;
 mod destination;
+mod meshed;
 mod race;
 mod rewind;
 
@@ -30,6 +31,8 @@ use tokio::net::TcpStream;
 use super::activity::ConnProtocol;
 use super::http::{HttpConnSettings, serve_intercepted};
 use super::tcp::relay::{RelayEnd, relay};
+use crate::mesh::MeshPlan;
+use crate::mesh::accept::AcceptFailures;
 use crate::metrics::Metrics;
 use crate::metrics::sidecar::PortLabels;
 use crate::observe::log_limit::{DEFAULT_LOG_BURST, DEFAULT_LOG_INTERVAL, LogLimiter};
@@ -58,6 +61,9 @@ pub struct SidecarConnSettings {
 pub struct SidecarListenerHandles {
     listener: Arc<str>,
     direction: &'static str,
+    outbound: bool,
+    /// Meshed peers refused by the inbound side (handshake or header).
+    mesh_refusals: AcceptFailures,
     metrics: Metrics,
     ports: PortLabels,
     refusals_logged: Arc<LogLimiter>,
@@ -70,6 +76,11 @@ impl SidecarListenerHandles {
                 Direction::Inbound => "inbound",
                 Direction::Outbound => "outbound",
             },
+            outbound: direction == Direction::Outbound,
+            mesh_refusals: AcceptFailures::new(
+                listener.clone(),
+                metrics.mesh.inbound_refused_total.clone(),
+            ),
             metrics: metrics.clone(),
             ports: PortLabels::default(),
             refusals_logged: LogLimiter::new(
@@ -117,28 +128,38 @@ impl SidecarListenerHandles {
 /// Serves one intercepted connection.
 pub async fn serve(mut client: TcpStream, client_addr: SocketAddr, settings: SidecarConnSettings) {
     let handles = settings.handles.clone();
-    let destination = match destination::resolve(&client, settings.listening, &settings.own_ports) {
-        Ok(destination) => destination,
-        Err(refusal) => {
+    let snapshot = settings.http.snapshots.load_full();
+    let inbound_mesh = snapshot.mesh.clone().filter(|_| !handles.outbound);
+    let resolved = destination::resolve(&client, settings.listening, &settings.own_ports);
+    let destination = match (resolved, &inbound_mesh) {
+        (Ok(destination), _) => destination,
+        // A meshed peer dials the inbound port itself.
+        (Err(destination::NoDestination::NotRedirected), Some(plan)) => {
+            let plan = plan.clone();
+            return meshed::serve_inbound(client, client_addr, plan, settings).await;
+        }
+        (Err(refusal), _) => {
             handles.refused(refusal.reason(), client_addr, &refusal);
             return reset(client);
         }
     };
+    if inbound_mesh.as_ref().is_some_and(|plan| plan.strict()) {
+        handles.refused("not-meshed", client_addr, &"mesh.inbound is strict");
+        return reset(client);
+    }
     let transparent_source = destination
         .transparent
         .then_some(client_addr.ip().to_canonical());
     let destination = destination.address;
-    let dial =
-        move || -> race::Connecting { Box::pin(connect::connect(destination, transparent_source)) };
+    let mesh = MeshPlan::outbound(&snapshot, &settings.http.listener, destination).cloned();
+    let dial = move |raced: bool| meshed::dial(destination, transparent_source, mesh, raced);
     // A client the listener's policy would not let through unread may still send HTTP
     // that it allows, request by request: it is read first, and nothing is dialed for it.
-    let relay_allowed = settings
-        .http
-        .snapshots
-        .load()
+    let relay_allowed = snapshot
         .http_listener(&settings.http.listener)
         .and_then(|plan| plan.authorization.as_ref())
         .is_none_or(|policy| policy.allows_connection(None, Some(destination.port())));
+    drop(snapshot);
     let start = match port_protocol(&settings.ports, destination.port()) {
         PortProtocol::Opaque if !relay_allowed => {
             handles.refused("unauthorized", client_addr, &"the policy refuses this port");
@@ -147,12 +168,12 @@ pub async fn serve(mut client: TcpStream, client_addr: SocketAddr, settings: Sid
         PortProtocol::Opaque => Start::Client {
             detected: Detected::Opaque,
             bytes: Bytes::new(),
-            upstream: Some(Upstream::Connecting(dial())),
+            upstream: Some(Upstream::Connecting(dial(false))),
         },
         PortProtocol::Auto if relay_allowed => {
             race::race(
                 &mut client,
-                dial,
+                move || dial(true),
                 settings.has_routes,
                 settings.idle_timeout,
             )
@@ -230,7 +251,7 @@ pub async fn serve(mut client: TcpStream, client_addr: SocketAddr, settings: Sid
             handles.forwarded(port, Detected::Opaque.label());
             opaque(
                 Rewind::new(client_bytes, client),
-                upstream,
+                *upstream,
                 &settings,
                 destination,
             )
@@ -245,9 +266,9 @@ pub async fn serve(mut client: TcpStream, client_addr: SocketAddr, settings: Sid
 }
 
 /// Relays bytes both ways until either side is done or the listener's idle timeout.
-async fn opaque(
-    client: Rewind<TcpStream>,
-    upstream: TcpStream,
+async fn opaque<C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    client: Rewind<C>,
+    upstream: race::UpstreamStream,
     settings: &SidecarConnSettings,
     destination: SocketAddr,
 ) {

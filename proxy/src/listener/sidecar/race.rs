@@ -20,13 +20,17 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 use super::classify::{Detected, ENOUGH, classify};
+pub use crate::cluster::connector::UpstreamStream;
 
-pub type Connecting = Pin<Box<dyn Future<Output = io::Result<TcpStream>> + Send>>;
+/// A connection to the destination: plain TCP, or meshed (mutual TLS to the peer's
+/// inbound port, header sent; the peer sends nothing more before the app's bytes).
+pub type Connecting = Pin<Box<dyn Future<Output = io::Result<UpstreamStream>> + Send>>;
 
 /// The connection to the destination, as far as it got.
 pub enum Upstream {
     Connecting(Connecting),
-    Connected(TcpStream),
+    /// Boxed: a TLS stream is large, and the race holds it only briefly.
+    Connected(Box<UpstreamStream>),
     Failed(io::Error),
 }
 
@@ -35,10 +39,10 @@ impl Upstream {
     ///
     /// # Errors
     /// The connect's error.
-    pub async fn finish(self) -> io::Result<TcpStream> {
+    pub async fn finish(self) -> io::Result<UpstreamStream> {
         match self {
             Self::Connecting(connecting) => connecting.await,
-            Self::Connected(stream) => Ok(stream),
+            Self::Connected(stream) => Ok(*stream),
             Self::Failed(error) => Err(error),
         }
     }
@@ -57,7 +61,7 @@ pub enum Start {
     /// The destination spoke first (or closed): opaque from here. `client_bytes` are the
     /// client's bytes read so far (too few to classify).
     Server {
-        upstream: TcpStream,
+        upstream: Box<UpstreamStream>,
         client_bytes: Bytes,
     },
     /// The destination refused or did not answer, and the client said nothing that
@@ -93,14 +97,14 @@ pub async fn race(
         }
     }
     let mut connecting = Some(dial());
-    let mut connected: Option<TcpStream> = None;
+    let mut connected: Option<UpstreamStream> = None;
     let mut failed: Option<io::Error> = None;
     let upstream = |connecting: Option<Connecting>,
-                    connected: Option<TcpStream>,
+                    connected: Option<UpstreamStream>,
                     failed: Option<io::Error>| {
         match (connecting, connected) {
             (Some(c), _) => Upstream::Connecting(c),
-            (None, Some(s)) => Upstream::Connected(s),
+            (None, Some(s)) => Upstream::Connected(Box::new(s)),
             (None, None) => {
                 Upstream::Failed(failed.unwrap_or_else(|| io::ErrorKind::NotConnected.into()))
             }
@@ -153,7 +157,7 @@ pub async fn race(
             // Data (or the destination's close) before any decisive client byte.
             peeked = async {
                 match connected.as_ref() {
-                    Some(stream) => stream.peek(&mut probe).await,
+                    Some(stream) => stream.tcp().peek(&mut probe).await,
                     None => std::future::pending().await,
                 }
             } => {
@@ -168,7 +172,7 @@ pub async fn race(
                     continue;
                 }
                 let Some(stream) = connected else { unreachable!("peeked a connection") };
-                return Start::Server { upstream: stream, client_bytes: bytes.freeze() };
+                return Start::Server { upstream: Box::new(stream), client_bytes: bytes.freeze() };
             }
             () = &mut idle => return Start::Idle,
         }
@@ -191,7 +195,13 @@ mod tests {
     }
 
     fn dial_to(addr: std::net::SocketAddr) -> impl FnOnce() -> Connecting {
-        move || Box::pin(TcpStream::connect(addr))
+        move || {
+            Box::pin(async move {
+                TcpStream::connect(addr)
+                    .await
+                    .map(|tcp| UpstreamStream::Plain { tcp })
+            })
+        }
     }
 
     #[tokio::test]
@@ -291,7 +301,9 @@ mod tests {
         let (failed_tx, failed) = tokio::sync::oneshot::channel();
         let dial = move || -> Connecting {
             Box::pin(async move {
-                let result = TcpStream::connect(addr).await;
+                let result = TcpStream::connect(addr)
+                    .await
+                    .map(|tcp| UpstreamStream::Plain { tcp });
                 let _ = failed_tx.send(());
                 result
             })

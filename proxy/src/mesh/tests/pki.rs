@@ -1,0 +1,81 @@
+//! Test certificates for meshed connections: a CA per trust domain (`meshwork certs`'
+//! own code) and identity stores holding workload certificates issued by it, with or
+//! without a SPIFFE ID.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use meshwork_config::model::{Identity, Mesh, MeshInbound};
+
+use crate::mesh::MeshPlan;
+use crate::tls::identity::{IdentityMaterial, IdentityStore};
+
+/// A CA in a temporary directory.
+pub(super) struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    /// A CA named `name` (two trust roots need two names: a verifier finds the issuer
+    /// by name before it checks the signature).
+    pub(super) fn new(name: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        crate::certs::create_ca(&dir.path().join("ca"), name, 1, false).unwrap();
+        Self { dir }
+    }
+
+    fn ca(&self) -> PathBuf {
+        self.dir.path().join("ca")
+    }
+
+    /// An identity store holding a workload certificate for `spiffe_id`.
+    pub(super) fn identity(&self, spiffe_id: &str) -> Arc<IdentityStore> {
+        let out = self.dir.path().join(spiffe_id.rsplit('/').next().unwrap());
+        crate::certs::issue_workload(&self.ca(), spiffe_id, &[], &out, 1, true).unwrap();
+        store(&out)
+    }
+
+    /// An identity store whose certificate (from this CA) has a DNS name and no SPIFFE ID.
+    pub(super) fn identity_without_spiffe_id(&self, dns: &str) -> Arc<IdentityStore> {
+        let ca_pem = std::fs::read_to_string(self.ca().join("ca.pem")).unwrap();
+        let ca_key = std::fs::read_to_string(self.ca().join("ca-key.pem")).unwrap();
+        let issuer =
+            rcgen::Issuer::from_ca_cert_pem(&ca_pem, rcgen::KeyPair::from_pem(&ca_key).unwrap())
+                .unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec![dns.into()])
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        let out = self.dir.path().join(dns);
+        std::fs::create_dir_all(&out).unwrap();
+        std::fs::write(out.join("cert.pem"), cert.pem()).unwrap();
+        std::fs::write(out.join("key.pem"), key.serialize_pem()).unwrap();
+        std::fs::write(out.join("ca.pem"), ca_pem).unwrap();
+        store(&out)
+    }
+}
+
+fn store(dir: &Path) -> Arc<IdentityStore> {
+    let files = Identity {
+        cert: dir.join("cert.pem"),
+        key: dir.join("key.pem"),
+        trust_bundle: dir.join("ca.pem"),
+    };
+    let material = IdentityMaterial::load(&files).unwrap();
+    let store = Arc::new(IdentityStore::new(crate::metrics::Metrics::new().tls));
+    store.install(Some(files), Some(material));
+    store
+}
+
+/// A plan for `identity` whose peers accept on `inbound_port` (of 127.0.0.1).
+pub(super) fn plan(identity: &Arc<IdentityStore>, inbound_port: u16) -> Arc<MeshPlan> {
+    let mesh = Mesh {
+        networks: vec!["127.0.0.0/8".parse().unwrap()],
+        inbound: MeshInbound::Strict,
+        inbound_port,
+    };
+    MeshPlan::build(Some(&mesh), identity, &crate::metrics::Metrics::new())
+        .unwrap()
+        .unwrap()
+}

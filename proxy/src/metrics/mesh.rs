@@ -1,0 +1,34 @@
+//! Meshed-connection metrics: refusals on the inbound side and failures on the outbound
+//! side, by listener and a fixed reason (never by peer address or identity).
+
+use prometheus::IntCounterVec;
+
+use super::{Metrics, counter_vec};
+
+#[derive(Debug, Clone)]
+pub struct MeshMetrics {
+    pub inbound_refused_total: IntCounterVec,
+    pub connect_failures_total: IntCounterVec,
+}
+
+impl MeshMetrics {
+    pub(super) fn new() -> Self {
+        Self {
+            inbound_refused_total: counter_vec(
+                "mesh_inbound_refused_total",
+                "Connections an inbound listener refused for mesh reasons (a meshed peer's failed handshake or header, or a client that is not a meshed peer under `mesh.inbound: strict`), by listener and reason.",
+                &["listener", "reason"],
+            ),
+            connect_failures_total: counter_vec(
+                "mesh_connect_failures_total",
+                "Meshed connections the outbound side could not set up (connect, mutual TLS, not a meshwork peer), by reason.",
+                &["reason"],
+            ),
+        }
+    }
+
+    pub(super) fn register(&self, metrics: &Metrics) {
+        metrics.register(self.inbound_refused_total.clone());
+        metrics.register(self.connect_failures_total.clone());
+    }
+}
