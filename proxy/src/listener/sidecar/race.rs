@@ -342,7 +342,7 @@ mod tests {
                 // Returned once its end of stream is there to see.
                 stream.readable().await?;
                 let _ = dialed_tx.send(());
-                Ok(stream)
+                Ok(UpstreamStream::Plain { tcp: stream })
             })
         };
         let racing = tokio::spawn(async move {
