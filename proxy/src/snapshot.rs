@@ -198,7 +198,12 @@ impl Snapshot {
             mesh,
             connections,
         } = parts;
-        let clusters = registry.resolve(&config.clusters, &tls, config.identity.is_some());
+        let clusters = registry.resolve(
+            &config.clusters,
+            &tls,
+            config.identity.is_some(),
+            mesh.as_ref(),
+        );
         let route_tables: HashMap<String, Arc<RouteTable>> = config
             .route_tables
             .iter()

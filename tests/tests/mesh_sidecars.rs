@@ -282,3 +282,75 @@ fn a_peer_from_another_trust_root_is_refused_and_counted() {
         refused.lines_of("meshwork_mesh_inbound_refused_total")
     );
 }
+
+#[test]
+fn a_routes_cluster_of_meshed_endpoints_carries_the_clients_identity() {
+    if skipped("a_routes_cluster_of_meshed_endpoints_carries_the_clients_identity") {
+        return;
+    }
+    let (_ca, web, api) = certs();
+    let dir = tempfile::tempdir().unwrap();
+    let link = PodLink::new();
+    init(&link.pod);
+    let _app = probe_http_listener(&link.peer, "0.0.0.0:8080", "app");
+    // Only the web identity gets in: a plain connection would be refused (strict), so a
+    // 200 proves the route's cluster connection was meshed.
+    let policy = format!(
+        "
+authorization:
+  - listener: inbound
+    default: deny
+    allow:
+      - from: [{WEB}]
+"
+    );
+    let _inbound = start_meshwork(
+        &link.peer,
+        dir.path(),
+        &inbound_yaml(&api, "strict", &policy),
+    );
+    // The route sends `Host: users` to a cluster naming the peer pod's address; the app
+    // dials an address on the link where no host answers, so the 200 comes from the
+    // route, not the original destination.
+    let routes = format!(
+        "route_tables:
+  services:
+    - name: users
+      match: {{ host: [users] }}
+      backends: [{{ cluster: users }}]
+clusters:
+  - name: users
+    endpoints: [{PEER_V4}:8080]
+"
+    );
+    let outbound = outbound_yaml(&web).replace(
+        "    original_destination: true\n",
+        "    original_destination: true\n    route_table: services\n",
+    ) + &routes;
+    let _outbound = start_meshwork(&link.pod, dir.path(), &outbound);
+
+    let uid = APP_UID.to_string();
+    let out = link.pod.run_ok(
+        "setpriv",
+        &[
+            &format!("--reuid={uid}"),
+            &format!("--regid={uid}"),
+            "--clear-groups",
+            "curl",
+            "-s",
+            "--max-time",
+            "5",
+            "-w",
+            "\n%{http_code}",
+            "-H",
+            "Host: users",
+            "http://10.200.0.99:80/x",
+        ],
+    );
+    let (body, status) = out.rsplit_once('\n').expect("curl's status line");
+    assert_eq!(status, "200", "{body}");
+    assert!(
+        body.starts_with(&format!("app peer-identity={WEB} peer={PEER_V4}:")),
+        "{body}"
+    );
+}

@@ -137,6 +137,9 @@ pub enum Transport {
     /// A meshed original destination: mutual TLS to the peer's inbound port, then the
     /// mesh header (see [`crate::mesh::connect`]), instead of TCP to the address.
     Meshed(MeshDial),
+    /// Plain TCP from the client's own address (a TPROXY-delivered connection's original
+    /// destination: the app sees who called it; see [`connect_transparent`]).
+    TransparentFrom(std::net::IpAddr),
 }
 
 impl Transport {
@@ -144,7 +147,7 @@ impl Transport {
     pub fn tls(&self) -> Option<&Arc<UpstreamTls>> {
         match self {
             Self::Tls(tls) => Some(tls),
-            Self::Plain | Self::Meshed(_) => None,
+            Self::Plain | Self::Meshed(_) | Self::TransparentFrom(_) => None,
         }
     }
 
@@ -153,6 +156,7 @@ impl Transport {
     fn for_upgrade(&self) -> Self {
         match self {
             Self::Plain => Self::Plain,
+            Self::TransparentFrom(source) => Self::TransparentFrom(*source),
             Self::Tls(tls) => Self::Tls(Arc::new(tls.offering_http1_only())),
             Self::Meshed(dial) => Self::Meshed(MeshDial {
                 protocol: crate::mesh::MeshProtocol::Http1,
@@ -424,6 +428,61 @@ pub async fn open(
     }
 }
 
+/// Connects to `address` (an IP literal) from `source`, another host's address: a
+/// transparent socket (`IP_TRANSPARENT`, which takes CAP_NET_ADMIN) carrying `meshwork
+/// init --mode tproxy`'s default mark, so the app's replies (addressed to the client)
+/// are routed back to the proxy (see docs/sidecar.md, "TPROXY mode").
+///
+/// # Errors
+/// The socket setup or the connect failing, or no connection within `timeout`.
+pub async fn connect_transparent(
+    address: &Address,
+    source: std::net::IpAddr,
+    timeout: Duration,
+) -> Result<TcpStream, ConnectError> {
+    let failed = |source: std::io::Error| ConnectError::Connect {
+        address: address.to_string(),
+        source,
+    };
+    let ip: std::net::IpAddr = address
+        .host
+        .parse()
+        .map_err(|_| ConnectError::NoAddresses {
+            address: address.to_string(),
+        })?;
+    let destination = SocketAddr::new(ip, address.port);
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(destination),
+        socket2::Type::STREAM,
+        None,
+    )
+    .map_err(failed)?;
+    if destination.is_ipv6() {
+        socket.set_ip_transparent_v6(true).map_err(failed)?;
+    } else {
+        socket.set_ip_transparent_v4(true).map_err(failed)?;
+    }
+    socket
+        .set_mark(crate::init::DEFAULT_TPROXY_MARK)
+        .map_err(failed)?;
+    socket.set_nonblocking(true).map_err(failed)?;
+    socket
+        .bind(&SocketAddr::new(source, 0).into())
+        .map_err(failed)?;
+    let connecting = tokio::net::TcpSocket::from_std_stream(socket.into()).connect(destination);
+    match tokio::time::timeout(timeout, connecting).await {
+        Ok(Ok(stream)) => {
+            let _ = stream.set_nodelay(true);
+            Ok(stream)
+        }
+        Ok(Err(error)) => Err(failed(error)),
+        Err(_) => Err(ConnectError::Timeout {
+            address: address.to_string(),
+            timeout,
+        }),
+    }
+}
+
 impl tower::Service<http::Uri> for EndpointConnector {
     type Response = TokioIo<CountedStream>;
     type Error = ConnectError;
@@ -480,6 +539,11 @@ impl EndpointConnector {
         transport: &Transport,
     ) -> Result<CountedStream, ConnectError> {
         let opened = match transport {
+            Transport::TransparentFrom(source) => {
+                connect_transparent(&self.address, *source, self.connect_timeout)
+                    .await
+                    .map(|tcp| UpstreamStream::Plain { tcp })
+            }
             Transport::Meshed(mesh) => mesh
                 .open(self.connect_timeout)
                 .await

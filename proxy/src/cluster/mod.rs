@@ -188,6 +188,8 @@ pub struct ClusterRuntime {
     with_identity: bool,
     /// [`TlsPlan::cluster_files`](crate::tls::TlsPlan::cluster_files) when built.
     tls_files: u64,
+    /// The mesh plan its endpoints were built with (`None` without `mesh`).
+    mesh: Option<Arc<crate::mesh::MeshPlan>>,
     /// Set for an `auto` listener's `original-destination` cluster: its endpoints are
     /// made per request, from where the request's connection was going.
     pub original_destinations: Option<original_dst::OriginalDestinations>,
@@ -202,10 +204,13 @@ impl Drop for ClusterRuntime {
 }
 
 impl ClusterRuntime {
-    /// `tls`: the cluster's origination settings when it has `tls`.
+    /// `tls`: the cluster's origination settings when it has `tls`. `mesh`: the
+    /// config's meshed connections, for a cluster without `tls` whose endpoints run
+    /// meshwork (see [`endpoint_transport`]).
     pub fn new(
         config: model::Cluster,
         tls: Option<&crate::tls::client::Origination>,
+        mesh: Option<&Arc<crate::mesh::MeshPlan>>,
         metrics: &Metrics,
     ) -> Self {
         // The endpoints' latency estimates share one epoch, so peak_ewma compares them.
@@ -220,14 +225,13 @@ impl ClusterRuntime {
                     &config.name,
                     &ep.address.to_string(),
                 ));
-                let transport = tls.map_or(connector::Transport::Plain, |o| {
-                    connector::Transport::Tls(Arc::new(connector::UpstreamTls::new(
-                        o,
-                        &ep.address,
-                        &config.name,
-                        metrics,
-                    )))
-                });
+                let transport =
+                    match tls {
+                        Some(o) => connector::Transport::Tls(Arc::new(
+                            connector::UpstreamTls::new(o, &ep.address, &config.name, metrics),
+                        )),
+                        None => endpoint_transport(&config, &ep.address, mesh),
+                    };
                 Arc::new(Endpoint::build(
                     ep.address.clone(),
                     &config,
@@ -272,6 +276,7 @@ impl ClusterRuntime {
             &mut rand::rng(),
         );
         Self {
+            mesh: None,
             original_destinations: None,
             health_checker,
             with_identity: false,
@@ -288,6 +293,7 @@ impl ClusterRuntime {
     pub fn original_destination(metrics: &Metrics) -> Self {
         let mut runtime = Self::new(
             original_dst::cluster_config(UpstreamProtocol::Http1),
+            None,
             None,
             metrics,
         );
@@ -323,6 +329,48 @@ impl ClusterRuntime {
             Err(PickError::AllRefused) => Err(crate::http::ProxyError::CircuitOpen),
         }
     }
+}
+
+/// How a cluster without `tls` reaches an endpoint: meshed (mutual TLS with the proxy's
+/// identity to the peer sidecar, the header naming the endpoint's port and the cluster's
+/// HTTP version) when the endpoint's address is an IP in `mesh.networks`, so a route's
+/// traffic to another meshed pod is encrypted and authenticated like the rest; plain
+/// TCP otherwise. An endpoint named by DNS is not meshed: which address it resolves to
+/// is known only at connect time.
+fn endpoint_transport(
+    config: &model::Cluster,
+    address: &Address,
+    mesh: Option<&Arc<crate::mesh::MeshPlan>>,
+) -> connector::Transport {
+    let Some(plan) = mesh else {
+        return connector::Transport::Plain;
+    };
+    let Ok(ip) = address.host.parse::<std::net::IpAddr>() else {
+        return connector::Transport::Plain;
+    };
+    if !plan.is_meshed(ip) {
+        return connector::Transport::Plain;
+    }
+    let protocol = match config.protocol {
+        UpstreamProtocol::Http2 => crate::mesh::MeshProtocol::Http2,
+        UpstreamProtocol::Http1 | UpstreamProtocol::Auto => crate::mesh::MeshProtocol::Http1,
+    };
+    connector::Transport::Meshed(crate::mesh::connect::MeshDial::new(
+        plan.clone(),
+        std::net::SocketAddr::new(ip, address.port),
+        protocol,
+    ))
+}
+
+/// Whether any endpoint of a cluster without `tls` would be meshed under `plan`.
+fn has_meshed_endpoint(config: &model::Cluster, plan: &crate::mesh::MeshPlan) -> bool {
+    config.tls.is_none()
+        && config.endpoints.iter().any(|ep| {
+            ep.address
+                .host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| plan.is_meshed(ip))
+        })
 }
 
 /// A cluster's endpoints as its balancer sees them during one pick.
@@ -384,14 +432,25 @@ impl ClusterRegistry {
         configs: &[model::Cluster],
         tls: &crate::tls::TlsPlan,
         with_identity: bool,
+        mesh: Option<&Arc<crate::mesh::MeshPlan>>,
     ) -> HashMap<String, Arc<ClusterRuntime>> {
         let mut known = self.clusters.lock().unwrap_or_else(|e| e.into_inner());
         let mut next = HashMap::with_capacity(configs.len());
         for config in configs {
             let tls_files = tls.cluster_files(&config.name);
             let same_tls = |c: &ClusterRuntime| {
-                config.tls.is_none()
-                    || (c.with_identity == with_identity && c.tls_files == tls_files)
+                if config.tls.is_some() {
+                    c.with_identity == with_identity && c.tls_files == tls_files
+                } else {
+                    // Meshed endpoints dial with the plan they were built with; a cluster
+                    // with none keeps its state whatever the plan.
+                    let meshed_now = mesh.filter(|plan| has_meshed_endpoint(config, plan));
+                    match (&c.mesh, meshed_now) {
+                        (None, None) => true,
+                        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                        _ => false,
+                    }
+                }
             };
             let runtime = match known.get(&config.name) {
                 Some(existing) if existing.config == *config && same_tls(existing) => {
@@ -401,8 +460,12 @@ impl ClusterRegistry {
                     let mut runtime = ClusterRuntime::new(
                         config.clone(),
                         tls.cluster(&config.name),
+                        mesh,
                         &self.metrics,
                     );
+                    runtime.mesh = mesh
+                        .filter(|plan| has_meshed_endpoint(config, plan))
+                        .cloned();
                     runtime.with_identity = with_identity;
                     runtime.tls_files = tls_files;
                     Arc::new(runtime)

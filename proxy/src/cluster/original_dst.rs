@@ -34,7 +34,8 @@ const MAX_KEPT: usize = 1024;
 
 /// Where an original destination's requests go, by HTTP version, and the meshed peer's
 /// inbound port when it is reached meshed.
-type Key = (SocketAddr, bool, Option<u16>);
+/// Destination, HTTP/2, the meshed peer's inbound port, the transparent source.
+type Key = (SocketAddr, bool, Option<u16>, Option<std::net::IpAddr>);
 
 /// Endpoints made on demand for the original destinations of one listener's connections.
 #[derive(Debug)]
@@ -84,15 +85,23 @@ impl OriginalDestinations {
     }
 
     /// The endpoint for requests of HTTP version `h2` to `destination`, with its pool;
-    /// its connections are meshed (mutual TLS to the peer's inbound port) with `mesh`.
+    /// its connections are meshed (mutual TLS to the peer's inbound port) with `mesh`,
+    /// or opened from `transparent_source` (a TPROXY-delivered client's address, so the
+    /// app sees who called: one pool per client address).
     pub fn endpoint(
         &self,
         destination: SocketAddr,
         h2: bool,
         gates: &ClusterGates,
         mesh: Option<&Arc<MeshPlan>>,
+        transparent_source: Option<std::net::IpAddr>,
     ) -> Arc<Endpoint> {
-        let key = (destination, h2, mesh.map(|m| m.mesh.inbound_port));
+        let key = (
+            destination,
+            h2,
+            mesh.map(|m| m.mesh.inbound_port),
+            transparent_source,
+        );
         let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(endpoint) = kept.get(&key) {
             return endpoint.clone();
@@ -106,14 +115,17 @@ impl OriginalDestinations {
             config,
             gates,
             self.handles.clone(),
-            mesh.map_or(Transport::Plain, |plan| {
-                let protocol = if h2 {
-                    MeshProtocol::Http2
-                } else {
-                    MeshProtocol::Http1
-                };
-                Transport::Meshed(MeshDial::new(plan.clone(), destination, protocol))
-            }),
+            mesh.map_or(
+                transparent_source.map_or(Transport::Plain, Transport::TransparentFrom),
+                |plan| {
+                    let protocol = if h2 {
+                        MeshProtocol::Http2
+                    } else {
+                        MeshProtocol::Http1
+                    };
+                    Transport::Meshed(MeshDial::new(plan.clone(), destination, protocol))
+                },
+            ),
             self.epoch,
             &self.metrics,
         ));
@@ -143,14 +155,29 @@ mod tests {
         let od = OriginalDestinations::new(&metrics);
         let gates = ClusterGates::new(ORIGINAL_DESTINATION, &Default::default(), &metrics);
         let a: SocketAddr = "10.0.0.1:80".parse().unwrap();
-        let first = od.endpoint(a, false, &gates, None);
-        assert!(Arc::ptr_eq(&first, &od.endpoint(a, false, &gates, None)));
-        assert!(!Arc::ptr_eq(&first, &od.endpoint(a, true, &gates, None)));
+        let first = od.endpoint(a, false, &gates, None, None);
+        assert!(Arc::ptr_eq(
+            &first,
+            &od.endpoint(a, false, &gates, None, None)
+        ));
+        assert!(!Arc::ptr_eq(
+            &first,
+            &od.endpoint(a, true, &gates, None, None)
+        ));
         for port in 1..=(MAX_KEPT as u16 + 10) {
-            let _ = od.endpoint(SocketAddr::from(([10, 0, 0, 2], port)), false, &gates, None);
+            let _ = od.endpoint(
+                SocketAddr::from(([10, 0, 0, 2], port)),
+                false,
+                &gates,
+                None,
+                None,
+            );
         }
         assert!(od.kept() <= MAX_KEPT, "kept {}", od.kept());
         // The one still in use survived the sweep.
-        assert!(Arc::ptr_eq(&first, &od.endpoint(a, false, &gates, None)));
+        assert!(Arc::ptr_eq(
+            &first,
+            &od.endpoint(a, false, &gates, None, None)
+        ));
     }
 }

@@ -101,7 +101,12 @@ pub fn explain(
     };
 
     let registry = ClusterRegistry::new(crate::metrics::Metrics::new());
-    let clusters = registry.resolve(&config.clusters, &crate::tls::TlsPlan::default(), false);
+    let clusters = registry.resolve(
+        &config.clusters,
+        &crate::tls::TlsPlan::default(),
+        false,
+        None,
+    );
     let auto = config
         .listeners
         .iter()

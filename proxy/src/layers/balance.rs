@@ -75,6 +75,7 @@ impl Step for Balance {
                         req.http.version() == http::Version::HTTP_2,
                         &c.gates,
                         MeshPlan::outbound(&req.ctx.snapshot, &req.ctx.listener, destination),
+                        req.ctx.transparent_source,
                     )),
                     _ => c.pick(req.ctx.avoid_endpoint.as_ref(), key).cloned(),
                 }

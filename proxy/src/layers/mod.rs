@@ -58,6 +58,9 @@ pub struct RequestContext {
     /// Where the request's connection was going before interception redirected it
     /// (`auto` listeners): the `original-destination` cluster sends it there.
     pub original_destination: Option<SocketAddr>,
+    /// The client's address when its connection was delivered by TPROXY: original
+    /// destinations are dialed from it, so the app sees who called.
+    pub transparent_source: Option<std::net::IpAddr>,
     /// The endpoint that just failed this request; a retry prefers another.
     pub avoid_endpoint: Option<Arc<Endpoint>>,
     /// When the proxy gives up waiting (the route's `timeout`, or a retry's

@@ -83,6 +83,7 @@ pub async fn serve(stream: TcpStream, client_addr: SocketAddr, settings: HttpCon
         client_addr,
         peer_identity: None,
         original_destination: None,
+        transparent_source: None,
         scheme: "http",
         activity,
         settings,
@@ -111,6 +112,7 @@ pub async fn serve_tls(
         client_addr,
         peer_identity: tls.peer_identity,
         original_destination: None,
+        transparent_source: None,
         scheme: "https",
         activity,
         settings,
@@ -120,12 +122,14 @@ pub async fn serve_tls(
 
 /// Serves an intercepted connection (`auto` listeners) whose protocol was detected from
 /// its first bytes: `stream` replays them. Requests that match none of the listener's
-/// routes go to `original_destination`; `peer_identity` is a meshed peer's.
+/// routes go to `original_destination` (from `transparent_source` under TPROXY);
+/// `peer_identity` is a meshed peer's.
 pub async fn serve_intercepted<S>(
     stream: super::sidecar::Rewind<S>,
     client_addr: SocketAddr,
     protocol: ConnProtocol,
     original_destination: SocketAddr,
+    transparent_source: Option<std::net::IpAddr>,
     peer_identity: Option<Arc<str>>,
     settings: HttpConnSettings,
 ) where
@@ -137,6 +141,7 @@ pub async fn serve_intercepted<S>(
         client_addr,
         peer_identity,
         original_destination: Some(original_destination),
+        transparent_source,
         scheme: "http",
         activity,
         settings,
@@ -151,6 +156,8 @@ struct Conn {
     peer_identity: Option<Arc<str>>,
     /// Where an intercepted connection was going (`auto` listeners).
     original_destination: Option<SocketAddr>,
+    /// A TPROXY-delivered client's address: original destinations are dialed from it.
+    transparent_source: Option<std::net::IpAddr>,
     scheme: &'static str,
     activity: Arc<ConnActivity>,
     settings: HttpConnSettings,
@@ -168,6 +175,7 @@ impl Conn {
             client_addr: self.client_addr,
             peer_identity: self.peer_identity.clone(),
             original_destination: self.original_destination,
+            transparent_source: self.transparent_source,
             scheme: self.scheme,
             snapshots: self.settings.snapshots.clone(),
             activity: self.activity.clone(),
@@ -231,6 +239,8 @@ struct HttpService {
     client_addr: SocketAddr,
     peer_identity: Option<Arc<str>>,
     original_destination: Option<SocketAddr>,
+    /// A TPROXY-delivered client's address: original destinations are dialed from it.
+    transparent_source: Option<std::net::IpAddr>,
     scheme: &'static str,
     snapshots: SnapshotHandle,
     activity: Arc<ConnActivity>,
@@ -285,6 +295,7 @@ impl hyper::service::Service<http::Request<Incoming>> for HttpService {
                 cluster: None,
                 endpoint: None,
                 original_destination: self.original_destination,
+                transparent_source: self.transparent_source,
                 avoid_endpoint: None,
                 deadline: None,
             },

@@ -138,6 +138,7 @@ pub async fn serve_inbound(
         client_addr,
         protocol,
         destination,
+        None,
         Some(peer),
         settings.http,
     )

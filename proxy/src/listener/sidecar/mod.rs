@@ -222,6 +222,7 @@ pub async fn serve(mut client: TcpStream, client_addr: SocketAddr, settings: Sid
                 client_addr,
                 protocol,
                 destination,
+                transparent_source,
                 None,
                 settings.http,
             )
