@@ -313,13 +313,19 @@ mod tests {
         });
         failed.await.unwrap();
         client.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
-        match racing.await.unwrap() {
+        assert_http_without_destination(racing.await.unwrap()).await;
+    }
+
+    /// The race ended on the client's HTTP, the destination's connection unusable.
+    async fn assert_http_without_destination(start: Start) {
+        match start {
             Start::Client {
                 detected, upstream, ..
             } => {
                 assert_eq!(detected, Detected::Http1);
                 assert!(upstream.expect("dialed").finish().await.is_err());
             }
+            Start::Server { .. } => panic!("the destination's close was taken for a greeting"),
             _ => panic!("expected HTTP"),
         }
     }
@@ -350,16 +356,7 @@ mod tests {
         });
         dialed.await.unwrap();
         client.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
-        match racing.await.unwrap() {
-            Start::Client {
-                detected, upstream, ..
-            } => {
-                assert_eq!(detected, Detected::Http1);
-                assert!(upstream.expect("dialed").finish().await.is_err());
-            }
-            Start::Server { .. } => panic!("the destination's close was taken for a greeting"),
-            _ => panic!("expected HTTP"),
-        }
+        assert_http_without_destination(racing.await.unwrap()).await;
     }
 
     #[tokio::test(start_paused = true)]
