@@ -354,3 +354,66 @@ clusters:
         "{body}"
     );
 }
+
+#[test]
+fn under_tproxy_http_reaches_the_app_from_the_clients_own_address() {
+    if skipped("under_tproxy_http_reaches_the_app_from_the_clients_own_address") {
+        return;
+    }
+    let (_ca, _web, api) = certs();
+    let dir = tempfile::tempdir().unwrap();
+    let link = PodLink::new();
+    // Only the peer is intercepted, in TPROXY mode; the pod's client is plain.
+    let bin = meshwork_tests::meshwork_bin();
+    link.peer.run_ok(
+        &bin.to_string_lossy(),
+        &[
+            "init",
+            "--mode",
+            "tproxy",
+            "--proxy-uid",
+            "0",
+            "--proxy-gid",
+            "0",
+        ],
+    );
+    let _app = probe_http_listener(&link.peer, "0.0.0.0:8080", "app");
+    let _inbound = start_meshwork(
+        &link.peer,
+        dir.path(),
+        &inbound_yaml(&api, "permissive", ""),
+    );
+    let out = link.pod.run_ok(
+        "curl",
+        &[
+            "-s",
+            "--max-time",
+            "5",
+            "-w",
+            "\n%{http_code}",
+            &format!("http://{PEER_V4}:8080/x"),
+        ],
+    );
+    let (body, status) = out.rsplit_once('\n').expect("curl's status line");
+    assert_eq!(status, "200", "{body}");
+    // Through the inbound sidecar's HTTP path, yet from the pod's own address.
+    assert!(
+        body.starts_with("app peer-identity=- peer=10.200.0.1:"),
+        "the app sees the sidecar, not the client: {body}"
+    );
+    let inbound = meshwork_metrics(&link.peer);
+    assert_eq!(
+        inbound.get_or_zero(
+            "meshwork_sidecar_connections_total",
+            &[
+                ("listener", "inbound"),
+                ("direction", "inbound"),
+                ("port", "8080"),
+                ("protocol", "http"),
+            ],
+        ),
+        1.0,
+        "{}",
+        inbound.lines_of("meshwork_sidecar_connections_total")
+    );
+}
