@@ -65,26 +65,33 @@ mesh:
     )
 }
 
-/// `GET url` from the pod's app (intercepted): status and body.
-fn app_get(link: &PodLink, url: &str) -> (String, String) {
-    let uid = APP_UID.to_string();
-    let out = link.pod.run_ok(
-        "setpriv",
-        &[
-            &format!("--reuid={uid}"),
-            &format!("--regid={uid}"),
-            "--clear-groups",
-            "curl",
-            "-s",
-            "--max-time",
-            "5",
-            "-w",
-            "\n%{http_code}",
-            url,
-        ],
-    );
+/// `GET url` from the pod's app (intercepted), with `headers`: status and body.
+fn app_get_with(link: &PodLink, url: &str, headers: &[&str]) -> (String, String) {
+    let uid = format!("{APP_UID}");
+    let (reuid, regid) = (format!("--reuid={uid}"), format!("--regid={uid}"));
+    let mut args = vec![
+        reuid.as_str(),
+        regid.as_str(),
+        "--clear-groups",
+        "curl",
+        "-s",
+        "--max-time",
+        "5",
+        "-w",
+        "\n%{http_code}",
+    ];
+    for header in headers {
+        args.extend(["-H", header]);
+    }
+    args.push(url);
+    let out = link.pod.run_ok("setpriv", &args);
     let (body, status) = out.rsplit_once('\n').expect("curl's status line");
     (status.to_owned(), body.to_owned())
+}
+
+/// `GET url` from the pod's app (intercepted): status and body.
+fn app_get(link: &PodLink, url: &str) -> (String, String) {
+    app_get_with(link, url, &[])
 }
 
 fn certs() -> (TestCa, CertFiles, CertFiles) {
@@ -329,25 +336,7 @@ clusters:
     ) + &routes;
     let _outbound = start_meshwork(&link.pod, dir.path(), &outbound);
 
-    let uid = APP_UID.to_string();
-    let out = link.pod.run_ok(
-        "setpriv",
-        &[
-            &format!("--reuid={uid}"),
-            &format!("--regid={uid}"),
-            "--clear-groups",
-            "curl",
-            "-s",
-            "--max-time",
-            "5",
-            "-w",
-            "\n%{http_code}",
-            "-H",
-            "Host: users",
-            "http://10.200.0.99:80/x",
-        ],
-    );
-    let (body, status) = out.rsplit_once('\n').expect("curl's status line");
+    let (status, body) = app_get_with(&link, "http://10.200.0.99:80/x", &["Host: users"]);
     assert_eq!(status, "200", "{body}");
     assert!(
         body.starts_with(&format!("app peer-identity={WEB} peer={PEER_V4}:")),

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::drain::ConnectionTracker;
 use crate::metrics::Metrics;
 use crate::metrics::handles::ListenerHandles;
-use crate::observe::log_limit::{DEFAULT_LOG_BURST, DEFAULT_LOG_INTERVAL, LogLimiter};
+use crate::observe::log_limit::LogLimiter;
 use crate::snapshot::SnapshotHandle;
 use crate::tls::handshake;
 pub use original_dst::original_destination;
@@ -235,13 +235,7 @@ fn bind(addr: SocketAddr, transparent: bool) -> std::io::Result<TcpListener> {
 /// A listener's bound on handshake failure lines: any client can cause one at will.
 /// The rest are summarized; all are counted in `meshwork_tls_handshake_failures_total`.
 fn handshake_failure_log(listener: Arc<str>) -> Arc<LogLimiter> {
-    LogLimiter::new(
-        DEFAULT_LOG_BURST,
-        DEFAULT_LOG_INTERVAL,
-        Box::new(move |suppressed| {
-            tracing::info!(listener = %listener, suppressed = suppressed.total, reasons = %suppressed, "TLS handshake failures not logged one by one");
-        }),
-    )
+    LogLimiter::per_listener(listener, "TLS handshake failures")
 }
 
 /// One listener's accept loop.

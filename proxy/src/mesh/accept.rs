@@ -15,7 +15,7 @@ use tokio_rustls::server::TlsStream;
 
 use super::header::{HeaderError, MeshHeader};
 use super::{ALPN_MESH, MeshPlan};
-use crate::observe::log_limit::{DEFAULT_LOG_BURST, DEFAULT_LOG_INTERVAL, LogLimiter};
+use crate::observe::log_limit::LogLimiter;
 use crate::tls::handshake::{self, Refused};
 
 /// How long a meshed peer has for its ClientHello, handshake and header together (as a
@@ -118,14 +118,7 @@ pub struct AcceptFailures {
 
 impl AcceptFailures {
     pub fn new(listener: Arc<str>, refused: IntCounterVec) -> Self {
-        let name = listener.clone();
-        let log = LogLimiter::new(
-            DEFAULT_LOG_BURST,
-            DEFAULT_LOG_INTERVAL,
-            Box::new(move |suppressed| {
-                tracing::info!(listener = %name, suppressed = suppressed.total, reasons = %suppressed, "meshed connections refused, not logged one by one");
-            }),
-        );
+        let log = LogLimiter::per_listener(listener.clone(), "refused meshed connections");
         Self {
             listener,
             refused,

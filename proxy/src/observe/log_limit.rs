@@ -80,6 +80,19 @@ impl std::fmt::Debug for LogLimiter {
 
 impl LogLimiter {
     /// Intervals start at the first event after the previous one ended.
+    /// A listener's bound on lines about `what` (`"refused tcp connections"`): the
+    /// default burst and interval, and a summary line `{what} not logged one by one`
+    /// naming the listener, the count and the reasons.
+    pub fn per_listener(listener: Arc<str>, what: &'static str) -> Arc<Self> {
+        Self::new(
+            DEFAULT_LOG_BURST,
+            DEFAULT_LOG_INTERVAL,
+            Box::new(move |suppressed| {
+                tracing::info!(listener = %listener, suppressed = suppressed.total, reasons = %suppressed, "{what} not logged one by one");
+            }),
+        )
+    }
+
     pub fn new(burst: u32, interval: Duration, summarize: Summarize) -> Arc<Self> {
         Arc::new(Self {
             burst,

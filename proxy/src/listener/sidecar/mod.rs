@@ -35,7 +35,7 @@ use crate::mesh::MeshPlan;
 use crate::mesh::accept::AcceptFailures;
 use crate::metrics::Metrics;
 use crate::metrics::sidecar::PortLabels;
-use crate::observe::log_limit::{DEFAULT_LOG_BURST, DEFAULT_LOG_INTERVAL, LogLimiter};
+use crate::observe::log_limit::LogLimiter;
 use classify::Detected;
 use race::{Start, Upstream};
 pub use rewind::Rewind;
@@ -83,15 +83,9 @@ impl SidecarListenerHandles {
             ),
             metrics: metrics.clone(),
             ports: PortLabels::default(),
-            refusals_logged: LogLimiter::new(
-                DEFAULT_LOG_BURST,
-                DEFAULT_LOG_INTERVAL,
-                Box::new({
-                    let listener = listener.clone();
-                    move |suppressed| {
-                        tracing::info!(listener = %listener, suppressed = suppressed.total, reasons = %suppressed, "refused intercepted connections not logged one by one");
-                    }
-                }),
+            refusals_logged: LogLimiter::per_listener(
+                listener.clone(),
+                "refused intercepted connections",
             ),
             listener,
         }

@@ -20,7 +20,7 @@ use crate::cluster::connector::CountedStream;
 use crate::cluster::{Endpoint, InFlight};
 use crate::http::ProxyError;
 use crate::metrics::Metrics;
-use crate::observe::log_limit::{DEFAULT_LOG_BURST, DEFAULT_LOG_INTERVAL, LogLimiter};
+use crate::observe::log_limit::LogLimiter;
 use crate::snapshot::{SnapshotHandle, TcpListenerPlan};
 use relay::RelayEnd;
 
@@ -50,16 +50,7 @@ impl TcpListenerHandles {
                 .idle_timeouts_total
                 .with_label_values(&[&*listener]),
             metrics: metrics.clone(),
-            refusals_logged: LogLimiter::new(
-                DEFAULT_LOG_BURST,
-                DEFAULT_LOG_INTERVAL,
-                Box::new({
-                    let listener = listener.clone();
-                    move |suppressed| {
-                        tracing::info!(listener = %listener, suppressed = suppressed.total, reasons = %suppressed, "refused tcp connections not logged one by one");
-                    }
-                }),
-            ),
+            refusals_logged: LogLimiter::per_listener(listener.clone(), "refused tcp connections"),
             listener,
         }
     }
