@@ -49,7 +49,7 @@ clusters:
     let config =
         meshwork_config::load_str("bench.yaml", &yaml, std::path::Path::new("."), &|_| None)
             .unwrap_or_else(|d| panic!("bench config does not load:\n{d}"));
-    ClusterRuntime::new(config.clusters[0].clone(), None, metrics)
+    ClusterRuntime::new(config.clusters[0].clone(), None, None, metrics)
 }
 
 fn picks(c: &mut Criterion) {
