@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use http::{Method, StatusCode};
 use meshwork_tests::netns::skipped;
-use meshwork_tests::pods::MeshedPods;
+use meshwork_tests::pods::{MeshedPods, Pod};
 use meshwork_tests::{HttpClient, Upstream, eventually};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -29,6 +29,12 @@ const SHUTDOWN_CALLS: usize = 40;
 /// `[::]:port`: an app listening on every address of its pod, both families.
 fn any(port: u16) -> SocketAddr {
     SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port)
+}
+
+/// An HTTP/1.1 echo upstream named `name` in `pod` on `[::]:port`.
+async fn http1_app(pod: &Pod, name: &str, port: u16) -> Upstream {
+    pod.run(Upstream::http1().name(name).bind(any(port)).start())
+        .await
 }
 
 /// When a call started, and how it ended.
@@ -131,26 +137,8 @@ async fn sigterm_to_an_intercepting_sidecar_refuses_inbound_and_keeps_every_outb
         .b_init(&["--outbound-skip-ports", &A_APP_PORT.to_string()])
         .start()
         .await;
-    let _b_app = m
-        .pods
-        .b
-        .run(
-            Upstream::http1()
-                .name("b-app")
-                .bind(any(B_APP_PORT))
-                .start(),
-        )
-        .await;
-    let _a_app = m
-        .pods
-        .a
-        .run(
-            Upstream::http1()
-                .name("a-app")
-                .bind(any(A_APP_PORT))
-                .start(),
-        )
-        .await;
+    let _b_app = http1_app(&m.pods.b, "b-app", B_APP_PORT).await;
+    let _a_app = http1_app(&m.pods.a, "a-app", A_APP_PORT).await;
 
     // Before the drain, B reaches A's app through A's inbound listener.
     let a_app_url = format!("http://{}/", m.pods.a.addr_v4(A_APP_PORT));
