@@ -83,6 +83,16 @@ impl Pod {
         }
     }
 
+    /// Starts `future` inside this pod (on its runtime) and returns at once: for a task
+    /// that runs while the test goes on (an app's steady calls).
+    pub fn spawn<F>(&self, future: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.runtime.handle.spawn(future)
+    }
+
     /// `meshwork init ARGS` in this pod (programs its interception rules).
     ///
     /// # Panics

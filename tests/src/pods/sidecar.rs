@@ -5,10 +5,12 @@
 
 use std::os::unix::fs::{PermissionsExt as _, chown};
 use std::path::Path;
-use std::process::Stdio;
+use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use http::{Method, StatusCode};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
@@ -284,6 +286,26 @@ impl Sidecar {
                 ));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Sends SIGTERM to `meshwork` itself (`ip netns exec` and `setpriv` exec it, so the
+    /// child's pid is the proxy's), as a kubelet stopping the pod does.
+    pub fn sigterm(&self) {
+        let pid = self.child.id().expect("the sidecar is still running");
+        let pid = i32::try_from(pid).expect("pid fits in i32");
+        kill(Pid::from_raw(pid), Signal::SIGTERM).expect("kill -TERM the sidecar");
+    }
+
+    /// Waits for the sidecar to exit.
+    ///
+    /// # Panics
+    /// When it still runs after `timeout`.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        match tokio::time::timeout(timeout, self.child.wait()).await {
+            Ok(Ok(status)) => status,
+            Ok(Err(e)) => self.fail(&format!("waiting for meshwork to exit: {e}")),
+            Err(_) => self.fail(&format!("meshwork still running {timeout:?} later")),
         }
     }
 
