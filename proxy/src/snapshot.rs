@@ -3,12 +3,12 @@
 //! Requests load the current snapshot once and finish on it, so a reload never changes
 //! the rules under a request in flight.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use meshwork_config::Config;
-use meshwork_config::model::{ListenerPaths, ListenerProtocol};
+use meshwork_config::model::{ListenerPaths, ListenerProtocol, PortProtocol};
 
 use crate::cluster::{ClusterRegistry, ClusterRuntime};
 use crate::drain::ConnectionTracker;
@@ -159,6 +159,11 @@ pub struct Snapshot {
     http_listeners: HashMap<String, Arc<HttpListenerPlan>>,
     /// What each TCP listener's connections need, by listener name.
     tcp_listeners: HashMap<String, Arc<TcpListenerPlan>>,
+    /// Each `auto` listener's per-port protocol hints, by listener name.
+    port_hints: HashMap<String, Arc<BTreeMap<u16, PortProtocol>>>,
+    /// The configured ports of every listener: an intercepted connection going to one of
+    /// them on this host would loop.
+    pub listener_ports: Arc<[u16]>,
     pub clusters: HashMap<String, Arc<ClusterRuntime>>,
     /// TLS settings of listeners (and clusters, already handed to their runtimes).
     tls: TlsPlan,
@@ -262,12 +267,21 @@ impl Snapshot {
                 }
             }
         }
+        let port_hints = config
+            .listeners
+            .iter()
+            .filter(|l| matches!(l.protocol, ListenerProtocol::Auto { .. }))
+            .map(|l| (l.name.clone(), Arc::new(l.ports.clone())))
+            .collect();
+        let listener_ports = config.listeners.iter().map(|l| l.address.port()).collect();
         Self {
             version,
             source,
             config: Arc::new(config),
             http_listeners,
             tcp_listeners,
+            port_hints,
+            listener_ports,
             clusters,
             tls,
             access_log,
@@ -275,6 +289,11 @@ impl Snapshot {
             mesh,
             connections,
         }
+    }
+
+    /// An `auto` listener's per-port protocol hints.
+    pub fn port_hints(&self, listener: &str) -> Option<&Arc<BTreeMap<u16, PortProtocol>>> {
+        self.port_hints.get(listener)
     }
 
     /// The TLS handshake settings of a listener that terminates TLS.

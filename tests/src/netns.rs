@@ -271,21 +271,23 @@ pub fn start_meshwork(ns: &Netns, dir: &std::path::Path, yaml: &str) -> Backgrou
         .expect("start meshwork");
     let background = Background { child };
     let ready = format!("http://{MESHWORK_ADMIN}/ready");
-    for _ in 0..200 {
-        if ns
-            .run("curl", &["-sf", "-o", "/dev/null", &ready])
+    let answered = || {
+        ns.run("curl", &["-sf", "-o", "/dev/null", &ready])
             .status
             .success()
-        {
-            return background;
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !answered() {
+        if std::time::Instant::now() > deadline {
+            panic!(
+                "meshwork in {} not ready within 10 s:\n{}",
+                ns.name,
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(20));
     }
-    panic!(
-        "meshwork in {} not ready within 10 s:\n{}",
-        ns.name,
-        std::fs::read_to_string(&log).unwrap_or_default()
-    );
+    background
 }
 
 /// The `/metrics` text of the meshwork started in `ns` by [`start_meshwork`].

@@ -25,6 +25,22 @@ where
     }
 }
 
+/// [`eventually`] for tests without a runtime (processes in network namespaces): polls
+/// `check` until it holds, failing after `timeout`.
+///
+/// # Panics
+/// When `check` still does not hold at the deadline.
+pub fn eventually_blocking(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !check() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Runs `fut` to completion within `timeout`.
 ///
 /// # Panics

@@ -268,14 +268,12 @@ fn a_peer_from_another_trust_root_is_refused_and_counted() {
         failures.lines_of("meshwork_mesh_connect_failures_total")
     );
     // The peer counts its side once it has read the pod's alert: wait for it, bounded.
-    let mut refused = meshwork_metrics(&link.peer);
-    for _ in 0..100 {
-        if refused.sum("meshwork_mesh_inbound_refused_total") > 0.0 {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        refused = meshwork_metrics(&link.peer);
-    }
+    meshwork_tests::wait::eventually_blocking(
+        "the peer to count the refused handshake",
+        std::time::Duration::from_secs(5),
+        || meshwork_metrics(&link.peer).sum("meshwork_mesh_inbound_refused_total") > 0.0,
+    );
+    let refused = meshwork_metrics(&link.peer);
     assert_eq!(
         refused.get_or_zero(
             "meshwork_mesh_inbound_refused_total",

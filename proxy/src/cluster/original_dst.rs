@@ -4,9 +4,10 @@
 //! version, and share one set of metric labels: a series per destination IP would let
 //! any app (or any scanner of the pod) grow the metrics without bound.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use dashmap::DashMap;
 use std::time::Duration;
 
 use meshwork_config::model::{self, Address, UpstreamProtocol};
@@ -42,7 +43,9 @@ type Key = (SocketAddr, bool, Option<u16>, Option<std::net::IpAddr>);
 pub struct OriginalDestinations {
     http1: model::Cluster,
     http2: model::Cluster,
-    kept: Mutex<HashMap<Key, Arc<Endpoint>>>,
+    /// Sharded: every request of an `auto` listener's unrouted HTTP looks its endpoint
+    /// up here, so one lock for all of them would be contended.
+    kept: DashMap<Key, Arc<Endpoint>>,
     handles: Arc<EndpointHandles>,
     epoch: std::time::Instant,
     metrics: Metrics,
@@ -73,7 +76,7 @@ impl OriginalDestinations {
         Self {
             http1: cluster_config(UpstreamProtocol::Http1),
             http2: cluster_config(UpstreamProtocol::Http2),
-            kept: Mutex::new(HashMap::new()),
+            kept: DashMap::new(),
             handles: Arc::new(EndpointHandles::new(
                 metrics,
                 ORIGINAL_DESTINATION,
@@ -102,8 +105,7 @@ impl OriginalDestinations {
             mesh.map(|m| m.mesh.inbound_port),
             transparent_source,
         );
-        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(endpoint) = kept.get(&key) {
+        if let Some(endpoint) = self.kept.get(&key) {
             return endpoint.clone();
         }
         let config = if h2 { &self.http2 } else { &self.http1 };
@@ -129,19 +131,20 @@ impl OriginalDestinations {
             self.epoch,
             &self.metrics,
         ));
-        if kept.len() >= MAX_KEPT {
+        if self.kept.len() >= MAX_KEPT {
             // Only this map holds them: no request is using them.
-            kept.retain(|_, e| Arc::strong_count(e) > 1);
+            self.kept.retain(|_, e| Arc::strong_count(e) > 1);
         }
-        if kept.len() < MAX_KEPT {
-            kept.insert(key, endpoint.clone());
+        if self.kept.len() < MAX_KEPT {
+            // A racing request for the same key keeps whichever endpoint got in first.
+            return self.kept.entry(key).or_insert(endpoint).clone();
         }
         endpoint
     }
 
     /// How many destinations are kept with their pools now.
     pub fn kept(&self) -> usize {
-        self.kept.lock().map_or(0, |k| k.len())
+        self.kept.len()
     }
 }
 

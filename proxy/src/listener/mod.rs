@@ -296,19 +296,13 @@ impl Acceptor {
             };
             let limits = config.limits.clone();
             let protocol = config.protocol.clone();
-            let (ports, own_ports) = match protocol {
-                ListenerProtocol::Auto { .. } => (
-                    Arc::new(config.ports.clone()),
-                    snapshot
-                        .config
-                        .listeners
-                        .iter()
-                        .map(|l| l.address.port())
-                        .chain(std::iter::once(self.bound.port()))
-                        .collect(),
-                ),
-                _ => (Default::default(), Arc::from([])),
-            };
+            // Built with the snapshot: a connection only takes references.
+            let sidecar_ports = matches!(protocol, ListenerProtocol::Auto { .. }).then(|| {
+                (
+                    snapshot.port_hints(&self.name).cloned().unwrap_or_default(),
+                    snapshot.listener_ports.clone(),
+                )
+            });
             let tls = snapshot.listener_tls(&self.name).cloned();
             drop(snapshot);
             if self.active.fetch_add(1, Ordering::Relaxed) >= limits.max_connections as usize {
@@ -337,6 +331,7 @@ impl Acceptor {
                     handles: self.tcp.clone(),
                 }),
                 ListenerProtocol::Auto { ref route_table } => {
+                    let (ports, own_ports) = sidecar_ports.unwrap_or_default();
                     Settings::Sidecar(sidecar::SidecarConnSettings {
                         listening: self.bound,
                         ports,

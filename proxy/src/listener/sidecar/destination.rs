@@ -44,11 +44,11 @@ pub struct Destination {
 ///
 /// # Errors
 /// [`NoDestination`] when the connection was not intercepted, or was going to one of the
-/// proxy's own listener ports (`own_ports`) on this host.
+/// proxy's own listener ports (`is_own_port`) on this host.
 pub fn resolve(
     stream: &TcpStream,
     listening: SocketAddr,
-    own_ports: &[u16],
+    is_own_port: impl Fn(u16) -> bool,
 ) -> Result<Destination, NoDestination> {
     let local = stream
         .local_addr()
@@ -60,7 +60,7 @@ pub fn resolve(
         _ if !same_socket(local, listening) => (local, true),
         _ => return Err(NoDestination::NotRedirected),
     };
-    if own_ports.contains(&destination.port()) && is_this_host(destination, local) {
+    if is_own_port(destination.port()) && is_this_host(destination, local) {
         return Err(NoDestination::Loop);
     }
     Ok(Destination {
@@ -129,7 +129,7 @@ mod tests {
         let _client = TcpStream::connect(addr).await.unwrap();
         let (accepted, _) = listener.accept().await.unwrap();
         assert_eq!(
-            resolve(&accepted, addr, &[addr.port()]),
+            resolve(&accepted, addr, |p| p == addr.port()),
             Err(NoDestination::NotRedirected)
         );
     }

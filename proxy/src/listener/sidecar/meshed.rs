@@ -89,7 +89,7 @@ pub async fn serve_inbound(
     };
     // The app on this pod, at the port the peer's client dialed.
     let destination = SocketAddr::new(local.ip().to_canonical(), accepted.header.port);
-    if settings.own_ports.contains(&destination.port()) {
+    if settings.is_own_port(destination.port()) {
         handles.refused(
             "loop",
             client_addr,

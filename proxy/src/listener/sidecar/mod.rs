@@ -49,8 +49,8 @@ pub struct SidecarConnSettings {
     /// The listener has a route table: HTTP may go elsewhere than its destination.
     pub has_routes: bool,
     pub idle_timeout: Duration,
-    /// The ports of every listener of this proxy: a destination on this host at one of
-    /// them would loop.
+    /// The configured ports of every listener of this proxy: a destination on this host
+    /// at one of them (or at this listener's bound port) would loop.
     pub own_ports: Arc<[u16]>,
     pub http: HttpConnSettings,
     pub handles: Arc<SidecarListenerHandles>,
@@ -119,12 +119,21 @@ impl SidecarListenerHandles {
     }
 }
 
+impl SidecarConnSettings {
+    /// Whether `port` is one of this proxy's listeners' (a bound port 0 included).
+    pub fn is_own_port(&self, port: u16) -> bool {
+        port == self.listening.port() || self.own_ports.contains(&port)
+    }
+}
+
 /// Serves one intercepted connection.
 pub async fn serve(mut client: TcpStream, client_addr: SocketAddr, settings: SidecarConnSettings) {
     let handles = settings.handles.clone();
     let snapshot = settings.http.snapshots.load_full();
     let inbound_mesh = snapshot.mesh.clone().filter(|_| !handles.outbound);
-    let resolved = destination::resolve(&client, settings.listening, &settings.own_ports);
+    let resolved = destination::resolve(&client, settings.listening, |port| {
+        settings.is_own_port(port)
+    });
     let destination = match (resolved, &inbound_mesh) {
         (Ok(destination), _) => destination,
         // A meshed peer dials the inbound port itself.
