@@ -77,7 +77,24 @@ pub struct ControlPlane {
     /// e.g. `http://127.0.0.1:18000`
     pub address: String,
     pub tls: Option<ClientTls>,
+    /// Default [`ControlPlaneProtocol::Meshwork`].
+    pub protocol: ControlPlaneProtocol,
+    /// Where the last applied snapshot is saved. Default [`DEFAULT_STATE_DIR`].
+    pub state_dir: PathBuf,
 }
+
+/// The discovery protocol a control plane speaks.
+#[derive(serde::Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ControlPlaneProtocol {
+    /// meshwork-control's own discovery stream.
+    Meshwork,
+    /// Envoy's xDS v3 Aggregated Discovery Service, State of the World.
+    Xds,
+}
+
+/// Where a proxy saves the last snapshot applied from its control plane, by default.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/meshwork";
 
 /// A `host:port` that may name a DNS host (upstreams, discovery).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -124,10 +124,8 @@ fn start(
     // A proxy fed by a control plane serves its routes and clusters once the first
     // snapshot is in: an app started before would find its calls' routes missing.
     let awaiting_snapshot = control_plane.is_some();
-    let node = meshwork_config::discovery::Node {
-        id: config.node.id.clone(),
-        labels: config.node.labels.clone().into_iter().collect(),
-    };
+    let node = config.node.clone();
+    let protocol = config.control_plane.as_ref().map(|cp| cp.protocol);
     let dataplane = Arc::new(Dataplane::new(
         &config,
         metrics.clone(),
@@ -187,12 +185,13 @@ fn start(
         metrics.config.clone(),
     ));
     let reloads = crate::reload::spawn(config_file, listen_for_hangups());
-    let subscription = control_plane.map(|link| {
+    let subscription = control_plane.zip(protocol).map(|(link, protocol)| {
         crate::control_plane::spawn(
             dataplane.clone(),
             readiness.clone(),
             link,
-            node,
+            &node,
+            protocol,
             control_plane_tls,
         )
     });

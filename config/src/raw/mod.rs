@@ -115,6 +115,21 @@ pub(crate) struct RawControlPlane {
     pub address: Field<String>,
     /// TLS to the control plane (mTLS with `cert`/`key`); the address is then https://. With `identity`, `ca`, `cert` and `key` default to its files.
     pub tls: Field<RawClientTls>,
+    /// The discovery protocol the control plane speaks: `meshwork` (meshwork-control's own) or `xds` (Envoy's xDS v3 Aggregated Discovery Service, State of the World: istiod, go-control-plane...). Default is `meshwork`.
+    pub protocol: Field<ControlPlaneProtocolName>,
+    /// Directory where the last snapshot applied from the control plane is saved (atomically), so a proxy restarted while the control plane is down serves it (reported as stale on /ready and /config) until the control plane answers; relative paths are resolved against the config file's directory. Default is `/var/lib/meshwork`.
+    pub state_dir: Field<String>,
+}
+
+/// The discovery protocol a control plane speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[schemars(rename = "ControlPlaneProtocol")]
+pub(crate) enum ControlPlaneProtocolName {
+    /// meshwork-control's discovery stream (the default).
+    Meshwork,
+    /// Envoy's xDS v3 Aggregated Discovery Service (State of the World).
+    Xds,
 }
 
 /// TLS origination settings (to upstreams or to the control plane).

@@ -3,18 +3,20 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use super::request_paths::{self, PathUse, Reading};
 use super::{Check, Names};
 use crate::model::{
     AccessLog, AccessLogFormat, AccessLogPath, Admin, AuthorizationDefault, AuthorizationPolicy,
-    AuthorizationRule, ClientTls, ControlPlane, DEFAULT_ADMIN_ADDRESS, Identity, Listener, Node,
-    Otlp, Propagation, Runtime, Tracing, WorkerThreads,
+    AuthorizationRule, ClientTls, ControlPlane, ControlPlaneProtocol, DEFAULT_ADMIN_ADDRESS,
+    DEFAULT_STATE_DIR, Identity, Listener, Node, Otlp, Propagation, Runtime, Tracing,
+    WorkerThreads,
 };
 use crate::raw::{
-    AccessLogFormatName, AuthorizationDefaultName, PropagationName, RawAccessLog, RawAdmin,
-    RawAuthorization, RawClientTls, RawControlPlane, RawIdentity, RawNode, RawOtlp, RawRuntime,
-    RawTracing,
+    AccessLogFormatName, AuthorizationDefaultName, ControlPlaneProtocolName, PropagationName,
+    RawAccessLog, RawAdmin, RawAuthorization, RawClientTls, RawControlPlane, RawIdentity, RawNode,
+    RawOtlp, RawRuntime, RawTracing,
 };
 use crate::spanned::{Field, Spanned};
 use crate::units;
@@ -89,6 +91,8 @@ pub(crate) fn control_plane(
         return ControlPlane {
             address: String::new(),
             tls: None,
+            protocol: ControlPlaneProtocol::Meshwork,
+            state_dir: PathBuf::from(DEFAULT_STATE_DIR),
         };
     };
     let address = if ck.require(at, &raw.address, "address") {
@@ -127,7 +131,19 @@ pub(crate) fn control_plane(
         }
         client_tls(ck, at)
     });
-    ControlPlane { address, tls }
+    let protocol = match raw.protocol.as_ref().and_then(Spanned::get) {
+        None | Some(ControlPlaneProtocolName::Meshwork) => ControlPlaneProtocol::Meshwork,
+        Some(ControlPlaneProtocolName::Xds) => ControlPlaneProtocol::Xds,
+    };
+    let state_dir = ck
+        .path(&raw.state_dir)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
+    ControlPlane {
+        address,
+        tls,
+        protocol,
+        state_dir,
+    }
 }
 
 /// An `http://` or `https://` URL with a host.

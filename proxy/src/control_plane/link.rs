@@ -34,6 +34,9 @@ struct Held {
     synced: bool,
     /// What the last response's NACK said (empty after an ACK).
     last_rejected: Vec<RejectedView>,
+    /// The protocol's own view of its subscription (xDS: versions and each resource's
+    /// standing), for the config dump.
+    protocol_view: Option<serde_json::Value>,
 }
 
 /// A rejected resource as `/config` shows it.
@@ -87,6 +90,16 @@ impl Link {
                 reference
             })
             .collect()
+    }
+
+    /// The keys of the resources held.
+    pub fn held_keys(&self) -> Vec<Key> {
+        self.lock().resources.keys().cloned().collect()
+    }
+
+    /// Replaces the protocol's view of its subscription shown in the config dump.
+    pub fn set_protocol_view(&self, view: serde_json::Value) {
+        self.lock().protocol_view = Some(view);
     }
 
     /// Applies `update` over what is held. Every resource that fails (validation, or a
@@ -220,6 +233,7 @@ impl Link {
                 "source": r.source.to_string(),
             })).collect::<Vec<_>>(),
             "last_rejected": held.last_rejected,
+            "xds": held.protocol_view,
         })
     }
 

@@ -9,12 +9,13 @@
 mod link;
 mod session;
 pub mod tls;
+mod xds;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use meshwork_config::discovery::Node;
-use meshwork_config::model::Backoff;
+use meshwork_config::model::{Backoff, ControlPlaneProtocol};
 use tokio::task::JoinHandle;
 
 pub use link::{Link, Update};
@@ -34,21 +35,50 @@ const RECONNECT_BACKOFF: Backoff = Backoff {
 const HEALTHY_STREAM: Duration = Duration::from_secs(30);
 
 /// Keeps a discovery stream to the control plane open for the life of the proxy (over
-/// TLS when `tls` is given), applying what it sends to `dataplane`; each response
-/// applied tells `readiness` the first snapshot is in.
+/// TLS when `tls` is given), speaking `protocol`, applying what it sends to
+/// `dataplane`; each response applied tells `readiness` the first snapshot is in.
 pub fn spawn(
     dataplane: Arc<dyn ApplyConfig>,
     readiness: Arc<Readiness>,
     link: Arc<Link>,
-    node: Node,
+    node: &meshwork_config::model::Node,
+    protocol: ControlPlaneProtocol,
     tls: Option<Arc<ControlPlaneTls>>,
 ) -> JoinHandle<()> {
+    let meshwork_node = Node {
+        id: node.id.clone(),
+        labels: node.labels.clone().into_iter().collect(),
+    };
+    let xds_node = xds::node(node);
     tokio::spawn(async move {
         let mut retry: u32 = 0;
+        // What an xDS subscription learned: a new stream resumes from it.
+        let mut xds_state = xds::XdsState::default();
         loop {
             let started = Instant::now();
-            let result =
-                session::run(&dataplane, &readiness, &link, node.clone(), tls.as_ref()).await;
+            let result = match protocol {
+                ControlPlaneProtocol::Meshwork => {
+                    session::run(
+                        &dataplane,
+                        &readiness,
+                        &link,
+                        meshwork_node.clone(),
+                        tls.as_ref(),
+                    )
+                    .await
+                }
+                ControlPlaneProtocol::Xds => {
+                    xds::run(
+                        &dataplane,
+                        &readiness,
+                        &link,
+                        &mut xds_state,
+                        &xds_node,
+                        tls.as_ref(),
+                    )
+                    .await
+                }
+            };
             link.set_connected(false);
             match result {
                 Ok(()) => {

@@ -24,7 +24,7 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a stream ended.
 #[derive(Debug, thiserror::Error)]
-pub enum SessionError {
+pub(crate) enum SessionError {
     #[error("invalid control plane address: {0}")]
     Address(String),
     #[error("cannot connect: {}", chain(.0))]
@@ -67,6 +67,32 @@ fn with_causes(first: String, mut source: Option<&dyn std::error::Error>) -> Str
     out
 }
 
+/// A channel to the control plane at `link`'s address (over TLS when `tls` is given).
+///
+/// # Errors
+/// A malformed address, or a server that cannot be reached.
+pub(crate) async fn connect(
+    link: &Link,
+    tls: Option<&Arc<ControlPlaneTls>>,
+) -> Result<tonic::transport::Channel, SessionError> {
+    let endpoint = tonic::transport::Endpoint::from_shared(link.address.clone())
+        .map_err(|e| SessionError::Address(e.to_string()))?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+        .tcp_nodelay(true);
+    match tls {
+        Some(tls) => {
+            let tls = tls.clone();
+            endpoint
+                .connect_with_connector(tower::service_fn(move |uri| tls.clone().dial(uri)))
+                .await
+        }
+        None => endpoint.connect().await,
+    }
+    .map_err(SessionError::Connect)
+}
+
 /// Runs one stream until it ends.
 ///
 /// # Errors
@@ -78,22 +104,7 @@ pub async fn run(
     node: Node,
     tls: Option<&Arc<ControlPlaneTls>>,
 ) -> Result<(), SessionError> {
-    let endpoint = tonic::transport::Endpoint::from_shared(link.address.clone())
-        .map_err(|e| SessionError::Address(e.to_string()))?
-        .connect_timeout(CONNECT_TIMEOUT)
-        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
-        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
-        .tcp_nodelay(true);
-    let channel = match tls {
-        Some(tls) => {
-            let tls = tls.clone();
-            endpoint
-                .connect_with_connector(tower::service_fn(move |uri| tls.clone().dial(uri)))
-                .await
-        }
-        None => endpoint.connect().await,
-    }
-    .map_err(SessionError::Connect)?;
+    let channel = connect(link, tls).await?;
     let mut client = DiscoveryClient::new(channel);
     let (requests, rx) = mpsc::channel::<DiscoveryRequest>(4);
     let hello = DiscoveryRequest {
