@@ -28,6 +28,7 @@ pub mod trace_context;
 pub mod upstream;
 pub mod wait;
 pub mod ws;
+pub mod xds;
 pub mod yaml;
 
 pub use access_log::AccessLogFile;

@@ -90,7 +90,9 @@ pub(crate) async fn run(
         let mut errors = received.errors.clone();
         if state.is_ready() {
             errors.extend(apply(dataplane, link, state, &received).await?);
-            readiness.control_plane_synced();
+            if state.is_warm() {
+                readiness.control_plane_synced();
+            }
         }
         for (name, error) in &errors {
             tracing::warn!(type_url = %received.kind.type_url(), %name, %error, "NACK: cannot take this xDS resource");

@@ -224,6 +224,19 @@ impl XdsState {
         self.of(XdsType::Cluster).received && self.of(XdsType::Listener).received
     }
 
+    /// Whether everything the clusters and listeners refer to arrived too (endpoints of
+    /// EDS clusters, route tables of listeners): the proxy serves all it was sent.
+    pub fn is_warm(&self) -> bool {
+        let [(_, services), (_, tables)] = self.wanted();
+        self.is_ready()
+            && services
+                .iter()
+                .all(|s| self.of(XdsType::ClusterLoadAssignment).held.contains_key(s))
+            && tables
+                .iter()
+                .all(|t| self.of(XdsType::RouteConfiguration).held.contains_key(t))
+    }
+
     /// The resources to apply, in meshwork's format: every cluster whose endpoints are
     /// known, every route table, every listener whose route table arrived.
     pub fn resources(&self) -> Vec<Resource> {
