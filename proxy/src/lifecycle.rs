@@ -30,12 +30,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use meshwork_config::Config;
-use meshwork_config::model::Direction;
+use meshwork_config::model::{ControlPlaneProtocol, Direction};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::AdminState;
-use crate::control_plane::{ControlPlaneTls, Link};
+use crate::control_plane::{ControlPlaneTls, LastGood, Link};
 use crate::dataplane::{Dataplane, DataplaneView, file_source};
 use crate::drain::{ConnectionTracker, DrainEnd, DrainListeners, DrainSettings, DrainTrigger};
 use crate::metrics::Metrics;
@@ -115,10 +115,16 @@ fn start(
             initial_text.clone().unwrap_or_default(),
             &base_dir(&options.config_path),
         );
+        let protocol = match cp.protocol {
+            ControlPlaneProtocol::Meshwork => "meshwork",
+            ControlPlaneProtocol::Xds => "xds",
+        };
+        let last_good = LastGood::new(&cp.state_dir, protocol, &cp.address, &config.node.id);
         Arc::new(Link::new(
             cp.address.clone(),
             bootstrap,
             metrics.control_plane.clone(),
+            Some(last_good),
         ))
     });
     // A proxy fed by a control plane serves its routes and clusters once the first
@@ -166,6 +172,12 @@ fn start(
     dataplane
         .apply(config, file_source(&options.config_path))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Restarted while the control plane is down: serve what it sent last time.
+    if let Some(link) = &control_plane {
+        if link.restore(&*dataplane) {
+            readiness.control_plane_synced();
+        }
+    }
     if let Some(path) = &options.admin_address_file {
         write_atomically(path, &admin_bound.to_string())?;
     }

@@ -381,6 +381,8 @@ async fn a_proxy_with_its_own_listeners_serves_them_but_is_ready_only_after_the_
         .route("/", "local")
         .start()
         .await;
+    // Its own state dir: no snapshot saved by another test is read back.
+    let state = tempfile::tempdir().expect("state dir");
     let yaml = dedent(&format!(
         "
         version: 1
@@ -388,6 +390,7 @@ async fn a_proxy_with_its_own_listeners_serves_them_but_is_ready_only_after_the_
           address: 127.0.0.1:0
         control_plane:
           address: http://{}
+          state_dir: {}
         listeners:
           - name: edge
             address: 127.0.0.1:0
@@ -401,6 +404,7 @@ async fn a_proxy_with_its_own_listeners_serves_them_but_is_ready_only_after_the_
             endpoints: [{}]
         ",
         meshwork_tests::dead_endpoint(),
+        state.path().display(),
         app.endpoint()
     ));
     let proxy = Proxy::with_config(yaml)
@@ -428,6 +432,8 @@ async fn a_proxy_with_its_own_listeners_serves_them_but_is_ready_only_after_the_
 #[tokio::test]
 async fn a_proxy_without_listeners_waits_for_the_first_snapshot_to_be_ready() {
     let dead = meshwork_tests::dead_endpoint();
+    // Its own state dir: no snapshot saved by another test is read back.
+    let state = tempfile::tempdir().expect("state dir");
     let yaml = dedent(&format!(
         "
         version: 1
@@ -435,7 +441,9 @@ async fn a_proxy_without_listeners_waits_for_the_first_snapshot_to_be_ready() {
           address: 127.0.0.1:0
         control_plane:
           address: http://{dead}
-        "
+          state_dir: {}
+        ",
+        state.path().display()
     ));
     let admin_file = tempfile::NamedTempFile::new().expect("temp file");
     let dir = tempfile::tempdir().expect("temp dir");

@@ -477,6 +477,8 @@ async fn meshwork_await_gives_up_at_its_timeout_naming_the_proxys_last_answer() 
     );
 
     // A proxy that is up but not ready: its control plane never answers.
+    // Its own state dir: no snapshot saved by another test is read back.
+    let state = tempfile::tempdir().expect("state dir");
     let yaml = dedent(&format!(
         "
         version: 1
@@ -484,8 +486,10 @@ async fn meshwork_await_gives_up_at_its_timeout_naming_the_proxys_last_answer() 
           address: 127.0.0.1:0
         control_plane:
           address: http://{}
+          state_dir: {}
         ",
-        free_addr()
+        free_addr(),
+        state.path().display()
     ));
     let proxy = Proxy::with_config(yaml)
         .without_waiting_for_ready()

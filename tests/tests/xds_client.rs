@@ -282,3 +282,55 @@ async fn a_standard_ads_server_feeds_the_proxy_and_what_it_cannot_represent_is_n
         assert_eq!(answer(&client, &proxy).await, "200 v2");
     }
 }
+
+#[tokio::test]
+async fn restarted_while_the_server_is_down_the_proxy_serves_its_last_snapshot_from_disk() {
+    let v1 = Upstream::http1().name("v1").route("/", "v1").start().await;
+    let v2 = Upstream::http1().name("v2").route("/", "v2").start().await;
+    let server = XdsServer::start().await;
+    let address = server.addr();
+    serve_good_snapshot(&server, &v1, &v2);
+    let state = tempfile::tempdir().expect("state dir");
+    let config = proxy_config(&server, state.path());
+    let mut proxy = Proxy::with_config(config.clone()).start().await;
+    let client = HttpClient::h1();
+    assert_eq!(answer(&client, &proxy).await, "200 v1");
+    assert_eq!(proxy.admin_get_ok("/ready").await.text(), "ready\n");
+    proxy.sigterm();
+    proxy.wait_exit(PROPAGATION_BOUND).await;
+
+    // The server is gone; the restarted proxy serves the saved snapshot, stale.
+    server.stop();
+    let restarted = Proxy::with_config(config.clone()).start().await;
+    let ready = restarted.admin_get_ok("/ready").await.text();
+    assert!(ready.starts_with("ready (stale: "), "{ready}");
+    assert_eq!(answer(&client, &restarted).await, "200 v1");
+    let link = restarted.config_document().await["control_plane"].clone();
+    assert_eq!(link["stale"], true, "{link:#}");
+    assert_eq!(link["connected"], false, "{link:#}");
+    assert_eq!(link["version"], "1/1/1/1", "{link:#}");
+
+    // The server is back with a new version: it replaces the saved snapshot.
+    let server = XdsServer::start_at(address).await;
+    serve_good_snapshot(&server, &v1, &v2);
+    server.set(
+        "5",
+        vec![(
+            "edge-routes",
+            route_config("edge-routes", &[("/", "static-v2")]),
+        )],
+    );
+    eventually(
+        "the proxy to take the server's snapshot",
+        PROPAGATION_BOUND,
+        || async { restarted.config_document().await["control_plane"]["stale"] == false },
+    )
+    .await;
+    let mut restarted = restarted;
+    restarted.refresh_listeners().await;
+    eventually("the new routes to serve", PROPAGATION_BOUND, || async {
+        answer(&client, &restarted).await == "200 v2"
+    })
+    .await;
+    assert_eq!(restarted.admin_get_ok("/ready").await.text(), "ready\n");
+}

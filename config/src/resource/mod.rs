@@ -14,14 +14,14 @@ mod wire;
 use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha1::{Digest, Sha1};
 
 pub use assemble::{Applied, Bootstrap, Rejection, Settled, settle};
 pub use fragment::{FRAGMENT_FIELDS, Fragment, duplicate, parse_fragment};
 
 /// What a resource is. The order is the order a proxy applies them in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     Listener,
@@ -79,7 +79,7 @@ impl fmt::Display for Key {
 
 /// Where a resource was written: its file, the position of its definition (1-based) and
 /// its field path in that file (`clusters[2]`, `route_tables.edge`).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Source {
     pub file: String,
     pub line: usize,

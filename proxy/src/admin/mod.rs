@@ -77,6 +77,10 @@ fn handle(state: &AdminState, req: Request<Incoming>, peer: SocketAddr) -> Respo
     match req.uri().path() {
         "/live" => text(StatusCode::OK, "live\n"),
         "/ready" => match state.readiness.not_ready_reason() {
+            None if state.control_plane.as_ref().is_some_and(|l| l.is_stale()) => text(
+                StatusCode::OK,
+                "ready (stale: serving the last snapshot saved on disk; the control plane has not answered yet)\n",
+            ),
             None => text(StatusCode::OK, "ready\n"),
             Some(why) => text(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -9,6 +9,7 @@ use meshwork_config::discovery::{Rejection as WireRejection, ResourceRef};
 use meshwork_config::resource::{Applied, Bootstrap, Key, Kind, Rejection, Resource, settle};
 use serde::Serialize;
 
+use super::last_good::LastGood;
 use crate::dataplane::{ApplyConfig, ApplyError, file_source};
 use crate::metrics::ControlPlaneMetrics;
 
@@ -21,6 +22,8 @@ pub struct Link {
     held: Mutex<Held>,
     connected: AtomicBool,
     metrics: ControlPlaneMetrics,
+    /// Where each applied snapshot is saved (`None`: not saved).
+    last_good: Option<LastGood>,
 }
 
 #[derive(Debug, Default)]
@@ -34,6 +37,9 @@ struct Held {
     synced: bool,
     /// What the last response's NACK said (empty after an ACK).
     last_rejected: Vec<RejectedView>,
+    /// Set while what runs is the snapshot read back from disk at start, not yet
+    /// confirmed by the control plane: its `saved_at` (seconds since the Unix epoch).
+    stale_since: Option<u64>,
     /// The protocol's own view of its subscription (xDS: versions and each resource's
     /// standing), for the config dump.
     protocol_view: Option<serde_json::Value>,
@@ -58,13 +64,84 @@ pub struct Update {
 }
 
 impl Link {
-    pub fn new(address: String, bootstrap: Bootstrap, metrics: ControlPlaneMetrics) -> Self {
+    pub fn new(
+        address: String,
+        bootstrap: Bootstrap,
+        metrics: ControlPlaneMetrics,
+        last_good: Option<LastGood>,
+    ) -> Self {
         Link {
             address,
             bootstrap: Mutex::new(bootstrap),
             held: Mutex::default(),
             connected: AtomicBool::new(false),
             metrics,
+            last_good,
+        }
+    }
+
+    /// Applies the last good snapshot saved on disk, if there is one: the proxy serves
+    /// it, reported stale, until the control plane answers. Returns whether one was
+    /// applied. A resource of it that no longer fits the proxy's file is left out.
+    pub fn restore(&self, dataplane: &dyn ApplyConfig) -> bool {
+        let Some(last_good) = &self.last_good else {
+            return false;
+        };
+        let saved = match last_good.load() {
+            Ok(Some(saved)) => saved,
+            Ok(None) => return false,
+            Err(error) => {
+                tracing::warn!(%error, "not serving the saved snapshot");
+                return false;
+            }
+        };
+        let bootstrap = self
+            .bootstrap
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let source = format!("last_good:{}", last_good.path().display());
+        let mut held = self.lock();
+        match apply_resources(
+            dataplane,
+            &bootstrap,
+            saved.resources,
+            &BTreeMap::new(),
+            &source,
+        ) {
+            Ok((_, applied, rejected)) => {
+                for r in &rejected {
+                    tracing::warn!(resource = %r.resource.key, error = %r.error, "left out of the saved snapshot: no longer fits the proxy's file");
+                }
+                held.resources = applied.into_iter().map(|r| (r.key.clone(), r)).collect();
+                held.synced = true;
+                held.version = Some(saved.version.clone());
+                held.stale_since = Some(saved.saved_at);
+                tracing::warn!(version = %saved.version, saved_at = saved.saved_at, resources = held.resources.len(), path = %last_good.path().display(), "serving the last good snapshot saved on disk (stale until the control plane answers)");
+                true
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot apply the saved snapshot");
+                false
+            }
+        }
+    }
+
+    /// Whether what runs is the snapshot read back from disk, not yet confirmed by the
+    /// control plane.
+    pub fn is_stale(&self) -> bool {
+        self.lock().stale_since.is_some()
+    }
+
+    /// Saves what is held as the last good snapshot (a failure is logged: the proxy
+    /// serves on).
+    fn save(&self, held: &Held) {
+        let (Some(last_good), Some(version)) = (&self.last_good, &held.version) else {
+            return;
+        };
+        let resources: Vec<Resource> = held.resources.values().cloned().collect();
+        if let Err(error) = last_good.save(version, &resources) {
+            tracing::warn!(%error, path = %last_good.path().display(), "cannot save the last good snapshot");
         }
     }
 
@@ -112,6 +189,9 @@ impl Link {
         {
             held.version = Some(update.version.clone());
             held.last_rejected.clear();
+            if held.stale_since.take().is_some() {
+                self.save(&held);
+            }
             self.record(&held, true);
             return nack;
         }
@@ -149,6 +229,8 @@ impl Link {
                     .collect();
                 held.synced = true;
                 held.version = Some(update.version.clone());
+                held.stale_since = None;
+                self.save(&held);
                 tracing::info!(version = %update.version, resources = held.resources.len(), rejected = rejected.len(), "applied a snapshot from the control plane");
             }
             Err(error) => {
@@ -225,6 +307,9 @@ impl Link {
             "address": self.address,
             "connected": self.connected.load(Ordering::Relaxed),
             "synced": held.synced,
+            "stale": held.stale_since.is_some(),
+            "stale_since": held.stale_since,
+            "last_good": self.last_good.as_ref().map(|l| l.path().display().to_string()),
             "version": held.version,
             "resources": held.resources.values().map(|r| serde_json::json!({
                 "kind": r.key.kind,

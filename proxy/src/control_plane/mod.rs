@@ -6,6 +6,7 @@
 //! discovery stream; [`spawn`] keeps one running, reconnecting with exponential backoff
 //! and full jitter.
 
+mod last_good;
 mod link;
 mod session;
 pub mod tls;
@@ -18,6 +19,7 @@ use meshwork_config::discovery::Node;
 use meshwork_config::model::{Backoff, ControlPlaneProtocol};
 use tokio::task::JoinHandle;
 
+pub use last_good::LastGood;
 pub use link::{Link, Update};
 pub use tls::ControlPlaneTls;
 

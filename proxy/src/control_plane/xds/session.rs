@@ -118,13 +118,20 @@ async fn apply(
 ) -> Result<Vec<(String, String)>, SessionError> {
     let resources = state.resources();
     let offered: BTreeSet<Key> = resources.iter().map(|r| r.key.clone()).collect();
-    let update = Update {
-        version: state.version_with(received),
-        removed: link
-            .held_keys()
+    // Until every endpoint and route table referred to arrived, what is held stays
+    // (a listener keeps serving its previous routes while its new ones warm up, as in
+    // Envoy); once warm, what the server no longer sends is removed.
+    let removed = if state.is_warm() {
+        link.held_keys()
             .into_iter()
             .filter(|k| !offered.contains(k))
-            .collect(),
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let update = Update {
+        version: state.version_with(received),
+        removed,
         changed: resources,
         malformed: Vec::new(),
     };
