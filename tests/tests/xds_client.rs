@@ -44,13 +44,16 @@ fn acked(r: &DiscoveryRequest, version: &str) -> bool {
     r.version_info == version && r.error_detail.is_none() && !r.response_nonce.is_empty()
 }
 
-/// The standing of an xDS resource in `/config`'s xDS view.
+/// `/config_dump`.
+async fn config_dump(proxy: &Proxy) -> serde_json::Value {
+    let reply = proxy.admin_get_ok("/config_dump").await;
+    serde_json::from_slice(&reply.body).expect("/config_dump is JSON")
+}
+
+/// The standing of an xDS resource in `/config_dump`'s xDS view.
 async fn standing(proxy: &Proxy, type_name: &str, name: &str) -> serde_json::Value {
-    let config = proxy.config_document().await;
-    let types = config["control_plane"]["xds"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let dump = config_dump(proxy).await;
+    let types = dump["xds"].as_array().cloned().unwrap_or_default();
     types
         .iter()
         .filter(|t| {
@@ -309,6 +312,29 @@ async fn restarted_while_the_server_is_down_the_proxy_serves_its_last_snapshot_f
     assert_eq!(link["stale"], true, "{link:#}");
     assert_eq!(link["connected"], false, "{link:#}");
     assert_eq!(link["version"], "1/1/1/1", "{link:#}");
+    let dump = config_dump(&restarted).await;
+    let statuses: Vec<(String, String)> = dump["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap_or_default().to_string(),
+                r["status"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("edge", "stale"),
+            ("edge-routes", "stale"),
+            ("api", "stale"),
+            ("static-v2", "stale")
+        ]
+        .map(|(n, s)| (n.to_string(), s.to_string())),
+        "{dump:#}"
+    );
 
     // The server is back with a new version: it replaces the saved snapshot.
     let server = XdsServer::start_at(address).await;
@@ -333,4 +359,13 @@ async fn restarted_while_the_server_is_down_the_proxy_serves_its_last_snapshot_f
     })
     .await;
     assert_eq!(restarted.admin_get_ok("/ready").await.text(), "ready\n");
+    let dump = config_dump(&restarted).await;
+    assert!(
+        dump["resources"]
+            .as_array()
+            .expect("resources")
+            .iter()
+            .all(|r| r["status"] == "acked"),
+        "{dump:#}"
+    );
 }

@@ -1,4 +1,4 @@
-//! The admin server (localhost by default): `/live`, `/ready`, `/config`, `/listeners`,
+//! The admin server (localhost by default): `/live`, `/ready`, `/config`, `/config_dump`, `/listeners`,
 //! `/clusters`, `/metrics` read the proxy through [`AdminState`] and change nothing;
 //! `POST /drain` and `POST /shutdown` ask for the drain ([`lifecycle`]).
 
@@ -88,6 +88,13 @@ fn handle(state: &AdminState, req: Request<Incoming>, peer: SocketAddr) -> Respo
             ),
         },
         "/config" => json(&views::config(state)),
+        "/config_dump" => match &state.control_plane {
+            Some(link) => json(&link.dump()),
+            None => text(
+                StatusCode::NOT_FOUND,
+                "no control_plane: the config file is the source of truth (see /config)\n",
+            ),
+        },
         "/listeners" => json(&state.dataplane.listener_info()),
         "/clusters" => json(&views::clusters(&state.dataplane.snapshot())),
         "/metrics" => {
@@ -100,7 +107,7 @@ fn handle(state: &AdminState, req: Request<Incoming>, peer: SocketAddr) -> Respo
         }
         "/" => text(
             StatusCode::OK,
-            "meshwork admin\n  /live       process is up\n  /ready      serving traffic\n  /config     active config and its version\n  /listeners  bound listener addresses\n  /metrics    Prometheus metrics\n  /clusters   clusters, endpoints and their load\n  POST /drain     begin the drain (preStop hook; loopback clients only)\n  POST /shutdown  the app is done: drain and exit (loopback clients only)\n",
+            "meshwork admin\n  /live       process is up\n  /ready      serving traffic\n  /config     active config and its version\n  /config_dump  each resource from the control plane: version, acked / nacked / stale, error\n  /listeners  bound listener addresses\n  /metrics    Prometheus metrics\n  /clusters   clusters, endpoints and their load\n  POST /drain     begin the drain (preStop hook; loopback clients only)\n  POST /shutdown  the app is done: drain and exit (loopback clients only)\n",
         ),
         _ => text(StatusCode::NOT_FOUND, "not found; see /\n"),
     }

@@ -9,6 +9,7 @@ use meshwork_config::discovery::{Rejection as WireRejection, ResourceRef};
 use meshwork_config::resource::{Applied, Bootstrap, Key, Kind, Rejection, Resource, settle};
 use serde::Serialize;
 
+use super::dump::{self, Nacked};
 use super::last_good::LastGood;
 use crate::dataplane::{ApplyConfig, ApplyError, file_source};
 use crate::metrics::ControlPlaneMetrics;
@@ -37,6 +38,9 @@ struct Held {
     synced: bool,
     /// What the last response's NACK said (empty after an ACK).
     last_rejected: Vec<RejectedView>,
+    /// Every resource whose last version sent was rejected, until a later version of
+    /// it is applied or it is removed: the config dump's NACKed entries.
+    rejected: BTreeMap<Key, Nacked>,
     /// Set while what runs is the snapshot read back from disk at start, not yet
     /// confirmed by the control plane: its `saved_at` (seconds since the Unix epoch).
     stale_since: Option<u64>,
@@ -195,6 +199,9 @@ impl Link {
             self.record(&held, true);
             return nack;
         }
+        let touched: Vec<Key> = (update.changed.iter().map(|r| r.key.clone()))
+            .chain(update.removed.iter().cloned())
+            .collect();
         let mut offered = held.resources.clone();
         for key in &update.removed {
             offered.remove(key);
@@ -252,11 +259,34 @@ impl Link {
                 }));
             }
         }
+        held.rejected.retain(|k, _| !touched.contains(k));
         for r in &nack {
             tracing::warn!(name = %r.name, version = %r.version, error = %r.error, "rejected a resource from the control plane");
+            if let Some(kind) = meshwork_config::discovery::kind_of(r.kind) {
+                let nacked = Nacked {
+                    version: r.version.clone(),
+                    error: r.error.clone(),
+                };
+                held.rejected.insert(Key::new(kind, r.name.clone()), nacked);
+            }
         }
         self.record(&held, nack.is_empty());
         nack
+    }
+
+    /// `/config_dump`: per resource, the version in use and its status, and the
+    /// protocol's own view.
+    pub fn dump(&self) -> serde_json::Value {
+        let held = self.lock();
+        dump::render(&dump::Dump {
+            address: &self.address,
+            connected: self.connected.load(Ordering::Relaxed),
+            version: held.version.as_deref(),
+            stale_since: held.stale_since,
+            resources: &held.resources,
+            rejected: &held.rejected,
+            protocol: held.protocol_view.as_ref(),
+        })
     }
 
     /// A new version of the proxy's own file: assembled with the resources held. Before

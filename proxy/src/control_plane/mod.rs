@@ -6,6 +6,7 @@
 //! discovery stream; [`spawn`] keeps one running, reconnecting with exponential backoff
 //! and full jitter.
 
+mod dump;
 mod last_good;
 mod link;
 mod session;
