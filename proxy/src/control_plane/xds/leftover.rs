@@ -122,7 +122,7 @@ mod tests {
                 nanos: 0,
             }),
             per_connection_buffer_limit_bytes: Some(UInt32Value { value: 0 }),
-            respect_dns_ttl: true,
+            close_connections_on_host_health_failure: true,
             ..Cluster::default()
         };
         let mut refusals = Refusals::default();
@@ -133,7 +133,7 @@ mod tests {
             [
                 "per_connection_buffer_limit_bytes",
                 "cleanup_interval",
-                "respect_dns_ttl"
+                "close_connections_on_host_health_failure"
             ]
         );
     }
