@@ -76,3 +76,42 @@ fn tls_needs_a_ca_without_identity_and_a_whole_client_pair() {
     assert_eq!(e.len(), 1, "{e:?}");
     assert!(e[0].contains("missing field \"cert\""), "{e:?}");
 }
+
+#[test]
+fn the_protocol_defaults_to_meshwork_and_the_state_dir_resolves_against_the_file() {
+    use crate::model::{ControlPlaneProtocol, DEFAULT_STATE_DIR};
+    let cp = load("  address: http://control:18000\n", false)
+        .unwrap_or_else(|e| panic!("{e:?}"))
+        .control_plane
+        .expect("control plane");
+    assert_eq!(cp.protocol, ControlPlaneProtocol::Meshwork);
+    assert_eq!(cp.state_dir, Path::new(DEFAULT_STATE_DIR));
+    let cp = load(
+        "  address: http://istiod:15010\n  protocol: xds\n  state_dir: state\n",
+        false,
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"))
+    .control_plane
+    .expect("control plane");
+    assert_eq!(cp.protocol, ControlPlaneProtocol::Xds);
+    assert_eq!(cp.state_dir, Path::new("/etc/mw/state"));
+}
+
+#[test]
+fn an_unknown_protocol_or_an_empty_state_dir_is_an_error() {
+    let errors = load("  address: http://c:1\n  protocol: xdz\n", false).expect_err("refused");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with("f.yaml:4:13: control_plane.protocol: "),
+        "{errors:?}"
+    );
+    assert!(
+        errors[0].contains("xds"),
+        "a hint names the right value: {errors:?}"
+    );
+    let errors = load("  address: http://c:1\n  state_dir: \"\"\n", false).expect_err("refused");
+    assert!(
+        errors[0].contains("control_plane.state_dir: expected a file path"),
+        "{errors:?}"
+    );
+}
