@@ -189,12 +189,11 @@ pub(crate) fn cluster(cluster: &Cluster) -> Result<ClusterDef, Vec<Refusal>> {
             continue;
         }
         match units::decode::<HttpProtocolOptions>(&any) {
-            Ok(options) => match upstream_protocol(options, &path, &mut refusals) {
-                Some(protocol) => {
+            Ok(options) => {
+                if let Some(protocol) = upstream_protocol(options, &path, &mut refusals) {
                     out.insert("protocol".into(), json!(protocol));
                 }
-                None => {}
-            },
+            }
             Err(e) => refusals.refuse(path, e),
         }
     }

@@ -54,11 +54,9 @@ pub(crate) fn listener(listener: &Listener) -> Result<ListenerDef, Vec<Refusal>>
         Some(Err(why)) => refusals.refuse("address", why),
         None => refusals.refuse("address", "missing"),
     }
-    match TrafficDirection::try_from(take(&mut l.traffic_direction)) {
-        Ok(TrafficDirection::Outbound) => {
-            out.insert("direction".into(), json!("outbound"));
-        }
-        _ => {}
+    if TrafficDirection::try_from(take(&mut l.traffic_direction)) == Ok(TrafficDirection::Outbound)
+    {
+        out.insert("direction".into(), json!("outbound"));
     }
     let mut route_config = None;
     let chains = take(&mut l.filter_chains);

@@ -65,7 +65,7 @@ pub(crate) fn route_table(config: &RouteConfiguration) -> Result<Vec<Value>, Vec
             groups.push((class, i, domains));
         }
     }
-    groups.sort_by(|a, b| a.0.cmp(&b.0));
+    groups.sort_by_key(|g| g.0);
     let mut routes = Vec::new();
     let mut translated: Vec<Option<Vec<Map<String, Value>>>> = vec![None; hosts.len()];
     for (class, i, domains) in groups {
