@@ -30,6 +30,18 @@ route_tables:
       backends: [{ cluster: api }]
 ";
 
+/// A control-plane fragment: cluster `api` (where [`EDGE_TO_API`] routes) with one
+/// endpoint.
+pub fn api_cluster(endpoint: &str) -> String {
+    crate::dedent(&format!(
+        "
+        clusters:
+          - name: api
+            endpoints: [{endpoint}]
+        "
+    ))
+}
+
 /// A running `meshwork-control` and its fragment directory; killed when dropped (its
 /// output is printed if the test is failing).
 #[derive(Debug)]

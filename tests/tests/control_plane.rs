@@ -13,13 +13,7 @@ use meshwork_tests::{ControlPlane, HttpClient, Proxy, Scrape, Upstream, dedent, 
 const PROPAGATION_BOUND: Duration = Duration::from_secs(10);
 
 fn clusters(endpoint: &str) -> String {
-    dedent(&format!(
-        "
-        clusters:
-          - name: api
-            endpoints: [{endpoint}]
-        "
-    ))
+    meshwork_tests::control::api_cluster(endpoint)
 }
 
 fn proxy_config(control: &ControlPlane, id: &str) -> String {

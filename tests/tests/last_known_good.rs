@@ -5,20 +5,10 @@
 
 use std::time::Duration;
 
-use meshwork_tests::control::EDGE_TO_API;
+use meshwork_tests::control::{EDGE_TO_API, api_cluster as clusters};
 use meshwork_tests::{ControlPlane, HttpClient, Proxy, Upstream, dedent, eventually};
 
 const PROPAGATION_BOUND: Duration = Duration::from_secs(10);
-
-fn clusters(endpoint: &str) -> String {
-    dedent(&format!(
-        "
-        clusters:
-          - name: api
-            endpoints: [{endpoint}]
-        "
-    ))
-}
 
 #[tokio::test]
 async fn a_proxy_restarted_while_meshwork_control_is_down_serves_its_saved_snapshot() {
@@ -27,6 +17,12 @@ async fn a_proxy_restarted_while_meshwork_control_is_down_serves_its_saved_snaps
     let mut control = ControlPlane::start().await;
     control.write("clusters.yaml", &clusters(&v1.endpoint()));
     control.write("routes.yaml", EDGE_TO_API);
+    eventually(
+        "the control plane to serve the fragments",
+        PROPAGATION_BOUND,
+        || async { control.status().await["resources"]["listener"] == 1 },
+    )
+    .await;
     let state = tempfile::tempdir().expect("state dir");
     let yaml = dedent(&format!(
         "
@@ -44,15 +40,7 @@ async fn a_proxy_restarted_while_meshwork_control_is_down_serves_its_saved_snaps
     ));
     let client = HttpClient::h1();
     let mut proxy = Proxy::with_config(yaml.clone()).start().await;
-    eventually(
-        "the proxy to serve the control plane's routes",
-        PROPAGATION_BOUND,
-        || async {
-            proxy.listeners().iter().any(|l| l.name == "edge")
-                && client.get(&proxy.url("edge", "/")).await.text() == "v1"
-        },
-    )
-    .await;
+    assert_eq!(client.get(&proxy.url("edge", "/")).await.text(), "v1");
     proxy.sigterm();
     proxy.wait_exit(PROPAGATION_BOUND).await;
 

@@ -13,10 +13,13 @@ mod cluster;
 mod fields;
 mod leftover;
 mod listener;
+mod resource;
 mod route;
+mod route_policy;
 mod session;
 mod state;
 mod units;
+mod upstream;
 
 pub(crate) use session::{node, run};
 pub(crate) use state::XdsState;

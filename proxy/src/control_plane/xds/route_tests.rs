@@ -7,6 +7,8 @@ use envoy_types::pb::envoy::config::route::v3::{
 use envoy_types::pb::envoy::r#type::matcher::v3::RegexMatcher;
 use envoy_types::pb::google::protobuf::{Duration, UInt32Value};
 
+use envoy_types::pb::envoy::config::route::v3::RetryPolicy;
+
 use super::*;
 
 fn to(cluster: &str) -> Option<Action> {

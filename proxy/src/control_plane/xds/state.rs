@@ -11,76 +11,20 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::core::v3::Node;
-use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
-use envoy_types::pb::envoy::config::listener::v3::Listener;
-use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
-use envoy_types::pb::google::protobuf::Any;
 use envoy_types::pb::google::rpc::Status as RpcStatus;
 use meshwork_config::resource::{Key, Kind, Resource};
-use prost::{Message, Name};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::cluster::{self, ClusterDef, EndpointSource};
+use super::cluster::{ClusterDef, EndpointSource};
 use super::leftover::Refusal;
-use super::listener::{self, ListenerDef};
-use super::route;
+pub(crate) use super::resource::XdsType;
+use super::resource::{Translated, resource, translate, type_name};
 
 /// gRPC's INVALID_ARGUMENT, the code of a NACK's `error_detail`.
 const INVALID_ARGUMENT: i32 = 3;
-
-/// The four resource types, in the order ADS asks for them (clusters and their
-/// endpoints before the listeners and routes that use them).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-pub(crate) enum XdsType {
-    Cluster,
-    ClusterLoadAssignment,
-    Listener,
-    RouteConfiguration,
-}
-
-impl XdsType {
-    pub const ALL: [XdsType; 4] = [
-        XdsType::Cluster,
-        XdsType::ClusterLoadAssignment,
-        XdsType::Listener,
-        XdsType::RouteConfiguration,
-    ];
-
-    pub fn type_url(self) -> String {
-        match self {
-            XdsType::Cluster => Cluster::type_url(),
-            XdsType::ClusterLoadAssignment => ClusterLoadAssignment::type_url(),
-            XdsType::Listener => Listener::type_url(),
-            XdsType::RouteConfiguration => RouteConfiguration::type_url(),
-        }
-    }
-
-    pub fn of_url(url: &str) -> Option<XdsType> {
-        XdsType::ALL.into_iter().find(|t| t.type_url() == url)
-    }
-
-    /// CDS and LDS subscribe to everything; EDS and RDS to the names in use.
-    fn is_wildcard(self) -> bool {
-        matches!(self, XdsType::Cluster | XdsType::Listener)
-    }
-
-    fn index(self) -> usize {
-        self as usize
-    }
-}
-
-/// A resource translated into meshwork's format.
-#[derive(Clone, Debug, PartialEq)]
-enum Translated {
-    Cluster(ClusterDef),
-    Endpoints(Vec<Value>),
-    Listener(ListenerDef),
-    RouteTable(Vec<Value>),
-}
 
 /// Whether the last version of a resource the server sent was taken.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -469,85 +413,6 @@ impl XdsState {
             })
             .collect();
         json!(types)
-    }
-}
-
-fn type_name(kind: XdsType) -> &'static str {
-    match kind {
-        XdsType::Cluster => "Cluster",
-        XdsType::ClusterLoadAssignment => "ClusterLoadAssignment",
-        XdsType::Listener => "Listener",
-        XdsType::RouteConfiguration => "RouteConfiguration",
-    }
-}
-
-/// One resource of a response: its name and its translation (or what it sets that
-/// meshwork cannot represent). The outer error: it does not even decode.
-#[allow(clippy::type_complexity)]
-fn translate(
-    kind: XdsType,
-    any: &Any,
-) -> Result<(String, Result<Translated, Vec<Refusal>>), (Option<String>, String)> {
-    if any.type_url != kind.type_url() {
-        return Err((
-            None,
-            format!(
-                "a {:?} in a response of type {:?}",
-                any.type_url,
-                kind.type_url()
-            ),
-        ));
-    }
-    let bytes = any.value.as_slice();
-    let bad = |e: prost::DecodeError| (None, format!("cannot decode: {e}"));
-    Ok(match kind {
-        XdsType::Cluster => {
-            let c = Cluster::decode(bytes).map_err(bad)?;
-            (
-                c.name.clone(),
-                cluster::cluster(&c).map(Translated::Cluster),
-            )
-        }
-        XdsType::ClusterLoadAssignment => {
-            let cla = ClusterLoadAssignment::decode(bytes).map_err(bad)?;
-            (
-                cla.cluster_name.clone(),
-                cluster::endpoints(&cla).map(Translated::Endpoints),
-            )
-        }
-        XdsType::Listener => {
-            let l = Listener::decode(bytes).map_err(bad)?;
-            (
-                l.name.clone(),
-                listener::listener(&l).map(Translated::Listener),
-            )
-        }
-        XdsType::RouteConfiguration => {
-            let rc = RouteConfiguration::decode(bytes).map_err(bad)?;
-            (
-                rc.name.clone(),
-                route::route_table(&rc).map(Translated::RouteTable),
-            )
-        }
-    })
-}
-
-/// A translated resource as a meshwork resource: written out as a fragment (JSON is
-/// YAML) named after the xDS resource, so meshwork's own validation reports problems
-/// as `xds:Cluster/api:LINE:COL: clusters[0].field: ...`.
-fn resource(kind: XdsType, name: &str, fragment: Value) -> Vec<Resource> {
-    let file = format!("xds:{}/{name}", type_name(kind));
-    let text = serde_json::to_string_pretty(&fragment)
-        .unwrap_or_default()
-        // `${` would be read as an environment variable; `$${` is a literal `${`.
-        .replace("${", "$${");
-    match meshwork_config::resource::parse_fragment(&file, &text, &|_| None) {
-        Ok(f) => f.resources,
-        Err(error) => {
-            // The fragment is written here from checked parts: not expected to fail.
-            tracing::error!(%error, %file, "cannot cut a translated xDS resource");
-            Vec::new()
-        }
     }
 }
 
