@@ -1,0 +1,186 @@
+//! A State of the World ADS stream: per type, every response holds all the resources
+//! Envoy subscribed to, with a version (hash of what it holds) and a nonce; a request
+//! naming the last nonce ACKs or (with `error_detail`) NACKs it, one naming an older
+//! nonce is stale and ignored. A type is sent again when what it holds changes or its
+//! subscription does; a NACKed version is not sent again.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use tokio::sync::mpsc;
+use tonic::{Status, Streaming};
+
+use super::node::{EnvoyNode, StreamContext};
+use super::snapshot::{EnvoySnapshot, set_version};
+use super::status::Protocol;
+use super::types::ResourceType;
+use std::collections::BTreeMap;
+
+/// Which resources of a type Envoy asked for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Subscription {
+    All,
+    Names(BTreeSet<String>),
+}
+
+impl Subscription {
+    /// The subscription a request states: `*`, or (for listeners and clusters) an empty
+    /// list, is every resource; otherwise the names listed.
+    pub(crate) fn of(ty: ResourceType, names: &[String]) -> Subscription {
+        if names.iter().any(|n| n == "*") || (names.is_empty() && ty.wildcard_by_default()) {
+            Subscription::All
+        } else {
+            Subscription::Names(names.iter().cloned().collect())
+        }
+    }
+
+    pub(crate) fn wants(&self, name: &str) -> bool {
+        match self {
+            Subscription::All => true,
+            Subscription::Names(names) => names.contains(name),
+        }
+    }
+}
+
+/// One type on a stream: what Envoy wants and the last response (nonce, version).
+#[derive(Debug)]
+struct TypeState {
+    subscription: Subscription,
+    sent: Option<(String, String)>,
+}
+
+pub(crate) struct SotwStream {
+    ctx: StreamContext,
+    node: EnvoyNode,
+    types: BTreeMap<ResourceType, TypeState>,
+    nonce: u64,
+    snapshot: Arc<EnvoySnapshot>,
+}
+
+type Sender = mpsc::Sender<Result<DiscoveryResponse, Status>>;
+
+impl SotwStream {
+    pub(crate) fn new(ctx: StreamContext, node: EnvoyNode) -> Self {
+        ctx.opened(&node, Protocol::Sotw);
+        let snapshot = ctx.snapshot(&node);
+        ctx.show_refused(&snapshot);
+        SotwStream {
+            ctx,
+            node,
+            types: BTreeMap::new(),
+            nonce: 0,
+            snapshot,
+        }
+    }
+
+    pub(crate) async fn run(
+        mut self,
+        first: DiscoveryRequest,
+        mut requests: Streaming<DiscoveryRequest>,
+        tx: Sender,
+    ) {
+        let mut catalog = self.ctx.control.catalog.subscribe();
+        catalog.mark_unchanged();
+        let mut next = Some(first);
+        loop {
+            if let Some(request) = next.take() {
+                if self.handle(request, &tx).await.is_err() {
+                    break;
+                }
+            }
+            tokio::select! {
+                changed = catalog.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    self.snapshot = self.ctx.snapshot(&self.node);
+                    self.ctx.show_refused(&self.snapshot);
+                    if self.push_changed(&tx).await.is_err() {
+                        break;
+                    }
+                }
+                message = requests.message() => match message {
+                    Ok(Some(request)) => next = Some(request),
+                    Ok(None) => break,
+                    Err(status) => {
+                        tracing::debug!(node = %self.node.id, %status, "stream ended");
+                        break;
+                    }
+                },
+                () = tx.closed() => break,
+            }
+        }
+        self.ctx.closed(&self.node);
+    }
+
+    async fn handle(&mut self, request: DiscoveryRequest, tx: &Sender) -> Result<(), ()> {
+        let Some(ty) = ResourceType::from_url(&request.type_url) else {
+            tracing::debug!(node = %self.node.id, type_url = %request.type_url, "a type this server does not serve; not answered");
+            return Ok(());
+        };
+        let first = !self.types.contains_key(&ty);
+        let subscription = Subscription::of(ty, &request.resource_names);
+        let state = self.types.entry(ty).or_insert_with(|| TypeState {
+            subscription: subscription.clone(),
+            sent: None,
+        });
+        if !request.response_nonce.is_empty() {
+            match &state.sent {
+                Some((nonce, version)) if *nonce == request.response_nonce => {
+                    let error = request.error_detail.map(|e| e.message);
+                    self.ctx.answered(&self.node, ty, version, error);
+                }
+                // An answer to an older response: Envoy has a newer one coming.
+                _ => return Ok(()),
+            }
+        }
+        let resubscribed = state.subscription != subscription;
+        state.subscription = subscription;
+        if first || resubscribed {
+            self.push(ty, tx, first).await
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Sends every subscribed type whose contents changed, in push order.
+    async fn push_changed(&mut self, tx: &Sender) -> Result<(), ()> {
+        for ty in ResourceType::PUSH_ORDER {
+            if self.types.contains_key(&ty) {
+                self.push(ty, tx, false).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends `ty` when what Envoy would hold differs from the last response (or always).
+    async fn push(&mut self, ty: ResourceType, tx: &Sender, always: bool) -> Result<(), ()> {
+        let Some(state) = self.types.get_mut(&ty) else {
+            return Ok(());
+        };
+        let entries: Vec<_> = self
+            .snapshot
+            .of(ty)
+            .iter()
+            .filter(|(name, _)| state.subscription.wants(name))
+            .collect();
+        let version = set_version(entries.iter().copied());
+        if !always && state.sent.as_ref().is_some_and(|(_, v)| *v == version) {
+            return Ok(());
+        }
+        self.nonce += 1;
+        let nonce = self.nonce.to_string();
+        let response = DiscoveryResponse {
+            version_info: version.clone(),
+            resources: entries.iter().map(|(_, e)| e.body.clone()).collect(),
+            type_url: ty.url(),
+            nonce: nonce.clone(),
+            ..Default::default()
+        };
+        tracing::debug!(node = %self.node.id, %ty, %version, resources = response.resources.len(), "push");
+        state.sent = Some((nonce, version.clone()));
+        self.ctx.sent(ty, &version);
+        tx.send(Ok(response)).await.map_err(|_| ())
+    }
+}
