@@ -183,6 +183,25 @@ impl Envoy {
             .and_then(|p| u16::try_from(p).ok())
     }
 
+    /// The port listener `name` is bound to, once it is.
+    ///
+    /// # Panics
+    /// When Envoy has no such listener bound within `timeout`.
+    pub async fn wait_listener_port(&self, name: &str, timeout: Duration) -> u16 {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(port) = self.listener_port(name).await.filter(|p| *p != 0) {
+                return port;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "Envoy did not bind listener {name:?} within {timeout:?}:\n{}",
+                self.stderr.tail(40)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// What Envoy logged so far.
     pub fn log(&self) -> String {
         self.stderr.text()

@@ -30,29 +30,28 @@ fn clusters(api: &str) -> String {
     ))
 }
 
-/// Listener `edge` with routes; `extra` adds routes before the catch-all.
+/// Listener `edge` with routes; `extra` adds routes (indented as list items of the
+/// table) before the catch-all.
 fn routes(extra: &str) -> String {
-    dedent(&format!(
-        "
-        listeners:
-          - name: edge
-            address: 127.0.0.1:0
-            route_table: edge
-        route_tables:
-          edge:
-        {extra}
-            - name: all
-              backends: [{{ cluster: api }}]
-              timeout: 5s
-              retry: {{ attempts: 2, on: [connect-failure, 503] }}
-        "
-    ))
+    format!(
+        "listeners:
+  - name: edge
+    address: 127.0.0.1:0
+    route_table: edge
+route_tables:
+  edge:
+{extra}    - name: all
+      backends: [{{ cluster: api }}]
+      timeout: 5s
+      retry: {{ attempts: 2, on: [connect-failure, 503] }}
+"
+    )
 }
 
-const HELLO_ROUTE: &str = "
-    - name: hello
+const HELLO_ROUTE: &str = "    - name: hello
       match: { path: { exact: /hello }, method: [GET] }
-      direct_response: { status: 200, body: \"hi\\n\" }";
+      direct_response: { status: 200, body: \"hi\\n\" }
+";
 
 /// What `/status` says about the one Envoy stream.
 async fn envoy_stream(control: &ControlPlane) -> serde_json::Value {
@@ -169,17 +168,7 @@ async fn envoy_follows_meshwork_control(flavor: AdsFlavor) {
 
     // Traffic flows through Envoy to the upstream.
     let client = HttpClient::h1();
-    let mut port = None;
-    eventually(
-        "Envoy's listener edge to be bound",
-        PROPAGATION_BOUND,
-        || async {
-            port = envoy.listener_port("edge").await.filter(|p| *p != 0);
-            port.is_some()
-        },
-    )
-    .await;
-    let port = port.expect("the listener's port");
+    let port = envoy.wait_listener_port("edge", PROPAGATION_BOUND).await;
     eventually(
         "a request through Envoy to reach v1",
         PROPAGATION_BOUND,
