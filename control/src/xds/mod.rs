@@ -18,6 +18,8 @@ mod translate;
 mod types;
 
 #[cfg(test)]
+mod protocol_tests;
+#[cfg(test)]
 mod tests;
 
 use std::sync::Arc;
