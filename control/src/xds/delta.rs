@@ -6,17 +6,16 @@
 //! relative to that.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource,
 };
-use tokio::sync::mpsc;
-use tonic::{Status, Streaming};
 
-use super::node::{EnvoyNode, StreamContext};
-use super::snapshot::{EnvoySnapshot, set_version};
+use envoy_types::pb::envoy::config::core::v3::Node;
+
+use super::snapshot::set_version;
 use super::status::Protocol;
+use super::stream::{self, Flavor, Stream};
 use super::types::ResourceType;
 
 /// A response not answered yet.
@@ -44,73 +43,51 @@ impl TypeState {
     }
 }
 
-pub(crate) struct DeltaStream {
-    ctx: StreamContext,
-    node: EnvoyNode,
+/// The Delta rules, per type.
+#[derive(Debug, Default)]
+pub(crate) struct Delta {
     types: BTreeMap<ResourceType, TypeState>,
-    nonce: u64,
-    snapshot: Arc<EnvoySnapshot>,
 }
 
-type Sender = mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>;
+type Sender = stream::Sender<DeltaDiscoveryResponse>;
 
-impl DeltaStream {
-    pub(crate) fn new(ctx: StreamContext, node: EnvoyNode) -> Self {
-        ctx.opened(&node, Protocol::Delta);
-        let snapshot = ctx.snapshot(&node);
-        ctx.show_refused(&snapshot);
-        DeltaStream {
-            ctx,
-            node,
-            types: BTreeMap::new(),
-            nonce: 0,
-            snapshot,
-        }
+impl Flavor for Delta {
+    type Request = DeltaDiscoveryRequest;
+    type Response = DeltaDiscoveryResponse;
+    const PROTOCOL: Protocol = Protocol::Delta;
+
+    fn node_of(request: &DeltaDiscoveryRequest) -> Option<&Node> {
+        request.node.as_ref()
     }
 
-    pub(crate) async fn run(
-        mut self,
-        first: DeltaDiscoveryRequest,
-        mut requests: Streaming<DeltaDiscoveryRequest>,
-        tx: Sender,
-    ) {
-        let mut catalog = self.ctx.control.catalog.subscribe();
-        catalog.mark_unchanged();
-        let mut next = Some(first);
-        loop {
-            if let Some(request) = next.take() {
-                if self.handle(request, &tx).await.is_err() {
-                    break;
-                }
-            }
-            tokio::select! {
-                changed = catalog.changed() => {
-                    if changed.is_err() {
-                        break;
-                    }
-                    self.snapshot = self.ctx.snapshot(&self.node);
-                    self.ctx.show_refused(&self.snapshot);
-                    if self.push_changed(&tx).await.is_err() {
-                        break;
-                    }
-                }
-                message = requests.message() => match message {
-                    Ok(Some(request)) => next = Some(request),
-                    Ok(None) => break,
-                    Err(status) => {
-                        tracing::debug!(node = %self.node.id, %status, "stream ended");
-                        break;
-                    }
-                },
-                () = tx.closed() => break,
-            }
-        }
-        self.ctx.closed(&self.node);
+    async fn handle(
+        &mut self,
+        stream: &mut Stream,
+        request: DeltaDiscoveryRequest,
+        tx: &Sender,
+    ) -> Result<(), ()> {
+        self.take(stream, request, tx).await
     }
 
-    async fn handle(&mut self, request: DeltaDiscoveryRequest, tx: &Sender) -> Result<(), ()> {
+    async fn push_changed(&mut self, stream: &mut Stream, tx: &Sender) -> Result<(), ()> {
+        for ty in ResourceType::PUSH_ORDER {
+            if self.types.contains_key(&ty) {
+                self.push(stream, ty, tx, false).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Delta {
+    async fn take(
+        &mut self,
+        stream: &mut Stream,
+        request: DeltaDiscoveryRequest,
+        tx: &Sender,
+    ) -> Result<(), ()> {
         let Some(ty) = ResourceType::from_url(&request.type_url) else {
-            tracing::debug!(node = %self.node.id, type_url = %request.type_url, "a type this server does not serve; not answered");
+            tracing::debug!(node = %stream.node.id, type_url = %request.type_url, "a type this server does not serve; not answered");
             return Ok(());
         };
         let first = !self.types.contains_key(&ty);
@@ -153,35 +130,33 @@ impl DeltaStream {
                 if error.is_some() {
                     state.held = pending.held_before;
                 }
-                self.ctx.answered(&self.node, ty, &pending.version, error);
+                stream
+                    .ctx
+                    .answered(&stream.node, ty, &pending.version, error);
             }
         }
         // A NACKed version is not sent again until something changes.
         if first || resubscribed {
-            self.push(ty, tx, first).await
+            self.push(stream, ty, tx, first).await
         } else {
             Ok(())
         }
     }
 
-    /// Sends every subscribed type that has changes, in push order.
-    async fn push_changed(&mut self, tx: &Sender) -> Result<(), ()> {
-        for ty in ResourceType::PUSH_ORDER {
-            if self.types.contains_key(&ty) {
-                self.push(ty, tx, false).await?;
-            }
-        }
-        Ok(())
-    }
-
     /// Sends what changed for `ty` relative to what Envoy holds (or an empty response
     /// when `always`, so a first subscription is answered).
-    async fn push(&mut self, ty: ResourceType, tx: &Sender, always: bool) -> Result<(), ()> {
+    async fn push(
+        &mut self,
+        stream: &mut Stream,
+        ty: ResourceType,
+        tx: &Sender,
+        always: bool,
+    ) -> Result<(), ()> {
         let Some(state) = self.types.get_mut(&ty) else {
             return Ok(());
         };
-        let wanted: Vec<_> = self
-            .snapshot
+        let snapshot = stream.snapshot.clone();
+        let wanted: Vec<_> = snapshot
             .of(ty)
             .iter()
             .filter(|(name, _)| state.wants(name))
@@ -206,8 +181,7 @@ impl DeltaStream {
             return Ok(());
         }
         let version = set_version(wanted.iter().copied());
-        self.nonce += 1;
-        let nonce = self.nonce.to_string();
+        let nonce = stream.next_nonce();
         let held_now = wanted
             .iter()
             .map(|(name, e)| ((*name).clone(), e.version.clone()))
@@ -218,8 +192,8 @@ impl DeltaStream {
             version: version.clone(),
             held_before,
         });
-        tracing::debug!(node = %self.node.id, %ty, %version, changed = changed.len(), removed = removed.len(), "push");
-        self.ctx.sent(ty, &version);
+        tracing::debug!(node = %stream.node.id, %ty, %version, changed = changed.len(), removed = removed.len(), "push");
+        stream.ctx.sent(ty, &version);
         let response = DeltaDiscoveryResponse {
             system_version_info: version,
             resources: changed,

@@ -14,6 +14,7 @@ mod proto;
 mod snapshot;
 mod sotw;
 mod status;
+mod stream;
 mod translate;
 mod types;
 
@@ -29,7 +30,6 @@ use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
 };
-use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -43,9 +43,6 @@ pub use types::ResourceType;
 
 /// The gRPC path prefix of the ADS service (to route requests on the shared port).
 pub const ADS_PATH_PREFIX: &str = "/envoy.service.discovery.v3.AggregatedDiscoveryService/";
-
-/// Responses queued per stream before the stream task waits for Envoy to read.
-const RESPONSE_QUEUE: usize = 8;
 
 /// The ADS service: one task per Envoy stream.
 #[derive(Debug, Clone)]
@@ -85,17 +82,8 @@ impl AggregatedDiscoveryService for AdsService {
         &self,
         request: Request<Streaming<DiscoveryRequest>>,
     ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
-        let peer = crate::server::peer_of(&request);
-        let mut requests = request.into_inner();
-        let first = requests
-            .message()
-            .await?
-            .ok_or_else(|| Status::invalid_argument("the stream ended before the first request"))?;
-        let node = node::EnvoyNode::from_first(first.node.as_ref())?;
-        let (tx, rx) = mpsc::channel(RESPONSE_QUEUE);
-        let stream = sotw::SotwStream::new(self.stream_context(peer), node);
-        tokio::spawn(stream.run(first, requests, tx));
-        Ok(Response::new(ReceiverStream::new(rx)))
+        let ctx = self.stream_context(crate::server::peer_of(&request));
+        stream::open::<sotw::Sotw>(ctx, stream::into_streaming(request)).await
     }
 
     type DeltaAggregatedResourcesStream = ResponseStream<DeltaDiscoveryResponse>;
@@ -104,16 +92,7 @@ impl AggregatedDiscoveryService for AdsService {
         &self,
         request: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
-        let peer = crate::server::peer_of(&request);
-        let mut requests = request.into_inner();
-        let first = requests
-            .message()
-            .await?
-            .ok_or_else(|| Status::invalid_argument("the stream ended before the first request"))?;
-        let node = node::EnvoyNode::from_first(first.node.as_ref())?;
-        let (tx, rx) = mpsc::channel(RESPONSE_QUEUE);
-        let stream = delta::DeltaStream::new(self.stream_context(peer), node);
-        tokio::spawn(stream.run(first, requests, tx));
-        Ok(Response::new(ReceiverStream::new(rx)))
+        let ctx = self.stream_context(crate::server::peer_of(&request));
+        stream::open::<delta::Delta>(ctx, stream::into_streaming(request)).await
     }
 }

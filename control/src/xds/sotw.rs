@@ -5,15 +5,14 @@
 //! subscription does; a NACKed version is not sent again.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
-use tokio::sync::mpsc;
-use tonic::{Status, Streaming};
 
-use super::node::{EnvoyNode, StreamContext};
-use super::snapshot::{EnvoySnapshot, set_version};
+use envoy_types::pb::envoy::config::core::v3::Node;
+
+use super::snapshot::set_version;
 use super::status::Protocol;
+use super::stream::{self, Flavor, Stream};
 use super::types::ResourceType;
 use std::collections::BTreeMap;
 
@@ -50,73 +49,51 @@ struct TypeState {
     sent: Option<(String, String)>,
 }
 
-pub(crate) struct SotwStream {
-    ctx: StreamContext,
-    node: EnvoyNode,
+/// The State of the World rules, per type.
+#[derive(Debug, Default)]
+pub(crate) struct Sotw {
     types: BTreeMap<ResourceType, TypeState>,
-    nonce: u64,
-    snapshot: Arc<EnvoySnapshot>,
 }
 
-type Sender = mpsc::Sender<Result<DiscoveryResponse, Status>>;
+type Sender = stream::Sender<DiscoveryResponse>;
 
-impl SotwStream {
-    pub(crate) fn new(ctx: StreamContext, node: EnvoyNode) -> Self {
-        ctx.opened(&node, Protocol::Sotw);
-        let snapshot = ctx.snapshot(&node);
-        ctx.show_refused(&snapshot);
-        SotwStream {
-            ctx,
-            node,
-            types: BTreeMap::new(),
-            nonce: 0,
-            snapshot,
-        }
+impl Flavor for Sotw {
+    type Request = DiscoveryRequest;
+    type Response = DiscoveryResponse;
+    const PROTOCOL: Protocol = Protocol::Sotw;
+
+    fn node_of(request: &DiscoveryRequest) -> Option<&Node> {
+        request.node.as_ref()
     }
 
-    pub(crate) async fn run(
-        mut self,
-        first: DiscoveryRequest,
-        mut requests: Streaming<DiscoveryRequest>,
-        tx: Sender,
-    ) {
-        let mut catalog = self.ctx.control.catalog.subscribe();
-        catalog.mark_unchanged();
-        let mut next = Some(first);
-        loop {
-            if let Some(request) = next.take() {
-                if self.handle(request, &tx).await.is_err() {
-                    break;
-                }
-            }
-            tokio::select! {
-                changed = catalog.changed() => {
-                    if changed.is_err() {
-                        break;
-                    }
-                    self.snapshot = self.ctx.snapshot(&self.node);
-                    self.ctx.show_refused(&self.snapshot);
-                    if self.push_changed(&tx).await.is_err() {
-                        break;
-                    }
-                }
-                message = requests.message() => match message {
-                    Ok(Some(request)) => next = Some(request),
-                    Ok(None) => break,
-                    Err(status) => {
-                        tracing::debug!(node = %self.node.id, %status, "stream ended");
-                        break;
-                    }
-                },
-                () = tx.closed() => break,
-            }
-        }
-        self.ctx.closed(&self.node);
+    async fn handle(
+        &mut self,
+        stream: &mut Stream,
+        request: DiscoveryRequest,
+        tx: &Sender,
+    ) -> Result<(), ()> {
+        self.take(stream, request, tx).await
     }
 
-    async fn handle(&mut self, request: DiscoveryRequest, tx: &Sender) -> Result<(), ()> {
+    async fn push_changed(&mut self, stream: &mut Stream, tx: &Sender) -> Result<(), ()> {
+        for ty in ResourceType::PUSH_ORDER {
+            if self.types.contains_key(&ty) {
+                self.push(stream, ty, tx, false).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Sotw {
+    async fn take(
+        &mut self,
+        stream: &mut Stream,
+        request: DiscoveryRequest,
+        tx: &Sender,
+    ) -> Result<(), ()> {
         let Some(ty) = ResourceType::from_url(&request.type_url) else {
-            tracing::debug!(node = %self.node.id, type_url = %request.type_url, "a type this server does not serve; not answered");
+            tracing::debug!(node = %stream.node.id, type_url = %request.type_url, "a type this server does not serve; not answered");
             return Ok(());
         };
         let first = !self.types.contains_key(&ty);
@@ -129,7 +106,7 @@ impl SotwStream {
             match &state.sent {
                 Some((nonce, version)) if *nonce == request.response_nonce => {
                     let error = request.error_detail.map(|e| e.message);
-                    self.ctx.answered(&self.node, ty, version, error);
+                    stream.ctx.answered(&stream.node, ty, version, error);
                 }
                 // An answer to an older response: Envoy has a newer one coming.
                 _ => return Ok(()),
@@ -138,29 +115,25 @@ impl SotwStream {
         let resubscribed = state.subscription != subscription;
         state.subscription = subscription;
         if first || resubscribed {
-            self.push(ty, tx, first).await
+            self.push(stream, ty, tx, first).await
         } else {
             Ok(())
         }
     }
 
-    /// Sends every subscribed type whose contents changed, in push order.
-    async fn push_changed(&mut self, tx: &Sender) -> Result<(), ()> {
-        for ty in ResourceType::PUSH_ORDER {
-            if self.types.contains_key(&ty) {
-                self.push(ty, tx, false).await?;
-            }
-        }
-        Ok(())
-    }
-
     /// Sends `ty` when what Envoy would hold differs from the last response (or always).
-    async fn push(&mut self, ty: ResourceType, tx: &Sender, always: bool) -> Result<(), ()> {
+    async fn push(
+        &mut self,
+        stream: &mut Stream,
+        ty: ResourceType,
+        tx: &Sender,
+        always: bool,
+    ) -> Result<(), ()> {
         let Some(state) = self.types.get_mut(&ty) else {
             return Ok(());
         };
-        let entries: Vec<_> = self
-            .snapshot
+        let snapshot = stream.snapshot.clone();
+        let entries: Vec<_> = snapshot
             .of(ty)
             .iter()
             .filter(|(name, _)| state.subscription.wants(name))
@@ -169,8 +142,7 @@ impl SotwStream {
         if !always && state.sent.as_ref().is_some_and(|(_, v)| *v == version) {
             return Ok(());
         }
-        self.nonce += 1;
-        let nonce = self.nonce.to_string();
+        let nonce = stream.next_nonce();
         let response = DiscoveryResponse {
             version_info: version.clone(),
             resources: entries.iter().map(|(_, e)| e.body.clone()).collect(),
@@ -178,9 +150,9 @@ impl SotwStream {
             nonce: nonce.clone(),
             ..Default::default()
         };
-        tracing::debug!(node = %self.node.id, %ty, %version, resources = response.resources.len(), "push");
+        tracing::debug!(node = %stream.node.id, %ty, %version, resources = response.resources.len(), "push");
         state.sent = Some((nonce, version.clone()));
-        self.ctx.sent(ty, &version);
+        stream.ctx.sent(ty, &version);
         tx.send(Ok(response)).await.map_err(|_| ())
     }
 }
