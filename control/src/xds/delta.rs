@@ -69,13 +69,18 @@ impl Flavor for Delta {
         self.take(stream, request, tx).await
     }
 
-    async fn push_changed(&mut self, stream: &mut Stream, tx: &Sender) -> Result<(), ()> {
-        for ty in ResourceType::PUSH_ORDER {
-            if self.types.contains_key(&ty) {
-                self.push(stream, ty, tx, false).await?;
-            }
-        }
-        Ok(())
+    async fn push(
+        &mut self,
+        stream: &mut Stream,
+        ty: ResourceType,
+        tx: &Sender,
+        always: bool,
+    ) -> Result<(), ()> {
+        self.send_type(stream, ty, tx, always).await
+    }
+
+    fn subscribed(&self, ty: ResourceType) -> bool {
+        self.types.contains_key(&ty)
     }
 }
 
@@ -137,7 +142,7 @@ impl Delta {
         }
         // A NACKed version is not sent again until something changes.
         if first || resubscribed {
-            self.push(stream, ty, tx, first).await
+            self.send_type(stream, ty, tx, first).await
         } else {
             Ok(())
         }
@@ -145,7 +150,7 @@ impl Delta {
 
     /// Sends what changed for `ty` relative to what Envoy holds (or an empty response
     /// when `always`, so a first subscription is answered).
-    async fn push(
+    async fn send_type(
         &mut self,
         stream: &mut Stream,
         ty: ResourceType,

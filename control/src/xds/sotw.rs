@@ -75,13 +75,18 @@ impl Flavor for Sotw {
         self.take(stream, request, tx).await
     }
 
-    async fn push_changed(&mut self, stream: &mut Stream, tx: &Sender) -> Result<(), ()> {
-        for ty in ResourceType::PUSH_ORDER {
-            if self.types.contains_key(&ty) {
-                self.push(stream, ty, tx, false).await?;
-            }
-        }
-        Ok(())
+    async fn push(
+        &mut self,
+        stream: &mut Stream,
+        ty: ResourceType,
+        tx: &Sender,
+        always: bool,
+    ) -> Result<(), ()> {
+        self.send_type(stream, ty, tx, always).await
+    }
+
+    fn subscribed(&self, ty: ResourceType) -> bool {
+        self.types.contains_key(&ty)
     }
 }
 
@@ -115,14 +120,14 @@ impl Sotw {
         let resubscribed = state.subscription != subscription;
         state.subscription = subscription;
         if first || resubscribed {
-            self.push(stream, ty, tx, first).await
+            self.send_type(stream, ty, tx, first).await
         } else {
             Ok(())
         }
     }
 
     /// Sends `ty` when what Envoy would hold differs from the last response (or always).
-    async fn push(
+    async fn send_type(
         &mut self,
         stream: &mut Stream,
         ty: ResourceType,

@@ -13,6 +13,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::node::{EnvoyNode, StreamContext};
 use super::snapshot::EnvoySnapshot;
 use super::status::Protocol;
+use super::types::ResourceType;
 
 /// Responses queued per stream before the stream task waits for Envoy to read.
 const RESPONSE_QUEUE: usize = 8;
@@ -35,12 +36,18 @@ pub(crate) trait Flavor: Default + Send + 'static {
         tx: &Sender<Self::Response>,
     ) -> impl Future<Output = Result<(), ()>> + Send;
 
-    /// Sends what changed in `stream.snapshot`, type by type in push order.
-    fn push_changed(
+    /// Sends `ty` if what Envoy would hold of it differs from what it was sent (or
+    /// always, even empty).
+    fn push(
         &mut self,
         stream: &mut Stream,
+        ty: ResourceType,
         tx: &Sender<Self::Response>,
+        always: bool,
     ) -> impl Future<Output = Result<(), ()>> + Send;
+
+    /// Whether Envoy asked for `ty` on this stream.
+    fn subscribed(&self, ty: ResourceType) -> bool;
 }
 
 /// What every stream holds: who it serves, what that node is served now, its nonces.
@@ -120,7 +127,7 @@ async fn run<F: Flavor>(
                     break;
                 }
                 stream.refresh();
-                if flavor.push_changed(&mut stream, &tx).await.is_err() {
+                if push_changed(&mut flavor, &mut stream, &tx).await.is_err() {
                     break;
                 }
             }
@@ -136,4 +143,18 @@ async fn run<F: Flavor>(
         }
     }
     stream.ctx.closed(&stream.node);
+}
+
+/// Sends what changed in `stream.snapshot`, type by type in push order.
+async fn push_changed<F: Flavor>(
+    flavor: &mut F,
+    stream: &mut Stream,
+    tx: &Sender<F::Response>,
+) -> Result<(), ()> {
+    for ty in ResourceType::PUSH_ORDER {
+        if flavor.subscribed(ty) {
+            flavor.push(stream, ty, tx, false).await?;
+        }
+    }
+    Ok(())
 }
