@@ -11,6 +11,7 @@ pub mod nodes;
 pub mod run;
 pub mod server;
 pub mod tls;
+pub mod xds;
 
 use std::sync::Arc;
 
@@ -30,6 +31,8 @@ pub struct ControlPlane {
     pub catalog: watch::Sender<Arc<Catalog>>,
     pub nodes: Nodes,
     pub metrics: Metrics,
+    /// Envoy's xDS streams (see `xds`).
+    pub envoy: xds::EnvoyStreams,
 }
 
 impl ControlPlane {
@@ -47,6 +50,7 @@ impl ControlPlane {
             "resources": resources,
             "problems": catalog.problems,
             "nodes": self.nodes.list(),
+            "envoy": self.envoy.list(),
         })
     }
 }

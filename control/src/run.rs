@@ -62,6 +62,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         catalog,
         nodes: Nodes::default(),
         metrics,
+        envoy: Default::default(),
     });
 
     let stop = CancellationToken::new();

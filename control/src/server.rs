@@ -274,6 +274,9 @@ pub async fn serve(
     stop: CancellationToken,
 ) {
     let service = DiscoveryServer::new(DiscoveryService::new(control.clone()));
+    let ads = crate::xds::AggregatedDiscoveryServiceServer::new(crate::xds::AdsService::new(
+        control.clone(),
+    ));
     loop {
         let (stream, address): (_, SocketAddr) = tokio::select! {
             () = stop.cancelled() => return,
@@ -287,7 +290,7 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        let service = service.clone();
+        let services = (service.clone(), ads.clone());
         let stop = stop.clone();
         let tls = tls.clone();
         let control = control.clone();
@@ -297,7 +300,7 @@ pub async fn serve(
                     address,
                     identity: None,
                 };
-                return serve_connection(stream, peer, service, stop).await;
+                return serve_connection(stream, peer, services, stop).await;
             };
             let accepted = tokio::select! {
                 accepted = crate::tls::accept(stream, config) => accepted,
@@ -309,7 +312,7 @@ pub async fn serve(
                         address,
                         identity: accepted.identity,
                     };
-                    serve_connection(accepted.stream, peer, service, stop).await;
+                    serve_connection(accepted.stream, peer, services, stop).await;
                 }
                 Err(refused) => {
                     let (reason, error) = (refused.reason, &refused.detail);
@@ -326,19 +329,28 @@ pub async fn serve(
     }
 }
 
-/// Serves HTTP/2 on one connection (plaintext or TLS) until it closes or `stop`.
-async fn serve_connection<I>(
-    io: I,
-    peer: Peer,
-    service: DiscoveryServer<DiscoveryService>,
-    stop: CancellationToken,
-) where
+/// The services of the discovery port: meshwork's protocol and Envoy's ADS.
+type Services = (
+    DiscoveryServer<DiscoveryService>,
+    crate::xds::AggregatedDiscoveryServiceServer<crate::xds::AdsService>,
+);
+
+/// Serves HTTP/2 on one connection (plaintext or TLS) until it closes or `stop`; each
+/// request goes to Envoy's ADS or to meshwork's protocol by its gRPC path.
+async fn serve_connection<I>(io: I, peer: Peer, (service, ads): Services, stop: CancellationToken)
+where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let per_request =
         hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
             req.extensions_mut().insert(peer.clone());
-            tower::ServiceExt::oneshot(service.clone(), req)
+            let response: Pin<Box<dyn Future<Output = _> + Send>> =
+                if req.uri().path().starts_with(crate::xds::ADS_PATH_PREFIX) {
+                    Box::pin(tower::ServiceExt::oneshot(ads.clone(), req))
+                } else {
+                    Box::pin(tower::ServiceExt::oneshot(service.clone(), req))
+                };
+            response
         });
     let connection = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
         .timer(hyper_util::rt::TokioTimer::new())
@@ -357,4 +369,17 @@ async fn serve_connection<I>(
 struct Peer {
     address: SocketAddr,
     identity: Option<String>,
+}
+
+/// The address (and verified SPIFFE ID, over mTLS) of the client of `request`, for logs
+/// and `/status`.
+pub(crate) fn peer_of<T>(request: &Request<T>) -> String {
+    match request.extensions().get::<Peer>() {
+        Some(Peer {
+            address,
+            identity: Some(id),
+        }) => format!("{address} ({id})"),
+        Some(peer) => peer.address.to_string(),
+        None => "unknown".to_string(),
+    }
 }

@@ -10,6 +10,7 @@ pub mod body;
 pub mod cli;
 pub mod client;
 pub mod control;
+pub mod envoy;
 pub mod grpc;
 pub mod h2_raw;
 pub mod kubelet;
