@@ -14,6 +14,7 @@ pub mod large;
 pub mod memory;
 pub mod mesh;
 pub mod observability;
+pub mod slowloris;
 pub mod tls;
 
 use std::collections::BTreeMap;
@@ -59,6 +60,7 @@ pub fn all() -> Vec<Box<dyn Scenario>> {
         Box::new(tls::Tls),
         Box::new(mesh::Mesh),
         Box::new(memory::Memory),
+        Box::new(slowloris::Slowloris),
     ]
 }
 

@@ -45,7 +45,14 @@ pub struct ConnActivity {
     first_head_pending: AtomicBool,
     /// Wakes the supervisor when a head starts (its deadline is sooner than idle's).
     changed: Notify,
+    /// HTTP/1: the body length of the last request started, when it is framed by
+    /// `Content-Length` (0: none) and nothing but another request can follow it on the
+    /// connection; [`UNPARKABLE`] otherwise (chunked, upgrades, CONNECT).
+    request_body: AtomicU64,
 }
+
+/// `request_body` of a request after which the connection is not parked.
+const UNPARKABLE: u64 = u64::MAX;
 
 impl ConnActivity {
     /// A connection speaking `protocol` that started at `since` (accepted, or its TLS
@@ -63,6 +70,7 @@ impl ConnActivity {
             protocol,
             first_head_pending: AtomicBool::new(http2),
             changed: Notify::new(),
+            request_body: AtomicU64::new(UNPARKABLE),
         }
     }
 
@@ -134,6 +142,18 @@ impl ConnActivity {
         if self.protocol == ConnProtocol::Http1 {
             self.head_started.store(0, Ordering::Relaxed);
         }
+    }
+
+    /// HTTP/1: how long the body of the request just started is on the wire, when the
+    /// connection may be parked after it (`None`: chunked, an upgrade, CONNECT).
+    pub fn set_request_body(&self, length: Option<u64>) {
+        let length = length.filter(|&n| n != UNPARKABLE).unwrap_or(UNPARKABLE);
+        self.request_body.store(length, Ordering::Relaxed);
+    }
+
+    /// The last request's body length, if the connection may be parked after it.
+    pub fn request_body(&self) -> Option<u64> {
+        Some(self.request_body.load(Ordering::Relaxed)).filter(|&n| n != UNPARKABLE)
     }
 
     /// The response (body included) is finished or abandoned.

@@ -54,6 +54,16 @@ impl Closing {
     }
 }
 
+/// How a supervised connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Ended {
+    /// hyper finished it without an error (the client closed between requests, or the
+    /// connection was parked).
+    Clean,
+    /// An error, a timeout, or the shutdown grace ran out.
+    Closed,
+}
+
 /// Drives the connection until it ends, enforcing the head and idle timeouts and
 /// starting a graceful shutdown on drain.
 pub(super) async fn supervise<C: GracefulConnection>(
@@ -62,7 +72,7 @@ pub(super) async fn supervise<C: GracefulConnection>(
     settings: &HttpConnSettings,
     http1_stream: Option<&TcpStream>,
     client_addr: SocketAddr,
-) {
+) -> Ended {
     let limits = &settings.limits;
     let drain = &settings.drain;
     let mut conn = std::pin::pin!(conn);
@@ -86,10 +96,13 @@ pub(super) async fn supervise<C: GracefulConnection>(
         };
         tokio::select! {
             result = conn.as_mut() => {
-                if let Err(error) = result {
-                    tracing::debug!(%client_addr, %error, "connection ended with an error");
-                }
-                return;
+                return match result {
+                    Ok(()) => Ended::Clean,
+                    Err(error) => {
+                        tracing::debug!(%client_addr, %error, "connection ended with an error");
+                        Ended::Closed
+                    }
+                };
             }
             _ = drain.cancelled(), if open => {
                 closing = shut_down(conn.as_mut(), false);
@@ -99,7 +112,7 @@ pub(super) async fn supervise<C: GracefulConnection>(
                 let now = tokio::time::Instant::now();
                 if closing.deadline(activity).is_some_and(|d| d <= now) {
                     tracing::debug!(%client_addr, "connection still open after its shutdown grace; closing");
-                    return;
+                    return Ended::Closed;
                 }
                 if head_timer && activity.head_deadline(limits.header_read_timeout).is_some_and(|d| d <= now) {
                     settings.metrics.local_response(ProxyError::HeaderTimeout);
@@ -113,7 +126,7 @@ pub(super) async fn supervise<C: GracefulConnection>(
                         let _ = stream.try_write(HEADER_TIMEOUT_RESPONSE);
                         let _ = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Both);
                     }
-                    return;
+                    return Ended::Closed;
                 }
                 if open && activity.idle_deadline(limits.idle_timeout).is_some_and(|d| d <= now) {
                     tracing::debug!(%client_addr, "idle timeout; closing connection");
