@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 
 use super::{Ctx, Samples, Scenario, Settings};
+use crate::goals::metric;
 use crate::process::{group_pids, usage};
 use crate::report::{Better, Row};
 use crate::targets::{self, Target};
@@ -33,7 +34,7 @@ pub struct Slowloris;
 
 impl Scenario for Slowloris {
     fn id(&self) -> &'static str {
-        "slowloris"
+        crate::goals::scenario::SLOWLORIS
     }
 
     fn describe(&self) -> &'static str {
@@ -90,7 +91,7 @@ impl Scenario for Slowloris {
                 }
             }
         }
-        let mut rows = vec![start_mib.row(self.id(), "RSS idle (MiB)", Better::Lower)];
+        let mut rows = vec![start_mib.row(self.id(), metric::IDLE_RSS_MIB, Better::Lower)];
         for (wave, after) in after_mib.into_iter().enumerate() {
             rows.push(after.row(
                 self.id(),
@@ -98,7 +99,7 @@ impl Scenario for Slowloris {
                 Better::Lower,
             ));
         }
-        let mut last = ratio.row(self.id(), "RSS after the waves / idle", Better::Lower);
+        let mut last = ratio.row(self.id(), metric::SLOWLORIS_RSS_RATIO, Better::Lower);
         last.notes = notes;
         rows.push(last);
         Ok(rows)
