@@ -157,7 +157,11 @@ mod tests {
             assert_eq!(in_head, head.len(), "chunk {chunk}");
         }
         let mut s = HeadScanner::default();
-        assert_eq!(s.scan(b"GET / HTTP/1.1\r\n"), 16, "an incomplete head is all head");
+        assert_eq!(
+            s.scan(b"GET / HTTP/1.1\r\n"),
+            16,
+            "an incomplete head is all head"
+        );
     }
 
     #[test]

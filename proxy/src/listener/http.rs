@@ -252,7 +252,11 @@ const WAKE_READ_BYTES: usize = 2048;
 
 /// Waits on a parked HTTP/1 connection: its next bytes (returned), or its end (`None`):
 /// the client closing, the idle timeout, or drain (an idle connection closes at once).
-async fn park<T>(stream: &mut T, activity: &ConnActivity, settings: &HttpConnSettings) -> Option<Bytes>
+async fn park<T>(
+    stream: &mut T,
+    activity: &ConnActivity,
+    settings: &HttpConnSettings,
+) -> Option<Bytes>
 where
     T: tokio::io::AsyncRead + Unpin,
 {

@@ -203,7 +203,10 @@ impl<T: AsyncRead + Unpin> AsyncRead for ConnIo<T> {
 
 impl ConnIo<OwnedReadHalf> {
     fn socket(&self) -> &tokio::net::TcpStream {
-        self.stream.as_ref().expect("present until dropped").as_ref()
+        self.stream
+            .as_ref()
+            .expect("present until dropped")
+            .as_ref()
     }
 }
 
@@ -257,8 +260,7 @@ impl AsyncWrite for ConnIo<OwnedReadHalf> {
         if this.parked {
             return Poll::Ready(Ok(()));
         }
-        let result =
-            socket2::SockRef::from(this.socket()).shutdown(std::net::Shutdown::Write);
+        let result = socket2::SockRef::from(this.socket()).shutdown(std::net::Shutdown::Write);
         Poll::Ready(match result {
             Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
             other => other,
