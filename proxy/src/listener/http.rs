@@ -236,7 +236,16 @@ impl Conn {
             stream = parked;
             replay = match park(&mut stream, &self.activity, &self.settings).await {
                 Some(bytes) => bytes,
-                None => return,
+                None => {
+                    // Closed as hyper would have: FIN, and over TLS a close_notify first.
+                    let mut io = ConnIo::new(stream, self.activity.clone());
+                    let _ = tokio::time::timeout(
+                        CLOSE_WRITE_TIMEOUT,
+                        tokio::io::AsyncWriteExt::shutdown(&mut io),
+                    )
+                    .await;
+                    return;
+                }
             };
         }
     }
@@ -245,6 +254,10 @@ impl Conn {
         usize::try_from(self.settings.limits.max_request_header_size).unwrap_or(usize::MAX)
     }
 }
+
+/// How long closing a parked connection may wait to send its last bytes (a TLS
+/// close_notify); an idle connection's send buffer is empty, so this is a bound only.
+const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The most bytes a parked connection reads when it wakes: a typical request head,
 /// read into the stack and handed to hyper, which reads the rest itself.
