@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use meshwork_tests::{
-    Proxy, RawConn, TestCa, TlsClient, Upstream, single_cluster_config, with_limits,
+    Proxy, RawConn, TestCa, TlsClient, Upstream, single_cluster_config, with_limits, with_tls,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -18,6 +18,14 @@ async fn get_ok(conn: &mut RawConn, path: &str) -> String {
     let response = conn.read_response(TIMEOUT).await.unwrap();
     assert_eq!(response.status, 200, "GET {path}");
     response.text()
+}
+
+/// An upstream answering `GET /` with `hi`, and a proxy to it with listener `limits`.
+async fn proxy_with_limits(limits: &str) -> (Upstream, Proxy) {
+    let app = Upstream::http1().name("app").route("/", "hi").start().await;
+    let yaml = with_limits(&single_cluster_config(&app.endpoint(), "http1"), limits);
+    let proxy = Proxy::with_config(yaml).start().await;
+    (app, proxy)
 }
 
 /// hyper holds two 8 KiB buffers per connection it serves; a parked connection holds
@@ -103,12 +111,7 @@ async fn a_connection_serves_every_kind_of_request_after_each_pause() {
 
 #[tokio::test]
 async fn a_head_started_after_a_pause_is_timed_and_answered_408() {
-    let app = Upstream::http1().name("app").route("/", "hi").start().await;
-    let yaml = with_limits(
-        &single_cluster_config(&app.endpoint(), "http1"),
-        "header_read_timeout: 300ms",
-    );
-    let proxy = Proxy::with_config(yaml).start().await;
+    let (_app, proxy) = proxy_with_limits("header_read_timeout: 300ms").await;
     let mut conn = RawConn::connect(proxy.listener_addr("edge")).await;
     assert_eq!(get_ok(&mut conn, "/").await, "hi");
     conn.send("GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
@@ -121,12 +124,7 @@ async fn a_head_started_after_a_pause_is_timed_and_answered_408() {
 
 #[tokio::test]
 async fn an_idle_connection_is_closed_at_its_idle_timeout() {
-    let app = Upstream::http1().name("app").route("/", "hi").start().await;
-    let yaml = with_limits(
-        &single_cluster_config(&app.endpoint(), "http1"),
-        "idle_timeout: 300ms",
-    );
-    let proxy = Proxy::with_config(yaml).start().await;
+    let (_app, proxy) = proxy_with_limits("idle_timeout: 300ms").await;
     let mut conn = RawConn::connect(proxy.listener_addr("edge")).await;
     assert_eq!(get_ok(&mut conn, "/").await, "hi");
     let waited = conn.wait_closed(TIMEOUT).await.expect("closed when idle");
@@ -140,25 +138,11 @@ async fn an_idle_connection_is_closed_at_its_idle_timeout() {
 async fn a_tls_connection_serves_requests_after_each_pause() {
     let ca = TestCa::new("idle");
     let cert = ca.issue("server").dns("localhost").write();
-    let yaml = format!(
-        "
-version: 1
-admin:
-  address: 127.0.0.1:0
-listeners:
-  - name: edge
-    address: 127.0.0.1:0
-    route_table: edge
-    tls:
-      certificates:
-        - {{ cert: {}, key: {} }}
-route_tables:
-  edge:
-    - name: hello
-      direct_response: {{ status: 200, body: \"hello over tls\" }}
-",
-        cert.cert.display(),
-        cert.key.display(),
+    let app = Upstream::http1().name("app").route("/", "hi").start().await;
+    let yaml = with_tls(
+        &single_cluster_config(&app.endpoint(), "http1"),
+        &cert.cert,
+        &cert.key,
     );
     let proxy = Proxy::with_config(yaml).start().await;
     let tls = TlsClient::new(ca.ca_path())
@@ -167,6 +151,6 @@ route_tables:
         .unwrap_or_else(|e| panic!("{e}"));
     let mut conn = RawConn::over(tls);
     for _ in 0..3 {
-        assert_eq!(get_ok(&mut conn, "/").await, "hello over tls");
+        assert_eq!(get_ok(&mut conn, "/").await, "hi");
     }
 }
