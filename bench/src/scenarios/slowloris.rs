@@ -25,6 +25,8 @@ const PARTIAL_HEAD: &[u8] = b"GET / HTTP/1.1\r\nHost: bench\r\nX-Slow: ";
 /// Every target's header timeout is 2 s; a connection not closed by then plus this is a
 /// proxy that does not enforce it.
 const CLOSE_DEADLINE: Duration = Duration::from_secs(15);
+/// RSS after a wave barely moves between rounds, and a round takes ~20 s per target.
+const ROUNDS: usize = 1;
 /// From the last close of a wave to the RSS reading.
 const SETTLE: Duration = Duration::from_secs(1);
 const MIB: f64 = 1024.0 * 1024.0;
@@ -41,10 +43,10 @@ impl Scenario for Slowloris {
         "slowloris waves: RSS idle, then after each of 5 waves of 5,000 connections sending an unfinished request head (closed at the 2 s header timeout)"
     }
 
-    fn estimate(&self, s: &Settings) -> Duration {
+    fn estimate(&self, _: &Settings) -> Duration {
         // Per wave: open (~0.1 ms each), the 2 s timeout, settle.
         let wave = WAVE_CONNECTIONS as f64 * 0.0001 + 2.0 + SETTLE.as_secs_f64();
-        Duration::from_secs_f64(4.0 * s.memory_rounds as f64 * (1.0 + WAVES as f64 * wave))
+        Duration::from_secs_f64(4.0 * ROUNDS as f64 * (1.0 + WAVES as f64 * wave))
     }
 
     fn in_quick_all(&self) -> bool {
@@ -53,12 +55,11 @@ impl Scenario for Slowloris {
 
     fn run(&self, ctx: &mut Ctx) -> anyhow::Result<Vec<Row>> {
         ctx.stop_targets();
-        let s = ctx.settings.clone();
         let mut start_mib = Samples::default();
         let mut after_mib: Vec<Samples> = (0..WAVES).map(|_| Samples::default()).collect();
         let mut ratio = Samples::default();
         let mut notes = Vec::new();
-        for round in 0..s.memory_rounds {
+        for round in 0..ROUNDS {
             for target in ctx.proxies() {
                 let tag = format!("slowloris{round}");
                 let result = (|| -> anyhow::Result<()> {
