@@ -49,6 +49,10 @@ pub struct ConnActivity {
     /// `Content-Length` (0: none) and nothing but another request can follow it on the
     /// connection; [`UNPARKABLE`] otherwise (chunked, upgrades, CONNECT).
     request_body: AtomicU64,
+    /// HTTP/1: the connection has been idle long enough to be parked (set by the
+    /// supervisor, cleared when a request starts); the socket reader parks it when
+    /// hyper next asks for bytes.
+    park_due: AtomicBool,
 }
 
 /// `request_body` of a request after which the connection is not parked.
@@ -71,6 +75,7 @@ impl ConnActivity {
             first_head_pending: AtomicBool::new(http2),
             changed: Notify::new(),
             request_body: AtomicU64::new(UNPARKABLE),
+            park_due: AtomicBool::new(false),
         }
     }
 
@@ -141,6 +146,7 @@ impl ConnActivity {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         if self.protocol == ConnProtocol::Http1 {
             self.head_started.store(0, Ordering::Relaxed);
+            self.park_due.store(false, Ordering::Relaxed);
         }
     }
 
@@ -188,6 +194,24 @@ impl ConnActivity {
             return None;
         }
         Some(self.at(self.idle_since.load(Ordering::Relaxed)) + idle_timeout)
+    }
+
+    /// HTTP/1: when the connection, idle since its last response, is to be parked (if it
+    /// is idle and not already due).
+    pub fn park_deadline(&self, park_after: Duration) -> Option<Instant> {
+        if self.protocol != ConnProtocol::Http1 || self.park_due() {
+            return None;
+        }
+        self.idle_deadline(park_after)
+    }
+
+    /// The connection is to be parked the next time hyper asks for bytes.
+    pub fn set_park_due(&self, due: bool) {
+        self.park_due.store(due, Ordering::Relaxed);
+    }
+
+    pub fn park_due(&self) -> bool {
+        self.park_due.load(Ordering::Relaxed)
     }
 
     pub async fn changed(&self) {

@@ -21,6 +21,7 @@ use tower::ServiceExt;
 
 use super::activity::{ConnActivity, ConnProtocol, InFlightGuard};
 use super::io::{ConnIo, Handback};
+use super::park;
 use super::supervise::{Ended, GracefulConnection, supervise};
 use crate::http::response::error_response;
 use crate::http::{ProxyError, RequestBody};
@@ -195,9 +196,9 @@ impl Conn {
         }
     }
 
-    /// HTTP/1: hyper serves the connection while requests come; between them the
-    /// connection is parked (hyper and its buffers dropped, see `io`) and served afresh
-    /// when the client sends again.
+    /// HTTP/1: hyper serves the connection while requests come; once it has been idle
+    /// for a while (`supervise::PARK_AFTER`) it is parked (hyper and its buffers
+    /// dropped, see `io` and `park`) and served afresh when the client sends again.
     async fn run_http1<T>(self, stream: T, service: HttpService, plaintext: Option<&TcpStream>)
     where
         ConnIo<T>: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -234,59 +235,15 @@ impl Conn {
                 return;
             };
             stream = parked;
-            replay = match park(&mut stream, &self.activity, &self.settings).await {
+            replay = match park::wait(&mut stream, &self.activity, &self.settings).await {
                 Some(bytes) => bytes,
-                None => {
-                    // Closed as hyper would have: FIN, and over TLS a close_notify first.
-                    let mut io = ConnIo::new(stream, self.activity.clone());
-                    let _ = tokio::time::timeout(
-                        CLOSE_WRITE_TIMEOUT,
-                        tokio::io::AsyncWriteExt::shutdown(&mut io),
-                    )
-                    .await;
-                    return;
-                }
+                None => return park::close(stream, self.activity.clone()).await,
             };
         }
     }
 
     fn max_header_size(&self) -> usize {
         usize::try_from(self.settings.limits.max_request_header_size).unwrap_or(usize::MAX)
-    }
-}
-
-/// How long closing a parked connection may wait to send its last bytes (a TLS
-/// close_notify); an idle connection's send buffer is empty, so this is a bound only.
-const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// The most bytes a parked connection reads when it wakes: a typical request head,
-/// read into the stack and handed to hyper, which reads the rest itself.
-const WAKE_READ_BYTES: usize = 2048;
-
-/// Waits on a parked HTTP/1 connection: its next bytes (returned), or its end (`None`):
-/// the client closing, the idle timeout, or drain (an idle connection closes at once).
-async fn park<T>(
-    stream: &mut T,
-    activity: &ConnActivity,
-    settings: &HttpConnSettings,
-) -> Option<Bytes>
-where
-    T: tokio::io::AsyncRead + Unpin,
-{
-    let idle_deadline = activity.idle_deadline(settings.limits.idle_timeout)?;
-    let first_bytes = std::future::poll_fn(|cx| {
-        let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); WAKE_READ_BYTES];
-        let mut read = tokio::io::ReadBuf::uninit(&mut buf);
-        std::task::ready!(Pin::new(&mut *stream).poll_read(cx, &mut read))?;
-        Poll::Ready(std::io::Result::Ok(Bytes::copy_from_slice(read.filled())))
-    });
-    tokio::select! {
-        read = first_bytes => read.ok().filter(|bytes| !bytes.is_empty()),
-        _ = settings.drain.cancelled() => None,
-        _ = tokio::time::sleep_until(idle_deadline) => {
-            tracing::debug!("idle timeout; closing connection");
-            None
-        }
     }
 }
 

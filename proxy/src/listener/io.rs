@@ -5,12 +5,12 @@
 //! slow request head; hyper writes through the read half's shared socket), or a TLS
 //! stream.
 //!
-//! An HTTP/1 keep-alive connection is parked between requests: when hyper asks for the
-//! next request head and provably holds no unread byte and no unwritten one, the
-//! transport answers end-of-stream. hyper then closes the connection cleanly (an EOF
+//! An HTTP/1 keep-alive connection idle for a while is parked: once its supervisor
+//! marks it due, when hyper asks for the next request head and provably holds no unread
+//! byte and no unwritten one, the transport answers end-of-stream. hyper then closes the connection cleanly (an EOF
 //! between requests is a client going away), without shutting the socket down, and
 //! drops its read and write buffers; the transport goes back to the connection's task
-//! ([`Handback`]), which waits for the next bytes on it alone (`http::park`).
+//! ([`Handback`]), which waits for the next bytes on it alone (`park`).
 
 use std::io;
 use std::pin::Pin;
@@ -129,7 +129,8 @@ impl<T> ConnIo<T> {
         }
     }
 
-    /// Whether hyper, asking for bytes now, is between requests with nothing of the
+    /// Whether the connection is due to be parked (idle for a while, `activity`) and
+    /// hyper, asking for bytes now, is between requests with nothing of the
     /// client's left unread in its buffer and nothing of its own unwritten: exactly one
     /// request started since the last head was scanned, and exactly its body was read
     /// past that head.
@@ -143,7 +144,8 @@ impl<T> ConnIo<T> {
             return false;
         };
         let activity = &self.activity;
-        self.handback.is_some()
+        activity.park_due()
+            && self.handback.is_some()
             && !self.unflushed
             && self.replay.is_empty()
             && activity.in_flight() == 0

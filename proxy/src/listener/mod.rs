@@ -7,6 +7,7 @@ mod header_blocks;
 mod http;
 mod io;
 mod original_dst;
+mod park;
 mod sidecar;
 mod supervise;
 mod tcp;

@@ -54,6 +54,13 @@ impl Closing {
     }
 }
 
+/// How long an HTTP/1 keep-alive connection stays idle inside hyper before it is parked
+/// (hyper and its buffers dropped, see `io` and `park`). A connection busy with
+/// requests is never parked: parking and waking cost a fresh hyper connection per
+/// request (about 3,300 instructions, bench/RESULTS.md), which a wait this long makes
+/// negligible, while connections idle for longer hold no buffers.
+pub(super) const PARK_AFTER: Duration = Duration::from_millis(100);
+
 /// How a supervised connection ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Ended {
@@ -85,6 +92,7 @@ pub(super) async fn supervise<C: GracefulConnection>(
                 .head_deadline(limits.header_read_timeout)
                 .filter(|_| head_timer),
             activity.idle_deadline(limits.idle_timeout).filter(|_| open),
+            activity.park_deadline(PARK_AFTER).filter(|_| open),
             closing.deadline(activity),
         ];
         let next = deadlines.into_iter().flatten().min();
@@ -131,6 +139,10 @@ pub(super) async fn supervise<C: GracefulConnection>(
                 if open && activity.idle_deadline(limits.idle_timeout).is_some_and(|d| d <= now) {
                     tracing::debug!(%client_addr, "idle timeout; closing connection");
                     closing = shut_down(conn.as_mut(), false);
+                } else if open && activity.park_deadline(PARK_AFTER).is_some_and(|d| d <= now) {
+                    // The next turn of the loop polls hyper, which then finds end-of-stream
+                    // (see `io`).
+                    activity.set_park_due(true);
                 }
             }
         }
