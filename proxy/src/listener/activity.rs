@@ -298,4 +298,26 @@ mod tests {
         drop((guard, second));
         assert_eq!(a.idle_deadline(t), Some(a.epoch + Duration::from_secs(15)));
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_http1_connection_is_due_for_parking_once_idle_for_the_delay_until_a_request_starts()
+    {
+        let after = Duration::from_millis(100);
+        let h2 = ConnActivity::new(ConnProtocol::Http2, Instant::now());
+        assert!(h2.park_deadline(after).is_none(), "HTTP/2 is never parked");
+        let a = std::sync::Arc::new(ConnActivity::new(ConnProtocol::Http1, Instant::now()));
+        let guard = InFlightGuard::new(a.clone());
+        assert!(a.park_deadline(after).is_none(), "a request in flight");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        drop(guard);
+        assert_eq!(
+            a.park_deadline(after),
+            Some(a.epoch + Duration::from_millis(1100)),
+            "counted from the end of the last response"
+        );
+        a.set_park_due(true);
+        assert!(a.park_deadline(after).is_none(), "already due");
+        let _next = InFlightGuard::new(a.clone());
+        assert!(!a.park_due(), "a request started: no longer due");
+    }
 }
