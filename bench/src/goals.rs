@@ -14,6 +14,7 @@ pub mod metric {
     pub const IDLE_RSS_MIB: &str = "RSS idle (MiB)";
     pub const IDLE_CONNS_RSS_MIB: &str = "RSS 10k idle conns (MiB)";
     pub const STARTUP_MS: &str = "startup to ready (ms)";
+    pub const SLOWLORIS_RSS_RATIO: &str = "RSS after the waves / idle";
 }
 
 /// Scenario ids, shared with the goals.
@@ -25,6 +26,7 @@ pub mod scenario {
     pub const FAILOVER: &str = "failover";
     pub const TLS: &str = "tls";
     pub const MESH: &str = "mesh";
+    pub const SLOWLORIS: &str = "slowloris";
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -126,6 +128,12 @@ pub fn check(rows: &[Row]) -> Vec<Verdict> {
         verdict(
             "RSS with 10,000 idle keep-alive connections < 64 MiB",
             memory(metric::IDLE_CONNS_RSS_MIB).map(|m| (m < 64.0, format!("{m:.1} MiB"))),
+        ),
+        verdict(
+            "RSS after 5 waves of 5,000 slowloris connections within 20% of idle (issue 15)",
+            find(rows, scenario::SLOWLORIS, metric::SLOWLORIS_RSS_RATIO)
+                .and_then(|r| r.median(Meshwork))
+                .map(|x| (x <= 1.2, format!("{x:.2}x idle"))),
         ),
         verdict(
             "startup to ready < 50 ms",

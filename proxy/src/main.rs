@@ -9,6 +9,13 @@ use meshwork_proxy::cli::{Cli, Command};
 use meshwork_proxy::lifecycle::{self, RunOptions};
 use meshwork_proxy::{demo, explain};
 
+/// jemalloc, with background threads purging freed pages after a second
+/// (`.cargo/config.toml`): glibc's malloc keeps what a burst of connections freed (after
+/// waves of slowloris connections, 156 MiB instead of 10), and costs more instructions
+/// per request. The measurements are in bench/RESULTS.md ("Choosing the allocator").
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log_level);

@@ -145,6 +145,8 @@ static_resources:
           \"@type\": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: bench
           codec_type: AUTO
+          # the slowloris scenario's header timeout, the same for every target
+          request_headers_timeout: 2s
           route_config:
             virtual_hosts:
             - name: all

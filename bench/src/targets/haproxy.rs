@@ -50,6 +50,8 @@ defaults
     timeout client 300s
     timeout server 300s
     timeout http-keep-alive 300s
+    # the slowloris scenario's header timeout, the same for every target
+    timeout http-request 2s
 
 frontend bench
     bind 127.0.0.1:{http} backlog 4096

@@ -118,7 +118,8 @@ admin: {{ address: 127.0.0.1:{admin_port} }}
     address: 127.0.0.1:{http}
     protocol: http
     route_table: bench
-    limits: {{ max_connections: 18000 }}
+    # header_read_timeout: the slowloris scenario's, the same for every target
+    limits: {{ max_connections: 18000, header_read_timeout: 2s }}
 route_tables:
   bench:
     - name: all

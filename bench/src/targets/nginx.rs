@@ -66,6 +66,8 @@ http {{
     scgi_temp_path {dir}/scgi;
     keepalive_timeout 300s;
     keepalive_requests 100000000;
+    # the slowloris scenario's header timeout, the same for every target
+    client_header_timeout 2s;
 
     upstream upstream {{
         {servers}keepalive {UPSTREAM_KEEPALIVE};

@@ -45,7 +45,18 @@ pub struct ConnActivity {
     first_head_pending: AtomicBool,
     /// Wakes the supervisor when a head starts (its deadline is sooner than idle's).
     changed: Notify,
+    /// HTTP/1: the body length of the last request started, when it is framed by
+    /// `Content-Length` (0: none) and nothing but another request can follow it on the
+    /// connection; [`UNPARKABLE`] otherwise (chunked, upgrades, CONNECT).
+    request_body: AtomicU64,
+    /// HTTP/1: the connection has been idle long enough to be parked (set by the
+    /// supervisor, cleared when a request starts); the socket reader parks it when
+    /// hyper next asks for bytes.
+    park_due: AtomicBool,
 }
+
+/// `request_body` of a request after which the connection is not parked.
+const UNPARKABLE: u64 = u64::MAX;
 
 impl ConnActivity {
     /// A connection speaking `protocol` that started at `since` (accepted, or its TLS
@@ -63,6 +74,8 @@ impl ConnActivity {
             protocol,
             first_head_pending: AtomicBool::new(http2),
             changed: Notify::new(),
+            request_body: AtomicU64::new(UNPARKABLE),
+            park_due: AtomicBool::new(false),
         }
     }
 
@@ -133,7 +146,20 @@ impl ConnActivity {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         if self.protocol == ConnProtocol::Http1 {
             self.head_started.store(0, Ordering::Relaxed);
+            self.park_due.store(false, Ordering::Relaxed);
         }
+    }
+
+    /// HTTP/1: how long the body of the request just started is on the wire, when the
+    /// connection may be parked after it (`None`: chunked, an upgrade, CONNECT).
+    pub fn set_request_body(&self, length: Option<u64>) {
+        let length = length.filter(|&n| n != UNPARKABLE).unwrap_or(UNPARKABLE);
+        self.request_body.store(length, Ordering::Relaxed);
+    }
+
+    /// The last request's body length, if the connection may be parked after it.
+    pub fn request_body(&self) -> Option<u64> {
+        Some(self.request_body.load(Ordering::Relaxed)).filter(|&n| n != UNPARKABLE)
     }
 
     /// The response (body included) is finished or abandoned.
@@ -168,6 +194,24 @@ impl ConnActivity {
             return None;
         }
         Some(self.at(self.idle_since.load(Ordering::Relaxed)) + idle_timeout)
+    }
+
+    /// HTTP/1: when the connection, idle since its last response, is to be parked (if it
+    /// is idle and not already due).
+    pub fn park_deadline(&self, park_after: Duration) -> Option<Instant> {
+        if self.protocol != ConnProtocol::Http1 || self.park_due() {
+            return None;
+        }
+        self.idle_deadline(park_after)
+    }
+
+    /// The connection is to be parked the next time hyper asks for bytes.
+    pub fn set_park_due(&self, due: bool) {
+        self.park_due.store(due, Ordering::Relaxed);
+    }
+
+    pub fn park_due(&self) -> bool {
+        self.park_due.load(Ordering::Relaxed)
     }
 
     pub async fn changed(&self) {
@@ -253,5 +297,27 @@ mod tests {
         a.on_header_block(BlockEvent::Ended);
         drop((guard, second));
         assert_eq!(a.idle_deadline(t), Some(a.epoch + Duration::from_secs(15)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_http1_connection_is_due_for_parking_once_idle_for_the_delay_until_a_request_starts()
+    {
+        let after = Duration::from_millis(100);
+        let h2 = ConnActivity::new(ConnProtocol::Http2, Instant::now());
+        assert!(h2.park_deadline(after).is_none(), "HTTP/2 is never parked");
+        let a = std::sync::Arc::new(ConnActivity::new(ConnProtocol::Http1, Instant::now()));
+        let guard = InFlightGuard::new(a.clone());
+        assert!(a.park_deadline(after).is_none(), "a request in flight");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        drop(guard);
+        assert_eq!(
+            a.park_deadline(after),
+            Some(a.epoch + Duration::from_millis(1100)),
+            "counted from the end of the last response"
+        );
+        a.set_park_due(true);
+        assert!(a.park_deadline(after).is_none(), "already due");
+        let _next = InFlightGuard::new(a.clone());
+        assert!(!a.park_due(), "a request started: no longer due");
     }
 }

@@ -45,10 +45,35 @@ impl Default for HeadScanner {
 
 impl HeadScanner {
     /// Feeds bytes of the head; true once both framing headers have been seen.
+    #[cfg(test)]
     pub fn feed(&mut self, bytes: &[u8]) -> bool {
-        for &b in bytes {
+        self.scan(bytes);
+        self.ambiguous()
+    }
+
+    /// Whether both framing headers have been seen.
+    pub fn ambiguous(&self) -> bool {
+        self.content_length && self.transfer_encoding
+    }
+
+    /// Feeds bytes that may run past the head; how many of them belong to it (all of
+    /// them while it is not complete, none once it is). The rest are body or a pipelined
+    /// request: what the connection has read beyond the heads it has parsed.
+    pub fn scan(&mut self, bytes: &[u8]) -> usize {
+        let mut i = 0;
+        while let Some(&b) = bytes.get(i) {
+            if matches!(self.state, State::RequestLine | State::Rest) {
+                // Nothing before the end of this line matters: skip to it.
+                let Some(eol) = memchr::memchr(b'\n', &bytes[i..]) else {
+                    return bytes.len();
+                };
+                i += eol + 1;
+                self.state = State::LineStart;
+                continue;
+            }
+            i += 1;
             self.state = match (self.state, b) {
-                (State::Done, _) => break,
+                (State::Done, _) => return i - 1,
                 (_, b'\n') if self.state == State::LineStart || self.state == State::BlankCr => {
                     State::Done
                 }
@@ -68,7 +93,7 @@ impl HeadScanner {
                 (State::Name, _) => self.push(b),
             };
         }
-        self.content_length && self.transfer_encoding
+        bytes.len()
     }
 
     fn push(&mut self, b: u8) -> State {
@@ -120,6 +145,23 @@ mod tests {
             b"GET /content-length: HTTP/1.1\r\nX-A: transfer-encoding:\r\n\r\n",
             3
         ));
+    }
+
+    #[test]
+    fn the_bytes_past_the_head_are_told_apart_in_any_split() {
+        let head = b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n";
+        let bytes = [&head[..], b"helloGET / HTTP/1.1\r\n"].concat();
+        for chunk in [1, 2, 7, head.len(), bytes.len()] {
+            let mut s = HeadScanner::default();
+            let in_head: usize = bytes.chunks(chunk).map(|c| s.scan(c)).sum();
+            assert_eq!(in_head, head.len(), "chunk {chunk}");
+        }
+        let mut s = HeadScanner::default();
+        assert_eq!(
+            s.scan(b"GET / HTTP/1.1\r\n"),
+            16,
+            "an incomplete head is all head"
+        );
     }
 
     #[test]

@@ -20,8 +20,9 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use super::activity::{ConnActivity, ConnProtocol, InFlightGuard};
-use super::io::ConnIo;
-use super::supervise::{GracefulConnection, supervise};
+use super::io::{ConnIo, Handback};
+use super::park;
+use super::supervise::{Ended, GracefulConnection, supervise};
 use crate::http::response::error_response;
 use crate::http::{ProxyError, RequestBody};
 use crate::layers::{self, ProxyRequest, RequestContext};
@@ -78,7 +79,6 @@ pub async fn serve(stream: TcpStream, client_addr: SocketAddr, settings: HttpCon
     // half stays here for a last 408 after hyper is stopped.
     let (read, write) = stream.into_split();
     let activity = Arc::new(ConnActivity::new(detected, accepted));
-    let io = ConnIo::new(read, activity.clone());
     let conn = Conn {
         client_addr,
         peer_identity: None,
@@ -88,7 +88,7 @@ pub async fn serve(stream: TcpStream, client_addr: SocketAddr, settings: HttpCon
         activity,
         settings,
     };
-    conn.run(io, Some(write.as_ref())).await;
+    conn.run(read, Some(write.as_ref())).await;
     // The read half may live on in an upgraded (WebSocket) tunnel: dropping the write half
     // would shut the socket's sending side under it; this leaves closing to the read half.
     write.forget();
@@ -107,7 +107,6 @@ pub async fn serve_tls(
         ConnProtocol::Http1
     };
     let activity = Arc::new(ConnActivity::new(protocol, tokio::time::Instant::now()));
-    let io = ConnIo::new(tls.stream, activity.clone());
     let conn = Conn {
         client_addr,
         peer_identity: tls.peer_identity,
@@ -117,7 +116,7 @@ pub async fn serve_tls(
         activity,
         settings,
     };
-    conn.run(io, None).await
+    conn.run(tls.stream, None).await
 }
 
 /// Serves an intercepted connection (`auto` listeners) whose protocol was detected from
@@ -136,7 +135,6 @@ pub async fn serve_intercepted<S>(
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let activity = Arc::new(ConnActivity::new(protocol, tokio::time::Instant::now()));
-    let io = ConnIo::new(stream, activity.clone());
     let conn = Conn {
         client_addr,
         peer_identity,
@@ -146,7 +144,7 @@ pub async fn serve_intercepted<S>(
         activity,
         settings,
     };
-    conn.run(io, None).await
+    conn.run(stream, None).await
 }
 
 /// One downstream connection and what its requests need to know about it.
@@ -164,12 +162,11 @@ struct Conn {
 }
 
 impl Conn {
-    async fn run<T>(self, io: ConnIo<T>, plaintext: Option<&TcpStream>)
+    async fn run<T>(self, stream: T, plaintext: Option<&TcpStream>)
     where
         ConnIo<T>: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+        T: tokio::io::AsyncRead + Unpin + Send + 'static,
     {
-        let io = TokioIo::new(io);
-        let limits = &self.settings.limits;
         let service = HttpService {
             listener: self.settings.listener.clone(),
             client_addr: self.client_addr,
@@ -180,26 +177,11 @@ impl Conn {
             snapshots: self.settings.snapshots.clone(),
             activity: self.activity.clone(),
         };
-        let max_header = usize::try_from(limits.max_request_header_size).unwrap_or(usize::MAX);
         match self.activity.protocol() {
-            ConnProtocol::Http1 => {
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .keep_alive(true)
-                    .max_header_size(max_header)
-                    .max_buf_size(max_header.max(8192) + 8192)
-                    .serve_connection(io, service)
-                    .with_upgrades();
-                supervise(
-                    conn,
-                    &self.activity,
-                    &self.settings,
-                    plaintext,
-                    self.client_addr,
-                )
-                .await
-            }
+            ConnProtocol::Http1 => self.run_http1(stream, service, plaintext).await,
             ConnProtocol::Http2 => {
+                let max_header = self.max_header_size();
+                let io = TokioIo::new(ConnIo::new(stream, self.activity.clone()));
                 let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                     .timer(TokioTimer::new())
                     .max_header_list_size(u32::try_from(max_header).unwrap_or(u32::MAX))
@@ -207,9 +189,61 @@ impl Conn {
                     // the `:protocol`s a route allows (`http::extended_connect`).
                     .enable_connect_protocol()
                     .serve_connection(io, service);
-                supervise(conn, &self.activity, &self.settings, None, self.client_addr).await
+                let supervised =
+                    supervise(conn, &self.activity, &self.settings, None, self.client_addr);
+                Box::pin(supervised).await;
             }
         }
+    }
+
+    /// HTTP/1: hyper serves the connection while requests come; once it has been idle
+    /// for a while (`supervise::PARK_AFTER`) it is parked (hyper and its buffers
+    /// dropped, see `io` and `park`) and served afresh when the client sends again.
+    async fn run_http1<T>(self, stream: T, service: HttpService, plaintext: Option<&TcpStream>)
+    where
+        ConnIo<T>: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+        T: tokio::io::AsyncRead + Unpin + Send + 'static,
+    {
+        let max_header = self.max_header_size();
+        let handback: Handback<T> = Arc::default();
+        let mut stream = stream;
+        let mut replay = Bytes::new();
+        loop {
+            let io = ConnIo::new(stream, self.activity.clone()).parkable(handback.clone(), replay);
+            let conn = hyper::server::conn::http1::Builder::new()
+                // The proxy times request heads itself (`activity`); hyper's own header
+                // timeout (30 s by default once a timer is set) would also run while a
+                // keep-alive connection waits for its next request, closing it long
+                // before `idle_timeout`, and costs a timer per request.
+                .header_read_timeout(None)
+                .keep_alive(true)
+                .max_header_size(max_header)
+                .max_buf_size(max_header.max(8192) + 8192)
+                .serve_connection(TokioIo::new(io), service.clone())
+                .with_upgrades();
+            // Boxed: a parked connection's task holds none of hyper's state.
+            let supervised = supervise(
+                conn,
+                &self.activity,
+                &self.settings,
+                plaintext,
+                self.client_addr,
+            );
+            let ended = Box::pin(supervised).await;
+            let parked = handback.lock().ok().and_then(|mut slot| slot.take());
+            let Some(parked) = parked.filter(|_| ended == Ended::Clean) else {
+                return;
+            };
+            stream = parked;
+            replay = match park::wait(&mut stream, &self.activity, &self.settings).await {
+                Some(bytes) => bytes,
+                None => return park::close(stream, self.activity.clone()).await,
+            };
+        }
+    }
+
+    fn max_header_size(&self) -> usize {
+        usize::try_from(self.settings.limits.max_request_header_size).unwrap_or(usize::MAX)
     }
 }
 
@@ -280,6 +314,14 @@ impl hyper::service::Service<http::Request<Incoming>> for HttpService {
                 _guard: guard,
             });
             return Box::pin(std::future::ready(Ok(rsp)));
+        }
+        if self.activity.protocol() == ConnProtocol::Http1 {
+            // What the connection reads past this head before it may be parked: the
+            // body's length when `Content-Length` (or its absence) frames it.
+            let upgrade = req.method() == http::Method::CONNECT
+                || req.headers().contains_key(http::header::UPGRADE);
+            let length = req.body().size_hint().exact().filter(|_| !upgrade);
+            self.activity.set_request_body(length);
         }
         let req = ProxyRequest {
             http: req.map(|body| RequestBody::new(body, Some(record.clone()))),

@@ -7,6 +7,7 @@ mod header_blocks;
 mod http;
 mod io;
 mod original_dst;
+mod park;
 mod sidecar;
 mod supervise;
 mod tcp;
@@ -351,17 +352,19 @@ impl Acceptor {
             };
             let name = self.name.clone();
             let Some(tls) = tls else {
-                // Plaintext: straight to the protocol.
+                // Plaintext: straight to the protocol. A task is as large as its largest
+                // branch for its whole life: the TCP relay and the sidecar's detection
+                // are boxed, so an idle HTTP keep-alive connection's task stays small.
                 self.connections.spawn(async move {
                     match settings {
                         Settings::Http(settings) => {
                             http::serve(stream, client_addr, settings).await
                         }
                         Settings::Tcp(settings) => {
-                            tcp::serve(stream, client_addr, None, settings).await
+                            Box::pin(tcp::serve(stream, client_addr, None, settings)).await
                         }
                         Settings::Sidecar(settings) => {
-                            sidecar::serve(stream, client_addr, settings).await
+                            Box::pin(sidecar::serve(stream, client_addr, settings)).await
                         }
                     }
                     drop(slot);
@@ -372,11 +375,13 @@ impl Acceptor {
             let metrics = self.metrics.clone();
             let failure_log = self.handshake_failure_log.clone();
             self.connections.spawn(async move {
-                let established = match handshake::accept(
+                // Boxed, as the branches below: the task keeps the size of the part that
+                // outlives the handshake.
+                let established = match Box::pin(handshake::accept(
                     stream,
                     tls.config.clone(),
                     tls.handshake_timeout,
-                )
+                ))
                 .await
                 {
                     Ok(established) => established,
@@ -405,7 +410,7 @@ impl Acceptor {
                     }
                     Settings::Tcp(settings) => {
                         let peer = established.peer_identity;
-                        tcp::serve(established.stream, client_addr, peer, settings).await
+                        Box::pin(tcp::serve(established.stream, client_addr, peer, settings)).await
                     }
                     // Validation refuses `tls` on auto listeners.
                     Settings::Sidecar(_) => {}

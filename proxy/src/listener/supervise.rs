@@ -54,6 +54,23 @@ impl Closing {
     }
 }
 
+/// How long an HTTP/1 keep-alive connection stays idle inside hyper before it is parked
+/// (hyper and its buffers dropped, see `io` and `park`). A connection busy with
+/// requests is never parked: parking and waking cost a fresh hyper connection per
+/// request (about 3,300 instructions, bench/RESULTS.md), which a wait this long makes
+/// negligible, while connections idle for longer hold no buffers.
+pub(super) const PARK_AFTER: Duration = Duration::from_millis(100);
+
+/// How a supervised connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Ended {
+    /// hyper finished it without an error (the client closed between requests, or the
+    /// connection was parked).
+    Clean,
+    /// An error, a timeout, or the shutdown grace ran out.
+    Closed,
+}
+
 /// Drives the connection until it ends, enforcing the head and idle timeouts and
 /// starting a graceful shutdown on drain.
 pub(super) async fn supervise<C: GracefulConnection>(
@@ -62,7 +79,7 @@ pub(super) async fn supervise<C: GracefulConnection>(
     settings: &HttpConnSettings,
     http1_stream: Option<&TcpStream>,
     client_addr: SocketAddr,
-) {
+) -> Ended {
     let limits = &settings.limits;
     let drain = &settings.drain;
     let mut conn = std::pin::pin!(conn);
@@ -75,6 +92,7 @@ pub(super) async fn supervise<C: GracefulConnection>(
                 .head_deadline(limits.header_read_timeout)
                 .filter(|_| head_timer),
             activity.idle_deadline(limits.idle_timeout).filter(|_| open),
+            activity.park_deadline(PARK_AFTER).filter(|_| open),
             closing.deadline(activity),
         ];
         let next = deadlines.into_iter().flatten().min();
@@ -86,10 +104,13 @@ pub(super) async fn supervise<C: GracefulConnection>(
         };
         tokio::select! {
             result = conn.as_mut() => {
-                if let Err(error) = result {
-                    tracing::debug!(%client_addr, %error, "connection ended with an error");
-                }
-                return;
+                return match result {
+                    Ok(()) => Ended::Clean,
+                    Err(error) => {
+                        tracing::debug!(%client_addr, %error, "connection ended with an error");
+                        Ended::Closed
+                    }
+                };
             }
             _ = drain.cancelled(), if open => {
                 closing = shut_down(conn.as_mut(), false);
@@ -99,7 +120,7 @@ pub(super) async fn supervise<C: GracefulConnection>(
                 let now = tokio::time::Instant::now();
                 if closing.deadline(activity).is_some_and(|d| d <= now) {
                     tracing::debug!(%client_addr, "connection still open after its shutdown grace; closing");
-                    return;
+                    return Ended::Closed;
                 }
                 if head_timer && activity.head_deadline(limits.header_read_timeout).is_some_and(|d| d <= now) {
                     settings.metrics.local_response(ProxyError::HeaderTimeout);
@@ -113,11 +134,15 @@ pub(super) async fn supervise<C: GracefulConnection>(
                         let _ = stream.try_write(HEADER_TIMEOUT_RESPONSE);
                         let _ = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Both);
                     }
-                    return;
+                    return Ended::Closed;
                 }
                 if open && activity.idle_deadline(limits.idle_timeout).is_some_and(|d| d <= now) {
                     tracing::debug!(%client_addr, "idle timeout; closing connection");
                     closing = shut_down(conn.as_mut(), false);
+                } else if open && activity.park_deadline(PARK_AFTER).is_some_and(|d| d <= now) {
+                    // The next turn of the loop polls hyper, which then finds end-of-stream
+                    // (see `io`).
+                    activity.set_park_due(true);
                 }
             }
         }

@@ -118,6 +118,8 @@ pub struct ListenerHandles {
     name: String,
     pub connections_total: IntCounter,
     pub connections_active: IntGauge,
+    /// HTTP/1 keep-alive connections parked between requests (`listener::park`).
+    pub connections_parked: IntGauge,
     pub rejected_max_connections: IntCounter,
     local: [OnceLock<IntCounter>; REASONS],
 }
@@ -128,6 +130,7 @@ impl ListenerHandles {
         Self {
             connections_total: d.connections_total.with_label_values(&[listener]),
             connections_active: d.connections_active.with_label_values(&[listener]),
+            connections_parked: d.connections_parked.with_label_values(&[listener]),
             rejected_max_connections: d
                 .connections_rejected_total
                 .with_label_values(&[listener, "max_connections"]),

@@ -38,6 +38,7 @@ pub fn status_class(status: http::StatusCode) -> usize {
 pub struct DownstreamMetrics {
     pub connections_total: IntCounterVec,
     pub connections_active: IntGaugeVec,
+    pub connections_parked: IntGaugeVec,
     pub connections_rejected_total: IntCounterVec,
 }
 
@@ -159,6 +160,11 @@ impl Metrics {
                 connections_active: gauge_vec(
                     "downstream_connections_active",
                     "Downstream connections open now.",
+                    &["listener"],
+                ),
+                connections_parked: gauge_vec(
+                    "downstream_connections_parked",
+                    "HTTP/1 keep-alive connections open now and parked between requests (no buffers held).",
                     &["listener"],
                 ),
                 connections_rejected_total: counter_vec(
@@ -351,6 +357,7 @@ impl Metrics {
         let d = &self.downstream;
         self.register(d.connections_total.clone());
         self.register(d.connections_active.clone());
+        self.register(d.connections_parked.clone());
         self.register(d.connections_rejected_total.clone());
         let h = &self.http;
         self.register(h.requests_total.clone());

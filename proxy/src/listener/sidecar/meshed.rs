@@ -80,7 +80,9 @@ pub async fn serve_inbound(
     let Ok(local) = client.local_addr() else {
         return reset(client);
     };
-    let accepted = match accept(client, &plan, MESH_HANDSHAKE_TIMEOUT).await {
+    // Boxed, as the relay below: an HTTP connection parked between requests keeps only
+    // the size of the HTTP part (see `super::serve`).
+    let accepted = match Box::pin(accept(client, &plan, MESH_HANDSHAKE_TIMEOUT)).await {
         Ok(accepted) => accepted,
         Err(error) => {
             handles.mesh_refusals.report(client_addr, &error);
@@ -121,12 +123,12 @@ pub async fn serve_inbound(
             }
             return match connect::connect(destination, None).await {
                 Ok(tcp) => {
-                    opaque(
+                    Box::pin(opaque(
                         stream,
                         UpstreamStream::Plain { tcp },
                         &settings,
                         destination,
-                    )
+                    ))
                     .await
                 }
                 Err(error) => handles.refused("connect-failed", client_addr, &error),

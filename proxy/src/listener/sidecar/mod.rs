@@ -126,7 +126,10 @@ impl SidecarConnSettings {
     }
 }
 
-/// Serves one intercepted connection.
+/// Serves one intercepted connection. The connection's task is as large as the largest
+/// state of this future for its whole life: detection, the meshed handshake and the
+/// opaque relay are boxed, so an HTTP keep-alive connection parked between requests
+/// (`http`) holds little more than the HTTP part.
 pub async fn serve(mut client: TcpStream, client_addr: SocketAddr, settings: SidecarConnSettings) {
     let handles = settings.handles.clone();
     let snapshot = settings.http.snapshots.load_full();
@@ -139,7 +142,7 @@ pub async fn serve(mut client: TcpStream, client_addr: SocketAddr, settings: Sid
         // A meshed peer dials the inbound port itself.
         (Err(destination::NoDestination::NotRedirected), Some(plan)) => {
             let plan = plan.clone();
-            return meshed::serve_inbound(client, client_addr, plan, settings).await;
+            return Box::pin(meshed::serve_inbound(client, client_addr, plan, settings)).await;
         }
         (Err(refusal), _) => {
             handles.refused(refusal.reason(), client_addr, &refusal);
@@ -174,12 +177,12 @@ pub async fn serve(mut client: TcpStream, client_addr: SocketAddr, settings: Sid
             upstream: Some(Upstream::Connecting(dial(false))),
         },
         PortProtocol::Auto if relay_allowed => {
-            race::race(
+            Box::pin(race::race(
                 &mut client,
                 move || dial(true),
                 settings.has_routes,
                 settings.idle_timeout,
-            )
+            ))
             .await
         }
         PortProtocol::Http | PortProtocol::Auto => match read_http_head(&mut client).await {
@@ -237,10 +240,12 @@ pub async fn serve(mut client: TcpStream, client_addr: SocketAddr, settings: Sid
             upstream,
         } => {
             let Some(upstream) = upstream else { return };
-            match upstream.finish().await {
+            match Box::pin(upstream.finish()).await {
                 Ok(upstream) => {
                     handles.forwarded(port, detected.label());
-                    opaque(Rewind::new(bytes, client), upstream, &settings, destination).await
+                    let relay =
+                        opaque(Rewind::new(bytes, client), upstream, &settings, destination);
+                    Box::pin(relay).await
                 }
                 Err(error) => {
                     handles.refused("connect-failed", client_addr, &error);
@@ -253,12 +258,12 @@ pub async fn serve(mut client: TcpStream, client_addr: SocketAddr, settings: Sid
             client_bytes,
         } => {
             handles.forwarded(port, Detected::Opaque.label());
-            opaque(
+            Box::pin(opaque(
                 Rewind::new(client_bytes, client),
                 *upstream,
                 &settings,
                 destination,
-            )
+            ))
             .await
         }
         Start::ConnectFailed(error) => {
