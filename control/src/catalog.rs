@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use meshwork_config::model::Address;
+use meshwork_config::model::{Address, Discovery};
 use meshwork_config::resource::{
     self, Applied, Bootstrap, Key, Kind, Rejection, Resource, parse_fragment, selector_matches,
     settle,
@@ -243,12 +243,13 @@ impl Reader {
             .value
             .clusters
             .iter()
-            .filter_map(|c| {
-                c.discovery.as_ref().map(|d| DiscoveryTarget {
+            .filter_map(|c| match c.discovery.as_ref()? {
+                Discovery::Dns(d) => Some(DiscoveryTarget {
                     cluster: c.name.clone(),
                     dns: d.dns.clone(),
                     refresh: d.refresh,
-                })
+                }),
+                Discovery::Kubernetes { .. } => None,
             })
             .collect();
         let mut served: Vec<Served> = settled
