@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod catalog;
 pub mod dns;
+pub mod kubernetes;
 pub mod metrics;
 pub mod nodes;
 pub mod run;
@@ -30,9 +31,16 @@ pub struct ControlPlane {
     pub catalog: watch::Sender<Arc<Catalog>>,
     pub nodes: Nodes,
     pub metrics: Metrics,
+    /// The Kubernetes watches' health (`--kubernetes` only).
+    pub kubernetes: Option<Arc<kubernetes::Health>>,
 }
 
 impl ControlPlane {
+    /// `None` when ready to serve proxies; else why not (`/ready`).
+    pub fn not_ready(&self) -> Option<String> {
+        self.kubernetes.as_ref().and_then(|h| h.not_ready())
+    }
+
     /// `/status`: the served version, the directory's problems, every connected proxy.
     pub fn status(&self) -> serde_json::Value {
         let catalog = self.catalog.borrow().clone();
@@ -47,6 +55,7 @@ impl ControlPlane {
             "resources": resources,
             "problems": catalog.problems,
             "nodes": self.nodes.list(),
+            "kubernetes": self.kubernetes.as_ref().map(|h| h.snapshot()),
         })
     }
 }

@@ -353,7 +353,10 @@ fn a_service_port_becomes_a_cluster_whose_endpoints_carry_zone_and_meshed() {
         endpoint("10.0.0.2:8080", Some("zone-b"), false),
     ];
     let endpoints = discovered_endpoints(&cluster, &found).expect("a discovery cluster");
-    assert_eq!(endpoints.key, Key::new(Kind::Endpoints, "web.default.svc:80"));
+    assert_eq!(
+        endpoints.key,
+        Key::new(Kind::Endpoints, "web.default.svc:80")
+    );
     let settled = settle_all(vec![cluster.clone(), endpoints.clone()], &|_| None);
     assert!(settled.rejected.is_empty(), "{:?}", settled.rejected);
     let web = &settled.value.clusters[0];
@@ -373,8 +376,11 @@ fn a_service_port_becomes_a_cluster_whose_endpoints_carry_zone_and_meshed() {
         ]
     );
     // Another order: the same version (no push for nothing).
-    let again = discovered_endpoints(&cluster, &[found[2].clone(), found[1].clone(), found[0].clone()])
-        .expect("again");
+    let again = discovered_endpoints(
+        &cluster,
+        &[found[2].clone(), found[1].clone(), found[0].clone()],
+    )
+    .expect("again");
     assert_eq!(again.version, endpoints.version);
 }
 
@@ -413,7 +419,10 @@ fn kubernetes_discovery_is_checked_where_it_is_written() {
             "discovery: { kubernetes: web.default.svc:80, refresh: 1s }",
             "clusters[0].discovery.refresh: only with \"dns\"",
         ),
-        ("discovery: {}", "clusters[0].discovery: missing field \"dns\" (or \"kubernetes\")"),
+        (
+            "discovery: {}",
+            "clusters[0].discovery: missing field \"dns\" (or \"kubernetes\")",
+        ),
     ] {
         let offered = cut("c.yaml", &format!("clusters:\n  - name: web\n    {body}\n"));
         let settled = settle_all(offered, &|_| None);

@@ -88,7 +88,10 @@ mod tests {
         for (text, expected) in [
             ("web.default:80", "expected NAME.NAMESPACE.svc:PORT"),
             ("web.default.svc", "expected NAME.NAMESPACE.svc:PORT"),
-            ("web.default.svc.cluster.local:80", "expected NAME.NAMESPACE.svc:PORT"),
+            (
+                "web.default.svc.cluster.local:80",
+                "expected NAME.NAMESPACE.svc:PORT",
+            ),
             ("web.default.svc:0", "the port must be 1 to 65535"),
             ("web.default.svc:70000", "the port must be 1 to 65535"),
             ("Web.default.svc:80", "the name \"Web\" is not a DNS label"),

@@ -8,9 +8,9 @@ use super::other::client_tls;
 use super::route::absolute_path;
 use crate::model::{
     Address, BalancerTuning, CircuitBreaker, Cluster, DEFAULT_CLUSTER_LIMITS,
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_EWMA_DECAY, DEFAULT_POOL_IDLE_TIMEOUT, Discovery, DnsDiscovery,
-    Endpoint,
-    FailureRate, HashPolicy, HealthCheck, HealthCheckKind, LoadBalancer, UpstreamProtocol,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_EWMA_DECAY, DEFAULT_POOL_IDLE_TIMEOUT, Discovery,
+    DnsDiscovery, Endpoint, FailureRate, HashPolicy, HealthCheck, HealthCheckKind, LoadBalancer,
+    UpstreamProtocol,
 };
 use crate::raw::{
     LoadBalancerName, RawCircuitBreaker, RawCluster, RawEndpoint, RawHash, RawHealthCheck,
@@ -53,10 +53,15 @@ pub(crate) fn cluster(
             }
             (None, Some(_)) => {
                 if let Some(refresh) = &d.refresh {
-                    ck.error(refresh, "only with \"dns\" (Kubernetes endpoints are watched, not polled)");
+                    ck.error(
+                        refresh,
+                        "only with \"dns\" (Kubernetes endpoints are watched, not polled)",
+                    );
                 }
                 let service = ck.parse(&d.kubernetes, |s| units::parse_service_port(s))?;
-                Some(Discovery::Kubernetes { kubernetes: service })
+                Some(Discovery::Kubernetes {
+                    kubernetes: service,
+                })
             }
             (Some(_), None) => {
                 let dns = ck.parse(&d.dns, |s| units::parse_address(s));
