@@ -12,6 +12,7 @@ pub mod client;
 pub mod control;
 pub mod grpc;
 pub mod h2_raw;
+pub mod kube_api;
 pub mod kubelet;
 pub mod metrics;
 pub mod netns;
