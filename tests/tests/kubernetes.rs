@@ -328,7 +328,11 @@ fn the_control_plane_cluster_role_grants_exactly_what_it_reads() {
     }
     granted.sort();
     let mut expected: Vec<(String, String, String)> = Vec::new();
-    for (group, resource) in [("", "services"), ("", "pods"), ("discovery.k8s.io", "endpointslices")] {
+    for (group, resource) in [
+        ("", "services"),
+        ("", "pods"),
+        ("discovery.k8s.io", "endpointslices"),
+    ] {
         for verb in ["get", "list", "watch"] {
             expected.push((group.into(), resource.into(), verb.into()));
         }

@@ -311,3 +311,101 @@ async fn the_api_server_gone_keeps_the_last_state_and_ready_says_so() {
     let reply = cluster.client.get(&newcomer.url("edge", "/")).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
 }
+
+/// A stand-in for the control plane's Service VIP: each connection goes to the first
+/// replica that accepts it (as kube-proxy stops sending to a replica that is gone).
+async fn front(replicas: Vec<std::net::SocketAddr>) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the front");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let replicas = replicas.clone();
+            tokio::spawn(async move {
+                for replica in replicas {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(replica).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    address
+}
+
+#[tokio::test]
+async fn a_proxy_survives_its_replica_dying_and_follows_the_api_through_another() {
+    let mut cluster = Cluster::start().await;
+    let kubeconfig = cluster.api.kubeconfig(cluster._dir.path());
+    let mut first = ControlPlane::start_with_args(&[
+        "--kubernetes".as_ref(),
+        "--kubeconfig".as_ref(),
+        kubeconfig.as_os_str(),
+    ])
+    .await;
+    let second = ControlPlane::start_with_args(&[
+        "--kubernetes".as_ref(),
+        "--kubeconfig".as_ref(),
+        kubeconfig.as_os_str(),
+    ])
+    .await;
+    for replica in [&first, &second] {
+        replica.write("routes.yaml", &edge_to_web());
+    }
+    let address = |c: &ControlPlane| {
+        c.url()
+            .trim_start_matches("http://")
+            .parse::<std::net::SocketAddr>()
+            .expect("an address")
+    };
+    let vip = front(vec![address(&first), address(&second)]).await;
+    let config = proxy_config(&cluster.control)
+        .replace(&cluster.control.url(), &format!("http://{vip}"))
+        .replace("id: app", "id: replicated");
+    let proxy = Proxy::with_config(config).start().await;
+    assert!(serves(&first).await, "the front sends to the first replica");
+    assert!(!serves(&second).await);
+    let version = proxy.config_version().await;
+    first.kill().await;
+    // The replica gone, the proxy keeps serving what it has...
+    let reply = cluster.client.get(&proxy.url("edge", "/")).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    // ...reconnects through the front to the other replica, which (watching the same
+    // API) serves the same versions: nothing to apply again.
+    eventually(
+        "the proxy to reconnect to the second replica",
+        BOUND,
+        || serves(&second),
+    )
+    .await;
+    assert_eq!(proxy.config_version().await, version);
+    // And it follows the API through it.
+    let port = cluster.upstreams[1].addr().port();
+    cluster
+        .api
+        .apply(&web_slice("web-b", port, false, "zone-1"));
+    eventually(
+        "the change to reach the proxy through the second replica",
+        BOUND,
+        || async {
+            let clusters: serde_json::Value =
+                serde_json::from_slice(&proxy.admin_get_ok("/clusters").await.body).expect("JSON");
+            clusters["clusters"]
+                .as_array()
+                .and_then(|l| l.iter().find(|c| c["name"] == WEB).cloned())
+                .and_then(|c| c["endpoints"].as_array().map(Vec::len))
+                == Some(2)
+        },
+    )
+    .await;
+    cluster.control.kill().await;
+}
+
+/// Whether `control` has the node `replicated` connected.
+async fn serves(control: &ControlPlane) -> bool {
+    control.status().await["nodes"]
+        .as_array()
+        .is_some_and(|n| n.iter().any(|n| n["id"] == "replicated"))
+}
