@@ -299,10 +299,15 @@ fn cluster_named<'a>(catalog: &'a Catalog, kind: Kind, name: &str) -> &'a Served
 #[test]
 fn a_service_port_is_served_as_a_cluster_with_its_endpoints_next_to_the_fragments() {
     let dir = Dir::new();
-    dir.write("routes.yaml", &ROUTES.replace("cluster: api", "cluster: \"web.shop.svc:80\""));
+    dir.write(
+        "routes.yaml",
+        &ROUTES.replace("cluster: api", "cluster: \"web.shop.svc:80\""),
+    );
     let mut reader = dir.reader();
     let found = discovered(&["10.0.0.1:8080", "10.0.0.2:8080"]);
-    let catalog = reader.read_with(&BTreeMap::new(), Some(&found)).expect("reads");
+    let catalog = reader
+        .read_with(&BTreeMap::new(), Some(&found))
+        .expect("reads");
     assert!(catalog.is_clean(), "{:?}", catalog.problems);
     let cluster = cluster_named(&catalog, Kind::Cluster, "web.shop.svc:80");
     assert_eq!(cluster.resource.source.file, "kubernetes:services/shop/web");
@@ -311,8 +316,15 @@ fn a_service_port_is_served_as_a_cluster_with_its_endpoints_next_to_the_fragment
     // An endpoint change changes the endpoints resource only.
     let before = cluster.resource.version.clone();
     let found = discovered(&["10.0.0.1:8080"]);
-    let catalog = reader.read_with(&BTreeMap::new(), Some(&found)).expect("reads");
-    assert_eq!(cluster_named(&catalog, Kind::Cluster, "web.shop.svc:80").resource.version, before);
+    let catalog = reader
+        .read_with(&BTreeMap::new(), Some(&found))
+        .expect("reads");
+    assert_eq!(
+        cluster_named(&catalog, Kind::Cluster, "web.shop.svc:80")
+            .resource
+            .version,
+        before
+    );
 }
 
 #[test]
@@ -324,7 +336,9 @@ fn a_fragment_cluster_of_the_same_name_overrides_the_generated_one_and_gets_its_
     );
     let mut reader = dir.reader();
     let found = discovered(&["10.0.0.1:8080"]);
-    let catalog = reader.read_with(&BTreeMap::new(), Some(&found)).expect("reads");
+    let catalog = reader
+        .read_with(&BTreeMap::new(), Some(&found))
+        .expect("reads");
     assert!(catalog.is_clean(), "{:?}", catalog.problems);
     assert_eq!(catalog.count(Kind::Cluster), 1, "{:?}", keys(&catalog));
     let cluster = cluster_named(&catalog, Kind::Cluster, "web.shop.svc:80");
