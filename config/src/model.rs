@@ -591,10 +591,37 @@ pub struct Endpoint {
     pub address: Address,
     /// Default 1.
     pub weight: u32,
+    /// The endpoint's zone, when known (Kubernetes EndpointSlices say it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+    /// The endpoint runs meshwork: connections to it are meshed when `mesh` is set.
+    pub meshed: bool,
+}
+
+impl Endpoint {
+    /// An endpoint of weight 1, no zone, not marked meshed.
+    pub fn at(address: Address) -> Self {
+        Endpoint {
+            address,
+            weight: 1,
+            zone: None,
+            meshed: false,
+        }
+    }
+}
+
+/// Where meshwork-control finds a cluster's endpoints.
+#[derive(serde::Serialize, Clone, Debug, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum Discovery {
+    Dns(DnsDiscovery),
+    Kubernetes {
+        kubernetes: crate::units::ServicePort,
+    },
 }
 
 #[derive(serde::Serialize, Clone, Debug, PartialEq, Eq)]
-pub struct Discovery {
+pub struct DnsDiscovery {
     pub dns: Address,
     /// Default 5s.
     #[serde(serialize_with = "crate::ser::duration")]

@@ -48,8 +48,16 @@ fn handle(control: &ControlPlane, req: &Request<Incoming>) -> Response<Full<Byte
     }
     match req.uri().path() {
         // Ready once the directory has been read (problems or not: the last good
-        // resources, if any, are served).
-        "/ready" => text(StatusCode::OK, "ready\n"),
+        // resources, if any, are served), and, with `--kubernetes`, while the watches
+        // are in sync (out of sync, the last state is still served to the proxies
+        // connected; new ones had better go to a replica in sync).
+        "/ready" => match control.not_ready() {
+            None => text(StatusCode::OK, "ready\n"),
+            Some(why) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: {why}\n"),
+            ),
+        },
         "/metrics" => {
             let mut response = text(StatusCode::OK, control.metrics.render());
             response.headers_mut().insert(
@@ -61,7 +69,7 @@ fn handle(control: &ControlPlane, req: &Request<Incoming>) -> Response<Full<Byte
         "/status" => json(&control.status()),
         "/" => text(
             StatusCode::OK,
-            "meshwork-control admin\n  /ready    the directory has been read\n  /metrics  Prometheus metrics\n  /status   served version, problems in the directory, each connected proxy's ACK or NACK\n",
+            "meshwork-control admin\n  /ready    the directory has been read (and the Kubernetes watches are in sync)\n  /metrics  Prometheus metrics\n  /status   served version, problems in the directory, each connected proxy's ACK or NACK\n",
         ),
         _ => text(StatusCode::NOT_FOUND, "not found (see /)\n"),
     }

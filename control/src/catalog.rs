@@ -12,12 +12,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use meshwork_config::model::Address;
+use meshwork_config::model::{Address, Discovery};
 use meshwork_config::resource::{
     self, Applied, Bootstrap, Key, Kind, Rejection, Resource, parse_fragment, selector_matches,
     settle,
 };
 use serde::Serialize;
+
+use crate::kubernetes::Discovered;
 
 /// Labels a node must have to get a resource (its file's `node_selector`; empty: all).
 pub type Selector = BTreeMap<String, String>;
@@ -174,6 +176,20 @@ impl Reader {
     /// # Errors
     /// When the directory itself cannot be listed.
     pub fn read(&mut self, dns: &BTreeMap<String, Vec<SocketAddr>>) -> std::io::Result<Catalog> {
+        self.read_with(dns, None)
+    }
+
+    /// As [`Reader::read`], with what the Kubernetes watches found (`--kubernetes`): a
+    /// cluster per Service port the files do not define themselves, and the endpoints of
+    /// every cluster whose `discovery.kubernetes` names a port.
+    ///
+    /// # Errors
+    /// When the directory itself cannot be listed.
+    pub fn read_with(
+        &mut self,
+        dns: &BTreeMap<String, Vec<SocketAddr>>,
+        kubernetes: Option<&Discovered>,
+    ) -> std::io::Result<Catalog> {
         let mut names: Vec<String> = std::fs::read_dir(&self.dir)?
             .filter_map(Result::ok)
             .filter(|e| e.path().is_file())
@@ -213,6 +229,10 @@ impl Reader {
         }
         let offered = self.without_duplicates(offered, &mut problems);
         let offered = with_endpoints(offered, dns);
+        let offered = match kubernetes {
+            Some(found) => with_kubernetes(offered, found),
+            None => offered,
+        };
 
         let selectors: HashMap<Key, Selector> = offered
             .iter()
@@ -243,12 +263,13 @@ impl Reader {
             .value
             .clusters
             .iter()
-            .filter_map(|c| {
-                c.discovery.as_ref().map(|d| DiscoveryTarget {
+            .filter_map(|c| match c.discovery.as_ref()? {
+                Discovery::Dns(d) => Some(DiscoveryTarget {
                     cluster: c.name.clone(),
                     dns: d.dns.clone(),
                     refresh: d.refresh,
-                })
+                }),
+                Discovery::Kubernetes { .. } => None,
             })
             .collect();
         let mut served: Vec<Served> = settled
@@ -327,6 +348,38 @@ fn with_endpoints(
             let addresses = dns.get(&s.resource.key.name).filter(|a| !a.is_empty())?;
             Some(Served {
                 resource: resource::resolved_endpoints(&s.resource, addresses)?,
+                selector: s.selector.clone(),
+            })
+        })
+        .collect();
+    offered.extend(endpoints);
+    offered
+}
+
+/// Adds a cluster for every Service port no file defines a cluster of that name for (a
+/// file's cluster of the same name takes its place, with its own settings), then the
+/// endpoints of every cluster with `discovery.kubernetes`.
+fn with_kubernetes(mut offered: Vec<Served>, found: &Discovered) -> Vec<Served> {
+    let written: std::collections::HashSet<String> = offered
+        .iter()
+        .filter(|s| s.resource.key.kind == Kind::Cluster)
+        .map(|s| s.resource.key.name.clone())
+        .collect();
+    for (port, info) in &found.ports {
+        if !written.contains(&port.to_string()) {
+            offered.push(Served {
+                resource: resource::service_cluster(port, info.http2, info.source.clone()),
+                selector: Selector::new(),
+            });
+        }
+    }
+    let endpoints: Vec<Served> = offered
+        .iter()
+        .filter_map(|s| {
+            let port = resource::kubernetes_discovery(&s.resource)?;
+            let list = found.endpoints.get(&port).filter(|l| !l.is_empty())?;
+            Some(Served {
+                resource: resource::discovered_endpoints(&s.resource, list)?,
                 selector: s.selector.clone(),
             })
         })

@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod catalog;
 pub mod dns;
+pub mod kubernetes;
 pub mod metrics;
 pub mod nodes;
 pub mod run;
@@ -33,9 +34,16 @@ pub struct ControlPlane {
     pub metrics: Metrics,
     /// Envoy's xDS streams (see `xds`).
     pub envoy: xds::EnvoyStreams,
+    /// The Kubernetes watches' health (`--kubernetes` only).
+    pub kubernetes: Option<Arc<kubernetes::Health>>,
 }
 
 impl ControlPlane {
+    /// `None` when ready to serve proxies; else why not (`/ready`).
+    pub fn not_ready(&self) -> Option<String> {
+        self.kubernetes.as_ref().and_then(|h| h.not_ready())
+    }
+
     /// `/status`: the served version, the directory's problems, every connected proxy.
     pub fn status(&self) -> serde_json::Value {
         let catalog = self.catalog.borrow().clone();
@@ -51,6 +59,7 @@ impl ControlPlane {
             "problems": catalog.problems,
             "nodes": self.nodes.list(),
             "envoy": self.envoy.list(),
+            "kubernetes": self.kubernetes.as_ref().map(|h| h.snapshot()),
         })
     }
 }

@@ -29,6 +29,15 @@ struct Cli {
     /// mTLS. Needs `--tls-cert`.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     client_ca: Option<PathBuf>,
+    /// Also serve a cluster per Kubernetes Service port (`NAME.NAMESPACE.svc:PORT`),
+    /// its endpoints from EndpointSlices, watched with the pod's service account (or
+    /// `--kubeconfig`). See docs/control-plane.md, "Kubernetes".
+    #[arg(long)]
+    kubernetes: bool,
+    /// With `--kubernetes`: reach the API server as this kubeconfig file says (its
+    /// current context) instead of the in-cluster service account.
+    #[arg(long, value_name = "FILE", requires = "kubernetes")]
+    kubeconfig: Option<PathBuf>,
     /// The admin server (`/ready`, `/metrics`, `/status`); none when absent.
     #[arg(long, value_name = "ADDR")]
     admin: Option<SocketAddr>,
@@ -81,6 +90,11 @@ fn main() -> ExitCode {
                 client_ca: cli.client_ca,
             }),
             _ => None,
+        },
+        kubernetes: match (cli.kubernetes, cli.kubeconfig) {
+            (false, _) => None,
+            (true, None) => Some(meshwork_control::kubernetes::ApiAccess::InCluster),
+            (true, Some(path)) => Some(meshwork_control::kubernetes::ApiAccess::Kubeconfig(path)),
         },
     };
     match runtime.block_on(meshwork_control::run(options)) {

@@ -31,6 +31,8 @@ pub struct Options {
     pub address_file: Option<PathBuf>,
     /// TLS (and mTLS) on the discovery port; plaintext h2c without.
     pub tls: Option<crate::tls::TlsFiles>,
+    /// Watch the Kubernetes API (`--kubernetes`): a cluster per Service port.
+    pub kubernetes: Option<crate::kubernetes::ApiAccess>,
 }
 
 /// Reads the directory, starts the servers and serves until SIGTERM/SIGINT.
@@ -52,8 +54,21 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     // lost: it is read again once the watch reports it.
     let (tx, mut changes) = mpsc::channel::<()>(1);
     let _watcher = watch_dir(&options.config_dir, tx);
+    // Kubernetes changes wake the refresher as DNS answers do.
+    let kubernetes = match &options.kubernetes {
+        Some(access) => {
+            let kubernetes = crate::kubernetes::start(access, dns_changed.clone()).await?;
+            tracing::info!("waiting for the first list of the Kubernetes objects");
+            kubernetes.stores.wait_until_ready().await;
+            Some(kubernetes)
+        }
+        None => None,
+    };
     let first = reader
-        .read(&resolver.answers())
+        .read_with(
+            &resolver.answers(),
+            kubernetes.as_ref().map(|k| k.stores.discovered()).as_ref(),
+        )
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", options.config_dir.display()))?;
     resolver.sync(&first.discovery);
     report(&metrics, &first, None);
@@ -63,6 +78,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         nodes: Nodes::default(),
         metrics,
         envoy: Default::default(),
+        kubernetes: kubernetes.as_ref().map(|k| k.health.clone()),
     });
 
     let stop = CancellationToken::new();
@@ -109,7 +125,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
                     }
                     () = dns_changed.notified() => {}
                 }
-                refresh(&control, &mut reader, &mut resolver);
+                refresh(&control, &mut reader, &mut resolver, kubernetes.as_ref());
             }
         }
     });
@@ -122,8 +138,14 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
 }
 
 /// Reads the directory again and publishes the result.
-fn refresh(control: &ControlPlane, reader: &mut Reader, resolver: &mut Resolver) {
-    match reader.read(&resolver.answers()) {
+fn refresh(
+    control: &ControlPlane,
+    reader: &mut Reader,
+    resolver: &mut Resolver,
+    kubernetes: Option<&crate::kubernetes::Kubernetes>,
+) {
+    let discovered = kubernetes.map(|k| k.stores.discovered());
+    match reader.read_with(&resolver.answers(), discovered.as_ref()) {
         Ok(catalog) => {
             resolver.sync(&catalog.discovery);
             let previous = control.catalog.borrow().clone();

@@ -53,6 +53,8 @@ pub struct ControlPlane {
     stderr: OutputBuffer,
     client: HttpClient,
     tls: Option<ControlTls>,
+    /// More arguments (e.g. `--kubernetes --kubeconfig FILE`).
+    args: Vec<std::ffi::OsString>,
 }
 
 /// TLS on the discovery port: `--tls-cert`/`--tls-key`, and `--client-ca` to require
@@ -76,7 +78,16 @@ impl ControlPlane {
         Self::start_with(Some(tls)).await
     }
 
+    /// As [`ControlPlane::start`], with more arguments (`--kubernetes`, ...).
+    pub async fn start_with_args(args: &[&std::ffi::OsStr]) -> ControlPlane {
+        Self::start_full(None, args.iter().map(|a| a.to_os_string()).collect()).await
+    }
+
     async fn start_with(tls: Option<ControlTls>) -> ControlPlane {
+        Self::start_full(tls, Vec::new()).await
+    }
+
+    async fn start_full(tls: Option<ControlTls>, args: Vec<std::ffi::OsString>) -> ControlPlane {
         let dir = tempfile::Builder::new()
             .prefix("meshwork-control-e2e-")
             .tempdir()
@@ -90,6 +101,7 @@ impl ControlPlane {
             stderr: OutputBuffer::default(),
             client: HttpClient::h1(),
             tls,
+            args,
         };
         control.spawn(unbound).await;
         control
@@ -120,6 +132,7 @@ impl ControlPlane {
             }
         }
         let mut child = command
+            .args(&self.args)
             .arg("--config-dir")
             .arg(self.dir.path())
             .arg("--listen")
@@ -200,6 +213,13 @@ impl ControlPlane {
             .await;
         serde_json::from_slice(&reply.body)
             .unwrap_or_else(|e| self.fail(&format!("/status is not JSON ({e}): {}", reply.text())))
+    }
+
+    /// `/ready`.
+    pub async fn ready(&self) -> crate::Reply {
+        self.client
+            .get(&format!("http://{}/ready", self.admin))
+            .await
     }
 
     /// `/metrics` text.

@@ -13,6 +13,7 @@ pub mod control;
 pub mod envoy;
 pub mod grpc;
 pub mod h2_raw;
+pub mod kube_api;
 pub mod kubelet;
 pub mod metrics;
 pub mod netns;

@@ -297,3 +297,58 @@ async fn bad_input_fails_with_the_document_and_the_reason() {
         output.describe()
     );
 }
+
+/// `meshwork-control --kubernetes` reads Services, Pods (metadata) and EndpointSlices by
+/// list and watch (get for single objects): its ClusterRole grants exactly that, to the
+/// service account its Deployment runs as, whose token is mounted.
+#[test]
+fn the_control_plane_cluster_role_grants_exactly_what_it_reads() {
+    let documents = documents(&deploy_dir().join("control-plane.yaml"));
+    let find = |kind: &str| {
+        documents
+            .iter()
+            .find(|d| d["kind"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} in control-plane.yaml"))
+    };
+    let role = find("ClusterRole");
+    let mut granted: Vec<(String, String, String)> = Vec::new();
+    for rule in role["rules"].as_array().expect("rules") {
+        assert!(rule.get("resourceNames").is_none() && rule.get("nonResourceURLs").is_none());
+        for group in rule["apiGroups"].as_array().expect("apiGroups") {
+            for resource in rule["resources"].as_array().expect("resources") {
+                for verb in rule["verbs"].as_array().expect("verbs") {
+                    granted.push((
+                        group.as_str().expect("a group").into(),
+                        resource.as_str().expect("a resource").into(),
+                        verb.as_str().expect("a verb").into(),
+                    ));
+                }
+            }
+        }
+    }
+    granted.sort();
+    let mut expected: Vec<(String, String, String)> = Vec::new();
+    for (group, resource) in [
+        ("", "services"),
+        ("", "pods"),
+        ("discovery.k8s.io", "endpointslices"),
+    ] {
+        for verb in ["get", "list", "watch"] {
+            expected.push((group.into(), resource.into(), verb.into()));
+        }
+    }
+    expected.sort();
+    assert_eq!(granted, expected);
+
+    let binding = find("ClusterRoleBinding");
+    assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
+    let deployment = find("Deployment");
+    let pod = &deployment["spec"]["template"]["spec"];
+    let subject = &binding["subjects"][0];
+    assert_eq!(subject["kind"], "ServiceAccount");
+    assert_eq!(subject["name"], pod["serviceAccountName"]);
+    assert_eq!(subject["namespace"], deployment["metadata"]["namespace"]);
+    assert_eq!(pod["automountServiceAccountToken"], true);
+    let args = pod["containers"][0]["args"].as_array().expect("args");
+    assert!(args.iter().any(|a| a == "--kubernetes"), "{args:?}");
+}

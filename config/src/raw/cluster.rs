@@ -65,15 +65,27 @@ pub(crate) struct RawWeightedEndpoint {
     pub address: Field<String>,
     /// Relative weight, 1 or more. Default is 1.
     pub weight: Field<u32>,
+    /// The zone the endpoint runs in (meshwork-control sets it from the EndpointSlice's
+    /// `zone`). Informational for now: shown by `explain`, not used for picking.
+    pub zone: Field<String>,
+    /// The endpoint runs a meshwork sidecar: with `mesh` configured, connections to it
+    /// are meshed (mTLS with the proxy's identity) even outside `mesh.networks`.
+    /// meshwork-control sets it for pods that `meshwork inject` marked. Default is false.
+    pub meshed: Field<bool>,
 }
 
-/// DNS discovery.
+/// Endpoints found by meshwork-control: from DNS (`dns`) or from a Kubernetes Service
+/// port (`kubernetes`); exactly one of them.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Discovery")]
 pub(crate) struct RawDiscovery {
-    /// `name:port` to resolve. Required.
+    /// `name:port` to resolve.
     pub dns: Field<String>,
+    /// `NAME.NAMESPACE.svc:PORT`: the ready endpoints of that Service port, watched by
+    /// meshwork-control `--kubernetes` (a fragment cluster with this takes the place of
+    /// the cluster meshwork-control makes of the port, keeping its own settings).
+    pub kubernetes: Field<String>,
     /// How often to resolve again. Default is `5s`.
     pub refresh: Field<DurationText>,
 }

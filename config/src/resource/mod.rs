@@ -9,6 +9,7 @@
 
 mod assemble;
 mod fragment;
+mod kubernetes;
 mod wire;
 
 use std::collections::BTreeMap;
@@ -19,6 +20,9 @@ use sha1::{Digest, Sha1};
 
 pub use assemble::{Applied, Bootstrap, Rejection, Settled, settle};
 pub use fragment::{FRAGMENT_FIELDS, Fragment, duplicate, parse_fragment};
+pub use kubernetes::{
+    DiscoveredEndpoint, discovered_endpoints, kubernetes_discovery, service_cluster,
+};
 
 /// What a resource is. The order is the order a proxy applies them in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -160,6 +164,29 @@ pub fn resolved_endpoints(
     cluster: &Resource,
     addresses: &[std::net::SocketAddr],
 ) -> Option<Resource> {
+    let mut sorted = addresses.to_vec();
+    sorted.sort();
+    sorted.dedup();
+    endpoints_at_discovery(cluster, |at| {
+        sorted
+            .iter()
+            .map(|a| crate::yaml::Node {
+                pos: at,
+                kind: crate::yaml::Kind::Scalar(crate::yaml::Scalar {
+                    text: a.to_string(),
+                    value: crate::yaml::Value::Str,
+                }),
+            })
+            .collect()
+    })
+}
+
+/// An endpoints resource named after `cluster` (which must have `discovery`): the list
+/// `items` makes, placed at the `discovery` field's position.
+fn endpoints_at_discovery(
+    cluster: &Resource,
+    items: impl FnOnce(crate::diagnostic::Pos) -> Vec<crate::yaml::Node>,
+) -> Option<Resource> {
     let body = wire::decode(&cluster.body).ok()?;
     let crate::yaml::Kind::Map(entries) = &body.kind else {
         return None;
@@ -169,22 +196,9 @@ pub fn resolved_endpoints(
         .find(|e| e.key.text() == Some("discovery"))?
         .key
         .pos;
-    let mut sorted = addresses.to_vec();
-    sorted.sort();
-    sorted.dedup();
-    let items = sorted
-        .iter()
-        .map(|a| crate::yaml::Node {
-            pos: at,
-            kind: crate::yaml::Kind::Scalar(crate::yaml::Scalar {
-                text: a.to_string(),
-                value: crate::yaml::Value::Str,
-            }),
-        })
-        .collect();
     let list = crate::yaml::Node {
         pos: at,
-        kind: crate::yaml::Kind::Seq(items),
+        kind: crate::yaml::Kind::Seq(items(at)),
     };
     let source = Source {
         file: cluster.source.file.clone(),

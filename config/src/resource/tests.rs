@@ -322,3 +322,111 @@ fn bootstrap_authorization_paths_are_checked_against_the_served_listener() {
         r#"proxy.yaml:5:23: authorization[0].allow[0].paths[0]: "/a%2Fb/*" can never match: a request whose path fits it is refused (400): an encoded "/" or "\" (%2F, %5C); listener "inbound" does not set paths.escaped_slashes: keep"#
     );
 }
+
+fn service_source() -> Source {
+    Source {
+        file: "kubernetes:services/default/web".into(),
+        line: 1,
+        column: 1,
+        path: "spec.ports[0]".into(),
+    }
+}
+
+#[test]
+fn a_service_port_becomes_a_cluster_whose_endpoints_carry_zone_and_meshed() {
+    let service = crate::units::parse_service_port("web.default.svc:80").expect("valid");
+    let cluster = service_cluster(&service, true, service_source());
+    assert_eq!(kubernetes_discovery(&cluster), Some(service.clone()));
+    // Without endpoints yet: a valid cluster with none.
+    let alone = settle_all(vec![cluster.clone()], &|_| None);
+    assert!(alone.rejected.is_empty(), "{:?}", alone.rejected);
+    assert!(alone.value.clusters[0].endpoints.is_empty());
+
+    let endpoint = |address: &str, zone: Option<&str>, meshed| DiscoveredEndpoint {
+        address: address.parse().expect("address"),
+        zone: zone.map(str::to_string),
+        meshed,
+    };
+    let found = [
+        endpoint("10.0.0.3:8080", None, false),
+        endpoint("10.0.0.1:8080", Some("zone-a"), true),
+        endpoint("10.0.0.2:8080", Some("zone-b"), false),
+    ];
+    let endpoints = discovered_endpoints(&cluster, &found).expect("a discovery cluster");
+    assert_eq!(
+        endpoints.key,
+        Key::new(Kind::Endpoints, "web.default.svc:80")
+    );
+    let settled = settle_all(vec![cluster.clone(), endpoints.clone()], &|_| None);
+    assert!(settled.rejected.is_empty(), "{:?}", settled.rejected);
+    let web = &settled.value.clusters[0];
+    assert_eq!(web.name, "web.default.svc:80");
+    assert_eq!(web.protocol, crate::model::UpstreamProtocol::Http2);
+    let got: Vec<(String, Option<&str>, bool)> = web
+        .endpoints
+        .iter()
+        .map(|e| (e.address.to_string(), e.zone.as_deref(), e.meshed))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("10.0.0.1:8080".to_string(), Some("zone-a"), true),
+            ("10.0.0.2:8080".to_string(), Some("zone-b"), false),
+            ("10.0.0.3:8080".to_string(), None, false),
+        ]
+    );
+    // Another order: the same version (no push for nothing).
+    let again = discovered_endpoints(
+        &cluster,
+        &[found[2].clone(), found[1].clone(), found[0].clone()],
+    )
+    .expect("again");
+    assert_eq!(again.version, endpoints.version);
+}
+
+#[test]
+fn a_written_cluster_may_take_its_endpoints_from_a_service_port() {
+    let offered = cut(
+        "c.yaml",
+        "clusters:\n  - name: web\n    discovery: { kubernetes: web.default.svc:80 }\n    load_balancer: least_request\n",
+    );
+    let service = kubernetes_discovery(&offered[0]).expect("discovery.kubernetes");
+    assert_eq!(service.to_string(), "web.default.svc:80");
+    let found = [DiscoveredEndpoint {
+        address: "10.0.0.1:80".parse().expect("address"),
+        zone: None,
+        meshed: false,
+    }];
+    let mut with = offered.clone();
+    with.push(discovered_endpoints(&offered[0], &found).expect("endpoints"));
+    let settled = settle_all(with, &|_| None);
+    assert!(settled.rejected.is_empty(), "{:?}", settled.rejected);
+    assert_eq!(settled.value.clusters[0].endpoints.len(), 1);
+}
+
+#[test]
+fn kubernetes_discovery_is_checked_where_it_is_written() {
+    for (body, expected) in [
+        (
+            "discovery: { kubernetes: web.default:80 }",
+            "c.yaml:3:30: clusters[0].discovery.kubernetes: \"web.default:80\": expected NAME.NAMESPACE.svc:PORT",
+        ),
+        (
+            "discovery: { kubernetes: web.default.svc:80, dns: \"web:80\" }",
+            "clusters[0].discovery.kubernetes: cannot be used together with \"dns\"",
+        ),
+        (
+            "discovery: { kubernetes: web.default.svc:80, refresh: 1s }",
+            "clusters[0].discovery.refresh: only with \"dns\"",
+        ),
+        (
+            "discovery: {}",
+            "clusters[0].discovery: missing field \"dns\" (or \"kubernetes\")",
+        ),
+    ] {
+        let offered = cut("c.yaml", &format!("clusters:\n  - name: web\n    {body}\n"));
+        let settled = settle_all(offered, &|_| None);
+        let error = &settled.rejected[0].error;
+        assert!(error.contains(expected), "{body}: {error}");
+    }
+}

@@ -5,10 +5,12 @@
 //! was expected and, where we can guess, what to write instead.
 
 mod address;
+mod service;
 
 use std::time::Duration;
 
 pub use address::{check_dns_name, parse_address, parse_host_match, parse_socket_addr};
+pub use service::{ServicePort, is_dns_label, parse_service_port};
 
 /// Units a duration may have, with their length in nanoseconds.
 const DURATION_UNITS: &[(&str, u128)] = &[

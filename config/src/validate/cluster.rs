@@ -8,8 +8,9 @@ use super::other::client_tls;
 use super::route::absolute_path;
 use crate::model::{
     Address, BalancerTuning, CircuitBreaker, Cluster, DEFAULT_CLUSTER_LIMITS,
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_EWMA_DECAY, DEFAULT_POOL_IDLE_TIMEOUT, Discovery, Endpoint,
-    FailureRate, HashPolicy, HealthCheck, HealthCheckKind, LoadBalancer, UpstreamProtocol,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_EWMA_DECAY, DEFAULT_POOL_IDLE_TIMEOUT, Discovery,
+    DnsDiscovery, Endpoint, FailureRate, HashPolicy, HealthCheck, HealthCheckKind, LoadBalancer,
+    UpstreamProtocol,
 };
 use crate::raw::{
     LoadBalancerName, RawCircuitBreaker, RawCluster, RawEndpoint, RawHash, RawHealthCheck,
@@ -41,10 +42,33 @@ pub(crate) fn cluster(
     let endpoints = endpoints(ck, at, raw);
     let discovery = ck.optional(raw.discovery.as_ref(), |ck, at| {
         let d = at.get()?;
-        ck.require(at, &d.dns, "dns");
-        let dns = ck.parse(&d.dns, |s| units::parse_address(s));
-        let refresh = ck.positive_duration(&d.refresh, DEFAULT_DNS_REFRESH);
-        Some(Discovery { dns: dns?, refresh })
+        match (&d.dns, &d.kubernetes) {
+            (None, None) => {
+                ck.error(at, "missing field \"dns\" (or \"kubernetes\")");
+                None
+            }
+            (Some(_), Some(k)) => {
+                ck.error(k, "cannot be used together with \"dns\" (give one of them)");
+                None
+            }
+            (None, Some(_)) => {
+                if let Some(refresh) = &d.refresh {
+                    ck.error(
+                        refresh,
+                        "only with \"dns\" (Kubernetes endpoints are watched, not polled)",
+                    );
+                }
+                let service = ck.parse(&d.kubernetes, |s| units::parse_service_port(s))?;
+                Some(Discovery::Kubernetes {
+                    kubernetes: service,
+                })
+            }
+            (Some(_), None) => {
+                let dns = ck.parse(&d.dns, |s| units::parse_address(s));
+                let refresh = ck.positive_duration(&d.refresh, DEFAULT_DNS_REFRESH);
+                Some(Discovery::Dns(DnsDiscovery { dns: dns?, refresh }))
+            }
+        }
     });
     let protocol = match raw.protocol.as_ref().and_then(Spanned::get) {
         None | Some(UpstreamProtocolName::Http1) => UpstreamProtocol::Http1,
@@ -128,16 +152,20 @@ fn endpoints(ck: &mut Check<'_>, at: &Spanned<RawCluster>, raw: &RawCluster) -> 
     let list = ck.list(&raw.endpoints, |ck, at, e| {
         let endpoint = match e {
             RawEndpoint::Address(text) => {
-                let address = ck.parse(&Some(text.clone()), |s| units::parse_address(s))?;
-                Endpoint { address, weight: 1 }
+                let address = ck.parse(&Some(text.clone()), |s| units::parse_address(s));
+                Endpoint::at(address?)
             }
             RawEndpoint::Weighted(w) => {
                 ck.require(at, &w.address, "address");
                 let address: Option<Address> = ck.parse(&w.address, |s| units::parse_address(s));
                 let weight = ck.int_in(&w.weight, 1, u32::MAX, 1);
+                let zone = w.zone.as_ref().and_then(Spanned::get).cloned();
+                let meshed = w.meshed.as_ref().and_then(Spanned::get).copied();
                 Endpoint {
                     address: address?,
                     weight,
+                    zone,
+                    meshed: meshed.unwrap_or(false),
                 }
             }
         };

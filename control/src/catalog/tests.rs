@@ -261,3 +261,87 @@ fn the_example_directory_is_clean_and_fits_the_example_proxy() {
     assert!(settled.rejected.is_empty());
     assert_eq!(settled.value.listeners[0].name, "edge");
 }
+
+fn discovered(endpoints: &[&str]) -> Discovered {
+    let port = meshwork_config::units::parse_service_port("web.shop.svc:80").expect("valid");
+    let info = crate::kubernetes::translate::PortInfo {
+        http2: false,
+        cluster_ips: Vec::new(),
+        source: resource::Source {
+            file: "kubernetes:services/shop/web".into(),
+            line: 1,
+            column: 1,
+            path: "spec.ports[0]".into(),
+        },
+    };
+    let list = endpoints
+        .iter()
+        .map(|a| resource::DiscoveredEndpoint {
+            address: a.parse().expect("address"),
+            zone: None,
+            meshed: false,
+        })
+        .collect();
+    Discovered {
+        ports: [(port.clone(), info)].into(),
+        endpoints: [(port, list)].into(),
+    }
+}
+
+fn cluster_named<'a>(catalog: &'a Catalog, kind: Kind, name: &str) -> &'a Served {
+    catalog
+        .served
+        .iter()
+        .find(|s| s.resource.key == Key::new(kind, name))
+        .unwrap_or_else(|| panic!("no {kind} {name:?} in {:?}", keys(catalog)))
+}
+
+#[test]
+fn a_service_port_is_served_as_a_cluster_with_its_endpoints_next_to_the_fragments() {
+    let dir = Dir::new();
+    dir.write(
+        "routes.yaml",
+        &ROUTES.replace("cluster: api", "cluster: \"web.shop.svc:80\""),
+    );
+    let mut reader = dir.reader();
+    let found = discovered(&["10.0.0.1:8080", "10.0.0.2:8080"]);
+    let catalog = reader
+        .read_with(&BTreeMap::new(), Some(&found))
+        .expect("reads");
+    assert!(catalog.is_clean(), "{:?}", catalog.problems);
+    let cluster = cluster_named(&catalog, Kind::Cluster, "web.shop.svc:80");
+    assert_eq!(cluster.resource.source.file, "kubernetes:services/shop/web");
+    cluster_named(&catalog, Kind::Endpoints, "web.shop.svc:80");
+    assert_eq!(catalog.count(Kind::RouteTable), 1);
+    // An endpoint change changes the endpoints resource only.
+    let before = cluster.resource.version.clone();
+    let found = discovered(&["10.0.0.1:8080"]);
+    let catalog = reader
+        .read_with(&BTreeMap::new(), Some(&found))
+        .expect("reads");
+    assert_eq!(
+        cluster_named(&catalog, Kind::Cluster, "web.shop.svc:80")
+            .resource
+            .version,
+        before
+    );
+}
+
+#[test]
+fn a_fragment_cluster_of_the_same_name_overrides_the_generated_one_and_gets_its_endpoints() {
+    let dir = Dir::new();
+    dir.write(
+        "web.yaml",
+        "clusters:\n  - name: web.shop.svc:80\n    discovery: { kubernetes: web.shop.svc:80 }\n    load_balancer: least_request\n",
+    );
+    let mut reader = dir.reader();
+    let found = discovered(&["10.0.0.1:8080"]);
+    let catalog = reader
+        .read_with(&BTreeMap::new(), Some(&found))
+        .expect("reads");
+    assert!(catalog.is_clean(), "{:?}", catalog.problems);
+    assert_eq!(catalog.count(Kind::Cluster), 1, "{:?}", keys(&catalog));
+    let cluster = cluster_named(&catalog, Kind::Cluster, "web.shop.svc:80");
+    assert_eq!(cluster.resource.source.file, "web.yaml");
+    cluster_named(&catalog, Kind::Endpoints, "web.shop.svc:80");
+}

@@ -64,6 +64,7 @@ impl Harness {
             nodes: Default::default(),
             metrics: Metrics::new(),
             envoy: Default::default(),
+            kubernetes: None,
         });
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("bound address");

@@ -32,9 +32,12 @@ pub fn clusters(snapshot: &Snapshot) -> serde_json::Value {
                 .endpoints
                 .iter()
                 .map(|e| {
+                    let configured = c.config.endpoints.iter().find(|x| x.address == e.address);
                     serde_json::json!({
                         "address": e.address.to_string(),
-                        "weight": c.config.endpoints.iter().find(|x| x.address == e.address).map_or(1, |x| x.weight),
+                        "weight": configured.map_or(1, |x| x.weight),
+                        "zone": configured.and_then(|x| x.zone.as_deref()),
+                        "meshed": configured.is_some_and(|x| x.meshed),
                         // No active health checking yet (#5): an endpoint is assumed healthy.
                         "health": match &e.health {
                             Some(h) if h.is_healthy() => "healthy",

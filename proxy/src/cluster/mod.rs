@@ -230,7 +230,7 @@ impl ClusterRuntime {
                         Some(o) => connector::Transport::Tls(Arc::new(
                             connector::UpstreamTls::new(o, &ep.address, &config.name, metrics),
                         )),
-                        None => endpoint_transport(&config, &ep.address, mesh),
+                        None => endpoint_transport(&config, ep, mesh),
                     };
                 Arc::new(Endpoint::build(
                     ep.address.clone(),
@@ -335,20 +335,22 @@ impl ClusterRuntime {
 /// identity to the peer sidecar, the header naming the endpoint's port and the cluster's
 /// HTTP version) when the endpoint's address is an IP in `mesh.networks`, so a route's
 /// traffic to another meshed pod is encrypted and authenticated like the rest; plain
-/// TCP otherwise. An endpoint named by DNS is not meshed: which address it resolves to
-/// is known only at connect time.
+/// TCP otherwise. An endpoint marked `meshed` (meshwork-control marks injected pods) is
+/// meshed wherever its address is. An endpoint named by DNS is not meshed: which address
+/// it resolves to is known only at connect time.
 fn endpoint_transport(
     config: &model::Cluster,
-    address: &Address,
+    endpoint: &model::Endpoint,
     mesh: Option<&Arc<crate::mesh::MeshPlan>>,
 ) -> connector::Transport {
     let Some(plan) = mesh else {
         return connector::Transport::Plain;
     };
+    let address = &endpoint.address;
     let Ok(ip) = address.host.parse::<std::net::IpAddr>() else {
         return connector::Transport::Plain;
     };
-    if !plan.is_meshed(ip) {
+    if !endpoint.meshed && !plan.is_meshed(ip) {
         return connector::Transport::Plain;
     }
     let protocol = match config.protocol {
@@ -369,7 +371,7 @@ fn has_meshed_endpoint(config: &model::Cluster, plan: &crate::mesh::MeshPlan) ->
             ep.address
                 .host
                 .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| plan.is_meshed(ip))
+                .is_ok_and(|ip| ep.meshed || plan.is_meshed(ip))
         })
 }
 
