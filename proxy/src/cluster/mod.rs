@@ -8,6 +8,8 @@ pub mod health;
 pub mod limits;
 pub mod original_dst;
 pub mod upgrade_conn;
+#[cfg(test)]
+pub mod test_cluster;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -271,6 +271,88 @@ fn shadow_authority(authority: &Authority) -> Option<Authority> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::test_cluster::{cluster, one_strike_breaker};
+    use meshwork_config::model::ClusterLimits;
+
+    /// A copy of `GET /` for `authority` (none: a request it cannot be shaped from).
+    fn copy(cluster: Arc<ClusterRuntime>, authority: Option<&str>) -> Copy {
+        let mut headers = HeaderMap::new();
+        if let Some(a) = authority {
+            headers.insert(header::HOST, a.parse().unwrap());
+        }
+        Copy {
+            cluster,
+            plan: None,
+            route: "r".into(),
+            method: Method::GET,
+            uri: Uri::from_static("/"),
+            headers,
+            client: IpAddr::from([127, 0, 0, 1]),
+            body: CopyBody::Now(CopiedBody {
+                data: Default::default(),
+                trailers: None,
+            }),
+            timeout: Duration::from_secs(1),
+        }
+    }
+
+    /// A cluster of `addr` whose one-strike breaker has just turned half-open: the next
+    /// pick takes its only trial.
+    async fn half_open(addr: std::net::SocketAddr, limits: ClusterLimits) -> Arc<ClusterRuntime> {
+        let c = cluster("mirror", &[addr], Some(one_strike_breaker()), limits);
+        c.endpoints[0].report(false, &c.ejection);
+        tokio::time::advance(Duration::from_secs(10)).await;
+        c
+    }
+
+    /// Whether the endpoint takes traffic again once the longest open time has passed:
+    /// false when its half-open trial was lost (it would be refused until a reload).
+    async fn recovers(c: &ClusterRuntime) -> bool {
+        tokio::time::advance(Duration::from_secs(41)).await;
+        c.pick(None, None).is_ok()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_copy_turned_away_by_max_requests_loses_no_half_open_trial() {
+        let limits = ClusterLimits {
+            max_requests: 1,
+            ..Default::default()
+        };
+        let c = half_open("127.0.0.1:9".parse().unwrap(), limits).await;
+        let held = c.gates.requests.try_acquire().unwrap();
+        copy(c.clone(), Some("a.test")).send().await;
+        drop(held);
+        assert!(recovers(&c).await);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_copy_that_cannot_be_shaped_loses_no_half_open_trial() {
+        let c = half_open("127.0.0.1:9".parse().unwrap(), Default::default()).await;
+        copy(c.clone(), None).send().await;
+        assert!(recovers(&c).await);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_copy_cut_by_its_timeout_is_the_endpoint_s_failure_not_a_lost_trial() {
+        // Accepts and never answers.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = silent.local_addr().unwrap();
+        let _held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((conn, _)) = silent.accept().await {
+                open.push(conn);
+            }
+        });
+        let c = half_open(addr, Default::default()).await;
+        copy(c.clone(), Some("a.test")).send().await;
+        assert_eq!(
+            c.endpoints[0].breaker.as_ref().map(|b| b.state()),
+            Some(crate::cluster::breaker::BreakerState::Open),
+            "the trial timed out: open again"
+        );
+        assert_eq!(c.endpoints[0].metrics.timeouts.get(), 1);
+        assert!(recovers(&c).await);
+    }
 
     #[test]
     fn the_shadow_host_keeps_the_port() {

@@ -168,3 +168,51 @@ async fn connect(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::test_cluster::{cluster, one_strike_breaker};
+
+    /// A listener whose accept queue is full (backlog 1, never accepting): a further
+    /// connect waits for a SYN-ACK that does not come.
+    async fn full_listener() -> (tokio::net::TcpListener, Vec<tokio::net::TcpStream>) {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(1).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut fillers = Vec::new();
+        for _ in 0..2 {
+            if let Ok(Ok(conn)) = tokio::time::timeout(
+                Duration::from_millis(200),
+                tokio::net::TcpStream::connect(addr),
+            )
+            .await
+            {
+                fillers.push(conn);
+            }
+        }
+        (listener, fillers)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connect_abandoned_midway_gives_its_half_open_trial_back() {
+        let (listener, _fillers) = full_listener().await;
+        let addr = listener.local_addr().unwrap();
+        let c = cluster("tcp", &[addr], Some(one_strike_breaker()), Default::default());
+        c.endpoints[0].report(false, &c.ejection);
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let plan = TcpListenerPlan {
+            cluster: c.clone(),
+            authorization: None,
+        };
+        let client: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        // The listener closes (drain, removal) while the trial's connect is pending.
+        let abandoned = tokio::time::timeout(Duration::from_millis(100), connect(&plan, client, None));
+        assert!(abandoned.await.is_err(), "the connect was still pending");
+        assert!(
+            c.pick(None, None).is_ok(),
+            "the abandoned trial's slot is free for the next connection"
+        );
+    }
+}

@@ -1,0 +1,97 @@
+//! The upstream attempt end to end: after a weighted split plus retries, what the access
+//! log reports (cluster, endpoint, attempts) belongs to one attempt, and a retry is
+//! gated by the `max_retries` of the cluster it goes to.
+
+use http::StatusCode;
+use meshwork_tests::{AccessLogFile, HttpClient, Proxy, Upstream, edge_routes};
+
+/// Requests sent in each test: a request's first attempt lands on either cluster with
+/// odds 1/2, so the chance that none starts on the failing one is 2^-40.
+const REQUESTS: usize = 40;
+
+/// A route splitting `/` evenly between `down` (always 503) and `up` (200), retrying
+/// 503s up to 6 attempts.
+fn split_with_retries(down: &Upstream, up: &Upstream, log: &AccessLogFile) -> String {
+    let routes = "
+        - name: split
+          match: { path: { prefix: / } }
+          backends:
+            - { cluster: down, weight: 50 }
+            - { cluster: up, weight: 50 }
+          timeout: 10s
+          retry:
+            attempts: 6
+            on: [\"503\"]
+            backoff: { base: 1ms, max: 5ms }
+            budget: { ratio: 1.0, min_per_second: 1000 }
+        ";
+    edge_routes(routes, &[down, up]) + &log.yaml()
+}
+
+async fn upstreams() -> (Upstream, Upstream) {
+    let down = Upstream::http1()
+        .name("down")
+        .fail_first("/", 1_000_000, 503, None)
+        .start()
+        .await;
+    let up = Upstream::http1().name("up").route("/", "fine").start().await;
+    (down, up)
+}
+
+#[tokio::test]
+async fn the_access_log_pairs_each_request_s_cluster_with_its_own_endpoint() {
+    let (down, up) = upstreams().await;
+    let log = AccessLogFile::json();
+    let proxy = Proxy::with_config(split_with_retries(&down, &up, &log))
+        .start()
+        .await;
+    for _ in 0..REQUESTS {
+        let reply = HttpClient::h1().get(&proxy.url("edge", "/")).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    }
+    let lines = log.json_lines(REQUESTS).await;
+    let retried = lines.iter().filter(|l| l["attempts"] != 1).count();
+    assert!(retried > 0, "some request started on `down`: {lines:?}");
+    for line in &lines {
+        assert_eq!(line["upstream_cluster"], "up", "{line}");
+        assert_eq!(line["upstream_endpoint"], up.endpoint(), "{line}");
+    }
+}
+
+#[tokio::test]
+async fn a_retry_takes_the_max_retries_gate_of_the_cluster_it_goes_to() {
+    let (down, up) = upstreams().await;
+    let log = AccessLogFile::json();
+    // `up` takes no retries at all; `down` takes any.
+    let yaml = split_with_retries(&down, &up, &log).replacen(
+        "  - name: up\n",
+        "  - name: up\n    limits: { max_retries: 0 }\n",
+        1,
+    );
+    assert!(yaml.contains("max_retries: 0"), "{yaml}");
+    let proxy = Proxy::with_config(yaml).start().await;
+    let mut ok = 0;
+    for _ in 0..REQUESTS {
+        let reply = HttpClient::h1().get(&proxy.url("edge", "/")).await;
+        if reply.status == StatusCode::OK {
+            ok += 1;
+        }
+    }
+    let lines = log.json_lines(REQUESTS).await;
+    assert!(ok > 0, "some request started on `up`");
+    assert!(ok < REQUESTS, "some request started on `down`");
+    for line in lines.iter().filter(|l| l["status"] == 200) {
+        assert_eq!(
+            line["attempts"], 1,
+            "`up` answered only first attempts: {line}"
+        );
+    }
+    let metrics = proxy.scrape().await;
+    assert!(
+        metrics.get_or_zero(
+            "meshwork_upstream_overflows_total",
+            &[("cluster", "up"), ("limit", "max_retries")]
+        ) > 0.0,
+        "retries refused at `up` are counted as its overflows"
+    );
+}
