@@ -34,7 +34,11 @@ async fn upstreams() -> (Upstream, Upstream) {
         .fail_first("/", 1_000_000, 503, None)
         .start()
         .await;
-    let up = Upstream::http1().name("up").route("/", "fine").start().await;
+    let up = Upstream::http1()
+        .name("up")
+        .route("/", "fine")
+        .start()
+        .await;
     (down, up)
 }
 
@@ -94,4 +98,104 @@ async fn a_retry_takes_the_max_retries_gate_of_the_cluster_it_goes_to() {
         ) > 0.0,
         "retries refused at `up` are counted as its overflows"
     );
+}
+
+/// A route to `app` whose retry policy sets `per_try_timeout: 300ms`, with `retry`'s
+/// other fields.
+fn per_try_route(app: &Upstream, retry: &str) -> String {
+    let routes = format!(
+        "
+        - name: api
+          backends:
+            - cluster: app
+          timeout: 10s
+          retry: {{ per_try_timeout: 300ms, {retry} }}
+        "
+    );
+    edge_routes(&routes, &[app])
+}
+
+#[tokio::test]
+async fn per_try_timeout_bounds_the_only_attempt_of_a_post_and_of_attempts_1() {
+    let app = Upstream::http1()
+        .name("app")
+        .slow("/slow", std::time::Duration::from_secs(3))
+        .start()
+        .await;
+    for retry in ["attempts: 3, on: [gateway-error]", "attempts: 1"] {
+        let proxy = Proxy::with_config(per_try_route(&app, retry)).start().await;
+        let started = std::time::Instant::now();
+        let reply = HttpClient::h1()
+            .request(http::Method::POST, &proxy.url("edge", "/slow"))
+            .body("once")
+            .send()
+            .await;
+        assert_eq!(reply.status, StatusCode::GATEWAY_TIMEOUT, "{retry}");
+        assert_eq!(reply.error_kind(), Some("upstream-timeout"), "{retry}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "cut at the per-try timeout, not the upstream's 3 s ({retry})"
+        );
+        let scrape = proxy
+            .scrape_when("the endpoint's timeout", |s| {
+                s.get_or_zero("meshwork_upstream_timeouts_total", &[("cluster", "app")]) == 1.0
+            })
+            .await;
+        assert_eq!(
+            scrape.get_or_zero("meshwork_upstream_timeouts_total", &[("cluster", "app")]),
+            1.0
+        );
+    }
+}
+
+/// A route `limited` to `app` allowing a burst of 2 and then one request a minute, and
+/// a route `other` whose `body` is what the reload changes.
+fn limited_routes(app: &Upstream, body: &str) -> String {
+    let routes = format!(
+        "
+        - name: other
+          match: {{ path: {{ exact: /other }} }}
+          direct_response: {{ status: 200, body: {body} }}
+        - name: limited
+          backends:
+            - cluster: app
+          rate_limit: {{ requests_per_second: 0.0167, burst: 2 }}
+          retry: {{ attempts: 2, on: [\"503\"], budget: {{ ratio: 0.1, min_per_second: 1 }} }}
+        "
+    );
+    edge_routes(&routes, &[app])
+}
+
+#[tokio::test]
+async fn an_unchanged_route_keeps_its_rate_limit_bucket_across_a_reload() {
+    let app = Upstream::http1().name("app").start().await;
+    let mut proxy = Proxy::with_config(limited_routes(&app, "before"))
+        .start()
+        .await;
+    let client = HttpClient::h1();
+    for _ in 0..2 {
+        assert_eq!(
+            client.get(&proxy.url("edge", "/x")).await.status,
+            StatusCode::OK
+        );
+    }
+    proxy.reload(&limited_routes(&app, "after")).await;
+    assert_eq!(
+        client.get(&proxy.url("edge", "/other")).await.text(),
+        "after"
+    );
+    let reply = client.get(&proxy.url("edge", "/x")).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the bucket spent before the reload stays spent"
+    );
+    // A changed limit is a new bucket, full.
+    let changed = limited_routes(&app, "after").replace("burst: 2", "burst: 3");
+    proxy.reload(&changed).await;
+    assert_eq!(
+        client.get(&proxy.url("edge", "/x")).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(app.requests(), 3);
 }
