@@ -6,11 +6,9 @@
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use meshwork_tests::grpc::request_channel;
-use meshwork_tests::ws::ws_round_trip;
 use meshwork_tests::{
-    ControlPlane, EchoRequest, GrpcClient, GrpcUpstream, HttpClient, Proxy, TestCa, TlsClient,
-    WsUpstream, dedent, edge_config, eventually, with_tls, within, ws_connect,
+    ControlPlane, GrpcUpstream, HttpClient, LiveStreams, Proxy, TestCa, TlsClient, WsUpstream,
+    dedent, edge_config, eventually, with_tls, within,
 };
 use tokio_tungstenite::tungstenite::Message;
 
@@ -73,18 +71,7 @@ async fn a_websocket_and_a_grpc_stream_outlive_a_control_plane_push() {
     proxy.refresh_listeners().await;
     let address = proxy.listener_addr("edge");
 
-    let mut ws = ws_connect(address, "/chat").await;
-    assert_eq!(ws_round_trip(&mut ws, "before").await, "before");
-    let mut grpc = GrpcClient::connect(address).await;
-    let (tx, requests) = request_channel();
-    tx.send(EchoRequest::new("before")).await.unwrap();
-    let mut replies = grpc
-        .bidi(requests)
-        .await
-        .expect("the call starts")
-        .into_inner();
-    let reply = within("the first echo", BOUND, replies.message()).await;
-    assert_eq!(reply.unwrap().unwrap().message, "before");
+    let mut streams = LiveStreams::open(address).await;
 
     control.write(
         "streams.yaml",
@@ -96,14 +83,8 @@ async fn a_websocket_and_a_grpc_stream_outlive_a_control_plane_push() {
     })
     .await;
 
-    assert_eq!(ws_round_trip(&mut ws, "after").await, "after");
-    tx.send(EchoRequest::new("after")).await.unwrap();
-    let reply = within("the echo after the push", BOUND, replies.message()).await;
-    assert_eq!(reply.expect("no error").expect("a reply").message, "after");
-    drop(tx);
-    let end = within("the end of the call", BOUND, replies.message()).await;
-    assert!(matches!(end, Ok(None)), "grpc-status 0: {end:?}");
-    ws.close(None).await.expect("a clean WebSocket close");
+    streams.echo("after").await;
+    streams.close().await;
     assert_eq!(ws_upstream.sessions(), 1, "one session throughout");
 }
 

@@ -17,6 +17,8 @@ pub mod rewrite;
 pub mod route;
 pub mod split;
 pub mod step;
+#[cfg(test)]
+pub mod test_request;
 pub mod timeout;
 
 use std::net::SocketAddr;
