@@ -20,6 +20,12 @@ pub struct LiveStreams {
     grpc_replies: Streaming<EchoReply>,
 }
 
+impl std::fmt::Debug for LiveStreams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveStreams").finish_non_exhaustive()
+    }
+}
+
 impl LiveStreams {
     /// Opens both through `addr` and checks one echo on each.
     ///
