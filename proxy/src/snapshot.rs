@@ -209,11 +209,7 @@ impl Snapshot {
             config.identity.is_some(),
             mesh.as_ref(),
         );
-        let route_tables: HashMap<String, Arc<RouteTable>> = config
-            .route_tables
-            .iter()
-            .map(|(name, table)| (name.clone(), Arc::new(RouteTable::build(table, &clusters))))
-            .collect();
+        let route_tables = registry.routes.resolve(&config.route_tables, &clusters);
         let mut http_listeners = HashMap::new();
         let mut tcp_listeners = HashMap::new();
         for listener in &config.listeners {

@@ -7,12 +7,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
-use meshwork_tests::grpc::request_channel;
-use meshwork_tests::ws::ws_round_trip;
 use meshwork_tests::{
-    EchoRequest, GrpcClient, GrpcUpstream, HttpClient, Proxy, RawConn, Upstream, WsUpstream,
-    cluster_yaml, dedent, edge_config, edge_routes, eventually, single_cluster_config, within,
-    ws_connect,
+    GrpcUpstream, HttpClient, LiveStreams, Proxy, RawConn, Upstream, WsUpstream, cluster_yaml,
+    dedent, edge_config, edge_routes, eventually, single_cluster_config, within,
 };
 
 /// A config routing everything to `upstream` (which must be among `all`, all defined).
@@ -338,44 +335,15 @@ async fn a_websocket_and_a_grpc_stream_opened_before_a_reload_keep_working_after
     let mut proxy = Proxy::with_config(config("")).start().await;
     let address = proxy.listener_addr("edge");
 
-    let mut ws = ws_connect(address, "/chat").await;
-    assert_eq!(ws_round_trip(&mut ws, "before").await, "before");
-    let mut grpc = GrpcClient::connect(address).await;
-    let (tx, requests) = request_channel();
-    tx.send(EchoRequest::new("before")).await.unwrap();
-    let mut replies = grpc
-        .bidi(requests)
-        .await
-        .expect("the bidi call starts")
-        .into_inner();
-    let reply = within("the first echo", Duration::from_secs(5), replies.message()).await;
-    assert_eq!(reply.unwrap().unwrap().message, "before");
+    let mut streams = LiveStreams::open(address).await;
+    streams.echo("before").await;
 
     proxy.reload(&config(new_route)).await;
     let reply = HttpClient::h1().get(&proxy.url("edge", "/new")).await;
     assert_eq!(reply.text(), "new", "the new config is active");
 
-    assert_eq!(ws_round_trip(&mut ws, "after").await, "after");
-    tx.send(EchoRequest::new("after")).await.unwrap();
-    let reply = within(
-        "the echo after the reload",
-        Duration::from_secs(5),
-        replies.message(),
-    )
-    .await;
-    assert_eq!(reply.expect("no error").expect("a reply").message, "after");
-    drop(tx);
-    let end = within(
-        "the end of the call",
-        Duration::from_secs(5),
-        replies.message(),
-    )
-    .await;
-    assert!(
-        matches!(end, Ok(None)),
-        "the call ends with grpc-status 0: {end:?}"
-    );
-    ws.close(None).await.expect("a clean WebSocket close");
+    streams.echo("after").await;
+    streams.close().await;
 }
 
 #[tokio::test]

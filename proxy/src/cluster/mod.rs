@@ -1,12 +1,15 @@
 //! Clusters at run time: their endpoints, each with its connection pool, and the
 //! registry that keeps them across reloads while their config is unchanged.
 
+pub mod attempt;
 pub mod breaker;
 pub mod connector;
 pub mod failure;
 pub mod health;
 pub mod limits;
 pub mod original_dst;
+#[cfg(test)]
+pub mod test_cluster;
 pub mod upgrade_conn;
 
 use std::collections::HashMap;
@@ -406,6 +409,9 @@ pub struct ClusterRegistry {
     /// The `original-destination` cluster, shared by every `auto` listener (its pools are
     /// per destination, whichever listener's connection asks).
     original_destination: std::sync::OnceLock<Arc<ClusterRuntime>>,
+    /// Per-route state (rate-limit buckets, retry budgets), kept the same way for
+    /// unchanged routes.
+    pub routes: crate::router::state::RouteStates,
     metrics: Metrics,
 }
 
@@ -414,6 +420,7 @@ impl ClusterRegistry {
         Self {
             clusters: Default::default(),
             original_destination: Default::default(),
+            routes: Default::default(),
             metrics,
         }
     }

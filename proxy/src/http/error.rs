@@ -24,8 +24,10 @@ pub enum ProxyError {
     NoHealthyEndpoint,
     #[error("upstream did not respond in time")]
     UpstreamTimeout,
+    /// The route's token bucket is empty; the next token comes in `retry_after_secs`
+    /// (whole seconds, rounded up, at least 1), sent as `Retry-After`.
     #[error("rate limited")]
-    RateLimited,
+    RateLimited { retry_after_secs: u32 },
     #[error("fault injected")]
     FaultAbort,
     #[error("every endpoint's circuit breaker is open")]
@@ -64,7 +66,7 @@ impl ProxyError {
             ProxyError::ConnectFailed | ProxyError::UpstreamReset => StatusCode::BAD_GATEWAY,
             ProxyError::NoHealthyEndpoint => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            ProxyError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ProxyError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             // The configured abort status is used where one is set (see layers/fault.rs).
             ProxyError::FaultAbort => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::CircuitOpen => StatusCode::SERVICE_UNAVAILABLE,
@@ -89,7 +91,7 @@ impl ProxyError {
             ProxyError::UpstreamReset => "upstream-reset",
             ProxyError::NoHealthyEndpoint => "no-healthy-endpoint",
             ProxyError::UpstreamTimeout => "upstream-timeout",
-            ProxyError::RateLimited => "rate-limited",
+            ProxyError::RateLimited { .. } => "rate-limited",
             ProxyError::FaultAbort => "fault-abort",
             ProxyError::CircuitOpen => "circuit-open",
             ProxyError::Overflow => "overflow",
@@ -117,7 +119,7 @@ impl ProxyError {
             | ProxyError::UpgradeFailed => Blame::Upstream,
             ProxyError::NoRoute
             | ProxyError::NoHealthyEndpoint
-            | ProxyError::RateLimited
+            | ProxyError::RateLimited { .. }
             | ProxyError::FaultAbort
             | ProxyError::CircuitOpen
             | ProxyError::Overflow
@@ -164,7 +166,9 @@ mod tests {
             ProxyError::UpstreamReset,
             ProxyError::NoHealthyEndpoint,
             ProxyError::UpstreamTimeout,
-            ProxyError::RateLimited,
+            ProxyError::RateLimited {
+                retry_after_secs: 1,
+            },
             ProxyError::FaultAbort,
             ProxyError::CircuitOpen,
             ProxyError::Overflow,

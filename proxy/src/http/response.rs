@@ -14,6 +14,9 @@ pub fn error_response(error: ProxyError) -> Response<ResponseBody> {
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
+    if let ProxyError::RateLimited { retry_after_secs } = error {
+        h.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+    }
     rsp
 }
 

@@ -8,7 +8,6 @@ use http::{HeaderName, HeaderValue};
 use super::ProxyRequest;
 use super::step::{Decision, Step, StepLayer};
 use crate::http::ProxyError;
-use crate::http::response::error_response;
 
 /// The request header carrying the verified peer identity to the application.
 pub const PEER_IDENTITY_HEADER: HeaderName = HeaderName::from_static("x-meshwork-peer-identity");
@@ -35,8 +34,7 @@ impl Step for Authorize {
                         path,
                         "request denied by the authorization policy"
                     );
-                    let _ = req.ctx.record.error.set(ProxyError::Unauthorized);
-                    return Decision::Answer(Ok(error_response(ProxyError::Unauthorized)));
+                    return Decision::Answer(Err(ProxyError::Unauthorized));
                 }
             }
         }

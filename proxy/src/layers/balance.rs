@@ -1,24 +1,23 @@
-//! Balance: picks an endpoint of the chosen cluster with its `load_balancer` (see
-//! `balance/`), among healthy endpoints whose circuit breaker admits the request; 503
-//! `circuit-open` when every breaker refuses, `no-healthy-endpoint` when no endpoint is
-//! healthy. For `ring_hash` and `maglev` it first computes the request's hash key from
-//! the cluster's `hash` (a header, a cookie or the client's IP).
+//! Balance: what an attempt's pick goes by — the endpoint an `original-destination`
+//! cluster's request was going to, or the request's hash key for `ring_hash` and
+//! `maglev` from the cluster's `hash` (a header, a cookie or the client's IP). The pick
+//! itself (healthy endpoints whose breaker admits; 503 `circuit-open` when every breaker
+//! refuses, `no-healthy-endpoint` when none is healthy) is the cluster's, as it begins
+//! the attempt (`cluster/attempt.rs`).
 
 use std::net::IpAddr;
 
 use http::HeaderMap;
 use meshwork_config::model::{HashPolicy, LoadBalancer};
 
-use super::ProxyRequest;
-use super::step::{Decision, Step, StepLayer};
+use std::sync::Arc;
+
+use super::RequestContext;
 use crate::balance::{hash_key, hash_source_ip};
-use crate::http::ProxyError;
+use crate::cluster::attempt::Target;
+use crate::cluster::{ClusterRuntime, Endpoint};
+use crate::http::RequestBody;
 use crate::mesh::MeshPlan;
-
-#[derive(Debug)]
-pub struct Balance;
-
-pub type BalanceLayer = StepLayer<Balance>;
 
 /// The hash of a request's key under `policy`: the header's value (the first one when
 /// repeated), the cookie's value, or the client's IP. `None` when the request has no
@@ -53,43 +52,40 @@ fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
         })
 }
 
-impl Step for Balance {
-    fn decide(mut req: ProxyRequest) -> Decision {
-        let picked = match &req.ctx.cluster {
-            Some(c) => {
-                let hashing = matches!(
-                    c.config.load_balancer,
-                    LoadBalancer::RingHash | LoadBalancer::Maglev
-                );
-                let key = c
-                    .config
-                    .hash
-                    .as_ref()
-                    .filter(|_| hashing)
-                    .and_then(|policy| {
-                        request_hash_key(policy, req.http.headers(), req.ctx.client_addr.ip())
-                    });
-                match (&c.original_destinations, req.ctx.original_destination) {
-                    (Some(destinations), Some(destination)) => Ok(destinations.endpoint(
-                        destination,
-                        req.http.version() == http::Version::HTTP_2,
-                        &c.gates,
-                        MeshPlan::outbound(&req.ctx.snapshot, &req.ctx.listener, destination),
-                        req.ctx.transparent_source,
-                    )),
-                    _ => c.pick(req.ctx.avoid_endpoint.as_ref(), key).cloned(),
-                }
-            }
-            None => Err(ProxyError::NoHealthyEndpoint),
-        };
-        match picked {
-            Ok(endpoint) => {
-                req.ctx.endpoint = Some(endpoint);
-                Decision::Continue(req)
-            }
-            Err(error) => Decision::Answer(Err(error)),
-        }
+/// Which endpoint of `cluster` the request's attempt goes to: the one its connection was
+/// going to (an `original-destination` cluster), or one the cluster's balancer picks,
+/// by the request's hash key when the balancer hashes, preferring one other than
+/// `avoid`.
+pub fn target<'a>(
+    ctx: &RequestContext,
+    req: &http::Request<RequestBody>,
+    cluster: &ClusterRuntime,
+    avoid: Option<&'a Arc<Endpoint>>,
+) -> Target<'a> {
+    if let (Some(destinations), Some(destination)) =
+        (&cluster.original_destinations, ctx.original_destination)
+    {
+        return Target::Endpoint(destinations.endpoint(
+            destination,
+            req.version() == http::Version::HTTP_2,
+            &cluster.gates,
+            MeshPlan::outbound(&ctx.snapshot, &ctx.listener, destination),
+            ctx.transparent_source,
+        ));
     }
+    let key = hash_key_of(cluster, req.headers(), ctx.client_addr.ip());
+    Target::Pick { avoid, key }
+}
+
+/// The request's hash key in `cluster`, when its balancer hashes (`ring_hash`, `maglev`)
+/// by a `hash` policy the request has a value for.
+pub fn hash_key_of(cluster: &ClusterRuntime, headers: &HeaderMap, client: IpAddr) -> Option<u64> {
+    let hashing = matches!(
+        cluster.config.load_balancer,
+        LoadBalancer::RingHash | LoadBalancer::Maglev
+    );
+    let policy = cluster.config.hash.as_ref().filter(|_| hashing)?;
+    request_hash_key(policy, headers, client)
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
-//! Endpoint: sends the request to the chosen endpoint over its pooled connection, in the
-//! cluster's protocol, tunnels the protocol upgrades its route allows (WebSocket by
-//! default) both ways, and tells the endpoint's circuit breaker how the attempt went,
-//! counting only what the endpoint is to blame for.
+//! Endpoint: one attempt of a request. The chosen cluster begins it (its gates, then an
+//! endpoint its balancer picks and its breaker admits: `cluster/attempt.rs`); the
+//! request goes over the endpoint's pooled connection, in the cluster's protocol,
+//! tunneling the protocol upgrades its route allows (WebSocket by default) both ways;
+//! the attempt then hears how it went, counting only what the endpoint is to blame for.
 //!
 //! To an `auto` cluster (whose pool may have negotiated `h2`) an upgrade travels on an
 //! HTTP/1.1 connection of its own (`cluster::upgrade_conn`); an HTTP/2 client's extended
@@ -21,12 +22,13 @@ use tower::Service;
 
 use super::{ProxyRequest, ProxyResponse};
 use crate::cluster::Endpoint;
+use crate::cluster::attempt::Admission;
 use crate::cluster::failure::{Failure, classify, describe};
 use crate::cluster::upgrade_conn;
 use crate::http::extended_connect;
 use crate::http::tunnel::{Downstream, PendingTunnel};
 use crate::http::upgrade;
-use crate::http::{Blame, ProxyError, RequestBody, ResponseBody};
+use crate::http::{ProxyError, RequestBody, ResponseBody};
 
 #[derive(Clone, Copy, Debug)]
 pub struct EndpointService;
@@ -153,28 +155,35 @@ fn admit_extended_connect(
 
 async fn send(req: ProxyRequest) -> Result<ProxyResponse, ProxyError> {
     let ProxyRequest { http: mut req, ctx } = req;
-    let (Some(endpoint), Some(cluster)) = (ctx.endpoint.clone(), ctx.cluster.clone()) else {
+    let Some(cluster) = ctx.cluster.clone() else {
         return Err(ProxyError::NoHealthyEndpoint);
     };
-    ctx.record.set_endpoint(&endpoint);
-    // The endpoint's breaker admitted this attempt: it hears how it went exactly once.
-    let breaker = BreakerReport::new(&endpoint, &cluster.ejection, ctx.deadline);
     let http2 = cluster.config.protocol == UpstreamProtocol::Http2;
+    // A retry prefers an endpoint other than the one its last attempt went to.
+    let avoid = ctx.retry.then(|| ctx.record.last_endpoint()).flatten();
+    let admission = Admission::Request {
+        queued: !http2,
+        retry: ctx.retry,
+    };
+    let target = super::balance::target(&ctx, &req, &cluster, avoid.as_ref());
+    let attempt = match cluster.begin(admission, target, ctx.deadline) {
+        Ok(attempt) => attempt,
+        Err(error) => {
+            ctx.record.attempted(&cluster, None);
+            return Err(error);
+        }
+    };
+    let endpoint = attempt.endpoint().clone();
+    ctx.record.attempted(&cluster, Some(&endpoint));
     let pending_tunnel = match prepare(&mut req, &ctx, &endpoint, http2) {
         Ok(pending) => pending,
-        Err(error) => return Err(breaker.release(error)),
+        Err(error) => {
+            attempt.failed(error);
+            return Err(error);
+        }
     };
     let client_faults = req.body_mut().watch_client_faults();
-
-    let attempt = ClientSpan::begin(&ctx, &mut req);
-    let sent = tokio::time::Instant::now();
-    let Some(request_slot) = cluster.gates.requests.try_acquire() else {
-        return Err(breaker.release(ProxyError::Overflow));
-    };
-    if !http2 && !cluster.gates.admit_pending() {
-        return Err(breaker.release(ProxyError::Overflow));
-    }
-    let in_flight = crate::cluster::InFlight::new(&endpoint);
+    let span = ClientSpan::begin(&ctx, &mut req);
     // An `auto` cluster's pooled connection may be `h2`, which has no `101`: its upgrades
     // take an HTTP/1.1 connection of their own. An `http1` cluster's pool is HTTP/1.1
     // already, and may hand an idle connection to the upgrade.
@@ -191,15 +200,8 @@ async fn send(req: ProxyRequest) -> Result<ProxyResponse, ProxyError> {
             .await
             .map_err(|e| (Failure::of_pool(&e), describe(&e)))
     };
-    drop(in_flight);
-    drop(request_slot);
-    let elapsed = sent.elapsed();
     let outcome = match result {
-        Ok(rsp) => {
-            endpoint.metrics.response(rsp.status(), elapsed);
-            endpoint.observe_latency(elapsed);
-            refuse_unrequested_switch(rsp, pending_tunnel.as_ref(), &endpoint)
-        }
+        Ok(rsp) => refuse_unrequested_switch(rsp, pending_tunnel.as_ref(), &endpoint),
         Err((failure, cause)) => Err(classify(
             &cluster,
             &endpoint,
@@ -208,8 +210,11 @@ async fn send(req: ProxyRequest) -> Result<ProxyResponse, ProxyError> {
             client_faults.and_then(|f| f.get()),
         )),
     };
-    breaker.settle(&outcome);
-    if let Some(span) = attempt {
+    let elapsed = match &outcome {
+        Ok(rsp) => attempt.answered(rsp.status(), rsp.headers()),
+        Err(error) => attempt.failed(*error),
+    };
+    if let Some(span) = span {
         let status = outcome.as_ref().map(|rsp| rsp.status()).map_err(|e| *e);
         span.end(&ctx, &cluster, &endpoint, status, elapsed);
     }
@@ -236,70 +241,6 @@ fn refuse_unrequested_switch(
     }
     tracing::debug!(endpoint = %endpoint.address, upgrade = ?rsp.headers().get(header::UPGRADE), "upstream switched protocols unasked; dropping the connection");
     Err(ProxyError::UnrequestedUpgrade)
-}
-
-/// Tells the endpoint's circuit breaker how an attempt went, once, by who is to blame:
-/// the endpoint's own failures count, everything else only releases the admission (a
-/// half-open trial slot). An attempt dropped before it finished was either cut by the
-/// proxy's deadline (too slow: a failure) or abandoned by its client (not one).
-struct BreakerReport<'a> {
-    endpoint: &'a Endpoint,
-    ejection: &'a crate::cluster::breaker::EjectionBudget,
-    deadline: Option<tokio::time::Instant>,
-    pending: bool,
-}
-
-impl<'a> BreakerReport<'a> {
-    fn new(
-        endpoint: &'a Endpoint,
-        ejection: &'a crate::cluster::breaker::EjectionBudget,
-        deadline: Option<tokio::time::Instant>,
-    ) -> Self {
-        Self {
-            endpoint,
-            ejection,
-            deadline,
-            pending: true,
-        }
-    }
-
-    /// The endpoint answered (a 5xx is a failure) or failed; or something else ended
-    /// the attempt, which says nothing about the endpoint.
-    fn settle(mut self, outcome: &Result<http::Response<Incoming>, ProxyError>) {
-        self.pending = false;
-        match outcome {
-            Ok(rsp) => self
-                .endpoint
-                .report(!rsp.status().is_server_error(), self.ejection),
-            Err(error) if error.blame() == Blame::Upstream => {
-                self.endpoint.report(false, self.ejection)
-            }
-            Err(_) => self.endpoint.release(),
-        }
-    }
-
-    /// Ends the attempt before it reached the endpoint; returns `error` to pass on.
-    fn release(mut self, error: ProxyError) -> ProxyError {
-        self.pending = false;
-        self.endpoint.release();
-        error
-    }
-}
-
-impl Drop for BreakerReport<'_> {
-    fn drop(&mut self) {
-        if !self.pending {
-            return;
-        }
-        let cut_at_deadline = self
-            .deadline
-            .is_some_and(|d| tokio::time::Instant::now() >= d);
-        if cut_at_deadline {
-            self.endpoint.report(false, self.ejection);
-        } else {
-            self.endpoint.release();
-        }
-    }
 }
 
 /// One upstream attempt's client span: its id is the parent the upstream is told about.

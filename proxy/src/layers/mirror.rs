@@ -20,12 +20,14 @@ use std::time::Duration;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, Method, Uri, Version, header};
 use http_body_util::BodyExt;
-use meshwork_config::model::{LoadBalancer, UpstreamProtocol};
+use meshwork_config::model::UpstreamProtocol;
 use tokio::sync::oneshot;
 use tower::{Layer, Service};
 
 use super::{ProxyRequest, ProxyResponse};
-use crate::cluster::{ClusterRuntime, InFlight};
+use crate::cluster::ClusterRuntime;
+use crate::cluster::attempt::{Admission, Target};
+use crate::cluster::failure::{Failure, classify, describe};
 use crate::http::headers::is_upgrade_request;
 use crate::http::tee::{BodyTee, CopiedBody, MAX_MIRRORED_BODY};
 use crate::http::{ProxyError, RequestBody};
@@ -163,10 +165,12 @@ impl Copy {
             CopyBody::None => None,
         };
         let outcome = match body {
-            Some(body) => match tokio::time::timeout(self.timeout, self.exchange(body)).await {
-                Ok(outcome) => outcome,
-                Err(_) => Outcome::Failed,
-            },
+            Some(body) => {
+                let deadline = tokio::time::Instant::now() + self.timeout;
+                tokio::time::timeout_at(deadline, self.exchange(body, deadline))
+                    .await
+                    .unwrap_or(Outcome::Failed)
+            }
             None => Outcome::Skipped,
         };
         if let Some(plan) = &self.plan {
@@ -174,48 +178,41 @@ impl Copy {
         }
     }
 
-    /// Picks an endpoint of the mirror cluster, sends the copy, and reads the response
-    /// to its end (so the connection goes back to the pool).
-    async fn exchange(&self, body: CopiedBody) -> Outcome {
+    /// Shapes the copy, begins an attempt at the mirror cluster (cut at `deadline`),
+    /// sends it, and reads the response to its end (so the connection goes back to the
+    /// pool).
+    async fn exchange(&self, body: CopiedBody, deadline: tokio::time::Instant) -> Outcome {
         let cluster = &self.cluster;
-        let hashing = matches!(
-            cluster.config.load_balancer,
-            LoadBalancer::RingHash | LoadBalancer::Maglev
-        );
-        let key = cluster
-            .config
-            .hash
-            .as_ref()
-            .filter(|_| hashing)
-            .and_then(|policy| {
-                super::balance::request_hash_key(policy, &self.headers, self.client)
-            });
-        let Ok(endpoint) = cluster.pick(None, key) else {
-            return Outcome::Failed;
-        };
         let Some(req) = self.request(body, cluster.config.protocol) else {
             return Outcome::Failed;
         };
-        let Some(slot) = cluster.gates.requests.try_acquire() else {
+        let key = super::balance::hash_key_of(cluster, &self.headers, self.client);
+        let admission = Admission::Request {
+            queued: false,
+            retry: false,
+        };
+        let target = Target::Pick { avoid: None, key };
+        let Ok(attempt) = cluster.begin(admission, target, Some(deadline)) else {
             return Outcome::Failed;
         };
-        let sent = tokio::time::Instant::now();
-        let in_flight = InFlight::new(endpoint);
-        let result = endpoint.client.request(req).await;
-        drop(in_flight);
-        drop(slot);
-        let rsp = match result {
+        let endpoint = attempt.endpoint().clone();
+        let rsp = match endpoint.client.request(req).await {
             Ok(rsp) => rsp,
             Err(error) => {
-                endpoint.report(false, &cluster.ejection);
-                tracing::debug!(cluster = cluster.name(), endpoint = %endpoint.address, %error, "mirrored request failed");
+                // Classified as the client's requests are: a connection limit is not the
+                // endpoint's failure.
+                let failure = Failure::of_pool(&error);
+                attempt.failed(classify(
+                    cluster,
+                    &endpoint,
+                    failure,
+                    &describe(&error),
+                    None,
+                ));
                 return Outcome::Failed;
             }
         };
-        let elapsed = sent.elapsed();
-        endpoint.report(!rsp.status().is_server_error(), &cluster.ejection);
-        endpoint.metrics.response(rsp.status(), elapsed);
-        endpoint.observe_latency(elapsed);
+        attempt.answered(rsp.status(), rsp.headers());
         // Drained rather than dropped, so an HTTP/1 connection can be reused.
         let _ = rsp.into_body().collect().await;
         Outcome::Answered
@@ -271,6 +268,88 @@ fn shadow_authority(authority: &Authority) -> Option<Authority> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::test_cluster::{cluster, one_strike_breaker};
+    use meshwork_config::model::ClusterLimits;
+
+    /// A copy of `GET /` for `authority` (none: a request it cannot be shaped from).
+    fn copy(cluster: Arc<ClusterRuntime>, authority: Option<&str>) -> Copy {
+        let mut headers = HeaderMap::new();
+        if let Some(a) = authority {
+            headers.insert(header::HOST, a.parse().unwrap());
+        }
+        Copy {
+            cluster,
+            plan: None,
+            route: "r".into(),
+            method: Method::GET,
+            uri: Uri::from_static("/"),
+            headers,
+            client: IpAddr::from([127, 0, 0, 1]),
+            body: CopyBody::Now(CopiedBody {
+                data: Default::default(),
+                trailers: None,
+            }),
+            timeout: Duration::from_secs(1),
+        }
+    }
+
+    /// A cluster of `addr` whose one-strike breaker has just turned half-open: the next
+    /// pick takes its only trial.
+    async fn half_open(addr: std::net::SocketAddr, limits: ClusterLimits) -> Arc<ClusterRuntime> {
+        let c = cluster("mirror", &[addr], Some(one_strike_breaker()), limits);
+        c.endpoints[0].report(false, &c.ejection);
+        tokio::time::advance(Duration::from_secs(10)).await;
+        c
+    }
+
+    /// Whether the endpoint takes traffic again once the longest open time has passed:
+    /// false when its half-open trial was lost (it would be refused until a reload).
+    async fn recovers(c: &ClusterRuntime) -> bool {
+        tokio::time::advance(Duration::from_secs(41)).await;
+        c.pick(None, None).is_ok()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_copy_turned_away_by_max_requests_loses_no_half_open_trial() {
+        let limits = ClusterLimits {
+            max_requests: 1,
+            ..Default::default()
+        };
+        let c = half_open("127.0.0.1:9".parse().unwrap(), limits).await;
+        let held = c.gates.requests.try_acquire().unwrap();
+        copy(c.clone(), Some("a.test")).send().await;
+        drop(held);
+        assert!(recovers(&c).await);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_copy_that_cannot_be_shaped_loses_no_half_open_trial() {
+        let c = half_open("127.0.0.1:9".parse().unwrap(), Default::default()).await;
+        copy(c.clone(), None).send().await;
+        assert!(recovers(&c).await);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_copy_cut_by_its_timeout_is_the_endpoint_s_failure_not_a_lost_trial() {
+        // Accepts and never answers.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = silent.local_addr().unwrap();
+        let _held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((conn, _)) = silent.accept().await {
+                open.push(conn);
+            }
+        });
+        let c = half_open(addr, Default::default()).await;
+        copy(c.clone(), Some("a.test")).send().await;
+        assert_eq!(
+            c.endpoints[0].breaker.as_ref().map(|b| b.state()),
+            Some(crate::cluster::breaker::BreakerState::Open),
+            "the trial timed out: open again"
+        );
+        assert_eq!(c.endpoints[0].metrics.timeouts.get(), 1);
+        assert!(recovers(&c).await);
+    }
 
     #[test]
     fn the_shadow_host_keeps_the_port() {

@@ -17,6 +17,8 @@ pub mod rewrite;
 pub mod route;
 pub mod split;
 pub mod step;
+#[cfg(test)]
+pub mod test_request;
 pub mod timeout;
 
 use std::net::SocketAddr;
@@ -24,7 +26,7 @@ use std::sync::Arc;
 
 use tower::ServiceBuilder;
 
-use crate::cluster::{ClusterRuntime, Endpoint};
+use crate::cluster::ClusterRuntime;
 use crate::http::{ProxyError, RequestBody, ResponseBody};
 use crate::observe::RequestRecord;
 use crate::router::RouteEntry;
@@ -53,17 +55,18 @@ pub struct RequestContext {
     /// `http` or `https`, as seen by the client.
     pub scheme: &'static str,
     pub route: Option<Arc<RouteEntry>>,
+    /// The cluster the split chose for this attempt.
     pub cluster: Option<Arc<ClusterRuntime>>,
-    pub endpoint: Option<Arc<Endpoint>>,
     /// Where the request's connection was going before interception redirected it
     /// (`auto` listeners): the `original-destination` cluster sends it there.
     pub original_destination: Option<SocketAddr>,
     /// The client's address when its connection was delivered by TPROXY: original
     /// destinations are dialed from it, so the app sees who called.
     pub transparent_source: Option<std::net::IpAddr>,
-    /// The endpoint that just failed this request; a retry prefers another.
-    pub avoid_endpoint: Option<Arc<Endpoint>>,
-    /// When the proxy gives up waiting (the route's `timeout`, or a retry's
+    /// This attempt follows a failed one: it takes a `max_retries` slot of its cluster
+    /// and prefers an endpoint other than the last attempt's.
+    pub retry: bool,
+    /// When the proxy gives up waiting (the route's `timeout`, or its retry policy's
     /// `per_try_timeout` for one attempt). An attempt dropped at or after it was cut for
     /// being slow, which is the endpoint's failure; one dropped before it was abandoned
     /// by its client, which is not.
@@ -116,12 +119,12 @@ pub fn http_stack() -> observe::Observe<
         .layer(mirror::MirrorLayer)
         // Retries with backoff and budget; each attempt goes through split and balance.
         .layer(retry::RetryLayer)
-        // Weighted choice of the backend cluster.
+        // Weighted choice of the backend cluster, per attempt.
         .layer(split::SplitLayer::new())
-        // Choice of an endpoint within the cluster.
-        .layer(balance::BalanceLayer::new())
-        // Send to the endpoint over its pooled connection (tunnel the upgrades the route
-        // allows); only the endpoint's own failures count against its breaker.
+        // One attempt (cluster/attempt.rs): the cluster's gates, then an endpoint its
+        // balancer picks and its breaker admits, in one step; sent over the endpoint's
+        // pooled connection (tunneling the upgrades the route allows); only the
+        // endpoint's own failures count against its breaker.
         .service(endpoint::EndpointService);
     // Turn every error into the response the contract says, so the service given to
     // hyper never fails.

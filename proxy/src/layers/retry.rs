@@ -5,7 +5,13 @@
 //! Only the policy's methods (idempotent ones by default) are retried, and only when the
 //! request body fits `max_body` (it is buffered for replay; larger bodies stream once).
 //! Decisions are made on the response head, before any byte goes to the client. Each
-//! retry prefers an endpoint other than the one that just failed.
+//! retry prefers an endpoint other than the one that just failed, and takes a
+//! `max_retries` slot of the cluster it goes to (its split is made per attempt); a
+//! retry that cluster turns away ends the request with `503 overflow`.
+//!
+//! `per_try_timeout` bounds every attempt of a route that sets it, the first included,
+//! whether or not the request may be retried (a POST, `attempts: 1`, a body too large
+//! to replay).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -167,33 +173,86 @@ where
 {
     type Response = ProxyResponse;
     type Error = ProxyError;
-    type Future = Either<BoxFuture, S::Future>;
+    type Future = Either<BoxFuture, Either<PerTry<S::Future>, S::Future>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: ProxyRequest) -> Self::Future {
-        let route = req.ctx.route.clone();
-        let eligible = route.as_ref().is_some_and(|r| {
-            r.config.retry.as_ref().is_some_and(|p| {
-                p.attempts > 1
-                    && p.methods.iter().any(|m| m == req.http.method().as_str())
-                    && !is_upgrade_request(req.http.headers())
-                    // An attempt is rebuilt without the :protocol (and the client's side
-                    // of the tunnel): an extended CONNECT is never replayed.
-                    && crate::http::extended_connect::protocol(&req.http).is_none()
-            })
-        });
-        let (true, Some(route)) = (eligible, route) else {
-            return Either::Right(self.inner.call(req));
+        let Some(route) = req.ctx.route.clone() else {
+            return Either::Right(Either::Right(self.inner.call(req)));
         };
+        let Some(policy) = route.config.retry.as_ref() else {
+            return Either::Right(Either::Right(self.inner.call(req)));
+        };
+        let eligible = policy.attempts > 1
+            && policy.methods.iter().any(|m| m == req.http.method().as_str())
+            && !is_upgrade_request(req.http.headers())
+            // An attempt is rebuilt without the :protocol (and the client's side of the
+            // tunnel): an extended CONNECT is never replayed.
+            && crate::http::extended_connect::protocol(&req.http).is_none();
+        if !eligible {
+            // One attempt, still bounded by the policy's `per_try_timeout`.
+            return Either::Right(Either::Left(one_attempt(
+                &mut self.inner,
+                req,
+                policy.per_try_timeout,
+            )));
+        }
         if let Some(budget) = &route.retry_budget {
             budget.deposit();
         }
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         Either::Left(Box::pin(retry(inner, req, route)))
+    }
+}
+
+/// One attempt of `req`, cut at `per_try` from now when set (the attempt is dropped
+/// at its deadline, which it reports as its endpoint's timeout).
+fn one_attempt<S>(
+    inner: &mut S,
+    mut req: ProxyRequest,
+    per_try: Option<Duration>,
+) -> PerTry<S::Future>
+where
+    S: Service<ProxyRequest, Response = ProxyResponse, Error = ProxyError>,
+{
+    let per_try = per_try.map(|limit| tokio::time::Instant::now() + limit);
+    req.ctx.deadline = super::timeout::earliest(req.ctx.deadline, per_try);
+    match per_try {
+        Some(deadline) => PerTry::Bounded {
+            inner: tokio::time::timeout_at(deadline, inner.call(req)),
+        },
+        None => PerTry::Unbounded {
+            inner: inner.call(req),
+        },
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// An attempt's future, ending in `UpstreamTimeout` at its `per_try_timeout`.
+    #[project = PerTryProj]
+    pub enum PerTry<F> {
+        Bounded { #[pin] inner: tokio::time::Timeout<F> },
+        Unbounded { #[pin] inner: F },
+    }
+}
+
+impl<F> Future for PerTry<F>
+where
+    F: Future<Output = Result<ProxyResponse, ProxyError>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            PerTryProj::Bounded { inner } => inner
+                .poll(cx)
+                .map(|out| out.unwrap_or(Err(ProxyError::UpstreamTimeout))),
+            PerTryProj::Unbounded { inner } => inner.poll(cx),
+        }
     }
 }
 
@@ -215,17 +274,14 @@ where
         Err(streaming) => {
             // Too large to replay: one attempt, streamed.
             let mut svc = inner;
-            return svc
-                .call(ProxyRequest {
-                    http: http::Request::from_parts(parts, streaming),
-                    ctx,
-                })
-                .await;
+            let req = ProxyRequest {
+                http: http::Request::from_parts(parts, streaming),
+                ctx,
+            };
+            return one_attempt(&mut svc, req, policy.per_try_timeout).await;
         }
     };
     let mut attempt = 1;
-    // Held through the retry's attempt, then released when the next one replaces it.
-    let mut _retry_slot = None;
     loop {
         let mut req = http::Request::new(RequestBody::replay(data.clone(), trailers.clone()));
         *req.method_mut() = parts.method.clone();
@@ -233,29 +289,13 @@ where
         *req.version_mut() = parts.version;
         *req.headers_mut() = parts.headers.clone();
         let mut attempt_ctx: RequestContext = ctx.clone();
-        attempt_ctx.avoid_endpoint = ctx.record.endpoint();
-        // The attempt's own deadline, so the endpoint knows a cut at it for a timeout.
-        let per_try = policy
-            .per_try_timeout
-            .map(|limit| tokio::time::Instant::now() + limit);
-        attempt_ctx.deadline = super::timeout::earliest(ctx.deadline, per_try);
+        attempt_ctx.retry = attempt > 1;
         let mut svc = inner.clone();
-        let fut = svc.call(ProxyRequest {
+        let req = ProxyRequest {
             http: req,
             ctx: attempt_ctx,
-        });
-        let outcome = match per_try {
-            Some(deadline) => match tokio::time::timeout_at(deadline, fut).await {
-                Ok(outcome) => outcome,
-                Err(_) => {
-                    if let Some(endpoint) = ctx.record.endpoint() {
-                        endpoint.metrics.timeouts.inc();
-                    }
-                    Err(ProxyError::UpstreamTimeout)
-                }
-            },
-            None => fut.await,
         };
+        let outcome = one_attempt(&mut svc, req, policy.per_try_timeout).await;
         if attempt >= policy.attempts {
             return outcome;
         }
@@ -274,20 +314,6 @@ where
                 return outcome;
             }
         }
-        // The cluster's max_retries: concurrent retries in flight.
-        let retry_slot = match ctx.record.cluster.get() {
-            Some(cluster) => match cluster.gates.retries.try_acquire() {
-                Some(slot) => Some(slot),
-                None => {
-                    tracing::debug!(
-                        cluster = cluster.name(),
-                        "max_retries reached; returning the failure"
-                    );
-                    return outcome;
-                }
-            },
-            None => None,
-        };
         let wait = match outcome.as_ref().ok().and_then(retry_after) {
             Some(asked) if asked <= policy.backoff.max => asked,
             _ => backoff::delay(&policy.backoff, attempt, &mut rand::rng()),
@@ -299,93 +325,9 @@ where
         // The failed response (if any) is dropped here, releasing its connection.
         drop(outcome);
         tokio::time::sleep(wait).await;
-        _retry_slot = retry_slot;
         attempt += 1;
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::http::ResponseBody;
-    use meshwork_config::model::{Backoff, GrpcCode, RetryBudget as BudgetConfig};
-
-    fn policy(on: Vec<RetryOn>) -> RetryPolicy {
-        RetryPolicy {
-            attempts: 3,
-            on,
-            per_try_timeout: None,
-            backoff: Backoff {
-                base: Duration::from_millis(25),
-                max: Duration::from_secs(1),
-            },
-            budget: BudgetConfig {
-                ratio: 0.2,
-                min_per_second: 10,
-            },
-            methods: vec!["GET".into()],
-            max_body: 1024,
-        }
-    }
-
-    fn status(code: u16) -> Result<ProxyResponse, ProxyError> {
-        let mut rsp = ProxyResponse::new(ResponseBody::empty());
-        *rsp.status_mut() = StatusCode::from_u16(code).unwrap();
-        Ok(rsp)
-    }
-
-    #[test]
-    fn conditions_map_outcomes_to_reasons() {
-        let p = policy(vec![RetryOn::GatewayError, RetryOn::ConnectFailure]);
-        assert_eq!(retry_reason(&p, &status(503)).as_deref(), Some("503"));
-        assert_eq!(retry_reason(&p, &status(500)), None);
-        assert_eq!(retry_reason(&p, &status(200)), None);
-        assert_eq!(
-            retry_reason(&p, &Err(ProxyError::ConnectFailed)).as_deref(),
-            Some("connect-failure")
-        );
-        assert_eq!(retry_reason(&p, &Err(ProxyError::UpstreamReset)), None);
-        assert_eq!(
-            retry_reason(&p, &Err(ProxyError::UpstreamTimeout)).as_deref(),
-            Some("per-try-timeout")
-        );
-        let p = policy(vec![
-            RetryOn::ServerError,
-            RetryOn::Retriable4xx,
-            RetryOn::Status(429),
-        ]);
-        assert_eq!(retry_reason(&p, &status(500)).as_deref(), Some("500"));
-        assert_eq!(retry_reason(&p, &status(409)).as_deref(), Some("409"));
-        assert_eq!(retry_reason(&p, &status(429)).as_deref(), Some("429"));
-        assert_eq!(retry_reason(&p, &status(404)), None);
-    }
-
-    #[test]
-    fn grpc_status_in_a_trailers_only_response_is_a_condition() {
-        let p = policy(vec![RetryOn::Grpc(GrpcCode::Unavailable)]);
-        let mut rsp = status(200);
-        if let Ok(r) = rsp.as_mut() {
-            r.headers_mut()
-                .insert("grpc-status", http::HeaderValue::from_static("14"));
-        }
-        assert_eq!(retry_reason(&p, &rsp).as_deref(), Some("grpc-14"));
-        let mut other = status(200);
-        if let Ok(r) = other.as_mut() {
-            r.headers_mut()
-                .insert("grpc-status", http::HeaderValue::from_static("5"));
-        }
-        assert_eq!(retry_reason(&p, &other), None);
-    }
-
-    #[test]
-    fn retry_after_is_read_from_503_and_429_only() {
-        let mut rsp = status(503).unwrap();
-        rsp.headers_mut().insert(
-            http::header::RETRY_AFTER,
-            http::HeaderValue::from_static("2"),
-        );
-        assert_eq!(retry_after(&rsp), Some(Duration::from_secs(2)));
-        *rsp.status_mut() = StatusCode::BAD_GATEWAY;
-        assert_eq!(retry_after(&rsp), None);
-    }
-}
+mod tests;

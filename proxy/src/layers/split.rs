@@ -45,7 +45,6 @@ impl Step for Split {
             });
         match cluster {
             Some(cluster) => {
-                let _ = req.ctx.record.cluster.set(cluster.clone());
                 req.ctx.cluster = Some(cluster);
                 Decision::Continue(req)
             }

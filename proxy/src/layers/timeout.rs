@@ -49,7 +49,6 @@ where
         let deadline = timeout.map(|t| Instant::now() + t);
         req.ctx.deadline = earliest(req.ctx.deadline, deadline);
         ResponseFuture {
-            record: timeout.map(|_| req.ctx.record.clone()),
             inner: self.inner.call(req),
             sleep: deadline.map(tokio::time::sleep_until),
         }
@@ -71,7 +70,6 @@ pin_project_lite::pin_project! {
         inner: F,
         #[pin]
         sleep: Option<Sleep>,
-        record: Option<std::sync::Arc<crate::observe::RequestRecord>>,
     }
 }
 
@@ -87,12 +85,9 @@ where
             return Poll::Ready(out);
         }
         match this.sleep.as_pin_mut().map(|sleep| sleep.poll(cx)) {
-            Some(Poll::Ready(())) => {
-                if let Some(endpoint) = this.record.as_ref().and_then(|r| r.endpoint()) {
-                    endpoint.metrics.timeouts.inc();
-                }
-                Poll::Ready(Err(ProxyError::UpstreamTimeout))
-            }
+            // The attempt in flight, dropped with `inner` past its deadline, counts the
+            // timeout against its endpoint.
+            Some(Poll::Ready(())) => Poll::Ready(Err(ProxyError::UpstreamTimeout)),
             _ => Poll::Pending,
         }
     }
@@ -112,7 +107,6 @@ mod tests {
         let fut = ResponseFuture {
             inner: slow,
             sleep: Some(tokio::time::sleep(Duration::from_secs(2))),
-            record: None,
         };
         let start = tokio::time::Instant::now();
         let out = fut.await;
@@ -129,7 +123,6 @@ mod tests {
         let fut = ResponseFuture {
             inner: slow,
             sleep: None,
-            record: None,
         };
         assert!(fut.await.is_ok());
     }

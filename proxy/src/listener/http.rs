@@ -335,10 +335,9 @@ impl hyper::service::Service<http::Request<Incoming>> for HttpService {
                 scheme: self.scheme,
                 route: None,
                 cluster: None,
-                endpoint: None,
                 original_destination: self.original_destination,
                 transparent_source: self.transparent_source,
-                avoid_endpoint: None,
+                retry: false,
                 deadline: None,
             },
         };

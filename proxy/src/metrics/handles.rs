@@ -99,7 +99,7 @@ fn reason_index(e: ProxyError) -> usize {
         ProxyError::UpstreamReset => 6,
         ProxyError::NoHealthyEndpoint => 7,
         ProxyError::UpstreamTimeout => 8,
-        ProxyError::RateLimited => 9,
+        ProxyError::RateLimited { .. } => 9,
         ProxyError::FaultAbort => 10,
         ProxyError::CircuitOpen => 11,
         ProxyError::Overflow => 12,

@@ -7,13 +7,14 @@ pub mod log_limit;
 
 use std::borrow::Cow;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::HeaderValue;
 use http_body::{Body, Frame, SizeHint};
+use smallvec::SmallVec;
 use tokio::time::Instant;
 
 use crate::cluster::{ClusterRuntime, Endpoint};
@@ -63,16 +64,26 @@ impl RequestLine {
     }
 }
 
-/// Filled in by the layers as the request passes; read when the response ends.
+/// One attempt of a request, as recorded: the cluster its split chose and the endpoint
+/// it went to (`None` when the cluster turned it away before picking one: a limit, every
+/// breaker open). Cluster and endpoint are always of the same attempt.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    pub cluster: Arc<ClusterRuntime>,
+    pub endpoint: Option<Arc<Endpoint>>,
+}
+
+/// The one record of a request, filled in by the layers as it passes: its route, its
+/// attempts in order, how it ended. Read when the response ends (metrics, access log,
+/// span); the only thing read back on the way is which endpoint the last attempt went
+/// to, so a retry prefers another.
 #[derive(Debug)]
 pub struct RequestRecord {
     pub start: Instant,
     pub wall_start: std::time::SystemTime,
     pub route: OnceLock<Arc<RouteEntry>>,
-    pub cluster: OnceLock<Arc<ClusterRuntime>>,
-    /// The endpoint of the last attempt.
-    pub endpoint: Mutex<Option<Arc<Endpoint>>>,
-    pub attempts: AtomicU32,
+    /// Most requests make one attempt: kept inline, no allocation.
+    attempts: Mutex<SmallVec<[AttemptRecord; 1]>>,
     pub error: OnceLock<ProxyError>,
     pub request_id: OnceLock<HeaderValue>,
     /// Set when tracing is configured.
@@ -89,9 +100,7 @@ impl RequestRecord {
             start: Instant::now(),
             wall_start: std::time::SystemTime::now(),
             route: OnceLock::new(),
-            cluster: OnceLock::new(),
-            endpoint: Mutex::new(None),
-            attempts: AtomicU32::new(0),
+            attempts: Mutex::new(SmallVec::new()),
             error: OnceLock::new(),
             request_id: OnceLock::new(),
             trace: OnceLock::new(),
@@ -114,16 +123,35 @@ impl RequestRecord {
         self.request_bytes.load(Ordering::Relaxed)
     }
 
-    pub fn set_endpoint(&self, endpoint: &Arc<Endpoint>) {
-        self.attempts.fetch_add(1, Ordering::Relaxed);
-        *self.endpoint.lock().unwrap_or_else(|e| e.into_inner()) = Some(endpoint.clone());
+    fn attempts_lock(&self) -> std::sync::MutexGuard<'_, SmallVec<[AttemptRecord; 1]>> {
+        self.attempts.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn endpoint(&self) -> Option<Arc<Endpoint>> {
-        self.endpoint
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+    /// Records an attempt at `cluster`: sent to `endpoint`, or turned away before one
+    /// was picked.
+    pub fn attempted(&self, cluster: &Arc<ClusterRuntime>, endpoint: Option<&Arc<Endpoint>>) {
+        self.attempts_lock().push(AttemptRecord {
+            cluster: cluster.clone(),
+            endpoint: endpoint.cloned(),
+        });
+    }
+
+    /// The last attempt: the cluster and endpoint metrics and the access log report.
+    pub fn last_attempt(&self) -> Option<AttemptRecord> {
+        self.attempts_lock().last().cloned()
+    }
+
+    /// The endpoint the last attempt went to.
+    pub fn last_endpoint(&self) -> Option<Arc<Endpoint>> {
+        self.attempts_lock().last()?.endpoint.clone()
+    }
+
+    /// Attempts that reached an endpoint.
+    pub fn attempts_sent(&self) -> u32 {
+        self.attempts_lock()
+            .iter()
+            .filter(|a| a.endpoint.is_some())
+            .count() as u32
     }
 }
 
@@ -184,8 +212,8 @@ impl Observer {
                 ),
             };
         }
-        if let Some(cluster) = self.record.cluster.get() {
-            span = span.str("meshwork.cluster", cluster.name());
+        if let Some(attempt) = self.record.last_attempt() {
+            span = span.str("meshwork.cluster", attempt.cluster.name());
         }
         if let Some(peer) = &self.record.peer_identity {
             span = span.str("meshwork.peer_identity", peer);
@@ -219,8 +247,8 @@ impl Drop for Observer {
         let elapsed = self.record.start.elapsed();
         if let Some(plan) = &self.plan {
             let route = self.record.route.get();
-            let cluster = self.record.cluster.get();
-            plan.request_handles(route, cluster).observe(
+            let cluster = self.record.last_attempt().map(|a| a.cluster);
+            plan.request_handles(route, cluster.as_ref()).observe(
                 self.status,
                 elapsed,
                 self.record.request_bytes(),

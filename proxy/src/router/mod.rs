@@ -4,6 +4,7 @@
 
 pub mod matcher;
 pub mod request;
+pub mod state;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,10 +25,11 @@ pub struct RouteEntry {
     /// Weighted backends, resolved; empty for direct responses and redirects.
     pub backends: Vec<(Arc<ClusterRuntime>, u32)>,
     pub total_weight: u64,
-    /// The route's local rate limit (starts full with each new snapshot).
-    pub rate_limit: Option<crate::policy::token_bucket::TokenBucket>,
-    /// The route's retry budget (starts empty with each new snapshot).
-    pub retry_budget: Option<crate::policy::retry_budget::RetryBudget>,
+    /// The route's local rate limit, kept across snapshots while its settings are
+    /// unchanged (`router/state.rs`).
+    pub rate_limit: Option<Arc<crate::policy::token_bucket::TokenBucket>>,
+    /// The route's retry budget, kept like the rate limit.
+    pub retry_budget: Option<Arc<crate::policy::retry_budget::RetryBudget>>,
     /// The cluster receiving copies of a share of this route's requests, resolved.
     pub mirror: Option<Arc<ClusterRuntime>>,
 }
@@ -156,18 +158,32 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
-    /// Compiles a table, resolving backend clusters by name. The config was validated, so
-    /// every referenced cluster exists in `clusters`.
+    /// Compiles a table, resolving backend clusters by name, with new per-route state.
+    /// The config was validated, so every referenced cluster exists in `clusters`.
     pub fn build(
         table: &model::RouteTable,
         clusters: &HashMap<String, Arc<ClusterRuntime>>,
+    ) -> Self {
+        let states = table
+            .routes
+            .iter()
+            .map(|route| state::RouteState::for_route(route, None))
+            .collect();
+        Self::build_with(table, clusters, states)
+    }
+
+    /// Compiles a table whose routes take `states`, one per route in order.
+    pub fn build_with(
+        table: &model::RouteTable,
+        clusters: &HashMap<String, Arc<ClusterRuntime>>,
+        states: Vec<state::RouteState>,
     ) -> Self {
         let name: Arc<str> = table.name.as_str().into();
         let mut routes = Vec::with_capacity(table.routes.len());
         let mut exact_hosts: HashMap<String, PathIndex> = HashMap::new();
         let mut wildcard_hosts: HashMap<String, PathIndex> = HashMap::new();
         let mut any_host = PathIndex::default();
-        for (i, route) in table.routes.iter().enumerate() {
+        for ((i, route), state) in table.routes.iter().enumerate().zip(states) {
             let i = i as u32;
             let backends: Vec<(Arc<ClusterRuntime>, u32)> = match &route.action {
                 RouteAction::Backends(list) => list
@@ -194,19 +210,12 @@ impl RouteTable {
                 config: route.clone(),
                 backends,
                 total_weight,
-                retry_budget: route.retry.as_ref().map(|r| {
-                    crate::policy::retry_budget::RetryBudget::new(
-                        r.budget.ratio,
-                        r.budget.min_per_second,
-                    )
-                }),
+                retry_budget: state.retry_budget.map(|(_, budget)| budget),
                 mirror: route
                     .mirror
                     .as_ref()
                     .and_then(|m| clusters.get(&m.cluster).cloned()),
-                rate_limit: route.rate_limit.map(|r| {
-                    crate::policy::token_bucket::TokenBucket::new(r.requests_per_second, r.burst)
-                }),
+                rate_limit: state.rate_limit.map(|(_, bucket)| bucket),
             }));
         }
         Self {

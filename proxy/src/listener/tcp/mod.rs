@@ -16,6 +16,7 @@ use meshwork_config::model::HashPolicy;
 use prometheus::IntCounter;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::cluster::attempt::{Admission, Target};
 use crate::cluster::connector::CountedStream;
 use crate::cluster::{Endpoint, InFlight};
 use crate::http::ProxyError;
@@ -145,26 +146,79 @@ async fn connect(
             return Err(ProxyError::Unauthorized);
         }
     }
+    // The cluster's `max_connections` first, so a refusal there spends no half-open
+    // trial of a breaker; then an endpoint. The only hash key a TCP connection has is
+    // its source address.
     let cluster = &plan.cluster;
-    // Taken before the pick, so a refusal here spends no half-open trial of a breaker.
-    let slot = cluster
-        .gates
-        .connections
-        .try_acquire()
-        .ok_or(ProxyError::Overflow)?;
-    // The only hash key a TCP connection has is its source address.
     let key = matches!(cluster.config.hash, Some(HashPolicy::SourceIp))
         .then(|| crate::balance::hash_source_ip(client_addr.ip()));
-    let endpoint = cluster.pick(None, key)?.clone();
-    match endpoint.connector.open_counted(slot).await {
-        Ok(stream) => {
-            endpoint.report(true, &cluster.ejection);
-            Ok((stream, endpoint))
-        }
+    let target = Target::Pick { avoid: None, key };
+    let mut attempt = cluster.begin(Admission::Connection, target, None)?;
+    let endpoint = attempt.endpoint().clone();
+    let slot = attempt.take_connection_slot().ok_or(ProxyError::Overflow)?;
+    // Dropped before the connect ends (the listener going away), the attempt gives its
+    // breaker admission back.
+    let connected = endpoint.connector.open_counted(slot).await;
+    attempt.connected(connected.is_ok());
+    match connected {
+        Ok(stream) => Ok((stream, endpoint)),
         Err(error) => {
-            endpoint.report(false, &cluster.ejection);
             tracing::debug!(%client_addr, endpoint = %endpoint.address, %error, "tcp upstream connect failed");
             Err(ProxyError::ConnectFailed)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::test_cluster::{cluster, one_strike_breaker};
+
+    /// A listener whose accept queue is full (backlog 1, never accepting): a further
+    /// connect waits for a SYN-ACK that does not come.
+    async fn full_listener() -> (tokio::net::TcpListener, Vec<tokio::net::TcpStream>) {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(1).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut fillers = Vec::new();
+        for _ in 0..2 {
+            if let Ok(Ok(conn)) = tokio::time::timeout(
+                Duration::from_millis(200),
+                tokio::net::TcpStream::connect(addr),
+            )
+            .await
+            {
+                fillers.push(conn);
+            }
+        }
+        (listener, fillers)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connect_abandoned_midway_gives_its_half_open_trial_back() {
+        let (listener, _fillers) = full_listener().await;
+        let addr = listener.local_addr().unwrap();
+        let c = cluster(
+            "tcp",
+            &[addr],
+            Some(one_strike_breaker()),
+            Default::default(),
+        );
+        c.endpoints[0].report(false, &c.ejection);
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let plan = TcpListenerPlan {
+            cluster: c.clone(),
+            authorization: None,
+        };
+        let client: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        // The listener closes (drain, removal) while the trial's connect is pending.
+        let abandoned =
+            tokio::time::timeout(Duration::from_millis(100), connect(&plan, client, None));
+        assert!(abandoned.await.is_err(), "the connect was still pending");
+        assert!(
+            c.pick(None, None).is_ok(),
+            "the abandoned trial's slot is free for the next connection"
+        );
     }
 }

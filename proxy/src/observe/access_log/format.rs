@@ -3,13 +3,12 @@
 use std::borrow::Cow;
 use std::cell::Cell;
 use std::io::Write as _;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use meshwork_config::model::AccessLogFormat;
 
 use super::json::JsonObject;
-use crate::observe::RequestRecord;
+use crate::observe::{AttemptRecord, RequestRecord};
 
 /// Appends the line for one request (newline included) to `out`.
 pub fn line(
@@ -29,17 +28,29 @@ pub fn line(
 
 struct Fields<'a> {
     route: &'a str,
-    cluster: &'a str,
-    endpoint: Option<std::sync::Arc<crate::cluster::Endpoint>>,
+    /// The last attempt: its cluster and endpoint are reported together.
+    attempt: Option<AttemptRecord>,
+    attempts: u32,
     error: Option<&'static str>,
     request_id: Cow<'a, str>,
+}
+
+impl Fields<'_> {
+    fn cluster(&self) -> &str {
+        self.attempt.as_ref().map_or("", |a| a.cluster.name())
+    }
+
+    fn endpoint(&self) -> Option<&str> {
+        let endpoint = self.attempt.as_ref()?.endpoint.as_ref()?;
+        Some(&endpoint.address_text)
+    }
 }
 
 fn fields(record: &RequestRecord) -> Fields<'_> {
     Fields {
         route: record.route.get().map_or("", |r| r.name()),
-        cluster: record.cluster.get().map_or("", |c| c.name()),
-        endpoint: record.endpoint(),
+        attempt: record.last_attempt(),
+        attempts: record.attempts_sent(),
         error: record.error.get().map(|e| e.reason()),
         request_id: record
             .request_id
@@ -103,16 +114,10 @@ fn json_line(
         .millis("duration_ms", elapsed)
         .opt_str(
             "upstream_cluster",
-            (!f.cluster.is_empty()).then_some(f.cluster),
+            (!f.cluster().is_empty()).then_some(f.cluster()),
         )
-        .opt_str(
-            "upstream_endpoint",
-            f.endpoint.as_ref().map(|e| &*e.address_text),
-        )
-        .uint(
-            "attempts",
-            u64::from(record.attempts.load(Ordering::Relaxed)),
-        )
+        .opt_str("upstream_endpoint", f.endpoint())
+        .uint("attempts", u64::from(f.attempts))
         .uint("request_bytes", record.request_bytes())
         .uint("response_bytes", response_bytes)
         .str("request_id", &f.request_id);
@@ -179,9 +184,9 @@ fn text_line(
         elapsed.as_secs_f64() * 1e3,
         dash(listener),
         dash(f.route),
-        dash(f.cluster),
-        f.endpoint.as_ref().map_or("-", |e| &*e.address_text),
-        record.attempts.load(Ordering::Relaxed),
+        dash(f.cluster()),
+        f.endpoint().unwrap_or("-"),
+        f.attempts,
         dash(&f.request_id),
         record.peer_identity.as_deref().unwrap_or("-"),
     );
