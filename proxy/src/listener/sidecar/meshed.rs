@@ -97,6 +97,11 @@ pub async fn serve_inbound(
         );
         return;
     }
+    // Under TPROXY the app sees who called, meshed or not: the client pod's address is
+    // the TCP peer of this connection (the peer's sidecar dials from its pod's address).
+    // Never an address the peer wrote: an identity proves who it is, not where it is.
+    let client_ip = client_addr.ip().to_canonical();
+    let transparent_source = connect::routed_back_under_tproxy(client_ip).then_some(client_ip);
     let peer = accepted.peer_identity;
     handles.forwarded(destination.port(), "meshed");
     tracing::debug!(%client_addr, peer = %peer, %destination, protocol = accepted.header.protocol.as_str(), "meshed connection accepted");
@@ -119,7 +124,7 @@ pub async fn serve_inbound(
                 handles.refused("unauthorized", client_addr, &format_args!("peer {peer}"));
                 return;
             }
-            return match connect::connect(destination, None).await {
+            return match connect::connect(destination, transparent_source).await {
                 Ok(tcp) => {
                     opaque(
                         stream,
@@ -138,7 +143,7 @@ pub async fn serve_inbound(
         client_addr,
         protocol,
         destination,
-        None,
+        transparent_source,
         Some(peer),
         settings.http,
     )
