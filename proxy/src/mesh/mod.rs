@@ -34,4 +34,4 @@ pub use plan::MeshPlan;
 pub const ALPN_MESH: &[u8] = b"meshwork/1";
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

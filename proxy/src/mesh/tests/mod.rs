@@ -1,7 +1,7 @@
 //! Meshed connections over real loopback sockets with real certificates: the round trip,
 //! and each way a peer is refused.
 
-mod pki;
+pub(crate) mod pki;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
