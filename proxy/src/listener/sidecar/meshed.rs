@@ -26,9 +26,11 @@ use crate::mesh::{MeshPlan, MeshProtocol};
 
 /// Dials `destination`: meshed with `mesh` (the destination runs meshwork), else
 /// straight, from `transparent_source` under TPROXY. What a meshed dial carries is
-/// always opaque to the peer: HTTP never takes this connection (it is served by the
-/// HTTP stack, whose own connections to a meshed destination are meshed as HTTP).
-/// `raced`: dialed while the client's protocol is still being detected.
+/// always opaque to the peer: HTTP is served by the HTTP stack, whose own connections to
+/// a meshed destination are meshed as HTTP. `raced`: dialed while the client's protocol
+/// is still being detected; when the client speaks HTTP before the handshake is done,
+/// the dial is dropped and its handshake goes to the HTTP stack's connection instead
+/// (see `mesh/spare.rs`), so detection wastes nothing.
 pub fn dial(
     destination: SocketAddr,
     transparent_source: Option<IpAddr>,

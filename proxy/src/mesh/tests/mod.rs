@@ -2,6 +2,7 @@
 //! and each way a peer is refused.
 
 pub(crate) mod pki;
+mod spare;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
