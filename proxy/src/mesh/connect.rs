@@ -192,7 +192,7 @@ pub async fn connect(
 ) -> Result<MeshedStream, ConnectError> {
     let address = dial.plan.peer_address(dial.destination);
     let handshaken = match Spares::claim(&dial.plan, address, connect_timeout) {
-        Claim::Ready(spare) => spare,
+        Claim::Ready(spare) => *spare,
         Claim::Wait(under_way) => under_way
             .await
             .unwrap_or(Err(ConnectError::HandshakeLost(address)))?,

@@ -61,15 +61,15 @@ type Delivery = oneshot::Sender<Result<Handshaken, ConnectError>>;
 enum Slot {
     /// The handshake is under way; `taker` gets it when done, if it still waits.
     Filling { id: u64, taker: Option<Delivery> },
-    /// Done, header unsent, kept until taken or expired.
-    Ready { id: u64, spare: Handshaken },
+    /// Done, header unsent, kept until taken or expired (boxed: a TLS stream is large).
+    Ready { id: u64, spare: Box<Handshaken> },
 }
 
 /// What a connection to a peer starts from.
 #[derive(Debug)]
 pub enum Claim {
     /// The peer's spare: its handshake is done.
-    Ready(Handshaken),
+    Ready(Box<Handshaken>),
     /// A handshake under way, its result (success or failure) delivered here.
     Wait(oneshot::Receiver<Result<Handshaken, ConnectError>>),
     /// Nothing to take and no room to start one in the background (too many peers, or
@@ -204,7 +204,13 @@ async fn fill(plan: Arc<MeshPlan>, peer: SocketAddr, id: u64, connect_timeout: D
             // A newer handshake took the peer's place meanwhile.
             return;
         }
-        slots.insert(peer, Slot::Ready { id, spare });
+        slots.insert(
+            peer,
+            Slot::Ready {
+                id,
+                spare: Box::new(spare),
+            },
+        );
     }
     tokio::time::sleep(SPARE_LIFETIME).await;
     // Closed unused: the peer sees it end before its header began.
