@@ -27,6 +27,23 @@ fn init(ns: &Netns) {
     );
 }
 
+/// `meshwork init --mode tproxy` in `ns`, sparing the sidecars (root) from capture.
+fn init_tproxy(ns: &Netns) {
+    let bin = meshwork_tests::meshwork_bin();
+    ns.run_ok(
+        &bin.to_string_lossy(),
+        &[
+            "init",
+            "--mode",
+            "tproxy",
+            "--proxy-uid",
+            "0",
+            "--proxy-gid",
+            "0",
+        ],
+    );
+}
+
 /// The pod's sidecar: an outbound auto listener, destinations on the link meshed.
 fn outbound_yaml(identity: &CertFiles) -> String {
     format!(
@@ -351,19 +368,7 @@ fn under_tproxy_http_reaches_the_app_from_the_clients_own_address() {
     let dir = tempfile::tempdir().unwrap();
     let link = PodLink::new();
     // Only the peer is intercepted, in TPROXY mode; the pod's client is plain.
-    let bin = meshwork_tests::meshwork_bin();
-    link.peer.run_ok(
-        &bin.to_string_lossy(),
-        &[
-            "init",
-            "--mode",
-            "tproxy",
-            "--proxy-uid",
-            "0",
-            "--proxy-gid",
-            "0",
-        ],
-    );
+    init_tproxy(&link.peer);
     let _app = probe_http_listener(&link.peer, "0.0.0.0:8080", "app");
     let _inbound = start_meshwork(
         &link.peer,
@@ -415,19 +420,7 @@ fn under_tproxy_a_meshed_connection_reaches_the_app_from_the_client_pods_address
     let link = PodLink::new();
     init(&link.pod);
     // The peer is intercepted in TPROXY mode; the pod's app is meshed by its sidecar.
-    let bin = meshwork_tests::meshwork_bin();
-    link.peer.run_ok(
-        &bin.to_string_lossy(),
-        &[
-            "init",
-            "--mode",
-            "tproxy",
-            "--proxy-uid",
-            "0",
-            "--proxy-gid",
-            "0",
-        ],
-    );
+    init_tproxy(&link.peer);
     let _http_app = probe_http_listener(&link.peer, "0.0.0.0:8080", "app");
     let _greeting_app = probe_listener(&link.peer, "0.0.0.0:7001", "greeter", &[]);
     let _inbound = start_meshwork(&link.peer, dir.path(), &inbound_yaml(&api, "strict", ""));

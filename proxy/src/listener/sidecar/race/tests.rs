@@ -115,7 +115,7 @@ async fn a_refused_connect_ends_the_race_unless_http_may_still_be_routed() {
         .await,
         Start::ConnectFailed(_)
     ));
-    let (mut client, mut accepted) = pair().await;
+    let (mut client, accepted) = pair().await;
     // The client speaks only once the connect has failed.
     let (failed_tx, failed) = tokio::sync::oneshot::channel();
     let dial = move || -> Connecting {
@@ -127,13 +127,25 @@ async fn a_refused_connect_ends_the_race_unless_http_may_still_be_routed() {
             result
         })
     };
+    let start = http_once(&mut client, accepted, dial, failed).await;
+    assert_http_without_destination(start).await;
+}
+
+/// Races `accepted` (HTTP may still be routed), the client speaking HTTP once
+/// `dialed` says the destination's side is where the test wants it.
+async fn http_once(
+    client: &mut TcpStream,
+    mut accepted: TcpStream,
+    dial: impl FnOnce() -> Connecting + Send + 'static,
+    dialed: tokio::sync::oneshot::Receiver<()>,
+) -> Start {
     let racing =
         tokio::spawn(
             async move { race(&mut accepted, dial, true, Duration::from_secs(3600)).await },
         );
-    failed.await.unwrap();
+    dialed.await.unwrap();
     client.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
-    assert_http_without_destination(racing.await.unwrap()).await;
+    racing.await.unwrap()
 }
 
 /// The race ended on the client's HTTP, the destination's connection unusable.
@@ -160,7 +172,7 @@ async fn a_destination_closing_without_a_byte_decides_nothing_while_http_may_be_
             drop(closed);
         }
     });
-    let (mut client, mut accepted) = pair().await;
+    let (mut client, accepted) = pair().await;
     let (dialed_tx, dialed) = tokio::sync::oneshot::channel();
     let dial = move || -> Connecting {
         Box::pin(async move {
@@ -171,13 +183,8 @@ async fn a_destination_closing_without_a_byte_decides_nothing_while_http_may_be_
             Ok(UpstreamStream::Plain { tcp: stream })
         })
     };
-    let racing =
-        tokio::spawn(
-            async move { race(&mut accepted, dial, true, Duration::from_secs(3600)).await },
-        );
-    dialed.await.unwrap();
-    client.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
-    assert_http_without_destination(racing.await.unwrap()).await;
+    let start = http_once(&mut client, accepted, dial, dialed).await;
+    assert_http_without_destination(start).await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -229,7 +236,7 @@ async fn a_meshed_peers_tls_close_decides_nothing_while_http_may_be_routed() {
     let api = pki.identity("spiffe://cluster.local/ns/prod/sa/api");
     let port = meshed_peer_that_closes(&api).await;
     let app = std::net::SocketAddr::from(([127, 0, 0, 1], 8080));
-    let (mut client, mut accepted) = pair().await;
+    let (mut client, accepted) = pair().await;
     let (dialed_tx, dialed) = tokio::sync::oneshot::channel();
     let dial = move || -> Connecting {
         Box::pin(async move {
@@ -243,11 +250,6 @@ async fn a_meshed_peers_tls_close_decides_nothing_while_http_may_be_routed() {
             Ok(UpstreamStream::Tls { tls: meshed.stream })
         })
     };
-    let racing =
-        tokio::spawn(
-            async move { race(&mut accepted, dial, true, Duration::from_secs(3600)).await },
-        );
-    dialed.await.unwrap();
-    client.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
-    assert_http_without_destination(racing.await.unwrap()).await;
+    let start = http_once(&mut client, accepted, dial, dialed).await;
+    assert_http_without_destination(start).await;
 }
