@@ -82,7 +82,7 @@ impl MeshPlan {
             server: Arc::new(server),
             connect_failures: metrics.mesh.connect_failures_total.clone(),
             identity: identity.clone(),
-            spares: Spares::default(),
+            spares: Spares::new(metrics.mesh.spares_total.clone()),
         })))
     }
 

@@ -40,6 +40,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use prometheus::IntCounterVec;
 use tokio::sync::oneshot;
 
 use super::MeshPlan;
@@ -78,10 +79,11 @@ pub enum Claim {
 }
 
 /// The spares of one mesh plan, keyed by peer (its inbound address).
-#[derive(Default)]
 pub struct Spares {
     slots: Mutex<HashMap<SocketAddr, Slot>>,
     next_id: AtomicU64,
+    /// `meshwork_mesh_spares_total`, by outcome.
+    outcomes: IntCounterVec,
 }
 
 impl std::fmt::Debug for Spares {
@@ -93,6 +95,18 @@ impl std::fmt::Debug for Spares {
 }
 
 impl Spares {
+    pub fn new(outcomes: IntCounterVec) -> Self {
+        Self {
+            slots: Mutex::default(),
+            next_id: AtomicU64::new(0),
+            outcomes,
+        }
+    }
+
+    fn count(&self, outcome: &str) {
+        self.outcomes.with_label_values(&[outcome]).inc();
+    }
+
     fn lock(&self) -> MutexGuard<'_, HashMap<SocketAddr, Slot>> {
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -119,6 +133,8 @@ impl Spares {
                             taker: Some(deliver),
                         },
                     );
+                    drop(slots);
+                    spares.count("joined");
                     return Claim::Wait(delivered);
                 }
                 None => None,
@@ -126,8 +142,10 @@ impl Spares {
         };
         if let Some(mut spare) = ready {
             if spare.usable(&plan.identity) {
+                spares.count("used");
                 return Claim::Ready(spare);
             }
+            spares.count("stale");
             tracing::debug!(%peer, "meshed spare closed, refused or made with a rotated identity; not used");
         }
         let (deliver, delivered) = oneshot::channel();
@@ -167,6 +185,12 @@ impl Spares {
     #[cfg(test)]
     pub(crate) fn has_ready(&self, peer: SocketAddr) -> bool {
         matches!(self.lock().get(&peer), Some(Slot::Ready { .. }))
+    }
+
+    /// How many spares ended with `outcome` (for tests).
+    #[cfg(test)]
+    pub(crate) fn outcomes(&self, outcome: &str) -> u64 {
+        self.outcomes.with_label_values(&[outcome]).get()
     }
 
     /// Removes `peer`'s slot if it is still the one numbered `id`.
@@ -214,5 +238,7 @@ async fn fill(plan: Arc<MeshPlan>, peer: SocketAddr, id: u64, connect_timeout: D
     }
     tokio::time::sleep(SPARE_LIFETIME).await;
     // Closed unused: the peer sees it end before its header began.
-    drop(plan.spares.remove_own(peer, id));
+    if plan.spares.remove_own(peer, id).is_some() {
+        plan.spares.count("expired");
+    }
 }

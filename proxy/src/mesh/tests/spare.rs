@@ -89,6 +89,7 @@ async fn a_second_connection_takes_the_spare_made_after_the_first() {
     let (index, header) = header(next(&mut accepted).await);
     assert_eq!(index, 1, "not the spare");
     assert_eq!((header.port, header.protocol), (9090, MeshProtocol::Opaque));
+    assert_eq!(plan.spares.outcomes("used"), 1);
 }
 
 #[tokio::test]
@@ -124,6 +125,8 @@ async fn a_spare_made_before_a_rotation_is_closed_unused_not_refused() {
         "{:?}",
         spare.1.map(|a| a.header)
     );
+    assert_eq!(plan.spares.outcomes("stale"), 1);
+    assert_eq!(plan.spares.outcomes("used"), 0);
     match fresh {
         (2, Ok(accepted)) => assert_eq!(
             &*accepted.peer_identity,
