@@ -11,8 +11,10 @@
 //! Why spares rather than TLS session resumption: a resumed session skips the
 //! certificate checks (the point of resumption), while a spare is a full handshake,
 //! verified against the trust bundle of the moment like every other; and it removes the
-//! whole handshake from the critical path, round trips included, where resumption only
-//! saves the signatures.
+//! whole handshake from the connection's path in time, round trips included, where
+//! resumption only saves the signatures and checks. It does not remove its CPU: with
+//! connections back to back and no idle time between them, the spare's handshake runs
+//! while the connection in flight is relayed and costs it as much (bench/RESULTS.md).
 //!
 //! Bounds, so a spare costs the peer nothing it would not accept from any meshed client:
 //! - one per peer (its inbound address), for at most [`MAX_SPARE_PEERS`] peers;
