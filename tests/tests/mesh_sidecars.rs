@@ -27,6 +27,23 @@ fn init(ns: &Netns) {
     );
 }
 
+/// `meshwork init --mode tproxy` in `ns`, sparing the sidecars (root) from capture.
+fn init_tproxy(ns: &Netns) {
+    let bin = meshwork_tests::meshwork_bin();
+    ns.run_ok(
+        &bin.to_string_lossy(),
+        &[
+            "init",
+            "--mode",
+            "tproxy",
+            "--proxy-uid",
+            "0",
+            "--proxy-gid",
+            "0",
+        ],
+    );
+}
+
 /// The pod's sidecar: an outbound auto listener, destinations on the link meshed.
 fn outbound_yaml(identity: &CertFiles) -> String {
     format!(
@@ -351,19 +368,7 @@ fn under_tproxy_http_reaches_the_app_from_the_clients_own_address() {
     let dir = tempfile::tempdir().unwrap();
     let link = PodLink::new();
     // Only the peer is intercepted, in TPROXY mode; the pod's client is plain.
-    let bin = meshwork_tests::meshwork_bin();
-    link.peer.run_ok(
-        &bin.to_string_lossy(),
-        &[
-            "init",
-            "--mode",
-            "tproxy",
-            "--proxy-uid",
-            "0",
-            "--proxy-gid",
-            "0",
-        ],
-    );
+    init_tproxy(&link.peer);
     let _app = probe_http_listener(&link.peer, "0.0.0.0:8080", "app");
     let _inbound = start_meshwork(
         &link.peer,
@@ -397,6 +402,52 @@ fn under_tproxy_http_reaches_the_app_from_the_clients_own_address() {
                 ("direction", "inbound"),
                 ("port", "8080"),
                 ("protocol", "http"),
+            ],
+        ),
+        1.0,
+        "{}",
+        inbound.lines_of("meshwork_sidecar_connections_total")
+    );
+}
+
+#[test]
+fn under_tproxy_a_meshed_connection_reaches_the_app_from_the_client_pods_address() {
+    if skipped("under_tproxy_a_meshed_connection_reaches_the_app_from_the_client_pods_address") {
+        return;
+    }
+    let (_ca, web, api) = certs();
+    let dir = tempfile::tempdir().unwrap();
+    let link = PodLink::new();
+    init(&link.pod);
+    // The peer is intercepted in TPROXY mode; the pod's app is meshed by its sidecar.
+    init_tproxy(&link.peer);
+    let _http_app = probe_http_listener(&link.peer, "0.0.0.0:8080", "app");
+    let _greeting_app = probe_listener(&link.peer, "0.0.0.0:7001", "greeter", &[]);
+    let _inbound = start_meshwork(&link.peer, dir.path(), &inbound_yaml(&api, "strict", ""));
+    let _outbound = start_meshwork(&link.pod, dir.path(), &outbound_yaml(&web));
+
+    // HTTP, served by the peer's sidecar: from the pod's address, the identity known.
+    let (status, body) = app_get(&link, &format!("http://{PEER_V4}:8080/x"));
+    assert_eq!(status, "200", "{body}");
+    assert!(
+        body.starts_with(&format!("app peer-identity={WEB} peer=10.200.0.1:")),
+        "the app sees the sidecar, not the client pod: {body}"
+    );
+    // A server-first app, relayed opaque: the same.
+    let answer = probe_connect(&link.pod, &format!("{PEER_V4}:7001"), Some(APP_UID)).unwrap();
+    assert!(
+        answer.starts_with("greeter ") && answer.contains("peer=10.200.0.1:"),
+        "the app sees the sidecar, not the client pod: {answer}"
+    );
+    let inbound = meshwork_metrics(&link.peer);
+    assert_eq!(
+        inbound.get_or_zero(
+            "meshwork_sidecar_connections_total",
+            &[
+                ("listener", "inbound"),
+                ("direction", "inbound"),
+                ("port", "7001"),
+                ("protocol", "meshed"),
             ],
         ),
         1.0,

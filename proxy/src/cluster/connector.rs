@@ -226,15 +226,6 @@ impl CountedStream {
 }
 
 impl UpstreamStream {
-    /// The TCP connection under the stream (to peek at what the server sent: a meshed
-    /// peer sends nothing after its handshake, so bytes there are the app's).
-    pub fn tcp(&self) -> &TcpStream {
-        match self {
-            UpstreamStream::Plain { tcp } => tcp,
-            UpstreamStream::Tls { tls } => tls.get_ref().0,
-        }
-    }
-
     /// The endpoint chose HTTP/2 by ALPN.
     pub fn negotiated_h2(&self) -> bool {
         match self {

@@ -127,11 +127,12 @@ impl AcceptFailures {
     }
 
     /// Counts `error` (by reason) and logs it unless too many were logged lately. A
-    /// client that went away during the handshake (`eof`) was not refused: it is only
-    /// logged at debug level (a raced connection its sidecar gave up on looks like this).
+    /// client that went away during the handshake (`eof`: a raced connection its sidecar
+    /// gave up on looks like this) or before its header began (a spare it closed unused)
+    /// was not refused: it is only logged at debug level.
     pub fn report(&self, client: SocketAddr, error: &AcceptError) {
         let reason = error.reason();
-        if reason == "eof" {
+        if reason == "eof" || matches!(error, AcceptError::Header(HeaderError::Unused)) {
             tracing::debug!(listener = %self.listener, %client, %error, "meshed peer went away during the handshake");
             return;
         }

@@ -1,17 +1,24 @@
 //! The outbound side of a meshed connection: TCP to the destination pod's inbound port,
 //! TLS 1.3 presenting this proxy's identity and offering only [`ALPN_MESH`], the peer
-//! verified against the trust bundle and required to carry a SPIFFE ID, then the header.
+//! verified against the trust bundle and required to carry a SPIFFE ID ([`handshake`]),
+//! then the header. The handshake is usually done ahead of need: a connection takes the
+//! peer's warm spare, or the handshake under way for it (`spare.rs`).
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Waker};
 use std::time::Duration;
 
 use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
 use super::header::MeshHeader;
+use super::spare::{Claim, Spares};
 use super::{ALPN_MESH, MeshPlan};
+use crate::tls::identity::{IdentityMaterial, IdentityStore};
 use crate::tls::spiffe::spiffe_id;
 
 /// A meshed connection, header sent: what is written next is the payload.
@@ -56,6 +63,8 @@ pub enum ConnectError {
         #[source]
         source: std::io::Error,
     },
+    #[error("connecting to {0}: the handshake's task ended without a result")]
+    HandshakeLost(SocketAddr),
 }
 
 impl ConnectError {
@@ -68,6 +77,7 @@ impl ConnectError {
             Self::TlsTimeout(_) => "timeout",
             Self::NotMeshPeer { .. } => "not-mesh-peer",
             Self::Header { .. } => "header",
+            Self::HandshakeLost(_) => "connect",
         }
     }
 
@@ -113,10 +123,62 @@ impl MeshDial {
     }
 }
 
+/// A meshed connection through its handshake, the peer verified; the header is not
+/// sent yet, so it can still carry any port and protocol (the peer waits for it).
+#[derive(Debug)]
+pub struct Handshaken {
+    stream: TlsStream<TcpStream>,
+    peer_identity: Arc<str>,
+    peer_address: SocketAddr,
+    /// The identity this proxy presented (a rotation makes the connection stale).
+    identity: Option<Arc<IdentityMaterial>>,
+}
+
+impl Handshaken {
+    /// Whether it can still carry a connection: made with the identity in use now, and
+    /// neither closed nor refused by the peer since. (A TLS 1.3 server refuses a client
+    /// certificate after the client's side of the handshake is done: its alert would be
+    /// waiting here.) Looks without waiting: a read polled once, through TLS.
+    pub(super) fn usable(&mut self, identity: &IdentityStore) -> bool {
+        let current = identity.current();
+        let same_identity = match (&self.identity, &current) {
+            (Some(then), Some(now)) => Arc::ptr_eq(then, now),
+            (None, None) => true,
+            _ => false,
+        };
+        let mut byte = [0u8; 1];
+        let mut buf = ReadBuf::new(&mut byte);
+        let mut cx = Context::from_waker(Waker::noop());
+        same_identity
+            && Pin::new(&mut self.stream)
+                .poll_read(&mut cx, &mut buf)
+                .is_pending()
+    }
+
+    /// Sends `header`: what is written next is the payload.
+    async fn send_header(mut self, header: MeshHeader) -> Result<MeshedStream, ConnectError> {
+        let address = self.peer_address;
+        header
+            .write(&mut self.stream)
+            .await
+            .map_err(|source| ConnectError::Header { address, source })?;
+        Ok(MeshedStream {
+            stream: self.stream,
+            peer_identity: self.peer_identity,
+            peer_address: address,
+        })
+    }
+}
+
 /// Opens a meshed connection to `dial.destination` (the original destination: the
 /// pod's IP and the app's port) through the peer's inbound port, and sends the header.
-/// `connect_timeout` bounds the TCP connect and, again, the TLS handshake. A failure is
-/// counted by reason (`meshwork_mesh_connect_failures_total`).
+/// The handshake is the peer's warm spare when it has one, else the one under way for
+/// it, else a new one; either way the peer gets a spare for its next connection
+/// ([`Spares`]). A failure is counted by reason (`meshwork_mesh_connect_failures_total`).
+///
+/// When this future is dropped while it waits for a handshake (a raced connection whose
+/// client turned out to speak HTTP), the handshake becomes the peer's spare: the HTTP
+/// path's own connection takes it.
 ///
 /// With TLS 1.3 a peer that refuses this proxy's certificate does so after the client's
 /// side of the handshake is done: that refusal shows as the connection failing on its
@@ -128,27 +190,50 @@ pub async fn connect(
     dial: &MeshDial,
     connect_timeout: Duration,
 ) -> Result<MeshedStream, ConnectError> {
-    let result = connect_uncounted(dial, connect_timeout).await;
+    let address = dial.plan.peer_address(dial.destination);
+    let handshaken = match Spares::claim(&dial.plan, address, connect_timeout) {
+        Claim::Ready(spare) => *spare,
+        Claim::Wait(under_way) => under_way
+            .await
+            .unwrap_or(Err(ConnectError::HandshakeLost(address)))?,
+        Claim::Inline => handshake(&dial.plan, address, connect_timeout).await?,
+    };
+    Spares::fill(&dial.plan, address, connect_timeout);
+    let header = MeshHeader {
+        port: dial.destination.port(),
+        protocol: dial.protocol,
+        raced: dial.raced,
+    };
+    let result = handshaken.send_header(header).await;
     if let Err(error) = &result {
-        dial.plan
-            .connect_failures
-            .with_label_values(&[error.reason()])
-            .inc();
+        dial.plan.count_failure(error);
     }
     result
 }
 
-async fn connect_uncounted(
-    dial: &MeshDial,
+/// TCP to `address` (a peer's inbound port) and the TLS handshake, each within
+/// `connect_timeout`, the peer checked. A failure is counted by reason.
+///
+/// # Errors
+/// See [`ConnectError`].
+pub(super) async fn handshake(
+    plan: &MeshPlan,
+    address: SocketAddr,
     connect_timeout: Duration,
-) -> Result<MeshedStream, ConnectError> {
-    let MeshDial {
-        plan,
-        destination,
-        protocol,
-        raced,
-    } = dial;
-    let address = plan.peer_address(*destination);
+) -> Result<Handshaken, ConnectError> {
+    let result = handshake_uncounted(plan, address, connect_timeout).await;
+    if let Err(error) = &result {
+        plan.count_failure(error);
+    }
+    result
+}
+
+async fn handshake_uncounted(
+    plan: &MeshPlan,
+    address: SocketAddr,
+    connect_timeout: Duration,
+) -> Result<Handshaken, ConnectError> {
+    let identity = plan.identity.current();
     let tcp = tokio::time::timeout(connect_timeout, TcpStream::connect(address))
         .await
         .map_err(|_| ConnectError::ConnectTimeout(address))?
@@ -157,7 +242,7 @@ async fn connect_uncounted(
     // Addressed by IP: no SNI is sent, and the verifier checks the identity, not a name.
     let name = ServerName::IpAddress(address.ip().into());
     let handshake = tokio_rustls::TlsConnector::from(plan.client.clone()).connect(name, tcp);
-    let mut stream = tokio::time::timeout(connect_timeout, handshake)
+    let stream = tokio::time::timeout(connect_timeout, handshake)
         .await
         .map_err(|_| ConnectError::TlsTimeout(address))?
         .map_err(|source| ConnectError::Tls {
@@ -182,18 +267,10 @@ async fn connect_uncounted(
             address,
             why: "its certificate has no SPIFFE ID",
         })?;
-    let header = MeshHeader {
-        port: destination.port(),
-        protocol: *protocol,
-        raced: *raced,
-    };
-    header
-        .write(&mut stream)
-        .await
-        .map_err(|source| ConnectError::Header { address, source })?;
-    Ok(MeshedStream {
+    Ok(Handshaken {
         stream,
         peer_identity,
         peer_address: address,
+        identity,
     })
 }

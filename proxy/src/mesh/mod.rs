@@ -10,6 +10,8 @@
 //! - [`client_hello::peek_client_hello`]: SNI and ALPN of a ClientHello, peeked, so the
 //!   auto listener can tell a meshed peer (or a TLS client to pass through) from the rest;
 //! - [`connect::connect`]: the outbound side (TCP, mTLS, header);
+//! - [`spare::Spares`]: the outbound side's handshakes done ahead of need, one warm
+//!   spare per recently used peer, so a connection's handshake is off its critical path;
 //! - [`accept::accept`]: the inbound side (mTLS with a client certificate required,
 //!   header), and [`accept::AcceptFailures`] to count and log its refusals;
 //! - [`verify::MeshClientVerifier`]: the inbound side's check that a client certificate
@@ -23,6 +25,7 @@ pub mod client_hello;
 pub mod connect;
 pub mod header;
 pub mod plan;
+pub mod spare;
 pub mod verify;
 
 pub use header::{MeshHeader, MeshProtocol};
@@ -34,4 +37,4 @@ pub use plan::MeshPlan;
 pub const ALPN_MESH: &[u8] = b"meshwork/1";
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -9,6 +9,8 @@ use meshwork_config::model::{Direction, Mesh, MeshInbound};
 use rustls::{ClientConfig, ServerConfig};
 
 use super::ALPN_MESH;
+use super::connect::ConnectError;
+use super::spare::Spares;
 use super::verify::MeshClientVerifier;
 use crate::snapshot::Snapshot;
 use crate::tls::identity::{IdentityCert, IdentityStore};
@@ -27,6 +29,10 @@ pub struct MeshPlan {
     pub(super) server: Arc<ServerConfig>,
     /// `meshwork_mesh_connect_failures_total`, by reason.
     pub(super) connect_failures: prometheus::IntCounterVec,
+    /// The live identity (a spare made with an identity since rotated is not used).
+    pub(super) identity: Arc<IdentityStore>,
+    /// Handshakes done ahead of need, per peer.
+    pub(super) spares: Spares,
 }
 
 /// Why the mesh's TLS settings could not be built.
@@ -75,6 +81,8 @@ impl MeshPlan {
             client: Arc::new(client),
             server: Arc::new(server),
             connect_failures: metrics.mesh.connect_failures_total.clone(),
+            identity: identity.clone(),
+            spares: Spares::new(metrics.mesh.spares_total.clone()),
         })))
     }
 
@@ -102,6 +110,13 @@ impl MeshPlan {
     /// Where a meshed connection to `destination` goes: its inbound port.
     pub fn peer_address(&self, destination: SocketAddr) -> SocketAddr {
         SocketAddr::new(destination.ip(), self.mesh.inbound_port)
+    }
+
+    /// Counts a meshed connection that could not be set up, by reason.
+    pub(super) fn count_failure(&self, error: &ConnectError) {
+        self.connect_failures
+            .with_label_values(&[error.reason()])
+            .inc();
     }
 
     /// Whether the inbound side refuses clients that are not meshed peers.

@@ -1,5 +1,6 @@
 //! Meshed-connection metrics: refusals on the inbound side and failures on the outbound
-//! side, by listener and a fixed reason (never by peer address or identity).
+//! side, by listener and a fixed reason (never by peer address or identity), and what
+//! became of the outbound side's warm spares.
 
 use prometheus::IntCounterVec;
 
@@ -9,6 +10,7 @@ use super::{Metrics, counter_vec};
 pub struct MeshMetrics {
     pub inbound_refused_total: IntCounterVec,
     pub connect_failures_total: IntCounterVec,
+    pub spares_total: IntCounterVec,
 }
 
 impl MeshMetrics {
@@ -24,11 +26,17 @@ impl MeshMetrics {
                 "Meshed connections the outbound side could not set up (connect, mutual TLS, not a meshwork peer), by reason.",
                 &["reason"],
             ),
+            spares_total: counter_vec(
+                "mesh_spares_total",
+                "Meshed handshakes made ahead of need (warm spares), by outcome: used, joined (taken while under way), expired (closed unused), stale (closed: identity rotated, or the peer closed or refused it).",
+                &["outcome"],
+            ),
         }
     }
 
     pub(super) fn register(&self, metrics: &Metrics) {
         metrics.register(self.inbound_refused_total.clone());
         metrics.register(self.connect_failures_total.clone());
+        metrics.register(self.spares_total.clone());
     }
 }

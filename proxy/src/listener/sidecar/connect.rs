@@ -41,3 +41,49 @@ pub async fn connect(
     let _ = stream.set_nodelay(true);
     Ok(stream)
 }
+
+/// Whether this pod runs in TPROXY mode for a connection from `client`: the proxy's
+/// marked packets to `client` are routed by `meshwork init --mode tproxy`'s policy
+/// routing (the mark's own table, whose default route is local) instead of leaving the
+/// pod as unmarked ones do. Only then can a connection to the app be opened from
+/// `client`'s address (the app's replies, addressed to `client`, come back to the
+/// proxy), so only then is it. Two route lookups (UDP sockets connected, nothing sent):
+/// no packet, no state.
+///
+/// `false` without CAP_NET_ADMIN (the mark cannot be set, and neither could the
+/// transparent connection be made), for a client on this host, and in REDIRECT mode.
+pub fn routed_back_under_tproxy(client: IpAddr) -> bool {
+    let client = client.to_canonical();
+    match (
+        route_source(client, None),
+        route_source(client, Some(crate::init::DEFAULT_TPROXY_MARK)),
+    ) {
+        (Ok(Some(unmarked)), Ok(marked)) => unmarked != client && marked != Some(unmarked),
+        _ => false,
+    }
+}
+
+/// The source address the kernel picks towards `destination` for packets carrying
+/// `mark`; `None` when it has no route (a `local` route of the mark's table answers
+/// `ENETUNREACH` to a connect).
+///
+/// # Errors
+/// When the socket cannot be made or marked.
+fn route_source(destination: IpAddr, mark: Option<u32>) -> io::Result<Option<IpAddr>> {
+    let target = SocketAddr::new(destination, 9);
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(target),
+        socket2::Type::DGRAM,
+        None,
+    )?;
+    if let Some(mark) = mark {
+        socket.set_mark(mark)?;
+    }
+    if socket.connect(&target.into()).is_err() {
+        return Ok(None);
+    }
+    Ok(socket
+        .local_addr()?
+        .as_socket()
+        .map(|local| local.ip().to_canonical()))
+}

@@ -26,9 +26,11 @@ use crate::mesh::{MeshPlan, MeshProtocol};
 
 /// Dials `destination`: meshed with `mesh` (the destination runs meshwork), else
 /// straight, from `transparent_source` under TPROXY. What a meshed dial carries is
-/// always opaque to the peer: HTTP never takes this connection (it is served by the
-/// HTTP stack, whose own connections to a meshed destination are meshed as HTTP).
-/// `raced`: dialed while the client's protocol is still being detected.
+/// always opaque to the peer: HTTP is served by the HTTP stack, whose own connections to
+/// a meshed destination are meshed as HTTP. `raced`: dialed while the client's protocol
+/// is still being detected; when the client speaks HTTP before the handshake is done,
+/// the dial is dropped and its handshake goes to the HTTP stack's connection instead
+/// (see `mesh/spare.rs`), so detection wastes nothing.
 pub fn dial(
     destination: SocketAddr,
     transparent_source: Option<IpAddr>,
@@ -99,6 +101,11 @@ pub async fn serve_inbound(
         );
         return;
     }
+    // Under TPROXY the app sees who called, meshed or not: the client pod's address is
+    // the TCP peer of this connection (the peer's sidecar dials from its pod's address).
+    // Never an address the peer wrote: an identity proves who it is, not where it is.
+    let client_ip = client_addr.ip().to_canonical();
+    let transparent_source = connect::routed_back_under_tproxy(client_ip).then_some(client_ip);
     let peer = accepted.peer_identity;
     handles.forwarded(destination.port(), "meshed");
     tracing::debug!(%client_addr, peer = %peer, %destination, protocol = accepted.header.protocol.as_str(), "meshed connection accepted");
@@ -121,7 +128,7 @@ pub async fn serve_inbound(
                 handles.refused("unauthorized", client_addr, &format_args!("peer {peer}"));
                 return;
             }
-            return match connect::connect(destination, None).await {
+            return match connect::connect(destination, transparent_source).await {
                 Ok(tcp) => {
                     Box::pin(opaque(
                         stream,
@@ -140,7 +147,7 @@ pub async fn serve_inbound(
         client_addr,
         protocol,
         destination,
-        None,
+        transparent_source,
         Some(peer),
         settings.http,
     )

@@ -255,12 +255,13 @@ pub async fn serve(mut client: TcpStream, client_addr: SocketAddr, settings: Sid
         }
         Start::Server {
             upstream,
+            greeting,
             client_bytes,
         } => {
             handles.forwarded(port, Detected::Opaque.label());
             Box::pin(opaque(
                 Rewind::new(client_bytes, client),
-                *upstream,
+                Rewind::new(greeting, *upstream),
                 &settings,
                 destination,
             ))
@@ -275,12 +276,15 @@ pub async fn serve(mut client: TcpStream, client_addr: SocketAddr, settings: Sid
 }
 
 /// Relays bytes both ways until either side is done or the listener's idle timeout.
-async fn opaque<C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+async fn opaque<C, U>(
     client: Rewind<C>,
-    upstream: race::UpstreamStream,
+    upstream: U,
     settings: &SidecarConnSettings,
     destination: SocketAddr,
-) {
+) where
+    C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    U: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     match relay(client, upstream, settings.idle_timeout).await {
         RelayEnd::Closed {
             from_client,

@@ -97,6 +97,10 @@ pub struct MeshHeader {
 pub enum HeaderError {
     #[error("no complete header within {0:?}")]
     Timeout(Duration),
+    /// Closed before the header's first byte: a connection the peer made ahead of need
+    /// (a spare, or a raced handshake) and closed unused. Not a refusal.
+    #[error("the connection closed before the header began (an unused spare)")]
+    Unused,
     #[error("the connection closed before the header was complete")]
     Eof,
     #[error("reading the header: {0}")]
@@ -130,6 +134,7 @@ impl HeaderError {
     pub fn reason(&self) -> &'static str {
         match self {
             Self::Timeout(_) => "header-timeout",
+            Self::Unused => "unused",
             Self::Eof | Self::Io(_) => "header-eof",
             Self::UnsupportedVersion(_) => "header-version",
             Self::TooLong(_) => "header-too-long",
@@ -144,7 +149,8 @@ impl HeaderError {
     }
 }
 
-/// Every [`HeaderError::reason`] (documented with the metrics that carry them).
+/// Every [`HeaderError::reason`] of a refusal (documented with the metrics that carry
+/// them); [`HeaderError::Unused`] is none.
 pub const HEADER_REASONS: &[&str] = &[
     "header-timeout",
     "header-eof",
@@ -275,7 +281,16 @@ impl MeshHeader {
 
     async fn read_unbounded_in_time<R: AsyncRead + Unpin>(io: &mut R) -> Result<Self, HeaderError> {
         let mut prefix = [0u8; 3];
-        read_exact(io, &mut prefix).await?;
+        match io.read(&mut prefix[..1]).await {
+            Ok(0) => return Err(HeaderError::Unused),
+            // Through TLS, a peer that closed without close_notify.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return Err(HeaderError::Unused);
+            }
+            Err(e) => return Err(HeaderError::Io(e)),
+            Ok(_) => {}
+        }
+        read_exact(io, &mut prefix[1..]).await?;
         if prefix[0] != VERSION {
             return Err(HeaderError::UnsupportedVersion(prefix[0]));
         }

@@ -116,7 +116,7 @@ fn unknown_fields_are_skipped_in_any_position() {
 #[test]
 fn every_malformed_header_is_a_typed_error() {
     let cases: &[(&[u8], &str)] = &[
-        (&[], "header-eof"),
+        (&[1], "header-eof"),
         (&[1, 0], "header-eof"),
         (&[1, 0, 7, FIELD_PORT, 2], "header-eof"),
         (&[2, 0, 0], "header-version"),
@@ -201,6 +201,13 @@ fn every_malformed_header_is_a_typed_error() {
         assert_eq!(error.reason(), *reason, "{wire:?}: {error}");
         assert!(HEADER_REASONS.contains(&error.reason()));
     }
+}
+
+#[test]
+fn a_connection_closed_before_its_header_began_is_unused_not_malformed() {
+    let error = decode(&[]).expect_err("no header");
+    assert!(matches!(error, HeaderError::Unused), "{error}");
+    assert!(!HEADER_REASONS.contains(&error.reason()));
 }
 
 #[tokio::test(start_paused = true)]

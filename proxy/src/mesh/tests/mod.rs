@@ -1,7 +1,8 @@
 //! Meshed connections over real loopback sockets with real certificates: the round trip,
 //! and each way a peer is refused.
 
-mod pki;
+pub(crate) mod pki;
+mod spare;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -11,14 +11,14 @@ use crate::mesh::MeshPlan;
 use crate::tls::identity::{IdentityMaterial, IdentityStore};
 
 /// A CA in a temporary directory.
-pub(super) struct Pki {
+pub(crate) struct Pki {
     dir: tempfile::TempDir,
 }
 
 impl Pki {
     /// A CA named `name` (two trust roots need two names: a verifier finds the issuer
     /// by name before it checks the signature).
-    pub(super) fn new(name: &str) -> Self {
+    pub(crate) fn new(name: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         crate::certs::create_ca(&dir.path().join("ca"), name, 1, false).unwrap();
         Self { dir }
@@ -29,14 +29,14 @@ impl Pki {
     }
 
     /// An identity store holding a workload certificate for `spiffe_id`.
-    pub(super) fn identity(&self, spiffe_id: &str) -> Arc<IdentityStore> {
+    pub(crate) fn identity(&self, spiffe_id: &str) -> Arc<IdentityStore> {
         let out = self.dir.path().join(spiffe_id.rsplit('/').next().unwrap());
         crate::certs::issue_workload(&self.ca(), spiffe_id, &[], &out, 1, true).unwrap();
         store(&out)
     }
 
     /// An identity store whose certificate (from this CA) has a DNS name and no SPIFFE ID.
-    pub(super) fn identity_without_spiffe_id(&self, dns: &str) -> Arc<IdentityStore> {
+    pub(crate) fn identity_without_spiffe_id(&self, dns: &str) -> Arc<IdentityStore> {
         let ca_pem = std::fs::read_to_string(self.ca().join("ca.pem")).unwrap();
         let ca_key = std::fs::read_to_string(self.ca().join("ca-key.pem")).unwrap();
         let issuer =
@@ -69,7 +69,7 @@ fn store(dir: &Path) -> Arc<IdentityStore> {
 }
 
 /// A plan for `identity` whose peers accept on `inbound_port` (of 127.0.0.1).
-pub(super) fn plan(identity: &Arc<IdentityStore>, inbound_port: u16) -> Arc<MeshPlan> {
+pub(crate) fn plan(identity: &Arc<IdentityStore>, inbound_port: u16) -> Arc<MeshPlan> {
     let mesh = Mesh {
         networks: vec!["127.0.0.0/8".parse().unwrap()],
         inbound: MeshInbound::Strict,
