@@ -14,7 +14,6 @@ use std::task::{Context, Poll};
 
 use http::uri::{Authority, Scheme};
 use http::{StatusCode, Uri, Version, header};
-use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use meshwork_config::model::UpstreamProtocol;
 use tower::Service;
@@ -22,6 +21,7 @@ use tower::Service;
 use super::{ProxyRequest, ProxyResponse};
 use crate::cluster::Endpoint;
 use crate::cluster::failure::{Failure, classify, describe};
+use crate::cluster::pool::UpstreamBody;
 use crate::cluster::upgrade_conn;
 use crate::http::extended_connect;
 use crate::http::tunnel::{Downstream, PendingTunnel};
@@ -183,13 +183,14 @@ async fn send(req: ProxyRequest) -> Result<ProxyResponse, ProxyError> {
     let result = if own_connection {
         upgrade_conn::send(&endpoint, req)
             .await
+            .map(|rsp| rsp.map(UpstreamBody::from))
             .map_err(|e| (Failure::of_upgrade(&e), e.to_string()))
     } else {
         endpoint
             .client
-            .request(req)
+            .send(req)
             .await
-            .map_err(|e| (Failure::of_pool(&e), describe(&e)))
+            .map_err(|e| (Failure::of_send(&e), describe(&e)))
     };
     drop(in_flight);
     drop(request_slot);
@@ -225,10 +226,10 @@ async fn send(req: ProxyRequest) -> Result<ProxyResponse, ProxyError> {
 /// is a 502, and the upstream connection (already handed over to the switch) is dropped
 /// with the response, so nothing of the other protocol reaches the client.
 fn refuse_unrequested_switch(
-    rsp: http::Response<Incoming>,
+    rsp: http::Response<UpstreamBody>,
     pending: Option<&PendingTunnel>,
     endpoint: &Endpoint,
-) -> Result<http::Response<Incoming>, ProxyError> {
+) -> Result<http::Response<UpstreamBody>, ProxyError> {
     if rsp.status() != StatusCode::SWITCHING_PROTOCOLS
         || pending.is_some_and(|p| p.accepts(rsp.headers()))
     {
@@ -265,7 +266,7 @@ impl<'a> BreakerReport<'a> {
 
     /// The endpoint answered (a 5xx is a failure) or failed; or something else ended
     /// the attempt, which says nothing about the endpoint.
-    fn settle(mut self, outcome: &Result<http::Response<Incoming>, ProxyError>) {
+    fn settle(mut self, outcome: &Result<http::Response<UpstreamBody>, ProxyError>) {
         self.pending = false;
         match outcome {
             Ok(rsp) => self

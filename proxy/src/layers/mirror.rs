@@ -201,7 +201,7 @@ impl Copy {
         };
         let sent = tokio::time::Instant::now();
         let in_flight = InFlight::new(endpoint);
-        let result = endpoint.client.request(req).await;
+        let result = endpoint.client.send(req).await;
         drop(in_flight);
         drop(slot);
         let rsp = match result {
