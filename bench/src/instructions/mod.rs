@@ -274,25 +274,14 @@ impl Bench<'_> {
                 };
                 let file = dir.join("meshwork.yaml");
                 std::fs::write(&file, config)?;
-                let args = [
-                    "--log-level",
-                    "warn",
-                    "run",
-                    "-c",
-                    &file.display().to_string(),
-                ]
-                .map(String::from)
-                .to_vec();
-                (binary.clone(), args, ports)
+                (binary.clone(), targets::meshwork::args(&file), ports)
             }
             Subject::Nginx => {
                 let ports = ProxyPorts {
                     http,
                     h2: free_port()?,
                 };
-                for sub in ["client_body", "proxy", "fastcgi", "uwsgi", "scgi", "logs"] {
-                    std::fs::create_dir_all(dir.join(sub))?;
-                }
+                targets::nginx::make_dirs(dir)?;
                 let config = match tls {
                     Some(files) => targets::nginx::tls_config(dir, &ports, &endpoints, files),
                     None => targets::nginx::config(dir, &ports, &endpoints, false),

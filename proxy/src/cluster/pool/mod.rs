@@ -42,7 +42,8 @@ pub enum SendError {
 #[derive(Debug)]
 pub enum UpstreamClient {
     Http1(http1::Http1Pool),
-    Legacy(Client<EndpointConnector, RequestBody>),
+    /// Boxed: it is the larger of the two, and built once per endpoint.
+    Legacy(Box<Client<EndpointConnector, RequestBody>>),
 }
 
 impl UpstreamClient {
@@ -67,14 +68,14 @@ impl UpstreamClient {
                 address,
             ));
         }
-        Self::Legacy(
+        Self::Legacy(Box::new(
             Client::builder(TokioExecutor::new())
                 .pool_idle_timeout(config.idle_timeout)
                 .pool_timer(TokioTimer::new())
                 .timer(TokioTimer::new())
                 .http2_only(config.protocol == UpstreamProtocol::Http2)
                 .build(connector.clone()),
-        )
+        ))
     }
 
     /// Sends `req` (absolute URI, `Host` set for HTTP/1) to the endpoint.
