@@ -4,6 +4,7 @@
 
 pub mod goals;
 pub mod idle;
+pub mod instructions;
 pub mod machine;
 pub mod parse;
 pub mod process;

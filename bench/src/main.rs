@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use meshwork_bench::instructions::{self, Protocol};
 use meshwork_bench::run::{RunOptions, run};
 use meshwork_bench::scenarios;
 
@@ -13,7 +14,7 @@ use meshwork_bench::scenarios;
 #[derive(Debug, Parser)]
 #[command(name = "meshwork-bench", version, about)]
 struct Cli {
-    /// `all`, `list`, or one or more scenario ids (see `list`).
+    /// `all`, `list`, `instructions`, or one or more scenario ids (see `list`).
     #[arg(required = true, value_name = "WHAT")]
     what: Vec<String>,
     /// Short runs (under 2 minutes for `all`); same loads, shorter durations, 2 rounds.
@@ -45,6 +46,21 @@ struct Cli {
     /// Give up waiting for quiet after this many seconds (then measure and record it).
     #[arg(long, default_value_t = 60, value_name = "SECS")]
     wait_quiet: u64,
+    /// `instructions`: measured requests per proxy and protocol.
+    #[arg(long, default_value_t = 5_000, value_name = "N")]
+    requests: u64,
+    /// `instructions`: unmeasured warm-up requests before them.
+    #[arg(long, default_value_t = 500, value_name = "N")]
+    warmup_requests: u64,
+    /// `instructions`: client connections (h2c: streams on one connection).
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    connections: u32,
+    /// `instructions`: the request paths to measure.
+    #[arg(long, value_delimiter = ',', default_value = "h1,h2c,mtls", value_parser = Protocol::parse)]
+    protocols: Vec<Protocol>,
+    /// `instructions`: meshwork only (no nginx and HAProxy).
+    #[arg(long)]
+    no_peers: bool,
 }
 
 fn main() -> ExitCode {
@@ -55,6 +71,29 @@ fn main() -> ExitCode {
             println!("{:<10} {}", s.id(), s.describe());
         }
         return ExitCode::SUCCESS;
+    }
+    if cli.what.iter().any(|w| w == "instructions") {
+        if cli.what.len() > 1 {
+            eprintln!("error: `instructions` runs alone (it measures under callgrind)");
+            return ExitCode::from(2);
+        }
+        let options = instructions::Options {
+            requests: cli.requests.max(1),
+            warmup: cli.warmup_requests.max(1),
+            connections: cli.connections.max(1),
+            protocols: cli.protocols.clone(),
+            peers: !cli.no_peers,
+            install: !cli.no_install,
+            meshwork: cli.meshwork.clone(),
+            baseline: cli.baseline.clone(),
+        };
+        return match instructions::run(&options) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("error: {error:#}");
+                ExitCode::FAILURE
+            }
+        };
     }
     let everything = cli.what.iter().any(|w| w == "all");
     let chosen: Vec<String> = if everything {

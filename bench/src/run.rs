@@ -82,19 +82,7 @@ pub fn run(options: &RunOptions) -> anyhow::Result<Report> {
     machine.cpu_busy_before_percent = busy;
     machine.load_before = machine::loadavg();
 
-    let mut upstream = Proc::spawn(
-        "bench-upstream",
-        Cpu::Load,
-        &tools.upstream,
-        &["--listen".into(), "127.0.0.1:0".into()],
-        tmp.path(),
-    )?;
-    let upstream_addr = upstream.wait_for_line("listening ", Duration::from_secs(10))?;
-    let upstream_port: u16 = upstream_addr
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .context("bench-upstream printed no port")?;
+    let (mut upstream, upstream_addr, upstream_port) = start_upstream(&tools, tmp.path())?;
     if let Some(base) = &options.baseline {
         if !crate::targets::is_executable(base) {
             anyhow::bail!("--baseline {}: not an executable file", base.display());
@@ -204,7 +192,31 @@ pub fn run(options: &RunOptions) -> anyhow::Result<Report> {
     Ok(report)
 }
 
-fn bench_dir() -> PathBuf {
+/// Starts `bench-upstream` on the load CPU: the process, its `127.0.0.1:PORT`, the port.
+///
+/// # Errors
+/// When it does not start or prints no address within 10 s.
+pub fn start_upstream(
+    tools: &tools::Tools,
+    dir: &std::path::Path,
+) -> anyhow::Result<(Proc, String, u16)> {
+    let mut upstream = Proc::spawn(
+        "bench-upstream",
+        Cpu::Load,
+        &tools.upstream,
+        &["--listen".into(), "127.0.0.1:0".into()],
+        dir,
+    )?;
+    let address = upstream.wait_for_line("listening ", Duration::from_secs(10))?;
+    let port: u16 = address
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .context("bench-upstream printed no port")?;
+    Ok((upstream, address, port))
+}
+
+pub(crate) fn bench_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 

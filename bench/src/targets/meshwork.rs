@@ -108,6 +108,21 @@ pub fn mtls_upstream_config(
     render(admin_port, ports, "", &cluster, "")
 }
 
+/// `meshwork run` with `config_file`, warnings only, a short drain on exit.
+pub fn args(config_file: &Path) -> Vec<String> {
+    [
+        "--log-level",
+        "warn",
+        "run",
+        "-c",
+        &config_file.display().to_string(),
+        "--drain-timeout",
+        "1s",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
 fn render(admin_port: u16, ports: &ProxyPorts, top: &str, clusters: &str, route: &str) -> String {
     format!(
         "version: 1

@@ -278,16 +278,7 @@ pub fn start_with(
                 _ => meshwork::config(admin, &ports, &env.upstream),
             };
             std::fs::write(&file, config)?;
-            let args = [
-                "--log-level",
-                "warn",
-                "run",
-                "-c",
-                &file.display().to_string(),
-                "--drain-timeout",
-                "1s",
-            ]
-            .map(String::from);
+            let args = meshwork::args(&file);
             let proc = Proc::spawn(target.name(), Cpu::Proxy, binary, &args, &dir)?;
             (proc, ports, Readiness::HttpOk(admin, "/ready"))
         }
@@ -296,9 +287,7 @@ pub fn start_with(
                 http,
                 h2: free_port()?,
             };
-            for sub in ["client_body", "proxy", "fastcgi", "uwsgi", "scgi", "logs"] {
-                std::fs::create_dir_all(dir.join(sub))?;
-            }
+            nginx::make_dirs(&dir)?;
             let file = dir.join("nginx.conf");
             let config = match tls {
                 Some(files) => nginx::tls_config(&dir, &ports, endpoints, files),

@@ -124,6 +124,17 @@ pub fn tls_config(
 }
 
 /// Arguments for `nginx`: the config, the prefix, and the early error log.
+/// The directories nginx writes to under its prefix `dir`.
+///
+/// # Errors
+/// When one cannot be created.
+pub fn make_dirs(dir: &Path) -> std::io::Result<()> {
+    for sub in ["client_body", "proxy", "fastcgi", "uwsgi", "scgi", "logs"] {
+        std::fs::create_dir_all(dir.join(sub))?;
+    }
+    Ok(())
+}
+
 pub fn args(dir: &Path, config_file: &Path) -> Vec<String> {
     vec![
         "-c".into(),

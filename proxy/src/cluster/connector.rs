@@ -498,6 +498,17 @@ impl tower::Service<http::Uri> for EndpointConnector {
 }
 
 impl EndpointConnector {
+    /// What its connections are beyond TCP.
+    pub fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
+    /// Time to open a connection (and again for its TLS handshake): the cluster's
+    /// `connect_timeout`.
+    pub fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
+    }
+
     /// Opens a connection that holds `slot` (one of the cluster's `max_connections`)
     /// while it lives and is counted in the endpoint's connection metrics; a failure is
     /// counted in `upstream_connect_failures_total`. Used by the pool and by TCP

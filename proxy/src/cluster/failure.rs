@@ -3,6 +3,7 @@
 //! counted where it belongs.
 
 use super::connector::ConnectError;
+use super::pool::SendError;
 use super::upgrade_conn::UpgradeSendError;
 use super::{ClusterRuntime, Endpoint};
 use crate::http::ProxyError;
@@ -21,7 +22,17 @@ pub enum Failure {
 }
 
 impl Failure {
-    pub fn of_pool(error: &hyper_util::client::legacy::Error) -> Self {
+    /// The failure of an endpoint's client (the pool, or the legacy client's).
+    pub fn of_send(error: &SendError) -> Self {
+        match error {
+            SendError::Connect(ConnectError::Overflow) => Failure::Overflow,
+            SendError::Connect(_) => Failure::Connect,
+            SendError::Http(_) => Failure::Broken,
+            SendError::Legacy(error) => Self::of_legacy(error),
+        }
+    }
+
+    fn of_legacy(error: &hyper_util::client::legacy::Error) -> Self {
         let mut source = std::error::Error::source(error);
         while let Some(e) = source {
             if matches!(
@@ -48,12 +59,20 @@ impl Failure {
     }
 }
 
-/// The pool's error with its cause, for the debug log.
-pub fn describe(error: &hyper_util::client::legacy::Error) -> String {
-    let cause = std::error::Error::source(error)
-        .map(|e| e.to_string())
-        .unwrap_or_default();
-    format!("{error}: {cause}")
+/// The client's error with its causes, for the debug log (a cause that the text
+/// already quotes is not repeated).
+pub fn describe(error: &SendError) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// The client's fault when its body broke first (the upstream request failed because

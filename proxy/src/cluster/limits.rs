@@ -44,6 +44,12 @@ impl Gate {
     /// A slot as soon as one is free, waiting at most `timeout`; `None` (not counted:
     /// the caller knows whether anyone was turned away) when none freed up in time.
     pub async fn acquire_within(self: &Arc<Self>, timeout: Duration) -> Option<Slot> {
+        self.acquire_until(tokio::time::Instant::now() + timeout)
+            .await
+    }
+
+    /// [`Gate::acquire_within`] with a deadline.
+    pub async fn acquire_until(self: &Arc<Self>, deadline: tokio::time::Instant) -> Option<Slot> {
         let wait = async {
             loop {
                 // Registered before the check, so a slot freed in between is not missed.
@@ -54,14 +60,15 @@ impl Gate {
                 freed.await;
             }
         };
-        tokio::time::timeout(timeout, wait).await.ok()
+        tokio::time::timeout_at(deadline, wait).await.ok()
     }
 
     pub fn count_overflow(&self) {
         self.overflows.inc();
     }
 
-    fn take(self: &Arc<Self>) -> Option<Slot> {
+    /// A slot if one is free now; `None` (not counted) when full.
+    pub fn take(self: &Arc<Self>) -> Option<Slot> {
         self.in_use
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < self.max).then_some(n + 1)

@@ -10,14 +10,13 @@ pub mod limits;
 pub mod original_dst;
 #[cfg(test)]
 pub mod test_cluster;
+pub mod pool;
 pub mod upgrade_conn;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use meshwork_config::model::{self, Address, UpstreamProtocol};
 
 use self::breaker::{BreakerState, CircuitBreaker, EjectionBudget};
@@ -25,13 +24,8 @@ use self::connector::EndpointConnector;
 use self::limits::ClusterGates;
 use crate::balance::peak_ewma::{self, PeakEwma};
 use crate::balance::{Balancer, Candidates, EndpointSpec, PickError};
-use crate::http::RequestBody;
 use crate::metrics::Metrics;
 use crate::metrics::handles::EndpointHandles;
-
-/// The pooled HTTP client of one endpoint: an HTTP/1 keep-alive pool or one multiplexed
-/// HTTP/2 connection, depending on the cluster's protocol.
-pub type EndpointClient = Client<EndpointConnector, RequestBody>;
 
 /// One upstream address and its connection pool.
 #[derive(Debug)]
@@ -39,7 +33,9 @@ pub struct Endpoint {
     pub address: Address,
     /// `address` as text, formatted once: access log lines and spans carry it.
     pub address_text: Box<str>,
-    pub client: EndpointClient,
+    /// Its connection pool: HTTP/1 keep-alive connections, or one multiplexed HTTP/2
+    /// connection, depending on the cluster's protocol.
+    pub client: pool::UpstreamClient,
     /// Opens connections to this endpoint: the pool's, and TCP listeners' own.
     pub connector: EndpointConnector,
     pub metrics: Arc<EndpointHandles>,
@@ -77,14 +73,10 @@ impl Endpoint {
             gates.connections.clone(),
             transport,
         );
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(config.idle_timeout)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .http2_only(config.protocol == UpstreamProtocol::Http2)
-            .build(connector.clone());
+        let address_text: Box<str> = address.to_string().into();
+        let client = pool::UpstreamClient::new(config, &connector, gates, &address_text);
         Endpoint {
-            address_text: address.to_string().into(),
+            address_text,
             client,
             connector,
             metrics: handles,

@@ -8,6 +8,8 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
+use crate::cluster::pool::UpstreamBody;
+
 use super::client_fault::{ClientFault, ClientFaultCell};
 use super::tee::BodyTee;
 
@@ -16,7 +18,7 @@ pin_project_lite::pin_project! {
     #[project = ResponseBodyProj]
     #[derive(Debug)]
     pub enum ResponseBody {
-        Upstream { #[pin] body: Incoming },
+        Upstream { #[pin] body: UpstreamBody },
         Full { data: Option<Bytes> },
     }
 }
@@ -34,8 +36,8 @@ impl ResponseBody {
     }
 }
 
-impl From<Incoming> for ResponseBody {
-    fn from(body: Incoming) -> Self {
+impl From<UpstreamBody> for ResponseBody {
+    fn from(body: UpstreamBody) -> Self {
         ResponseBody::Upstream { body }
     }
 }

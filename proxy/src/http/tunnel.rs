@@ -3,7 +3,6 @@
 //! `101` itself over HTTP/1.1; a `200` to an HTTP/2 extended CONNECT, RFC 8441), and
 //! the bytes copied both ways until either side closes.
 
-use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
@@ -50,12 +49,12 @@ impl PendingTunnel {
     /// # Errors
     /// [`ProxyError::UpgradeFailed`] when the answer cannot open an HTTP/2 client's
     /// tunnel; the upstream connection is dropped with the response.
-    pub fn open(
+    pub fn open<B>(
         self,
-        rsp: http::Response<Incoming>,
+        rsp: http::Response<B>,
         endpoint: &str,
         connections: &crate::drain::ConnectionTracker,
-    ) -> Result<http::Response<Incoming>, ProxyError> {
+    ) -> Result<http::Response<B>, ProxyError> {
         let switched = rsp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
         let mut rsp = match &self.downstream {
             Downstream::Http1 => rsp,

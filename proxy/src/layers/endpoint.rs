@@ -15,7 +15,6 @@ use std::task::{Context, Poll};
 
 use http::uri::{Authority, Scheme};
 use http::{StatusCode, Uri, Version, header};
-use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use meshwork_config::model::UpstreamProtocol;
 use tower::Service;
@@ -24,6 +23,7 @@ use super::{ProxyRequest, ProxyResponse};
 use crate::cluster::Endpoint;
 use crate::cluster::attempt::Admission;
 use crate::cluster::failure::{Failure, classify, describe};
+use crate::cluster::pool::UpstreamBody;
 use crate::cluster::upgrade_conn;
 use crate::http::extended_connect;
 use crate::http::tunnel::{Downstream, PendingTunnel};
@@ -192,13 +192,14 @@ async fn send(req: ProxyRequest) -> Result<ProxyResponse, ProxyError> {
     let result = if own_connection {
         upgrade_conn::send(&endpoint, req)
             .await
+            .map(|rsp| rsp.map(UpstreamBody::from))
             .map_err(|e| (Failure::of_upgrade(&e), e.to_string()))
     } else {
         endpoint
             .client
-            .request(req)
+            .send(req)
             .await
-            .map_err(|e| (Failure::of_pool(&e), describe(&e)))
+            .map_err(|e| (Failure::of_send(&e), describe(&e)))
     };
     let outcome = match result {
         Ok(rsp) => refuse_unrequested_switch(rsp, pending_tunnel.as_ref(), &endpoint),
@@ -230,10 +231,10 @@ async fn send(req: ProxyRequest) -> Result<ProxyResponse, ProxyError> {
 /// is a 502, and the upstream connection (already handed over to the switch) is dropped
 /// with the response, so nothing of the other protocol reaches the client.
 fn refuse_unrequested_switch(
-    rsp: http::Response<Incoming>,
+    rsp: http::Response<UpstreamBody>,
     pending: Option<&PendingTunnel>,
     endpoint: &Endpoint,
-) -> Result<http::Response<Incoming>, ProxyError> {
+) -> Result<http::Response<UpstreamBody>, ProxyError> {
     if rsp.status() != StatusCode::SWITCHING_PROTOCOLS
         || pending.is_some_and(|p| p.accepts(rsp.headers()))
     {

@@ -196,12 +196,12 @@ impl Copy {
             return Outcome::Failed;
         };
         let endpoint = attempt.endpoint().clone();
-        let rsp = match endpoint.client.request(req).await {
+        let rsp = match endpoint.client.send(req).await {
             Ok(rsp) => rsp,
             Err(error) => {
                 // Classified as the client's requests are: a connection limit is not the
                 // endpoint's failure.
-                let failure = Failure::of_pool(&error);
+                let failure = Failure::of_send(&error);
                 attempt.failed(classify(
                     cluster,
                     &endpoint,
