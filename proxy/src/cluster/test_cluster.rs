@@ -34,12 +34,11 @@ pub fn cluster(
     config.name = name.into();
     config.endpoints = endpoints
         .iter()
-        .map(|a| model::Endpoint {
-            address: model::Address {
+        .map(|a| {
+            model::Endpoint::at(model::Address {
                 host: a.ip().to_string(),
                 port: a.port(),
-            },
-            weight: 1,
+            })
         })
         .collect();
     config.circuit_breaker = breaker;
