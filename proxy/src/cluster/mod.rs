@@ -8,9 +8,9 @@ pub mod failure;
 pub mod health;
 pub mod limits;
 pub mod original_dst;
+pub mod pool;
 #[cfg(test)]
 pub mod test_cluster;
-pub mod pool;
 pub mod upgrade_conn;
 
 use std::collections::HashMap;
