@@ -30,7 +30,8 @@ pub use pod::{
 };
 pub use probes::InvalidProbePort;
 pub use sidecar::{
-    ADMIN_PORT, CONFIG_VOLUME, IDENTITY_VOLUME, INIT_CONTAINER, PROXY_CONTAINER, VALIDATE_CONTAINER,
+    ADMIN_PORT, CONFIG_VOLUME, IDENTITY_VOLUME, INIT_CONTAINER, PROXY_CONTAINER, STATE_VOLUME,
+    VALIDATE_CONTAINER,
 };
 pub use workload::WorkloadKind;
 pub use yaml::YamlError;

@@ -10,8 +10,8 @@ use serde_json::{Map, Value};
 use super::InjectOptions;
 use super::probes::{self, InvalidProbePort};
 use super::sidecar::{
-    ADMIN_PORT, CONFIG_VOLUME, IDENTITY_VOLUME, INIT_CONTAINER, PROXY_CONTAINER, SidecarSpec,
-    VALIDATE_CONTAINER,
+    ADMIN_PORT, CONFIG_VOLUME, IDENTITY_VOLUME, INIT_CONTAINER, PROXY_CONTAINER, STATE_VOLUME,
+    SidecarSpec, VALIDATE_CONTAINER,
 };
 
 /// Set on the pod by `inject`: an injected pod is re-injected, not injected twice.
@@ -31,7 +31,7 @@ const SIDECAR_PORTS: [u16; 3] = [
     crate::init::DEFAULT_INBOUND_PORT,
 ];
 const SIDECAR_NAMES: [&str; 3] = [INIT_CONTAINER, VALIDATE_CONTAINER, PROXY_CONTAINER];
-const SIDECAR_VOLUMES: [&str; 2] = [CONFIG_VOLUME, IDENTITY_VOLUME];
+const SIDECAR_VOLUMES: [&str; 3] = [CONFIG_VOLUME, IDENTITY_VOLUME, STATE_VOLUME];
 
 /// What happened to a pod.
 #[derive(Debug, Clone, PartialEq, Eq)]

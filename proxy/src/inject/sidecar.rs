@@ -20,6 +20,10 @@ pub const VALIDATE_UID: u32 = 65534;
 pub const CONFIG_VOLUME: &str = "meshwork-config";
 /// The volume of the proxy's identity (a Secret with `cert.pem`, `key.pem`, `ca.pem`).
 pub const IDENTITY_VOLUME: &str = "meshwork-identity";
+/// The volume where the proxy keeps its last known good control-plane snapshot (an
+/// `emptyDir`: the root filesystem is read-only, and the snapshot must outlive a restart
+/// of the proxy's container, not of the pod).
+pub const STATE_VOLUME: &str = "meshwork-state";
 /// The proxy's admin port in a pod: `/ready`, `/live`, `POST /drain`. The sidecar's config
 /// binds its admin to `0.0.0.0:4191` so the kubelet can probe it.
 pub const ADMIN_PORT: u16 = 4191;
@@ -116,15 +120,17 @@ impl SidecarSpec {
             "volumeMounts": [
                 {"name": CONFIG_VOLUME, "mountPath": CONFIG_DIR, "readOnly": true},
                 {"name": IDENTITY_VOLUME, "mountPath": IDENTITY_DIR, "readOnly": true},
+                {"name": STATE_VOLUME, "mountPath": meshwork_config::model::DEFAULT_STATE_DIR},
             ],
         })
     }
 
-    /// The config and identity volumes.
-    pub fn volumes(&self) -> [Value; 2] {
+    /// The config, identity and state volumes.
+    pub fn volumes(&self) -> [Value; 3] {
         [
             json!({"name": CONFIG_VOLUME, "configMap": {"name": self.config_map}}),
             json!({"name": IDENTITY_VOLUME, "secret": {"secretName": self.identity_secret}}),
+            json!({"name": STATE_VOLUME, "emptyDir": {}}),
         ]
     }
 }

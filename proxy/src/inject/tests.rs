@@ -94,6 +94,7 @@ fn a_deployment_gets_init_validate_and_the_native_sidecar_first_and_its_volumes(
         json!([
             {"name": CONFIG_VOLUME, "configMap": {"name": "meshwork-sidecar"}},
             {"name": IDENTITY_VOLUME, "secret": {"secretName": "meshwork-identity-web"}},
+            {"name": STATE_VOLUME, "emptyDir": {}},
         ])
     );
     let at = Location {
@@ -160,7 +161,7 @@ spec:
     );
     assert_eq!(
         names(&doc["spec"]["volumes"]),
-        ["data", CONFIG_VOLUME, IDENTITY_VOLUME]
+        ["data", CONFIG_VOLUME, IDENTITY_VOLUME, STATE_VOLUME]
     );
     assert_eq!(inject(&once, &options()).unwrap().yaml, once);
 }
