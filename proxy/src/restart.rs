@@ -130,7 +130,7 @@ mod tests {
                 (
                     "control_plane",
                     "none",
-                    r#"{"address":"http://127.0.0.1:18000","tls":null}"#
+                    r#"{"address":"http://127.0.0.1:18000","tls":null,"protocol":"meshwork","state_dir":"/var/lib/meshwork"}"#
                 ),
             ]
         );
