@@ -353,6 +353,12 @@ async fn a_proxy_survives_its_replica_dying_and_follows_the_api_through_another(
     .await;
     for replica in [&first, &second] {
         replica.write("routes.yaml", &edge_to_web());
+        // A replica reads the directory on its own time: a proxy that subscribed before
+        // would start with no listener.
+        eventually("the replica to serve the route", BOUND, || async {
+            replica.status().await["resources"]["listener"] == 1
+        })
+        .await;
     }
     let address = |c: &ControlPlane| {
         c.url()
