@@ -74,3 +74,64 @@ async fn a_proxy_restarted_while_meshwork_control_is_down_serves_its_saved_snaps
         false
     );
 }
+
+#[tokio::test]
+async fn a_state_dir_that_cannot_be_written_is_one_warning_not_one_per_snapshot() {
+    let v1 = Upstream::http1().name("v1").route("/", "v1").start().await;
+    let v2 = Upstream::http1().name("v2").route("/", "v2").start().await;
+    let control = ControlPlane::start().await;
+    control.write("clusters.yaml", &clusters(&v1.endpoint()));
+    control.write("routes.yaml", EDGE_TO_API);
+    eventually(
+        "the control plane to serve the fragments",
+        PROPAGATION_BOUND,
+        || async { control.status().await["resources"]["listener"] == 1 },
+    )
+    .await;
+    // Under a regular file no directory can be made, root or not.
+    let scratch = tempfile::tempdir().expect("scratch dir");
+    let blocker = scratch.path().join("a-file");
+    std::fs::write(&blocker, "").expect("write the blocking file");
+    let yaml = dedent(&format!(
+        "
+        version: 1
+        node:
+          id: unwritable-state
+        admin:
+          address: 127.0.0.1:0
+        control_plane:
+          address: {}
+          state_dir: {}
+        ",
+        control.url(),
+        blocker.join("state").display()
+    ));
+    let client = HttpClient::h1();
+    let proxy = Proxy::with_config(yaml)
+        .env("RUST_LOG", "info,meshwork_proxy::control_plane::link=debug")
+        .start()
+        .await;
+    assert_eq!(client.get(&proxy.url("edge", "/")).await.text(), "v1");
+
+    control.write("clusters.yaml", &clusters(&v2.endpoint()));
+    // The second failed save is logged at debug; wait for it, then count the warnings.
+    eventually(
+        "the second snapshot's save to fail",
+        PROPAGATION_BOUND,
+        || async {
+            proxy
+                .stderr_so_far()
+                .matches("cannot save the last good snapshot")
+                .count()
+                >= 2
+        },
+    )
+    .await;
+    assert_eq!(client.get(&proxy.url("edge", "/")).await.text(), "v2");
+    let log = proxy.stderr_so_far();
+    let warnings = log
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("cannot save the last good snapshot"))
+        .count();
+    assert_eq!(warnings, 1, "{log}");
+}

@@ -25,6 +25,9 @@ pub struct Link {
     metrics: ControlPlaneMetrics,
     /// Where each applied snapshot is saved (`None`: not saved).
     last_good: Option<LastGood>,
+    /// Set while saving fails, so a directory that cannot be written (a non-root user
+    /// and the default `state_dir`) is one warning, not one per snapshot.
+    save_failing: AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -81,6 +84,7 @@ impl Link {
             connected: AtomicBool::new(false),
             metrics,
             last_good,
+            save_failing: AtomicBool::new(false),
         }
     }
 
@@ -144,8 +148,19 @@ impl Link {
             return;
         };
         let resources: Vec<Resource> = held.resources.values().cloned().collect();
-        if let Err(error) = last_good.save(version, &resources) {
-            tracing::warn!(%error, path = %last_good.path().display(), "cannot save the last good snapshot");
+        match last_good.save(version, &resources) {
+            Ok(()) => {
+                if self.save_failing.swap(false, Ordering::Relaxed) {
+                    tracing::info!(path = %last_good.path().display(), "saving the last good snapshot again");
+                }
+            }
+            Err(error) => {
+                if !self.save_failing.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(%error, path = %last_good.path().display(), "cannot save the last good snapshot (warned once until a save succeeds; set control_plane.state_dir to a writable directory)");
+                } else {
+                    tracing::debug!(%error, path = %last_good.path().display(), "cannot save the last good snapshot");
+                }
+            }
         }
     }
 
