@@ -273,6 +273,8 @@ mod tests {
             max_open_duration: Duration::from_secs(35),
             half_open_requests: 2,
             max_ejected_percent: 100,
+            latency: None,
+            slow_start: None,
         }
     }
 
