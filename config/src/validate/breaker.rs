@@ -19,7 +19,10 @@ const DEFAULT_LATENCY_WINDOW: Duration = Duration::from_secs(10);
 /// Shortest `latency.window`: it is judged every tenth of it.
 const MIN_LATENCY_WINDOW: Duration = Duration::from_millis(100);
 
-pub(super) fn circuit_breaker(ck: &mut Check<'_>, at: &Spanned<RawCircuitBreaker>) -> Option<CircuitBreaker> {
+pub(super) fn circuit_breaker(
+    ck: &mut Check<'_>,
+    at: &Spanned<RawCircuitBreaker>,
+) -> Option<CircuitBreaker> {
     let raw = at.get()?;
     let failure_rate = ck
         .optional(raw.failure_rate.as_ref(), |ck, at| {

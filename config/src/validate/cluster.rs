@@ -8,12 +8,11 @@ use super::other::client_tls;
 use super::route::absolute_path;
 use crate::model::{
     Address, BalancerTuning, Cluster, DEFAULT_CLUSTER_LIMITS, DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_EWMA_DECAY, DEFAULT_POOL_IDLE_TIMEOUT, Discovery, DnsDiscovery, Endpoint, HashPolicy, HealthCheck, HealthCheckKind, LoadBalancer,
-    UpstreamProtocol,
+    DEFAULT_EWMA_DECAY, DEFAULT_POOL_IDLE_TIMEOUT, Discovery, DnsDiscovery, Endpoint, HashPolicy,
+    HealthCheck, HealthCheckKind, LoadBalancer, UpstreamProtocol,
 };
 use crate::raw::{
-    LoadBalancerName, RawCluster, RawEndpoint, RawHash, RawHealthCheck,
-    UpstreamProtocolName,
+    LoadBalancerName, RawCluster, RawEndpoint, RawHash, RawHealthCheck, UpstreamProtocolName,
 };
 use crate::spanned::Spanned;
 use crate::units;

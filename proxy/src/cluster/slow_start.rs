@@ -73,7 +73,11 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_share_ramps_from_a_tenth_to_all_over_the_duration() {
         let ramp = SlowStart::new(Duration::from_secs(10));
-        assert_eq!(ramp.share(Instant::now()), 1.0, "not ramping before a return");
+        assert_eq!(
+            ramp.share(Instant::now()),
+            1.0,
+            "not ramping before a return"
+        );
         ramp.begin(Instant::now());
         assert!((ramp.share(Instant::now()) - FIRST_SHARE).abs() < 1e-9);
         tokio::time::advance(Duration::from_secs(5)).await;

@@ -101,8 +101,7 @@ impl LatencyOutliers {
                 let Some(others) = median_without(&sorted, latency) else {
                     return Judgement::Unjudged;
                 };
-                if latency > others.mul_f64(self.config.factor)
-                    && latency > self.config.min_latency
+                if latency > others.mul_f64(self.config.factor) && latency > self.config.min_latency
                 {
                     Judgement::Slow { latency, others }
                 } else {

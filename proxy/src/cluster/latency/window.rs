@@ -181,7 +181,10 @@ mod tests {
         }
         assert_eq!(bucket_of(Duration::ZERO), 0);
         assert_eq!(bucket_of(Duration::from_secs(100_000)), BUCKETS - 1);
-        assert!(bucket_of(ms(10)) < bucket_of(ms(13)), "buckets are finer than 30%");
+        assert!(
+            bucket_of(ms(10)) < bucket_of(ms(13)),
+            "buckets are finer than 30%"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -206,7 +209,10 @@ mod tests {
         w.record(ms(10), Instant::now());
         w.record(ms(10), Instant::now());
         let both = w.percentile(99, Instant::now()).unwrap();
-        assert_eq!((both.samples, both.value), (3, middle_of(bucket_of(ms(500)))));
+        assert_eq!(
+            (both.samples, both.value),
+            (3, middle_of(bucket_of(ms(500))))
+        );
         tokio::time::advance(Duration::from_secs(5)).await;
         let recent = w.percentile(99, Instant::now()).unwrap();
         assert_eq!(recent.samples, 2, "the 500ms latency is 10s old: gone");
