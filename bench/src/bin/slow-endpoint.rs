@@ -26,7 +26,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::Parser;
 use meshwork_bench::process::free_port;
-use meshwork_bench::targets::envoy;
+use meshwork_bench::targets::{ProxyPorts, envoy};
 use meshwork_tests::{HttpClient, Proxy, Upstream, edge_config};
 
 /// The per-request bound: far above any delay, so a stall shows as an error.
@@ -235,50 +235,18 @@ async fn start_envoy(
 ) -> anyhow::Result<(u16, tokio::process::Child, tempfile::TempDir)> {
     let dir = tempfile::tempdir()?;
     let (port, admin) = (free_port()?, free_port()?);
-    let lb_endpoints: String = endpoints
-        .iter()
-        .map(|e| {
-            let (host, p) = e.rsplit_once(':').unwrap_or((e, "80"));
-            format!(
-                "
-        - endpoint: {{ address: {{ socket_address: {{ address: {host}, port_value: {p} }} }} }}"
-            )
-        })
-        .collect();
-    let config = format!(
-        "admin:
-  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }}
-static_resources:
-  listeners:
-  - name: bench
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          \"@type\": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: bench
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: [\"*\"]
-              routes:
-              - match: {{ prefix: / }}
-                route: {{ cluster: upstream, timeout: 0s }}
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: {{ \"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
-  clusters:
-  - name: upstream
-    type: STATIC
-    connect_timeout: 5s
-    lb_policy: {lb_policy}{outlier}
-    load_assignment:
-      cluster_name: upstream
-      endpoints:
-      - lb_endpoints:{lb_endpoints}
-"
-    );
+    // The bench's Envoy bootstrap (one listener, one cluster, thresholds raised), with
+    // this variant's balancer and outlier detection.
+    let ports = ProxyPorts {
+        http: port,
+        h2: port,
+    };
+    let round_robin = "lb_policy: ROUND_ROBIN";
+    let config = envoy::config(admin, &ports, endpoints, false);
+    if !config.contains(round_robin) {
+        bail!("the bench's Envoy bootstrap no longer sets {round_robin:?}");
+    }
+    let config = config.replace(round_robin, &format!("lb_policy: {lb_policy}{outlier}"));
     let file = dir.path().join("envoy.yaml");
     std::fs::write(&file, config)?;
     let child = tokio::process::Command::new(bin)
