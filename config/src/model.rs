@@ -715,6 +715,25 @@ pub struct CircuitBreaker {
     pub max_open_duration: Duration,
     pub half_open_requests: u32,
     pub max_ejected_percent: u8,
+    /// Latency-based ejection, when configured.
+    pub latency: Option<LatencyEjection>,
+    /// How long a returning endpoint's share ramps up (`None`: full share at once).
+    #[serde(serialize_with = "crate::ser::opt_duration")]
+    pub slow_start: Option<Duration>,
+}
+
+/// `circuit_breaker.latency`: eject an endpoint whose latency `percentile` over `window`
+/// stays above `factor` x the median of the other endpoints' and above `min_latency`,
+/// each judged on at least `min_requests` finished requests.
+#[derive(serde::Serialize, Clone, Debug, PartialEq)]
+pub struct LatencyEjection {
+    pub factor: f64,
+    #[serde(serialize_with = "crate::ser::duration")]
+    pub min_latency: Duration,
+    pub min_requests: u32,
+    #[serde(serialize_with = "crate::ser::duration")]
+    pub window: Duration,
+    pub percentile: u8,
 }
 
 #[derive(serde::Serialize, Clone, Debug, PartialEq)]

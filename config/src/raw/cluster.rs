@@ -201,6 +201,33 @@ pub(crate) struct RawCircuitBreaker {
     pub half_open_requests: Field<u32>,
     /// Never open more than this share of endpoints, 0 to 100. Default is 50.
     pub max_ejected_percent: Field<u8>,
+    /// Also open an endpoint whose latency stays well above the rest of the cluster's
+    /// (latency-based outlier ejection). Off when absent.
+    pub latency: Field<RawLatencyEjection>,
+    /// After an ejection ends, the endpoint's share of picks ramps up linearly from
+    /// 10% to its full share over this time. Off (full share at once) when absent.
+    pub slow_start: Field<DurationText>,
+}
+
+/// Latency-based ejection: an endpoint whose windowed latency percentile stays above
+/// `factor` x the median of the other endpoints' (and above `min_latency`) is opened.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "LatencyEjection")]
+pub(crate) struct RawLatencyEjection {
+    /// How many times slower than the median of the other endpoints an endpoint must be
+    /// to be ejected, more than 1. Default is 3.
+    pub factor: Field<f64>,
+    /// Never eject an endpoint whose latency is below this, however the others do.
+    /// Default is `20ms`.
+    pub min_latency: Field<DurationText>,
+    /// Fewest finished requests in the window before an endpoint is judged, or counted
+    /// in the others' median. Default is 20.
+    pub min_requests: Field<u32>,
+    /// How far back latencies count; judged every tenth of it. Default is `10s`.
+    pub window: Field<DurationText>,
+    /// Which latency percentile is compared, 1 to 99. Default is 50 (the median).
+    pub percentile: Field<u32>,
 }
 
 /// Failure-rate trigger.

@@ -430,3 +430,27 @@ fn kubernetes_discovery_is_checked_where_it_is_written() {
         assert!(error.contains(expected), "{body}: {error}");
     }
 }
+
+#[test]
+fn a_served_cluster_keeps_its_latency_ejection_and_slow_start() {
+    let offered = cut(
+        "c.yaml",
+        "clusters:\n  - name: api\n    endpoints: [127.0.0.1:9001, 127.0.0.1:9002]\n    circuit_breaker:\n      latency: { factor: 4, min_latency: 30ms, min_requests: 7, window: 3s, percentile: 90 }\n      slow_start: 15s\n",
+    );
+    let settled = settle_all(offered, &|_| None);
+    let breaker = settled.value.clusters[0]
+        .circuit_breaker
+        .as_ref()
+        .expect("breaker");
+    assert_eq!(
+        breaker.latency,
+        Some(crate::model::LatencyEjection {
+            factor: 4.0,
+            min_latency: std::time::Duration::from_millis(30),
+            min_requests: 7,
+            window: std::time::Duration::from_secs(3),
+            percentile: 90,
+        })
+    );
+    assert_eq!(breaker.slow_start, Some(std::time::Duration::from_secs(15)));
+}

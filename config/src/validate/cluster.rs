@@ -7,14 +7,12 @@ use super::check::pos_of;
 use super::other::client_tls;
 use super::route::absolute_path;
 use crate::model::{
-    Address, BalancerTuning, CircuitBreaker, Cluster, DEFAULT_CLUSTER_LIMITS,
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_EWMA_DECAY, DEFAULT_POOL_IDLE_TIMEOUT, Discovery,
-    DnsDiscovery, Endpoint, FailureRate, HashPolicy, HealthCheck, HealthCheckKind, LoadBalancer,
-    UpstreamProtocol,
+    Address, BalancerTuning, Cluster, DEFAULT_CLUSTER_LIMITS, DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_EWMA_DECAY, DEFAULT_POOL_IDLE_TIMEOUT, Discovery, DnsDiscovery, Endpoint, HashPolicy,
+    HealthCheck, HealthCheckKind, LoadBalancer, UpstreamProtocol,
 };
 use crate::raw::{
-    LoadBalancerName, RawCircuitBreaker, RawCluster, RawEndpoint, RawHash, RawHealthCheck,
-    UpstreamProtocolName,
+    LoadBalancerName, RawCluster, RawEndpoint, RawHash, RawHealthCheck, UpstreamProtocolName,
 };
 use crate::spanned::Spanned;
 use crate::units;
@@ -118,7 +116,7 @@ pub(crate) fn cluster(
         idle_timeout: ck.positive_duration(&raw.idle_timeout, DEFAULT_POOL_IDLE_TIMEOUT),
         limits,
         circuit_breaker: ck
-            .optional(raw.circuit_breaker.as_ref(), circuit_breaker)
+            .optional(raw.circuit_breaker.as_ref(), super::breaker::circuit_breaker)
             .flatten(),
         health_check: ck
             .optional(raw.health_check.as_ref(), health_check)
@@ -299,53 +297,6 @@ fn hash(ck: &mut Check<'_>, at: &Spanned<RawHash>) -> Option<HashPolicy> {
         } else {
             Err("source_ip: false hashes nothing (write source_ip: true)".to_string())
         }
-    })
-}
-
-fn circuit_breaker(ck: &mut Check<'_>, at: &Spanned<RawCircuitBreaker>) -> Option<CircuitBreaker> {
-    let raw = at.get()?;
-    let failure_rate = ck
-        .optional(raw.failure_rate.as_ref(), |ck, at| {
-            let f = at.get()?;
-            ck.require(at, &f.threshold, "threshold");
-            Some(FailureRate {
-                threshold: ck.number_in(&f.threshold, 0.0, 1.0, 0.5),
-                min_requests: ck.int_in(&f.min_requests, 1, u32::MAX, 20),
-                window: ck.positive_duration(&f.window, Duration::from_secs(10)),
-            })
-        })
-        .flatten();
-    let consecutive_failures = match &raw.consecutive_failures {
-        Some(_) => Some(ck.int_in(&raw.consecutive_failures, 1, u32::MAX, 5)),
-        None if failure_rate.is_none() && raw.failure_rate.is_none() => Some(5),
-        None => None,
-    };
-    let open_duration = ck.positive_duration(&raw.open_duration, Duration::from_secs(10));
-    let max_open_duration = ck.positive_duration(
-        &raw.max_open_duration,
-        Duration::from_secs(300).max(open_duration),
-    );
-    if max_open_duration < open_duration {
-        if let Some(field) = &raw.max_open_duration {
-            ck.error(field, "max_open_duration is shorter than open_duration");
-        }
-    }
-    let max_ejected_percent = ck
-        .parse(&raw.max_ejected_percent, |p| {
-            if *p <= 100 {
-                Ok(*p)
-            } else {
-                Err(format!("{p} is out of range (expected 0 to 100)"))
-            }
-        })
-        .unwrap_or(50);
-    Some(CircuitBreaker {
-        consecutive_failures,
-        failure_rate,
-        open_duration,
-        max_open_duration,
-        half_open_requests: ck.int_in(&raw.half_open_requests, 1, u32::MAX, 3),
-        max_ejected_percent,
     })
 }
 

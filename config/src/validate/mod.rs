@@ -6,6 +6,7 @@
 //! clusters, listeners by name) are checked against the names collected first.
 
 mod authorization;
+mod breaker;
 mod check;
 mod cluster;
 #[cfg(test)]

@@ -357,3 +357,38 @@ fn node_labels_come_from_metadata_labels() {
     let anonymous = EnvoyNode::from_first(Some(&Node::default())).expect_err("no id");
     assert_eq!(anonymous.code(), tonic::Code::InvalidArgument);
 }
+
+#[test]
+fn latency_ejection_and_slow_start_are_refused_with_their_reason() {
+    for (setting, field, reason) in [
+        (
+            "latency: { factor: 3 }",
+            "circuit_breaker.latency",
+            "Envoy has no latency-based ejection",
+        ),
+        (
+            "slow_start: 30s",
+            "circuit_breaker.slow_start",
+            "Envoy's slow start ramps up new or health-checked endpoints",
+        ),
+    ] {
+        let yaml = with_routes("    - name: all\n      backends: [{ cluster: web }]\n").replace(
+            "    endpoints: [127.0.0.1:9001, { address: 127.0.0.1:9002, weight: 3 }]\n",
+            &format!(
+                "    endpoints: [127.0.0.1:9001, {{ address: 127.0.0.1:9002, weight: 3 }}]\n    circuit_breaker: {{ {setting} }}\n"
+            ),
+        );
+        let t = translated(&yaml);
+        assert!(!t.clusters.contains_key("api"), "{setting}");
+        assert!(t.clusters.contains_key("web"), "the others are translated");
+        assert_eq!(t.refused[0].kind, "cluster");
+        assert_eq!(t.refused[0].name, "api");
+        assert!(
+            t.refused[0]
+                .error
+                .starts_with(&format!("{field}: {reason}")),
+            "{}",
+            t.refused[0].error
+        );
+    }
+}

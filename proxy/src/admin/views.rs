@@ -1,9 +1,11 @@
 //! The admin server's JSON views of the running proxy: `/config` (the active config,
 //! where it came from, the control plane link and the fields waiting for a restart) and
-//! `/clusters` (every cluster's endpoints and their load).
+//! `/clusters` (every cluster's endpoints, their load, latency and why any is ejected).
 
 use std::sync::atomic::Ordering;
 
+use crate::cluster::breaker::EjectionCause;
+use crate::cluster::{ClusterRuntime, Endpoint};
 use crate::snapshot::Snapshot;
 
 use super::AdminState;
@@ -45,6 +47,9 @@ pub fn clusters(snapshot: &Snapshot) -> serde_json::Value {
                             None => "unchecked",
                         },
                         "circuit_breaker": e.breaker.as_ref().map(|b| b.state().as_str()),
+                        "ejected_for": e.breaker.as_ref().and_then(|b| b.cause()).map(ejection_cause),
+                        "latency": latency_estimate(c, e),
+                        "slow_start_share": Some(e.share()).filter(|s| *s < 1.0),
                         "in_flight": e.in_flight.load(Ordering::Relaxed),
                         "connections_active": e.metrics.connections_active.get(),
                         "requests_total": e.metrics.requests_total(),
@@ -61,4 +66,32 @@ pub fn clusters(snapshot: &Snapshot) -> serde_json::Value {
         })
         .collect();
     serde_json::json!({ "version": snapshot.version.to_string(), "clusters": list })
+}
+
+/// Why an endpoint is ejected; for latency, what it was compared with.
+fn ejection_cause(cause: EjectionCause) -> serde_json::Value {
+    match cause {
+        EjectionCause::Latency { latency, others } => serde_json::json!({
+            "reason": cause.as_str(),
+            "latency_ms": latency.as_secs_f64() * 1e3,
+            "others_median_ms": others.as_secs_f64() * 1e3,
+        }),
+        _ => serde_json::json!({ "reason": cause.as_str() }),
+    }
+}
+
+/// The endpoint's latency percentile over the window, as latency-based ejection sees it
+/// (`null` without `circuit_breaker.latency`).
+fn latency_estimate(cluster: &ClusterRuntime, endpoint: &Endpoint) -> serde_json::Value {
+    let (Some(detector), Some(window)) = (&cluster.latency_outliers, &endpoint.latency_window)
+    else {
+        return serde_json::Value::Null;
+    };
+    let percentile = detector.config().percentile;
+    let estimate = window.percentile(percentile, tokio::time::Instant::now());
+    serde_json::json!({
+        "percentile": percentile,
+        "value_ms": estimate.map(|p| p.value.as_secs_f64() * 1e3),
+        "samples": estimate.map_or(0, |p| p.samples),
+    })
 }

@@ -64,6 +64,11 @@ pub trait Candidates {
     fn admit(&self, i: usize) -> bool;
     /// Requests sent and not answered yet.
     fn in_flight(&self, i: usize) -> usize;
+    /// The share of the picks it would get that it takes now, from 0 to 1: below 1
+    /// while it ramps up after a return from ejection (slow start). No side effects.
+    fn share(&self, _i: usize) -> f64 {
+        1.0
+    }
     /// Its peak-EWMA latency estimate as stored (asked by `peak_ewma` only).
     fn latency(&self, i: usize) -> peak_ewma::Estimate;
 }
@@ -220,7 +225,7 @@ impl Balancer {
                 None => self.random_choices(rng, n),
             },
         };
-        select(choices, candidates, avoid)
+        select(choices, candidates, avoid, rng)
     }
 
     fn random_choices(&self, rng: &mut impl Rng, n: usize) -> Choices<'static> {
@@ -308,7 +313,10 @@ impl Iterator for Choices<'_> {
 }
 
 /// Walks `choices` to the first healthy endpoint other than `avoid` whose breaker
-/// admits the request; `avoid` itself only when nothing else will take it.
+/// admits the request; `avoid` itself only when nothing else will take it. An endpoint
+/// in slow start takes its turn with the probability of its [`Candidates::share`] and
+/// otherwise passes it on to the next choice; it is still picked when nothing else will
+/// take the request.
 ///
 /// # Errors
 /// `NoHealthyEndpoint` when no endpoint is healthy, `AllRefused` when every healthy
@@ -317,10 +325,12 @@ pub fn select(
     choices: Choices<'_>,
     candidates: &impl Candidates,
     avoid: Option<usize>,
+    rng: &mut impl Rng,
 ) -> Result<usize, PickError> {
     let n = candidates.len();
     let mut avoided = false;
     let mut any_healthy = false;
+    let mut passed_on = false;
     for i in choices {
         if !candidates.is_healthy(i) {
             continue;
@@ -330,8 +340,24 @@ pub fn select(
             avoided = true;
             continue;
         }
+        let share = candidates.share(i);
+        if share < 1.0 && !rng.random_bool(share.clamp(0.0, 1.0)) {
+            passed_on = true;
+            continue;
+        }
         if candidates.admit(i) {
             return Ok(i);
+        }
+    }
+    // Nothing else took it: the endpoints that passed their turn on take it after all.
+    if passed_on {
+        let ramping = (0..n).filter(|&i| {
+            candidates.is_healthy(i) && (n == 1 || avoid != Some(i)) && candidates.share(i) < 1.0
+        });
+        for i in ramping {
+            if candidates.admit(i) {
+                return Ok(i);
+            }
         }
     }
     match avoid {

@@ -34,6 +34,8 @@ pub struct FakeEndpoints {
     pub admits: Vec<bool>,
     pub in_flight: Vec<usize>,
     pub latency_ns: Vec<f64>,
+    /// Slow-start shares (1 = not ramping).
+    pub shares: Vec<f64>,
 }
 
 impl FakeEndpoints {
@@ -43,6 +45,7 @@ impl FakeEndpoints {
             admits: vec![true; n],
             in_flight: vec![0; n],
             latency_ns: vec![0.0; n],
+            shares: vec![1.0; n],
         }
     }
 }
@@ -59,6 +62,9 @@ impl Candidates for FakeEndpoints {
     }
     fn in_flight(&self, i: usize) -> usize {
         self.in_flight[i]
+    }
+    fn share(&self, i: usize) -> f64 {
+        self.shares[i]
     }
     fn latency(&self, i: usize) -> super::peak_ewma::Estimate {
         super::peak_ewma::Estimate {

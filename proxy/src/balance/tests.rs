@@ -203,3 +203,50 @@ fn tuning_sets_the_ring_size_the_table_size_and_the_decay() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn every_balancer_scales_a_ramping_endpoints_share_by_its_slow_start() {
+    for algorithm in ALL {
+        let lb = balancer(algorithm, &[1; 4]);
+        let mut eps = FakeEndpoints::new(4);
+        let even = counts(&lb, &eps, 8_000, |p| {
+            Some(super::hash_key(&p.to_le_bytes()))
+        });
+        eps.shares[2] = 0.25;
+        let ramping = counts(&lb, &eps, 8_000, |p| {
+            Some(super::hash_key(&p.to_le_bytes()))
+        });
+        // A quarter of its ~2000 picks (binomial sd about 19 at p = 0.25): 500 +- 8 sd,
+        // whatever the algorithm (hash keys included: the rest go to the next choice).
+        let expected = even[2] as f64 / 4.0;
+        assert!(
+            (ramping[2] as f64 - expected).abs() < 160.0,
+            "{algorithm:?}: {} picks while ramping, {} at full share",
+            ramping[2],
+            even[2]
+        );
+        assert_eq!(ramping.iter().sum::<u64>(), 8_000);
+    }
+}
+
+#[test]
+fn a_ramping_endpoint_takes_the_request_when_nothing_else_will() {
+    for algorithm in ALL {
+        let lb = balancer(algorithm, &[1; 3]);
+        let mut eps = FakeEndpoints::new(3);
+        eps.shares[1] = 0.0;
+        eps.admits = vec![false, true, false];
+        let mut rng = seeded();
+        assert_eq!(
+            lb.pick(&eps, None, Some(7), &mut rng),
+            Ok(1),
+            "{algorithm:?}"
+        );
+        eps.healthy[1] = false;
+        assert_eq!(
+            lb.pick(&eps, None, Some(7), &mut rng),
+            Err(PickError::AllRefused),
+            "{algorithm:?}"
+        );
+    }
+}

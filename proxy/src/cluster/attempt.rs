@@ -193,6 +193,7 @@ impl Attempt {
             self.endpoint.observe_latency(elapsed);
         }
         self.settle(verdict);
+        super::latency::judge_if_due(&self.cluster, Instant::now());
         elapsed
     }
 
@@ -232,7 +233,9 @@ impl Drop for Attempt {
         let cut_at_deadline = self.deadline.is_some_and(|d| Instant::now() >= d);
         if cut_at_deadline {
             self.endpoint.metrics.timeouts.inc();
+            self.endpoint.observe_cut(self.started.elapsed());
             self.settle(Verdict::Failed);
+            super::latency::judge_if_due(&self.cluster, Instant::now());
         } else {
             self.settle(Verdict::Unjudged);
         }

@@ -7,6 +7,11 @@
 //! closed, one fails -> open again. `max_ejected_percent` caps how many endpoints of a
 //! cluster may be open at once (at least one may, as in Envoy).
 //!
+//! Latency-based ejection ([`CircuitBreaker::eject_for_latency`], decided by
+//! `cluster::latency` over the whole cluster) opens it the same way, under the same
+//! `max_ejected_percent`; its open time doubles with each latency ejection until a
+//! later judgement finds the endpoint's latency normal again.
+//!
 //! Only the endpoint's own failures are recorded. A request that ends without saying
 //! anything about the endpoint (its client went away, a local limit turned it back) is
 //! [released](CircuitBreaker::release) instead: a half-open trial gives its slot back,
@@ -34,6 +39,34 @@ impl BreakerState {
             BreakerState::Closed => "closed",
             BreakerState::Open => "open",
             BreakerState::HalfOpen => "half_open",
+        }
+    }
+}
+
+/// Why an endpoint was ejected (its breaker opened): the `reason` label of
+/// `meshwork_circuit_breaker_ejections_total`, shown in `/clusters`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum EjectionCause {
+    /// `consecutive_failures` in a row.
+    ConsecutiveFailures,
+    /// The `failure_rate` over its window.
+    FailureRate,
+    /// A half-open trial failed.
+    FailedTrial,
+    /// Its latency `percentile` stayed above `factor` x the other endpoints' median.
+    Latency {
+        latency: std::time::Duration,
+        others: std::time::Duration,
+    },
+}
+
+impl EjectionCause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EjectionCause::ConsecutiveFailures => "consecutive_failures",
+            EjectionCause::FailureRate => "failure_rate",
+            EjectionCause::FailedTrial => "failed_trial",
+            EjectionCause::Latency { .. } => "latency",
         }
     }
 }
@@ -85,6 +118,12 @@ struct State {
     bucket_second: u64,
     /// Opens since the breaker last closed (doubles the open duration).
     reopens: u32,
+    /// Latency ejections since a judgement last found the latency normal (doubles the
+    /// open duration of the next one; kept when the breaker closes, since a slow
+    /// endpoint usually passes its trials and is slow again once back).
+    latency_strikes: u32,
+    /// Why it is open or half-open (kept while closed, unused).
+    cause: Option<EjectionCause>,
 }
 
 #[derive(Debug)]
@@ -112,6 +151,8 @@ impl CircuitBreaker {
                 buckets: vec![(0, 0); seconds],
                 bucket_second: 0,
                 reopens: 0,
+                latency_strikes: 0,
+                cause: None,
             }),
         }
     }
@@ -126,6 +167,41 @@ impl CircuitBreaker {
             Phase::Open { .. } => BreakerState::Open,
             Phase::HalfOpen { .. } => BreakerState::HalfOpen,
         }
+    }
+
+    /// Why it is ejected: `None` while closed.
+    pub fn cause(&self) -> Option<EjectionCause> {
+        let s = self.lock();
+        match s.phase {
+            Phase::Closed => None,
+            Phase::Open { .. } | Phase::HalfOpen { .. } => s.cause,
+        }
+    }
+
+    /// Opens a closed breaker for latency (`cluster::latency` judged the endpoint
+    /// slow), for `open_duration` doubled per earlier latency ejection not yet cleared
+    /// by [`CircuitBreaker::latency_normal`]. `None` when it is not closed or
+    /// `ejection` has no room.
+    pub fn eject_for_latency(
+        &self,
+        cause: EjectionCause,
+        ejection: &EjectionBudget,
+    ) -> Option<Transition> {
+        let mut s = self.lock();
+        if !matches!(s.phase, Phase::Closed) || !ejection.try_eject() {
+            return None;
+        }
+        let until = Instant::now() + self.open_duration(s.latency_strikes);
+        s.latency_strikes = s.latency_strikes.saturating_add(1);
+        s.phase = Phase::Open { until };
+        s.cause = Some(cause);
+        Some((BreakerState::Closed, BreakerState::Open))
+    }
+
+    /// A judgement found the endpoint's latency normal: the next latency ejection is
+    /// back to `open_duration`.
+    pub fn latency_normal(&self) {
+        self.lock().latency_strikes = 0;
     }
 
     /// Whether a request may go to this endpoint now; an open breaker whose time is up
@@ -205,8 +281,9 @@ impl CircuitBreaker {
                     None
                 } else {
                     s.reopens += 1;
-                    let until = now + self.open_duration(s.reopens);
+                    let until = now + self.open_duration(s.reopens.max(s.latency_strikes));
                     s.phase = Phase::Open { until };
+                    s.cause = Some(EjectionCause::FailedTrial);
                     Some((BreakerState::HalfOpen, BreakerState::Open))
                 }
             }
@@ -239,6 +316,11 @@ impl CircuitBreaker {
                 }
                 let until = now + self.open_duration(s.reopens);
                 s.phase = Phase::Open { until };
+                s.cause = Some(if by_streak {
+                    EjectionCause::ConsecutiveFailures
+                } else {
+                    EjectionCause::FailureRate
+                });
                 Some((BreakerState::Closed, BreakerState::Open))
             }
         }
@@ -258,152 +340,4 @@ fn advance(s: &mut State, second: u64) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn config(consecutive: Option<u32>, rate: Option<(f64, u32)>) -> model::CircuitBreaker {
-        model::CircuitBreaker {
-            consecutive_failures: consecutive,
-            failure_rate: rate.map(|(threshold, min_requests)| model::FailureRate {
-                threshold,
-                min_requests,
-                window: Duration::from_secs(10),
-            }),
-            open_duration: Duration::from_secs(10),
-            max_open_duration: Duration::from_secs(35),
-            half_open_requests: 2,
-            max_ejected_percent: 100,
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn consecutive_failures_open_then_half_open_then_close() {
-        let b = CircuitBreaker::new(config(Some(3), None));
-        let e = EjectionBudget::new(1, 100);
-        assert_eq!(b.record(false, &e), None);
-        assert_eq!(b.record(true, &e), None, "a success resets the streak");
-        assert_eq!(b.record(false, &e), None);
-        assert_eq!(b.record(false, &e), None);
-        assert_eq!(
-            b.record(false, &e),
-            Some((BreakerState::Closed, BreakerState::Open))
-        );
-        assert_eq!(b.admit(), (false, None));
-        tokio::time::advance(Duration::from_secs(10)).await;
-        assert_eq!(
-            b.admit(),
-            (true, Some((BreakerState::Open, BreakerState::HalfOpen)))
-        );
-        assert_eq!(b.admit(), (true, None), "second trial");
-        assert_eq!(b.admit(), (false, None), "only half_open_requests trials");
-        assert_eq!(b.record(true, &e), None);
-        assert_eq!(
-            b.record(true, &e),
-            Some((BreakerState::HalfOpen, BreakerState::Closed))
-        );
-        assert_eq!(b.state(), BreakerState::Closed);
-        assert_eq!(b.admit(), (true, None));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_released_trial_frees_its_slot_and_leaves_the_state_alone() {
-        let b = CircuitBreaker::new(config(Some(3), None));
-        let e = EjectionBudget::new(1, 100);
-        b.release();
-        for _ in 0..2 {
-            b.record(false, &e);
-            b.release();
-        }
-        assert_eq!(b.state(), BreakerState::Closed, "releases are not failures");
-        b.record(false, &e);
-        assert_eq!(b.state(), BreakerState::Open);
-        b.release();
-        assert_eq!(b.state(), BreakerState::Open, "open stays open");
-        tokio::time::advance(Duration::from_secs(10)).await;
-        assert!(b.admit().0, "first trial");
-        assert!(b.admit().0, "second trial");
-        assert!(!b.admit().0, "both slots taken");
-        b.release();
-        assert!(b.admit().0, "a released trial's slot is free again");
-        assert!(!b.admit().0);
-        assert_eq!(b.record(true, &e), None);
-        b.release();
-        b.release();
-        b.release();
-        assert!(b.admit().0, "one slot freed; a success is never taken back");
-        assert!(!b.admit().0);
-        assert_eq!(
-            b.record(true, &e),
-            Some((BreakerState::HalfOpen, BreakerState::Closed))
-        );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_failed_trial_reopens_for_twice_as_long_up_to_the_max() {
-        let b = CircuitBreaker::new(config(Some(1), None));
-        let e = EjectionBudget::new(1, 100);
-        b.record(false, &e);
-        for expected in [20, 35, 35] {
-            tokio::time::advance(Duration::from_secs(35)).await;
-            assert!(b.admit().0);
-            assert_eq!(
-                b.record(false, &e),
-                Some((BreakerState::HalfOpen, BreakerState::Open))
-            );
-            tokio::time::advance(Duration::from_secs(expected) - Duration::from_millis(1)).await;
-            assert!(!b.admit().0, "still open just before {expected}s");
-            tokio::time::advance(Duration::from_millis(1)).await;
-            assert!(b.admit().0, "half-open at {expected}s");
-            assert_eq!(
-                b.record(false, &e),
-                Some((BreakerState::HalfOpen, BreakerState::Open))
-            );
-            tokio::time::advance(Duration::ZERO).await;
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn failure_rate_needs_min_requests_in_the_window() {
-        let b = CircuitBreaker::new(config(None, Some((0.5, 10))));
-        let e = EjectionBudget::new(1, 100);
-        for _ in 0..4 {
-            assert_eq!(b.record(true, &e), None);
-            assert_eq!(b.record(false, &e), None);
-        }
-        assert_eq!(b.record(true, &e), None);
-        // 10 requests, 5 failures: 50% >= threshold.
-        assert_eq!(
-            b.record(false, &e),
-            Some((BreakerState::Closed, BreakerState::Open))
-        );
-        // Old outcomes leave the window.
-        let b = CircuitBreaker::new(config(None, Some((0.5, 4))));
-        b.record(false, &e);
-        b.record(false, &e);
-        tokio::time::advance(Duration::from_secs(11)).await;
-        b.record(true, &e);
-        assert_eq!(b.record(false, &e), None, "only 2 outcomes in the window");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn max_ejected_percent_keeps_endpoints_closed() {
-        let e = EjectionBudget::new(4, 50);
-        let breakers: Vec<_> = (0..4)
-            .map(|_| CircuitBreaker::new(config(Some(1), None)))
-            .collect();
-        let opened = breakers
-            .iter()
-            .filter(|b| b.record(false, &e).is_some())
-            .count();
-        assert_eq!(opened, 2);
-        assert_eq!(
-            breakers
-                .iter()
-                .filter(|b| b.state() == BreakerState::Open)
-                .count(),
-            2
-        );
-        // A single endpoint may always be ejected (as in Envoy).
-        assert_eq!(EjectionBudget::new(1, 10).max, 1);
-    }
-}
+mod tests;

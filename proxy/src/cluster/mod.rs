@@ -6,9 +6,11 @@ pub mod breaker;
 pub mod connector;
 pub mod failure;
 pub mod health;
+pub mod latency;
 pub mod limits;
 pub mod original_dst;
 pub mod pool;
+pub mod slow_start;
 #[cfg(test)]
 pub mod test_cluster;
 pub mod upgrade_conn;
@@ -19,7 +21,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use meshwork_config::model::{self, Address, UpstreamProtocol};
 
-use self::breaker::{BreakerState, CircuitBreaker, EjectionBudget};
+use self::breaker::{BreakerState, CircuitBreaker, EjectionBudget, EjectionCause};
 use self::connector::EndpointConnector;
 use self::limits::ClusterGates;
 use crate::balance::peak_ewma::{self, PeakEwma};
@@ -50,6 +52,10 @@ pub struct Endpoint {
     /// TLS origination settings, when the cluster has `tls` (health checks and TCP
     /// listeners open connections with them too).
     pub tls: Option<Arc<connector::UpstreamTls>>,
+    /// Recent latencies, judged against the cluster's (`circuit_breaker.latency`).
+    pub latency_window: Option<latency::window::LatencyWindow>,
+    /// The ramp of its share after a return from ejection (`circuit_breaker.slow_start`).
+    pub slow_start: Option<slow_start::SlowStart>,
 }
 
 impl Endpoint {
@@ -93,6 +99,16 @@ impl Endpoint {
             ),
             tls,
             address,
+            latency_window: config
+                .circuit_breaker
+                .as_ref()
+                .and_then(|b| b.latency.as_ref())
+                .map(|l| latency::window::LatencyWindow::new(l.window)),
+            slow_start: config
+                .circuit_breaker
+                .as_ref()
+                .and_then(|b| b.slow_start)
+                .map(slow_start::SlowStart::new),
         }
     }
 
@@ -100,9 +116,27 @@ impl Endpoint {
         self.health.as_ref().is_none_or(|h| h.is_healthy())
     }
 
-    /// Records the time an attempt waited for its response head (for `peak_ewma`).
+    /// Records the time an attempt waited for its response head (for `peak_ewma` and
+    /// latency-based ejection).
     pub fn observe_latency(&self, elapsed: std::time::Duration) {
         self.latency.observe(elapsed, std::time::Instant::now());
+        self.observe_cut(elapsed);
+    }
+
+    /// Records an attempt cut at its deadline after `elapsed`: the endpoint took at
+    /// least that long, which latency-based ejection counts (`peak_ewma` learns of it
+    /// from the attempts still in flight).
+    pub fn observe_cut(&self, elapsed: std::time::Duration) {
+        if let Some(window) = &self.latency_window {
+            window.record(elapsed, tokio::time::Instant::now());
+        }
+    }
+
+    /// The share of its picks the endpoint takes now (below 1 during slow start).
+    pub fn share(&self) -> f64 {
+        self.slow_start
+            .as_ref()
+            .map_or(1.0, |ramp| ramp.share(tokio::time::Instant::now()))
     }
 
     /// Whether the breaker lets a request through now (always, without a breaker).
@@ -139,9 +173,22 @@ impl Endpoint {
         self.metrics.breaker_transition(to.as_str());
         match to {
             BreakerState::Open => {
-                tracing::warn!(endpoint = %self.address, from = from.as_str(), "circuit breaker opened")
+                let cause = self.breaker.as_ref().and_then(CircuitBreaker::cause);
+                let reason = cause.map_or("unknown", EjectionCause::as_str);
+                self.metrics.breaker_ejection(reason);
+                if let Some(EjectionCause::Latency { latency, others }) = cause {
+                    tracing::warn!(endpoint = %self.address, from = from.as_str(), reason, latency = ?latency, others_median = ?others, "circuit breaker opened: endpoint slower than the rest of its cluster")
+                } else {
+                    tracing::warn!(endpoint = %self.address, from = from.as_str(), reason, "circuit breaker opened")
+                }
             }
-            _ => {
+            BreakerState::Closed => {
+                if let Some(ramp) = &self.slow_start {
+                    ramp.begin(tokio::time::Instant::now());
+                }
+                tracing::info!(endpoint = %self.address, from = from.as_str(), to = to.as_str(), slow_start = self.slow_start.is_some(), "circuit breaker state changed")
+            }
+            BreakerState::HalfOpen => {
                 tracing::info!(endpoint = %self.address, from = from.as_str(), to = to.as_str(), "circuit breaker state changed")
             }
         }
@@ -188,6 +235,8 @@ pub struct ClusterRuntime {
     /// Set for an `auto` listener's `original-destination` cluster: its endpoints are
     /// made per request, from where the request's connection was going.
     pub original_destinations: Option<original_dst::OriginalDestinations>,
+    /// Latency-based ejection, when `circuit_breaker.latency` is set.
+    pub latency_outliers: Option<latency::LatencyOutliers>,
 }
 
 impl Drop for ClusterRuntime {
@@ -270,9 +319,15 @@ impl ClusterRuntime {
             &specs,
             &mut rand::rng(),
         );
+        let latency_outliers = config
+            .circuit_breaker
+            .as_ref()
+            .and_then(|b| b.latency.clone())
+            .map(latency::LatencyOutliers::new);
         Self {
             mesh: None,
             original_destinations: None,
+            latency_outliers,
             health_checker,
             with_identity: false,
             tls_files: 0,
@@ -384,6 +439,9 @@ impl Candidates for LiveEndpoints<'_> {
     }
     fn admit(&self, i: usize) -> bool {
         self.endpoints[i].admit()
+    }
+    fn share(&self, i: usize) -> f64 {
+        self.endpoints[i].share()
     }
     fn in_flight(&self, i: usize) -> usize {
         self.endpoints[i].in_flight.load(Ordering::Relaxed)

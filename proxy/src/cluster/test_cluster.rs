@@ -20,6 +20,8 @@ pub fn one_strike_breaker() -> model::CircuitBreaker {
         max_open_duration: Duration::from_secs(40),
         half_open_requests: 1,
         max_ejected_percent: 100,
+        latency: None,
+        slow_start: None,
     }
 }
 

@@ -204,6 +204,16 @@ impl EndpointHandles {
             .inc();
     }
 
+    /// Counts an ejection by its reason (a fixed set of words; rare: resolved on use).
+    pub fn breaker_ejection(&self, reason: &str) {
+        let [c, e] = &self.labels;
+        self.metrics
+            .upstream
+            .breaker_ejections_total
+            .with_label_values(&[c.as_str(), e.as_str(), reason])
+            .inc();
+    }
+
     /// Responses received from this endpoint so far, all status classes.
     pub fn requests_total(&self) -> u64 {
         self.by_class

@@ -66,6 +66,7 @@ pub struct UpstreamMetrics {
     pub connections_active: IntGaugeVec,
     pub breaker_state: IntGaugeVec,
     pub breaker_transitions_total: IntCounterVec,
+    pub breaker_ejections_total: IntCounterVec,
     pub overflows_total: IntCounterVec,
 }
 
@@ -271,6 +272,11 @@ impl Metrics {
                     "Circuit breaker state changes, by the state entered.",
                     &["cluster", "endpoint", "to"],
                 ),
+                breaker_ejections_total: counter_vec(
+                    "circuit_breaker_ejections_total",
+                    "Endpoints ejected (circuit breaker opened), by reason: consecutive_failures, failure_rate, failed_trial or latency.",
+                    &["cluster", "endpoint", "reason"],
+                ),
             },
             config: ConfigMetrics {
                 version: IntGauge::with_opts(opts(
@@ -380,6 +386,7 @@ impl Metrics {
         self.register(u.breaker_state.clone());
         self.register(u.overflows_total.clone());
         self.register(u.breaker_transitions_total.clone());
+        self.register(u.breaker_ejections_total.clone());
         let c = &self.config;
         self.register(c.version.clone());
         self.register(c.reloads_total.clone());

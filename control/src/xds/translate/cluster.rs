@@ -35,6 +35,9 @@ pub(super) fn cluster(
     c: &model::Cluster,
 ) -> Result<(Cluster, ClusterLoadAssignment), Untranslatable> {
     let lb_policy = lb_policy(c.load_balancer)?;
+    if let Some(b) = &c.circuit_breaker {
+        breaker_extensions(b)?;
+    }
     let tls = c
         .tls
         .as_ref()
@@ -118,6 +121,24 @@ fn lb_config(c: &model::Cluster) -> Option<cluster::LbConfig> {
         })),
         _ => None,
     }
+}
+
+/// Refuses the breaker settings Envoy has nothing for: rather than send a cluster that
+/// would quietly behave otherwise.
+fn breaker_extensions(b: &model::CircuitBreaker) -> Result<(), Untranslatable> {
+    if b.latency.is_some() {
+        return Err(Untranslatable::new(
+            "circuit_breaker.latency",
+            "Envoy has no latency-based ejection (its outlier detection ejects on errors only; least_request biases picks away from slow endpoints)",
+        ));
+    }
+    if b.slow_start.is_some() {
+        return Err(Untranslatable::new(
+            "circuit_breaker.slow_start",
+            "Envoy's slow start ramps up new or health-checked endpoints, not endpoints returning from outlier ejection",
+        ));
+    }
+    Ok(())
 }
 
 /// meshwork's per-endpoint breaker as Envoy's outlier detection: consecutive failures
