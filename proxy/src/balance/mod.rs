@@ -62,6 +62,13 @@ pub trait Candidates {
     /// Whether its circuit breaker lets one request through now. May spend a
     /// half-open trial, so it is asked only of the endpoint about to be returned.
     fn admit(&self, i: usize) -> bool;
+    /// Its breaker is open and would refuse now. No side effects: a breaker whose open
+    /// time is up is not refusing (its trial is for `admit` to spend). Rotations skip
+    /// a refusing endpoint's turn, so its share goes to all the others rather than all
+    /// to the next one in order.
+    fn is_refusing(&self, _i: usize) -> bool {
+        false
+    }
     /// Requests sent and not answered yet.
     fn in_flight(&self, i: usize) -> usize;
     /// The share of the picks it would get that it takes now, from 0 to 1: below 1
@@ -187,7 +194,9 @@ impl Balancer {
         if n == 0 {
             return Err(PickError::NoHealthyEndpoint);
         }
-        let usable = |i: usize| candidates.is_healthy(i) && (n == 1 || avoid != Some(i));
+        let usable = |i: usize| {
+            candidates.is_healthy(i) && (n == 1 || avoid != Some(i)) && !candidates.is_refusing(i)
+        };
         let choices = match &self.algorithm {
             Algorithm::RoundRobin(rr) => Choices::linear(rotate(|| rr.next(n), n, &usable), n),
             Algorithm::WeightedRoundRobin(wrr) => {

@@ -60,6 +60,9 @@ impl Candidates for FakeEndpoints {
     fn admit(&self, i: usize) -> bool {
         self.admits[i]
     }
+    fn is_refusing(&self, i: usize) -> bool {
+        !self.admits[i]
+    }
     fn in_flight(&self, i: usize) -> usize {
         self.in_flight[i]
     }

@@ -100,6 +100,27 @@ fn every_balancer_skips_endpoints_whose_breaker_refuses() {
 }
 
 #[test]
+fn every_balancer_spreads_the_share_of_an_endpoint_whose_breaker_refuses() {
+    for algorithm in ALL {
+        let lb = balancer(algorithm, &[1; 6]);
+        let mut eps = FakeEndpoints::new(6);
+        eps.admits[2] = false;
+        let c = counts(&lb, &eps, 60_000, |p| {
+            Some(super::hash_key(&p.to_le_bytes()))
+        });
+        assert_eq!(c[2], 0, "{algorithm:?} sent to a refusing endpoint");
+        // Its turns are not all handed to the next endpoint in order.
+        for (i, &n) in c.iter().enumerate().filter(|(i, _)| *i != 2) {
+            let share = n as f64 / 60_000.0;
+            assert!(
+                (share - 0.2).abs() < 0.04,
+                "{algorithm:?}: endpoint {i} got {share:.3}"
+            );
+        }
+    }
+}
+
+#[test]
 fn a_retry_avoids_the_endpoint_that_just_failed() {
     for algorithm in ALL {
         let lb = balancer(algorithm, &[1; 3]);

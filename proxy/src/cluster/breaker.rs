@@ -204,6 +204,17 @@ impl CircuitBreaker {
         self.lock().latency_strikes = 0;
     }
 
+    /// Whether [`CircuitBreaker::admit`] would refuse now, without spending anything:
+    /// open with time left, or half-open with every trial slot taken.
+    pub fn is_refusing(&self) -> bool {
+        let s = self.lock();
+        match s.phase {
+            Phase::Closed => false,
+            Phase::Open { until } => Instant::now() < until,
+            Phase::HalfOpen { admitted, .. } => admitted >= self.config.half_open_requests.max(1),
+        }
+    }
+
     /// Whether a request may go to this endpoint now; an open breaker whose time is up
     /// turns half-open here and admits its trial requests one by one.
     pub fn admit(&self) -> (bool, Option<Transition>) {

@@ -440,6 +440,12 @@ impl Candidates for LiveEndpoints<'_> {
     fn admit(&self, i: usize) -> bool {
         self.endpoints[i].admit()
     }
+    fn is_refusing(&self, i: usize) -> bool {
+        self.endpoints[i]
+            .breaker
+            .as_ref()
+            .is_some_and(CircuitBreaker::is_refusing)
+    }
     fn share(&self, i: usize) -> f64 {
         self.endpoints[i].share()
     }
