@@ -7,6 +7,7 @@ pub mod connector;
 pub mod failure;
 pub mod health;
 pub mod limits;
+pub mod opaque;
 pub mod original_dst;
 pub mod pool;
 #[cfg(test)]
@@ -160,6 +161,29 @@ impl<'a> InFlight<'a> {
 }
 
 impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// One unit of an endpoint's load held by an owner that outlives any borrow of the
+/// endpoint (a relayed connection): what [`InFlight`] is for a request.
+#[derive(Debug)]
+pub struct HeldLoad(Arc<Endpoint>);
+
+impl HeldLoad {
+    pub fn new(endpoint: Arc<Endpoint>) -> Self {
+        endpoint.in_flight.fetch_add(1, Ordering::Relaxed);
+        Self(endpoint)
+    }
+
+    /// The endpoint whose load this is.
+    pub fn endpoint(&self) -> &Arc<Endpoint> {
+        &self.0
+    }
+}
+
+impl Drop for HeldLoad {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
