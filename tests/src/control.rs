@@ -152,7 +152,9 @@ impl ControlPlane {
         let mut command = match &self.netns {
             Some(netns) => {
                 let mut command = Command::new("ip");
-                command.args(["netns", "exec", netns]).arg(meshwork_control_bin());
+                command
+                    .args(["netns", "exec", netns])
+                    .arg(meshwork_control_bin());
                 command
             }
             None => Command::new(meshwork_control_bin()),

@@ -14,7 +14,9 @@ use std::ffi::OsStr;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ObjectReference, Pod as KubePod, Service, ServicePort, ServiceSpec};
+use k8s_openapi::api::core::v1::{
+    ObjectReference, Pod as KubePod, Service, ServicePort, ServiceSpec,
+};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use meshwork_tests::kube_api::FakeApiServer;
@@ -165,10 +167,7 @@ async fn assert_meshed_only_where_marked(
         )
         .await;
     assert_eq!(connections(&scrape, "inbound", plain, "meshed"), 0.0);
-    assert_eq!(
-        connections(&scrape, "inbound", meshed, plain_protocol),
-        0.0
-    );
+    assert_eq!(connections(&scrape, "inbound", meshed, plain_protocol), 0.0);
 }
 
 #[tokio::test]
@@ -366,10 +365,14 @@ async fn a_service_vip_learned_from_kubernetes_spreads_http_and_tcp_over_its_pod
         .mesh_networks(&[NO_POD_NETWORK])
         .extra("control_plane:\n  address: http://10.200.0.2:18000\n");
     let a_sidecar = Sidecar::start(&pods.a, &a_config).await;
-    eventually("both of web's clusters with 3 endpoints at A", BOUND, || async {
-        endpoints_at(&a_sidecar, "web.shop.svc:80").await == 3
-            && endpoints_at(&a_sidecar, "web.shop.svc:5000").await == 3
-    })
+    eventually(
+        "both of web's clusters with 3 endpoints at A",
+        BOUND,
+        || async {
+            endpoints_at(&a_sidecar, "web.shop.svc:80").await == 3
+                && endpoints_at(&a_sidecar, "web.shop.svc:5000").await == 3
+        },
+    )
     .await;
 
     let mut apps = Vec::new();
@@ -384,8 +387,7 @@ async fn a_service_vip_learned_from_kubernetes_spreads_http_and_tcp_over_its_pod
 
     // `http-web`: HTTP, round robin over the three pods.
     let answered = http_calls(&pods.a, "http://10.96.0.10/", 6).await;
-    let expected: BTreeMap<String, usize> =
-        (1..=3).map(|n| (format!("web-{n}"), 2)).collect();
+    let expected: BTreeMap<String, usize> = (1..=3).map(|n| (format!("web-{n}"), 2)).collect();
     assert_eq!(answered, expected, "each pod answered its share");
     // `tcp-echo`: opaque at once (an HTTP request comes back verbatim), spread too.
     let echoed = opaque_calls(&pods.a, "10.96.0.10:5000".parse().unwrap(), 6, 6).await;
