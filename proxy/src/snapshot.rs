@@ -21,7 +21,7 @@ use crate::router::{RouteEntry, RouteTable};
 use crate::tls::TlsPlan;
 use crate::tls::plan::ListenerTlsPlan;
 use crate::trace::Tracer;
-use crate::vip::{Vips, vip_route};
+use crate::vip::{Vips, whole_cluster_route};
 
 /// An HTTP listener's routes and the metric handles of each (route, backend).
 #[derive(Debug)]
@@ -340,32 +340,17 @@ pub(crate) fn auto_route_table(
         name: listener.into(),
         routes: Vec::new(),
     });
-    table.routes.push(model::Route {
-        name: ORIGINAL_DESTINATION_CLUSTER.into(),
-        matcher: Default::default(),
-        action: model::RouteAction::Backends(vec![model::WeightedBackend {
-            cluster: ORIGINAL_DESTINATION_CLUSTER.into(),
-            weight: 1,
-        }]),
-        timeout: None,
-        retry: None,
-        fault: None,
-        rewrite: None,
-        request_headers: Default::default(),
-        response_headers: Default::default(),
-        rate_limit: None,
-        mirror: None,
-        upgrades: model::DEFAULT_UPGRADES
-            .iter()
-            .map(|p| p.to_string())
-            .collect(),
-    });
+    table
+        .routes
+        .push(whole_cluster_route(ORIGINAL_DESTINATION_CLUSTER, None));
     let fallback = table.routes.len() - 1;
     let mut by_destination = HashMap::new();
     for cluster in vip_clusters {
         let Some(vip) = &cluster.vip else { continue };
         let index = table.routes.len() as u32;
-        table.routes.push(vip_route(&cluster.name));
+        // Retried as `retry: {}` retries: a VIP's cluster is a service of the mesh.
+        let retry = Some(model::RetryPolicy::defaults());
+        table.routes.push(whole_cluster_route(&cluster.name, retry));
         for address in &vip.addresses {
             by_destination.insert(*address, index);
         }

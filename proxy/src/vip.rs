@@ -63,11 +63,11 @@ impl Vips {
     }
 }
 
-/// The route HTTP to a VIP of `cluster` takes when none of its listener's routes
-/// matches: named after the cluster (its metrics' `route` label), to the cluster,
-/// retried as `retry: {}` retries (idempotent methods, on connect failures, resets and
-/// gateway errors), WebSocket upgrades allowed as on the `original-destination` route.
-pub fn vip_route(cluster: &str) -> model::Route {
+/// A route named after `cluster` (its metrics' `route` label) that takes any request to
+/// it, retried by `retry`, WebSocket upgrades allowed: what an `auto` listener's HTTP
+/// takes when none of its own routes matches — to the `original-destination` cluster,
+/// or to the cluster of the VIP its connection was going to.
+pub fn whole_cluster_route(cluster: &str, retry: Option<RetryPolicy>) -> model::Route {
     model::Route {
         name: cluster.into(),
         matcher: Default::default(),
@@ -76,7 +76,7 @@ pub fn vip_route(cluster: &str) -> model::Route {
             weight: 1,
         }]),
         timeout: None,
-        retry: Some(RetryPolicy::defaults()),
+        retry,
         fault: None,
         rewrite: None,
         request_headers: Default::default(),
@@ -149,28 +149,21 @@ clusters:
     #[test]
     fn http_matching_no_route_goes_to_its_vips_cluster_and_a_route_still_wins() {
         let s = snapshot();
-        assert_eq!(
-            route_of(&s, "outbound", "web", "10.96.0.10:80"),
-            "web.shop.svc:80"
-        );
-        assert_eq!(
-            route_of(&s, "outbound", "web", "[fd00::10]:80"),
-            "web.shop.svc:80"
-        );
-        // The listener's own routes come first.
-        assert_eq!(
-            route_of(&s, "outbound", "pinned", "10.96.0.10:80"),
-            "pinned"
-        );
-        // Another port of the VIP, or another address: where it was going.
-        assert_eq!(
-            route_of(&s, "outbound", "web", "10.96.0.10:81"),
-            "original-destination"
-        );
-        assert_eq!(
-            route_of(&s, "outbound", "web", "10.96.0.11:80"),
-            "original-destination"
-        );
+        // The listener's own routes come first; another port of the VIP, or another
+        // address, goes where it was going.
+        for (host, destination, route) in [
+            ("web", "10.96.0.10:80", "web.shop.svc:80"),
+            ("web", "[fd00::10]:80", "web.shop.svc:80"),
+            ("pinned", "10.96.0.10:80", "pinned"),
+            ("web", "10.96.0.10:81", "original-destination"),
+            ("web", "10.96.0.11:80", "original-destination"),
+        ] {
+            assert_eq!(
+                route_of(&s, "outbound", host, destination),
+                route,
+                "{host} to {destination}"
+            );
+        }
         let vip = s.vips.get("10.96.0.10:80".parse().unwrap()).expect("a VIP");
         assert_eq!(vip.cluster.config.name, "web.shop.svc:80");
         assert_eq!(vip.protocol, meshwork_config::model::PortProtocol::Http);
