@@ -14,7 +14,7 @@ use std::time::Duration;
 
 pub use crate::sidecar::{
     Direction, Mesh, MeshInbound, ORIGINAL_DESTINATION_CLUSTER, PortProtocol, SERVER_FIRST_PORTS,
-    port_protocol,
+    Vip, destination_protocol, port_protocol,
 };
 
 /// A whole, validated config file (format `version: 1`).
@@ -581,6 +581,9 @@ pub struct Cluster {
     pub circuit_breaker: Option<CircuitBreaker>,
     pub health_check: Option<HealthCheck>,
     pub tls: Option<ClientTls>,
+    /// Service virtual addresses that stand for this cluster (`vip`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vip: Option<Vip>,
 }
 
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);

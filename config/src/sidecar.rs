@@ -71,6 +71,32 @@ pub fn port_protocol(hints: &BTreeMap<u16, PortProtocol>, port: u16) -> PortProt
     PortProtocol::Auto
 }
 
+/// A cluster's virtual addresses (`vip`, a Kubernetes Service's ClusterIP and port): an
+/// `auto` listener sends the connections it intercepts on their way to one of them to the
+/// cluster, balanced over its endpoints, instead of to the address itself.
+#[derive(serde::Serialize, Clone, Debug, PartialEq, Eq)]
+pub struct Vip {
+    pub addresses: Vec<std::net::SocketAddr>,
+    /// What connections to them speak; [`PortProtocol::Auto`] leaves it to the
+    /// listener's hints and to detection.
+    pub protocol: PortProtocol,
+}
+
+/// The protocol an `auto` listener assumes for a connection to `port` that was going to
+/// a VIP speaking `vip` (`None`: not a VIP): the VIP's own `http` or `opaque` (the
+/// Service says what its port speaks, more precisely than a listener's per-port hint),
+/// else [`port_protocol`].
+pub fn destination_protocol(
+    hints: &BTreeMap<u16, PortProtocol>,
+    port: u16,
+    vip: Option<PortProtocol>,
+) -> PortProtocol {
+    match vip {
+        Some(hint @ (PortProtocol::Http | PortProtocol::Opaque)) => hint,
+        Some(PortProtocol::Auto) | None => port_protocol(hints, port),
+    }
+}
+
 /// Connections between meshwork sidecars: which destinations run meshwork (so the
 /// outbound side originates mutual TLS to their inbound port instead of the app's), and
 /// whether the inbound side still accepts clients that are not meshed.
@@ -116,6 +142,27 @@ pub enum MeshInbound {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_vips_own_protocol_overrides_the_listeners_hint_and_auto_defers_to_it() {
+        let hints: BTreeMap<u16, PortProtocol> = [(8080, PortProtocol::Opaque)].into();
+        let http = Some(PortProtocol::Http);
+        assert_eq!(destination_protocol(&hints, 8080, http), PortProtocol::Http);
+        assert_eq!(
+            destination_protocol(&hints, 80, Some(PortProtocol::Opaque)),
+            PortProtocol::Opaque
+        );
+        let auto = Some(PortProtocol::Auto);
+        assert_eq!(
+            destination_protocol(&hints, 8080, auto),
+            PortProtocol::Opaque
+        );
+        assert_eq!(
+            destination_protocol(&hints, 3306, auto),
+            PortProtocol::Opaque
+        );
+        assert_eq!(destination_protocol(&hints, 80, None), PortProtocol::Auto);
+    }
 
     #[test]
     fn a_listed_port_overrides_the_built_in_server_first_list() {

@@ -368,7 +368,11 @@ fn with_kubernetes(mut offered: Vec<Served>, found: &Discovered) -> Vec<Served> 
     for (port, info) in &found.ports {
         if !written.contains(&port.to_string()) {
             offered.push(Served {
-                resource: resource::service_cluster(port, info.http2, info.source.clone()),
+                resource: resource::service_cluster(
+                    port,
+                    &info.cluster_settings(port.port),
+                    info.source.clone(),
+                ),
                 selector: Selector::new(),
             });
         }

@@ -33,3 +33,4 @@ pub mod router;
 pub mod snapshot;
 pub mod tls;
 pub mod trace;
+pub mod vip;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use meshwork_config::Config;
-use meshwork_config::model::{ListenerPaths, ListenerProtocol, PortProtocol};
+use meshwork_config::model::{Direction, ListenerPaths, ListenerProtocol, PortProtocol};
 
 use crate::cluster::{ClusterRegistry, ClusterRuntime};
 use crate::drain::ConnectionTracker;
@@ -21,6 +21,7 @@ use crate::router::{RouteEntry, RouteTable};
 use crate::tls::TlsPlan;
 use crate::tls::plan::ListenerTlsPlan;
 use crate::trace::Tracer;
+use crate::vip::{Vips, whole_cluster_route};
 
 /// An HTTP listener's routes and the metric handles of each (route, backend).
 #[derive(Debug)]
@@ -164,6 +165,8 @@ pub struct Snapshot {
     /// The configured ports of every listener: an intercepted connection going to one of
     /// them on this host would loop.
     pub listener_ports: Arc<[u16]>,
+    /// The clusters' VIPs, for outbound `auto` listeners.
+    pub vips: Vips,
     pub clusters: HashMap<String, Arc<ClusterRuntime>>,
     /// TLS settings of listeners (and clusters, already handed to their runtimes).
     tls: TlsPlan,
@@ -235,6 +238,11 @@ impl Snapshot {
                     }
                 }
                 ListenerProtocol::Auto { route_table } => {
+                    // Only what the pod's own app dials is looked up as a VIP.
+                    let vip_clusters = match listener.direction {
+                        Direction::Outbound => &config.clusters[..],
+                        Direction::Inbound => &[],
+                    };
                     let table = auto_route_table(
                         &listener.name,
                         route_table
@@ -242,6 +250,7 @@ impl Snapshot {
                             .and_then(|t| config.route_tables.get(t)),
                         &clusters,
                         registry.original_destination(),
+                        vip_clusters,
                     );
                     let plan = HttpListenerPlan::new(
                         &listener.name,
@@ -270,6 +279,7 @@ impl Snapshot {
             .map(|l| (l.name.clone(), Arc::new(l.ports.clone())))
             .collect();
         let listener_ports = config.listeners.iter().map(|l| l.address.port()).collect();
+        let vips = Vips::build(&config.clusters, &clusters);
         Self {
             version,
             source,
@@ -278,6 +288,7 @@ impl Snapshot {
             tcp_listeners,
             port_hints,
             listener_ports,
+            vips,
             clusters,
             tls,
             access_log,
@@ -314,39 +325,37 @@ impl Snapshot {
 pub type SnapshotHandle = Arc<ArcSwap<Snapshot>>;
 
 /// An `auto` listener's routes: its `route_table`'s, then one that takes everything else
-/// to the `original-destination` cluster (where each connection was going).
+/// to the `original-destination` cluster (where each connection was going), then one per
+/// cluster of `vip_clusters` with a `vip`, taken instead of that one by a request whose
+/// connection was going to one of the cluster's VIPs.
 pub(crate) fn auto_route_table(
     listener: &str,
     table: Option<&meshwork_config::model::RouteTable>,
     clusters: &HashMap<String, Arc<ClusterRuntime>>,
     original_destination: Arc<ClusterRuntime>,
+    vip_clusters: &[meshwork_config::model::Cluster],
 ) -> RouteTable {
     use meshwork_config::model::{self, ORIGINAL_DESTINATION_CLUSTER};
     let mut table = table.cloned().unwrap_or_else(|| model::RouteTable {
         name: listener.into(),
         routes: Vec::new(),
     });
-    table.routes.push(model::Route {
-        name: ORIGINAL_DESTINATION_CLUSTER.into(),
-        matcher: Default::default(),
-        action: model::RouteAction::Backends(vec![model::WeightedBackend {
-            cluster: ORIGINAL_DESTINATION_CLUSTER.into(),
-            weight: 1,
-        }]),
-        timeout: None,
-        retry: None,
-        fault: None,
-        rewrite: None,
-        request_headers: Default::default(),
-        response_headers: Default::default(),
-        rate_limit: None,
-        mirror: None,
-        upgrades: model::DEFAULT_UPGRADES
-            .iter()
-            .map(|p| p.to_string())
-            .collect(),
-    });
+    table
+        .routes
+        .push(whole_cluster_route(ORIGINAL_DESTINATION_CLUSTER, None));
+    let fallback = table.routes.len() - 1;
+    let mut by_destination = HashMap::new();
+    for cluster in vip_clusters {
+        let Some(vip) = &cluster.vip else { continue };
+        let index = table.routes.len() as u32;
+        // Retried as `retry: {}` retries: a VIP's cluster is a service of the mesh.
+        let retry = Some(model::RetryPolicy::defaults());
+        table.routes.push(whole_cluster_route(&cluster.name, retry));
+        for address in &vip.addresses {
+            by_destination.insert(*address, index);
+        }
+    }
     let mut clusters = clusters.clone();
     clusters.insert(ORIGINAL_DESTINATION_CLUSTER.into(), original_destination);
-    RouteTable::build(&table, &clusters)
+    RouteTable::build(&table, &clusters).with_vip_routes(fallback, by_destination)
 }

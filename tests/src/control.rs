@@ -55,6 +55,8 @@ pub struct ControlPlane {
     tls: Option<ControlTls>,
     /// More arguments (e.g. `--kubernetes --kubeconfig FILE`).
     args: Vec<std::ffi::OsString>,
+    /// The network namespace it runs in (`None`: the test's own).
+    netns: Option<String>,
 }
 
 /// TLS on the discovery port: `--tls-cert`/`--tls-key`, and `--client-ca` to require
@@ -87,13 +89,38 @@ impl ControlPlane {
         Self::start_full(tls, Vec::new()).await
     }
 
+    /// Starts it inside network namespace `netns` (`ip netns exec`), serving discovery on
+    /// `listen` there, with `args` and the fragment files `fragments` (name, YAML) in
+    /// its directory from the start. Its admin server is on the namespace's loopback,
+    /// out of the test's reach: only [`ControlPlane::url`] and its log are of use.
+    pub async fn start_in_netns(
+        netns: &str,
+        listen: SocketAddr,
+        args: &[&std::ffi::OsStr],
+        fragments: &[(&str, &str)],
+    ) -> ControlPlane {
+        let mut control = Self::unstarted(None, args.iter().map(|a| a.to_os_string()).collect());
+        for (name, yaml) in fragments {
+            control.write(name, yaml);
+        }
+        control.netns = Some(netns.to_owned());
+        control.spawn(listen).await;
+        control
+    }
+
     async fn start_full(tls: Option<ControlTls>, args: Vec<std::ffi::OsString>) -> ControlPlane {
+        let mut control = Self::unstarted(tls, args);
+        control.spawn(control.listen).await;
+        control
+    }
+
+    fn unstarted(tls: Option<ControlTls>, args: Vec<std::ffi::OsString>) -> ControlPlane {
         let dir = tempfile::Builder::new()
             .prefix("meshwork-control-e2e-")
             .tempdir()
             .expect("create a temporary directory");
         let unbound: SocketAddr = "127.0.0.1:0".parse().expect("address");
-        let mut control = ControlPlane {
+        ControlPlane {
             dir,
             child: None,
             listen: unbound,
@@ -102,9 +129,8 @@ impl ControlPlane {
             client: HttpClient::h1(),
             tls,
             args,
-        };
-        control.spawn(unbound).await;
-        control
+            netns: None,
+        }
     }
 
     /// Kills the process (SIGKILL: nothing is closed politely).
@@ -123,7 +149,16 @@ impl ControlPlane {
     async fn spawn(&mut self, listen: SocketAddr) {
         let address_file = self.dir.path().join(".addresses");
         let _ = std::fs::remove_file(&address_file);
-        let mut command = Command::new(meshwork_control_bin());
+        let mut command = match &self.netns {
+            Some(netns) => {
+                let mut command = Command::new("ip");
+                command
+                    .args(["netns", "exec", netns])
+                    .arg(meshwork_control_bin());
+                command
+            }
+            None => Command::new(meshwork_control_bin()),
+        };
         if let Some(tls) = &self.tls {
             command.arg("--tls-cert").arg(&tls.cert);
             command.arg("--tls-key").arg(&tls.key);
@@ -171,6 +206,9 @@ impl ControlPlane {
                 self.fail("meshwork-control did not write its addresses in time");
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if self.netns.is_some() {
+            return;
         }
         let ready = self
             .client

@@ -41,6 +41,25 @@ pub(crate) struct RawCluster {
     pub health_check: Field<RawHealthCheck>,
     /// Originate TLS / mTLS to the endpoints.
     pub tls: Field<RawClientTls>,
+    /// Service virtual addresses (a Kubernetes Service's ClusterIP and port) that stand
+    /// for this cluster: a connection an `auto` listener intercepts on its way to one of
+    /// them is balanced over this cluster's endpoints instead of going to the address.
+    /// meshwork-control `--kubernetes` sets it on the clusters it makes of Service ports.
+    pub vip: Field<RawVip>,
+}
+
+/// The virtual addresses of a cluster and what they speak.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Vip")]
+pub(crate) struct RawVip {
+    /// `ip:port` addresses (IP literals, no DNS names; not loopback or unspecified, which
+    /// are never intercepted); each may stand for one cluster only. Required.
+    pub addresses: List<String>,
+    /// What connections to these addresses speak, as an `auto` listener's `ports` hint
+    /// (`http`, `opaque`, `auto`), taking precedence over the listener's hint for the
+    /// port. Default is `auto`.
+    pub protocol: Field<super::PortProtocolName>,
 }
 
 /// An endpoint: `host:port`, or `{address, weight}`.

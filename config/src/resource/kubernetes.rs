@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 
 use super::{Key, Kind, Resource, Source, wire};
 use crate::diagnostic::Pos;
+use crate::model::PortProtocol;
 use crate::units::ServicePort;
 use crate::yaml::{Entry, Kind as Shape, Node, Scalar, Value};
 
@@ -20,9 +21,25 @@ pub struct DiscoveredEndpoint {
     pub meshed: bool,
 }
 
+/// What the cluster of a Service port says besides its name and discovery.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceSettings {
+    /// The port speaks HTTP/2 (`protocol: http2`).
+    pub http2: bool,
+    /// The Service's cluster IPs at the port (`vip.addresses`); none for a headless
+    /// Service.
+    pub vips: Vec<SocketAddr>,
+    /// What the port speaks, from its `appProtocol` or name (`vip.protocol`).
+    pub protocol: PortProtocol,
+}
+
 /// The cluster for `service`: named after it, its endpoints from `discovery.kubernetes`,
-/// `protocol: http2` when the port says it speaks HTTP/2 (`http2` true).
-pub fn service_cluster(service: &ServicePort, http2: bool, source: Source) -> Resource {
+/// `protocol: http2` when the port speaks HTTP/2, and its VIPs with their protocol.
+pub fn service_cluster(
+    service: &ServicePort,
+    settings: &ServiceSettings,
+    source: Source,
+) -> Resource {
     let at = Pos::new(source.line, source.column);
     let name = service.to_string();
     let mut entries = vec![
@@ -33,8 +50,22 @@ pub fn service_cluster(service: &ServicePort, http2: bool, source: Source) -> Re
             map(at, vec![entry(at, "kubernetes", text(at, &name))]),
         ),
     ];
-    if http2 {
+    if settings.http2 {
         entries.push(entry(at, "protocol", text(at, "http2")));
+    }
+    if !settings.vips.is_empty() {
+        let addresses = settings
+            .vips
+            .iter()
+            .map(|a| text(at, &a.to_string()))
+            .collect();
+        let mut vip = vec![entry(at, "addresses", list(at, addresses))];
+        match settings.protocol {
+            PortProtocol::Auto => {}
+            PortProtocol::Http => vip.push(entry(at, "protocol", text(at, "http"))),
+            PortProtocol::Opaque => vip.push(entry(at, "protocol", text(at, "opaque"))),
+        }
+        entries.push(entry(at, "vip", map(at, vip)));
     }
     Resource::new(
         Key::new(Kind::Cluster, name),
@@ -101,6 +132,13 @@ fn map(at: Pos, entries: Vec<Entry>) -> Node {
     Node {
         pos: at,
         kind: Shape::Map(entries),
+    }
+}
+
+fn list(at: Pos, items: Vec<Node>) -> Node {
+    Node {
+        pos: at,
+        kind: Shape::Seq(items),
     }
 }
 

@@ -21,7 +21,8 @@ use sha1::{Digest, Sha1};
 pub use assemble::{Applied, Bootstrap, Rejection, Settled, settle};
 pub use fragment::{FRAGMENT_FIELDS, Fragment, duplicate, parse_fragment};
 pub use kubernetes::{
-    DiscoveredEndpoint, discovered_endpoints, kubernetes_discovery, service_cluster,
+    DiscoveredEndpoint, ServiceSettings, discovered_endpoints, kubernetes_discovery,
+    service_cluster,
 };
 
 /// What a resource is. The order is the order a proxy applies them in.

@@ -333,9 +333,45 @@ fn service_source() -> Source {
 }
 
 #[test]
+fn a_service_ports_vips_and_protocol_hint_reach_the_proxys_cluster() {
+    let service = crate::units::parse_service_port("web.default.svc:80").expect("valid");
+    let settings = super::ServiceSettings {
+        http2: false,
+        vips: vec![
+            "10.96.0.10:80".parse().expect("vip"),
+            "[fd00::10]:80".parse().expect("vip"),
+        ],
+        protocol: crate::model::PortProtocol::Opaque,
+    };
+    let cluster = service_cluster(&service, &settings, service_source());
+    let settled = settle_all(vec![cluster], &|_| None);
+    assert!(settled.rejected.is_empty(), "{:?}", settled.rejected);
+    assert_eq!(
+        settled.value.clusters[0].vip,
+        Some(crate::model::Vip {
+            addresses: settings.vips.clone(),
+            protocol: crate::model::PortProtocol::Opaque,
+        })
+    );
+    // A headless Service (no cluster IP) has no VIP to map.
+    let headless = super::ServiceSettings {
+        vips: Vec::new(),
+        ..settings
+    };
+    let cluster = service_cluster(&service, &headless, service_source());
+    let settled = settle_all(vec![cluster], &|_| None);
+    assert_eq!(settled.value.clusters[0].vip, None);
+}
+
+#[test]
 fn a_service_port_becomes_a_cluster_whose_endpoints_carry_zone_and_meshed() {
     let service = crate::units::parse_service_port("web.default.svc:80").expect("valid");
-    let cluster = service_cluster(&service, true, service_source());
+    let settings = super::ServiceSettings {
+        http2: true,
+        vips: Vec::new(),
+        protocol: crate::model::PortProtocol::Auto,
+    };
+    let cluster = service_cluster(&service, &settings, service_source());
     assert_eq!(kubernetes_discovery(&cluster), Some(service.clone()));
     // Without endpoints yet: a valid cluster with none.
     let alone = settle_all(vec![cluster.clone()], &|_| None);

@@ -24,8 +24,14 @@ pub(crate) fn cluster(
     at: &Spanned<RawCluster>,
     raw: &RawCluster,
     names: &super::Names,
+    vips: &mut super::vip::VipClaims,
 ) -> Option<Cluster> {
     let name = ck.required_text(at, &raw.name, "name");
+    let vip = ck
+        .optional(raw.vip.as_ref(), |ck, at| {
+            super::vip::vip(ck, at, &name, vips)
+        })
+        .flatten();
     if name == crate::model::ORIGINAL_DESTINATION_CLUSTER {
         if let Some(field) = &raw.name {
             ck.error(
@@ -132,6 +138,7 @@ pub(crate) fn cluster(
             }
             client_tls(ck, at)
         }),
+        vip,
     })
 }
 

@@ -18,6 +18,7 @@ mod request_paths;
 mod route;
 mod sidecar;
 mod upgrades;
+mod vip;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -101,8 +102,9 @@ pub(crate) fn validate(
     });
     let listeners = listener::listeners(ck, &config.listeners, &names);
     let route_tables = route_tables(ck, config, &names, &listeners);
+    let mut vips = vip::VipClaims::new();
     let clusters = ck.list(&config.clusters, |ck, at, c| {
-        cluster::cluster(ck, at, c, &names)
+        cluster::cluster(ck, at, c, &names, &mut vips)
     });
     let identity = ck.optional(config.identity.as_ref(), other::identity);
     let mesh = ck.optional(config.mesh.as_ref(), |ck, at| {

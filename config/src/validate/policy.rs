@@ -31,6 +31,24 @@ pub(crate) const DEFAULT_RETRY_BUDGET: RetryBudget = RetryBudget {
 };
 pub(crate) const DEFAULT_RETRY_MAX_BODY: u64 = 64 * 1024;
 
+impl RetryPolicy {
+    /// The policy `retry: {}` gives: every setting at its default.
+    pub fn defaults() -> Self {
+        RetryPolicy {
+            attempts: DEFAULT_RETRY_ATTEMPTS,
+            on: DEFAULT_RETRY_ON.to_vec(),
+            per_try_timeout: None,
+            backoff: DEFAULT_BACKOFF,
+            budget: DEFAULT_RETRY_BUDGET,
+            methods: crate::model::DEFAULT_RETRY_METHODS
+                .iter()
+                .map(|m| m.to_string())
+                .collect(),
+            max_body: DEFAULT_RETRY_MAX_BODY,
+        }
+    }
+}
+
 pub(crate) fn retry(ck: &mut Check<'_>, at: &Spanned<RawRetry>) -> RetryPolicy {
     let Some(raw) = at.get() else {
         return placeholder_retry();

@@ -267,6 +267,7 @@ fn discovered(endpoints: &[&str]) -> Discovered {
     let info = crate::kubernetes::translate::PortInfo {
         http2: false,
         cluster_ips: Vec::new(),
+        protocol: meshwork_config::model::PortProtocol::Auto,
         source: resource::Source {
             file: "kubernetes:services/shop/web".into(),
             line: 1,

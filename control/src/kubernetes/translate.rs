@@ -12,7 +12,8 @@ use std::net::{IpAddr, SocketAddr};
 
 use k8s_openapi::api::core::v1::{Service, ServicePort as KubePort};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
-use meshwork_config::resource::{DiscoveredEndpoint, Source};
+use meshwork_config::model::PortProtocol;
+use meshwork_config::resource::{DiscoveredEndpoint, ServiceSettings, Source};
 use meshwork_config::units::ServicePort;
 
 /// The label EndpointSlices carry naming their Service.
@@ -38,8 +39,25 @@ pub struct PortInfo {
     pub http2: bool,
     /// The Service's cluster IPs (its VIPs), none for a headless Service.
     pub cluster_ips: Vec<IpAddr>,
+    /// What the port speaks, by its `appProtocol` or name: the VIPs' protocol hint.
+    pub protocol: PortProtocol,
     /// Where it comes from, for `/status` and error messages.
     pub source: Source,
+}
+
+impl PortInfo {
+    /// The settings of the cluster made of this port, numbered `port` on the Service.
+    pub fn cluster_settings(&self, port: u16) -> ServiceSettings {
+        ServiceSettings {
+            http2: self.http2,
+            vips: self
+                .cluster_ips
+                .iter()
+                .map(|ip| SocketAddr::new(*ip, port))
+                .collect(),
+            protocol: self.protocol,
+        }
+    }
 }
 
 /// Translates the Services, their EndpointSlices and the set of meshed pods.
@@ -105,6 +123,7 @@ pub fn translate<'a>(
             let info = PortInfo {
                 http2: speaks_http2(port),
                 cluster_ips: cluster_ips.clone(),
+                protocol: protocol_hint(port),
                 source: Source {
                     file: format!("kubernetes:services/{namespace}/{name}"),
                     line: 1,
@@ -140,6 +159,49 @@ fn speaks_http2(port: &KubePort) -> bool {
     HTTP2
         .iter()
         .any(|p| name == *p || name.strip_prefix(p).is_some_and(|r| r.starts_with('-')))
+}
+
+/// What a Service port speaks, as Istio and Linkerd read it: its `appProtocol`, else its
+/// name's protocol part (`http-web` -> `http`). HTTP (`http`, `http2`, `h2c`, `grpc`,
+/// `grpc-web`, `kubernetes.io/h2c`, `kubernetes.io/ws`) is served as HTTP without a race;
+/// `tcp`, `tls`, `https`, `kubernetes.io/wss` and the server-first `mysql`, `mongo`,
+/// `redis` go opaque at once; anything else is detected.
+fn protocol_hint(port: &KubePort) -> PortProtocol {
+    const HTTP: [&str; 7] = [
+        "http",
+        "http2",
+        "h2c",
+        "grpc",
+        "grpc-web",
+        "kubernetes.io/h2c",
+        "kubernetes.io/ws",
+    ];
+    const OPAQUE: [&str; 7] = [
+        "tcp",
+        "tls",
+        "https",
+        "kubernetes.io/wss",
+        "mysql",
+        "mongo",
+        "redis",
+    ];
+    let protocol = match port.app_protocol.as_deref() {
+        Some(app) => app.to_ascii_lowercase(),
+        None => {
+            let name = port.name.as_deref().unwrap_or_default();
+            name.split('-')
+                .next()
+                .unwrap_or_default()
+                .to_ascii_lowercase()
+        }
+    };
+    if HTTP.contains(&protocol.as_str()) {
+        PortProtocol::Http
+    } else if OPAQUE.contains(&protocol.as_str()) {
+        PortProtocol::Opaque
+    } else {
+        PortProtocol::Auto
+    }
 }
 
 /// The usable endpoints of the slices for one Service port (deduplicated by address:

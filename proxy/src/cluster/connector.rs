@@ -151,6 +151,18 @@ impl Transport {
         }
     }
 
+    /// The same transport for a connection carrying opaque bytes (a meshed header saying
+    /// so, so the peer relays them to its app unread instead of serving HTTP).
+    fn for_opaque(&self) -> Self {
+        match self {
+            Self::Meshed(dial) => Self::Meshed(MeshDial {
+                protocol: crate::mesh::MeshProtocol::Opaque,
+                ..dial.clone()
+            }),
+            other => other.clone(),
+        }
+    }
+
     /// The same transport for an upgrade request's own connection: HTTP/1.1 (TLS
     /// offering only `http/1.1`, a meshed header saying HTTP/1).
     fn for_upgrade(&self) -> Self {
@@ -192,6 +204,10 @@ pin_project_lite::pin_project! {
     pub enum UpstreamStream {
         Plain { #[pin] tcp: TcpStream },
         Tls { #[pin] tls: TlsStream<TcpStream> },
+        /// A connection to an endpoint a cluster's balancer picked for a whole client
+        /// connection (a VIP's opaque bytes): counted in the cluster's
+        /// `max_connections` and in the endpoint's load while it lives.
+        Held { #[pin] held: Box<CountedStream>, load: super::HeldLoad },
     }
 }
 
@@ -232,6 +248,7 @@ impl UpstreamStream {
             UpstreamStream::Tls { tls } => {
                 tls.get_ref().1.alpn_protocol() == Some(crate::tls::ALPN_H2)
             }
+            UpstreamStream::Held { held, .. } => held.inner.negotiated_h2(),
             UpstreamStream::Plain { .. } => false,
         }
     }
@@ -259,6 +276,7 @@ macro_rules! either {
         match $stream {
             UpstreamStreamProj::Plain { tcp: $s } => $call,
             UpstreamStreamProj::Tls { tls: $s } => $call,
+            UpstreamStreamProj::Held { held: $s, .. } => $call,
         }
     };
 }
@@ -294,6 +312,7 @@ impl AsyncWrite for UpstreamStream {
         match self {
             UpstreamStream::Plain { tcp } => tcp.is_write_vectored(),
             UpstreamStream::Tls { tls } => tls.is_write_vectored(),
+            UpstreamStream::Held { held, .. } => held.inner.is_write_vectored(),
         }
     }
 
@@ -533,6 +552,16 @@ impl EndpointConnector {
             return Err(ConnectError::Overflow);
         };
         self.open_counted_with(slot, &self.upgrade_transport).await
+    }
+
+    /// A connection of its own for opaque bytes (a tcp listener's, a VIP's), never
+    /// pooled, holding `slot` of the cluster's `max_connections` while it lives.
+    ///
+    /// # Errors
+    /// The connect or handshake failure.
+    pub async fn open_opaque(&self, slot: Slot) -> Result<CountedStream, ConnectError> {
+        self.open_counted_with(slot, &self.transport.for_opaque())
+            .await
     }
 
     async fn open_counted_with(

@@ -8,6 +8,7 @@ pub mod failure;
 pub mod health;
 pub mod latency;
 pub mod limits;
+pub mod opaque;
 pub mod original_dst;
 pub mod pool;
 pub mod slow_start;
@@ -207,6 +208,29 @@ impl<'a> InFlight<'a> {
 }
 
 impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// One unit of an endpoint's load held by an owner that outlives any borrow of the
+/// endpoint (a relayed connection): what [`InFlight`] is for a request.
+#[derive(Debug)]
+pub struct HeldLoad(Arc<Endpoint>);
+
+impl HeldLoad {
+    pub fn new(endpoint: Arc<Endpoint>) -> Self {
+        endpoint.in_flight.fetch_add(1, Ordering::Relaxed);
+        Self(endpoint)
+    }
+
+    /// The endpoint whose load this is.
+    pub fn endpoint(&self) -> &Arc<Endpoint> {
+        &self.0
+    }
+}
+
+impl Drop for HeldLoad {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }

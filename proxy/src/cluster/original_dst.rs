@@ -68,6 +68,7 @@ pub fn cluster_config(protocol: UpstreamProtocol) -> model::Cluster {
         circuit_breaker: None,
         health_check: None,
         tls: None,
+        vip: None,
     }
 }
 

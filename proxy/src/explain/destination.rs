@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 
 use meshwork_config::Config;
 use meshwork_config::model::{
-    Direction, Listener, ListenerProtocol, PortProtocol, SERVER_FIRST_PORTS, port_protocol,
+    Direction, Listener, ListenerProtocol, PortProtocol, SERVER_FIRST_PORTS, destination_protocol,
 };
 
 /// The explanation for a connection to `destination` through the `auto` listener
@@ -56,16 +56,51 @@ pub fn explain_destination(
         Direction::Outbound => "outbound",
     };
     let _ = writeln!(out, "listener:    {} (auto, {direction})", listener.name);
+    // Only outbound listeners look destinations up as VIPs (see `vip.rs`).
+    let vip = config
+        .clusters
+        .iter()
+        .filter(|_| listener.direction == Direction::Outbound)
+        .find_map(|c| {
+            let vip = c.vip.as_ref()?;
+            vip.addresses.contains(&destination).then_some((c, vip))
+        });
+    let target = match vip {
+        Some((cluster, _)) => format!("an endpoint of cluster {:?}", cluster.name),
+        None => destination.to_string(),
+    };
+    if let Some((cluster, _)) = vip {
+        let _ = writeln!(
+            out,
+            "vip:         {destination} stands for cluster {:?} ({} endpoints): connections go to an endpoint its balancer picks, never to {destination} itself",
+            cluster.name,
+            cluster.endpoints.len()
+        );
+    }
+    let unrouted = match vip {
+        Some((cluster, _)) => format!(
+            "cluster {:?} (route {:?}: balanced, retried as `retry: {{}}`)",
+            cluster.name, cluster.name
+        ),
+        None => destination.to_string(),
+    };
     let http = match route_table {
         Some(table) => format!(
-            "HTTP goes through route table {table:?} (try: meshwork explain -l {} --destination {destination} 'GET http://HOST/PATH'); what matches none of its routes goes to {destination}",
+            "HTTP goes through route table {table:?} (try: meshwork explain -l {} --destination {destination} 'GET http://HOST/PATH'); what matches none of its routes goes to {unrouted}",
             listener.name
         ),
-        None => format!("HTTP goes to {destination} through the request path"),
+        None => format!("HTTP goes to {unrouted} through the request path"),
     };
-    let decision = match port_protocol(&listener.ports, port) {
+    let vip_protocol = vip.map(|(_, v)| v.protocol);
+    let vip_says = matches!(
+        vip_protocol,
+        Some(PortProtocol::Http | PortProtocol::Opaque)
+    );
+    let decision = match destination_protocol(&listener.ports, port, vip_protocol) {
         PortProtocol::Opaque => {
-            let why = if listener.ports.contains_key(&port) {
+            let why = if vip_says {
+                "the VIP's `protocol`".to_string()
+            } else if listener.ports.contains_key(&port) {
                 "the listener's `ports` hint".to_string()
             } else {
                 let name = SERVER_FIRST_PORTS
@@ -74,21 +109,33 @@ pub fn explain_destination(
                     .map_or("a server-first protocol", |(_, name)| name);
                 format!("{name}, on the built-in server-first list")
             };
-            format!("opaque ({why}): connected to {destination} at once and relayed unread")
+            format!("opaque ({why}): connected to {target} at once and relayed unread")
         }
+        PortProtocol::Http if vip_says => format!("http (the VIP's `protocol`): {http}"),
         PortProtocol::Http => format!("http (the listener's `ports` hint): {http}"),
         PortProtocol::Auto => format!(
-            "detected per connection, without a timeout: the connection to {destination} is opened while the client's first bytes are awaited.\n             Client first: {http}; TLS is relayed unread; anything else is relayed opaque.\n             Server first (a greeting): relayed opaque, the greeting forwarded at once."
+            "detected per connection, without a timeout: the connection to {target} is opened while the client's first bytes are awaited.\n             Client first: {http}; TLS is relayed unread; anything else is relayed opaque.\n             Server first (a greeting): relayed opaque, the greeting forwarded at once."
         ),
     };
     let _ = writeln!(out, "port {port:<6}  {decision}");
-    let meshed = match &config.mesh {
-        Some(mesh) if mesh.is_meshed(destination.ip()) => format!(
+    let meshed = match (&config.mesh, vip) {
+        (Some(mesh), Some((cluster, _))) => {
+            let meshed = cluster
+                .endpoints
+                .iter()
+                .filter(|e| e.meshed || e.address.host.parse().is_ok_and(|ip| mesh.is_meshed(ip)))
+                .count();
+            format!(
+                "{meshed} of the {} endpoints run meshwork (marked `meshed` or in mesh.networks): connections to them are mutual TLS with this proxy's identity, to the others plain TCP",
+                cluster.endpoints.len()
+            )
+        }
+        (Some(mesh), None) if mesh.is_meshed(destination.ip()) => format!(
             "{} is in mesh.networks: the connection is mutual TLS with this proxy's identity (ALPN meshwork/1)",
             destination.ip()
         ),
-        Some(_) => format!("{} is not in mesh.networks: plain TCP", destination.ip()),
-        None => "no `mesh`: plain TCP".into(),
+        (Some(_), None) => format!("{} is not in mesh.networks: plain TCP", destination.ip()),
+        (None, _) => "no `mesh`: plain TCP".into(),
     };
     if listener.direction == Direction::Outbound {
         let _ = writeln!(out, "mesh:        {meshed}");
@@ -142,6 +189,31 @@ mesh: { networks: [10.0.0.0/8] }
             detected.contains("detected per connection, without a timeout"),
             "{detected}"
         );
+    }
+
+    #[test]
+    fn a_vip_says_its_cluster_and_its_protocol_wins_over_the_port_hint() {
+        let c = config(&format!(
+            "{SIDECAR}clusters:
+  - name: web.shop.svc:9092
+    endpoints: [{{ address: 10.1.0.1:8080, meshed: true }}, 192.168.0.1:8080]
+    vip: {{ addresses: [10.96.0.10:9092], protocol: http }}
+"
+        ));
+        let out = explain_destination(&c, "10.96.0.10:9092".parse().unwrap(), None).unwrap();
+        assert!(
+            out.contains("10.96.0.10:9092 stands for cluster \"web.shop.svc:9092\" (2 endpoints)"),
+            "{out}"
+        );
+        assert!(out.contains("http (the VIP's `protocol`)"), "{out}");
+        assert!(
+            out.contains("HTTP goes to cluster \"web.shop.svc:9092\""),
+            "{out}"
+        );
+        assert!(out.contains("1 of the 2 endpoints run meshwork"), "{out}");
+        // Another port of the same address is no VIP: a passthrough, as hinted.
+        let other = explain_destination(&c, "10.96.0.10:80".parse().unwrap(), None).unwrap();
+        assert!(!other.contains("stands for"), "{other}");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::fmt::Write;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use meshwork_config::Config;
-use meshwork_config::model::{EscapedSlashes, ListenerProtocol, RouteAction};
+use meshwork_config::model::{Direction, EscapedSlashes, ListenerProtocol, RouteAction};
 
 use crate::cluster::ClusterRegistry;
 use crate::http::target::normalize_target;
@@ -110,17 +110,24 @@ pub fn explain(
     let auto = config
         .listeners
         .iter()
-        .any(|l| l.name == listener_name && matches!(l.protocol, ListenerProtocol::Auto { .. }));
-    let table = if auto {
+        .find(|l| l.name == listener_name && matches!(l.protocol, ListenerProtocol::Auto { .. }));
+    let table = if let Some(listener) = auto {
+        // As the snapshot does: only outbound listeners look destinations up as VIPs.
+        let vip_clusters = match listener.direction {
+            Direction::Outbound => &config.clusters[..],
+            Direction::Inbound => &[],
+        };
         crate::snapshot::auto_route_table(
             listener_name,
             config.route_tables.get(table_name),
             &clusters,
             registry.original_destination(),
+            vip_clusters,
         )
     } else {
         RouteTable::build(&config.route_tables[table_name], &clusters)
     };
+    let auto = auto.is_some();
     let table_name = if auto && table_name.is_empty() {
         "(none: everything to the original destination)"
     } else {
@@ -169,8 +176,27 @@ pub fn explain(
         }
     }
     let _ = writeln!(out);
-    match &winner {
-        Some(route)
+    let vip = winner
+        .as_ref()
+        .filter(|route| {
+            route
+                .backends
+                .iter()
+                .any(|(c, _)| c.original_destinations.is_some())
+        })
+        .and_then(|_| destination.and_then(|d| table.vip_route(d)));
+    match (&winner, vip) {
+        (Some(_), Some(route)) => {
+            let _ = writeln!(
+                out,
+                "=> no route of the table matches: {} is a VIP of cluster {:?}, so route {:?}: {}",
+                destination.map(|d| d.to_string()).unwrap_or_default(),
+                route.name(),
+                route.name(),
+                summary(route)
+            );
+        }
+        (Some(route), None)
             if route
                 .backends
                 .iter()
@@ -185,10 +211,10 @@ pub fn explain(
                 "=> no route of the table matches: forwarded to its original destination, {to}"
             );
         }
-        Some(route) => {
+        (Some(route), _) => {
             let _ = writeln!(out, "=> route {:?}: {}", route.name(), summary(route));
         }
-        None => {
+        (None, _) => {
             let _ = writeln!(
                 out,
                 "=> no route matches: the proxy answers 404 (x-meshwork-error: no-route)"

@@ -7,6 +7,7 @@ pub mod request;
 pub mod state;
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use meshwork_config::model::{self, HostMatch, PathMatch, RouteAction};
@@ -155,6 +156,11 @@ pub struct RouteTable {
     /// Keyed by suffix with its leading dot (`.example.com`).
     wildcard_hosts: HashMap<String, PathIndex>,
     any_host: PathIndex,
+    /// An `auto` listener's `original-destination` route, by index: a request it would
+    /// take goes to the route of its destination's VIP instead, if any.
+    fallback: Option<u32>,
+    /// The routes of VIPs (after every matchable route), by VIP address.
+    by_destination: HashMap<SocketAddr, u32>,
 }
 
 impl RouteTable {
@@ -224,7 +230,52 @@ impl RouteTable {
             exact_hosts,
             wildcard_hosts,
             any_host,
+            fallback: None,
+            by_destination: HashMap::new(),
         }
+    }
+
+    /// Makes the route at `fallback` give way to the route `by_destination` names for a
+    /// request going to a VIP. Every route from `fallback` on matches any request, so
+    /// the routes after it are reached only this way.
+    pub fn with_vip_routes(
+        mut self,
+        fallback: usize,
+        by_destination: HashMap<SocketAddr, u32>,
+    ) -> Self {
+        self.fallback = Some(fallback as u32);
+        self.by_destination = by_destination;
+        self
+    }
+
+    /// The route for a request whose connection was going to `destination`: the first
+    /// route matching it, unless that is the fallback and `destination` is a VIP, whose
+    /// route it then takes.
+    pub fn find_for(
+        &self,
+        req: &RouteRequest<'_>,
+        destination: Option<SocketAddr>,
+    ) -> Option<&Arc<RouteEntry>> {
+        let found = self.find(req)?;
+        if self.fallback == Some(found.index as u32) {
+            if let Some(vip) = destination.and_then(|d| self.vip_route(d)) {
+                return Some(vip);
+            }
+        }
+        Some(found)
+    }
+
+    /// The route of the VIP `destination`, if it is one.
+    pub fn vip_route(&self, destination: SocketAddr) -> Option<&Arc<RouteEntry>> {
+        let index = *self.by_destination.get(&destination)?;
+        self.routes.get(index as usize)
+    }
+
+    /// The routes requests are matched against, in order (a VIP's route is reached by
+    /// destination only).
+    pub fn matchable(&self) -> &[Arc<RouteEntry>] {
+        let end = self.fallback.map_or(self.routes.len(), |f| f as usize + 1);
+        &self.routes[..end.min(self.routes.len())]
     }
 
     /// The first route matching the request.
@@ -243,7 +294,7 @@ impl RouteTable {
 
     /// Every route in order with the reason it did or did not match (`meshwork explain`).
     pub fn explain(&self, req: &RouteRequest<'_>) -> Vec<(Arc<RouteEntry>, Result<(), String>)> {
-        self.routes
+        self.matchable()
             .iter()
             .map(|route| {
                 let verdict = matcher::check(&route.config.matcher, req)

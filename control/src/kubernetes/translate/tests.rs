@@ -108,6 +108,45 @@ fn each_tcp_port_is_a_cluster_with_the_ready_endpoints_of_its_slices() {
 }
 
 #[test]
+fn the_port_name_or_app_protocol_is_the_vips_protocol_hint() {
+    let web = service(
+        "web",
+        serde_json::json!([
+            { "name": "http-web", "port": 80 },
+            { "name": "tcp-db", "port": 81 },
+            { "name": "grpc-api", "port": 82 },
+            { "name": "metrics", "port": 83 },
+            { "name": "tcp-looks-opaque", "appProtocol": "kubernetes.io/h2c", "port": 84 },
+            { "name": "http", "appProtocol": "TLS", "port": 85 },
+            { "port": 86 },
+        ]),
+    );
+    let found = translate([&web], [], &HashSet::new());
+    let hint = |port| found.ports[&key("web", port)].protocol;
+    assert_eq!(hint(80), PortProtocol::Http);
+    assert_eq!(hint(81), PortProtocol::Opaque);
+    assert_eq!(hint(82), PortProtocol::Http);
+    assert_eq!(hint(83), PortProtocol::Auto);
+    assert_eq!(
+        hint(84),
+        PortProtocol::Http,
+        "appProtocol wins over the name"
+    );
+    assert_eq!(hint(85), PortProtocol::Opaque);
+    assert_eq!(hint(86), PortProtocol::Auto);
+    let settings = found.ports[&key("web", 81)].cluster_settings(81);
+    assert_eq!(
+        settings.vips,
+        vec![
+            "10.96.0.10:81"
+                .parse::<std::net::SocketAddr>()
+                .expect("vip")
+        ]
+    );
+    assert_eq!(settings.protocol, PortProtocol::Opaque);
+}
+
+#[test]
 fn terminating_endpoints_serve_only_when_none_is_ready() {
     let web = service("web", serde_json::json!([{ "port": 80 }]));
     let terminating = serde_json::json!({

@@ -11,6 +11,7 @@
 //! TLS from the client is never terminated here: it is relayed to its destination like
 //! any opaque stream (counted as `tls`).
 
+mod balanced;
 mod classify;
 mod connect;
 mod destination;
@@ -24,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use meshwork_config::model::{Direction, PortProtocol, port_protocol};
+use meshwork_config::model::{Direction, PortProtocol, destination_protocol};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
@@ -157,8 +158,18 @@ pub async fn serve(mut client: TcpStream, client_addr: SocketAddr, settings: Sid
         .transparent
         .then_some(client_addr.ip().to_canonical());
     let destination = destination.address;
+    // A VIP (outbound only): its cluster takes the connection, whatever is dialed.
+    let vip = snapshot
+        .vips
+        .get(destination)
+        .filter(|_| handles.outbound)
+        .cloned();
+    let vip_protocol = vip.as_ref().map(|v| v.protocol);
     let mesh = MeshPlan::outbound(&snapshot, &settings.http.listener, destination).cloned();
-    let dial = move |raced: bool| meshed::dial(destination, transparent_source, mesh, raced);
+    let dial = move |raced: bool| match &vip {
+        Some(vip) => balanced::dial(vip.cluster.clone(), client_addr.ip().to_canonical()),
+        None => meshed::dial(destination, transparent_source, mesh.clone(), raced),
+    };
     // A client the listener's policy would not let through unread may still send HTTP
     // that it allows, request by request: it is read first, and nothing is dialed for it.
     let relay_allowed = snapshot
@@ -166,7 +177,7 @@ pub async fn serve(mut client: TcpStream, client_addr: SocketAddr, settings: Sid
         .and_then(|plan| plan.authorization.as_ref())
         .is_none_or(|policy| policy.allows_connection(None, Some(destination.port())));
     drop(snapshot);
-    let start = match port_protocol(&settings.ports, destination.port()) {
+    let start = match destination_protocol(&settings.ports, destination.port(), vip_protocol) {
         PortProtocol::Opaque if !relay_allowed => {
             handles.refused("unauthorized", client_addr, &"the policy refuses this port");
             return reset(client);
@@ -180,7 +191,8 @@ pub async fn serve(mut client: TcpStream, client_addr: SocketAddr, settings: Sid
             Box::pin(race::race(
                 &mut client,
                 move || dial(true),
-                settings.has_routes,
+                // HTTP to a VIP goes to its cluster even when this connect failed.
+                settings.has_routes || vip_protocol.is_some(),
                 settings.idle_timeout,
             ))
             .await

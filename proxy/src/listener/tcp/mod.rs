@@ -12,11 +12,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use meshwork_config::model::HashPolicy;
 use prometheus::IntCounter;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::cluster::attempt::{Admission, Target};
 use crate::cluster::connector::CountedStream;
 use crate::cluster::{Endpoint, InFlight};
 use crate::http::ProxyError;
@@ -129,9 +127,8 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// Admits the connection and opens its upstream connection: the policy first (a refused
-/// peer costs the upstream nothing), then a connection slot of the cluster's
-/// `max_connections`, then an endpoint as HTTP picks one (healthy, breaker admitting),
-/// whose breaker then hears how the connect went, as it does for an HTTP attempt.
+/// peer costs the upstream nothing), then the cluster's admission and an endpoint
+/// (`cluster/opaque.rs`), as for an HTTP attempt.
 ///
 /// # Errors
 /// Why the connection is refused: `Unauthorized`, `Overflow`, `NoHealthyEndpoint`,
@@ -146,27 +143,7 @@ async fn connect(
             return Err(ProxyError::Unauthorized);
         }
     }
-    // The cluster's `max_connections` first, so a refusal there spends no half-open
-    // trial of a breaker; then an endpoint. The only hash key a TCP connection has is
-    // its source address.
-    let cluster = &plan.cluster;
-    let key = matches!(cluster.config.hash, Some(HashPolicy::SourceIp))
-        .then(|| crate::balance::hash_source_ip(client_addr.ip()));
-    let target = Target::Pick { avoid: None, key };
-    let mut attempt = cluster.begin(Admission::Connection, target, None)?;
-    let endpoint = attempt.endpoint().clone();
-    let slot = attempt.take_connection_slot().ok_or(ProxyError::Overflow)?;
-    // Dropped before the connect ends (the listener going away), the attempt gives its
-    // breaker admission back.
-    let connected = endpoint.connector.open_counted(slot).await;
-    attempt.connected(connected.is_ok());
-    match connected {
-        Ok(stream) => Ok((stream, endpoint)),
-        Err(error) => {
-            tracing::debug!(%client_addr, endpoint = %endpoint.address, %error, "tcp upstream connect failed");
-            Err(ProxyError::ConnectFailed)
-        }
-    }
+    crate::cluster::opaque::connect(&plan.cluster, client_addr.ip()).await
 }
 
 #[cfg(test)]
