@@ -335,6 +335,7 @@ pub(crate) fn auto_route_table(
         }]),
         timeout: None,
         retry: None,
+        hedge: None,
         fault: None,
         rewrite: None,
         request_headers: Default::default(),

@@ -25,11 +25,7 @@ pub(crate) const DEFAULT_BACKOFF: Backoff = Backoff {
     base: Duration::from_millis(25),
     max: Duration::from_secs(1),
 };
-pub(crate) const DEFAULT_RETRY_BUDGET: RetryBudget = RetryBudget {
-    ratio: 0.2,
-    min_per_second: 10,
-};
-pub(crate) const DEFAULT_RETRY_MAX_BODY: u64 = 64 * 1024;
+use crate::model::{DEFAULT_RETRY_BUDGET, DEFAULT_RETRY_MAX_BODY};
 
 pub(crate) fn retry(ck: &mut Check<'_>, at: &Spanned<RawRetry>) -> RetryPolicy {
     let Some(raw) = at.get() else {
