@@ -45,10 +45,18 @@ pub(crate) fn hedge(ck: &mut Check<'_>, at: &Spanned<RawHedge>) -> Hedge {
         }
     };
     let methods = match &raw.methods {
-        None => DEFAULT_RETRY_METHODS.iter().map(|m| m.to_string()).collect(),
+        None => DEFAULT_RETRY_METHODS
+            .iter()
+            .map(|m| m.to_string())
+            .collect(),
         Some(_) => ck.list(&raw.methods, |ck, at, m| method(ck, at, m)),
     };
-    let grpc = raw.grpc.as_ref().and_then(Spanned::get).copied().unwrap_or(false);
+    let grpc = raw
+        .grpc
+        .as_ref()
+        .and_then(Spanned::get)
+        .copied()
+        .unwrap_or(false);
     Hedge {
         delay,
         methods,
@@ -64,7 +72,9 @@ fn delay(text: &str) -> Result<HedgeDelay, String> {
             .parse()
             .ok()
             .filter(|p: &f64| p.is_finite())
-            .ok_or_else(|| format!("{t:?} is not a percentile (expected p50 to p99.9, e.g. p95)"))?;
+            .ok_or_else(|| {
+                format!("{t:?} is not a percentile (expected p50 to p99.9, e.g. p95)")
+            })?;
         if !(MIN_PERCENTILE..=MAX_PERCENTILE).contains(&percentile) {
             return Err(format!(
                 "{t:?} is out of range (expected p50 to p99.9, e.g. p95)"
