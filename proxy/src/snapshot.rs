@@ -94,6 +94,20 @@ impl HttpListenerPlan {
             .inc();
     }
 
+    /// How many hedging `event`s a route of this listener has counted.
+    #[cfg(test)]
+    pub fn hedges_counted(
+        &self,
+        route: &str,
+        event: crate::layers::retry::hedge::HedgeEvent,
+    ) -> u64 {
+        self.metrics
+            .http
+            .hedges_total
+            .with_label_values(&[self.name.as_str(), route, event.as_str()])
+            .get()
+    }
+
     /// Counts a hedging event on a route of this listener.
     pub fn hedge(&self, route: &str, event: crate::layers::retry::hedge::HedgeEvent) {
         self.metrics

@@ -430,3 +430,29 @@ fn kubernetes_discovery_is_checked_where_it_is_written() {
         assert!(error.contains(expected), "{body}: {error}");
     }
 }
+
+#[test]
+fn a_served_route_keeps_its_hedge_policy() {
+    let mut offered = cut("clusters.yaml", CLUSTERS);
+    offered.extend(cut(
+        "routes.yaml",
+        "route_tables:\n  edge:\n    - name: reads\n      backends: [{ cluster: api }]\n      \
+         hedge: { delay: p95, initial_delay: 20ms, grpc: true }\n",
+    ));
+    let settled = settle_all(offered, &|_| None);
+    let route = &settled.value.route_tables["edge"].routes[0];
+    assert_eq!(
+        route.hedge,
+        Some(crate::model::Hedge {
+            delay: crate::model::HedgeDelay::Percentile {
+                percentile: 95.0,
+                initial: std::time::Duration::from_millis(20),
+            },
+            methods: crate::model::DEFAULT_RETRY_METHODS
+                .iter()
+                .map(|m| m.to_string())
+                .collect(),
+            grpc: true,
+        })
+    );
+}

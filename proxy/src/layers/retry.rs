@@ -265,4 +265,6 @@ where
 mod attempts;
 pub mod hedge;
 #[cfg(test)]
+mod hedge_tests;
+#[cfg(test)]
 mod tests;
