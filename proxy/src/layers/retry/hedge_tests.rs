@@ -82,16 +82,15 @@ fn upstream(
 }
 
 fn app() -> Arc<ClusterRuntime> {
+    app_with(Some(one_strike_breaker()))
+}
+
+fn app_with(breaker: Option<meshwork_config::model::CircuitBreaker>) -> Arc<ClusterRuntime> {
     let endpoints = [
         "127.0.0.1:9001".parse().unwrap(),
         "127.0.0.1:9002".parse().unwrap(),
     ];
-    cluster(
-        "app",
-        &endpoints,
-        Some(one_strike_breaker()),
-        Default::default(),
-    )
+    cluster("app", &endpoints, breaker, Default::default())
 }
 
 fn ok() -> ProxyResponse {
@@ -245,7 +244,8 @@ async fn hedges_and_retries_draw_from_one_budget() {
         "      retry: { attempts: 2, on: [reset], backoff: { base: 1ms, max: 1ms }, \
          budget: { ratio: 0, min_per_second: 1 } }\n      hedge: { delay: 10ms }\n",
     );
-    let (svc, mut handle) = upstream(app());
+    // No breakers: the failures this test makes would open them.
+    let (svc, mut handle) = upstream(app_with(None));
     let layer = RetryLayer.layer(svc);
     let get = || layer.clone().oneshot(routed(&snapshot, http::Method::GET));
     // Five requests retried once each...
