@@ -1,5 +1,5 @@
-//! Hedging end to end: a bimodal upstream (every 20th request at an endpoint is slow)
-//! behind a two-endpoint cluster, the same run with and without a route `hedge`. The
+//! Hedging end to end: a bimodal upstream (one request in 20 at each endpoint is slow,
+//! by a counter) behind a two-endpoint cluster, the same run with and without a route `hedge`. The
 //! client counts the slow responses it gets (the upstream labels each body `slow` or
 //! `fast`: no wall-clock limits), the upstreams count the load, and the proxy's metrics
 //! count the hedges.
@@ -28,14 +28,15 @@ struct Run {
 }
 
 async fn run(hedge: Option<&str>) -> Run {
+    // Out of phase: the two endpoints are not slow for the same request.
     let a = Upstream::http1()
         .name("a")
-        .bimodal("/item", EVERY, SLOW)
+        .bimodal("/item", EVERY, 0, SLOW)
         .start()
         .await;
     let b = Upstream::http1()
         .name("b")
-        .bimodal("/item", EVERY, SLOW)
+        .bimodal("/item", EVERY, EVERY / 2, SLOW)
         .start()
         .await;
     let hedge = hedge.map_or(String::new(), |h| format!("      hedge: {h}\n"));

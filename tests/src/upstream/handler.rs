@@ -29,10 +29,12 @@ pub enum Handler {
     Status(u16),
     /// Waits, then 200 with body `slow`.
     Slow(Duration),
-    /// Bimodal latency, deterministic: every `every`-th request (counted by `seen`
-    /// across clones) waits `slow` and gets 200 `slow`; the others get 200 `fast` at once.
+    /// Bimodal latency, deterministic: request `n` (counted from 1 by `seen` across
+    /// clones) with `n % every == phase` waits `slow` and gets 200 `slow`; the others get
+    /// 200 `fast` at once.
     Bimodal {
         every: u64,
+        phase: u64,
         slow: Duration,
         seen: Arc<std::sync::atomic::AtomicU64>,
     },
@@ -128,9 +130,14 @@ impl Handler {
                 tokio::time::sleep(*delay).await;
                 ok(full("slow"))
             }
-            Handler::Bimodal { every, slow, seen } => {
+            Handler::Bimodal {
+                every,
+                phase,
+                slow,
+                seen,
+            } => {
                 let n = seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-                if n % every == 0 {
+                if n % every == *phase {
                     tokio::time::sleep(*slow).await;
                     ok(full("slow"))
                 } else {

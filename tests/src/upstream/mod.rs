@@ -101,13 +101,15 @@ impl UpstreamBuilder {
         self.handler(path, Handler::Slow(delay))
     }
 
-    /// `path` answers every `every`-th request after `slow` with body `slow`, the others
-    /// at once with body `fast`.
-    pub fn bimodal(self, path: &str, every: u64, slow: Duration) -> Self {
+    /// `path` answers one request in `every` (the `n`-th, counted from 1, when
+    /// `n % every == phase`) after `slow` with body `slow`, the others at once with body
+    /// `fast`.
+    pub fn bimodal(self, path: &str, every: u64, phase: u64, slow: Duration) -> Self {
         self.handler(
             path,
             Handler::Bimodal {
                 every,
+                phase,
                 slow,
                 seen: Arc::default(),
             },
