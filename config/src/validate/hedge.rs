@@ -5,8 +5,7 @@
 use std::time::Duration;
 
 use super::Check;
-use super::other::method;
-use crate::model::{DEFAULT_RETRY_METHODS, Hedge, HedgeDelay};
+use crate::model::{Hedge, HedgeDelay};
 use crate::raw::RawHedge;
 use crate::spanned::Spanned;
 use crate::units;
@@ -44,13 +43,7 @@ pub(crate) fn hedge(ck: &mut Check<'_>, at: &Spanned<RawHedge>) -> Hedge {
             fixed
         }
     };
-    let methods = match &raw.methods {
-        None => DEFAULT_RETRY_METHODS
-            .iter()
-            .map(|m| m.to_string())
-            .collect(),
-        Some(_) => ck.list(&raw.methods, |ck, at, m| method(ck, at, m)),
-    };
+    let methods = super::policy::methods(ck, &raw.methods);
     let grpc = raw
         .grpc
         .as_ref()

@@ -93,6 +93,24 @@ fn app_with(breaker: Option<meshwork_config::model::CircuitBreaker>) -> Arc<Clus
     cluster("app", &endpoints, breaker, Default::default())
 }
 
+/// A GET through the retry layer over `svc`, under way.
+fn get<S>(
+    snapshot: &Arc<Snapshot>,
+    svc: S,
+) -> tokio::task::JoinHandle<Result<ProxyResponse, ProxyError>>
+where
+    S: tower::Service<ProxyRequest, Response = ProxyResponse, Error = ProxyError, Future: Send>
+        + Clone
+        + Send
+        + 'static,
+{
+    tokio::spawn(
+        RetryLayer
+            .layer(svc)
+            .oneshot(routed(snapshot, http::Method::GET)),
+    )
+}
+
 fn ok() -> ProxyResponse {
     ProxyResponse::new(ResponseBody::empty())
 }
@@ -175,11 +193,7 @@ async fn a_first_attempt_that_answers_before_the_hedge_wins_and_the_hedge_is_was
 async fn a_quick_answer_sends_no_hedge() {
     let snapshot = route_with("      hedge: { delay: 10ms }\n");
     let (svc, mut handle) = upstream(app());
-    let call = tokio::spawn(
-        RetryLayer
-            .layer(svc)
-            .oneshot(routed(&snapshot, http::Method::GET)),
-    );
+    let call = get(&snapshot, svc);
     let (_, first) = handle.next_request().await.unwrap();
     tokio::time::advance(HEDGE_DELAY / 2).await;
     first.send_response(ok());
@@ -201,11 +215,7 @@ async fn a_spent_budget_sends_no_hedge() {
     );
     let (svc, mut handle) = upstream(app());
     let started = Instant::now();
-    let call = tokio::spawn(
-        RetryLayer
-            .layer(svc)
-            .oneshot(routed(&snapshot, http::Method::GET)),
-    );
+    let call = get(&snapshot, svc);
     let ((hedge, _), first) = handle.next_request().await.unwrap();
     assert!(!hedge);
     // Answer well after the hedge was due; nothing else may have been sent meanwhile.
@@ -222,11 +232,7 @@ async fn a_spent_budget_sends_no_hedge() {
 async fn a_failed_attempt_waits_for_the_other_one_out() {
     let snapshot = route_with("      hedge: { delay: 10ms }\n");
     let (svc, mut handle) = upstream(app());
-    let call = tokio::spawn(
-        RetryLayer
-            .layer(svc)
-            .oneshot(routed(&snapshot, http::Method::GET)),
-    );
+    let call = get(&snapshot, svc);
     let (_, first) = handle.next_request().await.unwrap();
     let (_, hedge) = handle.next_request().await.unwrap();
     // An error is not an answer: the hedge still out may give one.
