@@ -259,6 +259,7 @@ pub struct Route {
     #[serde(serialize_with = "crate::ser::opt_duration")]
     pub timeout: Option<Duration>,
     pub retry: Option<RetryPolicy>,
+    pub hedge: Option<Hedge>,
     pub fault: Option<Fault>,
     pub rewrite: Option<Rewrite>,
     pub request_headers: HeaderModifier,
@@ -475,6 +476,41 @@ pub struct RetryPolicy {
 }
 
 pub const DEFAULT_RETRY_METHODS: &[&str] = &["GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"];
+
+/// The retry budget of a route that does not set one (its hedges draw from it too).
+pub const DEFAULT_RETRY_BUDGET: RetryBudget = RetryBudget {
+    ratio: 0.2,
+    min_per_second: 10,
+};
+
+/// Request bodies up to this are buffered for replay when a route does not say.
+pub const DEFAULT_RETRY_MAX_BODY: u64 = 64 * 1024;
+
+/// A route's hedging: one extra attempt, to another endpoint, for a request whose first
+/// attempt has not answered after `delay`; the first response wins.
+#[derive(serde::Serialize, Clone, Debug, PartialEq)]
+pub struct Hedge {
+    pub delay: HedgeDelay,
+    /// Upper-case method names that may be hedged. Default: idempotent methods.
+    pub methods: Vec<String>,
+    /// The gRPC calls the route matches are idempotent: hedged although they are POSTs.
+    pub grpc: bool,
+}
+
+/// When a hedge is sent.
+#[derive(serde::Serialize, Clone, Copy, Debug, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum HedgeDelay {
+    /// After this long.
+    Fixed(#[serde(serialize_with = "crate::ser::duration")] Duration),
+    /// After the route's recent response time at this percentile (50 to 99.9); `initial`
+    /// until the route has seen enough responses.
+    Percentile {
+        percentile: f64,
+        #[serde(serialize_with = "crate::ser::duration")]
+        initial: Duration,
+    },
+}
 
 #[derive(serde::Serialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[serde(rename_all = "kebab-case")]

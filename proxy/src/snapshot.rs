@@ -95,6 +95,29 @@ impl HttpListenerPlan {
             .inc();
     }
 
+    /// How many hedging `event`s a route of this listener has counted.
+    #[cfg(test)]
+    pub fn hedges_counted(
+        &self,
+        route: &str,
+        event: crate::layers::retry::hedge::HedgeEvent,
+    ) -> u64 {
+        self.metrics
+            .http
+            .hedges_total
+            .with_label_values(&[self.name.as_str(), route, event.as_str()])
+            .get()
+    }
+
+    /// Counts a hedging event on a route of this listener.
+    pub fn hedge(&self, route: &str, event: crate::layers::retry::hedge::HedgeEvent) {
+        self.metrics
+            .http
+            .hedges_total
+            .with_label_values(&[self.name.as_str(), route, event.as_str()])
+            .inc();
+    }
+
     /// Counts an injected fault (`kind`: `delay` or `abort`) on a route of this listener.
     pub fn fault_injected(&self, route: &str, kind: &str) {
         self.metrics

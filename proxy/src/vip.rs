@@ -77,6 +77,7 @@ pub fn whole_cluster_route(cluster: &str, retry: Option<RetryPolicy>) -> model::
         }]),
         timeout: None,
         retry,
+        hedge: None,
         fault: None,
         rewrite: None,
         request_headers: Default::default(),

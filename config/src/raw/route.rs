@@ -27,6 +27,10 @@ pub(crate) struct RawRoute {
     pub timeout: Field<DurationText>,
     /// Retry policy. Not supported yet (issue #5).
     pub retry: Field<RawRetry>,
+    /// Hedging: when the first attempt has not answered after a delay, send one more to
+    /// another endpoint; the first response wins and the other attempt is cancelled.
+    /// Hedges and retries share the retry budget. Default is no hedging.
+    pub hedge: Field<RawHedge>,
     /// Fault injection. Not supported yet (issue #5).
     pub fault: Field<RawFault>,
     /// Rewrites before forwarding.
@@ -149,6 +153,26 @@ pub(crate) struct RawRetry {
     pub methods: List<String>,
     /// Larger request bodies are not buffered, so not retried. Default is `64KiB`.
     pub max_body: Field<SizeText>,
+}
+
+/// Hedging policy ("The Tail at Scale"): one extra attempt for a slow request.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Hedge")]
+pub(crate) struct RawHedge {
+    /// How long the first attempt may go unanswered before the hedge is sent: a duration
+    /// (`50ms`), or a percentile of the route's recent response times (`p90`, `p95`,
+    /// `p99`; from `p50` to `p99.9`). Required.
+    pub delay: Field<String>,
+    /// With a percentile `delay`: the delay used until the route has seen enough
+    /// responses to estimate it. Default is `100ms`.
+    pub initial_delay: Field<DurationText>,
+    /// Methods that may be hedged. Default is the idempotent ones: GET, HEAD, OPTIONS, PUT, DELETE, TRACE.
+    pub methods: List<String>,
+    /// `true`: the gRPC calls this route matches are idempotent and may be hedged (gRPC
+    /// calls are `POST`s, so `methods` cannot say it; match the idempotent gRPC methods
+    /// by path in this route). Default is false.
+    pub grpc: Field<bool>,
 }
 
 /// Backoff between tries.

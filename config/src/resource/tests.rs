@@ -490,3 +490,29 @@ fn a_served_cluster_keeps_its_latency_ejection_and_slow_start() {
     );
     assert_eq!(breaker.slow_start, Some(std::time::Duration::from_secs(15)));
 }
+
+#[test]
+fn a_served_route_keeps_its_hedge_policy() {
+    let mut offered = cut("clusters.yaml", CLUSTERS);
+    offered.extend(cut(
+        "routes.yaml",
+        "route_tables:\n  edge:\n    - name: reads\n      backends: [{ cluster: api }]\n      \
+         hedge: { delay: p95, initial_delay: 20ms, grpc: true }\n",
+    ));
+    let settled = settle_all(offered, &|_| None);
+    let route = &settled.value.route_tables["edge"].routes[0];
+    assert_eq!(
+        route.hedge,
+        Some(crate::model::Hedge {
+            delay: crate::model::HedgeDelay::Percentile {
+                percentile: 95.0,
+                initial: std::time::Duration::from_millis(20),
+            },
+            methods: crate::model::DEFAULT_RETRY_METHODS
+                .iter()
+                .map(|m| m.to_string())
+                .collect(),
+            grpc: true,
+        })
+    );
+}

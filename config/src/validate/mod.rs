@@ -11,6 +11,7 @@ mod check;
 mod cluster;
 #[cfg(test)]
 mod control_plane_tests;
+mod hedge;
 mod listener;
 mod other;
 mod policy;

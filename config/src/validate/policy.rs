@@ -25,11 +25,7 @@ pub(crate) const DEFAULT_BACKOFF: Backoff = Backoff {
     base: Duration::from_millis(25),
     max: Duration::from_secs(1),
 };
-pub(crate) const DEFAULT_RETRY_BUDGET: RetryBudget = RetryBudget {
-    ratio: 0.2,
-    min_per_second: 10,
-};
-pub(crate) const DEFAULT_RETRY_MAX_BODY: u64 = 64 * 1024;
+use crate::model::{DEFAULT_RETRY_BUDGET, DEFAULT_RETRY_MAX_BODY};
 
 impl RetryPolicy {
     /// The policy `retry: {}` gives: every setting at its default.
@@ -106,13 +102,7 @@ pub(crate) fn retry(ck: &mut Check<'_>, at: &Spanned<RawRetry>) -> RetryPolicy {
             ),
         })
         .unwrap_or(DEFAULT_RETRY_BUDGET);
-    let methods = match &raw.methods {
-        None => DEFAULT_RETRY_METHODS
-            .iter()
-            .map(|m| m.to_string())
-            .collect(),
-        Some(_) => ck.list(&raw.methods, |ck, at, m| method(ck, at, m)),
-    };
+    let methods = methods(ck, &raw.methods);
     let max_body = ck.size(&raw.max_body, DEFAULT_RETRY_MAX_BODY);
     RetryPolicy {
         attempts,
@@ -122,6 +112,17 @@ pub(crate) fn retry(ck: &mut Check<'_>, at: &Spanned<RawRetry>) -> RetryPolicy {
         budget,
         methods,
         max_body,
+    }
+}
+
+/// The methods a policy (`retry`, `hedge`) applies to: the idempotent ones by default.
+pub(crate) fn methods(ck: &mut Check<'_>, raw: &crate::spanned::List<String>) -> Vec<String> {
+    match raw {
+        None => DEFAULT_RETRY_METHODS
+            .iter()
+            .map(|m| m.to_string())
+            .collect(),
+        Some(_) => ck.list(raw, |ck, at, m| method(ck, at, m)),
     }
 }
 

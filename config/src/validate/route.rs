@@ -63,6 +63,7 @@ fn route(
         action,
         timeout,
         retry: ck.optional(raw.retry.as_ref(), policy::retry),
+        hedge: ck.optional(raw.hedge.as_ref(), super::hedge::hedge),
         fault: ck.optional(raw.fault.as_ref(), policy::fault),
         rewrite,
         request_headers: header_edits(ck, &raw.request_headers),

@@ -240,6 +240,25 @@ fn an_untranslatable_route_refuses_its_table_and_the_listener_using_it() {
 }
 
 #[test]
+fn a_hedging_route_is_refused_with_why_envoy_cannot_do_it() {
+    let t = translated(&with_routes(
+        "    - name: all
+      backends: [{ cluster: api }]
+      hedge: { delay: p95 }
+",
+    ));
+    assert!(t.routes.is_empty() && t.listeners.is_empty());
+    let refusal = t.refused.iter().find(|r| r.kind == "route_table").unwrap();
+    assert!(
+        refusal
+            .error
+            .starts_with("[0].hedge: Envoy hedges only when a per-try timeout fires"),
+        "{}",
+        refusal.error
+    );
+}
+
+#[test]
 fn a_cluster_with_a_dns_endpoint_is_refused_with_what_refers_to_it() {
     let yaml = with_routes("    - name: all\n      backends: [{ cluster: api }]\n")
         .replace("127.0.0.1:9001", "api.internal:9001");

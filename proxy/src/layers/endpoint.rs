@@ -169,12 +169,12 @@ async fn send(req: ProxyRequest) -> Result<ProxyResponse, ProxyError> {
     let attempt = match cluster.begin(admission, target, ctx.deadline) {
         Ok(attempt) => attempt,
         Err(error) => {
-            ctx.record.attempted(&cluster, None);
+            ctx.record.attempted(&cluster, None, ctx.hedge);
             return Err(error);
         }
     };
     let endpoint = attempt.endpoint().clone();
-    ctx.record.attempted(&cluster, Some(&endpoint));
+    ctx.record.attempted(&cluster, Some(&endpoint), ctx.hedge);
     let pending_tunnel = match prepare(&mut req, &ctx, &endpoint, http2) {
         Ok(pending) => pending,
         Err(error) => {

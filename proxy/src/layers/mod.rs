@@ -66,6 +66,9 @@ pub struct RequestContext {
     /// This attempt follows a failed one: it takes a `max_retries` slot of its cluster
     /// and prefers an endpoint other than the last attempt's.
     pub retry: bool,
+    /// This attempt is a hedge: sent while an earlier one is still out (it also takes a
+    /// `max_retries` slot and prefers another endpoint, as `retry` says).
+    pub hedge: bool,
     /// When the proxy gives up waiting (the route's `timeout`, or its retry policy's
     /// `per_try_timeout` for one attempt). An attempt dropped at or after it was cut for
     /// being slow, which is the endpoint's failure; one dropped before it was abandoned

@@ -9,13 +9,16 @@
 //! `max_retries` slot of the cluster it goes to (its split is made per attempt); a
 //! retry that cluster turns away ends the request with `503 overflow`.
 //!
+//! A route's `hedge` sends one more attempt, to another endpoint, when the first has
+//! not answered after a delay; the first response wins (`retry/attempts.rs`). Hedges
+//! and retries draw from the route's one retry budget.
+//!
 //! `per_try_timeout` bounds every attempt of a route that sets it, the first included,
 //! whether or not the request may be retried (a POST, `attempts: 1`, a body too large
 //! to replay).
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -27,12 +30,10 @@ use http_body_util::BodyExt;
 use meshwork_config::model::{RetryOn, RetryPolicy};
 use tower::{Layer, Service};
 
-use super::{ProxyRequest, ProxyResponse, RequestContext};
+use super::{ProxyRequest, ProxyResponse};
 use crate::http::client_fault::ClientFault;
 use crate::http::headers::is_upgrade_request;
 use crate::http::{ProxyError, RequestBody};
-use crate::policy::backoff;
-use crate::router::RouteEntry;
 
 #[derive(Clone, Copy, Debug)]
 pub struct RetryLayer;
@@ -183,21 +184,26 @@ where
         let Some(route) = req.ctx.route.clone() else {
             return Either::Right(Either::Right(self.inner.call(req)));
         };
-        let Some(policy) = route.config.retry.as_ref() else {
+        let (policy, hedge) = (route.config.retry.as_ref(), route.config.hedge.as_ref());
+        if policy.is_none() && hedge.is_none() {
             return Either::Right(Either::Right(self.inner.call(req)));
-        };
-        let eligible = policy.attempts > 1
-            && policy.methods.iter().any(|m| m == req.http.method().as_str())
-            && !is_upgrade_request(req.http.headers())
-            // An attempt is rebuilt without the :protocol (and the client's side of the
-            // tunnel): an extended CONNECT is never replayed.
+        }
+        // An attempt is rebuilt without the :protocol (and the client's side of the
+        // tunnel): an upgrade or an extended CONNECT is never replayed.
+        let replayable = !is_upgrade_request(req.http.headers())
             && crate::http::extended_connect::protocol(&req.http).is_none();
-        if !eligible {
+        let method = req.http.method().as_str();
+        let allowed = attempts::Allowed {
+            retries: replayable
+                && policy.is_some_and(|p| p.attempts > 1 && p.methods.iter().any(|m| m == method)),
+            hedge: replayable && hedge.is_some_and(|h| hedge::may_hedge(h, &req.http)),
+        };
+        if !allowed.retries && !allowed.hedge {
             // One attempt, still bounded by the policy's `per_try_timeout`.
             return Either::Right(Either::Left(one_attempt(
                 &mut self.inner,
                 req,
-                policy.per_try_timeout,
+                policy.and_then(|p| p.per_try_timeout),
             )));
         }
         if let Some(budget) = &route.retry_budget {
@@ -205,7 +211,7 @@ where
         }
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        Either::Left(Box::pin(retry(inner, req, route)))
+        Either::Left(Box::pin(attempts::run(inner, req, route, allowed)))
     }
 }
 
@@ -256,78 +262,9 @@ where
     }
 }
 
-async fn retry<S>(
-    inner: S,
-    req: ProxyRequest,
-    route: Arc<RouteEntry>,
-) -> Result<ProxyResponse, ProxyError>
-where
-    S: Service<ProxyRequest, Response = ProxyResponse, Error = ProxyError> + Clone,
-{
-    let Some(policy) = route.config.retry.as_ref() else {
-        return Err(ProxyError::NoRoute);
-    };
-    let ProxyRequest { http, ctx } = req;
-    let (parts, body) = http.into_parts();
-    let (data, trailers) = match buffer(body, policy.max_body).await? {
-        Ok(whole) => whole,
-        Err(streaming) => {
-            // Too large to replay: one attempt, streamed.
-            let mut svc = inner;
-            let req = ProxyRequest {
-                http: http::Request::from_parts(parts, streaming),
-                ctx,
-            };
-            return one_attempt(&mut svc, req, policy.per_try_timeout).await;
-        }
-    };
-    let mut attempt = 1;
-    loop {
-        let mut req = http::Request::new(RequestBody::replay(data.clone(), trailers.clone()));
-        *req.method_mut() = parts.method.clone();
-        *req.uri_mut() = parts.uri.clone();
-        *req.version_mut() = parts.version;
-        *req.headers_mut() = parts.headers.clone();
-        let mut attempt_ctx: RequestContext = ctx.clone();
-        attempt_ctx.retry = attempt > 1;
-        let mut svc = inner.clone();
-        let req = ProxyRequest {
-            http: req,
-            ctx: attempt_ctx,
-        };
-        let outcome = one_attempt(&mut svc, req, policy.per_try_timeout).await;
-        if attempt >= policy.attempts {
-            return outcome;
-        }
-        let Some(reason) = retry_reason(policy, &outcome) else {
-            return outcome;
-        };
-        if let Some(budget) = &route.retry_budget {
-            if !budget.try_withdraw() {
-                if let Some(plan) = &ctx.plan {
-                    plan.retry_budget_exhausted(route.name());
-                }
-                tracing::debug!(
-                    route = route.name(),
-                    "retry budget spent; returning the failure"
-                );
-                return outcome;
-            }
-        }
-        let wait = match outcome.as_ref().ok().and_then(retry_after) {
-            Some(asked) if asked <= policy.backoff.max => asked,
-            _ => backoff::delay(&policy.backoff, attempt, &mut rand::rng()),
-        };
-        if let Some(plan) = &ctx.plan {
-            plan.retried(route.name(), &reason);
-        }
-        tracing::debug!(route = route.name(), attempt, %reason, ?wait, "retrying");
-        // The failed response (if any) is dropped here, releasing its connection.
-        drop(outcome);
-        tokio::time::sleep(wait).await;
-        attempt += 1;
-    }
-}
-
+mod attempts;
+pub mod hedge;
+#[cfg(test)]
+mod hedge_tests;
 #[cfg(test)]
 mod tests;

@@ -60,6 +60,7 @@ pub fn routed(snapshot: &Arc<Snapshot>, method: http::Method) -> ProxyRequest {
             original_destination: None,
             transparent_source: None,
             retry: false,
+            hedge: false,
             deadline: None,
         },
     }

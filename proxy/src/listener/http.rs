@@ -338,6 +338,7 @@ impl hyper::service::Service<http::Request<Incoming>> for HttpService {
                 original_destination: self.original_destination,
                 transparent_source: self.transparent_source,
                 retry: false,
+                hedge: false,
                 deadline: None,
             },
         };

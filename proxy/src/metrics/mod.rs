@@ -53,6 +53,7 @@ pub struct HttpMetrics {
     pub mirror_requests_total: IntCounterVec,
     pub retries_total: IntCounterVec,
     pub retry_budget_exhausted_total: IntCounterVec,
+    pub hedges_total: IntCounterVec,
 }
 
 #[derive(Debug, Clone)]
@@ -184,6 +185,11 @@ impl Metrics {
                     "http_retry_budget_exhausted_total",
                     "Retries not sent because the route's retry budget was spent.",
                     &["listener", "route"],
+                ),
+                hedges_total: counter_vec(
+                    "http_hedges_total",
+                    "Hedged attempts, by event (sent, won, wasted, budget-exhausted).",
+                    &["listener", "route", "event"],
                 ),
                 faults_injected_total: counter_vec(
                     "http_faults_injected_total",
@@ -375,6 +381,7 @@ impl Metrics {
         self.register(h.mirror_requests_total.clone());
         self.register(h.retries_total.clone());
         self.register(h.retry_budget_exhausted_total.clone());
+        self.register(h.hedges_total.clone());
         let u = &self.upstream;
         self.register(u.requests_total.clone());
         self.register(u.request_duration_seconds.clone());

@@ -71,6 +71,10 @@ impl RequestLine {
 pub struct AttemptRecord {
     pub cluster: Arc<ClusterRuntime>,
     pub endpoint: Option<Arc<Endpoint>>,
+    /// A hedge: sent while an earlier attempt was still out.
+    pub hedge: bool,
+    /// Cancelled because another attempt of the request answered first.
+    pub cancelled: bool,
 }
 
 /// The one record of a request, filled in by the layers as it passes: its route, its
@@ -128,17 +132,58 @@ impl RequestRecord {
     }
 
     /// Records an attempt at `cluster`: sent to `endpoint`, or turned away before one
-    /// was picked.
-    pub fn attempted(&self, cluster: &Arc<ClusterRuntime>, endpoint: Option<&Arc<Endpoint>>) {
+    /// was picked; `hedge` when it is a hedge.
+    pub fn attempted(
+        &self,
+        cluster: &Arc<ClusterRuntime>,
+        endpoint: Option<&Arc<Endpoint>>,
+        hedge: bool,
+    ) {
         self.attempts_lock().push(AttemptRecord {
             cluster: cluster.clone(),
             endpoint: endpoint.cloned(),
+            hedge,
+            cancelled: false,
         });
     }
 
-    /// The last attempt: the cluster and endpoint metrics and the access log report.
+    /// Marks the latest attempt sent of its kind (a hedge or not) as cancelled: another
+    /// answered first. A request has at most one of each kind out at a time.
+    pub fn cancelled(&self, hedge: bool) {
+        if let Some(attempt) = self
+            .attempts_lock()
+            .iter_mut()
+            .rev()
+            .find(|a| a.hedge == hedge && a.endpoint.is_some())
+        {
+            attempt.cancelled = true;
+        }
+    }
+
+    /// The last attempt not cancelled (the one whose answer the client got, when it
+    /// got one from upstream): the cluster and endpoint metrics and the access log
+    /// report.
     pub fn last_attempt(&self) -> Option<AttemptRecord> {
-        self.attempts_lock().last().cloned()
+        self.attempts_lock()
+            .iter()
+            .rev()
+            .find(|a| !a.cancelled)
+            .cloned()
+    }
+
+    /// Hedges sent, and whether one of them was the attempt that answered.
+    pub fn hedges(&self) -> (u32, bool) {
+        let attempts = self.attempts_lock();
+        let sent = attempts
+            .iter()
+            .filter(|a| a.hedge && a.endpoint.is_some())
+            .count() as u32;
+        let won = attempts
+            .iter()
+            .rev()
+            .find(|a| !a.cancelled)
+            .is_some_and(|a| a.hedge);
+        (sent, won)
     }
 
     /// The endpoint the last attempt went to.

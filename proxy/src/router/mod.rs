@@ -29,8 +29,10 @@ pub struct RouteEntry {
     /// The route's local rate limit, kept across snapshots while its settings are
     /// unchanged (`router/state.rs`).
     pub rate_limit: Option<Arc<crate::policy::token_bucket::TokenBucket>>,
-    /// The route's retry budget, kept like the rate limit.
+    /// The route's retry budget, kept like the rate limit; its hedges draw from it too.
     pub retry_budget: Option<Arc<crate::policy::retry_budget::RetryBudget>>,
+    /// The route's recent response time at its hedge `delay` percentile, kept likewise.
+    pub hedge_latency: Option<Arc<crate::policy::latency_percentile::LatencyPercentile>>,
     /// The cluster receiving copies of a share of this route's requests, resolved.
     pub mirror: Option<Arc<ClusterRuntime>>,
 }
@@ -217,6 +219,7 @@ impl RouteTable {
                 backends,
                 total_weight,
                 retry_budget: state.retry_budget.map(|(_, budget)| budget),
+                hedge_latency: state.hedge_latency,
                 mirror: route
                     .mirror
                     .as_ref()

@@ -1,5 +1,6 @@
-//! Per-route state that outlives a snapshot: each route's rate-limit bucket and retry
-//! budget, kept across a reload or a control-plane push while the route (by table and
+//! Per-route state that outlives a snapshot: each route's rate-limit bucket, retry
+//! budget (which its hedges draw from too) and recent latency percentile (a percentile
+//! hedge delay), kept across a reload or a control-plane push while the route (by table and
 //! name) keeps the same limit, as cluster state is kept while its cluster is unchanged.
 //! Without it, every reload would refill every bucket and forget every budget: a
 //! client could get past a rate limit by timing its burst to a config push.
@@ -11,6 +12,7 @@ use meshwork_config::model;
 
 use super::RouteTable;
 use crate::cluster::ClusterRuntime;
+use crate::policy::latency_percentile::LatencyPercentile;
 use crate::policy::retry_budget::RetryBudget;
 use crate::policy::token_bucket::TokenBucket;
 
@@ -19,6 +21,8 @@ use crate::policy::token_bucket::TokenBucket;
 pub struct RouteState {
     pub rate_limit: Option<(model::RateLimit, Arc<TokenBucket>)>,
     pub retry_budget: Option<(model::RetryBudget, Arc<RetryBudget>)>,
+    /// The route's recent response time at its hedge `delay` percentile.
+    pub hedge_latency: Option<Arc<LatencyPercentile>>,
 }
 
 impl RouteState {
@@ -34,19 +38,33 @@ impl RouteState {
                         Arc::new(TokenBucket::new(limit.requests_per_second, limit.burst)),
                     ),
                 });
-        let retry_budget = route.retry.as_ref().map(|retry| {
-            let budget = retry.budget;
-            match kept.and_then(|k| k.retry_budget.as_ref()) {
-                Some((was, kept)) if *was == budget => (budget, kept.clone()),
-                _ => (
-                    budget,
-                    Arc::new(RetryBudget::new(budget.ratio, budget.min_per_second)),
-                ),
-            }
+        // Hedges and retries draw from one budget: a route that only hedges has the
+        // default one.
+        let budget = match (&route.retry, &route.hedge) {
+            (Some(retry), _) => Some(retry.budget),
+            (None, Some(_)) => Some(model::DEFAULT_RETRY_BUDGET),
+            (None, None) => None,
+        };
+        let retry_budget = budget.map(|budget| match kept.and_then(|k| k.retry_budget.as_ref()) {
+            Some((was, kept)) if *was == budget => (budget, kept.clone()),
+            _ => (
+                budget,
+                Arc::new(RetryBudget::new(budget.ratio, budget.min_per_second)),
+            ),
+        });
+        let hedge_latency = route.hedge.as_ref().and_then(|hedge| {
+            let model::HedgeDelay::Percentile { percentile, .. } = hedge.delay else {
+                return None;
+            };
+            Some(match kept.and_then(|k| k.hedge_latency.as_ref()) {
+                Some(was) if was.percentile() == percentile => was.clone(),
+                _ => Arc::new(LatencyPercentile::new(percentile)),
+            })
         });
         Self {
             rate_limit,
             retry_budget,
+            hedge_latency,
         }
     }
 }

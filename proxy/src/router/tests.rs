@@ -17,6 +17,7 @@ fn route(name: &str, matcher: RouteMatch) -> Route {
         }),
         timeout: None,
         retry: None,
+        hedge: None,
         fault: None,
         rewrite: None,
         request_headers: HeaderModifier::default(),

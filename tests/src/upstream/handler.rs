@@ -29,6 +29,15 @@ pub enum Handler {
     Status(u16),
     /// Waits, then 200 with body `slow`.
     Slow(Duration),
+    /// Bimodal latency, deterministic: request `n` (counted from 1 by `seen` across
+    /// clones) with `n % every == phase` waits `slow` and gets 200 `slow`; the others get
+    /// 200 `fast` at once.
+    Bimodal {
+        every: u64,
+        phase: u64,
+        slow: Duration,
+        seen: Arc<std::sync::atomic::AtomicU64>,
+    },
     /// 200 with this many bytes of the pattern, generated as they are sent, chunked.
     Large(u64),
     /// 200 with body `with-trailers`, then trailers `x-checksum: 5d41402a` and
@@ -120,6 +129,20 @@ impl Handler {
             Handler::Slow(delay) => {
                 tokio::time::sleep(*delay).await;
                 ok(full("slow"))
+            }
+            Handler::Bimodal {
+                every,
+                phase,
+                slow,
+                seen,
+            } => {
+                let n = seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                if n % every == *phase {
+                    tokio::time::sleep(*slow).await;
+                    ok(full("slow"))
+                } else {
+                    ok(full("fast"))
+                }
             }
             Handler::Large(len) => ok(GeneratedBody::chunked(*len).boxed()),
             Handler::Trailers => {

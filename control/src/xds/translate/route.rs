@@ -107,6 +107,12 @@ fn route(r: &model::Route, config: &Config) -> Result<Route, Untranslatable> {
             "fault injection is not translated for Envoy yet",
         ));
     }
+    if r.hedge.is_some() {
+        return Err(Untranslatable::new(
+            "hedge",
+            "Envoy hedges only when a per-try timeout fires (hedge_on_per_try_timeout, counted against num_retries): it has no hedge delay of its own, no latency percentile and no budget shared with retries",
+        ));
+    }
     if r.rate_limit.is_some() {
         return Err(Untranslatable::new(
             "rate_limit",

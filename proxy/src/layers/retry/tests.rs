@@ -4,6 +4,7 @@
 use super::*;
 use crate::http::ResponseBody;
 use meshwork_config::model::{Backoff, GrpcCode, RetryBudget as BudgetConfig};
+use std::sync::Arc;
 
 fn policy(on: Vec<RetryOn>) -> RetryPolicy {
     RetryPolicy {

@@ -31,6 +31,8 @@ struct Fields<'a> {
     /// The last attempt: its cluster and endpoint are reported together.
     attempt: Option<AttemptRecord>,
     attempts: u32,
+    /// `won` or `lost` when a hedge was sent.
+    hedge: Option<&'static str>,
     error: Option<&'static str>,
     request_id: Cow<'a, str>,
 }
@@ -51,6 +53,11 @@ fn fields(record: &RequestRecord) -> Fields<'_> {
         route: record.route.get().map_or("", |r| r.name()),
         attempt: record.last_attempt(),
         attempts: record.attempts_sent(),
+        hedge: match record.hedges() {
+            (0, _) => None,
+            (_, true) => Some("won"),
+            (_, false) => Some("lost"),
+        },
         error: record.error.get().map(|e| e.reason()),
         request_id: record
             .request_id
@@ -118,6 +125,7 @@ fn json_line(
         )
         .opt_str("upstream_endpoint", f.endpoint())
         .uint("attempts", u64::from(f.attempts))
+        .opt_str("hedge", f.hedge)
         .uint("request_bytes", record.request_bytes())
         .uint("response_bytes", response_bytes)
         .str("request_id", &f.request_id);
