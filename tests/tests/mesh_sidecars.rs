@@ -460,10 +460,8 @@ fn under_tproxy_a_meshed_connection_reaches_the_app_from_the_client_pods_address
 fn wait_for_reload(ns: &Netns) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let applied = || {
-        meshwork_metrics(ns).get_or_zero(
-            "meshwork_config_reloads_total",
-            &[("result", "applied")],
-        ) >= 1.0
+        meshwork_metrics(ns).get_or_zero("meshwork_config_reloads_total", &[("result", "applied")])
+            >= 1.0
     };
     while !applied() {
         assert!(
@@ -531,7 +529,11 @@ authorization:
     // the sessions stay resumable; each connection is still authorized by its identity.
     std::fs::write(
         dir.path().join(format!("{}.yaml", link.peer.name)),
-        inbound_yaml(&api, "strict", &policy("spiffe://cluster.local/ns/prod/sa/other")),
+        inbound_yaml(
+            &api,
+            "strict",
+            &policy("spiffe://cluster.local/ns/prod/sa/other"),
+        ),
     )
     .unwrap();
     wait_for_reload(&link.peer);

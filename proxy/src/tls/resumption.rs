@@ -30,8 +30,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustls::RootCertStore;
-use rustls::client::danger::ServerCertVerifier;
 use rustls::client::ClientSessionMemoryCache;
+use rustls::client::danger::ServerCertVerifier;
 use rustls::server::ProducesTickets;
 use rustls::sign::{CertifiedKey, SingleCertAndKey};
 
