@@ -455,3 +455,110 @@ fn under_tproxy_a_meshed_connection_reaches_the_app_from_the_client_pods_address
         inbound.lines_of("meshwork_sidecar_connections_total")
     );
 }
+
+/// Waits (at most 10 s) until `ns`'s meshwork has applied a reload of its config.
+fn wait_for_reload(ns: &Netns) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let applied = || {
+        meshwork_metrics(ns).get_or_zero("meshwork_config_reloads_total", &[("result", "applied")])
+            >= 1.0
+    };
+    while !applied() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the config reload was not applied within 10 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+fn resumed_inbound(ns: &Netns) -> f64 {
+    meshwork_metrics(ns).get_or_zero(
+        "meshwork_mesh_handshakes_total",
+        &[("side", "inbound"), ("kind", "resumed")],
+    )
+}
+
+#[test]
+fn a_resumed_meshed_connection_is_authorized_by_its_identity_under_the_policy_of_the_moment() {
+    if skipped(
+        "a_resumed_meshed_connection_is_authorized_by_its_identity_under_the_policy_of_the_moment",
+    ) {
+        return;
+    }
+    let (_ca, web, api) = certs();
+    let dir = tempfile::tempdir().unwrap();
+    let link = PodLink::new();
+    init(&link.pod);
+    // 3306 is server-first by the built-in list: each connection is authorized as soon as
+    // its header arrives, not raced.
+    let _app = probe_listener(&link.peer, "0.0.0.0:3306", "app", &[]);
+    let policy = |who: &str| {
+        format!(
+            "
+authorization:
+  - listener: inbound
+    default: deny
+    allow:
+      - from: [{who}]
+        ports: [3306]
+"
+        )
+    };
+    let _inbound = start_meshwork(
+        &link.peer,
+        dir.path(),
+        &inbound_yaml(&api, "strict", &policy(WEB)),
+    );
+    let _outbound = start_meshwork(&link.pod, dir.path(), &outbound_yaml(&web));
+    let app = format!("{PEER_V4}:3306");
+
+    // The first connection's handshake is full; those made after its tickets arrived
+    // resume (a warm spare made alongside the first may be full too): bounded tries.
+    for _ in 0..5 {
+        let answer = probe_connect(&link.pod, &app, Some(APP_UID)).unwrap();
+        assert!(answer.starts_with("app "), "{answer}");
+        if resumed_inbound(&link.peer) >= 1.0 {
+            break;
+        }
+    }
+    let resumed_before = resumed_inbound(&link.peer);
+    assert!(resumed_before >= 1.0, "no meshed handshake resumed");
+
+    // The policy changes: web is no longer allowed. The identity files are the same, so
+    // the sessions stay resumable; each connection is still authorized by its identity.
+    std::fs::write(
+        dir.path().join(format!("{}.yaml", link.peer.name)),
+        inbound_yaml(
+            &api,
+            "strict",
+            &policy("spiffe://cluster.local/ns/prod/sa/other"),
+        ),
+    )
+    .unwrap();
+    wait_for_reload(&link.peer);
+    for _ in 0..3 {
+        let answer = probe_connect(&link.pod, &app, Some(APP_UID));
+        assert!(
+            !answer.as_deref().unwrap_or_default().starts_with("app "),
+            "refused identity reached the app: {answer:?}"
+        );
+    }
+    let inbound = meshwork_metrics(&link.peer);
+    assert_eq!(
+        inbound.get_or_zero(
+            "meshwork_sidecar_connections_refused_total",
+            &[("listener", "inbound"), ("reason", "unauthorized")],
+        ),
+        3.0,
+        "{}",
+        inbound.lines_of("meshwork_sidecar_connections_refused_total")
+    );
+    // The connections after the change resumed sessions made before it (the spare each
+    // one took was made after the one before).
+    assert!(
+        resumed_inbound(&link.peer) > resumed_before,
+        "{}",
+        inbound.lines_of("meshwork_mesh_handshakes_total")
+    );
+}

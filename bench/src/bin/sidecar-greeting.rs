@@ -8,7 +8,8 @@
 //! is app -> outbound sidecar (protocol detection: the server spoke first) -> mTLS ->
 //! inbound sidecar -> app. The pairs alternate connection by connection, so drift hits
 //! both alike; each round gives p50 and p99 per path, and the added latency is the
-//! meshed figure minus the direct one.
+//! meshed figure minus the direct one. At the end, both sidecars' counts of meshed
+//! handshakes (full or resumed) and warm spares are printed.
 //!
 //! Needs root (namespaces, nftables) and a `meshwork` binary: the release one next to
 //! this binary, or `MESHWORK_BIN`. Run it with
@@ -121,6 +122,20 @@ async fn measure(args: &Args) -> anyhow::Result<Vec<Round>> {
             meshed.1
         );
         rounds.push(Round { direct, meshed });
+    }
+    // How the meshed connections were made: full or resumed handshakes, spares used.
+    for (pod, sidecar) in [("A", &meshed.a_sidecar), ("B", &meshed.b_sidecar)] {
+        let (_, metrics) = sidecar
+            .admin_get("/metrics")
+            .await
+            .map_err(anyhow::Error::msg)
+            .context("the sidecar's metrics")?;
+        for line in metrics.lines().filter(|l| {
+            l.starts_with("meshwork_mesh_handshakes_total")
+                || l.starts_with("meshwork_mesh_spares_total")
+        }) {
+            println!("pod {pod}'s sidecar: {line}");
+        }
     }
     Ok(rounds)
 }

@@ -13,6 +13,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
 
+use super::generation::MeshTlsError;
 use super::header::{HeaderError, MeshHeader};
 use super::{ALPN_MESH, MeshPlan};
 use crate::observe::log_limit::LogLimiter;
@@ -43,6 +44,8 @@ pub enum AcceptError {
     },
     #[error("mesh header: {0}")]
     Header(#[source] HeaderError),
+    #[error(transparent)]
+    Settings(MeshTlsError),
 }
 
 impl AcceptError {
@@ -54,6 +57,7 @@ impl AcceptError {
             Self::Handshake(refused) => refused.reason,
             Self::NotMeshPeer { .. } => "not-mesh-peer",
             Self::Header(e) => e.reason(),
+            Self::Settings(_) => "tls-settings",
         }
     }
 
@@ -78,10 +82,12 @@ pub async fn accept(
     timeout: Duration,
 ) -> Result<MeshAccepted, AcceptError> {
     let deadline = Instant::now() + timeout;
-    let established = handshake::accept(stream, plan.server.clone(), timeout)
+    let tls = plan.tls().map_err(AcceptError::Settings)?;
+    let established = handshake::accept(stream, tls.server.clone(), timeout)
         .await
         .map_err(AcceptError::Handshake)?;
     let mut stream = established.stream;
+    plan.count_handshake("inbound", stream.get_ref().1.handshake_kind());
     // A client that offered no ALPN at all completes the handshake without one.
     if stream.get_ref().1.alpn_protocol() != Some(ALPN_MESH) {
         return Err(AcceptError::NotMeshPeer {
@@ -89,7 +95,8 @@ pub async fn accept(
             stream: Box::new(stream),
         });
     }
-    // Always there (the verifier requires it, and sessions are never resumed).
+    // Always there: the verifier requires it on a full handshake, and a resumed one
+    // restores the chain verified by the full handshake it resumes (of this generation).
     let Some(peer_identity) = established.peer_identity else {
         return Err(AcceptError::NotMeshPeer {
             why: "no SPIFFE ID in the client certificate",

@@ -15,6 +15,7 @@ use tokio::io::{AsyncRead, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
+use super::generation::MeshTlsError;
 use super::header::MeshHeader;
 use super::spare::{Claim, Spares};
 use super::{ALPN_MESH, MeshPlan};
@@ -65,6 +66,12 @@ pub enum ConnectError {
     },
     #[error("connecting to {0}: the handshake's task ended without a result")]
     HandshakeLost(SocketAddr),
+    #[error("connecting to {address}: {source}")]
+    Settings {
+        address: SocketAddr,
+        #[source]
+        source: MeshTlsError,
+    },
 }
 
 impl ConnectError {
@@ -78,6 +85,7 @@ impl ConnectError {
             Self::NotMeshPeer { .. } => "not-mesh-peer",
             Self::Header { .. } => "header",
             Self::HandshakeLost(_) => "connect",
+            Self::Settings { .. } => "tls-settings",
         }
     }
 
@@ -131,7 +139,7 @@ pub struct Handshaken {
     peer_identity: Arc<str>,
     peer_address: SocketAddr,
     /// The identity this proxy presented (a rotation makes the connection stale).
-    identity: Option<Arc<IdentityMaterial>>,
+    identity: Arc<IdentityMaterial>,
 }
 
 impl Handshaken {
@@ -140,12 +148,9 @@ impl Handshaken {
     /// certificate after the client's side of the handshake is done: its alert would be
     /// waiting here.) Looks without waiting: a read polled once, through TLS.
     pub(super) fn usable(&mut self, identity: &IdentityStore) -> bool {
-        let current = identity.current();
-        let same_identity = match (&self.identity, &current) {
-            (Some(then), Some(now)) => Arc::ptr_eq(then, now),
-            (None, None) => true,
-            _ => false,
-        };
+        let same_identity = identity
+            .current()
+            .is_some_and(|now| Arc::ptr_eq(&self.identity, &now));
         let mut byte = [0u8; 1];
         let mut buf = ReadBuf::new(&mut byte);
         let mut cx = Context::from_waker(Waker::noop());
@@ -156,7 +161,10 @@ impl Handshaken {
     }
 
     /// Sends `header`: what is written next is the payload.
-    async fn send_header(mut self, header: MeshHeader) -> Result<MeshedStream, ConnectError> {
+    pub(super) async fn send_header(
+        mut self,
+        header: MeshHeader,
+    ) -> Result<MeshedStream, ConnectError> {
         let address = self.peer_address;
         header
             .write(&mut self.stream)
@@ -233,7 +241,9 @@ async fn handshake_uncounted(
     address: SocketAddr,
     connect_timeout: Duration,
 ) -> Result<Handshaken, ConnectError> {
-    let identity = plan.identity.current();
+    let tls = plan
+        .tls()
+        .map_err(|source| ConnectError::Settings { address, source })?;
     let tcp = tokio::time::timeout(connect_timeout, TcpStream::connect(address))
         .await
         .map_err(|_| ConnectError::ConnectTimeout(address))?
@@ -241,7 +251,7 @@ async fn handshake_uncounted(
     let _ = tcp.set_nodelay(true);
     // Addressed by IP: no SNI is sent, and the verifier checks the identity, not a name.
     let name = ServerName::IpAddress(address.ip().into());
-    let handshake = tokio_rustls::TlsConnector::from(plan.client.clone()).connect(name, tcp);
+    let handshake = tokio_rustls::TlsConnector::from(tls.client.clone()).connect(name, tcp);
     let stream = tokio::time::timeout(connect_timeout, handshake)
         .await
         .map_err(|_| ConnectError::TlsTimeout(address))?
@@ -251,6 +261,7 @@ async fn handshake_uncounted(
             source,
         })?;
     let (_, session) = stream.get_ref();
+    plan.count_handshake("outbound", session.handshake_kind());
     // A server without ALPN support completes the handshake without selecting one.
     if session.alpn_protocol() != Some(ALPN_MESH) {
         return Err(ConnectError::NotMeshPeer {
@@ -271,6 +282,6 @@ async fn handshake_uncounted(
         stream,
         peer_identity,
         peer_address: address,
-        identity,
+        identity: tls.generation.clone(),
     })
 }

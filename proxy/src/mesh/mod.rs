@@ -5,8 +5,10 @@
 //! every hop is authenticated both ways with SPIFFE identities.
 //!
 //! The pieces, one job each:
-//! - [`plan::MeshPlan`]: the snapshot's part (built from `mesh` and the identity): the
-//!   client and server rustls configs, which destinations are meshed, the inbound mode;
+//! - [`plan::MeshPlan`]: the snapshot's part (built from `mesh` and the identity): which
+//!   destinations are meshed, the inbound mode, and the client and server rustls configs
+//!   of the identity generation in use ([`generation::MeshTls`]), whose TLS 1.3 sessions
+//!   are resumed between peers within that generation only;
 //! - [`client_hello::peek_client_hello`]: SNI and ALPN of a ClientHello, peeked, so the
 //!   auto listener can tell a meshed peer (or a TLS client to pass through) from the rest;
 //! - [`connect::connect`]: the outbound side (TCP, mTLS, header);
@@ -17,12 +19,14 @@
 //! - [`verify::MeshClientVerifier`]: the inbound side's check that a client certificate
 //!   carries a SPIFFE identity.
 //!
-//! Both sides present the live mesh identity and verify against its trust bundle, read
-//! per handshake: a rotation applies to the next connection.
+//! Both sides present the live mesh identity and verify against its trust bundle, taken
+//! per handshake: a rotation applies to the next connection, and ends every session
+//! that could otherwise be resumed.
 
 pub mod accept;
 pub mod client_hello;
 pub mod connect;
+pub mod generation;
 pub mod header;
 pub mod plan;
 pub mod spare;

@@ -1,32 +1,27 @@
 //! The mesh part of a snapshot: which destinations are meshed, what the inbound side does
-//! with clients that are not, and the rustls configs of both sides, built once per config
-//! from `mesh` and the identity (whose certificate and bundle they read per handshake).
+//! with clients that are not, and the rustls configs of both sides, built per identity
+//! generation (`generation.rs`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use meshwork_config::model::{Direction, Mesh, MeshInbound};
-use rustls::{ClientConfig, ServerConfig};
 
-use super::ALPN_MESH;
 use super::connect::ConnectError;
+use super::generation::{MeshTls, MeshTlsError, MeshTlsSlot};
 use super::spare::Spares;
-use super::verify::MeshClientVerifier;
 use crate::snapshot::Snapshot;
-use crate::tls::identity::{IdentityCert, IdentityStore};
-use crate::tls::spiffe::{Trust, UpstreamVerifier};
+use crate::tls::identity::IdentityStore;
 
 /// How this proxy takes part in the mesh.
 #[derive(Debug)]
 pub struct MeshPlan {
     /// The config's `mesh`: networks, inbound mode, inbound port.
     pub mesh: Mesh,
-    /// The outbound side: the identity as client certificate, peers verified against the
-    /// trust bundle and required to carry a SPIFFE ID, ALPN [`ALPN_MESH`] only.
-    pub(super) client: Arc<ClientConfig>,
-    /// The inbound side: the identity certificate, a client certificate required (trust
-    /// bundle, SPIFFE ID), ALPN [`ALPN_MESH`] only.
-    pub(super) server: Arc<ServerConfig>,
+    /// Both sides' rustls configs, for the identity generation in use.
+    tls: MeshTlsSlot,
+    /// `meshwork_mesh_handshakes_total`, by side and kind.
+    pub(super) handshakes: prometheus::IntCounterVec,
     /// `meshwork_mesh_connect_failures_total`, by reason.
     pub(super) connect_failures: prometheus::IntCounterVec,
     /// The live identity (a spare made with an identity since rotated is not used).
@@ -38,13 +33,14 @@ pub struct MeshPlan {
 /// Why the mesh's TLS settings could not be built.
 #[derive(Debug, thiserror::Error)]
 #[error("mesh: {0}")]
-pub struct MeshPlanError(#[source] rustls::Error);
+pub struct MeshPlanError(#[source] MeshTlsError);
 
 impl MeshPlan {
     /// The plan of `config.mesh` (`None` without one), for `identity`.
     ///
     /// # Errors
-    /// When rustls refuses the protocol versions (not with the built-in provider).
+    /// When the TLS settings cannot be built for the identity in use (checked now when
+    /// there is one, so a config that cannot work is refused).
     pub fn build(
         mesh: Option<&Mesh>,
         identity: &Arc<IdentityStore>,
@@ -53,33 +49,13 @@ impl MeshPlan {
         let Some(mesh) = mesh else {
             return Ok(None);
         };
-        let provider = crate::tls::provider();
-        let mut client = ClientConfig::builder_with_provider(provider.clone())
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(MeshPlanError)?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(UpstreamVerifier::any_identity(
-                Trust::Identity(identity.clone()),
-            )))
-            .with_client_cert_resolver(Arc::new(IdentityCert(identity.clone())));
-        client.alpn_protocols = vec![ALPN_MESH.to_vec()];
-        // No session resumption, either side: every meshed connection is verified
-        // against the trust bundle of the moment, so a rotation that drops a CA takes
-        // effect on the next connection, and each side always knows the other's identity
-        // from a certificate it has just checked.
-        client.resumption = rustls::client::Resumption::disabled();
-        let mut server = ServerConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(MeshPlanError)?
-            .with_client_cert_verifier(Arc::new(MeshClientVerifier::new(identity.clone())))
-            .with_cert_resolver(Arc::new(IdentityCert(identity.clone())));
-        server.alpn_protocols = vec![ALPN_MESH.to_vec()];
-        server.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
-        server.send_tls13_tickets = 0;
+        if let Some(generation) = identity.current() {
+            MeshTls::build(generation).map_err(MeshPlanError)?;
+        }
         Ok(Some(Arc::new(Self {
             mesh: mesh.clone(),
-            client: Arc::new(client),
-            server: Arc::new(server),
+            tls: MeshTlsSlot::new(identity.clone()),
+            handshakes: metrics.mesh.handshakes_total.clone(),
             connect_failures: metrics.mesh.connect_failures_total.clone(),
             identity: identity.clone(),
             spares: Spares::new(metrics.mesh.spares_total.clone()),
@@ -100,6 +76,24 @@ impl MeshPlan {
             .listener(listener)
             .is_some_and(|l| l.direction == Direction::Outbound);
         (outbound && plan.is_meshed(destination.ip())).then_some(plan)
+    }
+
+    /// The rustls configs of the identity in use (rebuilt after a rotation).
+    ///
+    /// # Errors
+    /// See [`MeshTlsError`].
+    pub fn tls(&self) -> Result<Arc<MeshTls>, MeshTlsError> {
+        self.tls.current()
+    }
+
+    /// Counts a meshed handshake done, on `side` (`outbound` or `inbound`), by whether
+    /// it resumed a session.
+    pub(super) fn count_handshake(&self, side: &str, kind: Option<rustls::HandshakeKind>) {
+        let kind = match kind {
+            Some(rustls::HandshakeKind::Resumed) => "resumed",
+            _ => "full",
+        };
+        self.handshakes.with_label_values(&[side, kind]).inc();
     }
 
     /// Whether `ip` runs meshwork (a connection to it becomes a meshed connection).

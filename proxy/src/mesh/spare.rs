@@ -8,11 +8,10 @@
 //! connection to a peer is made, another handshake to that peer starts in the
 //! background and is kept, header unsent, for the next connection to it.
 //!
-//! Why spares rather than TLS session resumption: a resumed session skips the
-//! certificate checks (the point of resumption), while a spare is a full handshake,
-//! verified against the trust bundle of the moment like every other; and it removes the
-//! whole handshake from the connection's path in time, round trips included, where
-//! resumption only saves the signatures and checks. It does not remove its CPU: with
+//! Spares and TLS session resumption (`tls/resumption.rs`) work together: a spare
+//! takes the handshake off the connection's path in time, round trips included, and
+//! resumption takes most of its CPU away (no signature, no certificate check, within
+//! one identity generation). Without resumption a spare does not remove the CPU: with
 //! connections back to back and no idle time between them, the spare's handshake runs
 //! while the connection in flight is relayed and costs it as much (bench/RESULTS.md).
 //!

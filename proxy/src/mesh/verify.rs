@@ -1,6 +1,6 @@
-//! The inbound side's check of a meshed peer's client certificate: chained to the mesh
-//! trust bundle (mandatory, as [`IdentityClientVerifier`] does) and carrying a SPIFFE ID,
-//! so a refused peer is told in the handshake (an alert), not by a closed connection.
+//! The inbound side's check of a meshed peer's client certificate: chained to the trust
+//! bundle of one identity generation (mandatory) and carrying a SPIFFE ID, so a refused
+//! peer is told in the handshake (an alert), not by a closed connection.
 
 use std::sync::Arc;
 
@@ -9,19 +9,18 @@ use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, Error, SignatureScheme};
 
-use crate::tls::identity::{IdentityClientVerifier, IdentityStore};
+use crate::tls::identity::IdentityMaterial;
 use crate::tls::spiffe::spiffe_id;
 
-/// Requires a client certificate from the mesh trust bundle with a SPIFFE ID.
+/// Requires a client certificate from one generation's trust bundle with a SPIFFE ID.
 #[derive(Debug)]
-pub struct MeshClientVerifier(IdentityClientVerifier);
+pub struct MeshClientVerifier(Arc<dyn ClientCertVerifier>);
 
 impl MeshClientVerifier {
-    pub fn new(store: Arc<IdentityStore>) -> Self {
-        Self(IdentityClientVerifier {
-            store,
-            mandatory: true,
-        })
+    /// Checks against `generation`'s bundle (the mesh configs are built per generation,
+    /// so a handshake, and the session ticket it ends with, belong to one bundle).
+    pub fn new(generation: &IdentityMaterial) -> Self {
+        Self(generation.client_verifier(true))
     }
 }
 
@@ -34,8 +33,9 @@ impl ClientCertVerifier for MeshClientVerifier {
         true
     }
 
+    /// No CA names are sent (allowed by TLS, as for every identity listener).
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        self.0.root_hint_subjects()
+        &[]
     }
 
     fn verify_client_cert(

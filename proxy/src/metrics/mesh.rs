@@ -11,6 +11,7 @@ pub struct MeshMetrics {
     pub inbound_refused_total: IntCounterVec,
     pub connect_failures_total: IntCounterVec,
     pub spares_total: IntCounterVec,
+    pub handshakes_total: IntCounterVec,
 }
 
 impl MeshMetrics {
@@ -31,6 +32,11 @@ impl MeshMetrics {
                 "Meshed handshakes made ahead of need (warm spares), by outcome: used, joined (taken while under way), expired (closed unused), stale (closed: identity rotated, or the peer closed or refused it).",
                 &["outcome"],
             ),
+            handshakes_total: counter_vec(
+                "mesh_handshakes_total",
+                "Meshed TLS handshakes completed, by side (outbound: this proxy dialed; inbound: a peer dialed it) and kind (full: certificates exchanged and verified; resumed: a TLS 1.3 session of the same identity generation resumed).",
+                &["side", "kind"],
+            ),
         }
     }
 
@@ -38,5 +44,6 @@ impl MeshMetrics {
         metrics.register(self.inbound_refused_total.clone());
         metrics.register(self.connect_failures_total.clone());
         metrics.register(self.spares_total.clone());
+        metrics.register(self.handshakes_total.clone());
     }
 }

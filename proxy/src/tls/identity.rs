@@ -18,6 +18,7 @@ use rustls::sign::CertifiedKey;
 use rustls::{DigitallySignedStruct, DistinguishedName, Error, RootCertStore, SignatureScheme};
 
 use super::files::{self, TlsFileError};
+use super::resumption::SessionState;
 use crate::metrics::tls::TlsMetrics;
 
 /// One generation of identity files, loaded and checked.
@@ -30,11 +31,14 @@ pub struct IdentityMaterial {
     /// When the certificate expires (Unix seconds).
     pub not_after: Option<i64>,
     /// Verifiers of client certificates against `roots`, with and without a certificate
-    /// being mandatory.
+    /// being mandatory (see [`Self::client_verifier`]).
     required: Arc<dyn ClientCertVerifier>,
     optional: Arc<dyn ClientCertVerifier>,
     /// The files' bytes, to tell a real change from a touch.
     fingerprint: Vec<u8>,
+    /// TLS 1.3 session resumption between meshed peers, for this generation only: a
+    /// rotation starts with new ticket keys and no tickets (see `resumption.rs`).
+    pub sessions: SessionState,
 }
 
 impl IdentityMaterial {
@@ -59,7 +63,12 @@ impl IdentityMaterial {
                 problem: format!("cannot verify client certificates with this bundle: {e}"),
             })
         };
+        let sessions = SessionState::new(&certified, &roots).map_err(|e| TlsFileError {
+            path: files.key.clone(),
+            problem: format!("cannot make session ticket keys for it: {e}"),
+        })?;
         Ok(Self {
+            sessions,
             spiffe_id: leaf.and_then(super::spiffe::spiffe_id),
             not_after: leaf.and_then(files::not_after),
             required: verifier(true)?,
@@ -68,6 +77,16 @@ impl IdentityMaterial {
             roots,
             fingerprint: fingerprint(files),
         })
+    }
+
+    /// The verifier of client certificates against this generation's bundle, a
+    /// certificate `mandatory` or not.
+    pub fn client_verifier(&self, mandatory: bool) -> Arc<dyn ClientCertVerifier> {
+        if mandatory {
+            self.required.clone()
+        } else {
+            self.optional.clone()
+        }
     }
 }
 
@@ -118,13 +137,24 @@ impl IdentityStore {
             .unwrap_or_default()
     }
 
-    /// Puts a loaded identity (or none) in place, for the config being applied.
+    /// Puts a loaded identity (or none) in place, for the config being applied. The same
+    /// files with the same contents keep the generation in place (a config reload is no
+    /// rotation: connections made ahead of need and resumable sessions stay valid).
     pub fn install(&self, files: Option<model::Identity>, material: Option<IdentityMaterial>) {
         if let Some(m) = &material {
             self.observe(m);
         }
-        *self.files.lock().unwrap_or_else(|e| e.into_inner()) = files;
-        self.current.store(material.map(Arc::new));
+        let mut installed = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        let unchanged = *installed == files
+            && match (self.current(), &material) {
+                (Some(current), Some(new)) => current.fingerprint == new.fingerprint,
+                (None, None) => true,
+                _ => false,
+            };
+        *installed = files;
+        if !unchanged {
+            self.current.store(material.map(Arc::new));
+        }
     }
 
     /// Reads the identity files again (they changed on disk). A broken new set is
@@ -210,11 +240,7 @@ impl IdentityClientVerifier {
             .store
             .current()
             .ok_or_else(|| Error::General("no mesh identity is loaded".into()))?;
-        Ok(if self.mandatory {
-            material.required.clone()
-        } else {
-            material.optional.clone()
-        })
+        Ok(material.client_verifier(self.mandatory))
     }
 }
 

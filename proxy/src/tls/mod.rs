@@ -2,7 +2,8 @@
 //! listeners (SNI, ALPN, client certificates), the client side of clusters (SPIFFE
 //! identity verification), the live mesh identity, and handshake failure reasons.
 //!
-//! Every rustls config object is built when a snapshot is built, never per connection;
+//! Every rustls config object is built when a snapshot is built (the mesh's: per identity
+//! generation), never per connection;
 //! the parts that follow the mesh identity read it through [`identity::IdentityStore`],
 //! which a file watcher swaps atomically on rotation.
 
@@ -10,6 +11,7 @@ pub mod client;
 pub mod handshake;
 pub mod identity;
 pub mod plan;
+pub mod resumption;
 pub mod server;
 pub mod spiffe;
 pub mod watch;

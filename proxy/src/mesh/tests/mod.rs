@@ -2,6 +2,7 @@
 //! and each way a peer is refused.
 
 pub(crate) mod pki;
+mod resumption;
 mod spare;
 
 use std::net::SocketAddr;
@@ -247,7 +248,7 @@ async fn a_server_that_does_not_select_the_mesh_alpn_is_not_a_mesh_peer() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     // A TLS server with the right certificate and no ALPN support (not meshwork).
-    let mut config = (*plan(&api, port).server).clone();
+    let mut config = (*plan(&api, port).tls().unwrap().server).clone();
     config.alpn_protocols.clear();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let server = tokio::spawn(async move {

@@ -28,6 +28,11 @@ impl Pki {
         self.dir.path().join("ca")
     }
 
+    /// The CA certificate (PEM), to put in a trust bundle.
+    pub(crate) fn ca_pem(&self) -> String {
+        std::fs::read_to_string(self.ca().join("ca.pem")).unwrap()
+    }
+
     /// An identity store holding a workload certificate for `spiffe_id`.
     pub(crate) fn identity(&self, spiffe_id: &str) -> Arc<IdentityStore> {
         let out = self.dir.path().join(spiffe_id.rsplit('/').next().unwrap());
@@ -53,6 +58,22 @@ impl Pki {
         std::fs::write(out.join("key.pem"), key.serialize_pem()).unwrap();
         std::fs::write(out.join("ca.pem"), ca_pem).unwrap();
         store(&out)
+    }
+}
+
+/// Makes `store` trust `cas` (PEM certificates, concatenated into its own bundle file,
+/// written in place): installed at once, or, when the store already uses that bundle, a
+/// rotation (the store reads its files again, as its watcher would).
+pub(crate) fn trust(store: &IdentityStore, cas: &[String]) {
+    let mut files = store.files().unwrap();
+    let bundle = files.cert.with_file_name("bundle.pem");
+    std::fs::write(&bundle, cas.concat()).unwrap();
+    if files.trust_bundle == bundle {
+        assert!(store.reload().unwrap(), "the bundle changed");
+    } else {
+        files.trust_bundle = bundle;
+        let material = IdentityMaterial::load(&files).unwrap();
+        store.install(Some(files), Some(material));
     }
 }
 
