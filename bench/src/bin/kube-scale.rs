@@ -87,6 +87,8 @@ const NAMESPACE: &str = "bench";
 const TARGET_PORT: u16 = 8080;
 /// How long loading, subscribing or the last change's arrival may take before the run fails.
 const PHASE_TIMEOUT: Duration = Duration::from_secs(300);
+/// How many times a stream connects before it gives up.
+const STREAM_ATTEMPTS: usize = 5;
 /// Set once the figures are printed: streams failing after that (the control plane is
 /// being stopped) are not worth a message.
 static FINISHED: AtomicBool = AtomicBool::new(false);
@@ -286,9 +288,16 @@ async fn main() -> anyhow::Result<()> {
     for s in 0..cli.streams {
         let (url, tracker, subscribed) = (url.clone(), tracker.clone(), subscribed_tx.clone());
         tokio::spawn(async move {
-            if let Err(error) = subscribe(s, &url, tracker, subscribed).await {
-                if !FINISHED.load(Ordering::Relaxed) {
-                    eprintln!("stream {s}: {error}");
+            // A stream that fails reconnects, as a proxy does (a busy machine may miss
+            // an HTTP/2 keepalive); it reports its subscription once.
+            let mut reported = false;
+            for _ in 0..STREAM_ATTEMPTS {
+                let result = subscribe(s, &url, &tracker, &subscribed, &mut reported).await;
+                if let Err(error) = result {
+                    if FINISHED.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    eprintln!("stream {s}: {error}; reconnecting");
                 }
             }
         });
@@ -452,8 +461,9 @@ async fn run_churn(
 async fn subscribe(
     s: usize,
     url: &str,
-    tracker: Shared,
-    subscribed: mpsc::Sender<usize>,
+    tracker: &Shared,
+    subscribed: &mpsc::Sender<usize>,
+    reported: &mut bool,
 ) -> anyhow::Result<()> {
     let channel = tonic::transport::Endpoint::from_shared(url.to_string())?
         .connect()
@@ -479,9 +489,12 @@ async fn subscribe(
                 .iter()
                 .filter(|r| r.kind == Kind::Endpoints as i32)
                 .count();
-            let _ = subscribed.send(clusters).await;
+            if !*reported {
+                *reported = true;
+                let _ = subscribed.send(clusters).await;
+            }
         } else {
-            let mut t = lock(&tracker);
+            let mut t = lock(tracker);
             let Tracker {
                 changes,
                 by_service,
