@@ -63,8 +63,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let mut index = Index::default();
     let kubernetes = match &options.kubernetes {
         Some(access) => {
-            let kubernetes =
-                crate::kubernetes::start(access, kubernetes_changed.clone()).await?;
+            let kubernetes = crate::kubernetes::start(access, kubernetes_changed.clone()).await?;
             tracing::info!("waiting for the first list of the Kubernetes objects");
             kubernetes.stores.wait_until_ready().await;
             kubernetes.pending.take();

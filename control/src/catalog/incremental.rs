@@ -15,9 +15,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use meshwork_config::resource::{
-    self, Applied, Bootstrap, DiscoveredEndpoint, Key, Kind, settle,
-};
+use meshwork_config::resource::{self, Applied, Bootstrap, DiscoveredEndpoint, Key, Kind, settle};
 use meshwork_config::units::ServicePort;
 
 use super::{Catalog, NodeSnapshot, Reader, Served};

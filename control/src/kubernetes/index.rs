@@ -102,7 +102,13 @@ impl Index {
                 }
                 Touched::Slice(name) => dirty.extend(self.relink_slice(objects, name)),
                 Touched::Pod(pod) => {
-                    dirty.extend(self.services_of_pod.get(&pod).into_iter().flatten().cloned());
+                    dirty.extend(
+                        self.services_of_pod
+                            .get(&pod)
+                            .into_iter()
+                            .flatten()
+                            .cloned(),
+                    );
                 }
             }
         }
@@ -194,11 +200,8 @@ impl Index {
         let pods = pods_named(&slices);
         self.relink_pods(&service, pods.clone());
         let meshed: HashSet<PodName> = pods.into_iter().filter(|p| objects.meshed(p)).collect();
-        let found = translate::translate(
-            object.as_deref(),
-            slices.iter().map(AsRef::as_ref),
-            &meshed,
-        );
+        let found =
+            translate::translate(object.as_deref(), slices.iter().map(AsRef::as_ref), &meshed);
 
         let before = self.ports_of.remove(&service).unwrap_or_default();
         for port in &before {
@@ -217,7 +220,11 @@ impl Index {
                 self.discovered.ports.insert(port.clone(), info.clone());
             }
             let list = endpoints.remove(port).unwrap_or_default();
-            let old = self.discovered.endpoints.get(port).map_or(&[][..], Vec::as_slice);
+            let old = self
+                .discovered
+                .endpoints
+                .get(port)
+                .map_or(&[][..], Vec::as_slice);
             if old != list.as_slice() {
                 if list.is_empty() {
                     self.discovered.endpoints.remove(port);

@@ -84,7 +84,9 @@ fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 
 /// Resource keys and versions, in order.
 fn versions<'a>(resources: impl Iterator<Item = &'a Resource>) -> Vec<(Key, String)> {
-    resources.map(|r| (r.key.clone(), r.version.clone())).collect()
+    resources
+        .map(|r| (r.key.clone(), r.version.clone()))
+        .collect()
 }
 
 fn same_catalog(patched: &Catalog, full: &Catalog) -> Result<(), TestCaseError> {
@@ -95,7 +97,8 @@ fn same_catalog(patched: &Catalog, full: &Catalog) -> Result<(), TestCaseError> 
         versions(patched.served.iter().map(|s| &*s.resource)),
         versions(full.served.iter().map(|s| &*s.resource))
     );
-    let selectors = |c: &Catalog| -> Vec<_> { c.served.iter().map(|s| s.selector.clone()).collect() };
+    let selectors =
+        |c: &Catalog| -> Vec<_> { c.served.iter().map(|s| s.selector.clone()).collect() };
     prop_assert_eq!(selectors(patched), selectors(full));
     Ok(())
 }
@@ -193,13 +196,20 @@ fn a_cluster_served_at_its_last_good_version_sends_the_change_to_a_full_reading(
     std::fs::write(&file, cluster).expect("write");
     let mut reader = Reader::new(dir.path().to_path_buf());
     let found = discovered(&[endpoints(&[1])]);
-    let good = reader.read_with(&BTreeMap::new(), Some(&found)).expect("reads");
+    let good = reader
+        .read_with(&BTreeMap::new(), Some(&found))
+        .expect("reads");
     assert!(good.is_clean(), "{:?}", good.problems);
     std::fs::write(&file, format!("{cluster}    connect_timeout: 5\n")).expect("write");
-    let broken = reader.read_with(&BTreeMap::new(), Some(&found)).expect("reads");
+    let broken = reader
+        .read_with(&BTreeMap::new(), Some(&found))
+        .expect("reads");
     assert!(!broken.is_clean());
     let key = Key::new(Kind::Cluster, "svc-0.shop.svc:80");
-    assert!(broken.served(&key).is_some(), "served at its last good version");
+    assert!(
+        broken.served(&key).is_some(),
+        "served at its last good version"
+    );
     let changed = BTreeMap::from([(port(0), endpoints(&[2]))]);
     assert!(reader.update_endpoints(&broken, &changed).is_none());
     assert!(reader.update_endpoints(&good, &changed).is_some());

@@ -55,7 +55,10 @@ enum Event {
     Service(u8, Option<Vec<u8>>),
     /// Slice `i` of Service `owner` (none: no label) with these endpoints
     /// `(ip, ready, serving, terminating, pod)`, or deleted.
-    Slice(u8, Option<(Option<u8>, bool, Vec<(u8, bool, bool, bool, u8)>)>),
+    Slice(
+        u8,
+        Option<(Option<u8>, bool, Vec<(u8, bool, bool, bool, u8)>)>,
+    ),
     /// Pod `i` meshed or not (or gone).
     Pod(u8, bool),
     /// A watch relisted.
@@ -68,7 +71,8 @@ fn service_object(i: u8, ports: &[u8]) -> Service {
         serde_json::json!({ "name": "grpc", "port": 81 }),
         serde_json::json!({ "name": "dns", "port": 53, "protocol": "UDP" }),
     ];
-    let ports: Vec<serde_json::Value> = ports.iter().map(|p| all[*p as usize % 3].clone()).collect();
+    let ports: Vec<serde_json::Value> =
+        ports.iter().map(|p| all[*p as usize % 3].clone()).collect();
     serde_json::from_value(serde_json::json!({
         "metadata": { "name": format!("svc-{i}"), "namespace": "shop" },
         "spec": { "clusterIP": "10.96.0.10", "ports": ports },
@@ -224,12 +228,18 @@ fn a_slice_moved_to_another_service_leaves_the_first() {
         &Event::Slice(0, Some((Some(0), false, endpoints.clone()))),
     ));
     index.update(&world, touched);
-    let moved = apply(&mut world, &Event::Slice(0, Some((Some(1), false, endpoints))));
+    let moved = apply(
+        &mut world,
+        &Event::Slice(0, Some((Some(1), false, endpoints))),
+    );
     let update = index.update(&world, [moved]);
     assert!(!update.ports_changed);
     let ports: Vec<String> = update.endpoints.keys().map(ToString::to_string).collect();
     assert_eq!(ports, ["svc-0.shop.svc:80", "svc-1.shop.svc:80"]);
-    assert_eq!(update.endpoints.values().map(Vec::len).collect::<Vec<_>>(), [0, 1]);
+    assert_eq!(
+        update.endpoints.values().map(Vec::len).collect::<Vec<_>>(),
+        [0, 1]
+    );
     assert_eq!(index.discovered(), &world.full());
 }
 
@@ -247,7 +257,11 @@ fn a_pod_turning_meshed_changes_the_endpoints_naming_it() {
     index.update(&world, touched);
     let meshed = apply(&mut world, &Event::Pod(3, true));
     let update = index.update(&world, [meshed]);
-    let list = update.endpoints.values().next().expect("the port's endpoints changed");
+    let list = update
+        .endpoints
+        .values()
+        .next()
+        .expect("the port's endpoints changed");
     assert!(list[0].meshed);
     let unrelated = apply(&mut world, &Event::Pod(4, true));
     assert!(index.update(&world, [unrelated]).is_empty());
