@@ -47,6 +47,12 @@ fn name(prefix: &str, i: u8) -> ObjectName {
     ("shop".to_string(), format!("{prefix}-{i}"))
 }
 
+/// An endpoint: `(ip, ready, serving, terminating, pod)`.
+type EndpointSpec = (u8, bool, bool, bool, u8);
+/// A slice: its Service (none: no label), whether it has the `grpc` port too, its
+/// endpoints.
+type SliceSpec = (Option<u8>, bool, Vec<EndpointSpec>);
+
 /// One watch event, already applied to the store when the index hears of it.
 #[derive(Clone, Debug)]
 enum Event {
@@ -55,10 +61,7 @@ enum Event {
     Service(u8, Option<Vec<u8>>),
     /// Slice `i` of Service `owner` (none: no label) with these endpoints
     /// `(ip, ready, serving, terminating, pod)`, or deleted.
-    Slice(
-        u8,
-        Option<(Option<u8>, bool, Vec<(u8, bool, bool, bool, u8)>)>,
-    ),
+    Slice(u8, Option<SliceSpec>),
     /// Pod `i` meshed or not (or gone).
     Pod(u8, bool),
     /// A watch relisted.
@@ -84,7 +87,7 @@ fn slice_object(
     i: u8,
     owner: Option<u8>,
     both_ports: bool,
-    endpoints: &[(u8, bool, bool, bool, u8)],
+    endpoints: &[EndpointSpec],
 ) -> EndpointSlice {
     let mut labels = serde_json::Map::new();
     if let Some(owner) = owner {
