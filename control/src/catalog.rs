@@ -6,7 +6,7 @@
 //! remembers is only the last good version of what it read itself, so a replica started
 //! while a file is broken serves that file's resources only once it is fixed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -17,9 +17,14 @@ use meshwork_config::resource::{
     self, Applied, Bootstrap, Key, Kind, Rejection, Resource, parse_fragment, selector_matches,
     settle,
 };
+use meshwork_config::units::ServicePort;
 use serde::Serialize;
 
 use crate::kubernetes::Discovered;
+
+mod incremental;
+
+pub use incremental::Delta;
 
 /// Labels a node must have to get a resource (its file's `node_selector`; empty: all).
 pub type Selector = BTreeMap<String, String>;
@@ -27,7 +32,9 @@ pub type Selector = BTreeMap<String, String>;
 /// A resource the catalog serves, with the selector of the file it came from.
 #[derive(Clone, Debug)]
 pub struct Served {
-    pub resource: Resource,
+    /// Shared by every catalog and node snapshot holding this version (an endpoint
+    /// change then copies pointers, not every body).
+    pub resource: Arc<Resource>,
     pub selector: Selector,
 }
 
@@ -56,9 +63,12 @@ pub struct DiscoveryTarget {
 pub struct NodeSnapshot {
     /// Content hash of the resources' versions.
     pub version: String,
-    pub resources: BTreeMap<Key, Resource>,
+    pub resources: BTreeMap<Key, Arc<Resource>>,
     /// Resources left out for this node (e.g. they refer to one its labels do not select).
     pub rejected: Vec<Rejection>,
+    /// What changed since the snapshot this one was patched from (endpoint changes);
+    /// `None` when it was computed in full.
+    pub delta: Option<Delta>,
 }
 
 /// One reading of the directory.
@@ -74,18 +84,22 @@ pub struct Catalog {
     /// Node snapshots by which selectors a node matches (computed once per group).
     groups: Mutex<HashMap<Vec<bool>, Arc<NodeSnapshot>>>,
     base_dir: PathBuf,
+    /// The served resources' selectors, sorted, without duplicates: a node's group is
+    /// which of them it matches.
+    selectors: Vec<Selector>,
+    /// The clusters offered (served or refused) taking each Service port's endpoints
+    /// (`discovery.kubernetes`).
+    discovering: BTreeMap<ServicePort, Vec<Key>>,
+    /// Resources refused by this reading (invalid, defined twice): an endpoint change
+    /// touching one is decided by a full reading.
+    refused: HashSet<Key>,
 }
 
 impl Catalog {
     /// The snapshot for a node with `labels`.
     pub fn for_node(&self, labels: &BTreeMap<String, String>) -> Arc<NodeSnapshot> {
-        let selectors: Vec<&Selector> = {
-            let mut all: Vec<&Selector> = self.served.iter().map(|s| &s.selector).collect();
-            all.sort();
-            all.dedup();
-            all
-        };
-        let group: Vec<bool> = selectors
+        let group: Vec<bool> = self
+            .selectors
             .iter()
             .map(|s| selector_matches(s, labels))
             .collect();
@@ -97,7 +111,7 @@ impl Catalog {
             .served
             .iter()
             .filter(|s| selector_matches(&s.selector, labels))
-            .map(|s| s.resource.clone())
+            .map(|s| (*s.resource).clone())
             .collect();
         let snapshot = Arc::new(node_snapshot(&self.base_dir, offered));
         groups.insert(group, snapshot.clone());
@@ -107,6 +121,14 @@ impl Catalog {
     /// Whether any file or resource in the directory is refused.
     pub fn is_clean(&self) -> bool {
         self.problems.is_empty()
+    }
+
+    /// The served resource of `key`.
+    pub fn served(&self, key: &Key) -> Option<&Served> {
+        self.served
+            .binary_search_by(|s| s.resource.key.cmp(key))
+            .ok()
+            .map(|i| &self.served[i])
     }
 
     /// Resources served, by kind.
@@ -138,8 +160,12 @@ fn node_snapshot(base_dir: &Path, offered: Vec<Resource>) -> NodeSnapshot {
     };
     NodeSnapshot {
         version: resource::snapshot_version(&applied),
-        resources: applied.into_iter().map(|r| (r.key.clone(), r)).collect(),
+        resources: applied
+            .into_iter()
+            .map(|r| (r.key.clone(), Arc::new(r)))
+            .collect(),
         rejected,
+        delta: None,
     }
 }
 
@@ -214,7 +240,7 @@ impl Reader {
             };
             match parse_fragment(name, &text, &self.env) {
                 Ok(fragment) => offered.extend(fragment.resources.into_iter().map(|r| Served {
-                    resource: r,
+                    resource: Arc::new(r),
                     selector: fragment.selector.clone(),
                 })),
                 Err(diagnostics) => {
@@ -227,12 +253,15 @@ impl Reader {
                 }
             }
         }
-        let offered = self.without_duplicates(offered, &mut problems);
+        let mut refused: HashSet<Key> = HashSet::new();
+        let offered = self.without_duplicates(offered, &mut problems, &mut refused);
         let offered = with_endpoints(offered, dns);
         let offered = match kubernetes {
             Some(found) => with_kubernetes(offered, found),
             None => offered,
         };
+        // Refused ones too: a change of their endpoints changes the problems.
+        let discovering = discovering(&offered);
 
         let selectors: HashMap<Key, Selector> = offered
             .iter()
@@ -242,8 +271,8 @@ impl Reader {
             .collect();
         let bootstrap = Bootstrap::empty(&self.dir);
         let last_good = &self.last_good;
-        let previous = |key: &Key| last_good.get(key).map(|s| s.resource.clone());
-        let resources: Vec<Resource> = offered.iter().map(|s| s.resource.clone()).collect();
+        let previous = |key: &Key| last_good.get(key).map(|s| (*s.resource).clone());
+        let resources: Vec<Resource> = offered.iter().map(|s| (*s.resource).clone()).collect();
         let settled = settle(
             &bootstrap,
             resources,
@@ -253,6 +282,7 @@ impl Reader {
         )
         .map_err(std::io::Error::other)?;
         for r in &settled.rejected {
+            refused.insert(r.resource.key.clone());
             problems.push(Problem {
                 file: r.resource.source.file.clone(),
                 resource: Some(r.resource.key.to_string()),
@@ -277,11 +307,11 @@ impl Reader {
             .into_iter()
             .map(|r| Served {
                 selector: selectors.get(&r.key).cloned().unwrap_or_default(),
-                resource: r,
+                resource: Arc::new(r),
             })
             .collect();
         served.sort_by(|a, b| a.resource.key.cmp(&b.resource.key));
-        let version = resource::snapshot_version(served.iter().map(|s| &s.resource));
+        let version = resource::snapshot_version(served.iter().map(|s| &*s.resource));
         if version != self.version {
             self.generation += 1;
             self.version = version.clone();
@@ -293,11 +323,14 @@ impl Reader {
         Ok(Catalog {
             generation: self.generation,
             version,
+            selectors: selectors_of(&served),
+            discovering,
             served,
             problems,
             discovery,
             groups: Mutex::new(HashMap::new()),
             base_dir: self.dir.clone(),
+            refused,
         })
     }
 
@@ -312,7 +345,12 @@ impl Reader {
 
     /// Every name defined twice is refused (each definition after the first is named in
     /// a problem, with the first); the name keeps its last good version.
-    fn without_duplicates(&self, offered: Vec<Served>, problems: &mut Vec<Problem>) -> Vec<Served> {
+    fn without_duplicates(
+        &self,
+        offered: Vec<Served>,
+        problems: &mut Vec<Problem>,
+        refused: &mut HashSet<Key>,
+    ) -> Vec<Served> {
         let mut by_key: BTreeMap<Key, Vec<Served>> = BTreeMap::new();
         for s in offered {
             by_key.entry(s.resource.key.clone()).or_default().push(s);
@@ -323,6 +361,7 @@ impl Reader {
                 out.append(&mut list);
                 continue;
             }
+            refused.insert(key.clone());
             for second in &list[1..] {
                 problems.push(Problem {
                     file: second.resource.source.file.clone(),
@@ -347,7 +386,7 @@ fn with_endpoints(
         .filter_map(|s| {
             let addresses = dns.get(&s.resource.key.name).filter(|a| !a.is_empty())?;
             Some(Served {
-                resource: resource::resolved_endpoints(&s.resource, addresses)?,
+                resource: Arc::new(resource::resolved_endpoints(&s.resource, addresses)?),
                 selector: s.selector.clone(),
             })
         })
@@ -368,11 +407,11 @@ fn with_kubernetes(mut offered: Vec<Served>, found: &Discovered) -> Vec<Served> 
     for (port, info) in &found.ports {
         if !written.contains(&port.to_string()) {
             offered.push(Served {
-                resource: resource::service_cluster(
+                resource: Arc::new(resource::service_cluster(
                     port,
                     &info.cluster_settings(port.port),
                     info.source.clone(),
-                ),
+                )),
                 selector: Selector::new(),
             });
         }
@@ -383,13 +422,35 @@ fn with_kubernetes(mut offered: Vec<Served>, found: &Discovered) -> Vec<Served> 
             let port = resource::kubernetes_discovery(&s.resource)?;
             let list = found.endpoints.get(&port).filter(|l| !l.is_empty())?;
             Some(Served {
-                resource: resource::discovered_endpoints(&s.resource, list)?,
+                resource: Arc::new(resource::discovered_endpoints(&s.resource, list)?),
                 selector: s.selector.clone(),
             })
         })
         .collect();
     offered.extend(endpoints);
     offered
+}
+
+/// The selectors of `served`, sorted, without duplicates.
+fn selectors_of(served: &[Served]) -> Vec<Selector> {
+    let mut all: Vec<Selector> = served.iter().map(|s| s.selector.clone()).collect();
+    all.sort();
+    all.dedup();
+    all
+}
+
+/// The clusters of `offered` taking each Service port's endpoints.
+fn discovering(offered: &[Served]) -> BTreeMap<ServicePort, Vec<Key>> {
+    let mut by_port: BTreeMap<ServicePort, Vec<Key>> = BTreeMap::new();
+    for s in offered {
+        if let Some(port) = resource::kubernetes_discovery(&s.resource) {
+            by_port
+                .entry(port)
+                .or_default()
+                .push(s.resource.key.clone());
+        }
+    }
+    by_port
 }
 
 #[cfg(test)]

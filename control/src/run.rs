@@ -14,11 +14,16 @@ use tokio_util::sync::CancellationToken;
 use crate::ControlPlane;
 use crate::catalog::{Catalog, Reader};
 use crate::dns::Resolver;
+use crate::kubernetes::{Discovered, Index, Touched, Update};
 use crate::metrics::Metrics;
 use crate::nodes::Nodes;
 
 /// Editors and ConfigMap updates write in several steps; wait for them to settle.
 const SETTLE_DELAY: Duration = Duration::from_millis(100);
+
+/// Kubernetes watch events come in bursts (a rollout, a node going away, many pods
+/// turning ready): after the first, wait this long so the burst costs one update.
+const KUBERNETES_COALESCE: Duration = Duration::from_millis(20);
 
 /// How the control plane was asked to run.
 #[derive(Debug, Clone)]
@@ -54,12 +59,15 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     // lost: it is read again once the watch reports it.
     let (tx, mut changes) = mpsc::channel::<()>(1);
     let _watcher = watch_dir(&options.config_dir, tx);
-    // Kubernetes changes wake the refresher as DNS answers do.
+    let kubernetes_changed = Arc::new(Notify::new());
+    let mut index = Index::default();
     let kubernetes = match &options.kubernetes {
         Some(access) => {
-            let kubernetes = crate::kubernetes::start(access, dns_changed.clone()).await?;
+            let kubernetes = crate::kubernetes::start(access, kubernetes_changed.clone()).await?;
             tracing::info!("waiting for the first list of the Kubernetes objects");
             kubernetes.stores.wait_until_ready().await;
+            kubernetes.pending.take();
+            index.update(&kubernetes.stores, [Touched::All]);
             Some(kubernetes)
         }
         None => None,
@@ -67,7 +75,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let first = reader
         .read_with(
             &resolver.answers(),
-            kubernetes.as_ref().map(|k| k.stores.discovered()).as_ref(),
+            kubernetes.as_ref().map(|_| index.discovered()),
         )
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", options.config_dir.display()))?;
     resolver.sync(&first.discovery);
@@ -118,14 +126,25 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         let control = control.clone();
         async move {
             loop {
-                tokio::select! {
+                // Whether the directory or DNS changed (else only Kubernetes did).
+                let full = tokio::select! {
                     Some(()) = changes.recv() => {
                         tokio::time::sleep(SETTLE_DELAY).await;
                         while changes.try_recv().is_ok() {}
+                        true
                     }
-                    () = dns_changed.notified() => {}
-                }
-                refresh(&control, &mut reader, &mut resolver, kubernetes.as_ref());
+                    () = dns_changed.notified() => true,
+                    () = kubernetes_changed.notified() => {
+                        tokio::time::sleep(KUBERNETES_COALESCE).await;
+                        false
+                    }
+                };
+                let update = match &kubernetes {
+                    Some(k) => k.update(&mut index),
+                    None => Update::default(),
+                };
+                let found = kubernetes.as_ref().map(|_| index.discovered());
+                refresh(&control, &mut reader, &mut resolver, found, full, &update);
             }
         }
     });
@@ -137,15 +156,29 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reads the directory again and publishes the result.
+/// Publishes what changed: with `full` (the directory or DNS changed) or Service ports
+/// changed, reads everything again; when only endpoints changed, patches them into the
+/// current catalog (reading everything again when that cannot be decided alone).
 fn refresh(
     control: &ControlPlane,
     reader: &mut Reader,
     resolver: &mut Resolver,
-    kubernetes: Option<&crate::kubernetes::Kubernetes>,
+    discovered: Option<&Discovered>,
+    full: bool,
+    update: &Update,
 ) {
-    let discovered = kubernetes.map(|k| k.stores.discovered());
-    match reader.read_with(&resolver.answers(), discovered.as_ref()) {
+    if !full && !update.ports_changed {
+        if update.endpoints.is_empty() {
+            return;
+        }
+        let current = control.catalog.borrow().clone();
+        if let Some(catalog) = reader.update_endpoints(&current, &update.endpoints) {
+            report(&control.metrics, &catalog, Some(&current));
+            control.catalog.send_replace(Arc::new(catalog));
+            return;
+        }
+    }
+    match reader.read_with(&resolver.answers(), discovered) {
         Ok(catalog) => {
             resolver.sync(&catalog.discovery);
             let previous = control.catalog.borrow().clone();

@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::ControlPlane;
+use crate::catalog::{Delta, NodeSnapshot};
 use crate::nodes::{Nack, NodeStatus, Rejected};
 
 /// Responses queued per stream before the stream task waits for the proxy to read.
@@ -85,6 +86,9 @@ struct Session {
     labels: BTreeMap<String, String>,
     /// What the proxy holds (as far as we know): key -> version.
     held: BTreeMap<Key, String>,
+    /// The version of the node snapshot last sent: when the next one was patched from
+    /// it, its delta says what to send without comparing every resource.
+    sent_version: Option<String>,
     nonce: u64,
     /// The response awaiting its ACK/NACK: nonce, version, when it was sent.
     pending: Option<(String, String, Instant)>,
@@ -129,6 +133,7 @@ impl Session {
             node,
             labels,
             held,
+            sent_version: None,
             nonce: 0,
             pending: None,
         }
@@ -175,26 +180,22 @@ impl Session {
     ) -> Result<(), ()> {
         let catalog = self.control.catalog.borrow().clone();
         let snapshot = catalog.for_node(&self.labels);
-        let resources: Vec<WireResource> = snapshot
-            .resources
-            .values()
-            .filter(|r| self.held.get(&r.key) != Some(&r.version))
-            .map(WireResource::from)
-            .collect();
-        let removed: Vec<ResourceRef> = self
-            .held
-            .keys()
-            .filter(|k| !snapshot.resources.contains_key(k))
-            .map(ResourceRef::from)
-            .collect();
+        if !first && self.sent_version.as_deref() == Some(snapshot.version.as_str()) {
+            // The same set as sent (versions are content hashes): nothing to send.
+            return Ok(());
+        }
+        let (resources, removed) = match &snapshot.delta {
+            Some(delta)
+                if !first && self.sent_version.as_deref() == Some(delta.from_version.as_str()) =>
+            {
+                self.delta_since_sent(&snapshot, delta)
+            }
+            _ => self.difference(&snapshot),
+        };
+        self.sent_version = Some(snapshot.version.clone());
         if !first && resources.is_empty() && removed.is_empty() {
             return Ok(());
         }
-        self.held = snapshot
-            .resources
-            .values()
-            .map(|r| (r.key.clone(), r.version.clone()))
-            .collect();
         self.nonce += 1;
         let nonce = self.nonce.to_string();
         let response = DiscoveryResponse {
@@ -211,6 +212,55 @@ impl Session {
             .update(self.id, |s| s.sent_version = Some(version));
         self.control.metrics.pushes_total.inc();
         tx.send(Ok(response)).await.map_err(|_| ())
+    }
+
+    /// What to send, found by comparing every resource with what the proxy holds; `held`
+    /// becomes the snapshot.
+    fn difference(&mut self, snapshot: &NodeSnapshot) -> (Vec<WireResource>, Vec<ResourceRef>) {
+        let resources: Vec<WireResource> = snapshot
+            .resources
+            .values()
+            .filter(|r| self.held.get(&r.key) != Some(&r.version))
+            .map(|r| WireResource::from(&**r))
+            .collect();
+        let removed: Vec<ResourceRef> = self
+            .held
+            .keys()
+            .filter(|k| !snapshot.resources.contains_key(k))
+            .map(ResourceRef::from)
+            .collect();
+        self.held = snapshot
+            .resources
+            .values()
+            .map(|r| (r.key.clone(), r.version.clone()))
+            .collect();
+        (resources, removed)
+    }
+
+    /// What to send when `snapshot` was patched from the one last sent: only what its
+    /// delta names; `held` is updated by it.
+    fn delta_since_sent(
+        &mut self,
+        snapshot: &NodeSnapshot,
+        delta: &Delta,
+    ) -> (Vec<WireResource>, Vec<ResourceRef>) {
+        let mut resources = Vec::with_capacity(delta.changed.len());
+        for key in &delta.changed {
+            let Some(r) = snapshot.resources.get(key) else {
+                continue;
+            };
+            if self.held.get(key) != Some(&r.version) {
+                self.held.insert(key.clone(), r.version.clone());
+                resources.push(WireResource::from(&**r));
+            }
+        }
+        let removed = delta
+            .removed
+            .iter()
+            .filter(|key| self.held.remove(*key).is_some())
+            .map(ResourceRef::from)
+            .collect();
+        (resources, removed)
     }
 
     /// An ACK or NACK (or a stale answer to an older response, ignored as in xDS).

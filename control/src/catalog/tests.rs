@@ -249,7 +249,7 @@ fn the_example_directory_is_clean_and_fits_the_example_proxy() {
     assert_eq!(snapshot.resources.len(), 4);
     let text = std::fs::read_to_string(examples.join("proxy.yaml")).expect("read");
     let bootstrap = resource::Bootstrap::new("proxy.yaml", text, &examples);
-    let resources: Vec<Resource> = snapshot.resources.values().cloned().collect();
+    let resources: Vec<Resource> = snapshot.resources.values().map(|r| (**r).clone()).collect();
     let settled = settle(
         &bootstrap,
         resources,

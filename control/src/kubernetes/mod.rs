@@ -1,7 +1,8 @@
 //! `meshwork-control --kubernetes`: the mesh learned from the cluster it runs in.
 //!
 //! Services, EndpointSlices and Pod metadata are watched (`watch.rs`) and translated
-//! (`translate.rs`) into a cluster per Service port, named `NAME.NAMESPACE.svc:PORT`,
+//! (`translate.rs`, kept up to date per Service by `index.rs`: each event translates
+//! only the Services it touches) into a cluster per Service port, named `NAME.NAMESPACE.svc:PORT`,
 //! with its usable endpoints, their zones and whether each runs meshwork. The catalog
 //! merges that with the fragment directory (see `catalog.rs`); `health.rs` says whether
 //! the watches are in sync (`/ready`, `/status`).
@@ -10,6 +11,7 @@
 //! objects, serves the same resources at the same versions.
 
 pub mod health;
+pub mod index;
 pub mod translate;
 pub mod watch;
 
@@ -19,8 +21,9 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 pub use health::Health;
+pub use index::{Index, Touched, Update};
 pub use translate::Discovered;
-pub use watch::Stores;
+pub use watch::{Pending, Stores};
 
 /// Where the API server is.
 #[derive(Clone, Debug)]
@@ -36,6 +39,15 @@ pub enum ApiAccess {
 pub struct Kubernetes {
     pub stores: Stores,
     pub health: Arc<Health>,
+    /// What the watch events touched since the index last took them.
+    pub pending: Arc<Pending>,
+}
+
+impl Kubernetes {
+    /// Brings `index` up to date with the events since the last call.
+    pub fn update(&self, index: &mut Index) -> Update {
+        index.update(&self.stores, self.pending.take())
+    }
 }
 
 /// Connects to the API server and starts the watches; `changed` is notified after every
@@ -59,6 +71,11 @@ pub async fn start(access: &ApiAccess, changed: Arc<Notify>) -> anyhow::Result<K
     let client = kube::Client::try_from(config)
         .map_err(|e| anyhow::anyhow!("cannot build the Kubernetes client: {e}"))?;
     let health = Arc::new(Health::new(&["endpointslices", "pods", "services"]));
-    let stores = watch::start(client, health.clone(), changed);
-    Ok(Kubernetes { stores, health })
+    let pending = Arc::new(Pending::default());
+    let stores = watch::start(client, health.clone(), pending.clone(), changed);
+    Ok(Kubernetes {
+        stores,
+        health,
+        pending,
+    })
 }

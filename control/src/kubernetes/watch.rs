@@ -1,10 +1,10 @@
 //! The watches: Services, EndpointSlices (discovery.k8s.io/v1) and the metadata of Pods,
 //! each a kube-rs reflector (list, then watch from the resourceVersion with bookmarks;
-//! relist on 410 Gone; exponential backoff on errors) feeding an in-memory store.
+//! relist on 410 Gone; exponential backoff on errors) feeding an in-memory store, and
+//! naming what each event touched ([`Pending`]) for the index to translate again.
 
-use std::collections::HashSet;
 use std::fmt::Debug;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -12,13 +12,14 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
 use kube::api::PartialObjectMeta;
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, metadata_watcher, watcher};
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 
 use super::health::Health;
-use super::translate::{self, Discovered, INJECTED_ANNOTATION, PodName};
+use super::index::{ObjectName, Objects, Touched};
+use super::translate::{INJECTED_ANNOTATION, PodName};
 
 /// How often an unreachable API server is probed, to say when it is back.
 const PROBE_INTERVAL: Duration = Duration::from_secs(1);
@@ -44,43 +45,91 @@ impl Stores {
         let _ = self.slices.wait_until_ready().await;
         let _ = self.pods.wait_until_ready().await;
     }
+}
 
-    /// What the stores hold now, translated.
-    pub fn discovered(&self) -> Discovered {
-        let meshed: HashSet<PodName> = self
-            .pods
-            .state()
-            .iter()
-            .filter(|p| {
+impl Objects for Stores {
+    fn service(&self, (namespace, name): &ObjectName) -> Option<Arc<Service>> {
+        self.services.get(&ObjectRef::new(name).within(namespace))
+    }
+
+    fn slice(&self, (namespace, name): &ObjectName) -> Option<Arc<EndpointSlice>> {
+        self.slices.get(&ObjectRef::new(name).within(namespace))
+    }
+
+    fn meshed(&self, (namespace, name): &PodName) -> bool {
+        self.pods
+            .get(&ObjectRef::new(name).within(namespace))
+            .is_some_and(|p| {
                 p.metadata
                     .annotations
                     .as_ref()
                     .and_then(|a| a.get(INJECTED_ANNOTATION))
                     .is_some_and(|v| v == "true")
             })
-            .filter_map(|p| Some((p.metadata.namespace.clone()?, p.metadata.name.clone()?)))
-            .collect();
-        let services = self.services.state();
-        let slices = self.slices.state();
-        translate::translate(
-            services.iter().map(AsRef::as_ref),
-            slices.iter().map(AsRef::as_ref),
-            &meshed,
-        )
     }
+
+    fn services(&self) -> Vec<Arc<Service>> {
+        self.services.state()
+    }
+
+    fn slices(&self) -> Vec<Arc<EndpointSlice>> {
+        self.slices.state()
+    }
+}
+
+/// What the watch events touched, in order, until the index takes it.
+#[derive(Debug, Default)]
+pub struct Pending(Mutex<Vec<Touched>>);
+
+impl Pending {
+    fn push(&self, touched: Touched) {
+        self.lock().push(touched);
+    }
+
+    /// Everything touched since the last call.
+    pub fn take(&self) -> Vec<Touched> {
+        std::mem::take(&mut *self.lock())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Touched>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Where a watch's events go: what they touched, and a wake-up for the refresher.
+#[derive(Clone)]
+struct Sink {
+    health: Arc<Health>,
+    pending: Arc<Pending>,
+    changed: Arc<Notify>,
 }
 
 /// Starts the three watches (across all namespaces) and the probe that says when an
 /// unreachable API server is back; `changed` is notified after every change.
-pub fn start(client: kube::Client, health: Arc<Health>, changed: Arc<Notify>) -> Stores {
-    let services = spawn_watch::<Service>("services", Api::all(client.clone()), &health, &changed);
+pub fn start(
+    client: kube::Client,
+    health: Arc<Health>,
+    pending: Arc<Pending>,
+    changed: Arc<Notify>,
+) -> Stores {
+    let sink = Sink {
+        health: health.clone(),
+        pending,
+        changed,
+    };
+    let services = spawn_watch::<Service>(
+        "services",
+        Api::all(client.clone()),
+        Touched::Service,
+        &sink,
+    );
     let slices = spawn_watch::<EndpointSlice>(
         "endpointslices",
         Api::all(client.clone()),
-        &health,
-        &changed,
+        Touched::Slice,
+        &sink,
     );
-    let pods = spawn_metadata_watch("pods", Api::<Pod>::all(client.clone()), &health, &changed);
+    let pods = spawn_metadata_watch("pods", Api::<Pod>::all(client.clone()), &sink);
     tokio::spawn(probe(client, health));
     Stores {
         services,
@@ -92,36 +141,42 @@ pub fn start(client: kube::Client, health: Arc<Health>, changed: Arc<Notify>) ->
 fn spawn_watch<K>(
     name: &'static str,
     api: Api<K>,
-    health: &Arc<Health>,
-    changed: &Arc<Notify>,
+    touched: fn(ObjectName) -> Touched,
+    sink: &Sink,
 ) -> Store<K>
 where
     K: kube::Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
 {
     let (store, writer) = reflector::store();
     let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()));
-    tokio::spawn(drive(name, stream, health.clone(), changed.clone()));
+    tokio::spawn(drive(name, stream, touched, sink.clone()));
     store
 }
 
 fn spawn_metadata_watch(
     name: &'static str,
     api: Api<Pod>,
-    health: &Arc<Health>,
-    changed: &Arc<Notify>,
+    sink: &Sink,
 ) -> Store<PartialObjectMeta<Pod>> {
     let (store, writer) = reflector::store();
     let stream = reflector::reflector(writer, metadata_watcher(api, watcher::Config::default()));
-    tokio::spawn(drive(name, stream, health.clone(), changed.clone()));
+    tokio::spawn(drive(name, stream, Touched::Pod, sink.clone()));
     store
 }
 
-/// Runs one reflector's stream for the life of the process, recording its health and
-/// notifying `changed` when its store changed.
-async fn drive<K, S>(name: &'static str, stream: S, health: Arc<Health>, changed: Arc<Notify>)
+/// Runs one reflector's stream for the life of the process, recording its health,
+/// what each event touched (`touched` of the object's namespace and name; a new list
+/// touches everything) and waking the refresher.
+async fn drive<K, S>(name: &'static str, stream: S, touched: fn(ObjectName) -> Touched, sink: Sink)
 where
+    K: kube::Resource,
     S: futures_util::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send,
 {
+    let Sink {
+        health,
+        pending,
+        changed,
+    } = sink;
     let stream = stream.default_backoff();
     futures_util::pin_mut!(stream);
     while let Some(event) = stream.next().await {
@@ -129,10 +184,15 @@ where
             Ok(watcher::Event::InitDone) => {
                 tracing::debug!(watch = name, "listed");
                 health.synced(name);
+                pending.push(Touched::All);
                 changed.notify_one();
             }
-            Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_)) => {
+            Ok(watcher::Event::Apply(object) | watcher::Event::Delete(object)) => {
                 health.working(name);
+                let meta = object.meta();
+                if let (Some(namespace), Some(object)) = (&meta.namespace, &meta.name) {
+                    pending.push(touched((namespace.clone(), object.clone())));
+                }
                 changed.notify_one();
             }
             // The store swaps in the new list at InitDone.

@@ -38,7 +38,7 @@ impl EnvoySnapshot {
     /// Envoy reads them on its own machine).
     pub fn build(node: &NodeSnapshot) -> EnvoySnapshot {
         let bootstrap = Bootstrap::empty(Path::new(""));
-        let offered = node.resources.values().cloned().collect();
+        let offered = node.resources.values().map(|r| (**r).clone()).collect();
         let settled = settle(
             &bootstrap,
             offered,
