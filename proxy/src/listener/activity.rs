@@ -43,7 +43,7 @@ pub struct ConnActivity {
     /// HTTP/2: no header block has ended yet, so the head timer still runs from the
     /// connection's start.
     first_head_pending: AtomicBool,
-    /// Wakes the supervisor when a head starts (its deadline is sooner than idle's).
+    /// Wakes the supervisor when an HTTP/2 stream's response ends in its own task.
     changed: Notify,
     /// HTTP/1: the body length of the last request started, when it is framed by
     /// `Content-Length` (0: none) and nothing but another request can follow it on the
@@ -98,11 +98,11 @@ impl ConnActivity {
         }
     }
 
+    /// (Called while the connection's task polls hyper: its supervisor reads the new
+    /// deadline after that poll, see `supervise`.)
     fn head_started_now(&self) {
         self.head_started
             .store(self.now_ms() + 1, Ordering::Relaxed);
-        // The supervisor may be sleeping on the idle deadline; this one is sooner.
-        self.changed.notify_one();
     }
 
     /// Whether bytes read now belong to a request head (HTTP/1, nothing in flight).
@@ -166,8 +166,10 @@ impl ConnActivity {
     pub fn request_finished(&self) {
         if self.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {
             self.idle_since.store(self.now_ms(), Ordering::Relaxed);
-            // The supervisor may be sleeping on a later deadline; idle time starts now.
-            self.changed.notify_one();
+            if self.changes_from_other_tasks() {
+                // The supervisor may be sleeping on a later deadline; idle time starts now.
+                self.changed.notify_one();
+            }
         }
     }
 
@@ -214,8 +216,18 @@ impl ConnActivity {
         self.park_due.load(Ordering::Relaxed)
     }
 
-    pub async fn changed(&self) {
-        self.changed.notified().await
+    /// Whether this connection's activity changes outside its own task, so that its
+    /// supervisor must be woken ([`Self::changed`]): HTTP/2 responses end in their
+    /// streams' tasks. An HTTP/1 connection's reads, requests and responses all happen
+    /// while its task polls hyper, after which the supervisor reads the deadlines anyway.
+    pub fn changes_from_other_tasks(&self) -> bool {
+        self.protocol == ConnProtocol::Http2
+    }
+
+    /// Resolves after a change made outside the connection's task (HTTP/2: a response
+    /// ended).
+    pub fn changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.changed.notified()
     }
 }
 

@@ -4,7 +4,7 @@
 //! `Content-Length` before the proxy sees it (RFC 9112 §6.3 allows that). The contract
 //! is stricter — such a request is a smuggling attempt, answered 400 and the connection
 //! closed — so the socket reader watches the header names of each request head as the
-//! bytes go by. Only head bytes are scanned (reads between requests), byte by byte with
+//! bytes go by. Only head bytes are scanned (reads between requests), line by line with
 //! no allocation; it stops at the blank line that ends the head.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,17 +14,21 @@ enum State {
     LineStart,
     /// After `\r` at the start of a line: a blank line if `\n` follows.
     BlankCr,
+    /// A header name, `len` bytes of it kept from earlier reads.
     Name,
     /// The rest of a header line (value), or a name too long to be one we look for.
     Rest,
     Done,
 }
 
-const LONGEST: usize = "transfer-encoding".len();
+const CONTENT_LENGTH: &[u8] = b"content-length";
+const TRANSFER_ENCODING: &[u8] = b"transfer-encoding";
+const LONGEST: usize = TRANSFER_ENCODING.len();
 
 #[derive(Debug, Clone)]
 pub struct HeadScanner {
     state: State,
+    /// The start of a header name split across reads (never longer than [`LONGEST`]).
     name: [u8; LONGEST],
     len: usize,
     content_length: bool,
@@ -59,50 +63,81 @@ impl HeadScanner {
     /// Feeds bytes that may run past the head; how many of them belong to it (all of
     /// them while it is not complete, none once it is). The rest are body or a pipelined
     /// request: what the connection has read beyond the heads it has parsed.
+    ///
+    /// Line by line: `memchr` finds each line's end and each name's colon, looking no
+    /// further into a name than the longest one looked for; values are skipped unread.
     pub fn scan(&mut self, bytes: &[u8]) -> usize {
         let mut i = 0;
-        while let Some(&b) = bytes.get(i) {
-            if matches!(self.state, State::RequestLine | State::Rest) {
-                // Nothing before the end of this line matters: skip to it.
-                let Some(eol) = memchr::memchr(b'\n', &bytes[i..]) else {
-                    return bytes.len();
-                };
-                i += eol + 1;
-                self.state = State::LineStart;
-                continue;
+        loop {
+            match self.state {
+                State::Done => return i,
+                State::RequestLine | State::Rest => {
+                    // Nothing before the end of this line matters: skip to it.
+                    let Some(eol) = memchr::memchr(b'\n', &bytes[i..]) else {
+                        return bytes.len();
+                    };
+                    i += eol + 1;
+                    self.state = State::LineStart;
+                }
+                State::LineStart | State::BlankCr => {
+                    let Some(&b) = bytes.get(i) else {
+                        return bytes.len();
+                    };
+                    if b == b'\n' {
+                        i += 1;
+                        self.state = State::Done;
+                    } else if b == b'\r' && self.state == State::LineStart {
+                        i += 1;
+                        self.state = State::BlankCr;
+                    } else {
+                        // A header line (a lone `\r` before it is dropped).
+                        self.len = 0;
+                        self.state = State::Name;
+                    }
+                }
+                State::Name => {
+                    let rest = &bytes[i..];
+                    // Name bytes that may still belong to a framing header, and its colon.
+                    let room = LONGEST - self.len;
+                    let window = &rest[..rest.len().min(room + 1)];
+                    match memchr::memchr2(b':', b'\n', window) {
+                        Some(end) if window[end] == b':' => {
+                            self.header_name(&window[..end]);
+                            i += end + 1;
+                            self.state = State::Rest;
+                        }
+                        // A line without a colon.
+                        Some(end) => {
+                            i += end + 1;
+                            self.state = State::LineStart;
+                        }
+                        // Longer than any name looked for.
+                        None if window.len() > room => {
+                            i += window.len();
+                            self.state = State::Rest;
+                        }
+                        // The read ended inside the name: kept for the next one.
+                        None => {
+                            self.name[self.len..self.len + window.len()].copy_from_slice(window);
+                            self.len += window.len();
+                            return bytes.len();
+                        }
+                    }
+                }
             }
-            i += 1;
-            self.state = match (self.state, b) {
-                (State::Done, _) => return i - 1,
-                (_, b'\n') if self.state == State::LineStart || self.state == State::BlankCr => {
-                    State::Done
-                }
-                (_, b'\n') => State::LineStart,
-                (State::RequestLine, _) | (State::Rest, _) => self.state,
-                (State::LineStart, b'\r') => State::BlankCr,
-                (State::LineStart, _) | (State::BlankCr, _) => {
-                    self.len = 0;
-                    self.push(b)
-                }
-                (State::Name, b':') => {
-                    let name = &self.name[..self.len];
-                    self.content_length |= name == b"content-length";
-                    self.transfer_encoding |= name == b"transfer-encoding";
-                    State::Rest
-                }
-                (State::Name, _) => self.push(b),
-            };
         }
-        bytes.len()
     }
 
-    fn push(&mut self, b: u8) -> State {
-        if self.len == LONGEST {
-            return State::Rest;
-        }
-        self.name[self.len] = b.to_ascii_lowercase();
-        self.len += 1;
-        State::Name
+    /// A header name ended: `tail`, after the `len` bytes kept from earlier reads.
+    fn header_name(&mut self, tail: &[u8]) {
+        let is = |wanted: &[u8]| {
+            self.len + tail.len() == wanted.len()
+                && wanted[..self.len].eq_ignore_ascii_case(&self.name[..self.len])
+                && wanted[self.len..].eq_ignore_ascii_case(tail)
+        };
+        let (content_length, transfer_encoding) = (is(CONTENT_LENGTH), is(TRANSFER_ENCODING));
+        self.content_length |= content_length;
+        self.transfer_encoding |= transfer_encoding;
     }
 }
 
@@ -162,6 +197,27 @@ mod tests {
             16,
             "an incomplete head is all head"
         );
+    }
+
+    #[test]
+    fn names_are_matched_whole_wherever_reads_split_them() {
+        let flagged = b"POST / HTTP/1.1\r\nCONTENT-length:1\r\ntransfer-ENCODING:chunked\r\n\r\n";
+        let longer = b"POST / HTTP/1.1\r\ncontent-length:1\r\ntransfer-encodingx:chunked\r\n\r\n";
+        let prefix = b"POST / HTTP/1.1\r\ncontent-length:1\r\ntransfer-encodin:chunked\r\n\r\n";
+        let no_colon = b"POST / HTTP/1.1\r\ncontent-length:1\r\ntransfer-encoding\r\n\r\n";
+        for (head, expected) in [
+            (&flagged[..], true),
+            (&longer[..], false),
+            (&prefix[..], false),
+            (&no_colon[..], false),
+        ] {
+            for cut in 0..=head.len() {
+                let mut s = HeadScanner::default();
+                let in_head = s.scan(&head[..cut]) + s.scan(&head[cut..]);
+                assert_eq!(s.ambiguous(), expected, "{:?} cut at {cut}", head);
+                assert_eq!(in_head, head.len(), "{:?} cut at {cut}", head);
+            }
+        }
     }
 
     #[test]
