@@ -527,3 +527,51 @@ async fn check_mode_prints_every_problem_of_the_directory() {
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains(": ok, 3 resources (version "), "{stderr}");
 }
+
+/// A first response over tonic's default 4 MiB message limit (a big mesh's endpoints)
+/// is applied, not refused by the proxy's discovery client.
+#[tokio::test]
+async fn a_first_response_of_several_megabytes_is_applied() {
+    let v1 = Upstream::http1().name("v1").route("/", "v1").start().await;
+    let control = ControlPlane::start().await;
+    const ZONE: &str =
+        "europe-west4-a-a-zone-name-long-enough-to-make-each-endpoint-weigh-on-the-wire";
+    let mut big = String::from("clusters:\n  - name: big\n    endpoints:\n");
+    // About 200 bytes each on the wire: 5 MB in all.
+    const ENDPOINTS: u32 = 25_000;
+    for i in 0..ENDPOINTS {
+        big.push_str(&format!(
+            "      - address: 10.{}.{}.{}:8080\n        weight: 1\n        zone: {ZONE}\n",
+            i >> 16,
+            (i >> 8) & 0xff,
+            i & 0xff
+        ));
+    }
+    control.write("big.yaml", &big);
+    control.write("clusters.yaml", &clusters(&v1.endpoint()));
+    control.write("routes.yaml", EDGE_TO_API);
+    eventually(
+        "the control plane to serve the fragments",
+        PROPAGATION_BOUND * 3,
+        || async { control.status().await["resources"]["cluster"] == 2 },
+    )
+    .await;
+    // Ready only once the first response is applied: a refused one never makes it so.
+    let proxy = Proxy::with_config(proxy_config(&control, "big"))
+        .start()
+        .await;
+    let client = HttpClient::h1();
+    assert_eq!(client.get(&proxy.url("edge", "/")).await.text(), "v1");
+    // The client's longer timeout: 25,000 endpoints' views take a while in a debug build.
+    let clusters: serde_json::Value =
+        serde_json::from_slice(&client.get(&proxy.admin_url("/clusters")).await.body)
+            .expect("JSON");
+    let big = clusters["clusters"]
+        .as_array()
+        .and_then(|all| all.iter().find(|c| c["name"] == "big"))
+        .unwrap_or_else(|| panic!("no cluster big in {clusters:.200}"));
+    assert_eq!(
+        big["endpoints"].as_array().map(Vec::len),
+        Some(ENDPOINTS as usize)
+    );
+}

@@ -177,8 +177,10 @@ fn endpoints(ck: &mut Check<'_>, at: &Spanned<RawCluster>, raw: &RawCluster) -> 
         Some((endpoint, at.pos, at.path.clone()))
     });
     let mut out: Vec<Endpoint> = Vec::new();
+    // A set, not a scan of `out`: a discovered cluster may list 100,000 endpoints.
+    let mut seen = std::collections::HashSet::with_capacity(list.len());
     for (endpoint, pos, path) in list {
-        if out.iter().any(|e| e.address == endpoint.address) {
+        if !seen.insert(endpoint.address.clone()) {
             ck.at(
                 pos,
                 &path,

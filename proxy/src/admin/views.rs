@@ -30,11 +30,14 @@ pub fn clusters(snapshot: &Snapshot) -> serde_json::Value {
     let list: Vec<serde_json::Value> = clusters
         .iter()
         .map(|c| {
+            // By address, not a scan per endpoint: a cluster may have 100,000 of them.
+            let by_address: std::collections::HashMap<_, _> =
+                c.config.endpoints.iter().map(|x| (&x.address, x)).collect();
             let endpoints: Vec<serde_json::Value> = c
                 .endpoints
                 .iter()
                 .map(|e| {
-                    let configured = c.config.endpoints.iter().find(|x| x.address == e.address);
+                    let configured = by_address.get(&e.address).copied();
                     serde_json::json!({
                         "address": e.address.to_string(),
                         "weight": configured.map_or(1, |x| x.weight),

@@ -21,6 +21,12 @@ use meshwork_config::model::{Backoff, ControlPlaneProtocol};
 use tokio::task::JoinHandle;
 
 pub use last_good::LastGood;
+
+/// Largest control-plane response accepted, by either protocol: a big mesh's first
+/// response runs to megabytes (100,000 endpoints are about 10 MB; tonic's default of
+/// 4 MiB is too small for it, or for istiod's CDS). A larger response is an error that
+/// ends the stream.
+pub(crate) const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 pub use link::{Link, Update};
 pub use tls::ControlPlaneTls;
 

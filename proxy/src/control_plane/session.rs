@@ -105,7 +105,8 @@ pub async fn run(
     tls: Option<&Arc<ControlPlaneTls>>,
 ) -> Result<(), SessionError> {
     let channel = connect(link, tls).await?;
-    let mut client = DiscoveryClient::new(channel);
+    let mut client = DiscoveryClient::new(channel)
+        .max_decoding_message_size(crate::control_plane::MAX_RESPONSE_BYTES);
     let (requests, rx) = mpsc::channel::<DiscoveryRequest>(4);
     let hello = DiscoveryRequest {
         node: Some(node),

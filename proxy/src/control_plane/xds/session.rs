@@ -21,11 +21,6 @@ use crate::control_plane::{Link, Update};
 use crate::dataplane::ApplyConfig;
 use crate::readiness::Readiness;
 
-/// Largest response accepted: a big mesh's CDS or EDS response runs to megabytes
-/// (tonic's default of 4 MiB is too small for istiod), a response larger than this is
-/// an error that ends the stream.
-const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
-
 /// The xDS node of this proxy: its id, and its labels as metadata.
 pub(crate) fn node(node: &meshwork_config::model::Node) -> Node {
     let fields = node
@@ -60,7 +55,7 @@ pub(crate) async fn run(
 ) -> Result<(), SessionError> {
     let channel = connect(link, tls).await?;
     let mut client = AggregatedDiscoveryServiceClient::new(channel)
-        .max_decoding_message_size(MAX_RESPONSE_BYTES);
+        .max_decoding_message_size(crate::control_plane::MAX_RESPONSE_BYTES);
     // Unbounded: this task is the only sender, and sends at most a few requests per
     // response it reads.
     let (requests, rx) = mpsc::unbounded_channel::<DiscoveryRequest>();
