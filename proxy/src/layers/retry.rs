@@ -27,7 +27,7 @@ use http_body_util::BodyExt;
 use meshwork_config::model::{RetryOn, RetryPolicy};
 use tower::{Layer, Service};
 
-use super::{ProxyRequest, ProxyResponse, RequestContext};
+use super::{ProxyRequest, ProxyResponse, RequestContext, StackRequest};
 use crate::http::client_fault::ClientFault;
 use crate::http::headers::is_upgrade_request;
 use crate::http::{ProxyError, RequestBody};
@@ -267,17 +267,14 @@ where
     let Some(policy) = route.config.retry.as_ref() else {
         return Err(ProxyError::NoRoute);
     };
-    let ProxyRequest { http, ctx } = req;
+    let StackRequest { http, ctx } = *req;
     let (parts, body) = http.into_parts();
     let (data, trailers) = match buffer(body, policy.max_body).await? {
         Ok(whole) => whole,
         Err(streaming) => {
             // Too large to replay: one attempt, streamed.
             let mut svc = inner;
-            let req = ProxyRequest {
-                http: http::Request::from_parts(parts, streaming),
-                ctx,
-            };
+            let req = StackRequest::boxed(http::Request::from_parts(parts, streaming), ctx);
             return one_attempt(&mut svc, req, policy.per_try_timeout).await;
         }
     };
@@ -291,10 +288,7 @@ where
         let mut attempt_ctx: RequestContext = ctx.clone();
         attempt_ctx.retry = attempt > 1;
         let mut svc = inner.clone();
-        let req = ProxyRequest {
-            http: req,
-            ctx: attempt_ctx,
-        };
+        let req = StackRequest::boxed(req, attempt_ctx);
         let outcome = one_attempt(&mut svc, req, policy.per_try_timeout).await;
         if attempt >= policy.attempts {
             return outcome;
