@@ -17,7 +17,6 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Removes hop-by-hop headers, including every header named in `Connection`.
 ///
@@ -125,20 +124,6 @@ pub fn add_forwarded(headers: &mut HeaderMap, client_ip: std::net::IpAddr, proto
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
 }
 
-/// The request's id: kept when the client sent a usable one, generated otherwise.
-pub fn ensure_request_id(headers: &mut HeaderMap) -> HeaderValue {
-    if let Some(v) = headers.get(X_REQUEST_ID) {
-        if !v.is_empty() && v.len() <= 200 {
-            return v.clone();
-        }
-    }
-    let mut buf = uuid::Uuid::encode_buffer();
-    let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
-    let value = HeaderValue::from_str(id).expect("a uuid is a valid header value");
-    headers.insert(X_REQUEST_ID, value.clone());
-    value
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -196,15 +181,5 @@ pub(crate) mod tests {
         add_forwarded(&mut h, "127.0.0.1".parse().unwrap(), "http");
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "http");
-    }
-
-    #[test]
-    fn request_id_is_kept_or_generated() {
-        let mut h = map(&[("x-request-id", "abc")]);
-        assert_eq!(ensure_request_id(&mut h), "abc");
-        let mut h = HeaderMap::new();
-        let id = ensure_request_id(&mut h);
-        assert_eq!(id.len(), 36);
-        assert_eq!(h["x-request-id"], id);
     }
 }

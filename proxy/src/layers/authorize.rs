@@ -18,7 +18,7 @@ pub struct Authorize;
 pub type AuthorizeLayer = StepLayer<Authorize>;
 
 impl Step for Authorize {
-    fn decide(mut req: ProxyRequest) -> Decision {
+    fn decide(req: &mut ProxyRequest) -> Decision {
         let peer = req.ctx.peer_identity.as_deref();
         if let Some(plan) = &req.ctx.plan {
             if let Some(policy) = &plan.authorization {
@@ -43,6 +43,6 @@ impl Step for Authorize {
         if let Some(value) = peer.and_then(|p| HeaderValue::from_str(p).ok()) {
             headers.insert(PEER_IDENTITY_HEADER, value);
         }
-        Decision::Continue(req)
+        Decision::Continue
     }
 }

@@ -154,7 +154,7 @@ fn admit_extended_connect(
 }
 
 async fn send(req: ProxyRequest) -> Result<ProxyResponse, ProxyError> {
-    let ProxyRequest { http: mut req, ctx } = req;
+    let super::StackRequest { http: mut req, ctx } = *req;
     let Some(cluster) = ctx.cluster.clone() else {
         return Err(ProxyError::NoHealthyEndpoint);
     };

@@ -12,9 +12,8 @@ use tower::{Layer, Service};
 use super::{ProxyRequest, ProxyResponse};
 use crate::http::ProxyError;
 use crate::http::authority::reconcile as reconcile_authority;
-use crate::http::headers::{
-    add_forwarded, ensure_request_id, is_upgrade_request, remove_hop_by_hop,
-};
+use crate::http::headers::{add_forwarded, is_upgrade_request, remove_hop_by_hop};
+use crate::http::request_id::ensure_request_id;
 use crate::http::upgrade::strip_h2c;
 
 #[derive(Clone, Copy, Debug)]

@@ -32,11 +32,25 @@ use crate::observe::RequestRecord;
 use crate::router::RouteEntry;
 use crate::snapshot::{HttpListenerPlan, Snapshot};
 
-/// A request on its way through the stack, with what earlier layers decided about it.
+/// A request on its way through the stack, boxed once where it enters (the listener):
+/// every layer's `call` takes the request by value, and the head and context together
+/// are several hundred bytes, which a callgrind profile showed copied at each of the
+/// stack's layers (`memcpy` was 12% of a request's instructions). Boxed, each layer moves
+/// a pointer.
+pub type ProxyRequest = Box<StackRequest>;
+
+/// The request and what earlier layers decided about it.
 #[derive(Debug)]
-pub struct ProxyRequest {
+pub struct StackRequest {
     pub http: http::Request<RequestBody>,
     pub ctx: RequestContext,
+}
+
+impl StackRequest {
+    /// The request as the stack takes it.
+    pub fn boxed(http: http::Request<RequestBody>, ctx: RequestContext) -> ProxyRequest {
+        Box::new(Self { http, ctx })
+    }
 }
 
 /// Decisions and facts about one request, filled in layer by layer.

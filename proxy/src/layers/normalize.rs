@@ -16,7 +16,7 @@ pub struct NormalizePath;
 pub type NormalizePathLayer = StepLayer<NormalizePath>;
 
 impl Step for NormalizePath {
-    fn decide(mut req: ProxyRequest) -> Decision {
+    fn decide(req: &mut ProxyRequest) -> Decision {
         // A listener removed by a reload keeps the default (the strict reading).
         let escaped = req
             .ctx
@@ -24,10 +24,10 @@ impl Step for NormalizePath {
             .as_ref()
             .map_or(EscapedSlashes::Reject, |plan| plan.paths.escaped_slashes);
         match normalize_target(req.http.method(), req.http.uri(), escaped) {
-            Ok(None) => Decision::Continue(req),
+            Ok(None) => Decision::Continue,
             Ok(Some(uri)) => {
                 *req.http.uri_mut() = uri;
-                Decision::Continue(req)
+                Decision::Continue
             }
             Err(refusal) => {
                 tracing::debug!(

@@ -12,10 +12,10 @@ pub struct RateLimit;
 pub type RateLimitLayer = StepLayer<RateLimit>;
 
 impl Step for RateLimit {
-    fn decide(req: ProxyRequest) -> Decision {
+    fn decide(req: &mut ProxyRequest) -> Decision {
         let bucket = req.ctx.route.as_ref().and_then(|r| r.rate_limit.as_ref());
         let Some(Err(wait)) = bucket.map(|b| b.try_take()) else {
-            return Decision::Continue(req);
+            return Decision::Continue;
         };
         // Whole seconds (RFC 9110 §10.2.3), rounded up so a client that waits succeeds.
         let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);

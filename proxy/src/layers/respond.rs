@@ -13,12 +13,12 @@ pub struct Respond;
 pub type RespondLayer = StepLayer<Respond>;
 
 impl Step for Respond {
-    fn decide(req: ProxyRequest) -> Decision {
+    fn decide(req: &mut ProxyRequest) -> Decision {
         let Some(route) = req.ctx.route.clone() else {
-            return Decision::Continue(req);
+            return Decision::Continue;
         };
         let rsp = match &route.config.action {
-            RouteAction::Backends(_) => return Decision::Continue(req),
+            RouteAction::Backends(_) => return Decision::Continue,
             RouteAction::DirectResponse(direct) => {
                 let mut rsp = Response::new(ResponseBody::full(direct.body.clone()));
                 *rsp.status_mut() = direct.status;

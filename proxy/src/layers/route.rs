@@ -14,7 +14,7 @@ pub struct Route;
 pub type RouteLayer = StepLayer<Route>;
 
 impl Step for Route {
-    fn decide(mut req: ProxyRequest) -> Decision {
+    fn decide(req: &mut ProxyRequest) -> Decision {
         let route = req.ctx.plan.as_ref().and_then(|plan| {
             let view = RouteRequest::new(req.http.method(), req.http.uri(), req.http.headers());
             // What matches no route of an auto listener goes to the cluster of the VIP
@@ -27,7 +27,7 @@ impl Step for Route {
             Some(route) => {
                 let _ = req.ctx.record.route.set(route.clone());
                 req.ctx.route = Some(route);
-                Decision::Continue(req)
+                Decision::Continue
             }
             None => Decision::Answer(Err(ProxyError::NoRoute)),
         }

@@ -30,7 +30,7 @@ pub fn pick_weighted(
 }
 
 impl Step for Split {
-    fn decide(mut req: ProxyRequest) -> Decision {
+    fn decide(req: &mut ProxyRequest) -> Decision {
         let cluster = req
             .ctx
             .route
@@ -46,7 +46,7 @@ impl Step for Split {
         match cluster {
             Some(cluster) => {
                 req.ctx.cluster = Some(cluster);
-                Decision::Continue(req)
+                Decision::Continue
             }
             None => Decision::Answer(Err(ProxyError::NoHealthyEndpoint)),
         }

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::{ProxyRequest, RequestContext};
+use super::{ProxyRequest, RequestContext, StackRequest};
 use crate::cluster::ClusterRegistry;
 use crate::http::RequestBody;
 use crate::metrics::Metrics;
@@ -45,9 +45,9 @@ pub fn routed(snapshot: &Arc<Snapshot>, method: http::Method) -> ProxyRequest {
     if let Some(route) = &route {
         let _ = record.route.set(route.clone());
     }
-    ProxyRequest {
+    StackRequest::boxed(
         http,
-        ctx: RequestContext {
+        RequestContext {
             snapshot: snapshot.clone(),
             listener: "edge".into(),
             plan,
@@ -63,5 +63,5 @@ pub fn routed(snapshot: &Arc<Snapshot>, method: http::Method) -> ProxyRequest {
             hedge: false,
             deadline: None,
         },
-    }
+    )
 }

@@ -25,7 +25,7 @@ use super::park;
 use super::supervise::{Ended, GracefulConnection, supervise};
 use crate::http::response::error_response;
 use crate::http::{ProxyError, RequestBody};
-use crate::layers::{self, ProxyRequest, RequestContext};
+use crate::layers::{self, RequestContext, StackRequest};
 use crate::metrics::handles::ListenerHandles;
 use crate::observe::{ObservedBody, Observer, RequestLine, RequestRecord};
 use crate::snapshot::SnapshotHandle;
@@ -323,9 +323,9 @@ impl hyper::service::Service<http::Request<Incoming>> for HttpService {
             let length = req.body().size_hint().exact().filter(|_| !upgrade);
             self.activity.set_request_body(length);
         }
-        let req = ProxyRequest {
-            http: req.map(|body| RequestBody::new(body, Some(record.clone()))),
-            ctx: RequestContext {
+        let req = StackRequest::boxed(
+            req.map(|body| RequestBody::new(body, Some(record.clone()))),
+            RequestContext {
                 plan,
                 record,
                 snapshot,
@@ -341,7 +341,7 @@ impl hyper::service::Service<http::Request<Incoming>> for HttpService {
                 hedge: false,
                 deadline: None,
             },
-        };
+        );
         let stack = layers::http_stack();
         Box::pin(async move {
             let Ok(rsp) = stack.oneshot(req).await;

@@ -89,7 +89,7 @@ pub struct RequestRecord {
     /// Most requests make one attempt: kept inline, no allocation.
     attempts: Mutex<SmallVec<[AttemptRecord; 1]>>,
     pub error: OnceLock<ProxyError>,
-    pub request_id: OnceLock<HeaderValue>,
+    pub request_id: OnceLock<crate::http::request_id::RequestId>,
     /// Set when tracing is configured.
     pub trace: OnceLock<crate::trace::TraceInfo>,
     request_bytes: AtomicU64,
@@ -249,13 +249,7 @@ impl Observer {
                 .str("network.protocol.version", protocol_version(line.protocol));
         }
         if let Some(id) = self.record.request_id.get() {
-            span = match id.to_str() {
-                Ok(text) => span.str("meshwork.request_id", text),
-                Err(_) => span.str(
-                    "meshwork.request_id",
-                    &String::from_utf8_lossy(id.as_bytes()),
-                ),
-            };
+            span = span.str("meshwork.request_id", &id.to_str_lossy());
         }
         if let Some(attempt) = self.record.last_attempt() {
             span = span.str("meshwork.cluster", attempt.cluster.name());

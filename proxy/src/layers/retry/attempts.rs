@@ -30,7 +30,7 @@ use tower::Service;
 use super::hedge::{self, HedgeEvent};
 use super::{PerTry, buffer, one_attempt, retry_after, retry_reason};
 use crate::http::{ProxyError, RequestBody};
-use crate::layers::{ProxyRequest, ProxyResponse, RequestContext};
+use crate::layers::{ProxyRequest, ProxyResponse, RequestContext, StackRequest};
 use crate::policy::backoff;
 use crate::router::RouteEntry;
 
@@ -56,17 +56,14 @@ where
     let policy = route.config.retry.as_ref();
     let per_try = policy.and_then(|p| p.per_try_timeout);
     let max_body = policy.map_or(DEFAULT_RETRY_MAX_BODY, |p| p.max_body);
-    let ProxyRequest { http, ctx } = req;
+    let StackRequest { http, ctx } = *req;
     let (parts, body) = http.into_parts();
     let (data, trailers) = match buffer(body, max_body).await? {
         Ok(whole) => whole,
         Err(streaming) => {
             // Too large to replay: one attempt, streamed.
             let mut svc = inner;
-            let req = ProxyRequest {
-                http: http::Request::from_parts(parts, streaming),
-                ctx,
-            };
+            let req = StackRequest::boxed(http::Request::from_parts(parts, streaming), ctx);
             return one_attempt(&mut svc, req, per_try).await;
         }
     };
@@ -185,7 +182,7 @@ where
         ctx.retry = is_hedge || self.tries > 1;
         ctx.hedge = is_hedge;
         let mut svc = self.inner.clone();
-        let attempt = one_attempt(&mut svc, ProxyRequest { http: req, ctx }, self.per_try);
+        let attempt = one_attempt(&mut svc, StackRequest::boxed(req, ctx), self.per_try);
         self.out.push(Tagged {
             inner: attempt,
             hedge: is_hedge,

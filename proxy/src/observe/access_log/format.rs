@@ -62,10 +62,7 @@ fn fields(record: &RequestRecord) -> Fields<'_> {
         request_id: record
             .request_id
             .get()
-            .map(|v| match v.to_str() {
-                Ok(text) => Cow::Borrowed(text),
-                Err(_) => String::from_utf8_lossy(v.as_bytes()),
-            })
+            .map(|id| id.to_str_lossy())
             .unwrap_or_default(),
     }
 }
@@ -212,7 +209,9 @@ mod tests {
             .unwrap();
         let r = RequestRecord::new(Some(RequestLine::new(&req)));
         r.add_request_bytes(12);
-        let _ = r.request_id.set(http::HeaderValue::from_static("rid-1"));
+        let _ = r.request_id.set(crate::http::request_id::RequestId::Client(
+            http::HeaderValue::from_static("rid-1"),
+        ));
         let _ = r.error.set(crate::http::ProxyError::NoRoute);
         r
     }
