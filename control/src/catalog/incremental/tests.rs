@@ -60,6 +60,7 @@ fn discovered(lists: &[Vec<DiscoveredEndpoint>]) -> Discovered {
         let info = PortInfo {
             http2: i == 2,
             cluster_ips: Vec::new(),
+            protocol: meshwork_config::model::PortProtocol::Auto,
             source: Source {
                 file: format!("kubernetes:services/shop/svc-{i}"),
                 line: 1,
