@@ -94,7 +94,7 @@ async fn json_lines_carry_route_upstream_bytes_request_id_and_error_exactly() {
             "listener": "edge", "route": "api", "method": "GET", "authority": authority,
             "protocol": "HTTP/1.1", "status": 200, "upstream_cluster": "app",
             "upstream_endpoint": app.endpoint(), "attempts": 1, "request_bytes": 0,
-            "trace_id": null, "peer_identity": null, "error": null,
+            "trace_id": null, "peer_identity": null, "error": null, "hedge": null,
         });
         let fields = line.as_object_mut().unwrap();
         fields.extend(overrides.as_object().unwrap().clone());

@@ -146,18 +146,28 @@ impl Handshaken {
     /// Whether it can still carry a connection: made with the identity in use now, and
     /// neither closed nor refused by the peer since. (A TLS 1.3 server refuses a client
     /// certificate after the client's side of the handshake is done: its alert would be
-    /// waiting here.) Looks without waiting: a read polled once, through TLS.
+    /// waiting here.)
     pub(super) fn usable(&mut self, identity: &IdentityStore) -> bool {
-        let same_identity = identity
+        // Read first, whatever the identity: a spare not used is dropped, and one
+        // dropped with the peer's session tickets unread is reset, not closed.
+        let open = self.read_pending();
+        open && identity
             .current()
-            .is_some_and(|now| Arc::ptr_eq(&self.identity, &now));
+            .is_some_and(|now| Arc::ptr_eq(&self.identity, &now))
+    }
+
+    /// Reads what the peer sent since the handshake, without waiting: its session
+    /// tickets (taken into the client's cache, for resumption), or its alert or close.
+    /// Returns whether the connection is still open. A spare closed unused is read
+    /// this way first, so the peer sees it closed before its header began (a FIN)
+    /// rather than reset by unread bytes.
+    pub(super) fn read_pending(&mut self) -> bool {
         let mut byte = [0u8; 1];
         let mut buf = ReadBuf::new(&mut byte);
         let mut cx = Context::from_waker(Waker::noop());
-        same_identity
-            && Pin::new(&mut self.stream)
-                .poll_read(&mut cx, &mut buf)
-                .is_pending()
+        Pin::new(&mut self.stream)
+            .poll_read(&mut cx, &mut buf)
+            .is_pending()
     }
 
     /// Sends `header`: what is written next is the payload.

@@ -239,7 +239,8 @@ async fn fill(plan: Arc<MeshPlan>, peer: SocketAddr, id: u64, connect_timeout: D
     }
     tokio::time::sleep(SPARE_LIFETIME).await;
     // Closed unused: the peer sees it end before its header began.
-    if plan.spares.remove_own(peer, id).is_some() {
+    if let Some(Slot::Ready { mut spare, .. }) = plan.spares.remove_own(peer, id) {
+        spare.read_pending();
         plan.spares.count("expired");
     }
 }
