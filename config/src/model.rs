@@ -574,7 +574,7 @@ pub struct FaultAbort {
     pub kind: AbortKind,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum AbortKind {
     Http(http::StatusCode),
     Grpc(u16),

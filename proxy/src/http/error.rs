@@ -2,6 +2,7 @@
 //! `x-meshwork-error` reason, so clients, logs and metrics all say the same thing.
 
 use http::StatusCode;
+use meshwork_config::model::AbortKind;
 
 /// Why the proxy produced a response instead of the upstream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
@@ -28,8 +29,10 @@ pub enum ProxyError {
     /// (whole seconds, rounded up, at least 1), sent as `Retry-After`.
     #[error("rate limited")]
     RateLimited { retry_after_secs: u32 },
+    /// The route's `fault.abort` answered: its HTTP status, or its gRPC status in a
+    /// trailers-only response.
     #[error("fault injected")]
-    FaultAbort,
+    FaultAbort { kind: AbortKind },
     #[error("every endpoint's circuit breaker is open")]
     CircuitOpen,
     #[error("cluster limit reached")]
@@ -67,8 +70,13 @@ impl ProxyError {
             ProxyError::NoHealthyEndpoint => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            // The configured abort status is used where one is set (see layers/fault.rs).
-            ProxyError::FaultAbort => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::FaultAbort {
+                kind: AbortKind::Http(status),
+            } => status,
+            // gRPC errors travel as HTTP 200 with grpc-status (http/response.rs).
+            ProxyError::FaultAbort {
+                kind: AbortKind::Grpc(_),
+            } => StatusCode::OK,
             ProxyError::CircuitOpen => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Overflow => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Unauthorized => StatusCode::FORBIDDEN,
@@ -92,7 +100,7 @@ impl ProxyError {
             ProxyError::NoHealthyEndpoint => "no-healthy-endpoint",
             ProxyError::UpstreamTimeout => "upstream-timeout",
             ProxyError::RateLimited { .. } => "rate-limited",
-            ProxyError::FaultAbort => "fault-abort",
+            ProxyError::FaultAbort { .. } => "fault-abort",
             ProxyError::CircuitOpen => "circuit-open",
             ProxyError::Overflow => "overflow",
             ProxyError::Unauthorized => "unauthorized",
@@ -120,7 +128,7 @@ impl ProxyError {
             ProxyError::NoRoute
             | ProxyError::NoHealthyEndpoint
             | ProxyError::RateLimited { .. }
-            | ProxyError::FaultAbort
+            | ProxyError::FaultAbort { .. }
             | ProxyError::CircuitOpen
             | ProxyError::Overflow
             | ProxyError::Unauthorized
@@ -169,7 +177,9 @@ mod tests {
             ProxyError::RateLimited {
                 retry_after_secs: 1,
             },
-            ProxyError::FaultAbort,
+            ProxyError::FaultAbort {
+                kind: AbortKind::Http(StatusCode::SERVICE_UNAVAILABLE),
+            },
             ProxyError::CircuitOpen,
             ProxyError::Overflow,
             ProxyError::Unauthorized,

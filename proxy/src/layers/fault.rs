@@ -7,14 +7,12 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use futures_util::future::Either;
-use http::{HeaderValue, StatusCode, header};
-use meshwork_config::model::{AbortKind, Fault};
+use meshwork_config::model::Fault;
 use rand::Rng;
 use tower::{Layer, Service};
 
 use super::{ProxyRequest, ProxyResponse};
-use crate::http::response::error_response;
-use crate::http::{ERROR_HEADER, ProxyError, ResponseBody};
+use crate::http::ProxyError;
 
 #[derive(Clone, Copy, Debug)]
 pub struct FaultLayer;
@@ -36,34 +34,6 @@ type BoxFuture = Pin<Box<dyn Future<Output = Result<ProxyResponse, ProxyError>> 
 /// Whether this request falls in `percent` (0 to 100) of requests.
 pub(crate) fn roll(percent: f64) -> bool {
     percent >= 100.0 || (percent > 0.0 && rand::rng().random::<f64>() * 100.0 < percent)
-}
-
-/// The response of an injected abort.
-pub fn abort_response(kind: AbortKind) -> ProxyResponse {
-    match kind {
-        AbortKind::Http(status) => {
-            let mut rsp = error_response(ProxyError::FaultAbort);
-            *rsp.status_mut() = status;
-            rsp
-        }
-        AbortKind::Grpc(code) => {
-            // gRPC errors travel as HTTP 200 with grpc-status in a trailers-only response.
-            let mut rsp = ProxyResponse::new(ResponseBody::empty());
-            *rsp.status_mut() = StatusCode::OK;
-            let h = rsp.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/grpc"),
-            );
-            h.insert("grpc-status", HeaderValue::from(code));
-            h.insert("grpc-message", HeaderValue::from_static("fault%20injected"));
-            h.insert(
-                ERROR_HEADER,
-                HeaderValue::from_static(ProxyError::FaultAbort.reason()),
-            );
-            rsp
-        }
-    }
 }
 
 impl<S> Service<ProxyRequest> for FaultInjection<S>
@@ -107,8 +77,8 @@ where
             match abort {
                 Some(kind) => {
                     count("abort");
-                    let _ = req.ctx.record.error.set(ProxyError::FaultAbort);
-                    Ok(abort_response(kind))
+                    // Answered like every local answer: by the rescue layer.
+                    Err(ProxyError::FaultAbort { kind })
                 }
                 None => inner.call(req).await,
             }
@@ -118,7 +88,11 @@ where
 
 #[cfg(test)]
 mod tests {
+    use http::StatusCode;
+    use meshwork_config::model::AbortKind;
+
     use super::*;
+    use crate::http::response::error_response;
 
     #[test]
     fn percentages_hold_at_the_edges_and_roughly_between() {
@@ -130,12 +104,34 @@ mod tests {
 
     #[test]
     fn grpc_aborts_are_trailers_only_with_the_status() {
-        let rsp = abort_response(AbortKind::Grpc(14));
+        let abort = |kind| error_response(ProxyError::FaultAbort { kind });
+        let rsp = abort(AbortKind::Grpc(14));
         assert_eq!(rsp.status(), StatusCode::OK);
         assert_eq!(rsp.headers()["grpc-status"], "14");
         assert_eq!(rsp.headers()["content-type"], "application/grpc");
-        let rsp = abort_response(AbortKind::Http(StatusCode::SERVICE_UNAVAILABLE));
+        let rsp = abort(AbortKind::Http(StatusCode::SERVICE_UNAVAILABLE));
         assert_eq!(rsp.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(rsp.headers()["x-meshwork-error"], "fault-abort");
+    }
+
+    #[tokio::test]
+    async fn an_abort_is_an_error_for_the_rescue_layer_and_never_reaches_upstream() {
+        let snapshot = crate::layers::test_request::snapshot(
+            "route_tables:\n  edge:\n    - name: api\n      backends: [{ cluster: app }]\n      \
+             fault: { abort: { percent: 100, status: 418 } }\n\
+             clusters:\n  - { name: app, endpoints: [127.0.0.1:9] }\n",
+        );
+        // Reaching the upstream would answer `ConnectFailed` instead.
+        let upstream = tower::service_fn(|_: ProxyRequest| async {
+            Err::<ProxyResponse, _>(ProxyError::ConnectFailed)
+        });
+        let mut svc = FaultLayer.layer(upstream);
+        let req = crate::layers::test_request::routed(&snapshot, http::Method::GET);
+        let outcome = svc.call(req).await;
+        let expected = ProxyError::FaultAbort {
+            kind: AbortKind::Http(StatusCode::IM_A_TEAPOT),
+        };
+        assert_eq!(outcome.err(), Some(expected));
+        assert_eq!(expected.status(), StatusCode::IM_A_TEAPOT);
     }
 }

@@ -100,7 +100,7 @@ fn reason_index(e: ProxyError) -> usize {
         ProxyError::NoHealthyEndpoint => 7,
         ProxyError::UpstreamTimeout => 8,
         ProxyError::RateLimited { .. } => 9,
-        ProxyError::FaultAbort => 10,
+        ProxyError::FaultAbort { .. } => 10,
         ProxyError::CircuitOpen => 11,
         ProxyError::Overflow => 12,
         ProxyError::Unauthorized => 13,
