@@ -278,11 +278,22 @@ impl Drop for Upstream {
     }
 }
 
-/// An address nothing listens on (bound, then released), for "connection refused".
+/// An address nothing listens on, for "connection refused". The port stays bound (never
+/// listening) for the rest of the test process: released, it could be handed to another
+/// test's listener, or be picked as a connection's own source port and connect to
+/// itself (a TCP simultaneous open), and the "dead" endpoint would answer.
 pub fn dead_endpoint() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    let addr = listener.local_addr().expect("the bound address");
-    drop(listener);
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+        .expect("a TCP socket");
+    let any_port: std::net::SocketAddr = ([127, 0, 0, 1], 0).into();
+    socket.bind(&any_port.into()).expect("bind 127.0.0.1:0");
+    let addr = socket
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .expect("the bound address");
+    // Held until the process exits: one descriptor per call.
+    std::mem::forget(socket);
     addr.to_string()
 }
 
