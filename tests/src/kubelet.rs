@@ -29,9 +29,8 @@ pub fn lifecycle_app_bin() -> PathBuf {
 /// port and the admin port must be in the proxy's config before either process runs,
 /// as a pod spec names them).
 pub fn free_addr() -> SocketAddr {
-    crate::upstream::dead_endpoint()
-        .parse()
-        .expect("a socket address")
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("the bound address")
 }
 
 /// What the app's last line says about its outbound calls.
