@@ -458,18 +458,15 @@ fn under_tproxy_a_meshed_connection_reaches_the_app_from_the_client_pods_address
 
 /// Waits (at most 10 s) until `ns`'s meshwork has applied a reload of its config.
 fn wait_for_reload(ns: &Netns) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let applied = || {
-        meshwork_metrics(ns).get_or_zero("meshwork_config_reloads_total", &[("result", "applied")])
-            >= 1.0
-    };
-    while !applied() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the config reload was not applied within 10 s"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    meshwork_tests::wait::eventually_blocking(
+        "the config reload to be applied",
+        std::time::Duration::from_secs(10),
+        || {
+            meshwork_metrics(ns)
+                .get_or_zero("meshwork_config_reloads_total", &[("result", "applied")])
+                >= 1.0
+        },
+    );
 }
 
 fn resumed_inbound(ns: &Netns) -> f64 {
