@@ -441,3 +441,25 @@ mod tests {
         assert!(usage.rss_bytes > 0);
     }
 }
+
+/// A child process (a control plane under test), killed when the run ends or fails.
+#[derive(Debug)]
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Raises this process's open file limit to its hard limit: benches that hold
+/// thousands of streams would otherwise run out of descriptors.
+pub fn raise_file_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            eprintln!("cannot raise the open file limit: {e}");
+        }
+    }
+}

@@ -10,6 +10,7 @@
 //! ConfigMap updates write in several steps), so it is that plus the fan-out.
 #![forbid(unsafe_code)]
 
+use meshwork_bench::process::{KillOnDrop, raise_file_limit};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -179,16 +180,6 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The control plane process, killed when the run ends (or fails).
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// One stream: subscribe, ACK everything, record when each change arrives.
 async fn subscribe(
     i: usize,
@@ -229,13 +220,4 @@ async fn subscribe(
         .await?;
     }
     Ok(())
-}
-
-fn raise_file_limit() {
-    use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
-        if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
-            eprintln!("cannot raise the open file limit: {e}");
-        }
-    }
 }

@@ -36,6 +36,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+use meshwork_bench::process::{KillOnDrop, raise_file_limit};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -578,23 +579,4 @@ fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
     let utime: u64 = fields.get(11).and_then(|f| f.parse().ok()).unwrap_or(0);
     let stime: u64 = fields.get(12).and_then(|f| f.parse().ok()).unwrap_or(0);
     Ok(utime + stime)
-}
-
-/// The control plane process, killed when the run ends (or fails).
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn raise_file_limit() {
-    use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
-        if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
-            eprintln!("cannot raise the open file limit: {e}");
-        }
-    }
 }
