@@ -21,6 +21,9 @@ use crate::tls::identity::IdentityStore;
 /// handshake resumed a session, or why it refused.
 type Seen = Result<(Arc<str>, bool), AcceptError>;
 
+/// The suite both sides of a meshed connection agree on (`generation.rs` prefers it).
+const MESH_SUITE: rustls::CipherSuite = rustls::CipherSuite::TLS13_AES_128_GCM_SHA256;
+
 /// An inbound side for `identity` accepting every connection with one plan (as a
 /// listener does); each accepted one is answered `hi` and kept open.
 async fn peer(identity: &Arc<IdentityStore>) -> (Arc<MeshPlan>, mpsc::Receiver<Seen>) {
@@ -34,8 +37,10 @@ async fn peer(identity: &Arc<IdentityStore>) -> (Arc<MeshPlan>, mpsc::Receiver<S
             let (tcp, _) = listener.accept().await.unwrap();
             match accept(tcp, &server, TIMEOUT).await {
                 Ok(mut accepted) => {
-                    let resumed = accepted.stream.get_ref().1.handshake_kind()
-                        == Some(rustls::HandshakeKind::Resumed);
+                    let tls = accepted.stream.get_ref().1;
+                    let resumed = tls.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+                    let suite = tls.negotiated_cipher_suite().map(|suite| suite.suite());
+                    assert_eq!(suite, Some(MESH_SUITE), "the inbound side's suite");
                     let _ = seen
                         .send(Ok((accepted.peer_identity.clone(), resumed)))
                         .await;
@@ -73,7 +78,10 @@ async fn dial(client: &Arc<MeshPlan>, port: u16) -> Result<MeshedStream, Connect
 }
 
 fn resumed(stream: &MeshedStream) -> bool {
-    stream.stream.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed)
+    let tls = stream.stream.get_ref().1;
+    let suite = tls.negotiated_cipher_suite().map(|suite| suite.suite());
+    assert_eq!(suite, Some(MESH_SUITE), "the outbound side's suite");
+    tls.handshake_kind() == Some(rustls::HandshakeKind::Resumed)
 }
 
 fn count(plan: &MeshPlan, side: &str, kind: &str) -> u64 {
