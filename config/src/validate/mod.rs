@@ -2,7 +2,7 @@
 //!
 //! Each part checks its own fields and returns `None` when something required is
 //! missing or malformed; every field is looked at before giving up, so all problems are
-//! reported. Defaults from `model.rs` are applied here. Cross-references (route tables,
+//! reported. Defaults from `model` are applied here. Cross-references (route tables,
 //! clusters, listeners by name) are checked against the names collected first.
 
 mod authorization;
