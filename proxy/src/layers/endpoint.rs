@@ -192,8 +192,10 @@ async fn send(req: ProxyRequest) -> Result<ProxyResponse, ProxyError> {
     // already, and may hand an idle connection to the upgrade.
     let own_connection =
         pending_tunnel.is_some() && cluster.config.protocol == UpstreamProtocol::Auto;
+    // Boxed, like the pool's connects: this path's future (a connect and a handshake) is
+    // most of the size of every request's future, which each request moves whole.
     let result = if own_connection {
-        upgrade_conn::send(&endpoint, req)
+        Box::pin(upgrade_conn::send(&endpoint, req))
             .await
             .map(|rsp| rsp.map(UpstreamBody::from))
             .map_err(|e| (Failure::of_upgrade(&e), e.to_string()))
@@ -317,4 +319,3 @@ impl ClientSpan {
         tracer.export(span.finish(self.start, elapsed));
     }
 }
-
