@@ -103,23 +103,21 @@ fn connection_has(headers: &HeaderMap, token: &str) -> bool {
 /// Appends the client address to `x-forwarded-for` and sets `x-forwarded-proto`.
 pub fn add_forwarded(headers: &mut HeaderMap, client_ip: std::net::IpAddr, proto: &'static str) {
     use std::io::Write as _;
-    // Built in one buffer: the previous list (if any), then the client address.
-    let mut xff = bytes::BytesMut::new();
-    if let Some(prev) = headers
-        .get(X_FORWARDED_FOR)
-        .filter(|v| !v.as_bytes().trim_ascii().is_empty())
-    {
-        xff.extend_from_slice(prev.as_bytes());
-        xff.extend_from_slice(b", ");
-    }
     let mut ip = [0u8; 48];
     let mut cursor = std::io::Cursor::new(&mut ip[..]);
     let _ = write!(cursor, "{client_ip}");
     let n = cursor.position() as usize;
-    xff.extend_from_slice(&ip[..n]);
-    if let Ok(v) = HeaderValue::from_maybe_shared(xff.freeze()) {
+    let ip = &ip[..n];
+    let previous = headers
+        .get(X_FORWARDED_FOR)
+        .filter(|v| !v.as_bytes().trim_ascii().is_empty());
+    let value = match previous {
+        Some(previous) => super::made_values::header_value(&[previous.as_bytes(), b", ", ip]),
+        None => super::made_values::header_value(&[ip]),
+    };
+    if let Some(value) = value {
         // Multiple XFF lines are folded into one list, as RFC 9110 §5.3 allows.
-        headers.insert(X_FORWARDED_FOR, v);
+        headers.insert(X_FORWARDED_FOR, value);
     }
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
 }

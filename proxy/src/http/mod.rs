@@ -7,6 +7,7 @@ pub mod client_fault;
 pub mod error;
 pub mod extended_connect;
 pub mod headers;
+pub mod made_values;
 pub mod request_id;
 pub mod response;
 pub mod target;

@@ -51,7 +51,7 @@ pub fn ensure_request_id(headers: &mut HeaderMap) -> RequestId {
     }
     let mut text = [0u8; GENERATED_LEN];
     uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
-    let value = HeaderValue::from_bytes(&text).expect("a uuid is a valid header value");
+    let value = super::made_values::header_value(&[&text]).expect("a uuid is a valid header value");
     headers.insert(X_REQUEST_ID, value);
     RequestId::Generated(text)
 }

@@ -59,6 +59,14 @@ fn tokens(headers: &HeaderMap) -> Option<Vec<&str>> {
     Some(out)
 }
 
+/// Whether the headers hold any of `names`. Most requests hold none of the few names an
+/// upgrade involves, and one pass over their handful of names costs less than a lookup
+/// per name, each hashing it (a request's header-map hashing was about 4% of its
+/// instructions, bench/RESULTS.md).
+fn names_any(headers: &HeaderMap, names: &[HeaderName]) -> bool {
+    headers.keys().any(|name| names.contains(name))
+}
+
 /// `WebSocket/13` -> `WebSocket`.
 fn protocol_name(token: &str) -> &str {
     token.split('/').next().unwrap_or_default().trim()
@@ -78,6 +86,9 @@ pub fn allows(allowed: &[String], protocol: &str) -> bool {
 /// Removes `HTTP2-Settings` and every `h2c` token of `Upgrade` (the whole `Upgrade`
 /// when nothing else is left, or when it cannot be read). Cheap when there is neither.
 pub fn strip_h2c(headers: &mut HeaderMap) {
+    if !names_any(headers, &[HTTP2_SETTINGS, header::UPGRADE]) {
+        return;
+    }
     headers.remove(HTTP2_SETTINGS);
     if !headers.contains_key(header::UPGRADE) {
         return;
@@ -107,6 +118,12 @@ pub fn strip_h2c(headers: &mut HeaderMap) {
 /// what was kept, or removes it (and `Connection`) so the request goes on as a plain
 /// one. Returns what a `101` may switch to.
 pub fn negotiate(headers: &mut HeaderMap, allowed: &[String], tunnel: bool) -> Option<Requested> {
+    if !names_any(
+        headers,
+        &[HTTP2_SETTINGS, header::UPGRADE, header::CONNECTION],
+    ) {
+        return None;
+    }
     strip_h2c(headers);
     if !headers.contains_key(header::UPGRADE) {
         // No upgrade left to announce (an `h2c` stripped, or none asked for).

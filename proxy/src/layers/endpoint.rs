@@ -78,9 +78,14 @@ fn prepare(
     http2: bool,
 ) -> Result<Option<PendingTunnel>, ProxyError> {
     let authority = upstream_authority(req, endpoint)?;
+    // HTTP/1 needs a `Host`; made before the authority moves into the URI, as a clone of
+    // it would allocate (its bytes turning shared) for a header most requests have.
+    let host = (!http2 && !req.headers().contains_key(header::HOST))
+        .then(|| http::HeaderValue::from_str(authority.as_str()).ok())
+        .flatten();
     let mut parts = std::mem::take(req.uri_mut()).into_parts();
     parts.scheme = Some(Scheme::HTTP);
-    parts.authority = Some(authority.clone());
+    parts.authority = Some(authority);
     if parts.path_and_query.is_none() {
         parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
     }
@@ -107,10 +112,8 @@ fn prepare(
         req.headers_mut().remove(header::HOST);
         *req.version_mut() = Version::HTTP_2;
     } else {
-        if !req.headers().contains_key(header::HOST) {
-            if let Ok(v) = http::HeaderValue::from_str(authority.as_str()) {
-                req.headers_mut().insert(header::HOST, v);
-            }
+        if let Some(host) = host {
+            req.headers_mut().insert(header::HOST, host);
         }
         *req.version_mut() = Version::HTTP_11;
     }
@@ -189,8 +192,10 @@ async fn send(req: ProxyRequest) -> Result<ProxyResponse, ProxyError> {
     // already, and may hand an idle connection to the upgrade.
     let own_connection =
         pending_tunnel.is_some() && cluster.config.protocol == UpstreamProtocol::Auto;
+    // Boxed, like the pool's connects: this path's future (a connect and a handshake) is
+    // most of the size of every request's future, which each request moves whole.
     let result = if own_connection {
-        upgrade_conn::send(&endpoint, req)
+        Box::pin(upgrade_conn::send(&endpoint, req))
             .await
             .map(|rsp| rsp.map(UpstreamBody::from))
             .map_err(|e| (Failure::of_upgrade(&e), e.to_string()))

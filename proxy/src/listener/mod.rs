@@ -2,6 +2,7 @@
 //! each new config (added, removed, rebound) without touching the ones that stay.
 
 mod activity;
+mod drain_watch;
 mod framing;
 mod header_blocks;
 mod http;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 
 use super::activity::{ConnActivity, ConnProtocol};
+use super::drain_watch::DrainWatch;
 use super::http::HttpConnSettings;
 use crate::http::ProxyError;
 
@@ -93,7 +94,7 @@ pub(super) async fn supervise<C: GracefulConnection>(
 ) -> Ended {
     let limits = &settings.limits;
     let mut conn = std::pin::pin!(conn);
-    let mut drained = std::pin::pin!(settings.drain.cancelled());
+    let mut drained = std::pin::pin!(DrainWatch::new(&settings.drain));
     let mut changed = std::pin::pin!(
         activity
             .changes_from_other_tasks()
@@ -115,7 +116,7 @@ pub(super) async fn supervise<C: GracefulConnection>(
                 });
             }
             let open = closing == Closing::Open;
-            if open && drained.as_mut().poll(cx).is_ready() {
+            if open && drained.as_mut().poll_drained(cx) {
                 closing = shut_down(conn.as_mut(), false);
                 continue;
             }
@@ -373,6 +374,25 @@ mod tests {
         let ended_at = t0 + Duration::from_secs(10);
         tokio::spawn(async move { drop(stream) }).await.unwrap();
         closed_gracefully_after(task, ended_at + idle).await;
+    }
+
+    /// The drain token is polled once, then only read: a drain that begins after the
+    /// connection has turned many times (requests served) must still wake it and shut
+    /// it down gracefully, busy or not.
+    #[tokio::test(start_paused = true)]
+    async fn a_drain_beginning_after_many_turns_shuts_the_connection_down() {
+        let settings = settings(Duration::from_secs(2), Duration::from_secs(300));
+        let drain = settings.drain.clone();
+        let (_activity, steps, task) = start(ConnProtocol::Http1, settings);
+        for _ in 0..20 {
+            send(&steps, Step::Read).await;
+            send(&steps, Step::Start).await;
+            send(&steps, Step::Finish).await;
+        }
+        assert!(!task.is_finished(), "open before the drain");
+        let drained_at = Instant::now();
+        drain.cancel();
+        closed_gracefully_after(task, drained_at).await;
     }
 
     /// Waits for the supervised connection to be shut down gracefully (the idle

@@ -111,6 +111,12 @@ impl Http1Pool {
     }
 
     /// An idle connection that is ready, else a new one.
+    ///
+    /// The waits for a new connection or a free slot are boxed: a connect (TLS handshake
+    /// included) and the wait's `select!` are most of the size of the request's future,
+    /// which every request otherwise moves around whole (its box, each layer's `call`,
+    /// bench/RESULTS.md), while only the requests that open a connection or wait at
+    /// `max_connections` need them.
     async fn checkout(&self) -> Result<Checkout, SendError> {
         if let Some(sender) = self.idle.take_ready() {
             return Ok(Checkout {
@@ -120,7 +126,7 @@ impl Http1Pool {
         }
         let slot = match self.connections.take() {
             Some(slot) => slot,
-            None => match self.wait_at_max_connections().await? {
+            None => match Box::pin(self.wait_at_max_connections()).await? {
                 Waited::Connection(sender) => {
                     return Ok(Checkout {
                         sender,
@@ -130,7 +136,7 @@ impl Http1Pool {
                 Waited::Slot(slot) => slot,
             },
         };
-        self.open(slot).await.map(|sender| Checkout {
+        Box::pin(self.open(slot)).await.map(|sender| Checkout {
             sender,
             reused: false,
         })
