@@ -69,6 +69,10 @@ pub struct NodeSnapshot {
     /// What changed since the snapshot this one was patched from (endpoint changes);
     /// `None` when it was computed in full.
     pub delta: Option<Delta>,
+    /// Wire encodings of `resources` and of what `delta` names, made once by the first
+    /// stream that sends them and shared by every stream of the group (see
+    /// `server::encoded`).
+    pub encoded: crate::server::EncodedCache,
 }
 
 /// One reading of the directory.
@@ -107,11 +111,11 @@ impl Catalog {
         if let Some(snapshot) = groups.get(&group) {
             return snapshot.clone();
         }
-        let offered: Vec<Resource> = self
+        let offered: Vec<Arc<Resource>> = self
             .served
             .iter()
             .filter(|s| selector_matches(&s.selector, labels))
-            .map(|s| (*s.resource).clone())
+            .map(|s| s.resource.clone())
             .collect();
         let snapshot = Arc::new(node_snapshot(&self.base_dir, offered));
         groups.insert(group, snapshot.clone());
@@ -140,12 +144,15 @@ impl Catalog {
     }
 }
 
-fn node_snapshot(base_dir: &Path, offered: Vec<Resource>) -> NodeSnapshot {
+/// Checks `offered` together. The snapshot holds the catalog's own allocation of every
+/// resource applied as offered (all of them, unless checking changed one): a copy per
+/// node group would double the catalog's memory (bodies are most of it at scale).
+fn node_snapshot(base_dir: &Path, offered: Vec<Arc<Resource>>) -> NodeSnapshot {
     let bootstrap = Bootstrap::empty(base_dir);
     let no_env = |_: &str| None;
     let settled = settle(
         &bootstrap,
-        offered.clone(),
+        offered.iter().map(|r| (**r).clone()).collect(),
         &|_| None,
         &no_env,
         &mut Applied::Done,
@@ -162,10 +169,19 @@ fn node_snapshot(base_dir: &Path, offered: Vec<Resource>) -> NodeSnapshot {
         version: resource::snapshot_version(&applied),
         resources: applied
             .into_iter()
-            .map(|r| (r.key.clone(), Arc::new(r)))
+            .map(|r| {
+                let shared = offered
+                    .binary_search_by(|o| o.key.cmp(&r.key))
+                    .ok()
+                    .map(|i| &offered[i])
+                    .filter(|o| o.version == r.version);
+                let r = shared.map_or_else(|| Arc::new(r), Arc::clone);
+                (r.key.clone(), r)
+            })
             .collect(),
         rejected,
         delta: None,
+        encoded: Default::default(),
     }
 }
 

@@ -27,11 +27,12 @@
 //! `control-fanout` does); a real proxy would also build every cluster it is sent, which
 //! is its own cost, not the control plane's. The bench itself (API server and streams)
 //! runs on the same machine and takes CPU from the control plane: its figures are upper
-//! bounds. Run it with
+//! bounds; build it with optimizations too (a debug build of the API server and the
+//! streams, not the control plane, sets the pace at 100k endpoints). Run it with
 //!
 //! ```sh
 //! cargo build --release -p meshwork-control
-//! cargo run -p meshwork-bench --bin kube-scale -- --services 5000 --endpoints 20 \
+//! cargo run --release -p meshwork-bench --bin kube-scale -- --services 5000 --endpoints 20 \
 //!     --streams 100 --churn-rate 500 --churn-seconds 10
 //! ```
 #![forbid(unsafe_code)]

@@ -178,6 +178,7 @@ fn patch_groups(
             resources,
             rejected: snapshot.rejected.clone(),
             delta: Some(delta),
+            encoded: Default::default(),
         };
         patched.insert(group.clone(), Arc::new(node));
     }
