@@ -94,8 +94,11 @@ done
 kill -INT "$proxy"
 wait "$proxy" || true
 
-# Functions in first-seen order per dump, startup's first; only the binary's own.
+# Startup's functions, then those only the requests ran; each set sorted by name, so
+# that a rerun changes the file only where the code changed. Only the binary's own.
 nm --defined-only "$bin" | awk 'NF == 3 && $2 ~ /^[tTwW]$/ {print $3}' | sort -u > "$work/defined"
-cat "$work"/cg.out.[0-9]* "$work/cg.out" | sed -n 's/^fn=//p' | awk '!seen[$0]++' > "$work/run"
+sed -n 's/^fn=//p' "$work"/cg.out.[0-9]* | LC_ALL=C sort -u > "$work/startup"
+sed -n 's/^fn=//p' "$work/cg.out" | LC_ALL=C sort -u | LC_ALL=C comm -23 - "$work/startup" > "$work/requests"
+cat "$work/startup" "$work/requests" > "$work/run"
 awk 'NR == FNR {defined[$0] = 1; next} defined[$0]' "$work/defined" "$work/run" > proxy/link-order.txt
 echo "proxy/link-order.txt: $(wc -l < proxy/link-order.txt) functions (of $(wc -l < "$work/run") run)"
