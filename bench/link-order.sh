@@ -47,6 +47,7 @@ listeners:
     address: 127.0.0.1:$plain
     protocol: http
     route_table: main
+    limits: { header_read_timeout: 1s }
   - name: mtls
     address: 127.0.0.1:$tls
     protocol: http
@@ -90,6 +91,14 @@ for _ in 1 2 3; do
     get --cacert "$work/ca/ca.pem" --cert "$work/client/cert.pem" --key "$work/client/key.pem" \
         "https://localhost:$tls/"
     get "http://127.0.0.1:$admin/metrics"
+done
+# Slow clients: a head that never ends, answered 408 at the header timeout.
+for _ in 1 2 3; do
+    exec 3<>"/dev/tcp/127.0.0.1/$plain"
+    printf 'GET / HTTP/1.1\r\nHost: slow\r\nX-Slow: ' >&3
+    timeout 60 cat <&3 > "$work/slow.out" || true
+    exec 3>&-
+    grep -q ' 408 ' "$work/slow.out" || { echo "no 408 for a slow client" >&2; exit 1; }
 done
 kill -INT "$proxy"
 wait "$proxy" || true
