@@ -11,6 +11,8 @@ pub mod metrics;
 pub mod nodes;
 pub mod run;
 pub mod server;
+#[cfg(test)]
+mod testing;
 pub mod tls;
 pub mod xds;
 

@@ -3,21 +3,15 @@
 //! node group, sent one shared encoding, decode the same first response and the same
 //! change.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use meshwork_config::discovery::discovery_client::DiscoveryClient;
 use meshwork_config::discovery::{DiscoveryRequest, DiscoveryResponse, Node};
-use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tokio_util::sync::CancellationToken;
 use tonic::{Code, Streaming};
 
-use crate::ControlPlane;
-use crate::catalog::Reader;
-use crate::metrics::Metrics;
+use crate::testing::ServedFragment;
 
 /// How long one response may take to arrive.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -36,44 +30,21 @@ clusters:
 
 /// The control plane on a temporary directory, and a client of its discovery port.
 struct Harness {
-    dir: tempfile::TempDir,
-    reader: Reader,
-    control: Arc<ControlPlane>,
+    served: ServedFragment,
     client: DiscoveryClient<tonic::transport::Channel>,
-    stop: CancellationToken,
 }
 
 impl Harness {
     async fn start() -> Harness {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        std::fs::write(dir.path().join("mesh.yaml"), fragment("127.0.0.1:9001"))
-            .expect("write a fragment");
-        let mut reader = Reader::new(dir.path().to_path_buf());
-        let catalog = reader.read(&BTreeMap::new()).expect("read the directory");
-        assert!(catalog.is_clean(), "{:?}", catalog.problems);
-        let control = Arc::new(ControlPlane {
-            catalog: watch::channel(Arc::new(catalog)).0,
-            nodes: Default::default(),
-            metrics: Metrics::new(),
-            envoy: Default::default(),
-            kubernetes: None,
-        });
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let address = listener.local_addr().expect("bound address");
-        let stop = CancellationToken::new();
-        tokio::spawn(super::serve(listener, control.clone(), None, stop.clone()));
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+        let served = ServedFragment::start(&fragment("127.0.0.1:9001")).await;
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", served.address))
             .expect("an endpoint")
             .connect()
             .await
             .expect("connect");
-        let client = DiscoveryClient::new(channel);
         Harness {
-            dir,
-            reader,
-            control,
-            client,
-            stop,
+            served,
+            client: DiscoveryClient::new(channel),
         }
     }
 
@@ -91,12 +62,6 @@ impl Harness {
             .await?
             .into_inner();
         Ok((tx, responses))
-    }
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        self.stop.cancel();
     }
 }
 
@@ -141,16 +106,7 @@ async fn the_streams_of_a_group_decode_one_encoding_alike() {
     assert_ne!(first_a.nonce, "");
 
     // An edit of one cluster reaches both, as that resource alone.
-    std::fs::write(
-        harness.dir.path().join("mesh.yaml"),
-        fragment("127.0.0.1:9002"),
-    )
-    .expect("edit the fragment");
-    let catalog = harness
-        .reader
-        .read(&BTreeMap::new())
-        .expect("read the directory");
-    harness.control.catalog.send_replace(Arc::new(catalog));
+    harness.served.edit(&fragment("127.0.0.1:9002"));
     for (tx, stream, first) in [(&tx_a, &mut a, &first_a), (&tx_b, &mut b, &first_b)] {
         tx.send(DiscoveryRequest {
             response_nonce: first.nonce.clone(),

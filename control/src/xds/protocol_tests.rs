@@ -3,9 +3,6 @@
 //! Delta's resume from `initial_resource_versions`. Envoy itself (tests/xds_envoy.rs)
 //! never NACKs what meshwork-control sends, so NACKs are shown here.
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use envoy_types::pb::envoy::config::core::v3::Node;
@@ -14,16 +11,12 @@ use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
 };
 use envoy_types::pb::google::rpc;
-use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tokio_util::sync::CancellationToken;
 use tonic::Streaming;
 
 use super::types::ResourceType;
-use crate::ControlPlane;
-use crate::catalog::Reader;
-use crate::metrics::Metrics;
+use crate::testing::ServedFragment;
 
 /// How long one response may take to arrive.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -42,69 +35,17 @@ clusters:
     endpoints: [127.0.0.1:9001]
 ";
 
-/// A control plane on a temporary directory, serving on `127.0.0.1:0`.
-struct Harness {
-    dir: tempfile::TempDir,
-    reader: Reader,
-    control: Arc<ControlPlane>,
-    address: SocketAddr,
-    stop: CancellationToken,
+/// The control plane serving [`FRAGMENT`] on `127.0.0.1:0`.
+type Harness = ServedFragment;
+
+async fn start() -> Harness {
+    ServedFragment::start(FRAGMENT).await
 }
 
-impl Harness {
-    async fn start() -> Harness {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        std::fs::write(dir.path().join("mesh.yaml"), FRAGMENT).expect("write a fragment");
-        let mut reader = Reader::new(dir.path().to_path_buf());
-        let catalog = reader.read(&BTreeMap::new()).expect("read the directory");
-        assert!(catalog.is_clean(), "{:?}", catalog.problems);
-        let (catalog, _) = watch::channel(Arc::new(catalog));
-        let control = Arc::new(ControlPlane {
-            catalog,
-            nodes: Default::default(),
-            metrics: Metrics::new(),
-            envoy: Default::default(),
-            kubernetes: None,
-        });
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let address = listener.local_addr().expect("bound address");
-        let stop = CancellationToken::new();
-        tokio::spawn(crate::server::serve(
-            listener,
-            control.clone(),
-            None,
-            stop.clone(),
-        ));
-        Harness {
-            dir,
-            reader,
-            control,
-            address,
-            stop,
-        }
-    }
-
-    /// Rewrites the fragment and publishes the new reading, as the directory watch does.
-    fn edit(&mut self, text: &str) {
-        std::fs::write(self.dir.path().join("mesh.yaml"), text).expect("write a fragment");
-        let catalog = self
-            .reader
-            .read(&BTreeMap::new())
-            .expect("read the directory");
-        self.control.catalog.send_replace(Arc::new(catalog));
-    }
-
-    async fn client(&self) -> AggregatedDiscoveryServiceClient<tonic::transport::Channel> {
-        AggregatedDiscoveryServiceClient::connect(format!("http://{}", self.address))
-            .await
-            .expect("connect")
-    }
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
+async fn client(h: &Harness) -> AggregatedDiscoveryServiceClient<tonic::transport::Channel> {
+    AggregatedDiscoveryServiceClient::connect(format!("http://{}", h.address))
+        .await
+        .expect("connect")
 }
 
 fn node() -> Option<Node> {
@@ -133,8 +74,7 @@ impl Sotw {
     async fn open(h: &Harness, first: DiscoveryRequest) -> Sotw {
         let (tx, requests) = mpsc::channel(8);
         tx.send(first).await.expect("queue the first request");
-        let rx = h
-            .client()
+        let rx = client(h)
             .await
             .stream_aggregated_resources(ReceiverStream::new(requests))
             .await
@@ -197,7 +137,7 @@ async fn nacked(h: &Harness, ty: ResourceType) {
 
 #[tokio::test]
 async fn sotw_acks_nacks_and_stale_nonces_follow_xds() {
-    let mut h = Harness::start().await;
+    let mut h = start().await;
     let mut s = Sotw::open(&h, Sotw::request(ResourceType::Cluster, &[], "", None)).await;
     let clusters = s.next().await;
     assert_eq!(clusters.type_url, ResourceType::Cluster.url());
@@ -277,8 +217,7 @@ impl Delta {
             ..first
         };
         tx.send(first).await.expect("queue the first request");
-        let rx = h
-            .client()
+        let rx = client(h)
             .await
             .delta_aggregated_resources(ReceiverStream::new(requests))
             .await
@@ -308,7 +247,7 @@ impl Delta {
 
 #[tokio::test]
 async fn delta_sends_only_what_changed_and_resumes_from_held_versions() {
-    let mut h = Harness::start().await;
+    let mut h = start().await;
     let clusters = DeltaDiscoveryRequest {
         type_url: ResourceType::Cluster.url(),
         ..Default::default()
