@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use meshwork_config::discovery::{DiscoveryRequest, Node, ResourceRef, kind_of};
-use meshwork_config::resource::Key;
+use meshwork_config::resource::{Key, Resource};
 use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
 
@@ -152,19 +152,11 @@ impl Session {
         if known.is_empty() {
             return (snapshot.encoded_all(), Vec::new());
         }
-        let resources = EncodedResources::new(
-            snapshot
-                .resources
-                .values()
-                .filter(|r| known.get(&r.key) != Some(&r.version))
-                .map(|r| &**r),
-        );
-        let removed = known
-            .keys()
-            .filter(|k| !snapshot.resources.contains_key(k))
-            .map(ResourceRef::from)
-            .collect();
-        (resources, removed)
+        changes(
+            snapshot,
+            |key, r| known.get(key) == Some(&r.version),
+            known.keys(),
+        )
     }
 
     /// An ACK or NACK (or a stale answer to an older response, ignored as in xDS).
@@ -219,20 +211,30 @@ impl Session {
     }
 }
 
-/// What a proxy holding `sent` needs to hold `now`, found by walking both (resources
-/// shared between snapshots are the same allocation, so most compare by pointer).
+/// What a proxy holding `sent` needs to hold `now` (resources shared between snapshots
+/// are the same allocation, so most compare by pointer).
 fn difference(sent: &NodeSnapshot, now: &NodeSnapshot) -> (EncodedResources, Vec<ResourceRef>) {
-    let changed = now
-        .resources
-        .iter()
-        .filter(|(key, r)| match sent.resources.get(*key) {
-            Some(old) => !Arc::ptr_eq(old, r) && old.version != r.version,
-            None => true,
-        });
+    changes(
+        now,
+        |key, r| {
+            sent.resources
+                .get(key)
+                .is_some_and(|old| Arc::ptr_eq(old, r) || old.version == r.version)
+        },
+        sent.resources.keys(),
+    )
+}
+
+/// The resources of `now` a proxy does not hold as they are (`holds`), and those of
+/// `held` it holds that `now` has not.
+fn changes<'a>(
+    now: &NodeSnapshot,
+    holds: impl Fn(&Key, &Arc<Resource>) -> bool,
+    held: impl Iterator<Item = &'a Key>,
+) -> (EncodedResources, Vec<ResourceRef>) {
+    let changed = now.resources.iter().filter(|(key, r)| !holds(key, r));
     let resources = EncodedResources::new(changed.map(|(_, r)| &**r));
-    let removed = sent
-        .resources
-        .keys()
+    let removed = held
         .filter(|k| !now.resources.contains_key(k))
         .map(ResourceRef::from)
         .collect();
