@@ -123,3 +123,31 @@ async fn the_streams_of_a_group_decode_one_encoding_alike() {
         assert!(change.removed.is_empty(), "{change:?}");
     }
 }
+
+/// A proxy that says what it holds on subscribing gets only what differs: a resource it
+/// holds at the current version is not sent again, one it holds that is gone is removed.
+#[tokio::test]
+async fn a_first_response_sends_only_what_differs_from_what_the_proxy_holds() {
+    let harness = Harness::start().await;
+    let (_tx, mut full) = harness.open(hello("full")).await.expect("a full stream");
+    let everything = next(&mut full).await;
+    let api = everything
+        .resources
+        .iter()
+        .find(|r| r.name == "api")
+        .expect("the api cluster");
+    let holds = |name: &str, version: &str| meshwork_config::discovery::ResourceRef {
+        kind: api.kind,
+        name: name.into(),
+        version: version.into(),
+    };
+    let mut resuming = hello("resuming");
+    resuming.known = vec![holds("api", &api.version), holds("gone", "0123")];
+    let (_tx, mut stream) = harness.open(resuming).await.expect("a resuming stream");
+    let first = next(&mut stream).await;
+    let names: Vec<_> = first.resources.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["web"], "{first:?}");
+    let removed: Vec<_> = first.removed.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(removed, ["gone"], "{first:?}");
+    assert_eq!(first.version, everything.version);
+}
