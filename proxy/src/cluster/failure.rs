@@ -27,7 +27,7 @@ impl Failure {
         match error {
             SendError::Connect(ConnectError::Overflow) => Failure::Overflow,
             SendError::Connect(_) => Failure::Connect,
-            SendError::Http(_) => Failure::Broken,
+            SendError::Exchange(_) | SendError::Http(_) => Failure::Broken,
             SendError::Legacy(error) => Self::of_legacy(error),
         }
     }

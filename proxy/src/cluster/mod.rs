@@ -6,6 +6,7 @@ pub mod breaker;
 pub mod connector;
 pub mod failure;
 pub mod health;
+pub mod http1_client;
 pub mod latency;
 pub mod limits;
 pub mod opaque;

@@ -16,4 +16,9 @@ pub mod tunnel;
 pub mod upgrade;
 
 pub use body::{RequestBody, ResponseBody};
+
+/// The error of a response body on its way to the client: hyper's (an HTTP/2 upstream's
+/// stream, an upgrade's), or a pooled HTTP/1 exchange's. hyper's server only needs to
+/// know that the body broke.
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 pub use error::{Blame, ERROR_HEADER, ProxyError};

@@ -189,7 +189,8 @@ async fn send(req: ProxyRequest) -> Result<ProxyResponse, ProxyError> {
     let span = ClientSpan::begin(&ctx, &mut req);
     // An `auto` cluster's pooled connection may be `h2`, which has no `101`: its upgrades
     // take an HTTP/1.1 connection of their own. An `http1` cluster's pool is HTTP/1.1
-    // already, and may hand an idle connection to the upgrade.
+    // already, and hands an idle connection to the upgrade (to hyper's client, which
+    // turns it into the tunnel).
     let own_connection =
         pending_tunnel.is_some() && cluster.config.protocol == UpstreamProtocol::Auto;
     // Boxed, like the pool's connects: this path's future (a connect and a handshake) is

@@ -332,12 +332,12 @@ impl ObservedBody {
 
 impl Body for ObservedBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = crate::http::BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, crate::http::BodyError>>> {
         let this = self.project();
         let frame = this.body.poll_frame(cx);
         if let Poll::Ready(Some(Ok(f))) = &frame {

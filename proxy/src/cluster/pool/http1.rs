@@ -1,26 +1,29 @@
 //! One endpoint's HTTP/1.1 keep-alive pool, owned by meshwork: idle connections are
-//! hyper `SendRequest`s reused newest first; each connection is driven by a task of its
-//! own spawned when it opens (not per request). A checkout is a lock and a `Vec::pop`:
-//! no pool key, no hashing, no channel beyond hyper's own dispatch.
+//! [`Http1Connection`]s reused newest first, each exchange driven by the task of the
+//! request that holds the connection (`cluster::http1_client`). A checkout is a lock and
+//! a `Vec::pop`: no pool key, no hashing, no channel, no task per connection.
 //!
 //! It keeps what hyper-util's legacy client did for these connections: the connector's
 //! timeout, TLS and transports; origin-form request targets (authority-form for
 //! `CONNECT`) and a `Host` from the URI when the request has none; a request that a reused
-//! connection closed before sending is sent again on another one; the cluster's
-//! `idle_timeout`; and at `max_connections` a request waits, up to the connect timeout,
-//! for whichever comes first: a connection another request finished with, or a free
-//! connection slot.
+//! connection failed before any of it can have been acted on is sent again on another
+//! one; the cluster's `idle_timeout`; and at `max_connections` a request waits, up to the
+//! connect timeout, for whichever comes first: a connection another request finished
+//! with, or a free connection slot. A request that switches protocols (`Upgrade`,
+//! `CONNECT`) takes its connection from the pool too, and hands it to hyper's client,
+//! which turns it into the tunnel.
 
 use std::sync::Arc;
 
-use http::{HeaderValue, Method, StatusCode, Uri, header};
-use hyper::client::conn::http1::{Builder, SendRequest};
+use http::{HeaderValue, Method, Uri, header};
+use http_body::Body as _;
 use hyper_util::rt::TokioIo;
 
 use super::SendError;
-use super::body::{Lease, UpstreamBody};
+use super::body::UpstreamBody;
 use super::idle::IdleConnections;
 use crate::cluster::connector::{ConnectError, EndpointConnector};
+use crate::cluster::http1_client::{BodyLength, Http1Connection};
 use crate::cluster::limits::{Gate, Slot};
 use crate::http::RequestBody;
 
@@ -31,27 +34,12 @@ pub struct Http1Pool {
     /// The cluster's `max_connections` (also held by each open connection's stream).
     connections: Arc<Gate>,
     idle: Arc<IdleConnections>,
-    /// The endpoint, for the connection tasks' logs.
+    /// The endpoint, for the upgraded connections' logs.
     address: Arc<str>,
-}
-
-/// A connection ready for one request, and whether it served one before (a request it
-/// refuses unsent may then go to another).
-struct Checkout {
-    sender: SendRequest<RequestBody>,
-    reused: bool,
-}
-
-/// What a request waiting at `max_connections` got.
-enum Waited {
-    Connection(SendRequest<RequestBody>),
-    Slot(Slot),
 }
 
 /// What ended one wait at `max_connections`.
 enum Woke {
-    /// The watched connection finished its exchange (`true`) or closed.
-    Finished(bool),
     Slot(Option<Slot>),
     Returned,
 }
@@ -76,70 +64,82 @@ impl Http1Pool {
     ///
     /// # Errors
     /// [`SendError::Connect`] when no connection could be had (nothing was sent),
-    /// [`SendError::Http`] when the exchange broke.
+    /// [`SendError::Exchange`] when the exchange broke.
     pub async fn send(
         &self,
         mut req: http::Request<RequestBody>,
     ) -> Result<http::Response<UpstreamBody>, SendError> {
         set_host(&mut req);
-        to_request_target(&mut req);
-        let connect = req.method() == Method::CONNECT;
+        if req.method() == Method::CONNECT || req.headers().contains_key(header::UPGRADE) {
+            return Box::pin(self.send_switching(req)).await;
+        }
+        let (mut parts, body) = req.into_parts();
+        let length = if body.is_end_stream() {
+            BodyLength::Empty
+        } else {
+            body.size_hint()
+                .exact()
+                .map_or(BodyLength::Unknown, BodyLength::Known)
+        };
+        let mut body = (length != BodyLength::Empty).then_some(body);
         loop {
-            let Checkout { mut sender, reused } = self.checkout().await?;
-            match sender.try_send_request(req).await {
+            let mut conn = self.checkout().await?;
+            conn.begin(&parts.method, &parts.uri, &mut parts.headers, length);
+            match conn.response_head(&mut body, &parts.method).await {
                 Ok(rsp) => {
-                    // A switched or tunnelled connection is no longer HTTP/1's.
-                    let status = rsp.status();
-                    if status == StatusCode::SWITCHING_PROTOCOLS || (connect && status.is_success())
-                    {
-                        return Ok(rsp.map(UpstreamBody::from));
-                    }
-                    let lease = Lease {
-                        sender,
-                        idle: self.idle.clone(),
-                    };
-                    return Ok(rsp.map(|body| UpstreamBody::pooled(body, lease)));
+                    return Ok(rsp.map(|()| UpstreamBody::pooled(conn, body, self.idle.clone())));
                 }
-                Err(mut error) => match error.take_message() {
-                    // Closed by the peer while idle, before this request was written:
-                    // another connection may take it (a new one's failure is final).
-                    Some(unsent) if reused => req = unsent,
-                    _ => return Err(SendError::Http(error.into_error())),
-                },
+                // Closed by the peer while idle, before this request can have been acted
+                // on: another connection may take it (a new one's failure is final).
+                Err(error) if conn.may_resend(&error, &parts.method) => {
+                    tracing::debug!(endpoint = %self.address, %error, "reused connection failed before the request was acted on; sending it on another");
+                }
+                Err(error) => return Err(SendError::Exchange(error)),
             }
         }
     }
 
-    /// An idle connection that is ready, else a new one.
+    /// An upgrade or a `CONNECT`: hyper's client on a pooled connection (never given
+    /// back: it becomes the tunnel, or closes with a response that did not switch).
+    async fn send_switching(
+        &self,
+        mut req: http::Request<RequestBody>,
+    ) -> Result<http::Response<UpstreamBody>, SendError> {
+        to_request_target(&mut req);
+        let conn = self.checkout().await?;
+        let (mut sender, connection) = hyper::client::conn::http1::Builder::new()
+            .handshake(TokioIo::new(conn.into_io()))
+            .await
+            .map_err(SendError::Http)?;
+        let address = self.address.clone();
+        tokio::spawn(async move {
+            if let Err(error) = connection.with_upgrades().await {
+                tracing::debug!(endpoint = %address, %error, "upgraded connection ended with an error");
+            }
+        });
+        let rsp = sender.send_request(req).await.map_err(SendError::Http)?;
+        Ok(rsp.map(UpstreamBody::from))
+    }
+
+    /// An idle connection still open, else a new one.
     ///
     /// The waits for a new connection or a free slot are boxed: a connect (TLS handshake
     /// included) and the wait's `select!` are most of the size of the request's future,
     /// which every request otherwise moves around whole (its box, each layer's `call`,
     /// bench/RESULTS.md), while only the requests that open a connection or wait at
     /// `max_connections` need them.
-    async fn checkout(&self) -> Result<Checkout, SendError> {
-        if let Some(sender) = self.idle.take_ready() {
-            return Ok(Checkout {
-                sender,
-                reused: true,
-            });
+    async fn checkout(&self) -> Result<Box<Http1Connection>, SendError> {
+        if let Some(conn) = self.idle.take_open() {
+            return Ok(conn);
         }
         let slot = match self.connections.take() {
             Some(slot) => slot,
             None => match Box::pin(self.wait_at_max_connections()).await? {
-                Waited::Connection(sender) => {
-                    return Ok(Checkout {
-                        sender,
-                        reused: true,
-                    });
-                }
-                Waited::Slot(slot) => slot,
+                Ok(conn) => return Ok(conn),
+                Err(slot) => slot,
             },
         };
-        Box::pin(self.open(slot)).await.map(|sender| Checkout {
-            sender,
-            reused: false,
-        })
+        Box::pin(self.open(slot)).await
     }
 
     /// At `max_connections`: whichever comes first within the connect timeout, a pooled
@@ -147,72 +147,42 @@ impl Http1Pool {
     ///
     /// # Errors
     /// [`ConnectError::Overflow`] when neither came in time.
-    async fn wait_at_max_connections(&self) -> Result<Waited, SendError> {
+    async fn wait_at_max_connections(
+        &self,
+    ) -> Result<Result<Box<Http1Connection>, Slot>, SendError> {
         let deadline = tokio::time::Instant::now() + self.connector.connect_timeout();
         loop {
             let returned = self.idle.returned();
             tokio::pin!(returned);
             // Registered before looking, so a connection returned in between wakes us.
             returned.as_mut().enable();
-            if let Some(sender) = self.idle.take_ready() {
-                return Ok(Waited::Connection(sender));
+            if let Some(conn) = self.idle.take_open() {
+                return Ok(Ok(conn));
             }
-            // One given back but still finishing its exchange is watched meanwhile.
-            let mut finishing = self.idle.take_finishing();
-            let ready = async {
-                match finishing.as_mut() {
-                    Some(entry) => std::future::poll_fn(|cx| entry.sender.poll_ready(cx)).await,
-                    None => std::future::pending().await,
-                }
-            };
             let woke = tokio::select! {
                 biased;
-                ready = ready => Woke::Finished(ready.is_ok()),
                 slot = self.connections.acquire_until(deadline) => Woke::Slot(slot),
                 () = &mut returned => Woke::Returned,
             };
             match woke {
-                Woke::Finished(true) => {
-                    let entry = finishing.expect("watched");
-                    return Ok(Waited::Connection(entry.sender));
-                }
-                // Closed instead: dropped, look again.
-                Woke::Finished(false) => {}
                 Woke::Slot(slot) => {
-                    if let Some(entry) = finishing {
-                        self.idle.restore(entry);
-                    }
                     return slot
-                        .map(Waited::Slot)
+                        .map(Err)
                         .ok_or(SendError::Connect(ConnectError::Overflow));
                 }
-                Woke::Returned => {
-                    if let Some(entry) = finishing {
-                        self.idle.restore(entry);
-                    }
-                }
+                Woke::Returned => {}
             }
         }
     }
 
-    /// Opens a connection holding `slot` and spawns the task that drives it.
-    async fn open(&self, slot: Slot) -> Result<SendRequest<RequestBody>, SendError> {
+    /// Opens a connection holding `slot`.
+    async fn open(&self, slot: Slot) -> Result<Box<Http1Connection>, SendError> {
         let stream = self
             .connector
             .open_counted(slot)
             .await
             .map_err(SendError::Connect)?;
-        let (sender, connection) = Builder::new()
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(SendError::Http)?;
-        let address = self.address.clone();
-        tokio::spawn(async move {
-            if let Err(error) = connection.with_upgrades().await {
-                tracing::debug!(endpoint = %address, %error, "upstream connection ended with an error");
-            }
-        });
-        Ok(sender)
+        Ok(Http1Connection::new(stream))
     }
 
     #[cfg(test)]
@@ -220,7 +190,8 @@ impl Http1Pool {
         self.idle.len()
     }
 
-    /// Whether the newest idle connection's task has seen it closed.
+    /// Whether the upstream closed the newest idle connection (the check a checkout
+    /// makes).
     #[cfg(test)]
     pub(super) fn idle_closed(&self) -> bool {
         self.idle.newest_is_closed()

@@ -5,16 +5,15 @@
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use hyper::client::conn::http1::SendRequest;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::http::RequestBody;
+use crate::cluster::http1_client::Http1Connection;
 
 /// An idle connection and when it became idle.
 #[derive(Debug)]
-pub(super) struct Entry {
-    pub(super) sender: SendRequest<RequestBody>,
+struct Entry {
+    conn: Box<Http1Connection>,
     since: Instant,
 }
 
@@ -49,44 +48,24 @@ impl IdleConnections {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The newest idle connection ready for a request. Expired ones and those their
-    /// peer closed are dropped on the way (which closes them); ones still finishing the
-    /// exchange they were given back after (their task has not had its turn yet, or a
-    /// request body is still being written) are left where they are.
-    pub(super) fn take_ready(&self) -> Option<SendRequest<RequestBody>> {
+    /// The newest idle connection still open. Expired ones and those their peer closed
+    /// (or wrote to, unasked) are dropped on the way, which closes them.
+    pub(super) fn take_open(&self) -> Option<Box<Http1Connection>> {
         let now = Instant::now();
         let mut state = self.lock();
-        let mut i = state.entries.len();
-        while i > 0 {
-            i -= 1;
-            let entry = &state.entries[i];
-            if entry.sender.is_closed() || now.duration_since(entry.since) >= self.timeout {
-                state.entries.remove(i);
-            } else if entry.sender.is_ready() {
-                return Some(state.entries.remove(i).sender);
+        while let Some(mut entry) = state.entries.pop() {
+            if now.duration_since(entry.since) < self.timeout && entry.conn.is_open() {
+                return Some(entry.conn);
             }
         }
         None
     }
 
-    /// The newest connection still finishing its exchange, for a request that waits
-    /// for one (give it back with [`IdleConnections::restore`] if unused).
-    pub(super) fn take_finishing(&self) -> Option<Entry> {
-        self.lock().entries.pop()
-    }
-
-    /// Puts back an entry taken with [`IdleConnections::take_finishing`], in its place.
-    pub(super) fn restore(&self, entry: Entry) {
-        let mut state = self.lock();
-        let at = state.entries.partition_point(|e| e.since <= entry.since);
-        state.entries.insert(at, entry);
-    }
-
-    /// Keeps `sender` for the next request; starts the reaper when none runs.
-    pub(super) fn put(self: &Arc<Self>, sender: SendRequest<RequestBody>) {
+    /// Keeps `conn` for the next request; starts the reaper when none runs.
+    pub(super) fn put(self: &Arc<Self>, conn: Box<Http1Connection>) {
         let mut state = self.lock();
         state.entries.push(Entry {
-            sender,
+            conn,
             since: Instant::now(),
         });
         if !state.reaper_running {
@@ -113,8 +92,8 @@ impl IdleConnections {
     pub(super) fn newest_is_closed(&self) -> bool {
         self.lock()
             .entries
-            .last()
-            .is_some_and(|e| e.sender.is_closed())
+            .last_mut()
+            .is_some_and(|e| !e.conn.is_open())
     }
 
     /// Drops the expired connections; the time the oldest remaining one expires, or

@@ -1,5 +1,5 @@
-//! An endpoint's upstream client: meshwork's own HTTP/1.1 pool (`http1`) for every
-//! connection that can only be HTTP/1.1, hyper-util's legacy client for those that may
+//! An endpoint's upstream client: meshwork's own HTTP/1.1 pool (`http1`, on
+//! `cluster::http1_client` connections) for every connection that can only be HTTP/1.1, hyper-util's legacy client for those that may
 //! be HTTP/2 (an `http2` cluster's one multiplexed connection, or an `auto` cluster over
 //! TLS whose endpoint picks by ALPN).
 //!
@@ -30,7 +30,11 @@ pub enum SendError {
     /// included ([`ConnectError::Overflow`]).
     #[error(transparent)]
     Connect(ConnectError),
-    /// The connection broke during the exchange.
+    /// The exchange failed on a pooled HTTP/1 connection: it broke, or the upstream's
+    /// response could not be read.
+    #[error("the upstream exchange failed")]
+    Exchange(#[source] crate::cluster::http1_client::ExchangeError),
+    /// An upgrade's exchange (on hyper's client) broke.
     #[error("the upstream connection broke")]
     Http(#[source] hyper::Error),
     /// From the legacy client (HTTP/2 connections).
