@@ -8,7 +8,10 @@ use std::time::Duration;
 use meshwork_config::model::{self, UpstreamProtocol};
 
 use super::ClusterRuntime;
+use super::connector::{EndpointConnector, Transport};
+use super::limits::ClusterGates;
 use crate::metrics::Metrics;
+use crate::metrics::handles::EndpointHandles;
 
 /// A breaker opening at the first failure, open 10 s (then 20 s, up to 40 s), closing
 /// after one successful trial.
@@ -46,4 +49,29 @@ pub fn cluster(
     config.circuit_breaker = breaker;
     config.limits = limits;
     Arc::new(ClusterRuntime::new(config, None, None, &Metrics::new()))
+}
+
+/// A plaintext connector to `address` (2 s connect timeout) and the gates of a cluster
+/// `c` allowing `max_connections`.
+pub fn plain_connector(
+    address: &model::Address,
+    max_connections: u32,
+) -> (EndpointConnector, ClusterGates) {
+    let metrics = Metrics::new();
+    let limits = model::ClusterLimits {
+        max_connections,
+        max_pending: 100,
+        max_requests: 100,
+        max_retries: 3,
+    };
+    let gates = ClusterGates::new("c", &limits, &metrics);
+    let handles = Arc::new(EndpointHandles::new(&metrics, "c", &address.to_string()));
+    let connector = EndpointConnector::new(
+        address.clone(),
+        Duration::from_secs(2),
+        handles,
+        gates.connections.clone(),
+        Transport::Plain,
+    );
+    (connector, gates)
 }

@@ -17,6 +17,8 @@ pub mod body_decoder;
 mod exchange;
 pub mod request_head;
 pub mod response_head;
+#[cfg(test)]
+mod tests;
 
 use std::collections::VecDeque;
 

@@ -66,22 +66,35 @@ pub fn parse(buf: &mut BytesMut, method: &Method) -> Result<Option<ResponseHead>
         let reason = parsed
             .reason
             .filter(|r| Some(*r) != status.canonical_reason());
-        // Where each field lies in the head, so the values can share the head's bytes.
+        // Where each field lies in the head (on the stack: a response has a handful),
+        // so the names and values can be made from the head's shared bytes.
         let base = buf.as_ptr() as usize;
-        let mut spans = Vec::with_capacity(parsed.headers.len());
-        for field in parsed.headers.iter() {
-            let name = HeaderName::from_bytes(field.name.as_bytes())
-                .map_err(|_| ExchangeError::BadHeader)?;
-            let start = field.value.as_ptr() as usize - base;
-            spans.push((name, start, start + field.value.len()));
+        let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_FIELDS];
+        let count = parsed.headers.len();
+        for (span, field) in spans.iter_mut().zip(parsed.headers.iter()) {
+            let offset = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
+            let name = offset(field.name.as_bytes());
+            let value = offset(field.value);
+            *span = (
+                name,
+                name + field.name.len() as u32,
+                value,
+                value + field.value.len() as u32,
+            );
         }
         let reason = reason.map(|r| hyper::ext::ReasonPhrase::try_from(r.as_bytes()));
         drop(parsed);
         let head = buf.split_to(len).freeze();
-        let mut headers = HeaderMap::with_capacity(spans.len());
-        for (name, start, end) in spans {
-            let value = HeaderValue::from_maybe_shared(head.slice(start..end))
+        // Room for the few headers the proxy adds on the way back, so they do not make
+        // the map grow.
+        let mut headers = HeaderMap::with_capacity(count + 4);
+        for &(name_start, name_end, value_start, value_end) in &spans[..count] {
+            let name = HeaderName::from_bytes(&head[name_start as usize..name_end as usize])
                 .map_err(|_| ExchangeError::BadHeader)?;
+            let value = HeaderValue::from_maybe_shared(
+                head.slice(value_start as usize..value_end as usize),
+            )
+            .map_err(|_| ExchangeError::BadHeader)?;
             headers.append(name, value);
         }
         let keep_alive = keep_alive(version, &headers);

@@ -7,17 +7,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use meshwork_config::model::{Address, ClusterLimits};
+use meshwork_config::model::Address;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use super::http1::Http1Pool;
-use crate::cluster::connector::{EndpointConnector, Transport};
-use crate::cluster::limits::ClusterGates;
 use crate::http::RequestBody;
-use crate::metrics::Metrics;
-use crate::metrics::handles::EndpointHandles;
 
 /// Bound of every wait in these tests.
 const WAIT: Duration = Duration::from_secs(5);
@@ -31,6 +27,10 @@ enum Answer {
     Large,
     /// `ok`, then the upstream closes the connection (without saying so).
     SmallThenClose,
+    /// `ok` to a connection's first request; its second is read and the connection
+    /// closed unanswered: an upstream closing an idle connection just as a request
+    /// comes.
+    CloseOnSecond,
 }
 
 /// A raw HTTP/1.1 upstream: counts accepted connections, and reports each connection
@@ -57,6 +57,7 @@ async fn upstream(answer: Answer) -> Upstream {
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 4096];
+                let mut served = 0;
                 loop {
                     // One request head per answer (the tests send no bodies).
                     while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -70,8 +71,14 @@ async fn upstream(answer: Answer) -> Upstream {
                     }
                     let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
                     buf.drain(..end);
+                    served += 1;
+                    if matches!(answer, Answer::CloseOnSecond) && served == 2 {
+                        drop(socket);
+                        let _ = closed_tx.send(());
+                        return;
+                    }
                     let response = match answer {
-                        Answer::Small | Answer::SmallThenClose => {
+                        Answer::Small | Answer::SmallThenClose | Answer::CloseOnSecond => {
                             b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec()
                         }
                         Answer::Large => {
@@ -117,22 +124,8 @@ impl Upstream {
 }
 
 fn pool(address: &Address, max_connections: u32, idle_timeout: Duration) -> Http1Pool {
-    let metrics = Metrics::new();
-    let limits = ClusterLimits {
-        max_connections,
-        max_pending: 100,
-        max_requests: 100,
-        max_retries: 3,
-    };
-    let gates = ClusterGates::new("c", &limits, &metrics);
-    let handles = Arc::new(EndpointHandles::new(&metrics, "c", &address.to_string()));
-    let connector = EndpointConnector::new(
-        address.clone(),
-        Duration::from_secs(2),
-        handles,
-        gates.connections.clone(),
-        Transport::Plain,
-    );
+    let (connector, gates) =
+        crate::cluster::test_cluster::plain_connector(address, max_connections);
     Http1Pool::new(
         connector,
         gates.connections.clone(),
@@ -251,4 +244,33 @@ async fn at_max_connections_a_request_gets_overflow_after_the_connect_timeout() 
         ),
         "{error:?}"
     );
+}
+
+#[tokio::test]
+async fn a_get_its_reused_connection_closed_unanswered_goes_to_a_new_one() {
+    let mut up = upstream(Answer::CloseOnSecond).await;
+    let pool = pool(&up.address, 10, Duration::from_secs(60));
+    let rsp = pool.send(get(&up.address)).await.unwrap();
+    assert_eq!(read_all(rsp).await, "ok");
+    let rsp = pool.send(get(&up.address)).await.unwrap();
+    assert_eq!(read_all(rsp).await, "ok", "sent again on a new connection");
+    up.wait_closed().await;
+    assert_eq!(up.accepted(), 2);
+}
+
+#[tokio::test]
+async fn a_post_its_reused_connection_closed_unanswered_is_not_sent_again() {
+    let up = upstream(Answer::CloseOnSecond).await;
+    let pool = pool(&up.address, 10, Duration::from_secs(60));
+    let rsp = pool.send(get(&up.address)).await.unwrap();
+    read_all(rsp).await;
+    let post = http::Request::post(format!("http://{}/", up.address))
+        .body(RequestBody::replay(Bytes::new(), None))
+        .unwrap();
+    let error = pool.send(post).await.unwrap_err();
+    assert!(
+        matches!(error, super::SendError::Exchange(_)),
+        "the upstream may have acted on it: {error:?}"
+    );
+    assert_eq!(up.accepted(), 1);
 }
