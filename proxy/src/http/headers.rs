@@ -102,11 +102,8 @@ fn connection_has(headers: &HeaderMap, token: &str) -> bool {
 
 /// Appends the client address to `x-forwarded-for` and sets `x-forwarded-proto`.
 pub fn add_forwarded(headers: &mut HeaderMap, client_ip: std::net::IpAddr, proto: &'static str) {
-    use std::io::Write as _;
     let mut ip = [0u8; 48];
-    let mut cursor = std::io::Cursor::new(&mut ip[..]);
-    let _ = write!(cursor, "{client_ip}");
-    let n = cursor.position() as usize;
+    let n = write_ip(client_ip, &mut ip);
     let ip = &ip[..n];
     let previous = headers
         .get(X_FORWARDED_FOR)
@@ -122,9 +119,55 @@ pub fn add_forwarded(headers: &mut HeaderMap, client_ip: std::net::IpAddr, proto
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
 }
 
+/// Writes `ip` as text into `out` (48 bytes hold any address), returning its length.
+/// IPv4, every request's common case, by hand: `Display` goes through the formatting
+/// machinery, a tenth of a microsecond per request.
+fn write_ip(ip: std::net::IpAddr, out: &mut [u8; 48]) -> usize {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let mut n = 0;
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out[n] = b'.';
+                    n += 1;
+                }
+                let mut digits = itoa::Buffer::new();
+                let text = digits.format(octet).as_bytes();
+                out[n..n + text.len()].copy_from_slice(text);
+                n += text.len();
+            }
+            n
+        }
+        std::net::IpAddr::V6(_) => {
+            use std::io::Write as _;
+            let mut cursor = std::io::Cursor::new(&mut out[..]);
+            let _ = write!(cursor, "{ip}");
+            cursor.position() as usize
+        }
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn addresses_are_written_as_their_display() {
+        for text in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.200.3.45",
+            "255.255.255.255",
+            "::1",
+            "fe80::1:2",
+            "::ffff:10.0.0.1",
+        ] {
+            let ip: std::net::IpAddr = text.parse().unwrap();
+            let mut out = [0u8; 48];
+            let n = write_ip(ip, &mut out);
+            assert_eq!(std::str::from_utf8(&out[..n]).unwrap(), ip.to_string());
+        }
+    }
 
     /// A header map from name/value pairs, in order (repeats appended).
     pub(crate) fn map(pairs: &[(&str, &str)]) -> HeaderMap {

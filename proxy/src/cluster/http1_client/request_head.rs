@@ -132,10 +132,16 @@ pub fn content_length(headers: &HeaderMap) -> Option<u64> {
     for value in headers.get_all(header::CONTENT_LENGTH) {
         for element in value.as_bytes().split(|b| *b == b',') {
             let element = element.trim_ascii();
-            if element.is_empty() || !element.iter().all(u8::is_ascii_digit) {
+            if element.is_empty() {
                 return None;
             }
-            let len: u64 = std::str::from_utf8(element).ok()?.parse().ok()?;
+            let mut len: u64 = 0;
+            for digit in element {
+                if !digit.is_ascii_digit() {
+                    return None;
+                }
+                len = len.checked_mul(10)?.checked_add(u64::from(digit - b'0'))?;
+            }
             if agreed.is_some_and(|a| a != len) {
                 return None;
             }
