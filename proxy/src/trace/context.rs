@@ -146,15 +146,28 @@ fn is_trace_header(name: &str) -> bool {
 /// Lowercase hex of the ids, written into one buffer: `trace(32) span(16)`.
 struct HexIds([u8; 48]);
 
+/// Lowercase hex of `bytes` into `out` (twice as long): by hand, as `{:x}` on a `u128`
+/// goes through the formatting machinery, a few hundred instructions per id.
+fn write_hex(bytes: &[u8], out: &mut [u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 0xf)];
+    }
+}
+
+/// A trace id as its 32 lowercase hex digits (as W3C trace context and logs write it).
+pub fn trace_id_hex(id: TraceId) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    write_hex(&id.to_bytes(), &mut out);
+    out
+}
+
 impl HexIds {
     fn new(trace: TraceId, span: SpanId) -> Self {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
         let mut out = [0u8; 48];
-        let bytes = trace.to_bytes().into_iter().chain(span.to_bytes());
-        for (i, b) in bytes.enumerate() {
-            out[2 * i] = DIGITS[usize::from(b >> 4)];
-            out[2 * i + 1] = DIGITS[usize::from(b & 0xf)];
-        }
+        write_hex(&trace.to_bytes(), &mut out[..32]);
+        write_hex(&span.to_bytes(), &mut out[32..]);
         Self(out)
     }
 

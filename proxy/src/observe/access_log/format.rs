@@ -128,7 +128,7 @@ fn json_line(
         .str("request_id", &f.request_id);
     match record.trace.get() {
         Some(t) => o.raw_str("trace_id", |out| {
-            let _ = write!(out, "{}", t.trace_id);
+            out.extend_from_slice(&crate::trace::context::trace_id_hex(t.trace_id));
         }),
         None => o.null("trace_id"),
     };
