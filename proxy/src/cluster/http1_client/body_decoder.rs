@@ -197,7 +197,7 @@ fn chunk_size(line: &[u8]) -> Result<u64, ExchangeError> {
     }
     let rest = &line[digits..];
     let rest = rest.trim_ascii_start();
-    if !(rest.is_empty() || rest[0] == b';') || rest.iter().any(|b| *b == b'\r') {
+    if !(rest.is_empty() || rest[0] == b';') || rest.contains(&b'\r') {
         return Err(ExchangeError::BadChunk("invalid chunk size"));
     }
     let text = std::str::from_utf8(&line[..digits]).expect("hex digits are ASCII");

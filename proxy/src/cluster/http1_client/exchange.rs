@@ -21,16 +21,19 @@ const MAX_SLICES: usize = 8;
 
 impl Http1Connection {
     /// Starts an exchange: frames the request (fixing `Content-Length` and
-    /// `Transfer-Encoding` to match) and writes its head into the connection's buffer.
-    /// Nothing is sent until the exchange is polled.
+    /// `Transfer-Encoding` to match) and writes its head into the connection's buffer;
+    /// the connection holds `body` (`None` for no body) while it writes it. Nothing is
+    /// sent until the exchange is polled.
     pub fn begin(
         &mut self,
         method: &Method,
         uri: &Uri,
         headers: &mut HeaderMap,
         length: BodyLength,
+        body: Option<RequestBody>,
     ) {
         let framing = request_head::encode(method, uri, headers, length, &mut self.head);
+        self.request_body = body;
         self.head_written = 0;
         self.queued.clear();
         self.request = RequestProgress {
@@ -56,20 +59,16 @@ impl Http1Connection {
     /// # Errors
     /// [`ExchangeError`]: the connection broke, the upstream sent no valid head, or the
     /// client's body broke.
-    pub async fn response_head(
-        &mut self,
-        body: &mut Option<RequestBody>,
-        method: &Method,
-    ) -> Result<Response<()>, ExchangeError> {
+    pub async fn response_head(&mut self, method: &Method) -> Result<Response<()>, ExchangeError> {
         let mut write_error = None;
         std::future::poll_fn(|cx| {
             if !self.request.done && !self.request.write_failed {
-                match self.poll_request(body, cx) {
+                match self.poll_request(cx) {
                     Poll::Ready(Err(error @ ExchangeError::Write(_))) => {
                         // The upstream may have answered before it stopped reading (a
                         // 413 to an upload): its answer is still worth reading.
                         self.request.write_failed = true;
-                        *body = None;
+                        self.request_body = None;
                         write_error = Some(error);
                     }
                     Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
@@ -88,21 +87,20 @@ impl Http1Connection {
     /// some is still to go.
     pub fn poll_body(
         &mut self,
-        body: &mut Option<RequestBody>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, ExchangeError>>> {
         if !self.request.done && !self.request.write_failed {
-            match self.poll_request(body, cx) {
+            match self.poll_request(cx) {
                 Poll::Ready(Ok(())) | Poll::Pending => {}
                 // The upstream stopped reading: its response may still come whole, but
                 // the connection will not carry another request.
                 Poll::Ready(Err(ExchangeError::Write(_))) => {
                     self.request.write_failed = true;
-                    *body = None;
+                    self.request_body = None;
                 }
                 Poll::Ready(Err(error)) => {
                     self.request.write_failed = true;
-                    *body = None;
+                    self.request_body = None;
                     return Poll::Ready(Some(Err(error)));
                 }
             }
@@ -155,6 +153,7 @@ impl Http1Connection {
         if self.response.remaining() == Some(0) {
             let _ = self.response.decode(&mut self.read_buf);
         }
+        self.request_body = None;
         self.reusable()
     }
 
@@ -171,14 +170,10 @@ impl Http1Connection {
     }
 
     /// Writes the head and the body as it comes; ready when all is written and flushed.
-    fn poll_request(
-        &mut self,
-        body: &mut Option<RequestBody>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Result<(), ExchangeError>> {
+    fn poll_request(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ExchangeError>> {
         loop {
             ready!(self.poll_write_queued(cx))?;
-            let Some(stream) = body.as_mut() else {
+            let Some(stream) = self.request_body.as_mut() else {
                 if !self.request.body_ended {
                     self.end_body()?;
                     continue;
@@ -191,12 +186,18 @@ impl Http1Connection {
             match ready!(Pin::new(stream).poll_frame(cx)) {
                 Some(Ok(frame)) => self.queue_frame(frame)?,
                 Some(Err(error)) => {
-                    *body = None;
+                    self.request_body = None;
                     return Poll::Ready(Err(ExchangeError::RequestBody(error)));
                 }
-                None => *body = None,
+                None => self.request_body = None,
             }
         }
+    }
+
+    /// The request body back from an exchange that failed before touching it, for
+    /// another connection to send ([`Http1Connection::may_resend`]).
+    pub fn take_request_body(&mut self) -> Option<RequestBody> {
+        self.request_body.take()
     }
 
     /// Queues a frame of the request body as its framing wants it.

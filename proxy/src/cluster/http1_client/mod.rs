@@ -28,6 +28,7 @@ use self::body_decoder::BodyDecoder;
 pub use self::request_head::BodyLength;
 use self::request_head::RequestFraming;
 use crate::cluster::connector::CountedStream;
+use crate::http::RequestBody;
 
 /// Why an exchange on a connection failed.
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +89,9 @@ pub struct Http1Connection {
     queued: VecDeque<Bytes>,
     /// Where chunk-size lines and trailers are written before being queued.
     framing_buf: BytesMut,
+    /// What is left of the request body to write; kept here (not in the response body
+    /// that drives the writing) so the response, moved through every layer, stays small.
+    request_body: Option<RequestBody>,
     request: RequestProgress,
     response: BodyDecoder,
     /// The upstream keeps the connection after this response.
@@ -131,6 +135,7 @@ impl Http1Connection {
             head_written: 0,
             queued: VecDeque::new(),
             framing_buf: BytesMut::new(),
+            request_body: None,
             request: RequestProgress {
                 framing: RequestFraming::Length(0),
                 remaining: 0,

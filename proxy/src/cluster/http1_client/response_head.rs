@@ -54,7 +54,6 @@ pub fn parse(buf: &mut BytesMut, method: &Method) -> Result<Option<ResponseHead>
         let code = parsed.code.expect("a complete head has a status");
         let status = StatusCode::from_u16(code).map_err(|_| ExchangeError::BadStatus(code))?;
         if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
-            drop(parsed);
             buf.advance(len);
             continue;
         }
@@ -83,7 +82,6 @@ pub fn parse(buf: &mut BytesMut, method: &Method) -> Result<Option<ResponseHead>
             );
         }
         let reason = reason.map(|r| hyper::ext::ReasonPhrase::try_from(r.as_bytes()));
-        drop(parsed);
         let head = buf.split_to(len).freeze();
         // Room for the few headers the proxy adds on the way back; and hyper's server
         // keeps the map it wrote for the connection's next request head, to which the

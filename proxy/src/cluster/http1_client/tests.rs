@@ -65,8 +65,14 @@ impl Request {
         &mut self,
         conn: &mut Http1Connection,
     ) -> Result<http::Response<()>, ExchangeError> {
-        conn.begin(&self.method, &self.uri, &mut self.headers, self.length);
-        tokio::time::timeout(WAIT, conn.response_head(&mut self.body, &self.method))
+        conn.begin(
+            &self.method,
+            &self.uri,
+            &mut self.headers,
+            self.length,
+            self.body.take(),
+        );
+        tokio::time::timeout(WAIT, conn.response_head(&self.method))
             .await
             .expect("a response head in time")
     }
@@ -76,7 +82,7 @@ impl Request {
         let mut data = Vec::new();
         let read = async {
             loop {
-                let frame = std::future::poll_fn(|cx| conn.poll_body(&mut self.body, cx)).await;
+                let frame = std::future::poll_fn(|cx| conn.poll_body(cx)).await;
                 match frame {
                     None => return Ok(data),
                     Some(Err(error)) => return Err(error),

@@ -13,15 +13,14 @@ use hyper::body::Incoming;
 
 use super::idle::IdleConnections;
 use crate::cluster::http1_client::Http1Connection;
-use crate::http::{BodyError, RequestBody};
+use crate::http::BodyError;
 
-/// A pooled connection while its response body is read, and the rest of the request
-/// body it may still be writing.
+/// A pooled connection while its response body is read (and the rest of the request
+/// body, which the connection holds, written).
 #[derive(Debug)]
 pub(super) struct Lease {
     /// `None` once the body ended (the connection went back to the pool, or closed).
     conn: Option<Box<Http1Connection>>,
-    request_body: Option<RequestBody>,
     idle: Arc<IdleConnections>,
 }
 
@@ -63,15 +62,10 @@ pin_project_lite::pin_project! {
 }
 
 impl UpstreamBody {
-    pub(super) fn pooled(
-        conn: Box<Http1Connection>,
-        request_body: Option<RequestBody>,
-        idle: Arc<IdleConnections>,
-    ) -> Self {
+    pub(super) fn pooled(conn: Box<Http1Connection>, idle: Arc<IdleConnections>) -> Self {
         UpstreamBody::Pooled {
             lease: Lease {
                 conn: Some(conn),
-                request_body,
                 idle,
             },
         }
@@ -97,7 +91,7 @@ impl Body for UpstreamBody {
                 let Some(conn) = lease.conn.as_mut() else {
                     return Poll::Ready(None);
                 };
-                let frame = ready!(conn.poll_body(&mut lease.request_body, cx));
+                let frame = ready!(conn.poll_body(cx));
                 match &frame {
                     None => lease.end(),
                     // Broken: dropping the connection closes it.

@@ -84,14 +84,15 @@ impl Http1Pool {
         let mut body = (length != BodyLength::Empty).then_some(body);
         loop {
             let mut conn = self.checkout().await?;
-            conn.begin(&parts.method, &parts.uri, &mut parts.headers, length);
-            match conn.response_head(&mut body, &parts.method).await {
+            conn.begin(&parts.method, &parts.uri, &mut parts.headers, length, body);
+            match conn.response_head(&parts.method).await {
                 Ok(rsp) => {
-                    return Ok(rsp.map(|()| UpstreamBody::pooled(conn, body, self.idle.clone())));
+                    return Ok(rsp.map(|()| UpstreamBody::pooled(conn, self.idle.clone())));
                 }
                 // Closed by the peer while idle, before this request can have been acted
                 // on: another connection may take it (a new one's failure is final).
                 Err(error) if conn.may_resend(&error, &parts.method) => {
+                    body = conn.take_request_body();
                     tracing::debug!(endpoint = %self.address, %error, "reused connection failed before the request was acted on; sending it on another");
                 }
                 Err(error) => return Err(SendError::Exchange(error)),
