@@ -9,7 +9,7 @@ use meshwork_proxy::cli::{Cli, Command};
 use meshwork_proxy::lifecycle::{self, RunOptions};
 use meshwork_proxy::{demo, explain};
 
-/// jemalloc, with background threads purging freed pages after a second
+/// jemalloc, with background threads purging freed pages within half a second
 /// (`.cargo/config.toml`): glibc's malloc keeps what a burst of connections freed (after
 /// waves of slowloris connections, 156 MiB instead of 10), and costs more instructions
 /// per request. The measurements are in bench/RESULTS.md ("Choosing the allocator").

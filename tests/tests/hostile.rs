@@ -324,6 +324,41 @@ async fn slowloris_clients_are_cut_at_the_header_timeout_while_others_are_served
 }
 
 #[tokio::test]
+async fn a_request_head_arriving_in_pieces_is_served_with_the_body_that_came_with_it() {
+    let app = Upstream::http1().name("app").start().await;
+    let proxy = proxy_with_limits(&app, "header_read_timeout: 5s").await;
+    let mut conn = RawConn::connect(proxy.listener_addr("edge")).await;
+    // Paced so that the pieces arrive apart: the head is read ahead of hyper, which then
+    // serves it and the body bytes that came with its last piece.
+    for piece in [
+        "POST /ok HT",
+        "TP/1.1\r\nHost: x\r\n",
+        "Content-Length: 5\r\n",
+        "\r\nhello",
+    ] {
+        conn.send(piece).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let response = conn.read_response(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(app.requests(), 1);
+}
+
+#[tokio::test]
+async fn bytes_that_start_no_request_are_answered_400_without_waiting_for_a_line_end() {
+    let app = Upstream::http1().name("app").start().await;
+    let proxy = proxy_with_limits(&app, "header_read_timeout: 30s").await;
+    let mut conn = RawConn::connect(proxy.listener_addr("edge")).await;
+    // The start of a TLS ClientHello on the plaintext port: no line end will come.
+    conn.send(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")
+        .await
+        .unwrap();
+    let response = conn.read_response(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(response.status, 400, "{response:?}");
+    assert_eq!(app.requests(), 0);
+}
+
+#[tokio::test]
 async fn max_connections_is_enforced() {
     let app = Upstream::http1().name("app").start().await;
     let proxy = proxy_with_limits(&app, "max_connections: 2").await;

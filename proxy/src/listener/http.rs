@@ -4,6 +4,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -15,11 +16,13 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use meshwork_config::model::ListenerLimits;
+use tokio::io::ReadBuf;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use super::activity::{ConnActivity, ConnProtocol, InFlightGuard};
+use super::first_head;
 use super::io::{ConnIo, Handback};
 use super::park;
 use super::supervise::{Ended, GracefulConnection, supervise};
@@ -42,19 +45,51 @@ pub struct HttpConnSettings {
     pub metrics: Arc<ListenerHandles>,
 }
 
-/// Looks at the first bytes without consuming them: the HTTP/2 preface or anything else.
-async fn detect(stream: &TcpStream) -> std::io::Result<Option<ConnProtocol>> {
-    let mut buf = [0u8; 24];
+/// What a plaintext connection's first bytes say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Opening {
+    Closed,
+    Http2,
+    /// HTTP/1, with its first request head all there (or at least
+    /// [`first_head::HEAD_BYTES`] of it) or not.
+    Http1 {
+        whole_head: bool,
+    },
+    /// Part of the HTTP/2 preface: more is needed to tell.
+    PartialPreface,
+}
+
+impl Opening {
+    fn of(bytes: &[u8]) -> Self {
+        let n = bytes.len().min(H2_PREFACE.len());
+        if bytes.is_empty() {
+            Self::Closed
+        } else if bytes[..n] != H2_PREFACE[..n] {
+            Self::Http1 {
+                whole_head: bytes.len() == first_head::HEAD_BYTES || first_head::ends_head(bytes),
+            }
+        } else if n == H2_PREFACE.len() {
+            Self::Http2
+        } else {
+            Self::PartialPreface
+        }
+    }
+}
+
+/// Looks at the first bytes without consuming them: the HTTP/2 preface or anything else,
+/// and whether an HTTP/1 connection's first request head is all there.
+async fn detect(stream: &TcpStream) -> std::io::Result<Opening> {
     loop {
-        let n = stream.peek(&mut buf).await?;
-        if n == 0 {
-            return Ok(None);
-        }
-        if buf[..n] != H2_PREFACE[..n] {
-            return Ok(Some(ConnProtocol::Http1));
-        }
-        if n == H2_PREFACE.len() {
-            return Ok(Some(ConnProtocol::Http2));
+        let opening = std::future::poll_fn(|cx| {
+            // On the stack of one poll: the connection's task does not carry it.
+            let mut buf = [MaybeUninit::<u8>::uninit(); first_head::HEAD_BYTES];
+            let mut peeked = ReadBuf::uninit(&mut buf);
+            std::task::ready!(stream.poll_peek(cx, &mut peeked))?;
+            Poll::Ready(std::io::Result::Ok(Opening::of(peeked.filled())))
+        })
+        .await?;
+        if opening != Opening::PartialPreface {
+            return Ok(opening);
         }
         // A partial preface: wait briefly for the rest instead of spinning on peek.
         tokio::time::sleep(Duration::from_millis(1)).await;
@@ -66,19 +101,33 @@ async fn detect(stream: &TcpStream) -> std::io::Result<Option<ConnProtocol>> {
 pub async fn serve(stream: TcpStream, client_addr: SocketAddr, settings: HttpConnSettings) {
     let accepted = tokio::time::Instant::now();
     let limits = settings.limits.clone();
-    let detected = match tokio::time::timeout(limits.header_read_timeout, detect(&stream)).await {
-        Ok(Ok(Some(d))) => d,
-        Ok(Ok(None)) | Ok(Err(_)) => return,
+    let opening = match tokio::time::timeout(limits.header_read_timeout, detect(&stream)).await {
+        Ok(Ok(opening)) => opening,
+        Ok(Err(_)) => return,
         Err(_) => {
             tracing::debug!(%client_addr, "no request within the header read timeout; closing");
             return;
+        }
+    };
+    let (detected, whole_head) = match opening {
+        Opening::Http1 { whole_head } => (ConnProtocol::Http1, whole_head),
+        Opening::Http2 => (ConnProtocol::Http2, true),
+        Opening::Closed | Opening::PartialPreface => return,
+    };
+    let activity = Arc::new(ConnActivity::new(detected, accepted));
+    // A head still arriving is read without hyper and its buffers (`first_head`).
+    let first_bytes = if whole_head {
+        Bytes::new()
+    } else {
+        match first_head::read(&stream, &activity, &settings, client_addr).await {
+            Some(bytes) => bytes,
+            None => return,
         }
     };
     // hyper reads through the read half (tokio's own read path, which knows a short read
     // drained the socket and so saves a read that would only return EAGAIN); the write
     // half stays here for a last 408 after hyper is stopped.
     let (read, write) = stream.into_split();
-    let activity = Arc::new(ConnActivity::new(detected, accepted));
     let conn = Conn {
         client_addr,
         peer_identity: None,
@@ -88,7 +137,7 @@ pub async fn serve(stream: TcpStream, client_addr: SocketAddr, settings: HttpCon
         activity,
         settings,
     };
-    conn.run(read, Some(write.as_ref())).await;
+    conn.run(read, Some(write.as_ref()), first_bytes).await;
     // The read half may live on in an upgraded (WebSocket) tunnel: dropping the write half
     // would shut the socket's sending side under it; this leaves closing to the read half.
     write.forget();
@@ -116,7 +165,7 @@ pub async fn serve_tls(
         activity,
         settings,
     };
-    conn.run(tls.stream, None).await
+    conn.run(tls.stream, None, Bytes::new()).await
 }
 
 /// Serves an intercepted connection (`auto` listeners) whose protocol was detected from
@@ -144,7 +193,7 @@ pub async fn serve_intercepted<S>(
         activity,
         settings,
     };
-    conn.run(stream, None).await
+    conn.run(stream, None, Bytes::new()).await
 }
 
 /// One downstream connection and what its requests need to know about it.
@@ -162,7 +211,9 @@ struct Conn {
 }
 
 impl Conn {
-    async fn run<T>(self, stream: T, plaintext: Option<&TcpStream>)
+    /// Serves the connection; `first_bytes` were read from `stream` already (an HTTP/1
+    /// head that arrived slowly) and are served first.
+    async fn run<T>(self, stream: T, plaintext: Option<&TcpStream>, first_bytes: Bytes)
     where
         ConnIo<T>: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
         T: tokio::io::AsyncRead + Unpin + Send + 'static,
@@ -178,8 +229,12 @@ impl Conn {
             activity: self.activity.clone(),
         };
         match self.activity.protocol() {
-            ConnProtocol::Http1 => self.run_http1(stream, service, plaintext).await,
+            ConnProtocol::Http1 => {
+                self.run_http1(stream, service, plaintext, first_bytes)
+                    .await;
+            }
             ConnProtocol::Http2 => {
+                debug_assert!(first_bytes.is_empty(), "only HTTP/1 heads are read ahead");
                 let max_header = self.max_header_size();
                 let io = TokioIo::new(ConnIo::new(stream, self.activity.clone()));
                 let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
@@ -199,15 +254,20 @@ impl Conn {
     /// HTTP/1: hyper serves the connection while requests come; once it has been idle
     /// for a while (`supervise::PARK_AFTER`) it is parked (hyper and its buffers
     /// dropped, see `io` and `park`) and served afresh when the client sends again.
-    async fn run_http1<T>(self, stream: T, service: HttpService, plaintext: Option<&TcpStream>)
-    where
+    async fn run_http1<T>(
+        self,
+        stream: T,
+        service: HttpService,
+        plaintext: Option<&TcpStream>,
+        first_bytes: Bytes,
+    ) where
         ConnIo<T>: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
         T: tokio::io::AsyncRead + Unpin + Send + 'static,
     {
         let max_header = self.max_header_size();
         let handback: Handback<T> = Arc::default();
         let mut stream = stream;
-        let mut replay = Bytes::new();
+        let mut replay = first_bytes;
         loop {
             let io = ConnIo::new(stream, self.activity.clone()).parkable(handback.clone(), replay);
             let conn = hyper::server::conn::http1::Builder::new()

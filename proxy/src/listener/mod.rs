@@ -3,6 +3,7 @@
 
 mod activity;
 mod drain_watch;
+mod first_head;
 mod framing;
 mod header_blocks;
 mod http;

@@ -166,8 +166,7 @@ pub(super) async fn supervise<C: GracefulConnection>(
                 }
                 tracing::debug!(%client_addr, "request head not received in time; answering 408");
                 if let Some(stream) = http1_stream {
-                    let _ = stream.try_write(HEADER_TIMEOUT_RESPONSE);
-                    let _ = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Both);
+                    answer_header_timeout(stream);
                 }
                 return Poll::Ready(Ended::Closed);
             }
@@ -189,6 +188,13 @@ pub(super) async fn supervise<C: GracefulConnection>(
         }
     })
     .await
+}
+
+/// Answers 408 to an HTTP/1 client whose request head did not arrive in time and closes
+/// the socket both ways: the connection can carry no request after a partial head.
+pub(super) fn answer_header_timeout(stream: &TcpStream) {
+    let _ = stream.try_write(HEADER_TIMEOUT_RESPONSE);
+    let _ = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Both);
 }
 
 /// Starts a graceful shutdown (HTTP/2: GOAWAY) and says how the connection closes now.
