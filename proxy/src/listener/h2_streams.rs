@@ -20,6 +20,7 @@ use futures_util::FutureExt;
 use futures_util::future::CatchUnwind;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use futures_util::task::AtomicWaker;
+use smallvec::SmallVec;
 
 use super::supervise::GracefulConnection;
 
@@ -39,7 +40,9 @@ pub struct StreamExec {
 
 #[derive(Default)]
 struct Queue {
-    streams: Mutex<Vec<StreamFuture>>,
+    /// Streams that arrived since the connection's task last took them: room for a few
+    /// without an allocation, and no room kept after a burst (see `LocalStreams::poll`).
+    streams: Mutex<SmallVec<[StreamFuture; 8]>>,
     /// Saves taking the lock on the turns (most of them) when no stream came.
     pending: AtomicBool,
 }
@@ -129,7 +132,7 @@ pin_project_lite::pin_project! {
     impl<C> PinnedDrop for LocalStreams<C> {
         fn drop(this: Pin<&mut Self>) {
             // Queued streams hold the executor, which holds the queue: a cycle.
-            let queued = this.queue.streams.lock().map(|mut q| std::mem::take(&mut *q));
+            let queued = std::mem::take(&mut *lock(&this.queue.streams));
             drop(queued);
         }
     }
@@ -197,10 +200,15 @@ where
                 }
             }
             if this.queue.pending.swap(false, Ordering::Acquire) {
-                // (The queue keeps its room: as many streams as came in one turn.)
-                for stream in lock(&this.queue.streams).drain(..) {
+                let mut queued = lock(&this.queue.streams);
+                for stream in queued.drain(..) {
                     this.streams.push(AssertUnwindSafe(stream).catch_unwind());
                 }
+                if queued.spilled() {
+                    // An idle connection keeps no room for a burst of streams.
+                    queued.shrink_to_fit();
+                }
+                drop(queued);
                 wakeups.streams.store(true, Ordering::SeqCst);
             }
             if wakeups.streams.swap(false, Ordering::SeqCst) {
@@ -249,3 +257,21 @@ where
         this.wakeups.conn.store(true, Ordering::SeqCst);
     }
 }
+
+impl<I, S, B> GracefulConnection for hyper::server::conn::http2::Connection<I, S, StreamExec>
+where
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::Future: Send + 'static,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        hyper::server::conn::http2::Connection::graceful_shutdown(self)
+    }
+}
+
+#[cfg(test)]
+mod tests;
