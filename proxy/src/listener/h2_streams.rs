@@ -20,7 +20,6 @@ use futures_util::FutureExt;
 use futures_util::future::CatchUnwind;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use futures_util::task::AtomicWaker;
-use smallvec::SmallVec;
 
 use super::supervise::GracefulConnection;
 
@@ -40,9 +39,7 @@ pub struct StreamExec {
 
 #[derive(Default)]
 struct Queue {
-    /// Streams that arrived since the connection's task last took them: room for a few
-    /// without an allocation, and no room kept after a burst (see `LocalStreams::poll`).
-    streams: Mutex<SmallVec<[StreamFuture; 8]>>,
+    streams: Mutex<Vec<StreamFuture>>,
     /// Saves taking the lock on the turns (most of them) when no stream came.
     pending: AtomicBool,
 }
@@ -132,7 +129,7 @@ pin_project_lite::pin_project! {
     impl<C> PinnedDrop for LocalStreams<C> {
         fn drop(this: Pin<&mut Self>) {
             // Queued streams hold the executor, which holds the queue: a cycle.
-            let queued = std::mem::take(&mut *lock(&this.queue.streams));
+            let queued = this.queue.streams.lock().map(|mut q| std::mem::take(&mut *q));
             drop(queued);
         }
     }
@@ -200,15 +197,10 @@ where
                 }
             }
             if this.queue.pending.swap(false, Ordering::Acquire) {
-                let mut queued = lock(&this.queue.streams);
-                for stream in queued.drain(..) {
+                // (The queue keeps its room: as many streams as came in one turn.)
+                for stream in lock(&this.queue.streams).drain(..) {
                     this.streams.push(AssertUnwindSafe(stream).catch_unwind());
                 }
-                if queued.spilled() {
-                    // An idle connection keeps no room for a burst of streams.
-                    queued.shrink_to_fit();
-                }
-                drop(queued);
                 wakeups.streams.store(true, Ordering::SeqCst);
             }
             if wakeups.streams.swap(false, Ordering::SeqCst) {
@@ -257,21 +249,3 @@ where
         this.wakeups.conn.store(true, Ordering::SeqCst);
     }
 }
-
-impl<I, S, B> GracefulConnection for hyper::server::conn::http2::Connection<I, S, StreamExec>
-where
-    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    S::Future: Send + 'static,
-    I: hyper::rt::Read + hyper::rt::Write + Unpin,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    fn graceful_shutdown(self: Pin<&mut Self>) {
-        hyper::server::conn::http2::Connection::graceful_shutdown(self)
-    }
-}
-
-#[cfg(test)]
-mod tests;

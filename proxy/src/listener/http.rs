@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use super::activity::{ConnActivity, ConnProtocol, InFlightGuard};
-use super::h2_streams;
+use super::h2_streams::{self, StreamExec};
 use super::io::{ConnIo, Handback};
 use super::park;
 use super::supervise::{Ended, GracefulConnection, supervise};
@@ -257,6 +257,15 @@ where
 {
     fn graceful_shutdown(self: Pin<&mut Self>) {
         hyper::server::conn::http1::UpgradeableConnection::graceful_shutdown(self)
+    }
+}
+
+impl<I> GracefulConnection for hyper::server::conn::http2::Connection<I, HttpService, StreamExec>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        hyper::server::conn::http2::Connection::graceful_shutdown(self)
     }
 }
 
