@@ -11,6 +11,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::header_blocks::BlockEvent;
@@ -42,6 +43,8 @@ pub struct ConnActivity {
     /// HTTP/2: no header block has ended yet, so the head timer still runs from the
     /// connection's start.
     first_head_pending: AtomicBool,
+    /// Wakes the supervisor when an HTTP/2 stream's response ends in its own task.
+    changed: Notify,
     /// HTTP/1: the body length of the last request started, when it is framed by
     /// `Content-Length` (0: none) and nothing but another request can follow it on the
     /// connection; [`UNPARKABLE`] otherwise (chunked, upgrades, CONNECT).
@@ -70,6 +73,7 @@ impl ConnActivity {
             idle_since: AtomicU64::new(0),
             protocol,
             first_head_pending: AtomicBool::new(http2),
+            changed: Notify::new(),
             request_body: AtomicU64::new(UNPARKABLE),
             park_due: AtomicBool::new(false),
         }
@@ -158,12 +162,14 @@ impl ConnActivity {
         Some(self.request_body.load(Ordering::Relaxed)).filter(|&n| n != UNPARKABLE)
     }
 
-    /// The response (body included) is finished or abandoned. (Called while the
-    /// connection's task polls hyper, HTTP/2 streams included (`h2_streams`): its
-    /// supervisor reads the idle deadline after that poll.)
+    /// The response (body included) is finished or abandoned.
     pub fn request_finished(&self) {
         if self.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {
             self.idle_since.store(self.now_ms(), Ordering::Relaxed);
+            if self.changes_from_other_tasks() {
+                // The supervisor may be sleeping on a later deadline; idle time starts now.
+                self.changed.notify_one();
+            }
         }
     }
 
@@ -208,6 +214,20 @@ impl ConnActivity {
 
     pub fn park_due(&self) -> bool {
         self.park_due.load(Ordering::Relaxed)
+    }
+
+    /// Whether this connection's activity changes outside its own task, so that its
+    /// supervisor must be woken ([`Self::changed`]): HTTP/2 responses end in their
+    /// streams' tasks. An HTTP/1 connection's reads, requests and responses all happen
+    /// while its task polls hyper, after which the supervisor reads the deadlines anyway.
+    pub fn changes_from_other_tasks(&self) -> bool {
+        self.protocol == ConnProtocol::Http2
+    }
+
+    /// Resolves after a change made outside the connection's task (HTTP/2: a response
+    /// ended).
+    pub fn changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.changed.notified()
     }
 }
 

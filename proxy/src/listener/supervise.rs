@@ -81,9 +81,10 @@ pub(super) enum Ended {
 /// next idle period) leaves it alone; when it fires early, the deadlines are read again
 /// and it is set for the next one. A connection busy with requests so costs no timer
 /// work per request, only a wake-up per `PARK_AFTER` at most. The deadlines are read
-/// after every poll of hyper, where a connection's activity changes (its socket reads,
-/// its requests' starts and their responses' ends all happen inside that poll, HTTP/2
-/// streams included, see `h2_streams`): no notification is needed for it.
+/// after every poll of hyper, where an HTTP/1 connection's activity changes (its socket
+/// reads, its requests' starts and their responses' ends all happen inside that poll):
+/// no notification is needed for it. An HTTP/2 connection's responses end in their
+/// streams' tasks, which wake this one through `activity.changed()`.
 pub(super) async fn supervise<C: GracefulConnection>(
     conn: C,
     activity: &ConnActivity,
@@ -94,6 +95,11 @@ pub(super) async fn supervise<C: GracefulConnection>(
     let limits = &settings.limits;
     let mut conn = std::pin::pin!(conn);
     let mut drained = std::pin::pin!(DrainWatch::new(&settings.drain));
+    let mut changed = std::pin::pin!(
+        activity
+            .changes_from_other_tasks()
+            .then(|| activity.changed())
+    );
     // Never polled before it is first set for a deadline.
     let mut timer = std::pin::pin!(tokio::time::sleep_until(tokio::time::Instant::now()));
     let mut armed: Option<tokio::time::Instant> = None;
@@ -113,6 +119,12 @@ pub(super) async fn supervise<C: GracefulConnection>(
             if open && drained.as_mut().poll_drained(cx) {
                 closing = shut_down(conn.as_mut(), false);
                 continue;
+            }
+            if let Some(mut notified) = changed.as_mut().as_pin_mut() {
+                // Consumed and registered again: the deadlines below are read afresh.
+                while notified.as_mut().poll(cx).is_ready() {
+                    notified.set(activity.changed());
+                }
             }
             let head_timer = !matches!(closing, Closing::HeadTimedOut { .. });
             let deadlines = [
@@ -345,22 +357,22 @@ mod tests {
         assert!(activity.park_due(), "due for parking first, at 100 ms");
     }
 
-    /// An HTTP/2 response ends while its connection is polled (its stream is polled
-    /// there, `h2_streams`), after the timer was left unarmed for the request in flight:
-    /// the idle timeout starts from it.
+    /// HTTP/2 responses end in their streams' tasks: the supervisor must hear of it to
+    /// start the idle timeout.
     #[tokio::test(start_paused = true)]
-    async fn an_http2_response_ending_while_its_connection_is_polled_starts_the_idle_timeout() {
+    async fn an_http2_response_ending_in_another_task_starts_the_idle_timeout() {
         let idle = Duration::from_millis(300);
-        let (_activity, steps, task) =
+        let (activity, steps, task) =
             start(ConnProtocol::Http2, settings(Duration::from_secs(2), idle));
         let t0 = Instant::now();
         send(&steps, Step::Block(BlockEvent::Began)).await;
         send(&steps, Step::Block(BlockEvent::Ended)).await;
-        send(&steps, Step::Start).await;
+        // The stream's response, held elsewhere (hyper spawns a task per stream).
+        let stream = InFlightGuard::new(activity.clone());
         tokio::time::sleep(Duration::from_secs(10)).await;
         assert!(!task.is_finished(), "a request in flight is not idle");
         let ended_at = t0 + Duration::from_secs(10);
-        send(&steps, Step::Finish).await;
+        tokio::spawn(async move { drop(stream) }).await.unwrap();
         closed_gracefully_after(task, ended_at + idle).await;
     }
 
