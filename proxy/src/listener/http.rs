@@ -13,14 +13,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use meshwork_config::model::ListenerLimits;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use super::activity::{ConnActivity, ConnProtocol, InFlightGuard};
-use super::h2_streams::{self, StreamExec};
 use super::io::{ConnIo, Handback};
 use super::park;
 use super::supervise::{Ended, GracefulConnection, supervise};
@@ -183,16 +182,13 @@ impl Conn {
             ConnProtocol::Http2 => {
                 let max_header = self.max_header_size();
                 let io = TokioIo::new(ConnIo::new(stream, self.activity.clone()));
-                // The streams are polled in this task (`h2_streams`).
-                let conn = h2_streams::serve(|exec| {
-                    hyper::server::conn::http2::Builder::new(exec)
-                        .timer(TokioTimer::new())
-                        .max_header_list_size(u32::try_from(max_header).unwrap_or(u32::MAX))
-                        // RFC 8441: WebSockets over HTTP/2; the endpoint layer tunnels
-                        // only the `:protocol`s a route allows (`http::extended_connect`).
-                        .enable_connect_protocol()
-                        .serve_connection(io, service)
-                });
+                let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .timer(TokioTimer::new())
+                    .max_header_list_size(u32::try_from(max_header).unwrap_or(u32::MAX))
+                    // RFC 8441: WebSockets over HTTP/2; the endpoint layer tunnels only
+                    // the `:protocol`s a route allows (`http::extended_connect`).
+                    .enable_connect_protocol()
+                    .serve_connection(io, service);
                 let supervised =
                     supervise(conn, &self.activity, &self.settings, None, self.client_addr);
                 Box::pin(supervised).await;
@@ -260,7 +256,7 @@ where
     }
 }
 
-impl<I> GracefulConnection for hyper::server::conn::http2::Connection<I, HttpService, StreamExec>
+impl<I> GracefulConnection for hyper::server::conn::http2::Connection<I, HttpService, TokioExecutor>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {

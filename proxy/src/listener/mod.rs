@@ -4,7 +4,6 @@
 mod activity;
 mod drain_watch;
 mod framing;
-mod h2_streams;
 mod header_blocks;
 mod http;
 mod io;
