@@ -328,16 +328,23 @@ async fn a_request_head_arriving_in_pieces_is_served_with_the_body_that_came_wit
     let app = Upstream::http1().name("app").start().await;
     let proxy = proxy_with_limits(&app, "header_read_timeout: 5s").await;
     let mut conn = RawConn::connect(proxy.listener_addr("edge")).await;
-    // Paced so that the pieces arrive apart: the head is read ahead of hyper, which then
-    // serves it and the body bytes that came with its last piece.
+    // The first piece alone, until the proxy has taken the connection: its head is then
+    // read ahead of hyper, which serves it and the body bytes that came with the rest.
+    conn.send("POST /ok HT").await.unwrap();
+    proxy
+        .scrape_when("the connection accepted", |s| {
+            s.get(
+                "meshwork_downstream_connections_active",
+                &[("listener", "edge")],
+            ) == Some(1.0)
+        })
+        .await;
     for piece in [
-        "POST /ok HT",
         "TP/1.1\r\nHost: x\r\n",
         "Content-Length: 5\r\n",
         "\r\nhello",
     ] {
         conn.send(piece).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let response = conn.read_response(Duration::from_secs(5)).await.unwrap();
     assert_eq!(response.status, 200, "{response:?}");
