@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
 use super::Endpoint;
-use super::connector::ConnectError;
+use super::connector::{ConnectError, CountedStream};
 use crate::http::RequestBody;
 
 /// Why an upgrade request got no response.
@@ -28,28 +28,41 @@ pub enum UpgradeSendError {
 }
 
 /// Sends `req` (absolute URI, `Host` set, HTTP/1.1) on a new connection to `endpoint`.
-/// The connection is driven in a task of its own that hands it over to the response's
-/// upgrade when the upstream switches, and closes it otherwise.
 ///
 /// # Errors
 /// [`UpgradeSendError`]: the connect (or handshake, or slot) failure, or the broken
 /// exchange.
 pub async fn send(
     endpoint: &Endpoint,
-    mut req: http::Request<RequestBody>,
+    req: http::Request<RequestBody>,
 ) -> Result<http::Response<Incoming>, UpgradeSendError> {
     let stream = endpoint.connector.open_for_upgrade().await?;
+    Ok(send_on(stream, req, &endpoint.address_text).await?)
+}
+
+/// Sends `req` on `stream` with hyper's client, which drives the connection in a task of
+/// its own and hands it over to the response's upgrade when the upstream switches (and
+/// closes it otherwise). The HTTP/1 pool sends its upgrades and `CONNECT`s this way too,
+/// on a pooled connection.
+///
+/// # Errors
+/// The handshake's or the exchange's failure.
+pub async fn send_on(
+    stream: CountedStream,
+    mut req: http::Request<RequestBody>,
+    endpoint: &str,
+) -> Result<http::Response<Incoming>, hyper::Error> {
     let (mut sender, connection) = hyper::client::conn::http1::Builder::new()
         .handshake(TokioIo::new(stream))
         .await?;
-    let address = endpoint.address_text.clone();
+    let address: Box<str> = endpoint.into();
     tokio::spawn(async move {
         if let Err(error) = connection.with_upgrades().await {
             tracing::debug!(endpoint = %address, %error, "upgrade connection ended");
         }
     });
-    // On its own connection the request line takes the origin form (RFC 9112 §3.2.1),
-    // or the authority form for a `CONNECT` (§3.2.3), as the pool would send them.
+    // The request line takes the origin form (RFC 9112 §3.2.1), or the authority form
+    // for a `CONNECT` (§3.2.3).
     let target = if req.method() == http::Method::CONNECT {
         req.uri().authority().map(|a| Uri::from(a.clone()))
     } else {
@@ -58,5 +71,5 @@ pub async fn send(
     if let Some(target) = target {
         *req.uri_mut() = target;
     }
-    Ok(sender.send_request(req).await?)
+    sender.send_request(req).await
 }

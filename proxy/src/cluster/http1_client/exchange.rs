@@ -237,15 +237,11 @@ impl Http1Connection {
             return Ok(());
         }
         self.framing_buf.extend_from_slice(b"0\r\n");
-        let mut sent = HeaderMap::new();
         for name in declared {
             for value in trailers.get_all(name) {
-                sent.append(name.clone(), value.clone());
+                request_head::write_field(&mut self.framing_buf, name, value);
             }
         }
-        let mut fields = Vec::new();
-        request_head::write_fields(&sent, &mut fields);
-        self.framing_buf.extend_from_slice(&fields);
         self.framing_buf.extend_from_slice(b"\r\n");
         self.queued.push_back(self.framing_buf.split().freeze());
         self.request.body_ended = true;

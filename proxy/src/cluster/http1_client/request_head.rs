@@ -2,6 +2,7 @@
 //! (RFC 9112 §6): the same choices hyper's client makes, so a request is framed the
 //! same whichever client carries it.
 
+use bytes::BufMut;
 use http::header::{self, Entry};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 
@@ -58,13 +59,18 @@ pub fn encode(
 }
 
 /// `name: value` lines, lower-case names as HTTP/2 and hyper write them.
-pub fn write_fields(headers: &HeaderMap, out: &mut Vec<u8>) {
+fn write_fields(headers: &HeaderMap, out: &mut Vec<u8>) {
     for (name, value) in headers {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        write_field(out, name, value);
     }
+}
+
+/// One `name: value` line (a header, or a trailer field after the last chunk).
+pub fn write_field(out: &mut impl BufMut, name: &HeaderName, value: &HeaderValue) {
+    out.put_slice(name.as_str().as_bytes());
+    out.put_slice(b": ");
+    out.put_slice(value.as_bytes());
+    out.put_slice(b"\r\n");
 }
 
 fn frame(method: &Method, headers: &mut HeaderMap, length: BodyLength) -> RequestFraming {

@@ -263,3 +263,36 @@ async fn an_idle_connection_the_upstream_wrote_to_or_closed_is_not_open() {
         .expect("the connection was seen closed or written to");
     }
 }
+
+#[tokio::test]
+async fn a_chunked_body_ends_with_the_trailer_fields_it_declared() {
+    let (mut conn, mut server, _gates) = connected().await;
+    let mut trailers = HeaderMap::new();
+    trailers.insert("x-sum", HeaderValue::from_static("42"));
+    trailers.insert("x-undeclared", HeaderValue::from_static("1"));
+    let mut req = request(Method::POST, b"");
+    req.headers.insert(
+        http::header::TRANSFER_ENCODING,
+        HeaderValue::from_static("chunked"),
+    );
+    req.headers
+        .insert(http::header::TRAILER, HeaderValue::from_static("x-sum"));
+    req.body = Some(RequestBody::replay(
+        Bytes::from_static(b"hello"),
+        Some(trailers),
+    ));
+    req.length = BodyLength::Unknown;
+    let expected = "POST /x HTTP/1.1\r\nhost: up\r\ntransfer-encoding: chunked\r\ntrailer: x-sum\r\n\r\n5\r\nhello\r\n0\r\nx-sum: 42\r\n\r\n";
+    let upstream = async {
+        let got = receive(&mut server, expected.len()).await;
+        server
+            .write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
+            .await
+            .unwrap();
+        got
+    };
+    let (rsp, got) = tokio::join!(req.send(&mut conn), upstream);
+    assert_eq!(String::from_utf8_lossy(&got), expected);
+    assert_eq!(rsp.unwrap().status(), StatusCode::NO_CONTENT);
+    assert!(conn.finish());
+}

@@ -15,9 +15,8 @@
 
 use std::sync::Arc;
 
-use http::{HeaderValue, Method, Uri, header};
+use http::{HeaderValue, Method, header};
 use http_body::Body as _;
-use hyper_util::rt::TokioIo;
 
 use super::SendError;
 use super::body::UpstreamBody;
@@ -25,6 +24,7 @@ use super::idle::IdleConnections;
 use crate::cluster::connector::{ConnectError, EndpointConnector};
 use crate::cluster::http1_client::{BodyLength, Http1Connection};
 use crate::cluster::limits::{Gate, Slot};
+use crate::cluster::upgrade_conn;
 use crate::http::RequestBody;
 
 /// The HTTP/1.1 pool of one endpoint.
@@ -36,12 +36,6 @@ pub struct Http1Pool {
     idle: Arc<IdleConnections>,
     /// The endpoint, for the upgraded connections' logs.
     address: Arc<str>,
-}
-
-/// What ended one wait at `max_connections`.
-enum Woke {
-    Slot(Option<Slot>),
-    Returned,
 }
 
 impl Http1Pool {
@@ -104,21 +98,12 @@ impl Http1Pool {
     /// back: it becomes the tunnel, or closes with a response that did not switch).
     async fn send_switching(
         &self,
-        mut req: http::Request<RequestBody>,
+        req: http::Request<RequestBody>,
     ) -> Result<http::Response<UpstreamBody>, SendError> {
-        to_request_target(&mut req);
         let conn = self.checkout().await?;
-        let (mut sender, connection) = hyper::client::conn::http1::Builder::new()
-            .handshake(TokioIo::new(conn.into_io()))
+        let rsp = upgrade_conn::send_on(conn.into_io(), req, &self.address)
             .await
             .map_err(SendError::Http)?;
-        let address = self.address.clone();
-        tokio::spawn(async move {
-            if let Err(error) = connection.with_upgrades().await {
-                tracing::debug!(endpoint = %address, %error, "upgraded connection ended with an error");
-            }
-        });
-        let rsp = sender.send_request(req).await.map_err(SendError::Http)?;
         Ok(rsp.map(UpstreamBody::from))
     }
 
@@ -160,18 +145,15 @@ impl Http1Pool {
             if let Some(conn) = self.idle.take_open() {
                 return Ok(Ok(conn));
             }
-            let woke = tokio::select! {
+            tokio::select! {
                 biased;
-                slot = self.connections.acquire_until(deadline) => Woke::Slot(slot),
-                () = &mut returned => Woke::Returned,
-            };
-            match woke {
-                Woke::Slot(slot) => {
+                slot = self.connections.acquire_until(deadline) => {
                     return slot
                         .map(Err)
                         .ok_or(SendError::Connect(ConnectError::Overflow));
                 }
-                Woke::Returned => {}
+                // A connection came back: look again.
+                () = &mut returned => {}
             }
         }
     }
@@ -208,23 +190,5 @@ fn set_host(req: &mut http::Request<RequestBody>) {
         if let Ok(value) = HeaderValue::from_str(authority.as_str()) {
             req.headers_mut().insert(header::HOST, value);
         }
-    }
-}
-
-/// The request target an origin server expects (RFC 9112 §3.2): origin form, or the
-/// authority form for a `CONNECT`.
-fn to_request_target(req: &mut http::Request<RequestBody>) {
-    let target = if req.method() == Method::CONNECT {
-        req.uri().authority().map(|a| Uri::from(a.clone()))
-    } else {
-        Some(
-            req.uri()
-                .path_and_query()
-                .filter(|p| p.as_str() != "/")
-                .map_or_else(Uri::default, |p| Uri::from(p.clone())),
-        )
-    };
-    if let Some(target) = target {
-        *req.uri_mut() = target;
     }
 }
