@@ -49,8 +49,6 @@ impl Http1Connection {
             response_started: false,
         };
         self.keep_alive = true;
-        self.reused = self.served;
-        self.served = true;
     }
 
     /// Sends the request (as much of its body as comes before the response) and reads
@@ -154,7 +152,9 @@ impl Http1Connection {
             let _ = self.response.decode(&mut self.read_buf);
         }
         self.request_body = None;
-        self.reusable()
+        let reusable = self.reusable();
+        self.served |= reusable;
+        reusable
     }
 
     /// Whether the upstream has not closed or written to this idle connection (looked

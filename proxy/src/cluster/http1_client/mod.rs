@@ -96,9 +96,7 @@ pub struct Http1Connection {
     response: BodyDecoder,
     /// The upstream keeps the connection after this response.
     keep_alive: bool,
-    /// It carried a request before the current one.
-    reused: bool,
-    /// It has carried a request.
+    /// An exchange on it ended cleanly before: the current request is not its first.
     served: bool,
 }
 
@@ -147,7 +145,6 @@ impl Http1Connection {
             },
             response: BodyDecoder::Done,
             keep_alive: true,
-            reused: false,
             served: false,
         })
     }
@@ -164,7 +161,7 @@ impl Http1Connection {
     /// response, and either none of the head was written or the method is idempotent
     /// (an upstream closing an idle connection just as a request is written).
     pub fn may_resend(&self, error: &ExchangeError, method: &http::Method) -> bool {
-        self.reused
+        self.served
             && error.is_transport()
             && !self.request.body_started
             && !self.request.response_started
