@@ -61,6 +61,11 @@ struct Cli {
     /// `instructions`: meshwork only (no nginx and HAProxy).
     #[arg(long)]
     no_peers: bool,
+    /// `instructions`: keep each callgrind dump in this directory, as
+    /// `TARGET-PROTOCOL.callgrind`, for `callgrind_annotate` (profiles of the measured
+    /// requests only).
+    #[arg(long, value_name = "DIR")]
+    keep_dumps: Option<std::path::PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -86,6 +91,7 @@ fn main() -> ExitCode {
             install: !cli.no_install,
             meshwork: cli.meshwork.clone(),
             baseline: cli.baseline.clone(),
+            keep_dumps: cli.keep_dumps.clone(),
         };
         return match instructions::run(&options) {
             Ok(_) => ExitCode::SUCCESS,

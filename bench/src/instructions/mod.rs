@@ -47,6 +47,8 @@ pub struct Options {
     pub meshwork: Option<PathBuf>,
     /// A second meshwork binary, measured as `meshwork-base`.
     pub baseline: Option<PathBuf>,
+    /// Where to keep each dump (the run's own directory is removed when it ends).
+    pub keep_dumps: Option<PathBuf>,
 }
 
 /// The request paths measured.
@@ -238,8 +240,14 @@ impl Bench<'_> {
         self.load(protocol, &ports, self.options.requests, &dir)?;
         self.callgrind_control("-d", proc.pid())?;
         proc.check_alive()?;
-        let dump = std::fs::read_to_string(dir.join("callgrind.out.1"))
-            .context("callgrind wrote no dump")?;
+        let dump_file = dir.join("callgrind.out.1");
+        let dump = std::fs::read_to_string(&dump_file).context("callgrind wrote no dump")?;
+        if let Some(keep) = &self.options.keep_dumps {
+            std::fs::create_dir_all(keep)?;
+            let kept = keep.join(format!("{}-{}.callgrind", subject.name(), protocol.name()));
+            std::fs::copy(&dump_file, &kept)
+                .with_context(|| format!("keeping the dump as {}", kept.display()))?;
+        }
         let counts = callgrind::parse(&dump).map_err(anyhow::Error::msg)?;
         Ok(Measurement {
             target: subject.name(),
