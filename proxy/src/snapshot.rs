@@ -180,7 +180,9 @@ pub struct Snapshot {
     /// Where the config came from (e.g. `file:/etc/meshwork/config.yaml`).
     pub source: String,
     pub config: Arc<Config>,
-    http_listeners: HashMap<String, Arc<HttpListenerPlan>>,
+    /// What each HTTP listener's requests need, by listener name: looked up once per
+    /// request, and a B-tree's few string comparisons cost less than hashing the name.
+    http_listeners: BTreeMap<String, Arc<HttpListenerPlan>>,
     /// What each TCP listener's connections need, by listener name.
     tcp_listeners: HashMap<String, Arc<TcpListenerPlan>>,
     /// Each `auto` listener's per-port protocol hints, by listener name.
@@ -236,7 +238,7 @@ impl Snapshot {
             mesh.as_ref(),
         );
         let route_tables = registry.routes.resolve(&config.route_tables, &clusters);
-        let mut http_listeners = HashMap::new();
+        let mut http_listeners = BTreeMap::new();
         let mut tcp_listeners = HashMap::new();
         for listener in &config.listeners {
             let authorization = || {

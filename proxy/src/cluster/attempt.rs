@@ -74,7 +74,7 @@ impl Verdict {
     /// The verdict on a response head.
     pub fn of_response(status: StatusCode, headers: &HeaderMap) -> Self {
         let grpc_exhausted = headers
-            .get("grpc-status")
+            .get(crate::http::response::GRPC_STATUS)
             .is_some_and(|v| v.as_bytes() == GRPC_RESOURCE_EXHAUSTED);
         if status == StatusCode::TOO_MANY_REQUESTS || grpc_exhausted {
             Verdict::Shedding
@@ -186,14 +186,16 @@ impl Attempt {
     /// The endpoint answered with this head: counted in its metrics and latency
     /// estimate, and judged by [`Verdict::of_response`]. Returns the time it took.
     pub fn answered(mut self, status: StatusCode, headers: &HeaderMap) -> Duration {
-        let elapsed = self.elapsed();
+        // One clock read for the latency, the estimate's decay and the detector's timer.
+        let now = Instant::now();
+        let elapsed = now.saturating_duration_since(self.started);
         self.endpoint.metrics.response(status, elapsed);
         let verdict = Verdict::of_response(status, headers);
         if verdict != Verdict::Shedding {
-            self.endpoint.observe_latency(elapsed);
+            self.endpoint.observe_latency_at(elapsed, now);
         }
         self.settle(verdict);
-        super::latency::judge_if_due(&self.cluster, Instant::now());
+        super::latency::judge_if_due(&self.cluster, now);
         elapsed
     }
 

@@ -1,6 +1,6 @@
 //! Proxy header semantics: hop-by-hop removal (RFC 9110 §7.6.1) and forwarding headers.
 
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, Entry, HeaderMap, HeaderName, HeaderValue};
 
 /// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1, plus the
 /// de-facto `keep-alive` and `proxy-connection`).
@@ -100,21 +100,41 @@ fn connection_has(headers: &HeaderMap, token: &str) -> bool {
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
-/// Appends the client address to `x-forwarded-for` and sets `x-forwarded-proto`.
-pub fn add_forwarded(headers: &mut HeaderMap, client_ip: std::net::IpAddr, proto: &'static str) {
-    let mut ip = [0u8; 48];
-    let n = write_ip(client_ip, &mut ip);
-    let ip = &ip[..n];
-    let previous = headers
-        .get(X_FORWARDED_FOR)
-        .filter(|v| !v.as_bytes().trim_ascii().is_empty());
-    let value = match previous {
-        Some(previous) => super::made_values::header_value(&[previous.as_bytes(), b", ", ip]),
-        None => super::made_values::header_value(&[ip]),
-    };
-    if let Some(value) = value {
-        // Multiple XFF lines are folded into one list, as RFC 9110 §5.3 allows.
-        headers.insert(X_FORWARDED_FOR, value);
+/// The client's address as `x-forwarded-for` text, made once per connection: each
+/// request's header is then a clone of it (a reference count) rather than a value
+/// written, checked and cut anew.
+pub fn client_address_value(ip: std::net::IpAddr) -> HeaderValue {
+    let mut text = [0u8; 48];
+    let n = write_ip(ip, &mut text);
+    HeaderValue::from_bytes(&text[..n]).expect("an address is a valid header value")
+}
+
+/// Appends the client's address (from [`client_address_value`]) to `x-forwarded-for`
+/// and sets `x-forwarded-proto`.
+pub fn add_forwarded(headers: &mut HeaderMap, client_address: &HeaderValue, proto: &'static str) {
+    match headers.entry(X_FORWARDED_FOR) {
+        Entry::Vacant(entry) => {
+            entry.insert(client_address.clone());
+        }
+        Entry::Occupied(mut entry) => {
+            // Every line the client sent, folded into one list (RFC 9110 §5.3), then
+            // this hop.
+            let mut parts: Vec<&[u8]> = Vec::new();
+            for value in entry.iter() {
+                let value = value.as_bytes().trim_ascii();
+                if !value.is_empty() {
+                    parts.extend([value, b", "]);
+                }
+            }
+            parts.push(client_address.as_bytes());
+            let value = match parts.len() {
+                1 => Some(client_address.clone()),
+                _ => super::made_values::header_value(&parts),
+            };
+            if let Some(value) = value {
+                entry.insert(value);
+            }
+        }
     }
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
 }
@@ -216,11 +236,39 @@ pub(crate) mod tests {
         assert_eq!(h["connection"], "upgrade");
     }
 
+    fn local() -> HeaderValue {
+        client_address_value("127.0.0.1".parse().unwrap())
+    }
+
     #[test]
     fn forwarded_for_is_appended() {
         let mut h = map(&[("x-forwarded-for", "10.0.0.1")]);
-        add_forwarded(&mut h, "127.0.0.1".parse().unwrap(), "http");
+        add_forwarded(&mut h, &local(), "http");
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "http");
+        let mut h = map(&[("x-forwarded-proto", "https")]);
+        add_forwarded(&mut h, &local(), "http");
+        assert_eq!(h["x-forwarded-for"], "127.0.0.1");
+        assert_eq!(
+            h["x-forwarded-proto"], "http",
+            "the client's own is replaced"
+        );
+    }
+
+    /// Every line a client sent stays in the list, in order (none dropped), empty ones
+    /// left out; the result is one line.
+    #[test]
+    fn forwarded_for_lines_are_folded_into_one() {
+        let mut h = map(&[
+            ("x-forwarded-for", "203.0.113.7"),
+            ("x-forwarded-for", " "),
+            ("x-forwarded-for", "10.0.0.1, 10.0.0.2"),
+        ]);
+        add_forwarded(&mut h, &local(), "https");
+        let all: Vec<_> = h.get_all("x-forwarded-for").iter().collect();
+        assert_eq!(all, ["203.0.113.7, 10.0.0.1, 10.0.0.2, 127.0.0.1"]);
+        let mut h = map(&[("x-forwarded-for", "")]);
+        add_forwarded(&mut h, &local(), "https");
+        assert_eq!(h["x-forwarded-for"], "127.0.0.1");
     }
 }

@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::{Entry, HeaderMap, HeaderName, HeaderValue};
 
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -49,15 +49,28 @@ impl RequestId {
 /// The request's id: kept when the client sent a usable one (not empty, at most
 /// [`MAX_CLIENT_REQUEST_ID_BYTES`]), generated and set otherwise.
 pub fn ensure_request_id(headers: &mut HeaderMap) -> RequestId {
-    if let Some(value) = headers.get(X_REQUEST_ID) {
-        if !value.is_empty() && value.len() <= MAX_CLIENT_REQUEST_ID_BYTES {
-            return RequestId::Client(value.clone());
+    // One lookup for reading and setting.
+    let entry = match headers.entry(X_REQUEST_ID) {
+        Entry::Occupied(entry) => {
+            let value = entry.get();
+            if !value.is_empty() && value.len() <= MAX_CLIENT_REQUEST_ID_BYTES {
+                return RequestId::Client(value.clone());
+            }
+            Ok(entry)
         }
-    }
+        Entry::Vacant(entry) => Err(entry),
+    };
     let mut text = [0u8; GENERATED_LEN];
     uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
     let value = super::made_values::header_value(&[&text]).expect("a uuid is a valid header value");
-    headers.insert(X_REQUEST_ID, value);
+    match entry {
+        Ok(mut occupied) => {
+            occupied.insert(value);
+        }
+        Err(vacant) => {
+            vacant.insert(value);
+        }
+    }
     RequestId::Generated(text)
 }
 

@@ -1,6 +1,9 @@
 //! Responses the proxy writes itself.
 
-use http::{HeaderValue, Response, StatusCode, header};
+use http::{HeaderName, HeaderValue, Response, StatusCode, header};
+
+/// `grpc-status`, as a name made once: a lookup by `&str` parses the name each time.
+pub const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 
 use super::{ERROR_HEADER, ProxyError, ResponseBody};
 
@@ -35,7 +38,7 @@ fn grpc_trailers_only(error: ProxyError, code: u16) -> Response<ResponseBody> {
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/grpc"),
     );
-    h.insert("grpc-status", HeaderValue::from(code));
+    h.insert(GRPC_STATUS, HeaderValue::from(code));
     h.insert("grpc-message", HeaderValue::from_static("fault%20injected"));
     h.insert(ERROR_HEADER, HeaderValue::from_static(error.reason()));
     rsp

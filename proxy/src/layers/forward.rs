@@ -67,7 +67,7 @@ where
             req.http.version() == Version::HTTP_11 && is_upgrade_request(req.http.headers());
         let headers = req.http.headers_mut();
         remove_hop_by_hop(headers, upgrade);
-        add_forwarded(headers, req.ctx.client_addr.ip(), req.ctx.scheme);
+        add_forwarded(headers, &req.ctx.client_address_value, req.ctx.scheme);
         let id = ensure_request_id(headers);
         let _ = req.ctx.record.request_id.set(id);
         Either::Right(self.inner.call(req).map_ok(strip_response as fn(_) -> _))

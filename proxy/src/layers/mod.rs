@@ -64,6 +64,9 @@ pub struct RequestContext {
     /// What happened, for metrics and the access log.
     pub record: Arc<RequestRecord>,
     pub client_addr: SocketAddr,
+    /// The client's IP as `x-forwarded-for` text, made once per connection
+    /// ([`crate::http::headers::client_address_value`]).
+    pub client_address_value: http::HeaderValue,
     /// The verified SPIFFE ID of the client's certificate (mTLS listeners).
     pub peer_identity: Option<Arc<str>>,
     /// `http` or `https`, as seen by the client.

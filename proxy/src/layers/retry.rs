@@ -91,7 +91,7 @@ pub fn retry_reason(
             // gRPC errors arrive as HTTP 200 with grpc-status in a trailers-only response.
             let grpc = rsp
                 .headers()
-                .get("grpc-status")?
+                .get(crate::http::response::GRPC_STATUS)?
                 .to_str()
                 .ok()?
                 .parse::<u16>()

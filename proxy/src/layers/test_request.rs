@@ -53,6 +53,7 @@ pub fn routed(snapshot: &Arc<Snapshot>, method: http::Method) -> ProxyRequest {
             plan,
             record,
             client_addr: ([127, 0, 0, 1], 40000).into(),
+            client_address_value: http::HeaderValue::from_static("127.0.0.1"),
             peer_identity: None,
             scheme: "http",
             route,

@@ -64,8 +64,9 @@ impl HeadScanner {
     /// them while it is not complete, none once it is). The rest are body or a pipelined
     /// request: what the connection has read beyond the heads it has parsed.
     ///
-    /// Line by line: `memchr` finds each line's end and each name's colon, looking no
-    /// further into a name than the longest one looked for; values are skipped unread.
+    /// Line by line: `memchr` finds each line's end, and the colon of each name that
+    /// starts as one looked for (`c` or `t`), looking no further into it than the longest
+    /// one; values and other lines are skipped unread.
     pub fn scan(&mut self, bytes: &[u8]) -> usize {
         let mut i = 0;
         loop {
@@ -89,10 +90,15 @@ impl HeadScanner {
                     } else if b == b'\r' && self.state == State::LineStart {
                         i += 1;
                         self.state = State::BlankCr;
-                    } else {
-                        // A header line (a lone `\r` before it is dropped).
+                    } else if matches!(b | 0x20, b'c' | b't') {
+                        // A header line whose name may be one looked for (a lone `\r`
+                        // before it is dropped).
                         self.len = 0;
                         self.state = State::Name;
+                    } else {
+                        // Any other header line: skipped to its end without looking for
+                        // its colon (most lines of most heads).
+                        self.state = State::Rest;
                     }
                 }
                 State::Name => {

@@ -221,6 +221,7 @@ impl Conn {
         let service = HttpService {
             listener: self.settings.listener.clone(),
             client_addr: self.client_addr,
+            client_address_value: crate::http::headers::client_address_value(self.client_addr.ip()),
             peer_identity: self.peer_identity.clone(),
             original_destination: self.original_destination,
             transparent_source: self.transparent_source,
@@ -331,6 +332,7 @@ where
 struct HttpService {
     listener: Arc<str>,
     client_addr: SocketAddr,
+    client_address_value: http::HeaderValue,
     peer_identity: Option<Arc<str>>,
     original_destination: Option<SocketAddr>,
     /// A TPROXY-delivered client's address: original destinations are dialed from it.
@@ -391,6 +393,7 @@ impl hyper::service::Service<http::Request<Incoming>> for HttpService {
                 snapshot,
                 listener: self.listener.clone(),
                 client_addr: self.client_addr,
+                client_address_value: self.client_address_value.clone(),
                 peer_identity: self.peer_identity.clone(),
                 scheme: self.scheme,
                 route: None,

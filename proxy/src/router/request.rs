@@ -34,18 +34,23 @@ impl<'a> RouteRequest<'a> {
 
 /// `API.Example.com:8080.` -> `api.example.com`; `[::1]:80` -> `[::1]`.
 pub fn normalize_host(raw: &str) -> std::borrow::Cow<'_, str> {
-    let without_userinfo = raw.rsplit('@').next().unwrap_or(raw);
-    let without_port = if without_userinfo.starts_with('[') {
-        match without_userinfo.find(']') {
-            Some(end) => &without_userinfo[..=end],
-            None => without_userinfo,
-        }
+    // Byte scans rather than `rsplit`/`rfind`: a host is a few bytes, and the string
+    // searchers' setup cost more than the scan itself (a tenth of the route lookup in a
+    // callgrind profile). `@`, `[`, `]` and `:` are ASCII, so every cut is a char boundary.
+    let after_userinfo = raw.bytes().rposition(|b| b == b'@').map_or(0, |at| at + 1);
+    let without_userinfo = &raw[after_userinfo..];
+    let end = if without_userinfo.starts_with('[') {
+        without_userinfo
+            .bytes()
+            .position(|b| b == b']')
+            .map_or(without_userinfo.len(), |close| close + 1)
     } else {
-        match without_userinfo.rfind(':') {
-            Some(i) => &without_userinfo[..i],
-            None => without_userinfo,
-        }
+        without_userinfo
+            .bytes()
+            .rposition(|b| b == b':')
+            .unwrap_or(without_userinfo.len())
     };
+    let without_port = &without_userinfo[..end];
     let trimmed = without_port.strip_suffix('.').unwrap_or(without_port);
     if trimmed.bytes().any(|b| b.is_ascii_uppercase()) {
         std::borrow::Cow::Owned(trimmed.to_ascii_lowercase())
