@@ -38,6 +38,27 @@ async fn x_forwarded_for_is_appended_to_what_the_client_sent() {
     );
 }
 
+/// Several `x-forwarded-for` lines reach the upstream as one list, every hop the client
+/// named kept in order and this proxy's last: none dropped, nothing to put before it.
+#[tokio::test]
+async fn x_forwarded_for_lines_are_folded_into_one_list() {
+    let app = Upstream::http1().name("app").start().await;
+    let proxy = proxy_to(&app).await;
+    let echo = HttpClient::h1()
+        .request(Method::GET, &proxy.url("edge", "/"))
+        .header("x-forwarded-for", "203.0.113.7")
+        .header("x-forwarded-for", "10.0.0.1, 10.0.0.2")
+        .send()
+        .await
+        .echo();
+    assert_eq!(
+        echo.headers.get("x-forwarded-for"),
+        Some(&vec![
+            "203.0.113.7, 10.0.0.1, 10.0.0.2, 127.0.0.1".to_owned()
+        ])
+    );
+}
+
 #[tokio::test]
 async fn x_forwarded_proto_says_http_whatever_the_client_claims() {
     let app = Upstream::http1().name("app").start().await;
