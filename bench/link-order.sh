@@ -65,11 +65,14 @@ route_tables:
 clusters:
   - name: upstream
     endpoints: [$upstream]
+    protocol: http1
 YAML
 "$bin" check "$work/config.yaml" >/dev/null
 
+# Started as the injected sidecar and the image start it (`run -c FILE --drain-timeout`):
+# the command line's own parsing is part of what startup runs.
 valgrind --tool=callgrind --demangle=no --compress-strings=no \
-    --callgrind-out-file="$work/cg.out" "$bin" run --config "$work/config.yaml" \
+    --callgrind-out-file="$work/cg.out" "$bin" run -c "$work/config.yaml" --drain-timeout 5s \
     > "$work/proxy.log" 2>&1 &
 proxy=$!
 pids+=($proxy)
