@@ -1,4 +1,6 @@
-//! Scenario 5: memory and startup. Each round starts every proxy afresh: time from spawn
+//! Scenario 5: memory and startup. Each round starts every proxy afresh, its executable
+//! first dropped from the page cache (`targets::evict_from_page_cache`: read from disk,
+//! as a container's first start on a node reads it): time from spawn
 //! to ready (`/ready` answers 200 for meshwork; the port accepts for nginx and HAProxy),
 //! RSS once idle, then RSS while holding 10,000 idle keep-alive client connections
 //! (each has done one request). RSS is summed over the proxy's processes (nginx: master
@@ -49,6 +51,9 @@ impl Scenario for Memory {
             for target in ctx.proxies() {
                 let tag = format!("mem{round}");
                 let result = (|| -> anyhow::Result<()> {
+                    if let Some(program) = ctx.env.program(target) {
+                        targets::evict_from_page_cache(program)?;
+                    }
                     let mut running = targets::start(target, &ctx.env, ctx.upstream_port, &tag)?;
                     startup_ms.push(target, running.startup.as_secs_f64() * 1e3);
                     std::thread::sleep(SETTLE);
