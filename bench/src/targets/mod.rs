@@ -122,8 +122,8 @@ impl Env {
 /// When the file cannot be opened or the kernel refuses the advice.
 pub fn evict_from_page_cache(program: &Path) -> anyhow::Result<()> {
     use nix::fcntl::{PosixFadviseAdvice, posix_fadvise};
-    let file = std::fs::File::open(program)
-        .with_context(|| format!("opening {}", program.display()))?;
+    let file =
+        std::fs::File::open(program).with_context(|| format!("opening {}", program.display()))?;
     file.sync_all().ok();
     posix_fadvise(&file, 0, 0, PosixFadviseAdvice::POSIX_FADV_DONTNEED)
         .with_context(|| format!("evicting {} from the page cache", program.display()))?;

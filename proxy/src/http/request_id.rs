@@ -50,28 +50,30 @@ impl RequestId {
 /// [`MAX_CLIENT_REQUEST_ID_BYTES`]), generated and set otherwise.
 pub fn ensure_request_id(headers: &mut HeaderMap) -> RequestId {
     // One lookup for reading and setting.
-    let entry = match headers.entry(X_REQUEST_ID) {
-        Entry::Occupied(entry) => {
+    match headers.entry(X_REQUEST_ID) {
+        Entry::Occupied(mut entry) => {
             let value = entry.get();
             if !value.is_empty() && value.len() <= MAX_CLIENT_REQUEST_ID_BYTES {
                 return RequestId::Client(value.clone());
             }
-            Ok(entry)
+            let (id, value) = generate();
+            entry.insert(value);
+            id
         }
-        Entry::Vacant(entry) => Err(entry),
-    };
+        Entry::Vacant(entry) => {
+            let (id, value) = generate();
+            entry.insert(value);
+            id
+        }
+    }
+}
+
+/// A random id, and its header value.
+fn generate() -> (RequestId, HeaderValue) {
     let mut text = [0u8; GENERATED_LEN];
     uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
     let value = super::made_values::header_value(&[&text]).expect("a uuid is a valid header value");
-    match entry {
-        Ok(mut occupied) => {
-            occupied.insert(value);
-        }
-        Err(vacant) => {
-            vacant.insert(value);
-        }
-    }
-    RequestId::Generated(text)
+    (RequestId::Generated(text), value)
 }
 
 #[cfg(test)]
