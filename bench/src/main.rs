@@ -122,13 +122,16 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let full_all = everything && !cli.quick;
+    // `results/latest.json` is the run the generated section of RESULTS.md shows: both
+    // are written, or neither (`--write-results` / `--no-write-results` set both).
+    let write_results = !cli.no_write_results && (cli.write_results || full_all);
     let options = RunOptions {
         scenarios: chosen,
         quick: cli.quick,
         rounds: cli.rounds,
         install: !cli.no_install,
-        write_results_md: !cli.no_write_results && (cli.write_results || full_all),
-        save_latest: full_all,
+        write_results_md: write_results,
+        save_latest: write_results,
         max_busy_percent: cli.max_busy,
         wait_quiet: Duration::from_secs(cli.wait_quiet),
         meshwork: cli.meshwork.clone(),
