@@ -118,16 +118,9 @@ impl Endpoint {
         self.health.as_ref().is_none_or(|h| h.is_healthy())
     }
 
-    /// Records the time an attempt waited for its response head (for `peak_ewma` and
-    /// latency-based ejection).
-    #[cfg(test)]
-    pub fn observe_latency(&self, elapsed: std::time::Duration) {
-        self.latency.observe(elapsed, std::time::Instant::now());
-        self.observe_cut(elapsed);
-    }
-
-    /// [`Endpoint::observe_latency`] with the time already read (an attempt's end reads
-    /// it once for everything it records).
+    /// Records the time an attempt waited for its response head, which ended at `now`
+    /// (for `peak_ewma` and latency-based ejection; an attempt's end reads the clock once
+    /// for everything it records).
     pub fn observe_latency_at(&self, elapsed: std::time::Duration, now: tokio::time::Instant) {
         self.latency.observe(elapsed, now.into_std());
         if let Some(window) = &self.latency_window {

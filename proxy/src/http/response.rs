@@ -2,10 +2,10 @@
 
 use http::{HeaderName, HeaderValue, Response, StatusCode, header};
 
+use super::{ERROR_HEADER, ProxyError, ResponseBody};
+
 /// `grpc-status`, as a name made once: a lookup by `&str` parses the name each time.
 pub const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
-
-use super::{ERROR_HEADER, ProxyError, ResponseBody};
 
 /// The response for an error the proxy answers itself, naming the reason.
 pub fn error_response(error: ProxyError) -> Response<ResponseBody> {

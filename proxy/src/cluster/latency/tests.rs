@@ -126,7 +126,7 @@ fn three_endpoints() -> Arc<ClusterRuntime> {
 fn traffic(c: &ClusterRuntime, latencies: &[u64], count: usize) {
     for _ in 0..count {
         for (ep, &latency) in c.endpoints.iter().zip(latencies) {
-            ep.observe_latency(ms(latency));
+            ep.observe_latency_at(ms(latency), Instant::now());
         }
     }
 }
