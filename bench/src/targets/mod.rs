@@ -283,13 +283,9 @@ pub fn start_with(
         | Target::MeshworkBase
         | Target::MeshworkObserved
         | Target::MeshworkObservedSampled => {
-            let binary = match target {
-                Target::MeshworkBase => env
-                    .meshwork_base
-                    .as_ref()
-                    .context("no --baseline meshwork binary given")?,
-                _ => &env.meshwork,
-            };
+            let binary = env
+                .program(target)
+                .context("no --baseline meshwork binary given")?;
             let ports = ProxyPorts { http, h2: http };
             let admin = free_port()?;
             let file = dir.join("meshwork.yaml");
