@@ -4,20 +4,22 @@
 
 use meshwork_tests::{HttpClient, Proxy, RawScript, RawUpstream, single_cluster_config};
 
-async fn proxy_to(app: &RawUpstream) -> Proxy {
-    Proxy::with_config(single_cluster_config(&app.endpoint(), "http1"))
+/// An upstream that answers every connection's first request with `reply` (then echoes),
+/// and the proxy in front of it.
+async fn proxy_to_reply(reply: &[u8]) -> (RawUpstream, Proxy) {
+    let app = RawUpstream::start(RawScript::ReplyThenEcho(reply.to_vec())).await;
+    let proxy = Proxy::with_config(single_cluster_config(&app.endpoint(), "http1"))
         .start()
-        .await
+        .await;
+    (app, proxy)
 }
 
 #[tokio::test]
 async fn a_body_framed_by_both_transfer_encoding_and_content_length_is_read_by_its_chunks() {
-    let app = RawUpstream::start(RawScript::ReplyThenEcho(
-        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
-            .to_vec(),
-    ))
+    let (_app, proxy) = proxy_to_reply(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    )
     .await;
-    let proxy = proxy_to(&app).await;
     let reply = HttpClient::h1().get(&proxy.url("edge", "/")).await;
     assert_eq!(reply.status, 200);
     assert_eq!(reply.text(), "hello");
@@ -30,12 +32,10 @@ async fn a_body_framed_by_both_transfer_encoding_and_content_length_is_read_by_i
 
 #[tokio::test]
 async fn bytes_after_a_response_are_never_read_as_the_next_response() {
-    let app = RawUpstream::start(RawScript::ReplyThenEcho(
-        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged"
-            .to_vec(),
-    ))
+    let (app, proxy) = proxy_to_reply(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged",
+    )
     .await;
-    let proxy = proxy_to(&app).await;
     let client = HttpClient::h1();
     for round in 0..2 {
         let reply = client.get(&proxy.url("edge", "/")).await;
@@ -58,8 +58,7 @@ async fn malformed_response_heads_are_a_502() {
         "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
         "HTTP/9.9 200 OK\r\nContent-Length: 0\r\n\r\n",
     ] {
-        let app = RawUpstream::start(RawScript::ReplyThenEcho(head.as_bytes().to_vec())).await;
-        let proxy = proxy_to(&app).await;
+        let (_app, proxy) = proxy_to_reply(head.as_bytes()).await;
         let reply = HttpClient::h1().get(&proxy.url("edge", "/")).await;
         assert_eq!(reply.status, 502, "{head:?}");
         assert_eq!(
