@@ -1,5 +1,8 @@
 //! The `meshwork` binary: parse arguments, load config, start.
-#![forbid(unsafe_code)]
+// Denied, not forbidden: `float_symbols` allows it for one `#[unsafe(no_mangle)]`.
+#![deny(unsafe_code)]
+
+mod float_symbols;
 
 use std::process::ExitCode;
 

@@ -30,13 +30,15 @@ pub struct Estimate {
 ///
 /// Both estimates decay by `exp(-(now - stamp) / decay)`, so the common factor
 /// `exp(-now / decay)` cancels out of the comparison: it takes one `exp` of the
-/// difference of their stamps and no clock read. Weights only set how often an
+/// difference of their stamps and no clock read. `exp` is the `libm` crate's, not
+/// `f64::exp`: that one is glibc's libm, which the binary does not load
+/// (`float_symbols.rs` in the binary). Weights only set how often an
 /// endpoint is drawn into the comparison (see [`super::least_request::pick`]).
 pub fn cheaper(b: (Estimate, usize), a: (Estimate, usize), decay_ns: f64) -> bool {
     let (eb, qb) = b;
     let (ea, qa) = a;
     let age = (eb.stamp_ns as f64 - ea.stamp_ns as f64) / decay_ns;
-    let cost_b = eb.stored_ns * (qb as f64 + 1.0) * age.exp();
+    let cost_b = eb.stored_ns * (qb as f64 + 1.0) * libm::exp(age);
     let cost_a = ea.stored_ns * (qa as f64 + 1.0);
     cost_b < cost_a
 }
@@ -83,7 +85,7 @@ impl PeakEwma {
     /// How much of the stored estimate is left at `now`: `exp(-elapsed / decay)`.
     fn retained(&self, now_ns: u64) -> f64 {
         let elapsed = now_ns.saturating_sub(self.stamp.load(Ordering::Relaxed)) as f64;
-        (-elapsed / self.decay_ns).exp()
+        libm::exp(-elapsed / self.decay_ns)
     }
 
     /// The estimate at `now`, in nanoseconds.
