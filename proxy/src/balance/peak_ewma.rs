@@ -6,9 +6,12 @@
 //! so an endpoint turning slow loses traffic right away; below, it is blended in with
 //! a weight that grows with the time since the last one, so the estimate decays towards
 //! recent values over the cluster's `peak_ewma.decay` ([`DEFAULT_DECAY`] unless set).
-//! Between observations the estimate decays towards zero, so an endpoint that got no traffic for a while is tried again. The
-//! cost compared is `estimate * (in_flight + 1)`: a fast endpoint that is already busy
-//! loses to a slightly slower idle one.
+//! Between observations the estimate decays towards zero, so an endpoint that got no
+//! traffic for a while is tried again. The cost compared is `estimate * (in_flight + 1)`:
+//! a fast endpoint that is already busy loses to a slightly slower idle one.
+//!
+//! The decay's `exp` is the `libm` crate's rather than `f64::exp`, which is glibc's
+//! libm: the `meshwork` binary does not load that library (its `float_symbols` module).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -30,9 +33,7 @@ pub struct Estimate {
 ///
 /// Both estimates decay by `exp(-(now - stamp) / decay)`, so the common factor
 /// `exp(-now / decay)` cancels out of the comparison: it takes one `exp` of the
-/// difference of their stamps and no clock read. `exp` is the `libm` crate's, not
-/// `f64::exp`: that one is glibc's libm, which the binary does not load
-/// (`float_symbols.rs` in the binary). Weights only set how often an
+/// difference of their stamps and no clock read. Weights only set how often an
 /// endpoint is drawn into the comparison (see [`super::least_request::pick`]).
 pub fn cheaper(b: (Estimate, usize), a: (Estimate, usize), decay_ns: f64) -> bool {
     let (eb, qb) = b;
