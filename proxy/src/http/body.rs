@@ -6,10 +6,10 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 
 use crate::cluster::pool::UpstreamBody;
 
+use super::client_body::{ClientBody, ClientBodyError};
 use super::client_fault::{ClientFault, ClientFaultCell};
 use super::tee::BodyTee;
 
@@ -83,7 +83,7 @@ pin_project_lite::pin_project! {
         /// Straight from the client.
         Streaming {
             #[pin]
-            inner: Incoming,
+            inner: ClientBody,
             record: Option<std::sync::Arc<crate::observe::RequestRecord>>,
             // A route `mirror`'s copy of the body, taken as frames go by.
             tee: Option<Box<BodyTee>>,
@@ -99,7 +99,7 @@ pin_project_lite::pin_project! {
         Prefixed {
             prefix: Option<Bytes>,
             #[pin]
-            rest: Incoming,
+            rest: ClientBody,
             record: Option<std::sync::Arc<crate::observe::RequestRecord>>,
             // Saw the prefix already; copies the rest.
             tee: Option<Box<BodyTee>>,
@@ -110,11 +110,11 @@ pin_project_lite::pin_project! {
 
 impl RequestBody {
     pub fn new(
-        inner: Incoming,
+        inner: impl Into<ClientBody>,
         record: Option<std::sync::Arc<crate::observe::RequestRecord>>,
     ) -> Self {
         RequestBody::Streaming {
-            inner,
+            inner: inner.into(),
             record,
             tee: None,
             faults: None,
@@ -161,7 +161,7 @@ fn observe(
     record: &Option<std::sync::Arc<crate::observe::RequestRecord>>,
     tee: &mut Option<Box<BodyTee>>,
     faults: &Option<std::sync::Arc<ClientFaultCell>>,
-    frame: &Poll<Option<Result<Frame<Bytes>, hyper::Error>>>,
+    frame: &Poll<Option<Result<Frame<Bytes>, ClientBodyError>>>,
     ended: bool,
 ) {
     match frame {
@@ -196,12 +196,12 @@ fn observe(
 
 impl Body for RequestBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = ClientBodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, ClientBodyError>>> {
         match self.project() {
             RequestBodyProj::Streaming {
                 mut inner,

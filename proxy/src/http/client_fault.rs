@@ -10,6 +10,7 @@
 use std::sync::OnceLock;
 
 use super::ProxyError;
+use super::client_body::ClientBodyError;
 
 /// How a client broke its own request body.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,11 +24,17 @@ pub enum ClientFault {
 }
 
 impl ClientFault {
-    /// Classifies the error of a body read from a client, by its types: io error kinds
-    /// from hyper's HTTP/1 decoder (`InvalidData`/`InvalidInput` for broken framing),
-    /// hyper's parse errors, and the h2 reason (`PROTOCOL_ERROR` for a broken stream).
-    /// Anything else is the client going away.
-    pub fn of(error: &hyper::Error) -> Self {
+    /// Classifies the error of a body read from a client: meshwork's HTTP/1 connection
+    /// says which it is; of hyper's errors, by their types: io error kinds from its
+    /// HTTP/1 decoder (`InvalidData`/`InvalidInput` for broken framing), its parse errors,
+    /// and the h2 reason (`PROTOCOL_ERROR` for a broken stream). Anything else is the
+    /// client going away.
+    pub fn of(error: &ClientBodyError) -> Self {
+        let error = match error {
+            ClientBodyError::Malformed(_) => return ClientFault::Malformed,
+            ClientBodyError::Closed => return ClientFault::Closed,
+            ClientBodyError::Hyper(error) => error,
+        };
         if error.is_parse() {
             return ClientFault::Malformed;
         }
@@ -98,7 +105,7 @@ mod tests {
                         .collect()
                         .await
                         .err()
-                        .map(|e| ClientFault::of(&e));
+                        .map(|e| ClientFault::of(&ClientBodyError::Hyper(e)));
                     if let Some(tx) = tx {
                         let _ = tx.send(fault);
                     }

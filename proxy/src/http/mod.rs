@@ -3,7 +3,9 @@
 
 pub mod authority;
 pub mod body;
+pub mod client_body;
 pub mod client_fault;
+pub mod client_upgrade;
 pub mod error;
 pub mod extended_connect;
 pub mod headers;

@@ -7,6 +7,7 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
 use super::ProxyError;
+use super::client_upgrade::ClientUpgrade;
 use super::extended_connect::Http2Answer;
 use super::upgrade::Requested;
 
@@ -24,12 +25,12 @@ pub enum Downstream {
 #[derive(Debug)]
 pub struct PendingTunnel {
     requested: Requested,
-    client: OnUpgrade,
+    client: ClientUpgrade,
     downstream: Downstream,
 }
 
 impl PendingTunnel {
-    pub fn new(requested: Requested, client: OnUpgrade, downstream: Downstream) -> Self {
+    pub fn new(requested: Requested, client: ClientUpgrade, downstream: Downstream) -> Self {
         Self {
             requested,
             client,
@@ -72,15 +73,15 @@ impl PendingTunnel {
 }
 
 /// Copies bytes both ways between an upgraded client and upstream until either closes.
-async fn relay(downstream: OnUpgrade, upstream: OnUpgrade, endpoint: Box<str>) {
-    let (down, up) = match tokio::try_join!(downstream, upstream) {
+async fn relay(downstream: ClientUpgrade, upstream: OnUpgrade, endpoint: Box<str>) {
+    let upstream = async { upstream.await.map_err(|e| e.to_string()) };
+    let (mut down, up) = match tokio::try_join!(downstream.into_io(), upstream) {
         Ok(pair) => pair,
         Err(error) => {
             tracing::debug!(%endpoint, %error, "upgrade failed");
             return;
         }
     };
-    let mut down = TokioIo::new(down);
     let mut up = TokioIo::new(up);
     match tokio::io::copy_bidirectional(&mut down, &mut up).await {
         Ok((from_client, from_upstream)) => {

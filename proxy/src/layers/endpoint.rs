@@ -16,6 +16,7 @@ use std::task::{Context, Poll};
 use http::uri::{Authority, Scheme};
 use http::{StatusCode, Uri, Version, header};
 use hyper::upgrade::OnUpgrade;
+use crate::http::client_upgrade::ClientUpgrade;
 use meshwork_config::model::UpstreamProtocol;
 use tower::Service;
 
@@ -100,9 +101,9 @@ fn prepare(
         None => {
             let tunnel = !http2
                 && req.version() == Version::HTTP_11
-                && req.extensions().get::<OnUpgrade>().is_some();
+                && req.extensions().get::<ClientUpgrade>().is_some();
             upgrade::negotiate(req.headers_mut(), allowed, tunnel).and_then(|requested| {
-                let client = req.extensions_mut().remove::<OnUpgrade>()?;
+                let client = req.extensions_mut().remove::<ClientUpgrade>()?;
                 Some(PendingTunnel::new(requested, client, Downstream::Http1))
             })
         }
@@ -147,6 +148,7 @@ fn admit_extended_connect(
     let client = req
         .extensions_mut()
         .remove::<OnUpgrade>()
+        .map(ClientUpgrade::Hyper)
         .ok_or(ProxyError::UpgradeFailed)?;
     let answer = extended_connect::into_upgrade(req, protocol);
     Ok(PendingTunnel::new(

@@ -23,10 +23,12 @@ use tower::ServiceExt;
 
 use super::activity::{ConnActivity, ConnProtocol, InFlightGuard};
 use super::first_head;
+use super::http1::{Http1Server, Http1Service};
 use super::io::{ConnIo, Handback};
 use super::park;
 use super::supervise::{Ended, GracefulConnection, supervise};
 use crate::http::response::error_response;
+use crate::http::client_body::ClientBody;
 use crate::http::{ProxyError, RequestBody};
 use crate::layers::{self, RequestContext, StackRequest};
 use crate::metrics::handles::ListenerHandles;
@@ -271,17 +273,7 @@ impl Conn {
         let mut replay = first_bytes;
         loop {
             let io = ConnIo::new(stream, self.activity.clone()).parkable(handback.clone(), replay);
-            let conn = hyper::server::conn::http1::Builder::new()
-                // The proxy times request heads itself (`activity`); hyper's own header
-                // timeout (30 s by default once a timer is set) would also run while a
-                // keep-alive connection waits for its next request, closing it long
-                // before `idle_timeout`, and costs a timer per request.
-                .header_read_timeout(None)
-                .keep_alive(true)
-                .max_header_size(max_header)
-                .max_buf_size(max_header.max(8192) + 8192)
-                .serve_connection(TokioIo::new(io), service.clone())
-                .with_upgrades();
+            let conn = Http1Server::new(io, service.clone(), max_header);
             // Boxed: a parked connection's task holds none of hyper's state.
             let supervised = supervise(
                 conn,
@@ -308,12 +300,14 @@ impl Conn {
     }
 }
 
-impl<I> GracefulConnection for hyper::server::conn::http1::UpgradeableConnection<I, HttpService>
+impl<I> GracefulConnection for Http1Server<I, HttpService>
 where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    type Error = std::io::Error;
+
     fn graceful_shutdown(self: Pin<&mut Self>) {
-        hyper::server::conn::http1::UpgradeableConnection::graceful_shutdown(self)
+        Http1Server::graceful_shutdown(self.get_mut())
     }
 }
 
@@ -321,6 +315,8 @@ impl<I> GracefulConnection for hyper::server::conn::http2::Connection<I, HttpSer
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
+    type Error = hyper::Error;
+
     fn graceful_shutdown(self: Pin<&mut Self>) {
         hyper::server::conn::http2::Connection::graceful_shutdown(self)
     }
@@ -342,12 +338,23 @@ struct HttpService {
     activity: Arc<ConnActivity>,
 }
 
+type HttpFuture = Pin<Box<dyn Future<Output = Result<http::Response<TrackedBody>, Infallible>> + Send>>;
+
 impl hyper::service::Service<http::Request<Incoming>> for HttpService {
     type Response = http::Response<TrackedBody>;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+    type Future = HttpFuture;
 
-    fn call(&self, req: http::Request<Incoming>) -> Self::Future {
+    fn call(&self, req: http::Request<Incoming>) -> HttpFuture {
+        self.serve(req.map(ClientBody::from))
+    }
+}
+
+impl Http1Service for HttpService {
+    type Body = TrackedBody;
+    type Future = HttpFuture;
+
+    fn serve(&self, req: http::Request<ClientBody>) -> HttpFuture {
         let guard = InFlightGuard::new(self.activity.clone());
         let snapshot = self.snapshots.load_full();
         let observed = snapshot.access_log.is_some() || snapshot.tracer.is_some();

@@ -7,6 +7,7 @@ mod first_head;
 mod framing;
 mod header_blocks;
 mod http;
+mod http1;
 mod io;
 mod original_dst;
 mod park;

@@ -1,4 +1,5 @@
-//! Supervises one downstream HTTP connection while hyper serves it: the head and idle
+//! Supervises one downstream HTTP connection while it is served (HTTP/1 by meshwork's
+//! own server connection, HTTP/2 by hyper's): the head and idle
 //! timeouts, graceful drain, and a bounded close after any graceful shutdown.
 
 use std::future::Future;
@@ -14,8 +15,10 @@ use super::drain_watch::DrainWatch;
 use super::http::HttpConnSettings;
 use crate::http::ProxyError;
 
-/// Either kind of hyper server connection, as far as supervision is concerned.
-pub(super) trait GracefulConnection: Future<Output = Result<(), hyper::Error>> {
+/// Either kind of server connection, as far as supervision is concerned.
+pub(super) trait GracefulConnection: Future<Output = Result<(), Self::Error>> {
+    type Error: std::fmt::Display;
+
     fn graceful_shutdown(self: Pin<&mut Self>);
 }
 
@@ -262,6 +265,8 @@ mod tests {
     }
 
     impl GracefulConnection for Scripted {
+        type Error = hyper::Error;
+
         fn graceful_shutdown(self: Pin<&mut Self>) {
             self.get_mut().shut_down = true;
         }

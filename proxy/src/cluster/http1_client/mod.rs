@@ -54,7 +54,7 @@ pub enum ExchangeError {
     #[error("chunked response body: {0}")]
     BadChunk(&'static str),
     #[error("the request body broke: {0}")]
-    RequestBody(#[source] hyper::Error),
+    RequestBody(#[source] crate::http::client_body::ClientBodyError),
     #[error("the request body disagrees with its Content-Length")]
     RequestBodyLength,
 }

@@ -1,0 +1,674 @@
+//! meshwork's HTTP/1 server connection: reads request heads, hands each request to the
+//! service, writes its response, and feeds its body as the service reads it, all in the
+//! connection's own task.
+//!
+//! hyper's server connection cost about 11,000 instructions per request around the
+//! service (its dispatcher, its body channel and the polls between them; the request's
+//! own work is about 15,000, bench/RESULTS.md). Here a request without a body crosses no
+//! channel at all, and a body is fed through a slot the connection fills right after
+//! the service asks (`http::client_body`). Requests are served one at a time, in order;
+//! pipelined requests wait in the read buffer.
+//!
+//! Framing is strict (`head`): what could be read two ways is refused with 400 and the
+//! connection closed, as the next request's start would be unknowable. A response
+//! ends the connection whenever the request's body was not read to its end.
+
+mod encode;
+mod head;
+#[cfg(test)]
+mod tests;
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::{HeaderMap, StatusCode};
+use http_body::{Body, Frame};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::oneshot;
+
+use self::encode::{BodyEncoder, RequestFacts};
+use self::head::{BodyFraming, HeadError, RequestHead};
+use crate::cluster::http1_client::body_decoder::{BodyDecoder, Chunked, Decoded};
+use crate::http::ProxyError;
+use crate::http::client_body::{BodyChannel, ClientBody, Demand, Http1RequestBody};
+use crate::http::client_upgrade::{ClientUpgrade, TunnelIo, Upgraded};
+
+/// What the connection asks of whoever answers its requests.
+pub(super) trait Http1Service {
+    type Body: Body<Data = Bytes, Error: std::fmt::Display> + Unpin;
+    type Future: Future<Output = Result<http::Response<Self::Body>, Infallible>> + Unpin;
+
+    fn serve(&self, request: http::Request<ClientBody>) -> Self::Future;
+}
+
+/// How much response is buffered before it is written (and the body polled no more).
+const WRITE_HIGH_WATER: usize = 64 * 1024;
+/// Response pieces at most this long are copied next to their framing (one write for
+/// a head and a small body); longer ones are written from where they are.
+const COPY_MAX: usize = 4 * 1024;
+/// The read buffer's reservation.
+const READ_SIZE: usize = 8 * 1024;
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// One HTTP/1 connection being served.
+pub(super) struct Http1Server<I, S: Http1Service> {
+    /// Taken when the connection switches protocols.
+    io: Option<I>,
+    service: S,
+    read_buf: BytesMut,
+    /// Bytes to write, oldest first, ahead of `out`.
+    queued: VecDeque<Bytes>,
+    /// The newest bytes to write (heads, framing, small body pieces), from `out_at`.
+    out: Vec<u8>,
+    out_at: usize,
+    /// Written and not flushed since (TLS: in the session's buffer).
+    unflushed: bool,
+    state: State<S>,
+    max_head: usize,
+    /// How much is read ahead (pipelined requests, a tunnel's first bytes) while a
+    /// request is in flight.
+    max_buf: usize,
+    /// A graceful shutdown began: no request after the current one.
+    shutting_down: bool,
+    /// The client sent its end (or the socket broke).
+    read_closed: bool,
+    /// The last response's header map, emptied: the next request's head is parsed into
+    /// it (its capacity kept).
+    spare_headers: Option<HeaderMap>,
+}
+
+enum State<S: Http1Service> {
+    /// Waiting for (or reading) the next request head.
+    Head,
+    Exchange(Exchange<S>),
+    /// Writing what is left, then closing the sending side.
+    Closing,
+    Done,
+}
+
+/// A request in flight and its response.
+struct Exchange<S: Http1Service> {
+    facts: RequestFacts,
+    keep_alive: bool,
+    /// The request body being read, until its end (or it is abandoned).
+    body: Option<BodyFeed>,
+    /// The request body will not be read to its end: the connection cannot be reused.
+    body_unfinished: bool,
+    /// A `100 Continue` is owed the first time the body wants bytes.
+    expect_continue: bool,
+    upgrade: Option<oneshot::Sender<Upgraded>>,
+    response: Response<S>,
+}
+
+enum Response<S: Http1Service> {
+    Pending(S::Future),
+    Body {
+        body: S::Body,
+        encoder: BodyEncoder,
+    },
+    Written {
+        /// A `101` went out: the connection now belongs to the tunnel.
+        switched: bool,
+    },
+}
+
+/// The decoding side of a request body.
+struct BodyFeed {
+    channel: Arc<BodyChannel>,
+    decoder: BodyDecoder,
+}
+
+impl Drop for BodyFeed {
+    fn drop(&mut self) {
+        // The connection is done with the body before its end: the reader hears so.
+        self.channel.closed();
+    }
+}
+
+/// What one turn of the connection did.
+enum Turn {
+    Progress,
+    Blocked,
+    Finished(io::Result<()>),
+}
+
+impl<I, S> Http1Server<I, S>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: Http1Service,
+{
+    pub(super) fn new(io: I, service: S, max_head: usize) -> Self {
+        Self {
+            io: Some(io),
+            service,
+            read_buf: BytesMut::new(),
+            queued: VecDeque::new(),
+            out: Vec::new(),
+            out_at: 0,
+            unflushed: false,
+            state: State::Head,
+            max_head,
+            max_buf: max_head.max(READ_SIZE) + READ_SIZE,
+            shutting_down: false,
+            read_closed: false,
+            spare_headers: None,
+        }
+    }
+
+    /// Stops taking requests: an idle connection ends now, a busy one after its
+    /// response (which then says `Connection: close`).
+    pub(super) fn graceful_shutdown(&mut self) {
+        self.shutting_down = true;
+        if let State::Exchange(exchange) = &mut self.state {
+            exchange.keep_alive = false;
+        }
+    }
+
+    fn turn(&mut self, cx: &mut Context<'_>) -> Turn {
+        match self.state {
+            State::Head => self.read_head(cx),
+            State::Exchange(_) => self.exchange(cx),
+            State::Closing => match self.poll_write_all(cx) {
+                Poll::Pending => Turn::Blocked,
+                Poll::Ready(Err(e)) => Turn::Finished(Err(e)),
+                Poll::Ready(Ok(())) => {
+                    let io = self.io.as_mut().expect("present until switched");
+                    match Pin::new(io).poll_shutdown(cx) {
+                        Poll::Pending => Turn::Blocked,
+                        Poll::Ready(_) => {
+                            self.state = State::Done;
+                            Turn::Finished(Ok(()))
+                        }
+                    }
+                }
+            },
+            State::Done => Turn::Finished(Ok(())),
+        }
+    }
+
+    fn read_head(&mut self, cx: &mut Context<'_>) -> Turn {
+        if !self.read_buf.is_empty() {
+            head::skip_empty_lines(&mut self.read_buf);
+        }
+        if !self.read_buf.is_empty() {
+            let headers = self.spare_headers.take().unwrap_or_default();
+            match head::parse(&mut self.read_buf, self.max_head, headers) {
+                Ok(Some(head)) => {
+                    self.start(head);
+                    return Turn::Progress;
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::debug!(%error, "refusing a request head");
+                    let refusal = match error {
+                        HeadError::TooLarge => ProxyError::HeaderTooLarge,
+                        HeadError::Malformed(_) => ProxyError::MalformedRequest,
+                    };
+                    let body = Bytes::from(format!("{refusal}\n"));
+                    encode::closing_response(&mut self.out, refusal.status(), refusal.reason(), &body);
+                    self.state = State::Closing;
+                    return Turn::Progress;
+                }
+            }
+        }
+        if self.read_closed || (self.shutting_down && self.read_buf.is_empty()) {
+            self.state = State::Closing;
+            return Turn::Progress;
+        }
+        match self.poll_read(cx) {
+            Poll::Pending => Turn::Blocked,
+            Poll::Ready(_) => Turn::Progress,
+        }
+    }
+
+    /// Hands a parsed request to the service.
+    fn start(&mut self, head: RequestHead) {
+        let RequestHead {
+            mut request,
+            body: framing,
+            keep_alive,
+            expect_continue,
+            upgrade,
+            trailers,
+        } = head;
+        let facts = RequestFacts::of(request.method(), request.version(), trailers);
+        let upgrade = upgrade.then(|| {
+            let (tx, extension) = ClientUpgrade::http1();
+            request.extensions_mut().insert(extension);
+            tx
+        });
+        let (body, feed) = match framing {
+            BodyFraming::Empty => (Http1RequestBody::empty(), None),
+            BodyFraming::Length(len) => {
+                let channel = Arc::new(BodyChannel::default());
+                let feed = BodyFeed {
+                    channel: channel.clone(),
+                    decoder: BodyDecoder::Length(len),
+                };
+                (Http1RequestBody::new(channel, Some(len)), Some(feed))
+            }
+            BodyFraming::Chunked => {
+                let channel = Arc::new(BodyChannel::default());
+                let feed = BodyFeed {
+                    channel: channel.clone(),
+                    decoder: BodyDecoder::Chunked(Chunked::Size),
+                };
+                (Http1RequestBody::new(channel, None), Some(feed))
+            }
+        };
+        let future = self.service.serve(request.map(|()| ClientBody::from(body)));
+        self.state = State::Exchange(Exchange {
+            facts,
+            keep_alive: keep_alive && !self.shutting_down,
+            expect_continue: expect_continue && feed.is_some(),
+            body: feed,
+            body_unfinished: false,
+            upgrade,
+            response: Response::Pending(future),
+        });
+    }
+
+    fn exchange(&mut self, cx: &mut Context<'_>) -> Turn {
+        let State::Exchange(exchange) = &mut self.state else {
+            unreachable!("called in an exchange");
+        };
+        let mut progress = false;
+
+        if let Response::Pending(future) = &mut exchange.response {
+            if let Poll::Ready(Ok(response)) = Pin::new(future).poll(cx) {
+                exchange.expect_continue = false;
+                let (parts, body) = response.into_parts();
+                let reason = parts
+                    .extensions
+                    .get::<hyper::ext::ReasonPhrase>()
+                    .map(|r| r.as_bytes());
+                let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
+                let switched = switching
+                    && exchange.upgrade.as_ref().is_some_and(|tx| !tx.is_closed());
+                if switching && !switched {
+                    // Nothing takes the connection over: it cannot go on as HTTP/1.
+                    exchange.keep_alive = false;
+                }
+                if exchange.facts.connect && parts.status.is_success() {
+                    exchange.keep_alive = false;
+                }
+                let encoder = encode::head(
+                    &mut self.out,
+                    parts.status,
+                    reason,
+                    &parts.headers,
+                    body.size_hint(),
+                    exchange.facts,
+                    &mut exchange.keep_alive,
+                );
+                let mut headers = parts.headers;
+                headers.clear();
+                self.spare_headers = Some(headers);
+                exchange.response = match encoder {
+                    BodyEncoder::None | BodyEncoder::Length(0) => Response::Written { switched },
+                    encoder => Response::Body { body, encoder },
+                };
+                progress = true;
+            }
+        }
+
+        if let Response::Body { body, encoder } = &mut exchange.response {
+            let buffered = &mut Buffered {
+                queued: &mut self.queued,
+                out: &mut self.out,
+                out_at: &mut self.out_at,
+            };
+            loop {
+                if buffered.len() >= WRITE_HIGH_WATER {
+                    break;
+                }
+                let frame = match Pin::new(&mut *body).poll_frame(cx) {
+                    Poll::Pending => break,
+                    Poll::Ready(frame) => frame,
+                };
+                progress = true;
+                match write_frame(buffered, encoder, frame) {
+                    FrameOutcome::More => {}
+                    FrameOutcome::Ended => {
+                        exchange.response = Response::Written { switched: false };
+                        break;
+                    }
+                    FrameOutcome::Broken => {
+                        // The client must not take a cut response for a whole one.
+                        exchange.keep_alive = false;
+                        self.state = State::Closing;
+                        return Turn::Progress;
+                    }
+                }
+            }
+        }
+
+        if let Some(feed) = &mut exchange.body {
+            match feed.channel.demand(cx.waker()) {
+                Demand::Waiting => {}
+                Demand::Abandoned => {
+                    exchange.body_unfinished = !drain_buffered(&mut feed.decoder, &mut self.read_buf);
+                    exchange.body = None;
+                    progress = true;
+                }
+                Demand::Wanted => {
+                    if exchange.expect_continue {
+                        exchange.expect_continue = false;
+                        if self.read_buf.is_empty() {
+                            self.out.extend_from_slice(CONTINUE);
+                        }
+                    }
+                    match feed.decoder.decode(&mut self.read_buf) {
+                        Ok(Decoded::Data(data)) => {
+                            feed.channel.data(data, cx.waker());
+                            if feed.decoder.remaining() == Some(0) {
+                                feed.channel.end(None, cx.waker());
+                                exchange.body = None;
+                            }
+                            progress = true;
+                        }
+                        Ok(Decoded::Trailers(trailers)) => {
+                            feed.channel.end(Some(trailers), cx.waker());
+                            exchange.body = None;
+                            progress = true;
+                        }
+                        Ok(Decoded::End) => {
+                            feed.channel.end(None, cx.waker());
+                            exchange.body = None;
+                            progress = true;
+                        }
+                        Ok(Decoded::NeedMore) if self.read_closed => {
+                            exchange.body = None;
+                            exchange.body_unfinished = true;
+                            progress = true;
+                        }
+                        Ok(Decoded::NeedMore) => {
+                            let io = self.io.as_mut().expect("present until switched");
+                            if read_into(io, &mut self.read_buf, &mut self.read_closed, cx).is_ready() {
+                                progress = true;
+                            }
+                        }
+                        Err(error) => {
+                            tracing::debug!(%error, "malformed request body");
+                            feed.channel.malformed("broken chunked framing", cx.waker());
+                            exchange.body = None;
+                            exchange.body_unfinished = true;
+                            exchange.keep_alive = false;
+                            progress = true;
+                        }
+                    }
+                }
+            }
+        } else if matches!(exchange.response, Response::Pending(_))
+            && !self.read_closed
+            && self.read_buf.len() < self.max_buf
+        {
+            // Watch for the client going away while it waits (its request is then
+            // cancelled), buffering what it sends ahead meanwhile.
+            let io = self.io.as_mut().expect("present until switched");
+            if read_into(io, &mut self.read_buf, &mut self.read_closed, cx).is_ready() {
+                if self.read_closed {
+                    tracing::debug!("the client closed its connection while its request was in flight");
+                    self.state = State::Done;
+                    return Turn::Finished(Ok(()));
+                }
+                progress = true;
+            }
+        }
+
+        let had_output = !self.queued.is_empty() || self.out_at < self.out.len();
+        let written = match self.poll_write_all(cx) {
+            Poll::Ready(Err(e)) => return Turn::Finished(Err(e)),
+            Poll::Ready(Ok(())) => true,
+            Poll::Pending => false,
+        };
+        // Room was made: a response body left unpolled at the high-water mark is
+        // polled again (nothing else would wake the connection for it).
+        progress |= written && had_output;
+        let State::Exchange(exchange) = &mut self.state else {
+            unreachable!("still in the exchange");
+        };
+        if let (true, Response::Written { switched }) = (written, &exchange.response) {
+            if *switched {
+                return self.switch();
+            }
+            let mut reusable = exchange.keep_alive && !exchange.body_unfinished && !self.shutting_down;
+            if reusable {
+                if let Some(mut feed) = exchange.body.take() {
+                    reusable = drain_buffered(&mut feed.decoder, &mut self.read_buf);
+                }
+            }
+            self.state = if reusable { State::Head } else { State::Closing };
+            return Turn::Progress;
+        }
+        if progress { Turn::Progress } else { Turn::Blocked }
+    }
+
+    /// Hands the connection over to the tunnel its `101` opened.
+    fn switch(&mut self) -> Turn {
+        let State::Exchange(exchange) = std::mem::replace(&mut self.state, State::Done) else {
+            unreachable!("switching from an exchange");
+        };
+        let io: Box<dyn TunnelIo> = Box::new(self.io.take().expect("present until switched"));
+        let early = self.read_buf.split().freeze();
+        if let Some(tx) = exchange.upgrade {
+            let _ = tx.send(Upgraded::new(io, early));
+        }
+        Turn::Finished(Ok(()))
+    }
+
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let io = self.io.as_mut().expect("present until switched");
+        read_into(io, &mut self.read_buf, &mut self.read_closed, cx)
+    }
+
+    /// Writes everything buffered, then flushes.
+    fn poll_write_all(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let io = self.io.as_mut().expect("present until switched");
+        while !self.queued.is_empty() || self.out_at < self.out.len() {
+            let mut slices = [IoSlice::new(&[]); 16];
+            let mut n = 0;
+            for piece in self.queued.iter().take(slices.len() - 1) {
+                slices[n] = IoSlice::new(piece);
+                n += 1;
+            }
+            if self.out_at < self.out.len() && n < slices.len() {
+                slices[n] = IoSlice::new(&self.out[self.out_at..]);
+                n += 1;
+            }
+            let mut written = std::task::ready!(Pin::new(&mut *io).poll_write_vectored(cx, &slices[..n]))?;
+            if written == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.unflushed = true;
+            while written > 0 {
+                if let Some(front) = self.queued.front_mut() {
+                    let n = written.min(front.len());
+                    front.advance(n);
+                    written -= n;
+                    if front.is_empty() {
+                        self.queued.pop_front();
+                    }
+                } else {
+                    self.out_at += written;
+                    written = 0;
+                }
+            }
+        }
+        self.out.clear();
+        self.out_at = 0;
+        if self.unflushed {
+            std::task::ready!(Pin::new(&mut *io).poll_flush(cx))?;
+            self.unflushed = false;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Reads what the socket has into `buf`; `Ready` when something happened (bytes, the
+/// end, an error: the last two set `closed`).
+fn read_into<I: AsyncRead + Unpin>(
+    io: &mut I,
+    buf: &mut BytesMut,
+    closed: &mut bool,
+    cx: &mut Context<'_>,
+) -> Poll<()> {
+    if buf.capacity() - buf.len() < READ_SIZE / 8 {
+        buf.reserve(READ_SIZE);
+    }
+    match tokio_util::io::poll_read_buf(Pin::new(io), cx, buf) {
+        Poll::Pending => Poll::Pending,
+        Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+            *closed = true;
+            Poll::Ready(())
+        }
+        Poll::Ready(Ok(_)) => Poll::Ready(()),
+    }
+}
+
+/// Discards the rest of a body nobody reads when it is all in `buf` already; `true`
+/// when it was (the connection may then carry the next request).
+fn drain_buffered(decoder: &mut BodyDecoder, buf: &mut BytesMut) -> bool {
+    loop {
+        match decoder.decode(buf) {
+            Ok(Decoded::Data(_)) => {}
+            Ok(Decoded::Trailers(_) | Decoded::End) => return true,
+            Ok(Decoded::NeedMore) | Err(_) => return false,
+        }
+    }
+}
+
+/// The response bytes waiting to be written.
+struct Buffered<'a> {
+    queued: &'a mut VecDeque<Bytes>,
+    out: &'a mut Vec<u8>,
+    out_at: &'a mut usize,
+}
+
+impl Buffered<'_> {
+    fn len(&self) -> usize {
+        self.queued.iter().map(Bytes::len).sum::<usize>() + self.out.len() - *self.out_at
+    }
+
+    fn push(&mut self, data: Bytes) {
+        if data.len() <= COPY_MAX {
+            self.out.extend_from_slice(&data);
+        } else {
+            if *self.out_at < self.out.len() {
+                let unwritten = Bytes::from(std::mem::take(self.out)).slice(*self.out_at..);
+                self.queued.push_back(unwritten);
+            }
+            self.out.clear();
+            *self.out_at = 0;
+            self.queued.push_back(data);
+        }
+    }
+}
+
+enum FrameOutcome {
+    More,
+    Ended,
+    /// The body broke, or disagreed with its length: the connection must close.
+    Broken,
+}
+
+fn write_frame<E: std::fmt::Display>(
+    out: &mut Buffered<'_>,
+    encoder: &mut BodyEncoder,
+    frame: Option<Result<Frame<Bytes>, E>>,
+) -> FrameOutcome {
+    let frame = match frame {
+        None => {
+            return match encoder {
+                BodyEncoder::Chunked { .. } => {
+                    encode::last_chunk(out.out, None);
+                    FrameOutcome::Ended
+                }
+                BodyEncoder::Length(0) | BodyEncoder::None => FrameOutcome::Ended,
+                BodyEncoder::Length(_) => {
+                    tracing::debug!("response body shorter than its length");
+                    FrameOutcome::Broken
+                }
+                BodyEncoder::UntilClose => FrameOutcome::Broken,
+            };
+        }
+        Some(Err(error)) => {
+            tracing::debug!(%error, "response body broke");
+            return FrameOutcome::Broken;
+        }
+        Some(Ok(frame)) => frame,
+    };
+    match frame.into_data() {
+        Ok(data) => match encoder {
+            BodyEncoder::Length(remaining) => {
+                let len = data.len() as u64;
+                if len > *remaining {
+                    tracing::debug!("response body longer than its length");
+                    return FrameOutcome::Broken;
+                }
+                *remaining -= len;
+                if !data.is_empty() {
+                    out.push(data);
+                }
+                if *remaining == 0 {
+                    FrameOutcome::Ended
+                } else {
+                    FrameOutcome::More
+                }
+            }
+            BodyEncoder::Chunked { .. } => {
+                if !data.is_empty() {
+                    encode::chunk_size(out.out, data.len());
+                    out.push(data);
+                    out.out.extend_from_slice(b"\r\n");
+                }
+                FrameOutcome::More
+            }
+            BodyEncoder::UntilClose => {
+                out.push(data);
+                FrameOutcome::More
+            }
+            BodyEncoder::None => FrameOutcome::Ended,
+        },
+        Err(frame) => {
+            let trailers = frame.into_trailers().ok();
+            match encoder {
+                BodyEncoder::Chunked { trailers: taken } => {
+                    encode::last_chunk(out.out, trailers.as_ref().filter(|_| *taken));
+                    FrameOutcome::Ended
+                }
+                BodyEncoder::Length(0) => FrameOutcome::Ended,
+                // Trailers cannot follow a length-framed body: what came before them
+                // is the whole body only if the length agrees.
+                BodyEncoder::Length(_) => FrameOutcome::Broken,
+                BodyEncoder::UntilClose => FrameOutcome::Broken,
+                BodyEncoder::None => FrameOutcome::Ended,
+            }
+        }
+    }
+}
+
+impl<I, S> Future for Http1Server<I, S>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: Http1Service + Unpin,
+{
+    type Output = io::Result<()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            match this.turn(cx) {
+                Turn::Progress => {}
+                Turn::Blocked => return Poll::Pending,
+                Turn::Finished(result) => return Poll::Ready(result),
+            }
+        }
+    }
+}
