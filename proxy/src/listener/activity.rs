@@ -1,12 +1,10 @@
 //! What a downstream connection is doing, shared between its socket, its requests and
 //! its supervising task: in-flight requests, a request head being received, idle time.
 //!
-//! The proxy keeps these timers itself rather than using hyper's `header_read_timeout`,
-//! because hyper's also runs while a keep-alive connection waits for its next request,
-//! which would make every idle connection die at the header timeout instead of the
-//! listener's `idle_timeout`, and it closes without the 408 the contract promises; and
-//! hyper has none for HTTP/2, where the socket reader reports header blocks instead
-//! (see `header_blocks`).
+//! The timers live here, outside the server connections, so one supervisor enforces
+//! them the same way for both protocols: HTTP/1 heads start with the first byte read
+//! between requests; hyper's HTTP/2 server has no head timeout, so the socket reader
+//! reports header blocks instead (see `header_blocks`).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -31,10 +29,6 @@ pub enum ConnProtocol {
 pub struct ConnActivity {
     epoch: Instant,
     in_flight: AtomicUsize,
-    /// Requests started so far; the socket reader starts a fresh head scan when it moves.
-    started: AtomicU64,
-    /// The head being received carries both Content-Length and Transfer-Encoding.
-    ambiguous_framing: AtomicBool,
     /// Milliseconds since `epoch` (+1) when the first byte of a request head arrived; 0 = none.
     head_started: AtomicU64,
     /// Milliseconds since `epoch` when the connection last became idle.
@@ -45,18 +39,11 @@ pub struct ConnActivity {
     first_head_pending: AtomicBool,
     /// Wakes the supervisor when an HTTP/2 stream's response ends in its own task.
     changed: Notify,
-    /// HTTP/1: the body length of the last request started, when it is framed by
-    /// `Content-Length` (0: none) and nothing but another request can follow it on the
-    /// connection; [`UNPARKABLE`] otherwise (chunked, upgrades, CONNECT).
-    request_body: AtomicU64,
     /// HTTP/1: the connection has been idle long enough to be parked (set by the
-    /// supervisor, cleared when a request starts); the socket reader parks it when
-    /// hyper next asks for bytes.
+    /// supervisor, cleared when a request starts); the server connection parks itself
+    /// the next time it waits for a request head with nothing buffered.
     park_due: AtomicBool,
 }
-
-/// `request_body` of a request after which the connection is not parked.
-const UNPARKABLE: u64 = u64::MAX;
 
 impl ConnActivity {
     /// A connection speaking `protocol` that started at `since` (accepted, or its TLS
@@ -66,15 +53,12 @@ impl ConnActivity {
         Self {
             epoch: since,
             in_flight: AtomicUsize::new(0),
-            started: AtomicU64::new(0),
-            ambiguous_framing: AtomicBool::new(false),
             // HTTP/2: the first head is being received from the start (0 ms, +1).
             head_started: AtomicU64::new(u64::from(http2)),
             idle_since: AtomicU64::new(0),
             protocol,
             first_head_pending: AtomicBool::new(http2),
             changed: Notify::new(),
-            request_body: AtomicU64::new(UNPARKABLE),
             park_due: AtomicBool::new(false),
         }
     }
@@ -98,8 +82,8 @@ impl ConnActivity {
         }
     }
 
-    /// (Called while the connection's task polls hyper: its supervisor reads the new
-    /// deadline after that poll, see `supervise`.)
+    /// (Called while the connection's task polls its server connection: its supervisor
+    /// reads the new deadline after that poll, see `supervise`.)
     fn head_started_now(&self) {
         self.head_started
             .store(self.now_ms() + 1, Ordering::Relaxed);
@@ -126,40 +110,14 @@ impl ConnActivity {
         }
     }
 
-    pub fn requests_started(&self) -> u64 {
-        self.started.load(Ordering::Relaxed)
-    }
-
-    pub fn flag_ambiguous_framing(&self) {
-        self.ambiguous_framing.store(true, Ordering::Relaxed);
-    }
-
-    /// Whether the request just parsed had both framing headers (clears the flag).
-    pub fn take_ambiguous_framing(&self) -> bool {
-        self.ambiguous_framing.swap(false, Ordering::Relaxed)
-    }
-
     /// A whole request head was parsed: the request is now in flight. (HTTP/2 heads end
     /// with their header block, which may already be followed by the next one.)
     pub fn request_started(&self) {
-        self.started.fetch_add(1, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         if self.protocol == ConnProtocol::Http1 {
             self.head_started.store(0, Ordering::Relaxed);
             self.park_due.store(false, Ordering::Relaxed);
         }
-    }
-
-    /// HTTP/1: how long the body of the request just started is on the wire, when the
-    /// connection may be parked after it (`None`: chunked, an upgrade, CONNECT).
-    pub fn set_request_body(&self, length: Option<u64>) {
-        let length = length.filter(|&n| n != UNPARKABLE).unwrap_or(UNPARKABLE);
-        self.request_body.store(length, Ordering::Relaxed);
-    }
-
-    /// The last request's body length, if the connection may be parked after it.
-    pub fn request_body(&self) -> Option<u64> {
-        Some(self.request_body.load(Ordering::Relaxed)).filter(|&n| n != UNPARKABLE)
     }
 
     /// The response (body included) is finished or abandoned.
@@ -207,7 +165,7 @@ impl ConnActivity {
         self.idle_deadline(park_after)
     }
 
-    /// The connection is to be parked the next time hyper asks for bytes.
+    /// The connection is to be parked the next time it waits for a request head.
     pub fn set_park_due(&self, due: bool) {
         self.park_due.store(due, Ordering::Relaxed);
     }
@@ -219,7 +177,8 @@ impl ConnActivity {
     /// Whether this connection's activity changes outside its own task, so that its
     /// supervisor must be woken ([`Self::changed`]): HTTP/2 responses end in their
     /// streams' tasks. An HTTP/1 connection's reads, requests and responses all happen
-    /// while its task polls hyper, after which the supervisor reads the deadlines anyway.
+    /// while its task polls the server connection, after which the supervisor reads the
+    /// deadlines anyway.
     pub fn changes_from_other_tasks(&self) -> bool {
         self.protocol == ConnProtocol::Http2
     }

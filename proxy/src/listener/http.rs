@@ -24,15 +24,14 @@ use tower::ServiceExt;
 use super::activity::{ConnActivity, ConnProtocol, InFlightGuard};
 use super::first_head;
 use super::http1::{Http1Server, Http1Service};
-use super::io::{ConnIo, Handback};
+use super::io::ConnIo;
 use super::park;
 use super::supervise::{Ended, GracefulConnection, supervise};
-use crate::http::response::error_response;
 use crate::http::client_body::ClientBody;
 use crate::http::{ProxyError, RequestBody};
 use crate::layers::{self, RequestContext, StackRequest};
 use crate::metrics::handles::ListenerHandles;
-use crate::observe::{ObservedBody, Observer, RequestLine, RequestRecord};
+use crate::observe::{ObservedBody, RequestLine, RequestRecord};
 use crate::snapshot::SnapshotHandle;
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -230,6 +229,7 @@ impl Conn {
             scheme: self.scheme,
             snapshots: self.settings.snapshots.clone(),
             activity: self.activity.clone(),
+            metrics: self.settings.metrics.clone(),
         };
         match self.activity.protocol() {
             ConnProtocol::Http1 => {
@@ -247,16 +247,22 @@ impl Conn {
                     // the `:protocol`s a route allows (`http::extended_connect`).
                     .enable_connect_protocol()
                     .serve_connection(io, service);
-                let supervised =
-                    supervise(conn, &self.activity, &self.settings, None, self.client_addr);
+                let mut conn = std::pin::pin!(conn);
+                let supervised = supervise(
+                    conn.as_mut(),
+                    &self.activity,
+                    &self.settings,
+                    None,
+                    self.client_addr,
+                );
                 Box::pin(supervised).await;
             }
         }
     }
 
-    /// HTTP/1: hyper serves the connection while requests come; once it has been idle
-    /// for a while (`supervise::PARK_AFTER`) it is parked (hyper and its buffers
-    /// dropped, see `io` and `park`) and served afresh when the client sends again.
+    /// HTTP/1: the server connection (`http1`) serves requests as they come; once it
+    /// has been idle for a while (`supervise::PARK_AFTER`) it is parked (its buffers and
+    /// state dropped, see `park`) and served afresh when the client sends again.
     async fn run_http1<T>(
         self,
         stream: T,
@@ -268,26 +274,26 @@ impl Conn {
         T: tokio::io::AsyncRead + Unpin + Send + 'static,
     {
         let max_header = self.max_header_size();
-        let handback: Handback<T> = Arc::default();
         let mut stream = stream;
         let mut replay = first_bytes;
         loop {
-            let io = ConnIo::new(stream, self.activity.clone()).parkable(handback.clone(), replay);
-            let conn = Http1Server::new(io, service.clone(), max_header);
-            // Boxed: a parked connection's task holds none of hyper's state.
+            let io = ConnIo::new(stream, self.activity.clone()).replaying(replay);
+            // Boxed, as is its supervisor: a parked connection's task holds neither.
+            let mut conn = Box::new(
+                Http1Server::new(io, service.clone(), max_header).parkable(self.activity.clone()),
+            );
             let supervised = supervise(
-                conn,
+                Pin::new(&mut *conn),
                 &self.activity,
                 &self.settings,
                 plaintext,
                 self.client_addr,
             );
             let ended = Box::pin(supervised).await;
-            let parked = handback.lock().ok().and_then(|mut slot| slot.take());
-            let Some(parked) = parked.filter(|_| ended == Ended::Clean) else {
+            let Some(parked) = conn.into_parked().filter(|_| ended == Ended::Clean) else {
                 return;
             };
-            stream = parked;
+            stream = parked.into_inner();
             replay = match park::wait(&mut stream, &self.activity, &self.settings).await {
                 Some(bytes) => bytes,
                 None => return park::close(stream, self.activity.clone()).await,
@@ -336,6 +342,7 @@ struct HttpService {
     scheme: &'static str,
     snapshots: SnapshotHandle,
     activity: Arc<ConnActivity>,
+    metrics: Arc<ListenerHandles>,
 }
 
 type HttpFuture = Pin<Box<dyn Future<Output = Result<http::Response<TrackedBody>, Infallible>> + Send>>;
@@ -354,6 +361,10 @@ impl Http1Service for HttpService {
     type Body = TrackedBody;
     type Future = HttpFuture;
 
+    fn refused(&self, error: ProxyError) {
+        self.metrics.local_response(error);
+    }
+
     fn serve(&self, req: http::Request<ClientBody>) -> HttpFuture {
         let guard = InFlightGuard::new(self.activity.clone());
         let snapshot = self.snapshots.load_full();
@@ -362,36 +373,6 @@ impl Http1Service for HttpService {
         let record =
             Arc::new(RequestRecord::new(line).with_peer_identity(self.peer_identity.clone()));
         let plan = snapshot.http_listener(&self.listener).cloned();
-        if self.activity.take_ambiguous_framing() {
-            tracing::debug!(client_addr = %self.client_addr, "request with both Content-Length and Transfer-Encoding; rejecting");
-            let _ = record.error.set(ProxyError::MalformedRequest);
-            let mut rsp = error_response(ProxyError::MalformedRequest);
-            rsp.headers_mut().insert(
-                http::header::CONNECTION,
-                http::HeaderValue::from_static("close"),
-            );
-            let observer = Observer {
-                record,
-                plan,
-                access_log: snapshot.access_log.clone(),
-                tracer: None,
-                status: rsp.status(),
-                response_bytes: 0,
-            };
-            let rsp = rsp.map(|body| TrackedBody {
-                body: ObservedBody::new(body, observer),
-                _guard: guard,
-            });
-            return Box::pin(std::future::ready(Ok(rsp)));
-        }
-        if self.activity.protocol() == ConnProtocol::Http1 {
-            // What the connection reads past this head before it may be parked: the
-            // body's length when `Content-Length` (or its absence) frames it.
-            let upgrade = req.method() == http::Method::CONNECT
-                || req.headers().contains_key(http::header::UPGRADE);
-            let length = req.body().size_hint().exact().filter(|_| !upgrade);
-            self.activity.set_request_body(length);
-        }
         let req = StackRequest::boxed(
             req.map(|body| RequestBody::new(body, Some(record.clone()))),
             RequestContext {

@@ -1,20 +1,13 @@
 //! The downstream connection's transport, reporting reads to the connection's
-//! [`ConnActivity`] (HTTP/1 head bytes scanned for ambiguous framing, HTTP/2 frames
-//! for header blocks): the read half of a plaintext socket (the write half stays with the
-//! connection's supervisor, which may still write a last 408 after it stopped hyper on a
-//! slow request head; hyper writes through the read half's shared socket), or a TLS
-//! stream.
-//!
-//! An HTTP/1 keep-alive connection idle for a while is parked: once its supervisor
-//! marks it due, when hyper asks for the next request head and provably holds no unread
-//! byte and no unwritten one, the transport answers end-of-stream. hyper then closes the connection cleanly (an EOF
-//! between requests is a client going away), without shutting the socket down, and
-//! drops its read and write buffers; the transport goes back to the connection's task
-//! ([`Handback`]), which waits for the next bytes on it alone (`park`).
+//! [`ConnActivity`] (HTTP/1: bytes between requests start a request head's timer;
+//! HTTP/2: frames are scanned for header blocks): the read half of a plaintext socket
+//! (the write half stays with the connection's supervisor, which may still write a last
+//! 408 after it stopped serving a slow request head; writes go through the read half's
+//! shared socket), or a TLS stream.
 
 use std::io;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, Bytes};
@@ -25,23 +18,13 @@ use tokio_rustls::server::TlsStream;
 use super::sidecar::Rewind;
 
 use super::activity::{ConnActivity, ConnProtocol};
-use super::framing::HeadScanner;
 use super::header_blocks::HeaderBlockScanner;
-
-/// Where a parked connection's transport goes when hyper drops it.
-pub type Handback<T> = Arc<Mutex<Option<T>>>;
 
 /// What the bytes read are watched for.
 #[derive(Debug)]
 enum Scanner {
-    /// HTTP/1 request heads, for both framing headers at once.
-    Http1 {
-        head: HeadScanner,
-        /// `activity.requests_started()` when `head` was last reset.
-        scanned_for: u64,
-        /// Bytes read since the end of the head `head` scanned (body or pipelined).
-        past_head: u64,
-    },
+    /// HTTP/1: the reads themselves (a read between requests starts a head).
+    Http1,
     /// HTTP/2 frames, for header blocks starting and ending.
     Http2(HeaderBlockScanner),
 }
@@ -50,121 +33,51 @@ enum Scanner {
 /// are watched.
 #[derive(Debug)]
 pub struct ConnIo<T> {
-    /// Always present until the connection is dropped parked (then it is handed back).
-    stream: Option<T>,
+    stream: T,
     activity: Arc<ConnActivity>,
     scanner: Scanner,
-    /// Bytes read while the connection was parked, read again first.
+    /// Bytes read while the connection was parked (or before it was served), read
+    /// again first.
     replay: Bytes,
-    /// HTTP/1 connections that may be parked: where the transport goes then.
-    handback: Option<Handback<T>>,
-    /// Bytes were written and not flushed since.
-    unflushed: bool,
-    /// End-of-stream was answered to park the connection.
-    parked: bool,
 }
 
 impl<T> ConnIo<T> {
     pub fn new(stream: T, activity: Arc<ConnActivity>) -> Self {
         let scanner = match activity.protocol() {
-            ConnProtocol::Http1 => Scanner::Http1 {
-                head: HeadScanner::default(),
-                scanned_for: activity.requests_started(),
-                past_head: 0,
-            },
+            ConnProtocol::Http1 => Scanner::Http1,
             ConnProtocol::Http2 => Scanner::Http2(HeaderBlockScanner::default()),
         };
         Self {
-            stream: Some(stream),
+            stream,
             activity,
             scanner,
             replay: Bytes::new(),
-            handback: None,
-            unflushed: false,
-            parked: false,
         }
     }
 
-    /// An HTTP/1 connection parked between requests once idle: its transport is put in
-    /// `handback` when hyper drops it. `replay` is what was read while it was parked.
-    pub fn parkable(mut self, handback: Handback<T>, replay: Bytes) -> Self {
-        self.handback = Some(handback);
+    /// Reads `replay` (bytes already taken from the stream) before the stream.
+    pub fn replaying(mut self, replay: Bytes) -> Self {
         self.replay = replay;
         self
+    }
+
+    /// The stream, for a connection parked between requests.
+    pub fn into_inner(self) -> T {
+        self.stream
     }
 
     fn stream(&mut self) -> Pin<&mut T>
     where
         T: Unpin,
     {
-        Pin::new(self.stream.as_mut().expect("present until dropped"))
+        Pin::new(&mut self.stream)
     }
 
     fn inspect(&mut self, bytes: &[u8]) {
         let activity = &self.activity;
         match &mut self.scanner {
-            Scanner::Http1 {
-                head,
-                scanned_for,
-                past_head,
-            } => {
-                activity.on_read();
-                if !activity.reading_head() {
-                    *past_head += bytes.len() as u64;
-                    return;
-                }
-                let started = activity.requests_started();
-                if started != *scanned_for {
-                    *head = HeadScanner::default();
-                    *scanned_for = started;
-                    *past_head = 0;
-                }
-                let in_head = head.scan(bytes);
-                *past_head += (bytes.len() - in_head) as u64;
-                if head.ambiguous() {
-                    activity.flag_ambiguous_framing();
-                }
-            }
+            Scanner::Http1 => activity.on_read(),
             Scanner::Http2(blocks) => blocks.feed(bytes, |event| activity.on_header_block(event)),
-        }
-    }
-
-    /// Whether the connection is due to be parked (idle for a while, `activity`) and
-    /// hyper, asking for bytes now, is between requests with nothing of the
-    /// client's left unread in its buffer and nothing of its own unwritten: exactly one
-    /// request started since the last head was scanned, and exactly its body was read
-    /// past that head.
-    fn may_park(&self) -> bool {
-        let Scanner::Http1 {
-            scanned_for,
-            past_head,
-            ..
-        } = &self.scanner
-        else {
-            return false;
-        };
-        let activity = &self.activity;
-        activity.park_due()
-            && self.handback.is_some()
-            && !self.unflushed
-            && self.replay.is_empty()
-            && activity.in_flight() == 0
-            && !activity.receiving_head()
-            && activity.requests_started() == scanned_for + 1
-            && activity.request_body() == Some(*past_head)
-    }
-}
-
-/// A transport dropped parked goes back to the connection's task.
-impl<T> Drop for ConnIo<T> {
-    fn drop(&mut self) {
-        if !self.parked {
-            return;
-        }
-        if let (Some(handback), Some(stream)) = (&self.handback, self.stream.take()) {
-            if let Ok(mut slot) = handback.lock() {
-                *slot = Some(stream);
-            }
         }
     }
 }
@@ -177,11 +90,6 @@ impl<T: AsyncRead + Unpin> AsyncRead for ConnIo<T> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.parked || this.may_park() {
-            // End-of-stream between requests: hyper lets go of the connection.
-            this.parked = true;
-            return Poll::Ready(Ok(()));
-        }
         if this.replay.has_remaining() {
             let n = this.replay.len().min(buf.remaining());
             let bytes = this.replay.split_to(n);
@@ -191,8 +99,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for ConnIo<T> {
         }
         let before = buf.filled().len();
         // Plaintext goes through tokio's read path: it reads into the uninitialized part
-        // of hyper's buffer (no zero-fill, so idle connections' buffers stay mostly
-        // unresident) and clears the socket's readiness after a short read, so the next
+        // of the connection's buffer (no zero-fill) and clears the socket's readiness after a short read, so the next
         // read waits for epoll instead of trying (and failing with EAGAIN) once per
         // request.
         ready!(this.stream().poll_read(cx, buf))?;
@@ -205,10 +112,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for ConnIo<T> {
 
 impl ConnIo<OwnedReadHalf> {
     fn socket(&self) -> &tokio::net::TcpStream {
-        self.stream
-            .as_ref()
-            .expect("present until dropped")
-            .as_ref()
+        self.stream.as_ref()
     }
 }
 
@@ -218,8 +122,7 @@ impl AsyncWrite for ConnIo<OwnedReadHalf> {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let socket = this.socket();
+        let socket = self.socket();
         let written = loop {
             ready!(socket.poll_write_ready(cx))?;
             match socket.try_write(data) {
@@ -227,7 +130,7 @@ impl AsyncWrite for ConnIo<OwnedReadHalf> {
                 other => break other,
             }
         };
-        Poll::Ready(this.wrote(written))
+        Poll::Ready(written)
     }
 
     fn poll_write_vectored(
@@ -235,8 +138,7 @@ impl AsyncWrite for ConnIo<OwnedReadHalf> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let socket = this.socket();
+        let socket = self.socket();
         let written = loop {
             ready!(socket.poll_write_ready(cx))?;
             match socket.try_write_vectored(bufs) {
@@ -244,7 +146,7 @@ impl AsyncWrite for ConnIo<OwnedReadHalf> {
                 other => break other,
             }
         };
-        Poll::Ready(this.wrote(written))
+        Poll::Ready(written)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -252,31 +154,16 @@ impl AsyncWrite for ConnIo<OwnedReadHalf> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        // Written straight to the socket: hyper flushing means its own buffer is empty.
-        self.get_mut().unflushed = false;
+        // Written straight to the socket.
         Poll::Ready(Ok(()))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if this.parked {
-            return Poll::Ready(Ok(()));
-        }
-        let result = socket2::SockRef::from(this.socket()).shutdown(std::net::Shutdown::Write);
+        let result = socket2::SockRef::from(self.socket()).shutdown(std::net::Shutdown::Write);
         Poll::Ready(match result {
             Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
             other => other,
         })
-    }
-}
-
-impl<T> ConnIo<T> {
-    /// Notes a write: until the next flush, the connection is not parked.
-    fn wrote(&mut self, written: io::Result<usize>) -> io::Result<usize> {
-        if matches!(written, Ok(n) if n > 0) {
-            self.unflushed = true;
-        }
-        written
     }
 }
 
@@ -292,7 +179,7 @@ macro_rules! write_through {
             ) -> Poll<io::Result<usize>> {
                 let this = self.get_mut();
                 let written = ready!(this.stream().poll_write(cx, data));
-                Poll::Ready(this.wrote(written))
+                Poll::Ready(written)
             }
 
             fn poll_write_vectored(
@@ -302,27 +189,19 @@ macro_rules! write_through {
             ) -> Poll<io::Result<usize>> {
                 let this = self.get_mut();
                 let written = ready!(this.stream().poll_write_vectored(cx, bufs));
-                Poll::Ready(this.wrote(written))
+                Poll::Ready(written)
             }
 
             fn is_write_vectored(&self) -> bool {
-                self.stream.as_ref().is_some_and(|s| s.is_write_vectored())
+                self.stream.is_write_vectored()
             }
 
             fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-                let this = self.get_mut();
-                ready!(this.stream().poll_flush(cx))?;
-                this.unflushed = false;
-                Poll::Ready(Ok(()))
+                self.get_mut().stream().poll_flush(cx)
             }
 
             fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-                let this = self.get_mut();
-                if this.parked {
-                    // The connection lives on past hyper: no close_notify, no FIN.
-                    return Poll::Ready(Ok(()));
-                }
-                this.stream().poll_shutdown(cx)
+                self.get_mut().stream().poll_shutdown(cx)
             }
         }
     )+};

@@ -4,7 +4,6 @@
 mod activity;
 mod drain_watch;
 mod first_head;
-mod framing;
 mod header_blocks;
 mod http;
 mod http1;

@@ -88,15 +88,14 @@ pub(super) enum Ended {
 /// reads, its requests' starts and their responses' ends all happen inside that poll):
 /// no notification is needed for it. An HTTP/2 connection's responses end in their
 /// streams' tasks, which wake this one through `activity.changed()`.
-pub(super) async fn supervise<C: GracefulConnection>(
-    conn: C,
+pub(super) async fn supervise<C: GracefulConnection + ?Sized>(
+    mut conn: Pin<&mut C>,
     activity: &ConnActivity,
     settings: &HttpConnSettings,
     http1_stream: Option<&TcpStream>,
     client_addr: SocketAddr,
 ) -> Ended {
     let limits = &settings.limits;
-    let mut conn = std::pin::pin!(conn);
     let mut drained = std::pin::pin!(DrainWatch::new(&settings.drain));
     let mut changed = std::pin::pin!(
         activity
@@ -201,7 +200,7 @@ pub(super) fn answer_header_timeout(stream: &TcpStream) {
 }
 
 /// Starts a graceful shutdown (HTTP/2: GOAWAY) and says how the connection closes now.
-fn shut_down<C: GracefulConnection>(conn: Pin<&mut C>, head_timed_out: bool) -> Closing {
+fn shut_down<C: GracefulConnection + ?Sized>(conn: Pin<&mut C>, head_timed_out: bool) -> Closing {
     conn.graceful_shutdown();
     let grace_until = tokio::time::Instant::now() + SHUTDOWN_GRACE;
     if head_timed_out {
@@ -311,7 +310,8 @@ mod tests {
         let supervised = activity.clone();
         let task = tokio::spawn(async move {
             let client = SocketAddr::from(([127, 0, 0, 1], 1));
-            let ended = supervise(conn, &supervised, &settings, None, client).await;
+            let mut conn = std::pin::pin!(conn);
+            let ended = supervise(conn.as_mut(), &supervised, &settings, None, client).await;
             (ended, Instant::now())
         });
         (activity, steps, task)

@@ -4,17 +4,17 @@
 //! Strict where leniency lets a request slip past a route or be read differently by
 //! the next hop: `httparse` refuses obs-folding, whitespace before a field's colon,
 //! control characters and bad tokens; a `Content-Length` must be digits (repeats must
-//! agree); a `Transfer-Encoding` must end in `chunked` and is refused in HTTP/1.0. A
-//! head with both framing headers is read as chunked (the `Content-Length` removed), as
-//! hyper did, and answered 400 by the service, which hears of it from the connection's
-//! head scanner (`framing`), so the attempt is logged and counted.
+//! agree); a `Transfer-Encoding` must end in `chunked`, is refused in HTTP/1.0, and
+//! together with a `Content-Length` is a smuggling attempt. Each is answered 400 and
+//! the connection closed, as where the next request starts is then unknowable.
 
 use std::mem::MaybeUninit;
 
 use bytes::{Buf, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version, header};
 
-use crate::cluster::http1_client::request_head::{content_length, ends_chunked};
+
+use crate::cluster::http1_client::request_head::ends_chunked;
 
 /// Header fields read at most (hyper's default): more is answered 431.
 const MAX_FIELDS: usize = 100;
@@ -114,26 +114,24 @@ pub fn parse(
         .map_err(|_| HeadError::Malformed("invalid request target"))?;
     let mut headers = headers;
     headers.reserve(count + 8);
+    // What the connection needs from the fields, read as they go into the map rather
+    // than looked up in it afterwards.
+    let mut fields = Fields::default();
     for &(name_start, name_end, value_start, value_end) in &spans[..count] {
         let name = HeaderName::from_bytes(&head[name_start as usize..name_end as usize])
             .map_err(|_| HeadError::Malformed("invalid header name"))?;
         let value =
             HeaderValue::from_maybe_shared(head.slice(value_start as usize..value_end as usize))
                 .map_err(|_| HeadError::Malformed("invalid header value"))?;
+        fields.read(&name, &value)?;
         headers.append(name, value);
     }
-    let body = framing(version, &mut headers)?;
-    let keep_alive = keep_alive(version, &headers);
+    let body = fields.framing(version)?;
     let http11 = version == Version::HTTP_11;
-    let expect_continue = http11
-        && headers
-            .get(header::EXPECT)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    let upgrade = http11 && headers.contains_key(header::UPGRADE);
-    let trailers = headers
-        .get_all(header::TE)
-        .iter()
-        .any(|v| has_token(v.as_bytes(), b"trailers"));
+    let keep_alive = !fields.close && (http11 || fields.keep_alive);
+    let expect_continue = http11 && fields.expect_continue;
+    let upgrade = http11 && fields.upgrade;
+    let trailers = fields.trailers;
     let mut request = Request::new(());
     *request.method_mut() = method;
     *request.uri_mut() = uri;
@@ -161,43 +159,94 @@ fn parse_error(error: httparse::Error) -> &'static str {
     }
 }
 
-/// How the body is framed (RFC 9112 §6.3). A `Transfer-Encoding` wins over a
-/// `Content-Length`, which is removed (see the module doc).
-fn framing(version: Version, headers: &mut HeaderMap) -> Result<BodyFraming, HeadError> {
-    if headers.contains_key(header::TRANSFER_ENCODING) {
-        if version == Version::HTTP_10 {
-            return Err(HeadError::Malformed("Transfer-Encoding in an HTTP/1.0 request"));
-        }
-        if !ends_chunked(headers.get_all(header::TRANSFER_ENCODING).iter()) {
-            return Err(HeadError::Malformed(
-                "a Transfer-Encoding that does not end in chunked",
-            ));
-        }
-        headers.remove(header::CONTENT_LENGTH);
-        return Ok(BodyFraming::Chunked);
-    }
-    if headers.contains_key(header::CONTENT_LENGTH) {
-        return match content_length(headers) {
-            Some(0) => Ok(BodyFraming::Empty),
-            Some(len) => Ok(BodyFraming::Length(len)),
-            None => Err(HeadError::Malformed("invalid Content-Length")),
-        };
-    }
-    Ok(BodyFraming::Empty)
+/// What the connection reads from a head's fields.
+#[derive(Debug, Default)]
+struct Fields {
+    /// The `Content-Length` all its values agree on (`Err`: they do not, or one is
+    /// not a length).
+    content_length: Option<Result<u64, ()>>,
+    /// Whether a `Transfer-Encoding` was seen, and whether its last coding is `chunked`.
+    transfer_encoding: Option<bool>,
+    close: bool,
+    keep_alive: bool,
+    expect_continue: bool,
+    upgrade: bool,
+    trailers: bool,
 }
 
-/// HTTP/1.1 keeps the connection unless a `Connection` says `close`; HTTP/1.0 closes it
-/// unless one says `keep-alive` (and none says `close`).
-pub fn keep_alive(version: Version, headers: &HeaderMap) -> bool {
-    let mut keep = version == Version::HTTP_11;
-    for value in headers.get_all(header::CONNECTION) {
-        let value = value.as_bytes();
-        if has_token(value, b"close") {
-            return false;
+impl Fields {
+    fn read(&mut self, name: &HeaderName, value: &HeaderValue) -> Result<(), HeadError> {
+        let bytes = value.as_bytes();
+        if *name == header::CONTENT_LENGTH {
+            let agreed = match self.content_length {
+                Some(Err(())) => return Ok(()),
+                Some(Ok(len)) => Some(len),
+                None => None,
+            };
+            self.content_length = Some(content_length_value(bytes, agreed));
+        } else if *name == header::TRANSFER_ENCODING {
+            // The last value's last coding is the one that frames the body.
+            self.transfer_encoding = Some(ends_chunked(std::iter::once(value)));
+        } else if *name == header::CONNECTION {
+            self.close |= has_token(bytes, b"close");
+            self.keep_alive |= has_token(bytes, b"keep-alive");
+        } else if *name == header::EXPECT {
+            self.expect_continue = bytes.eq_ignore_ascii_case(b"100-continue");
+        } else if *name == header::UPGRADE {
+            self.upgrade = true;
+        } else if *name == header::TE {
+            self.trailers |= has_token(bytes, b"trailers");
         }
-        keep |= has_token(value, b"keep-alive");
+        Ok(())
     }
-    keep
+
+    /// How the body is framed (RFC 9112 §6.3), refusing what another reader could
+    /// frame differently: both framing headers (a smuggling attempt), a
+    /// `Transfer-Encoding` that does not end in `chunked` or comes in HTTP/1.0, a
+    /// `Content-Length` that is not one length.
+    fn framing(&self, version: Version) -> Result<BodyFraming, HeadError> {
+        match (self.transfer_encoding, self.content_length) {
+            (Some(_), Some(_)) => Err(HeadError::Malformed(
+                "both Content-Length and Transfer-Encoding",
+            )),
+            (Some(_), None) if version == Version::HTTP_10 => Err(HeadError::Malformed(
+                "Transfer-Encoding in an HTTP/1.0 request",
+            )),
+            (Some(false), None) => Err(HeadError::Malformed(
+                "a Transfer-Encoding that does not end in chunked",
+            )),
+            (Some(true), None) => Ok(BodyFraming::Chunked),
+            (None, Some(Err(()))) => Err(HeadError::Malformed("invalid Content-Length")),
+            (None, Some(Ok(0)) | None) => Ok(BodyFraming::Empty),
+            (None, Some(Ok(len))) => Ok(BodyFraming::Length(len)),
+        }
+    }
+}
+
+/// The length a `Content-Length` value gives (a list of equal lengths counts as one),
+/// when it agrees with `agreed` (the earlier values').
+fn content_length_value(value: &[u8], mut agreed: Option<u64>) -> Result<u64, ()> {
+    for element in value.split(|b| *b == b',') {
+        let element = element.trim_ascii();
+        if element.is_empty() {
+            return Err(());
+        }
+        let mut len: u64 = 0;
+        for digit in element {
+            if !digit.is_ascii_digit() {
+                return Err(());
+            }
+            len = len
+                .checked_mul(10)
+                .and_then(|l| l.checked_add(u64::from(digit - b'0')))
+                .ok_or(())?;
+        }
+        if agreed.is_some_and(|a| a != len) {
+            return Err(());
+        }
+        agreed = Some(len);
+    }
+    agreed.ok_or(())
 }
 
 /// Whether a comma-separated list holds `token` (ASCII case-insensitive).
@@ -256,6 +305,10 @@ mod tests {
             "POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\n",
             "POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
             "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: \r\n\r\n",
             "GET / HTTP/1.1\r\nX-A : b\r\n\r\n",
             "GET / HTTP/1.1\r\nX-A: b\r\n c\r\n\r\n",
             "GET / HTTP/1.1\r\nX-A: b\x01\r\n\r\n",
@@ -266,11 +319,6 @@ mod tests {
                 "{text:?}"
             );
         }
-        let head = parse_text("POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n")
-            .unwrap()
-            .unwrap();
-        assert_eq!(head.body, BodyFraming::Chunked);
-        assert!(!head.request.headers().contains_key(header::CONTENT_LENGTH));
         let head = parse_text("POST / HTTP/1.1\r\nContent-Length: 7, 7\r\n\r\n")
             .unwrap()
             .unwrap();

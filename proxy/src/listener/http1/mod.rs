@@ -34,6 +34,7 @@ use tokio::sync::oneshot;
 
 use self::encode::{BodyEncoder, RequestFacts};
 use self::head::{BodyFraming, HeadError, RequestHead};
+use super::activity::ConnActivity;
 use crate::cluster::http1_client::body_decoder::{BodyDecoder, Chunked, Decoded};
 use crate::http::ProxyError;
 use crate::http::client_body::{BodyChannel, ClientBody, Demand, Http1RequestBody};
@@ -45,6 +46,9 @@ pub(super) trait Http1Service {
     type Future: Future<Output = Result<http::Response<Self::Body>, Infallible>> + Unpin;
 
     fn serve(&self, request: http::Request<ClientBody>) -> Self::Future;
+
+    /// The connection answered a head it could not serve with `error` itself.
+    fn refused(&self, error: ProxyError);
 }
 
 /// How much response is buffered before it is written (and the body polled no more).
@@ -81,6 +85,8 @@ pub(super) struct Http1Server<I, S: Http1Service> {
     /// The last response's header map, emptied: the next request's head is parsed into
     /// it (its capacity kept).
     spare_headers: Option<HeaderMap>,
+    /// Where the connection hears that it has been idle long enough to be parked.
+    activity: Option<Arc<ConnActivity>>,
 }
 
 enum State<S: Http1Service> {
@@ -90,6 +96,9 @@ enum State<S: Http1Service> {
     /// Writing what is left, then closing the sending side.
     Closing,
     Done,
+    /// Idle between requests with nothing buffered either way: the transport can be
+    /// taken back ([`Http1Server::into_parked`]) and the connection's state dropped.
+    Parked,
 }
 
 /// A request in flight and its response.
@@ -158,7 +167,20 @@ where
             shutting_down: false,
             read_closed: false,
             spare_headers: None,
+            activity: None,
         }
+    }
+
+    /// Lets the connection be parked between requests once `activity` says it is due
+    /// (the supervisor marks it after a while idle, `supervise::PARK_AFTER`).
+    pub(super) fn parkable(mut self, activity: Arc<ConnActivity>) -> Self {
+        self.activity = Some(activity);
+        self
+    }
+
+    /// The transport of a connection that ended parked.
+    pub(super) fn into_parked(self) -> Option<I> {
+        matches!(self.state, State::Parked).then_some(self.io).flatten()
     }
 
     /// Stops taking requests: an idle connection ends now, a busy one after its
@@ -188,7 +210,7 @@ where
                     }
                 }
             },
-            State::Done => Turn::Finished(Ok(())),
+            State::Done | State::Parked => Turn::Finished(Ok(())),
         }
     }
 
@@ -210,6 +232,7 @@ where
                         HeadError::TooLarge => ProxyError::HeaderTooLarge,
                         HeadError::Malformed(_) => ProxyError::MalformedRequest,
                     };
+                    self.service.refused(refusal);
                     let body = Bytes::from(format!("{refusal}\n"));
                     encode::closing_response(&mut self.out, refusal.status(), refusal.reason(), &body);
                     self.state = State::Closing;
@@ -220,6 +243,14 @@ where
         if self.read_closed || (self.shutting_down && self.read_buf.is_empty()) {
             self.state = State::Closing;
             return Turn::Progress;
+        }
+        let park = self.read_buf.is_empty()
+            && self.out.is_empty()
+            && !self.unflushed
+            && self.activity.as_ref().is_some_and(|a| a.park_due());
+        if park {
+            self.state = State::Parked;
+            return Turn::Finished(Ok(()));
         }
         match self.poll_read(cx) {
             Poll::Pending => Turn::Blocked,

@@ -24,6 +24,10 @@ impl Http1Service for Echo {
     type Body = EchoBody;
     type Future = EchoFuture;
 
+    fn refused(&self, error: ProxyError) {
+        self.seen.lock().unwrap().push(format!("refused: {}", error.reason()));
+    }
+
     fn serve(&self, mut request: http::Request<ClientBody>) -> EchoFuture {
         let seen = self.seen.clone();
         Box::pin(async move {
@@ -154,7 +158,7 @@ async fn a_refused_head_is_answered_and_the_connection_closed() {
     assert!(text.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{text}");
     assert!(text.contains("x-meshwork-error: malformed-request"), "{text}");
     conn.await.unwrap().unwrap();
-    assert!(echo.seen.lock().unwrap().is_empty());
+    assert_eq!(*echo.seen.lock().unwrap(), ["refused: malformed-request"]);
 }
 
 #[tokio::test]
@@ -239,4 +243,6 @@ impl Http1Service for Pending {
     fn serve(&self, _: http::Request<ClientBody>) -> Self::Future {
         Box::pin(std::future::pending())
     }
+
+    fn refused(&self, _: ProxyError) {}
 }
