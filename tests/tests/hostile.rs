@@ -247,6 +247,94 @@ async fn a_missing_duplicated_or_invalid_host_is_rejected_with_400() {
 }
 
 #[tokio::test]
+async fn a_transfer_encoding_repeated_or_in_http_1_0_is_rejected_with_400_and_close() {
+    let app = Upstream::http1().name("app").start().await;
+    let proxy = proxy_with_limits(&app, "").await;
+    assert_rejected(
+        &proxy,
+        &app,
+        "chunked, then another coding in a second header",
+        "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n0\r\n\r\n",
+    )
+    .await;
+    assert_rejected(
+        &proxy,
+        &app,
+        "Transfer-Encoding in HTTP/1.0",
+        "POST / HTTP/1.0\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    )
+    .await;
+    assert_rejected(
+        &proxy,
+        &app,
+        "an empty Content-Length",
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length:\r\n\r\n",
+    )
+    .await;
+}
+
+/// Every head the proxy refuses before routing is counted, by reason, as the
+/// listener's local responses: the smuggling attempts an operator wants to see.
+#[tokio::test]
+async fn refused_heads_are_counted_as_local_responses() {
+    let app = Upstream::http1().name("app").start().await;
+    let proxy = proxy_with_limits(&app, "max_request_header_size: 4KiB").await;
+    assert_rejected(
+        &proxy,
+        &app,
+        "CL+TE",
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    )
+    .await;
+    let mut conn = RawConn::connect(proxy.listener_addr("edge")).await;
+    let many: String = (0..101).map(|i| format!("x-{i}: a\r\n")).collect();
+    let _ = conn
+        .send(format!("GET / HTTP/1.1\r\nHost: x\r\n{many}\r\n").as_bytes())
+        .await;
+    let response = conn.read_response(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(response.status, 431, "101 fields: {response:?}");
+    proxy
+        .scrape_when("one malformed-request and one header-too-large", |s| {
+            let count = |reason| {
+                s.get_or_zero(
+                    "meshwork_http_local_responses_total",
+                    &[("listener", "edge"), ("reason", reason)],
+                )
+            };
+            count("malformed-request") == 1.0 && count("header-too-large") == 1.0
+        })
+        .await;
+    assert_eq!(app.requests(), 0);
+}
+
+/// Bytes after a request's body are the next request, routed and checked on their own;
+/// a body's length cannot be stretched or cut to hide one.
+#[tokio::test]
+async fn a_request_after_a_body_on_the_same_write_is_served_as_its_own() {
+    let app = Upstream::http1().name("app").start().await;
+    let proxy = proxy_with_limits(&app, "").await;
+    let mut conn = RawConn::connect(proxy.listener_addr("edge")).await;
+    conn.send(
+        b"POST /first HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhelloGET /second HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    for _ in 0..2 {
+        let response = conn.read_response(Duration::from_secs(5)).await.unwrap();
+        assert_eq!(response.status, 200, "{response:?}");
+    }
+    assert_eq!(app.requests(), 2);
+    conn.send(b"POST /third HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\nGET /fourth HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let response = conn.read_response(Duration::from_secs(5)).await.unwrap();
+        assert_eq!(response.status, 200, "{response:?}");
+    }
+    assert_eq!(app.requests(), 4);
+}
+
+#[tokio::test]
 async fn a_valid_request_after_the_hostile_ones_is_still_served() {
     let app = Upstream::http1().name("app").start().await;
     let proxy = proxy_with_limits(&app, "").await;

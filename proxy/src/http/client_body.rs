@@ -148,7 +148,11 @@ impl Http1RequestBody {
             }
         }
         slot.wants = true;
-        if !slot.reader.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+        if !slot
+            .reader
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
             slot.reader = Some(cx.waker().clone());
         }
         // Read in another task than the connection's: wake the connection to read.

@@ -13,10 +13,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use crate::http::client_upgrade::ClientUpgrade;
 use http::uri::{Authority, Scheme};
 use http::{StatusCode, Uri, Version, header};
 use hyper::upgrade::OnUpgrade;
-use crate::http::client_upgrade::ClientUpgrade;
 use meshwork_config::model::UpstreamProtocol;
 use tower::Service;
 

@@ -1,13 +1,14 @@
 //! A plaintext HTTP/1 connection whose first request head is not all there when it
-//! opens: the head is read here, into a buffer the size of what arrived, and hyper
-//! serves the connection once it is complete (the bytes replayed first, see `io`).
+//! opens: the head is read here, into a buffer the size of what arrived, and the server
+//! connection (`http1`) serves it once it is complete (the bytes replayed first, see
+//! `io`).
 //!
-//! hyper gives every connection an 8 KiB write buffer, and grows its 8 KiB read buffer
-//! to 16 KiB on a head's second read. A client trickling its head (slowloris) so held
-//! ~17 KiB resident until its header timeout (5,000 of them: 92 MiB), and each of those
-//! buffers was an extent whose descriptor jemalloc keeps for good in its metadata
-//! (bench/RESULTS.md, "Idle RSS and slowloris memory"). A head that arrives whole in
-//! the first bytes (nearly every client's) goes to hyper as before, without a copy.
+//! The server connection reads into an 8 KiB buffer. A client trickling its head
+//! (slowloris) would hold one resident until its header timeout, and each such buffer
+//! is an extent whose descriptor jemalloc keeps for good in its metadata
+//! (bench/RESULTS.md, "Idle RSS and slowloris memory": with hyper's 17 KiB, 5,000 such
+//! clients held 92 MiB). A head that arrives whole in the first bytes (nearly every
+//! client's) goes to the server connection directly, without a copy.
 
 use std::net::SocketAddr;
 
@@ -19,21 +20,22 @@ use super::http::HttpConnSettings;
 use super::supervise::answer_header_timeout;
 use crate::http::ProxyError;
 
-/// The most of a head read here. A longer head goes to hyper with what was read, and
-/// hyper reads the rest itself: a client sending this much is no longer cheap to hold
+/// The most of a head read here. A longer head goes to the server connection with what
+/// was read, and it reads the rest itself: a client sending this much is no longer cheap to hold
 /// off, and heads this long are rare.
 pub(super) const HEAD_BYTES: usize = 1024;
 
 /// Whether `bytes` hold the empty line that ends a request head: CRLF or a bare LF
-/// (hyper accepts both), after a line's LF.
+/// (both are accepted), after a line's LF.
 pub(super) fn ends_head(bytes: &[u8]) -> bool {
     memchr::memchr_iter(b'\n', bytes)
         .any(|at| matches!(&bytes[at + 1..], [b'\n', ..] | [b'\r', b'\n', ..]))
 }
 
 /// Whether `head` may be the start of a request head and is not a whole one, so that
-/// hyper would wait for more. A whole head, and bytes no head may hold (control
-/// characters other than tab, CR and LF: hyper answers them 400 at once), are hyper's.
+/// the server connection would wait for more. A whole head, and bytes no head may hold
+/// (control characters other than tab, CR and LF: answered 400 at once), go to the
+/// server connection.
 fn wants_more(head: &[u8]) -> bool {
     let may_be_head = head
         .iter()
@@ -42,10 +44,10 @@ fn wants_more(head: &[u8]) -> bool {
 }
 
 /// Reads the first request head of `stream`, which has begun arriving (its bytes are
-/// waiting on the socket) but was not all there: `Some` with the bytes to replay to
-/// hyper once the head is complete (or [`HEAD_BYTES`] long, or not a request head at
-/// all), `None` when the connection ended here: the client closed it, or its head timed
-/// out (answered 408, as hyper's supervisor does).
+/// waiting on the socket) but was not all there: `Some` with the bytes to replay to the
+/// server connection once the head is complete (or [`HEAD_BYTES`] long, or not a
+/// request head at all), `None` when the connection ended here: the client closed it,
+/// or its head timed out (answered 408, as the connection's supervisor does).
 pub(super) async fn read(
     stream: &TcpStream,
     activity: &ConnActivity,
@@ -53,7 +55,7 @@ pub(super) async fn read(
     client_addr: SocketAddr,
 ) -> Option<Bytes> {
     // The head began with the bytes waiting: its timeout runs from now, as it would had
-    // hyper read them (the replayed bytes do not start it again).
+    // the server connection read them (the replayed bytes do not start it again).
     activity.on_read();
     let deadline = activity.head_deadline(settings.limits.header_read_timeout)?;
     let mut head = Vec::new();
@@ -104,7 +106,7 @@ mod tests {
         assert!(wants_more(b"GET / HTTP/1.1\r\nHost: bench\r\nX-Slow: "));
         assert!(wants_more(b"GE"));
         assert!(!wants_more(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
-        // Not HTTP (a TLS ClientHello on the plaintext port): hyper's 400, at once.
+        // Not HTTP (a TLS ClientHello on the plaintext port): a 400, at once.
         assert!(!wants_more(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"));
     }
 }

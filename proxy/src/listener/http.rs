@@ -1,6 +1,7 @@
 //! Serves one downstream HTTP connection: detects HTTP/1 vs HTTP/2 (prior knowledge in
-//! plaintext, ALPN over TLS) and runs hyper on it with the listener's limits, under the
-//! connection's supervisor (`supervise`: head and idle timeouts, graceful drain).
+//! plaintext, ALPN over TLS) and serves it with the listener's limits (HTTP/1:
+//! meshwork's own server connection, `http1`; HTTP/2: hyper's), under the connection's
+//! supervisor (`supervise`: head and idle timeouts, graceful drain).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -116,7 +117,7 @@ pub async fn serve(stream: TcpStream, client_addr: SocketAddr, settings: HttpCon
         Opening::Closed | Opening::PartialPreface => return,
     };
     let activity = Arc::new(ConnActivity::new(detected, accepted));
-    // A head still arriving is read without hyper and its buffers (`first_head`).
+    // A head still arriving is read without the server connection's buffers (`first_head`).
     let first_bytes = if whole_head {
         Bytes::new()
     } else {
@@ -125,9 +126,9 @@ pub async fn serve(stream: TcpStream, client_addr: SocketAddr, settings: HttpCon
             None => return,
         }
     };
-    // hyper reads through the read half (tokio's own read path, which knows a short read
-    // drained the socket and so saves a read that would only return EAGAIN); the write
-    // half stays here for a last 408 after hyper is stopped.
+    // The server connection reads through the read half (tokio's own read path, which
+    // knows a short read drained the socket and so saves a read that would only return
+    // EAGAIN); the write half stays here for a last 408 after it is stopped.
     let (read, write) = stream.into_split();
     let conn = Conn {
         client_addr,
@@ -328,8 +329,8 @@ where
     }
 }
 
-/// The service hyper calls for each request: loads the current snapshot and runs the
-/// request through the stack.
+/// The service either server connection calls for each request: loads the current
+/// snapshot and runs the request through the stack.
 #[derive(Clone, Debug)]
 struct HttpService {
     listener: Arc<str>,
@@ -345,7 +346,8 @@ struct HttpService {
     metrics: Arc<ListenerHandles>,
 }
 
-type HttpFuture = Pin<Box<dyn Future<Output = Result<http::Response<TrackedBody>, Infallible>> + Send>>;
+type HttpFuture =
+    Pin<Box<dyn Future<Output = Result<http::Response<TrackedBody>, Infallible>> + Send>>;
 
 impl hyper::service::Service<http::Request<Incoming>> for HttpService {
     type Response = http::Response<TrackedBody>;

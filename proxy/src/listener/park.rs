@@ -1,5 +1,5 @@
-//! An HTTP/1 keep-alive connection parked between requests: hyper and its buffers are
-//! gone (see `io`), and the connection's task waits on the bare transport for the next
+//! An HTTP/1 keep-alive connection parked between requests: its server connection and
+//! buffers are gone (`http1`), and the connection's task waits on the bare transport for the next
 //! bytes, the idle timeout or the drain. The parked connections of a listener are
 //! counted in `meshwork_downstream_connections_parked`.
 
@@ -19,7 +19,7 @@ use super::io::ConnIo;
 const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The most bytes a parked connection reads when it wakes: a typical request head,
-/// read into the stack and handed to hyper, which reads the rest itself.
+/// read into the stack and handed to the server connection, which reads the rest itself.
 const WAKE_READ_BYTES: usize = 2048;
 
 /// Waits on a parked HTTP/1 connection: its next bytes (returned), or its end (`None`):
@@ -52,8 +52,8 @@ where
     woken
 }
 
-/// Closes a parked connection as hyper would have: FIN, and over TLS a close_notify
-/// first.
+/// Closes a parked connection as its server connection would have: FIN, and over TLS a
+/// close_notify first.
 pub(super) async fn close<T>(stream: T, activity: std::sync::Arc<ConnActivity>)
 where
     ConnIo<T>: tokio::io::AsyncWrite + Unpin,

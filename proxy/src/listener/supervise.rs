@@ -59,18 +59,18 @@ impl Closing {
     }
 }
 
-/// How long an HTTP/1 keep-alive connection stays idle inside hyper before it is parked
-/// (hyper and its buffers dropped, see `io` and `park`). A connection busy with
-/// requests is never parked: parking and waking cost a fresh hyper connection per
-/// request (about 3,300 instructions, bench/RESULTS.md), which a wait this long makes
-/// negligible, while connections idle for longer hold no buffers.
+/// How long an HTTP/1 keep-alive connection stays idle before it is parked (its server
+/// connection and buffers dropped, see `http1` and `park`). A connection busy with
+/// requests is never parked: parking and waking cost a fresh server connection and
+/// buffers, which a wait this long makes negligible, while connections idle for longer
+/// hold no buffers.
 pub(super) const PARK_AFTER: Duration = Duration::from_millis(100);
 
 /// How a supervised connection ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Ended {
-    /// hyper finished it without an error (the client closed between requests, or the
-    /// connection was parked).
+    /// The server connection finished without an error (the client closed between
+    /// requests, or the connection was parked).
     Clean,
     /// An error, a timeout, or the shutdown grace ran out.
     Closed,
@@ -84,7 +84,7 @@ pub(super) enum Ended {
 /// next idle period) leaves it alone; when it fires early, the deadlines are read again
 /// and it is set for the next one. A connection busy with requests so costs no timer
 /// work per request, only a wake-up per `PARK_AFTER` at most. The deadlines are read
-/// after every poll of hyper, where an HTTP/1 connection's activity changes (its socket
+/// after every poll of the server connection, where an HTTP/1 connection's activity changes (its socket
 /// reads, its requests' starts and their responses' ends all happen inside that poll):
 /// no notification is needed for it. An HTTP/2 connection's responses end in their
 /// streams' tasks, which wake this one through `activity.changed()`.
@@ -184,7 +184,8 @@ pub(super) async fn supervise<C: GracefulConnection + ?Sized>(
                     .park_deadline(PARK_AFTER)
                     .is_some_and(|d| d <= now)
             {
-                // The next turn polls hyper, which then finds end-of-stream (see `io`).
+                // The next turn polls the server connection, which then parks itself if it
+                // is between requests with nothing buffered (see `http1`).
                 activity.set_park_due(true);
             }
         }
@@ -223,8 +224,8 @@ mod tests {
     use crate::listener::activity::InFlightGuard;
     use crate::listener::header_blocks::BlockEvent;
 
-    /// What the stand-in for hyper does when it is next polled, as hyper would while
-    /// serving: bytes read, a request started, its response ended, a header block.
+    /// What the stand-in for a server connection does when it is next polled, as one
+    /// would while serving: bytes read, a request started, its response ended, a header block.
     enum Step {
         Read,
         Start,
@@ -317,7 +318,7 @@ mod tests {
         (activity, steps, task)
     }
 
-    /// Once due for parking (a stand-in for hyper does not park), the timer waits for
+    /// Once due for parking (the stand-in does not park), the timer waits for
     /// the idle timeout; a head that starts meanwhile has a sooner deadline, which must
     /// be kept.
     #[tokio::test(start_paused = true)]

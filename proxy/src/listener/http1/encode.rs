@@ -40,7 +40,9 @@ pub enum BodyEncoder {
     None,
     /// This many bytes are still to be written.
     Length(u64),
-    Chunked { trailers: bool },
+    Chunked {
+        trailers: bool,
+    },
     /// Everything until the connection closes (an HTTP/1.0 client, no known length).
     UntilClose,
 }
@@ -99,7 +101,9 @@ pub fn head(
         if *name == header::CONTENT_LENGTH {
             // Kept for a HEAD or 304 (the length of what a GET would have had); written
             // afresh for a body, from the length decided above.
-            if !matches!(encoder, BodyEncoder::None) || bodiless && status != StatusCode::NOT_MODIFIED {
+            if !matches!(encoder, BodyEncoder::None)
+                || bodiless && status != StatusCode::NOT_MODIFIED
+            {
                 continue;
             }
         } else if *name == header::CONNECTION {
@@ -223,18 +227,46 @@ mod tests {
         let mut out = Vec::new();
         let mut keep = true;
         let headers = HeaderMap::new();
-        let enc = head(&mut out, StatusCode::OK, None, &headers, SizeHint::with_exact(5), facts(Version::HTTP_11), &mut keep);
+        let enc = head(
+            &mut out,
+            StatusCode::OK,
+            None,
+            &headers,
+            SizeHint::with_exact(5),
+            facts(Version::HTTP_11),
+            &mut keep,
+        );
         assert_eq!(enc, BodyEncoder::Length(5));
-        assert!(text(&out).starts_with("HTTP/1.1 200 OK\r\ncontent-length: 5\r\ndate: "), "{}", text(&out));
+        assert!(
+            text(&out).starts_with("HTTP/1.1 200 OK\r\ncontent-length: 5\r\ndate: "),
+            "{}",
+            text(&out)
+        );
         assert!(keep);
 
         out.clear();
-        let enc = head(&mut out, StatusCode::OK, None, &headers, SizeHint::new(), facts(Version::HTTP_11), &mut keep);
+        let enc = head(
+            &mut out,
+            StatusCode::OK,
+            None,
+            &headers,
+            SizeHint::new(),
+            facts(Version::HTTP_11),
+            &mut keep,
+        );
         assert_eq!(enc, BodyEncoder::Chunked { trailers: false });
         assert!(text(&out).contains("transfer-encoding: chunked\r\n"));
 
         out.clear();
-        let enc = head(&mut out, StatusCode::OK, None, &headers, SizeHint::new(), facts(Version::HTTP_10), &mut keep);
+        let enc = head(
+            &mut out,
+            StatusCode::OK,
+            None,
+            &headers,
+            SizeHint::new(),
+            facts(Version::HTTP_10),
+            &mut keep,
+        );
         assert_eq!(enc, BodyEncoder::UntilClose);
         assert!(!keep);
         assert!(text(&out).contains("connection: close\r\n"));
@@ -244,11 +276,22 @@ mod tests {
     fn a_services_framing_headers_are_not_written_twice_and_close_is_heard() {
         let mut headers = HeaderMap::new();
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("3"));
-        headers.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
         headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         let mut out = Vec::new();
         let mut keep = true;
-        let enc = head(&mut out, StatusCode::BAD_REQUEST, None, &headers, SizeHint::new(), facts(Version::HTTP_11), &mut keep);
+        let enc = head(
+            &mut out,
+            StatusCode::BAD_REQUEST,
+            None,
+            &headers,
+            SizeHint::new(),
+            facts(Version::HTTP_11),
+            &mut keep,
+        );
         assert_eq!(enc, BodyEncoder::Length(3));
         assert!(!keep);
         let t = text(&out);
@@ -264,11 +307,27 @@ mod tests {
         let mut out = Vec::new();
         let mut keep = true;
         let head_req = RequestFacts::of(&Method::HEAD, Version::HTTP_11, false);
-        let enc = head(&mut out, StatusCode::OK, None, &headers, SizeHint::new(), head_req, &mut keep);
+        let enc = head(
+            &mut out,
+            StatusCode::OK,
+            None,
+            &headers,
+            SizeHint::new(),
+            head_req,
+            &mut keep,
+        );
         assert_eq!(enc, BodyEncoder::None);
         assert!(text(&out).contains("content-length: 10\r\n"));
         out.clear();
-        let enc = head(&mut out, StatusCode::NO_CONTENT, None, &headers, SizeHint::new(), facts(Version::HTTP_11), &mut keep);
+        let enc = head(
+            &mut out,
+            StatusCode::NO_CONTENT,
+            None,
+            &headers,
+            SizeHint::new(),
+            facts(Version::HTTP_11),
+            &mut keep,
+        );
         assert_eq!(enc, BodyEncoder::None);
         assert!(!text(&out).contains("content-length"), "{}", text(&out));
     }
@@ -277,7 +336,15 @@ mod tests {
     fn chunks_and_a_reason_are_written_as_given() {
         let mut out = Vec::new();
         let mut keep = true;
-        head(&mut out, StatusCode::OK, Some(b"Fine"), &HeaderMap::new(), SizeHint::with_exact(0), facts(Version::HTTP_11), &mut keep);
+        head(
+            &mut out,
+            StatusCode::OK,
+            Some(b"Fine"),
+            &HeaderMap::new(),
+            SizeHint::with_exact(0),
+            facts(Version::HTTP_11),
+            &mut keep,
+        );
         assert!(text(&out).starts_with("HTTP/1.1 200 Fine\r\n"));
         out.clear();
         chunk_size(&mut out, 255);

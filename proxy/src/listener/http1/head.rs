@@ -12,7 +12,7 @@ use std::mem::MaybeUninit;
 
 use bytes::{Buf, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version, header};
-
+use smallvec::SmallVec;
 
 use crate::cluster::http1_client::request_head::ends_chunked;
 
@@ -97,18 +97,22 @@ pub fn parse(
     let offset = |s: &[u8]| s.as_ptr() as usize - base;
     let path = parsed.path.unwrap_or_default();
     let target = (offset(path.as_bytes()), path.len());
-    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_FIELDS];
-    let count = parsed.headers.len();
-    for (span, field) in spans.iter_mut().zip(parsed.headers.iter()) {
-        let name = offset(field.name.as_bytes()) as u32;
-        let value = offset(field.value) as u32;
-        *span = (
-            name,
-            name + field.name.len() as u32,
-            value,
-            value + field.value.len() as u32,
-        );
-    }
+    // On the stack for a usual head (nothing to zero first); a longer one spills.
+    let spans: SmallVec<[(u32, u32, u32, u32); 16]> = parsed
+        .headers
+        .iter()
+        .map(|field| {
+            let name = offset(field.name.as_bytes()) as u32;
+            let value = offset(field.value) as u32;
+            (
+                name,
+                name + field.name.len() as u32,
+                value,
+                value + field.value.len() as u32,
+            )
+        })
+        .collect();
+    let count = spans.len();
     let head = buf.split_to(len).freeze();
     let uri = Uri::from_maybe_shared(head.slice(target.0..target.0 + target.1))
         .map_err(|_| HeadError::Malformed("invalid request target"))?;
@@ -117,7 +121,7 @@ pub fn parse(
     // What the connection needs from the fields, read as they go into the map rather
     // than looked up in it afterwards.
     let mut fields = Fields::default();
-    for &(name_start, name_end, value_start, value_end) in &spans[..count] {
+    for &(name_start, name_end, value_start, value_end) in &spans {
         let name = HeaderName::from_bytes(&head[name_start as usize..name_end as usize])
             .map_err(|_| HeadError::Malformed("invalid header name"))?;
         let value =
@@ -258,7 +262,10 @@ pub fn has_token(list: &[u8], token: &[u8]) -> bool {
 /// Skips what `parse` would skip before a request line (RFC 9112 §2.2: empty lines), so
 /// a buffer of only those counts as nothing read.
 pub fn skip_empty_lines(buf: &mut BytesMut) {
-    let n = buf.iter().take_while(|b| matches!(b, b'\r' | b'\n')).count();
+    let n = buf
+        .iter()
+        .take_while(|b| matches!(b, b'\r' | b'\n'))
+        .count();
     buf.advance(n);
 }
 
@@ -287,9 +294,16 @@ mod tests {
 
     #[test]
     fn a_partial_head_waits_and_an_oversized_one_is_refused() {
-        assert!(parse_text("GET / HTTP/1.1\r\nHost: x\r\n").unwrap().is_none());
+        assert!(
+            parse_text("GET / HTTP/1.1\r\nHost: x\r\n")
+                .unwrap()
+                .is_none()
+        );
         let mut buf = BytesMut::from(format!("GET / HTTP/1.1\r\nx: {}", "a".repeat(100)).as_str());
-        assert_eq!(parse(&mut buf, 64, HeaderMap::new()).unwrap_err(), HeadError::TooLarge);
+        assert_eq!(
+            parse(&mut buf, 64, HeaderMap::new()).unwrap_err(),
+            HeadError::TooLarge
+        );
         let many: String = (0..101).map(|i| format!("x-{i}: a\r\n")).collect();
         assert_eq!(
             parse_text(&format!("GET / HTTP/1.1\r\n{many}\r\n")).unwrap_err(),
@@ -331,7 +345,12 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(head.keep_alive);
-        assert!(!parse_text("GET / HTTP/1.0\r\n\r\n").unwrap().unwrap().keep_alive);
+        assert!(
+            !parse_text("GET / HTTP/1.0\r\n\r\n")
+                .unwrap()
+                .unwrap()
+                .keep_alive
+        );
         let head = parse_text(
             "PUT / HTTP/1.1\r\nConnection: upgrade, close\r\nUpgrade: websocket\r\nExpect: 100-Continue\r\nTE: trailers\r\nContent-Length: 1\r\n\r\n",
         )

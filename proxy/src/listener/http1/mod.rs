@@ -180,7 +180,9 @@ where
 
     /// The transport of a connection that ended parked.
     pub(super) fn into_parked(self) -> Option<I> {
-        matches!(self.state, State::Parked).then_some(self.io).flatten()
+        matches!(self.state, State::Parked)
+            .then_some(self.io)
+            .flatten()
     }
 
     /// Stops taking requests: an idle connection ends now, a busy one after its
@@ -234,7 +236,12 @@ where
                     };
                     self.service.refused(refusal);
                     let body = Bytes::from(format!("{refusal}\n"));
-                    encode::closing_response(&mut self.out, refusal.status(), refusal.reason(), &body);
+                    encode::closing_response(
+                        &mut self.out,
+                        refusal.status(),
+                        refusal.reason(),
+                        &body,
+                    );
                     self.state = State::Closing;
                     return Turn::Progress;
                 }
@@ -320,8 +327,8 @@ where
                     .get::<hyper::ext::ReasonPhrase>()
                     .map(|r| r.as_bytes());
                 let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
-                let switched = switching
-                    && exchange.upgrade.as_ref().is_some_and(|tx| !tx.is_closed());
+                let switched =
+                    switching && exchange.upgrade.as_ref().is_some_and(|tx| !tx.is_closed());
                 if switching && !switched {
                     // Nothing takes the connection over: it cannot go on as HTTP/1.
                     exchange.keep_alive = false;
@@ -384,7 +391,8 @@ where
             match feed.channel.demand(cx.waker()) {
                 Demand::Waiting => {}
                 Demand::Abandoned => {
-                    exchange.body_unfinished = !drain_buffered(&mut feed.decoder, &mut self.read_buf);
+                    exchange.body_unfinished =
+                        !drain_buffered(&mut feed.decoder, &mut self.read_buf);
                     exchange.body = None;
                     progress = true;
                 }
@@ -421,7 +429,9 @@ where
                         }
                         Ok(Decoded::NeedMore) => {
                             let io = self.io.as_mut().expect("present until switched");
-                            if read_into(io, &mut self.read_buf, &mut self.read_closed, cx).is_ready() {
+                            if read_into(io, &mut self.read_buf, &mut self.read_closed, cx)
+                                .is_ready()
+                            {
                                 progress = true;
                             }
                         }
@@ -445,7 +455,9 @@ where
             let io = self.io.as_mut().expect("present until switched");
             if read_into(io, &mut self.read_buf, &mut self.read_closed, cx).is_ready() {
                 if self.read_closed {
-                    tracing::debug!("the client closed its connection while its request was in flight");
+                    tracing::debug!(
+                        "the client closed its connection while its request was in flight"
+                    );
                     self.state = State::Done;
                     return Turn::Finished(Ok(()));
                 }
@@ -469,16 +481,25 @@ where
             if *switched {
                 return self.switch();
             }
-            let mut reusable = exchange.keep_alive && !exchange.body_unfinished && !self.shutting_down;
+            let mut reusable =
+                exchange.keep_alive && !exchange.body_unfinished && !self.shutting_down;
             if reusable {
                 if let Some(mut feed) = exchange.body.take() {
                     reusable = drain_buffered(&mut feed.decoder, &mut self.read_buf);
                 }
             }
-            self.state = if reusable { State::Head } else { State::Closing };
+            self.state = if reusable {
+                State::Head
+            } else {
+                State::Closing
+            };
             return Turn::Progress;
         }
-        if progress { Turn::Progress } else { Turn::Blocked }
+        if progress {
+            Turn::Progress
+        } else {
+            Turn::Blocked
+        }
     }
 
     /// Hands the connection over to the tunnel its `101` opened.
@@ -513,7 +534,8 @@ where
                 slices[n] = IoSlice::new(&self.out[self.out_at..]);
                 n += 1;
             }
-            let mut written = std::task::ready!(Pin::new(&mut *io).poll_write_vectored(cx, &slices[..n]))?;
+            let mut written =
+                std::task::ready!(Pin::new(&mut *io).poll_write_vectored(cx, &slices[..n]))?;
             if written == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }

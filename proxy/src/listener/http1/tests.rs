@@ -17,7 +17,8 @@ struct Echo {
     seen: Arc<Mutex<Vec<String>>>,
 }
 
-type EchoFuture = Pin<Box<dyn Future<Output = Result<http::Response<EchoBody>, Infallible>> + Send>>;
+type EchoFuture =
+    Pin<Box<dyn Future<Output = Result<http::Response<EchoBody>, Infallible>> + Send>>;
 type EchoBody = http_body_util::combinators::UnsyncBoxBody<Bytes, Infallible>;
 
 impl Http1Service for Echo {
@@ -25,7 +26,10 @@ impl Http1Service for Echo {
     type Future = EchoFuture;
 
     fn refused(&self, error: ProxyError) {
-        self.seen.lock().unwrap().push(format!("refused: {}", error.reason()));
+        self.seen
+            .lock()
+            .unwrap()
+            .push(format!("refused: {}", error.reason()));
     }
 
     fn serve(&self, mut request: http::Request<ClientBody>) -> EchoFuture {
@@ -44,7 +48,8 @@ impl Http1Service for Echo {
                 let mut rsp = http::Response::new(Full::new(Bytes::new()).boxed_unsync());
                 *rsp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
                 rsp.headers_mut().insert("upgrade", "echo".parse().unwrap());
-                rsp.headers_mut().insert("connection", "upgrade".parse().unwrap());
+                rsp.headers_mut()
+                    .insert("connection", "upgrade".parse().unwrap());
                 return Ok(rsp);
             }
             let body = match request.into_body().collect().await {
@@ -116,7 +121,10 @@ async fn a_chunked_body_is_read_and_a_chunked_response_written() {
         .unwrap();
     let text = read_until(&mut client, "0\r\n\r\n", 1).await;
     assert!(text.contains("transfer-encoding: chunked\r\n"), "{text}");
-    assert!(text.contains("POST /stream abcde\r\n1\r\n!\r\n0\r\n\r\n"), "{text}");
+    assert!(
+        text.contains("POST /stream abcde\r\n1\r\n!\r\n0\r\n\r\n"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -137,7 +145,9 @@ async fn a_broken_chunk_fails_the_body_and_closes_the_connection() {
 async fn a_client_expecting_100_continue_gets_it_before_sending_its_body() {
     let (mut client, _, _conn) = serve();
     client
-        .write_all(b"PUT /a HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n")
+        .write_all(
+            b"PUT /a HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n",
+        )
         .await
         .unwrap();
     let text = read_until(&mut client, "100 Continue\r\n\r\n", 1).await;
@@ -156,7 +166,10 @@ async fn a_refused_head_is_answered_and_the_connection_closed() {
         .unwrap();
     let text = read_until(&mut client, "never", 1).await;
     assert!(text.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{text}");
-    assert!(text.contains("x-meshwork-error: malformed-request"), "{text}");
+    assert!(
+        text.contains("x-meshwork-error: malformed-request"),
+        "{text}"
+    );
     conn.await.unwrap().unwrap();
     assert_eq!(*echo.seen.lock().unwrap(), ["refused: malformed-request"]);
 }
@@ -183,11 +196,16 @@ async fn an_http10_client_gets_its_connection_closed_unless_it_asks_to_keep_it()
 async fn a_switch_hands_the_connection_and_early_bytes_to_the_tunnel() {
     let (mut client, _, conn) = serve();
     client
-        .write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: echo\r\n\r\nping")
+        .write_all(
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: echo\r\n\r\nping",
+        )
         .await
         .unwrap();
     let text = read_until(&mut client, "ping", 1).await;
-    assert!(text.starts_with("HTTP/1.1 101 Switching Protocols\r\n"), "{text}");
+    assert!(
+        text.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
+        "{text}"
+    );
     assert!(text.ends_with("\r\n\r\nping"), "{text}");
     conn.await.unwrap().unwrap();
 }
@@ -199,7 +217,10 @@ async fn a_graceful_shutdown_ends_an_idle_connection_and_closes_a_busy_one_after
     let mut conn = std::pin::pin!(conn);
     assert!(futures_util::poll!(conn.as_mut()).is_pending());
     conn.as_mut().get_mut().graceful_shutdown();
-    assert!(matches!(futures_util::poll!(conn.as_mut()), Poll::Ready(Ok(()))));
+    assert!(matches!(
+        futures_util::poll!(conn.as_mut()),
+        Poll::Ready(Ok(()))
+    ));
     drop(client);
 
     let (mut client, server) = tokio::io::duplex(4096);
@@ -224,7 +245,10 @@ async fn a_client_leaving_while_its_request_waits_ends_the_connection() {
     let pending = Pending;
     let conn = tokio::spawn(Http1Server::new(server, pending, 8192));
     let mut client = client;
-    client.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
     client.shutdown().await.unwrap();
     tokio::time::timeout(Duration::from_secs(5), conn)
         .await
@@ -238,7 +262,8 @@ struct Pending;
 
 impl Http1Service for Pending {
     type Body = EchoBody;
-    type Future = Pin<Box<dyn Future<Output = Result<http::Response<EchoBody>, Infallible>> + Send>>;
+    type Future =
+        Pin<Box<dyn Future<Output = Result<http::Response<EchoBody>, Infallible>> + Send>>;
 
     fn serve(&self, _: http::Request<ClientBody>) -> Self::Future {
         Box::pin(std::future::pending())
