@@ -82,6 +82,8 @@ pub(super) struct Http1Server<I, S: Http1Service> {
     shutting_down: bool,
     /// The client sent its end (or the socket broke).
     read_closed: bool,
+    /// How much of a partial head in `read_buf` was parsed and found incomplete.
+    head_checked: usize,
     /// The last response's header map, emptied: the next request's head is parsed into
     /// it (its capacity kept).
     spare_headers: Option<HeaderMap>,
@@ -166,6 +168,7 @@ where
             max_buf: max_head.max(READ_SIZE) + READ_SIZE,
             shutting_down: false,
             read_closed: false,
+            head_checked: 0,
             spare_headers: None,
             activity: None,
         }
@@ -219,15 +222,24 @@ where
     fn read_head(&mut self, cx: &mut Context<'_>) -> Turn {
         if !self.read_buf.is_empty() {
             head::skip_empty_lines(&mut self.read_buf);
+            self.head_checked = self.head_checked.min(self.read_buf.len());
         }
-        if !self.read_buf.is_empty() {
+        // A partial head is parsed again only once a line has ended since (or it is too
+        // large): a client trickling its head byte by byte costs one parse per line,
+        // not one per byte.
+        let worth_parsing = !self.read_buf.is_empty()
+            && (self.head_checked == 0
+                || self.read_buf.len() > self.max_head
+                || memchr::memchr(b'\n', &self.read_buf[self.head_checked..]).is_some());
+        if worth_parsing {
             let headers = self.spare_headers.take().unwrap_or_default();
             match head::parse(&mut self.read_buf, self.max_head, headers) {
                 Ok(Some(head)) => {
+                    self.head_checked = 0;
                     self.start(head);
                     return Turn::Progress;
                 }
-                Ok(None) => {}
+                Ok(None) => self.head_checked = self.read_buf.len(),
                 Err(error) => {
                     tracing::debug!(%error, "refusing a request head");
                     let refusal = match error {

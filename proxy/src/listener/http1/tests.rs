@@ -271,3 +271,15 @@ impl Http1Service for Pending {
 
     fn refused(&self, _: ProxyError) {}
 }
+
+#[tokio::test]
+async fn a_head_trickled_byte_by_byte_is_served_once_whole() {
+    let (mut client, echo, _conn) = serve();
+    for byte in b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n" {
+        client.write_all(&[*byte]).await.unwrap();
+        tokio::task::yield_now().await;
+    }
+    let text = read_until(&mut client, "GET /slow ", 1).await;
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert_eq!(*echo.seen.lock().unwrap(), ["GET /slow"]);
+}
