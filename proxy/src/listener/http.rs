@@ -248,7 +248,9 @@ impl Conn {
                     // the `:protocol`s a route allows (`http::extended_connect`).
                     .enable_connect_protocol()
                     .serve_connection(io, service);
-                let mut conn = std::pin::pin!(conn);
+                // Boxed, as is its supervisor: every connection's task is as large as
+                // its largest state, and most connections are HTTP/1 ones, parked.
+                let mut conn = Box::pin(conn);
                 let supervised = supervise(
                     conn.as_mut(),
                     &self.activity,
@@ -279,19 +281,23 @@ impl Conn {
         let mut replay = first_bytes;
         loop {
             let io = ConnIo::new(stream, self.activity.clone()).replaying(replay);
-            // Boxed, as is its supervisor: a parked connection's task holds neither.
-            let mut conn = Box::new(
-                Http1Server::new(io, service.clone(), max_header).parkable(self.activity.clone()),
-            );
-            let supervised = supervise(
-                Pin::new(&mut *conn),
-                &self.activity,
-                &self.settings,
-                plaintext,
-                self.client_addr,
-            );
-            let ended = Box::pin(supervised).await;
-            let Some(parked) = conn.into_parked().filter(|_| ended == Ended::Clean) else {
+            let conn =
+                Http1Server::new(io, service.clone(), max_header).parkable(self.activity.clone());
+            // The connection and its supervisor in one allocation, gone once parked: a
+            // parked connection's task holds neither.
+            let supervised = async {
+                let mut conn = conn;
+                let ended = supervise(
+                    Pin::new(&mut conn),
+                    &self.activity,
+                    &self.settings,
+                    plaintext,
+                    self.client_addr,
+                )
+                .await;
+                conn.into_parked().filter(|_| ended == Ended::Clean)
+            };
+            let Some(parked) = Box::pin(supervised).await else {
                 return;
             };
             stream = parked.into_inner();

@@ -359,3 +359,61 @@ mod tests {
         assert!(!head.keep_alive && head.upgrade && head.expect_continue && head.trailers);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A header name in any ASCII case.
+    fn any_case(name: &'static str) -> impl Strategy<Value = String> {
+        proptest::collection::vec(any::<bool>(), name.len()).prop_map(move |upper| {
+            name.chars()
+                .zip(upper)
+                .map(|(c, u)| if u { c.to_ascii_uppercase() } else { c })
+                .collect()
+        })
+    }
+
+    proptest! {
+        /// Both framing headers, in any case, order and company, and however the head
+        /// arrives in pieces: refused, never framed.
+        #[test]
+        fn both_framing_headers_are_refused_however_they_come(
+            cl in any_case("content-length"),
+            te in any_case("transfer-encoding"),
+            te_first in any::<bool>(),
+            others in proptest::collection::vec("x-[a-z]{1,8}: [a-z0-9]{0,8}", 0..5),
+            at in 0usize..4,
+            cuts in proptest::collection::vec(1usize..200, 0..4),
+        ) {
+            let mut fields: Vec<String> = others;
+            let (first, second) = (format!("{cl}: 5"), format!("{te}: chunked"));
+            let (first, second) = if te_first { (second, first) } else { (first, second) };
+            fields.insert(at.min(fields.len()), first);
+            fields.push(second);
+            let text = format!("POST / HTTP/1.1\r\nHost: x\r\n{}\r\n\r\n0\r\n\r\n", fields.join("\r\n"));
+            let bytes = text.as_bytes();
+            let mut buf = BytesMut::new();
+            let mut from = 0;
+            let mut outcome = None;
+            for cut in cuts.into_iter().chain([bytes.len()]) {
+                let to = (from + cut).min(bytes.len());
+                buf.extend_from_slice(&bytes[from..to]);
+                from = to;
+                match parse(&mut buf, 8192, HeaderMap::new()) {
+                    Ok(None) => {}
+                    other => {
+                        outcome = Some(other.map(|h| h.map(|h| h.body)));
+                        break;
+                    }
+                }
+            }
+            prop_assert!(
+                matches!(outcome, Some(Err(HeadError::Malformed(_)))),
+                "{text:?}: {outcome:?}"
+            );
+        }
+    }
+}
