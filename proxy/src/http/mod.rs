@@ -8,6 +8,7 @@ pub mod client_fault;
 pub mod client_upgrade;
 pub mod error;
 pub mod extended_connect;
+pub mod h1_fields;
 pub mod headers;
 pub mod made_values;
 pub mod request_id;

@@ -6,6 +6,8 @@ use bytes::BufMut;
 use http::header::{self, Entry};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 
+use crate::http::h1_fields;
+
 /// What the request's body is known to be before it is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyLength {
@@ -123,12 +125,7 @@ fn chunked(headers: &HeaderMap) -> RequestFraming {
 
 /// Whether the last transfer coding of these values is `chunked`.
 pub fn ends_chunked<'a>(values: impl Iterator<Item = &'a HeaderValue>) -> bool {
-    values.last().is_some_and(|v| {
-        v.as_bytes()
-            .rsplit(|b| *b == b',')
-            .next()
-            .is_some_and(|coding| coding.trim_ascii().eq_ignore_ascii_case(b"chunked"))
-    })
+    values.last().is_some_and(h1_fields::ends_chunked)
 }
 
 /// The length every `Content-Length` value (and every element of a list) agrees on;
@@ -136,23 +133,7 @@ pub fn ends_chunked<'a>(values: impl Iterator<Item = &'a HeaderValue>) -> bool {
 pub fn content_length(headers: &HeaderMap) -> Option<u64> {
     let mut agreed = None;
     for value in headers.get_all(header::CONTENT_LENGTH) {
-        for element in value.as_bytes().split(|b| *b == b',') {
-            let element = element.trim_ascii();
-            if element.is_empty() {
-                return None;
-            }
-            let mut len: u64 = 0;
-            for digit in element {
-                if !digit.is_ascii_digit() {
-                    return None;
-                }
-                len = len.checked_mul(10)?.checked_add(u64::from(digit - b'0'))?;
-            }
-            if agreed.is_some_and(|a| a != len) {
-                return None;
-            }
-            agreed = Some(len);
-        }
+        agreed = Some(h1_fields::content_length_value(value.as_bytes(), agreed).ok()?);
     }
     agreed
 }

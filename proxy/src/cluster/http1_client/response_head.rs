@@ -8,7 +8,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Ver
 
 use super::ExchangeError;
 use super::body_decoder::{BodyDecoder, Chunked};
-use super::request_head::{content_length, ends_chunked};
+use crate::http::h1_fields::FramingFields;
 
 /// The largest response head read (Envoy's default limit is 60 KiB).
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -89,6 +89,7 @@ pub fn parse(buf: &mut BytesMut, method: &Method) -> Result<Option<ResponseHead>
         // no request's map grows (one allocation and one reallocation fewer each,
         // bench/RESULTS.md).
         let mut headers = HeaderMap::with_capacity(count + 8);
+        let mut fields = FramingFields::default();
         for &(name_start, name_end, value_start, value_end) in &spans[..count] {
             let name = HeaderName::from_bytes(&head[name_start as usize..name_end as usize])
                 .map_err(|_| ExchangeError::BadHeader)?;
@@ -96,10 +97,11 @@ pub fn parse(buf: &mut BytesMut, method: &Method) -> Result<Option<ResponseHead>
                 head.slice(value_start as usize..value_end as usize),
             )
             .map_err(|_| ExchangeError::BadHeader)?;
+            fields.read(&name, &value);
             headers.append(name, value);
         }
-        let keep_alive = keep_alive(version, &headers);
-        let body = framing(status, version, method, &mut headers)?;
+        let keep_alive = fields.keeps_alive(version);
+        let body = framing(status, version, method, &fields, &mut headers)?;
         let mut response = Response::new(());
         *response.status_mut() = status;
         *response.version_mut() = version;
@@ -117,24 +119,6 @@ pub fn parse(buf: &mut BytesMut, method: &Method) -> Result<Option<ResponseHead>
     }
 }
 
-/// HTTP/1.1 keeps the connection unless a `Connection` says `close`; HTTP/1.0 closes it
-/// unless one says `keep-alive` (and none says `close`).
-fn keep_alive(version: Version, headers: &HeaderMap) -> bool {
-    let mut keep = version == Version::HTTP_11;
-    for value in headers.get_all(header::CONNECTION) {
-        for token in value.as_bytes().split(|b| *b == b',') {
-            let token = token.trim_ascii();
-            if token.eq_ignore_ascii_case(b"close") {
-                return false;
-            }
-            if token.eq_ignore_ascii_case(b"keep-alive") {
-                keep = true;
-            }
-        }
-    }
-    keep
-}
-
 /// How the body is framed (RFC 9112 §6.3). A `Transfer-Encoding` wins over a
 /// `Content-Length`, which is then removed: forwarded together they would let the next
 /// hop read a different body than this one did.
@@ -142,6 +126,7 @@ fn framing(
     status: StatusCode,
     version: Version,
     method: &Method,
+    fields: &FramingFields,
     headers: &mut HeaderMap,
 ) -> Result<BodyDecoder, ExchangeError> {
     if status.is_informational()
@@ -152,33 +137,27 @@ fn framing(
     {
         return Ok(BodyDecoder::Done);
     }
-    if headers.contains_key(header::TRANSFER_ENCODING) {
+    if let Some(chunked) = fields.transfer_encoding {
         if version == Version::HTTP_10 {
             return Err(ExchangeError::BadFraming(
                 "Transfer-Encoding in an HTTP/1.0 response",
             ));
         }
-        headers.remove(header::CONTENT_LENGTH);
-        return Ok(
-            if ends_chunked(headers.get_all(header::TRANSFER_ENCODING).iter()) {
-                BodyDecoder::Chunked(Chunked::Size)
-            } else {
-                BodyDecoder::UntilClose
-            },
-        );
+        if fields.content_length.is_some() {
+            headers.remove(header::CONTENT_LENGTH);
+        }
+        return Ok(if chunked {
+            BodyDecoder::Chunked(Chunked::Size)
+        } else {
+            BodyDecoder::UntilClose
+        });
     }
-    if headers.contains_key(header::CONTENT_LENGTH) {
-        return content_length(headers)
-            .map(|len| {
-                if len == 0 {
-                    BodyDecoder::Done
-                } else {
-                    BodyDecoder::Length(len)
-                }
-            })
-            .ok_or(ExchangeError::BadFraming("invalid Content-Length"));
+    match fields.content_length {
+        Some(Ok(0)) => Ok(BodyDecoder::Done),
+        Some(Ok(len)) => Ok(BodyDecoder::Length(len)),
+        Some(Err(_)) => Err(ExchangeError::BadFraming("invalid Content-Length")),
+        None => Ok(BodyDecoder::UntilClose),
     }
-    Ok(BodyDecoder::UntilClose)
 }
 
 #[cfg(test)]

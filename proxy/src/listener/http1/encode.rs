@@ -9,8 +9,8 @@ use bytes::{BufMut, Bytes};
 use http::{HeaderMap, Method, StatusCode, Version, header};
 use http_body::SizeHint;
 
-use super::head::has_token;
-use crate::cluster::http1_client::request_head::{content_length, write_field};
+use crate::cluster::http1_client::request_head::write_field;
+use crate::http::h1_fields::{content_length_value, has_token};
 
 /// What the request said that decides how its response is written.
 #[derive(Debug, Clone, Copy)]
@@ -68,30 +68,9 @@ pub fn head(
     );
     out.extend_from_slice(b"\r\n");
 
-    let bodiless = status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED;
-    let encoder = if bodiless || request.head || (request.connect && status.is_success()) {
-        BodyEncoder::None
-    } else if let Some(len) = headers
-        .contains_key(header::CONTENT_LENGTH)
-        .then(|| content_length(headers))
-        .flatten()
-    {
-        BodyEncoder::Length(len)
-    } else if let Some(len) = body.exact() {
-        BodyEncoder::Length(len)
-    } else if request.version == Version::HTTP_11 {
-        BodyEncoder::Chunked {
-            trailers: request.trailers,
-        }
-    } else {
-        BodyEncoder::UntilClose
-    };
-    if encoder == BodyEncoder::UntilClose {
-        *keep_alive = false;
-    }
-
+    // The service's framing fields are read as the others are written, and replaced:
+    // the framing is decided here.
+    let mut length = None;
     let mut connection = false;
     let mut date = false;
     for (name, value) in headers {
@@ -99,14 +78,13 @@ pub fn head(
             continue;
         }
         if *name == header::CONTENT_LENGTH {
-            // Kept for a HEAD or 304 (the length of what a GET would have had); written
-            // afresh for a body, from the length decided above.
-            if !matches!(encoder, BodyEncoder::None)
-                || bodiless && status != StatusCode::NOT_MODIFIED
-            {
-                continue;
-            }
-        } else if *name == header::CONNECTION {
+            length = Some(match length {
+                Some(Err(bad)) => Err(bad),
+                agreed => content_length_value(value.as_bytes(), agreed.and_then(Result::ok)),
+            });
+            continue;
+        }
+        if *name == header::CONNECTION {
             connection = true;
             if has_token(value.as_bytes(), b"close") {
                 *keep_alive = false;
@@ -116,14 +94,39 @@ pub fn head(
         }
         write_field(out, name, value);
     }
-    match encoder {
-        BodyEncoder::Length(len) => {
+    let length = length.and_then(Result::ok);
+
+    let bodiless = status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let encoder = if bodiless || request.head || (request.connect && status.is_success()) {
+        BodyEncoder::None
+    } else if let Some(len) = length.or(body.exact()) {
+        BodyEncoder::Length(len)
+    } else if request.version == Version::HTTP_11 {
+        BodyEncoder::Chunked {
+            trailers: request.trailers,
+        }
+    } else {
+        BodyEncoder::UntilClose
+    };
+    // A HEAD's or a 304's length is that of what a GET would have had: kept.
+    // (Never on a 1xx or 204, which have no length at all.)
+    let kept_length = length.filter(|_| {
+        status == StatusCode::NOT_MODIFIED
+            || (request.head && !status.is_informational() && status != StatusCode::NO_CONTENT)
+    });
+    match (encoder, kept_length) {
+        (BodyEncoder::Length(len), _) | (BodyEncoder::None, Some(len)) => {
             out.extend_from_slice(b"content-length: ");
             out.extend_from_slice(itoa::Buffer::new().format(len).as_bytes());
             out.extend_from_slice(b"\r\n");
         }
-        BodyEncoder::Chunked { .. } => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
-        BodyEncoder::None | BodyEncoder::UntilClose => {}
+        (BodyEncoder::Chunked { .. }, _) => {
+            out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+        }
+        (BodyEncoder::UntilClose, _) => *keep_alive = false,
+        (BodyEncoder::None, None) => {}
     }
     if !connection && status != StatusCode::SWITCHING_PROTOCOLS {
         if !*keep_alive {

@@ -14,7 +14,7 @@ use bytes::{Buf, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version, header};
 use smallvec::SmallVec;
 
-use crate::cluster::http1_client::request_head::ends_chunked;
+use crate::http::h1_fields::{FramingFields, has_token};
 
 /// Header fields read at most (hyper's default): more is answered 431.
 const MAX_FIELDS: usize = 100;
@@ -127,12 +127,12 @@ pub fn parse(
         let value =
             HeaderValue::from_maybe_shared(head.slice(value_start as usize..value_end as usize))
                 .map_err(|_| HeadError::Malformed("invalid header value"))?;
-        fields.read(&name, &value)?;
+        fields.read(&name, &value);
         headers.append(name, value);
     }
-    let body = fields.framing(version)?;
+    let body = fields.body(version)?;
     let http11 = version == Version::HTTP_11;
-    let keep_alive = !fields.close && (http11 || fields.keep_alive);
+    let keep_alive = fields.framing.keeps_alive(version);
     let expect_continue = http11 && fields.expect_continue;
     let upgrade = http11 && fields.upgrade;
     let trailers = fields.trailers;
@@ -166,50 +166,32 @@ fn parse_error(error: httparse::Error) -> &'static str {
 /// What the connection reads from a head's fields.
 #[derive(Debug, Default)]
 struct Fields {
-    /// The `Content-Length` all its values agree on (`Err`: they do not, or one is
-    /// not a length).
-    content_length: Option<Result<u64, ()>>,
-    /// Whether a `Transfer-Encoding` was seen, and whether its last coding is `chunked`.
-    transfer_encoding: Option<bool>,
-    close: bool,
-    keep_alive: bool,
+    framing: FramingFields,
     expect_continue: bool,
     upgrade: bool,
     trailers: bool,
 }
 
 impl Fields {
-    fn read(&mut self, name: &HeaderName, value: &HeaderValue) -> Result<(), HeadError> {
-        let bytes = value.as_bytes();
-        if *name == header::CONTENT_LENGTH {
-            let agreed = match self.content_length {
-                Some(Err(())) => return Ok(()),
-                Some(Ok(len)) => Some(len),
-                None => None,
-            };
-            self.content_length = Some(content_length_value(bytes, agreed));
-        } else if *name == header::TRANSFER_ENCODING {
-            // The last value's last coding is the one that frames the body.
-            self.transfer_encoding = Some(ends_chunked(std::iter::once(value)));
-        } else if *name == header::CONNECTION {
-            self.close |= has_token(bytes, b"close");
-            self.keep_alive |= has_token(bytes, b"keep-alive");
-        } else if *name == header::EXPECT {
-            self.expect_continue = bytes.eq_ignore_ascii_case(b"100-continue");
+    fn read(&mut self, name: &HeaderName, value: &HeaderValue) {
+        if self.framing.read(name, value) {
+            return;
+        }
+        if *name == header::EXPECT {
+            self.expect_continue = value.as_bytes().eq_ignore_ascii_case(b"100-continue");
         } else if *name == header::UPGRADE {
             self.upgrade = true;
         } else if *name == header::TE {
-            self.trailers |= has_token(bytes, b"trailers");
+            self.trailers |= has_token(value.as_bytes(), b"trailers");
         }
-        Ok(())
     }
 
     /// How the body is framed (RFC 9112 §6.3), refusing what another reader could
     /// frame differently: both framing headers (a smuggling attempt), a
     /// `Transfer-Encoding` that does not end in `chunked` or comes in HTTP/1.0, a
     /// `Content-Length` that is not one length.
-    fn framing(&self, version: Version) -> Result<BodyFraming, HeadError> {
-        match (self.transfer_encoding, self.content_length) {
+    fn body(&self, version: Version) -> Result<BodyFraming, HeadError> {
+        match (self.framing.transfer_encoding, self.framing.content_length) {
             (Some(_), Some(_)) => Err(HeadError::Malformed(
                 "both Content-Length and Transfer-Encoding",
             )),
@@ -220,43 +202,11 @@ impl Fields {
                 "a Transfer-Encoding that does not end in chunked",
             )),
             (Some(true), None) => Ok(BodyFraming::Chunked),
-            (None, Some(Err(()))) => Err(HeadError::Malformed("invalid Content-Length")),
+            (None, Some(Err(_))) => Err(HeadError::Malformed("invalid Content-Length")),
             (None, Some(Ok(0)) | None) => Ok(BodyFraming::Empty),
             (None, Some(Ok(len))) => Ok(BodyFraming::Length(len)),
         }
     }
-}
-
-/// The length a `Content-Length` value gives (a list of equal lengths counts as one),
-/// when it agrees with `agreed` (the earlier values').
-fn content_length_value(value: &[u8], mut agreed: Option<u64>) -> Result<u64, ()> {
-    for element in value.split(|b| *b == b',') {
-        let element = element.trim_ascii();
-        if element.is_empty() {
-            return Err(());
-        }
-        let mut len: u64 = 0;
-        for digit in element {
-            if !digit.is_ascii_digit() {
-                return Err(());
-            }
-            len = len
-                .checked_mul(10)
-                .and_then(|l| l.checked_add(u64::from(digit - b'0')))
-                .ok_or(())?;
-        }
-        if agreed.is_some_and(|a| a != len) {
-            return Err(());
-        }
-        agreed = Some(len);
-    }
-    agreed.ok_or(())
-}
-
-/// Whether a comma-separated list holds `token` (ASCII case-insensitive).
-pub fn has_token(list: &[u8], token: &[u8]) -> bool {
-    list.split(|b| *b == b',')
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 /// Skips what `parse` would skip before a request line (RFC 9112 §2.2: empty lines), so
