@@ -17,30 +17,32 @@
 //! ends the connection whenever the request's body was not read to its end.
 
 mod encode;
+mod feed;
 mod head;
+mod output;
 #[cfg(test)]
 mod tests;
 
-use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::future::Future;
-use std::io::{self, IoSlice};
+use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, StatusCode};
-use http_body::{Body, Frame};
+use http_body::Body;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::oneshot;
 
 use self::encode::{BodyEncoder, RequestFacts};
-use self::head::{BodyFraming, HeadError, RequestHead};
+use self::feed::{BodyFeed, Fed, Input};
+use self::head::{HeadError, RequestHead};
+use self::output::{FrameOutcome, Output};
 use super::activity::ConnActivity;
-use crate::cluster::http1_client::body_decoder::{BodyDecoder, Chunked, Decoded};
 use crate::http::ProxyError;
-use crate::http::client_body::{BodyChannel, ClientBody, Demand, Http1RequestBody};
+use crate::http::client_body::ClientBody;
 use crate::http::client_upgrade::{ClientUpgrade, TunnelIo, Upgraded};
 
 /// What the connection asks of whoever answers its requests.
@@ -56,12 +58,8 @@ pub(super) trait Http1Service {
 
 /// How much response is buffered before it is written (and the body polled no more).
 const WRITE_HIGH_WATER: usize = 64 * 1024;
-/// Response pieces at most this long are copied next to their framing (one write for
-/// a head and a small body); longer ones are written from where they are.
-const COPY_MAX: usize = 4 * 1024;
 /// The read buffer's reservation.
 const READ_SIZE: usize = 8 * 1024;
-const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 /// One HTTP/1 connection being served.
 pub(super) struct Http1Server<I, S: Http1Service> {
@@ -69,13 +67,8 @@ pub(super) struct Http1Server<I, S: Http1Service> {
     io: Option<I>,
     service: S,
     read_buf: BytesMut,
-    /// Bytes to write, oldest first, ahead of `out`.
-    queued: VecDeque<Bytes>,
-    /// The newest bytes to write (heads, framing, small body pieces), from `out_at`.
-    out: Vec<u8>,
-    out_at: usize,
-    /// Written and not flushed since (TLS: in the session's buffer).
-    unflushed: bool,
+    /// What is to be written to the client.
+    output: Output,
     state: State<S>,
     max_head: usize,
     /// How much is read ahead (pipelined requests, a tunnel's first bytes) while a
@@ -132,19 +125,6 @@ enum Response<S: Http1Service> {
     },
 }
 
-/// The decoding side of a request body.
-struct BodyFeed {
-    channel: Arc<BodyChannel>,
-    decoder: BodyDecoder,
-}
-
-impl Drop for BodyFeed {
-    fn drop(&mut self) {
-        // The connection is done with the body before its end: the reader hears so.
-        self.channel.closed();
-    }
-}
-
 /// What one turn of the connection did.
 enum Turn {
     Progress,
@@ -162,10 +142,7 @@ where
             io: Some(io),
             service,
             read_buf: BytesMut::new(),
-            queued: VecDeque::new(),
-            out: Vec::new(),
-            out_at: 0,
-            unflushed: false,
+            output: Output::default(),
             state: State::Head,
             max_head,
             max_buf: max_head.max(READ_SIZE) + READ_SIZE,
@@ -204,7 +181,10 @@ where
         match self.state {
             State::Head => self.read_head(cx),
             State::Exchange(_) => self.exchange(cx),
-            State::Closing => match self.poll_write_all(cx) {
+            State::Closing => match self
+                .output
+                .poll_write_all(self.io.as_mut().expect("present until switched"), cx)
+            {
                 Poll::Pending => Turn::Blocked,
                 Poll::Ready(Err(e)) => Turn::Finished(Err(e)),
                 Poll::Ready(Ok(())) => {
@@ -252,7 +232,7 @@ where
                     self.service.refused(refusal);
                     let body = Bytes::from(format!("{refusal}\n"));
                     encode::closing_response(
-                        &mut self.out,
+                        self.output.tail(),
                         refusal.status(),
                         refusal.reason(),
                         &body,
@@ -267,8 +247,7 @@ where
             return Turn::Progress;
         }
         let park = self.read_buf.is_empty()
-            && self.out.is_empty()
-            && !self.unflushed
+            && self.output.is_idle()
             && self.activity.as_ref().is_some_and(|a| a.park_due());
         if park {
             self.state = State::Parked;
@@ -296,25 +275,7 @@ where
             request.extensions_mut().insert(extension);
             tx
         });
-        let (body, feed) = match framing {
-            BodyFraming::Empty => (Http1RequestBody::empty(), None),
-            BodyFraming::Length(len) => {
-                let channel = Arc::new(BodyChannel::default());
-                let feed = BodyFeed {
-                    channel: channel.clone(),
-                    decoder: BodyDecoder::Length(len),
-                };
-                (Http1RequestBody::new(channel, Some(len)), Some(feed))
-            }
-            BodyFraming::Chunked => {
-                let channel = Arc::new(BodyChannel::default());
-                let feed = BodyFeed {
-                    channel: channel.clone(),
-                    decoder: BodyDecoder::Chunked(Chunked::Size),
-                };
-                (Http1RequestBody::new(channel, None), Some(feed))
-            }
-        };
+        let (body, feed) = feed::body_for(framing);
         let future = self.service.serve(request.map(|()| ClientBody::from(body)));
         self.state = State::Exchange(Exchange {
             facts,
@@ -352,7 +313,7 @@ where
                     exchange.keep_alive = false;
                 }
                 let encoder = encode::head(
-                    &mut self.out,
+                    self.output.tail(),
                     parts.status,
                     reason,
                     &parts.headers,
@@ -372,13 +333,8 @@ where
         }
 
         if let Response::Body { body, encoder } = &mut exchange.response {
-            let buffered = &mut Buffered {
-                queued: &mut self.queued,
-                out: &mut self.out,
-                out_at: &mut self.out_at,
-            };
             loop {
-                if buffered.len() >= WRITE_HIGH_WATER {
+                if self.output.len() >= WRITE_HIGH_WATER {
                     break;
                 }
                 let frame = match Pin::new(&mut *body).poll_frame(cx) {
@@ -386,7 +342,7 @@ where
                     Poll::Ready(frame) => frame,
                 };
                 progress = true;
-                match write_frame(buffered, encoder, frame) {
+                match output::write_frame(&mut self.output, encoder, frame) {
                     FrameOutcome::More => {}
                     FrameOutcome::Ended => {
                         exchange.response = Response::Written { switched: false };
@@ -403,62 +359,30 @@ where
         }
 
         if let Some(feed) = &mut exchange.body {
-            match feed.channel.demand(cx.waker()) {
-                Demand::Waiting => {}
-                Demand::Abandoned => {
-                    exchange.body_unfinished =
-                        !drain_buffered(&mut feed.decoder, &mut self.read_buf);
+            let io = self.io.as_mut().expect("present until switched");
+            let input = &mut Input {
+                io,
+                buf: &mut self.read_buf,
+                closed: &mut self.read_closed,
+            };
+            let continue_owed = &mut exchange.expect_continue;
+            match feed.step(input, continue_owed, &mut self.output, cx) {
+                Fed::Nothing => {}
+                Fed::Progress => progress = true,
+                Fed::Ended => {
                     exchange.body = None;
                     progress = true;
                 }
-                Demand::Wanted => {
-                    if exchange.expect_continue {
-                        exchange.expect_continue = false;
-                        if self.read_buf.is_empty() {
-                            self.out.extend_from_slice(CONTINUE);
-                        }
-                    }
-                    match feed.decoder.decode(&mut self.read_buf) {
-                        Ok(Decoded::Data(data)) => {
-                            feed.channel.data(data, cx.waker());
-                            if feed.decoder.remaining() == Some(0) {
-                                feed.channel.end(None, cx.waker());
-                                exchange.body = None;
-                            }
-                            progress = true;
-                        }
-                        Ok(Decoded::Trailers(trailers)) => {
-                            feed.channel.end(Some(trailers), cx.waker());
-                            exchange.body = None;
-                            progress = true;
-                        }
-                        Ok(Decoded::End) => {
-                            feed.channel.end(None, cx.waker());
-                            exchange.body = None;
-                            progress = true;
-                        }
-                        Ok(Decoded::NeedMore) if self.read_closed => {
-                            exchange.body = None;
-                            exchange.body_unfinished = true;
-                            progress = true;
-                        }
-                        Ok(Decoded::NeedMore) => {
-                            let io = self.io.as_mut().expect("present until switched");
-                            if read_into(io, &mut self.read_buf, &mut self.read_closed, cx)
-                                .is_ready()
-                            {
-                                progress = true;
-                            }
-                        }
-                        Err(error) => {
-                            tracing::debug!(%error, "malformed request body");
-                            feed.channel.malformed("broken chunked framing", cx.waker());
-                            exchange.body = None;
-                            exchange.body_unfinished = true;
-                            exchange.keep_alive = false;
-                            progress = true;
-                        }
-                    }
+                Fed::Unfinished => {
+                    exchange.body = None;
+                    exchange.body_unfinished = true;
+                    progress = true;
+                }
+                Fed::Malformed => {
+                    exchange.body = None;
+                    exchange.body_unfinished = true;
+                    exchange.keep_alive = false;
+                    progress = true;
                 }
             }
         } else if matches!(exchange.response, Response::Pending(_))
@@ -480,8 +404,9 @@ where
             }
         }
 
-        let had_output = !self.queued.is_empty() || self.out_at < self.out.len();
-        let written = match self.poll_write_all(cx) {
+        let had_output = self.output.has_pending();
+        let io = self.io.as_mut().expect("present until switched");
+        let written = match self.output.poll_write_all(io, cx) {
             Poll::Ready(Err(e)) => return Turn::Finished(Err(e)),
             Poll::Ready(Ok(())) => true,
             Poll::Pending => false,
@@ -500,7 +425,7 @@ where
                 exchange.keep_alive && !exchange.body_unfinished && !self.shutting_down;
             if reusable {
                 if let Some(mut feed) = exchange.body.take() {
-                    reusable = drain_buffered(&mut feed.decoder, &mut self.read_buf);
+                    reusable = feed.drain_buffered(&mut self.read_buf);
                 }
             }
             self.state = if reusable {
@@ -534,49 +459,6 @@ where
         let io = self.io.as_mut().expect("present until switched");
         read_into(io, &mut self.read_buf, &mut self.read_closed, cx)
     }
-
-    /// Writes everything buffered, then flushes.
-    fn poll_write_all(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let io = self.io.as_mut().expect("present until switched");
-        while !self.queued.is_empty() || self.out_at < self.out.len() {
-            let mut slices = [IoSlice::new(&[]); 16];
-            let mut n = 0;
-            for piece in self.queued.iter().take(slices.len() - 1) {
-                slices[n] = IoSlice::new(piece);
-                n += 1;
-            }
-            if self.out_at < self.out.len() && n < slices.len() {
-                slices[n] = IoSlice::new(&self.out[self.out_at..]);
-                n += 1;
-            }
-            let mut written =
-                std::task::ready!(Pin::new(&mut *io).poll_write_vectored(cx, &slices[..n]))?;
-            if written == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-            }
-            self.unflushed = true;
-            while written > 0 {
-                if let Some(front) = self.queued.front_mut() {
-                    let n = written.min(front.len());
-                    front.advance(n);
-                    written -= n;
-                    if front.is_empty() {
-                        self.queued.pop_front();
-                    }
-                } else {
-                    self.out_at += written;
-                    written = 0;
-                }
-            }
-        }
-        self.out.clear();
-        self.out_at = 0;
-        if self.unflushed {
-            std::task::ready!(Pin::new(&mut *io).poll_flush(cx))?;
-            self.unflushed = false;
-        }
-        Poll::Ready(Ok(()))
-    }
 }
 
 /// Reads what the socket has into `buf`; `Ready` when something happened (bytes, the
@@ -597,128 +479,6 @@ fn read_into<I: AsyncRead + Unpin>(
             Poll::Ready(())
         }
         Poll::Ready(Ok(_)) => Poll::Ready(()),
-    }
-}
-
-/// Discards the rest of a body nobody reads when it is all in `buf` already; `true`
-/// when it was (the connection may then carry the next request).
-fn drain_buffered(decoder: &mut BodyDecoder, buf: &mut BytesMut) -> bool {
-    loop {
-        match decoder.decode(buf) {
-            Ok(Decoded::Data(_)) => {}
-            Ok(Decoded::Trailers(_) | Decoded::End) => return true,
-            Ok(Decoded::NeedMore) | Err(_) => return false,
-        }
-    }
-}
-
-/// The response bytes waiting to be written.
-struct Buffered<'a> {
-    queued: &'a mut VecDeque<Bytes>,
-    out: &'a mut Vec<u8>,
-    out_at: &'a mut usize,
-}
-
-impl Buffered<'_> {
-    fn len(&self) -> usize {
-        self.queued.iter().map(Bytes::len).sum::<usize>() + self.out.len() - *self.out_at
-    }
-
-    fn push(&mut self, data: Bytes) {
-        if data.len() <= COPY_MAX {
-            self.out.extend_from_slice(&data);
-        } else {
-            if *self.out_at < self.out.len() {
-                let unwritten = Bytes::from(std::mem::take(self.out)).slice(*self.out_at..);
-                self.queued.push_back(unwritten);
-            }
-            self.out.clear();
-            *self.out_at = 0;
-            self.queued.push_back(data);
-        }
-    }
-}
-
-enum FrameOutcome {
-    More,
-    Ended,
-    /// The body broke, or disagreed with its length: the connection must close.
-    Broken,
-}
-
-fn write_frame<E: std::fmt::Display>(
-    out: &mut Buffered<'_>,
-    encoder: &mut BodyEncoder,
-    frame: Option<Result<Frame<Bytes>, E>>,
-) -> FrameOutcome {
-    let frame = match frame {
-        None => {
-            return match encoder {
-                BodyEncoder::Chunked { .. } => {
-                    encode::last_chunk(out.out, None);
-                    FrameOutcome::Ended
-                }
-                BodyEncoder::Length(0) | BodyEncoder::None => FrameOutcome::Ended,
-                BodyEncoder::Length(_) => {
-                    tracing::debug!("response body shorter than its length");
-                    FrameOutcome::Broken
-                }
-                BodyEncoder::UntilClose => FrameOutcome::Broken,
-            };
-        }
-        Some(Err(error)) => {
-            tracing::debug!(%error, "response body broke");
-            return FrameOutcome::Broken;
-        }
-        Some(Ok(frame)) => frame,
-    };
-    match frame.into_data() {
-        Ok(data) => match encoder {
-            BodyEncoder::Length(remaining) => {
-                let len = data.len() as u64;
-                if len > *remaining {
-                    tracing::debug!("response body longer than its length");
-                    return FrameOutcome::Broken;
-                }
-                *remaining -= len;
-                if !data.is_empty() {
-                    out.push(data);
-                }
-                if *remaining == 0 {
-                    FrameOutcome::Ended
-                } else {
-                    FrameOutcome::More
-                }
-            }
-            BodyEncoder::Chunked { .. } => {
-                if !data.is_empty() {
-                    encode::chunk_size(out.out, data.len());
-                    out.push(data);
-                    out.out.extend_from_slice(b"\r\n");
-                }
-                FrameOutcome::More
-            }
-            BodyEncoder::UntilClose => {
-                out.push(data);
-                FrameOutcome::More
-            }
-            BodyEncoder::None => FrameOutcome::Ended,
-        },
-        Err(frame) => {
-            let trailers = frame.into_trailers().ok();
-            match encoder {
-                BodyEncoder::Chunked { trailers: taken } => {
-                    encode::last_chunk(out.out, trailers.as_ref().filter(|_| *taken));
-                    FrameOutcome::Ended
-                }
-                BodyEncoder::Length(0) => FrameOutcome::Ended,
-                // Trailers cannot follow a length-framed body: what came before them
-                // is the whole body only if the length agrees.
-                BodyEncoder::Length(_) => FrameOutcome::Broken,
-                BodyEncoder::UntilClose => FrameOutcome::Broken,
-                BodyEncoder::None => FrameOutcome::Ended,
-            }
-        }
     }
 }
 
