@@ -124,7 +124,8 @@ pub(crate) struct RawListenerLimits {
     /// header block, and a connection's first stream counted from the connection's start
     /// (GOAWAY, then closed). Default is `10s`.
     pub header_read_timeout: Field<DurationText>,
-    /// Largest request head accepted (431 beyond). Default is `64KiB`.
+    /// Largest request head accepted (431 beyond, as for a head of more than 100
+    /// fields). Default is `64KiB`.
     pub max_request_header_size: Field<SizeText>,
     /// A connection with no request in flight for this long is closed. Default is `5m`.
     pub idle_timeout: Field<DurationText>,
