@@ -29,6 +29,7 @@ mod property;
 pub mod readiness;
 pub mod reload;
 pub mod restart;
+pub mod rewind;
 pub mod router;
 pub mod snapshot;
 pub mod tls;

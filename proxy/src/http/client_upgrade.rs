@@ -2,21 +2,19 @@
 //! HTTP/2 server (an extended CONNECT's stream) or from meshwork's HTTP/1 server (the
 //! connection itself, after the `101` was written, with any bytes the client sent early).
 
-use std::io;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 
-use bytes::{Buf, Bytes};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::oneshot;
 
-/// A transport a tunnel can run over.
-pub trait TunnelIo: AsyncRead + AsyncWrite + Send + Unpin {}
+use crate::rewind::Rewind;
 
-impl<T: AsyncRead + AsyncWrite + Send + Unpin> TunnelIo for T {}
+/// A transport a tunnel can run over.
+pub trait TunnelIo: AsyncRead + AsyncWrite + Send + Unpin + std::fmt::Debug {}
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + std::fmt::Debug> TunnelIo for T {}
 
 /// Where the client's side of a tunnel will come from, in a request's extensions
 /// (which want it cloneable: the clones share it, and the first to ask gets it).
@@ -59,67 +57,4 @@ impl ClientUpgrade {
 
 /// An HTTP/1 connection handed over to a tunnel: the bytes read past the request head
 /// first, then the transport.
-pub struct Upgraded {
-    io: Box<dyn TunnelIo>,
-    early: Bytes,
-}
-
-impl Upgraded {
-    pub fn new(io: Box<dyn TunnelIo>, early: Bytes) -> Self {
-        Self { io, early }
-    }
-}
-
-impl std::fmt::Debug for Upgraded {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Upgraded")
-            .field("early", &self.early.len())
-            .finish_non_exhaustive()
-    }
-}
-
-impl AsyncRead for Upgraded {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if this.early.has_remaining() {
-            let n = this.early.len().min(buf.remaining());
-            buf.put_slice(&this.early.split_to(n));
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut this.io).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Upgraded {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, data)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
-    }
-}
+pub type Upgraded = Rewind<Box<dyn TunnelIo>>;

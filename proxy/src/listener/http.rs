@@ -183,7 +183,7 @@ pub async fn serve_intercepted<S>(
     peer_identity: Option<Arc<str>>,
     settings: HttpConnSettings,
 ) where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + std::fmt::Debug + 'static,
 {
     let activity = Arc::new(ConnActivity::new(protocol, tokio::time::Instant::now()));
     let conn = Conn {
@@ -218,7 +218,7 @@ impl Conn {
     async fn run<T>(self, stream: T, plaintext: Option<&TcpStream>, first_bytes: Bytes)
     where
         ConnIo<T>: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-        T: tokio::io::AsyncRead + Unpin + Send + 'static,
+        T: tokio::io::AsyncRead + Unpin + Send + std::fmt::Debug + 'static,
     {
         let service = HttpService {
             listener: self.settings.listener.clone(),
@@ -274,7 +274,7 @@ impl Conn {
         first_bytes: Bytes,
     ) where
         ConnIo<T>: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-        T: tokio::io::AsyncRead + Unpin + Send + 'static,
+        T: tokio::io::AsyncRead + Unpin + Send + std::fmt::Debug + 'static,
     {
         let max_header = self.max_header_size();
         let mut stream = stream;
@@ -315,7 +315,7 @@ impl Conn {
 
 impl<I> GracefulConnection for Http1Server<I, HttpService>
 where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + std::fmt::Debug + 'static,
 {
     type Error = std::io::Error;
 

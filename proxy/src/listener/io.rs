@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio_rustls::server::TlsStream;
@@ -90,14 +90,11 @@ impl<T: AsyncRead + Unpin> AsyncRead for ConnIo<T> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.replay.has_remaining() {
-            let n = this.replay.len().min(buf.remaining());
-            let bytes = this.replay.split_to(n);
-            buf.put_slice(&bytes);
-            this.inspect(&bytes);
+        let before = buf.filled().len();
+        if crate::rewind::replay(&mut this.replay, buf) {
+            this.inspect(&buf.filled()[before..]);
             return Poll::Ready(Ok(()));
         }
-        let before = buf.filled().len();
         // Plaintext goes through tokio's read path: it reads into the uninitialized part
         // of the connection's buffer (no zero-fill) and clears the socket's readiness after a short read, so the next
         // read waits for epoll instead of trying (and failing with EAGAIN) once per

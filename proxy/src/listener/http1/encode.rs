@@ -5,7 +5,7 @@
 use std::cell::RefCell;
 use std::time::{Duration, SystemTime};
 
-use bytes::{BufMut, Bytes};
+use bytes::BufMut;
 use http::{HeaderMap, Method, StatusCode, Version, header};
 use http_body::SizeHint;
 
@@ -170,24 +170,6 @@ pub fn last_chunk(out: &mut Vec<u8>, trailers: Option<&HeaderMap>) {
     out.put_slice(b"\r\n");
 }
 
-/// A response the connection writes itself, and then closes: a head it cannot serve.
-pub fn closing_response(out: &mut Vec<u8>, status: StatusCode, reason: &str, body: &Bytes) {
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(status.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
-    out.extend_from_slice(b"\r\nconnection: close\r\ncontent-type: text/plain; charset=utf-8\r\n");
-    out.extend_from_slice(crate::http::ERROR_HEADER.as_str().as_bytes());
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(reason.as_bytes());
-    out.extend_from_slice(b"\r\ncontent-length: ");
-    out.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
-    out.extend_from_slice(b"\r\ndate: ");
-    write_date(out);
-    out.extend_from_slice(b"\r\n\r\n");
-    out.extend_from_slice(body);
-}
-
 thread_local! {
     /// The `Date` value of the current second, made once per second per thread.
     static DATE: RefCell<(SystemTime, [u8; 29])> = const { RefCell::new((SystemTime::UNIX_EPOCH, [0; 29])) };
@@ -221,19 +203,25 @@ mod tests {
         RequestFacts::of(&Method::GET, version, false)
     }
 
-    fn text(out: &[u8]) -> &str {
-        std::str::from_utf8(out).unwrap()
+    /// The head written for a response without a reason phrase, and its encoder.
+    fn write(
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: SizeHint,
+        request: RequestFacts,
+        keep_alive: &mut bool,
+    ) -> (String, BodyEncoder) {
+        let mut out = Vec::new();
+        let encoder = head(&mut out, status, None, headers, body, request, keep_alive);
+        (String::from_utf8(out).unwrap(), encoder)
     }
 
     #[test]
     fn a_known_length_is_written_and_an_unknown_one_is_chunked_or_closes() {
-        let mut out = Vec::new();
         let mut keep = true;
         let headers = HeaderMap::new();
-        let enc = head(
-            &mut out,
+        let (t, enc) = write(
             StatusCode::OK,
-            None,
             &headers,
             SizeHint::with_exact(5),
             facts(Version::HTTP_11),
@@ -241,30 +229,23 @@ mod tests {
         );
         assert_eq!(enc, BodyEncoder::Length(5));
         assert!(
-            text(&out).starts_with("HTTP/1.1 200 OK\r\ncontent-length: 5\r\ndate: "),
-            "{}",
-            text(&out)
+            t.starts_with("HTTP/1.1 200 OK\r\ncontent-length: 5\r\ndate: "),
+            "{t}"
         );
         assert!(keep);
 
-        out.clear();
-        let enc = head(
-            &mut out,
+        let (t, enc) = write(
             StatusCode::OK,
-            None,
             &headers,
             SizeHint::new(),
             facts(Version::HTTP_11),
             &mut keep,
         );
         assert_eq!(enc, BodyEncoder::Chunked { trailers: false });
-        assert!(text(&out).contains("transfer-encoding: chunked\r\n"));
+        assert!(t.contains("transfer-encoding: chunked\r\n"));
 
-        out.clear();
-        let enc = head(
-            &mut out,
+        let (t, enc) = write(
             StatusCode::OK,
-            None,
             &headers,
             SizeHint::new(),
             facts(Version::HTTP_10),
@@ -272,7 +253,7 @@ mod tests {
         );
         assert_eq!(enc, BodyEncoder::UntilClose);
         assert!(!keep);
-        assert!(text(&out).contains("connection: close\r\n"));
+        assert!(t.contains("connection: close\r\n"));
     }
 
     #[test]
@@ -284,12 +265,9 @@ mod tests {
             HeaderValue::from_static("chunked"),
         );
         headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
-        let mut out = Vec::new();
         let mut keep = true;
-        let enc = head(
-            &mut out,
+        let (t, enc) = write(
             StatusCode::BAD_REQUEST,
-            None,
             &headers,
             SizeHint::new(),
             facts(Version::HTTP_11),
@@ -297,7 +275,6 @@ mod tests {
         );
         assert_eq!(enc, BodyEncoder::Length(3));
         assert!(!keep);
-        let t = text(&out);
         assert_eq!(t.matches("content-length").count(), 1, "{t}");
         assert_eq!(t.matches("connection").count(), 1, "{t}");
         assert!(!t.contains("transfer-encoding"), "{t}");
@@ -307,32 +284,26 @@ mod tests {
     fn bodiless_responses_have_no_framing_and_head_keeps_its_length() {
         let mut headers = HeaderMap::new();
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("10"));
-        let mut out = Vec::new();
         let mut keep = true;
         let head_req = RequestFacts::of(&Method::HEAD, Version::HTTP_11, false);
-        let enc = head(
-            &mut out,
+        let (t, enc) = write(
             StatusCode::OK,
-            None,
             &headers,
             SizeHint::new(),
             head_req,
             &mut keep,
         );
         assert_eq!(enc, BodyEncoder::None);
-        assert!(text(&out).contains("content-length: 10\r\n"));
-        out.clear();
-        let enc = head(
-            &mut out,
+        assert!(t.contains("content-length: 10\r\n"));
+        let (t, enc) = write(
             StatusCode::NO_CONTENT,
-            None,
             &headers,
             SizeHint::new(),
             facts(Version::HTTP_11),
             &mut keep,
         );
         assert_eq!(enc, BodyEncoder::None);
-        assert!(!text(&out).contains("content-length"), "{}", text(&out));
+        assert!(!t.contains("content-length"), "{t}");
     }
 
     #[test]
@@ -348,12 +319,12 @@ mod tests {
             facts(Version::HTTP_11),
             &mut keep,
         );
-        assert!(text(&out).starts_with("HTTP/1.1 200 Fine\r\n"));
+        assert!(out.starts_with(b"HTTP/1.1 200 Fine\r\n"));
         out.clear();
         chunk_size(&mut out, 255);
         let mut trailers = HeaderMap::new();
         trailers.insert("grpc-status", HeaderValue::from_static("0"));
         last_chunk(&mut out, Some(&trailers));
-        assert_eq!(text(&out), "ff\r\n0\r\ngrpc-status: 0\r\n\r\n");
+        assert_eq!(out, b"ff\r\n0\r\ngrpc-status: 0\r\n\r\n");
     }
 }

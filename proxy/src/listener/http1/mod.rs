@@ -41,9 +41,10 @@ use self::feed::{BodyFeed, Fed, Input};
 use self::head::{HeadError, RequestHead};
 use self::output::{FrameOutcome, Output};
 use super::activity::ConnActivity;
-use crate::http::ProxyError;
 use crate::http::client_body::ClientBody;
 use crate::http::client_upgrade::{ClientUpgrade, TunnelIo, Upgraded};
+use crate::http::response::error_response;
+use crate::http::{ProxyError, ResponseBody};
 
 /// What the connection asks of whoever answers its requests.
 pub(super) trait Http1Service {
@@ -134,7 +135,7 @@ enum Turn {
 
 impl<I, S> Http1Server<I, S>
 where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    I: AsyncRead + AsyncWrite + Unpin + Send + std::fmt::Debug + 'static,
     S: Http1Service,
 {
     pub(super) fn new(io: I, service: S, max_head: usize) -> Self {
@@ -230,13 +231,7 @@ where
                         HeadError::Malformed(_) => ProxyError::MalformedRequest,
                     };
                     self.service.refused(refusal);
-                    let body = Bytes::from(format!("{refusal}\n"));
-                    encode::closing_response(
-                        self.output.tail(),
-                        refusal.status(),
-                        refusal.reason(),
-                        &body,
-                    );
+                    self.refuse(refusal);
                     self.state = State::Closing;
                     return Turn::Progress;
                 }
@@ -256,6 +251,26 @@ where
         match self.poll_read(cx) {
             Poll::Pending => Turn::Blocked,
             Poll::Ready(_) => Turn::Progress,
+        }
+    }
+
+    /// Answers a head the connection cannot serve as the stack answers its errors
+    /// (`error_response`), with `Connection: close`.
+    fn refuse(&mut self, refusal: ProxyError) {
+        let (parts, body) = error_response(refusal).into_parts();
+        // The head could not be read: answered as to an HTTP/1.1 GET.
+        let facts = RequestFacts::of(&http::Method::GET, http::Version::HTTP_11, false);
+        encode::head(
+            self.output.tail(),
+            parts.status,
+            None,
+            &parts.headers,
+            body.size_hint(),
+            facts,
+            &mut false,
+        );
+        if let ResponseBody::Full { data: Some(data) } = body {
+            self.output.push(data);
         }
     }
 
@@ -450,7 +465,7 @@ where
         let io: Box<dyn TunnelIo> = Box::new(self.io.take().expect("present until switched"));
         let early = self.read_buf.split().freeze();
         if let Some(tx) = exchange.upgrade {
-            let _ = tx.send(Upgraded::new(io, early));
+            let _ = tx.send(Upgraded::new(early, io));
         }
         Turn::Finished(Ok(()))
     }
@@ -484,7 +499,7 @@ fn read_into<I: AsyncRead + Unpin>(
 
 impl<I, S> Future for Http1Server<I, S>
 where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    I: AsyncRead + AsyncWrite + Unpin + Send + std::fmt::Debug + 'static,
     S: Http1Service + Unpin,
 {
     type Output = io::Result<()>;

@@ -17,7 +17,6 @@ mod connect;
 mod destination;
 mod meshed;
 mod race;
-mod rewind;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -37,9 +36,9 @@ use crate::mesh::accept::AcceptFailures;
 use crate::metrics::Metrics;
 use crate::metrics::sidecar::PortLabels;
 use crate::observe::log_limit::LogLimiter;
+pub use crate::rewind::Rewind;
 use classify::Detected;
 use race::{Start, Upstream};
-pub use rewind::Rewind;
 
 /// What a connection needs to know about its listener.
 #[derive(Clone, Debug)]

@@ -1,5 +1,7 @@
-//! A connection whose first bytes were read to detect its protocol, replayed to whoever
-//! serves it next (hyper, or the opaque relay), so detection consumes nothing.
+//! A connection some of whose first bytes were already read, replayed to whoever reads
+//! it next: an intercepted connection after its protocol was detected (to the HTTP
+//! server or the opaque relay, so detection consumes nothing), an HTTP/1 connection
+//! handed to a tunnel with the bytes its client sent ahead of the switch.
 
 use std::io;
 use std::pin::Pin;
@@ -28,14 +30,22 @@ impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.prefix.has_remaining() {
-            let n = this.prefix.len().min(buf.remaining());
-            buf.put_slice(&this.prefix[..n]);
-            this.prefix.advance(n);
+        if replay(&mut this.prefix, buf) {
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut this.stream).poll_read(cx, buf)
     }
+}
+
+/// Moves as much of `prefix` into `buf` as fits; `false` when there was none left.
+pub fn replay(prefix: &mut Bytes, buf: &mut ReadBuf<'_>) -> bool {
+    if !prefix.has_remaining() {
+        return false;
+    }
+    let n = prefix.len().min(buf.remaining());
+    buf.put_slice(&prefix[..n]);
+    prefix.advance(n);
+    true
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
