@@ -1,5 +1,6 @@
 //! A request body as it comes from the client: from hyper's HTTP/2 server, or from
-//! meshwork's own HTTP/1 server connection (`listener::http1`).
+//! meshwork's own HTTP/1 or HTTP/2 server connection (`listener::http1`, `http2`; the
+//! HTTP/2 body is `stream_inbox`'s).
 //!
 //! The HTTP/1 body does no I/O of its own. The connection's task reads the socket and
 //! decodes the framing; the body only says it wants more and takes what was decoded, through
@@ -16,6 +17,8 @@ use bytes::Bytes;
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+
+use super::stream_inbox::Http2RequestBody;
 
 /// Why a client's request body could not be read to its end.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +40,7 @@ pin_project_lite::pin_project! {
     pub enum ClientBody {
         Hyper { #[pin] body: Incoming },
         Http1 { body: Http1RequestBody },
+        Http2 { #[pin] body: Http2RequestBody },
     }
 }
 
@@ -65,6 +69,7 @@ impl Body for ClientBody {
                 .poll_frame(cx)
                 .map(|frame| frame.map(|f| f.map_err(ClientBodyError::Hyper))),
             ClientBodyProj::Http1 { body } => body.poll_frame(cx),
+            ClientBodyProj::Http2 { body } => body.poll_frame(cx),
         }
     }
 
@@ -72,6 +77,7 @@ impl Body for ClientBody {
         match self {
             ClientBody::Hyper { body } => body.is_end_stream(),
             ClientBody::Http1 { body } => body.is_end_stream(),
+            ClientBody::Http2 { body } => body.is_end_stream(),
         }
     }
 
@@ -79,6 +85,7 @@ impl Body for ClientBody {
         match self {
             ClientBody::Hyper { body } => body.size_hint(),
             ClientBody::Http1 { body } => body.size_hint(),
+            ClientBody::Http2 { body } => body.size_hint(),
         }
     }
 }

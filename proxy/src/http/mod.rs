@@ -13,6 +13,7 @@ pub mod headers;
 pub mod made_values;
 pub mod request_id;
 pub mod response;
+pub mod stream_inbox;
 pub mod target;
 pub mod tee;
 pub mod tunnel;

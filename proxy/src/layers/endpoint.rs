@@ -16,7 +16,6 @@ use std::task::{Context, Poll};
 use crate::http::client_upgrade::ClientUpgrade;
 use http::uri::{Authority, Scheme};
 use http::{StatusCode, Uri, Version, header};
-use hyper::upgrade::OnUpgrade;
 use meshwork_config::model::UpstreamProtocol;
 use tower::Service;
 
@@ -143,12 +142,11 @@ fn admit_extended_connect(
         );
         return Err(ProxyError::UpgradeFailed);
     }
-    // hyper hands every CONNECT its side of the tunnel; a copy of the request (a retry,
-    // a mirror) has none, and they never carry an extended CONNECT.
+    // The server connection hands every extended CONNECT its side of the tunnel; a copy
+    // of the request (a retry, a mirror) has none.
     let client = req
         .extensions_mut()
-        .remove::<OnUpgrade>()
-        .map(ClientUpgrade::Hyper)
+        .remove::<ClientUpgrade>()
         .ok_or(ProxyError::UpgradeFailed)?;
     let answer = extended_connect::into_upgrade(req, protocol);
     Ok(PendingTunnel::new(

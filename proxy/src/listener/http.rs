@@ -14,8 +14,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use meshwork_config::model::ListenerLimits;
 use tokio::io::ReadBuf;
 use tokio::net::TcpStream;
@@ -25,6 +23,7 @@ use tower::ServiceExt;
 use super::activity::{ConnActivity, ConnProtocol, InFlightGuard};
 use super::first_head;
 use super::http1::{Http1Server, Http1Service};
+use super::http2::Http2Server;
 use super::io::ConnIo;
 use super::park;
 use super::supervise::{Ended, GracefulConnection, supervise};
@@ -239,15 +238,8 @@ impl Conn {
             }
             ConnProtocol::Http2 => {
                 debug_assert!(first_bytes.is_empty(), "only HTTP/1 heads are read ahead");
-                let max_header = self.max_header_size();
-                let io = TokioIo::new(ConnIo::new(stream, self.activity.clone()));
-                let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                    .timer(TokioTimer::new())
-                    .max_header_list_size(u32::try_from(max_header).unwrap_or(u32::MAX))
-                    // RFC 8441: WebSockets over HTTP/2; the endpoint layer tunnels only
-                    // the `:protocol`s a route allows (`http::extended_connect`).
-                    .enable_connect_protocol()
-                    .serve_connection(io, service);
+                let io = ConnIo::new(stream, self.activity.clone());
+                let conn = Http2Server::new(io, service, self.max_header_size());
                 // Boxed, as is its supervisor: every connection's task is as large as
                 // its largest state, and most connections are HTTP/1 ones, parked.
                 let mut conn = Box::pin(conn);
@@ -324,14 +316,14 @@ where
     }
 }
 
-impl<I> GracefulConnection for hyper::server::conn::http2::Connection<I, HttpService, TokioExecutor>
+impl<I> GracefulConnection for Http2Server<I, HttpService>
 where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + std::fmt::Debug + 'static,
 {
-    type Error = hyper::Error;
+    type Error = std::io::Error;
 
     fn graceful_shutdown(self: Pin<&mut Self>) {
-        hyper::server::conn::http2::Connection::graceful_shutdown(self)
+        Http2Server::graceful_shutdown(self.get_mut())
     }
 }
 
@@ -354,16 +346,6 @@ struct HttpService {
 
 type HttpFuture =
     Pin<Box<dyn Future<Output = Result<http::Response<TrackedBody>, Infallible>> + Send>>;
-
-impl hyper::service::Service<http::Request<Incoming>> for HttpService {
-    type Response = http::Response<TrackedBody>;
-    type Error = Infallible;
-    type Future = HttpFuture;
-
-    fn call(&self, req: http::Request<Incoming>) -> HttpFuture {
-        self.serve(req.map(ClientBody::from))
-    }
-}
 
 impl Http1Service for HttpService {
     type Body = TrackedBody;

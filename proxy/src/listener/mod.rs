@@ -2,13 +2,16 @@
 //! each new config (added, removed, rebound) without touching the ones that stay.
 
 mod activity;
+mod date;
 mod drain_watch;
 mod first_head;
 mod header_blocks;
 mod http;
 mod http1;
+mod http2;
 mod io;
 mod original_dst;
+mod output;
 mod park;
 mod sidecar;
 mod supervise;

@@ -2,9 +2,6 @@
 //! framing (RFC 9112 §6): a `Content-Length` when the length is known, chunks for an
 //! HTTP/1.1 client otherwise, and for an HTTP/1.0 client the connection's close.
 
-use std::cell::RefCell;
-use std::time::{Duration, SystemTime};
-
 use bytes::BufMut;
 use http::{HeaderMap, Method, StatusCode, Version, header};
 use http_body::SizeHint;
@@ -137,7 +134,7 @@ pub fn head(
     }
     if !date {
         out.extend_from_slice(b"date: ");
-        write_date(out);
+        crate::listener::date::write(out);
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
@@ -168,29 +165,6 @@ pub fn last_chunk(out: &mut Vec<u8>, trailers: Option<&HeaderMap>) {
         write_field(out, name, value);
     }
     out.put_slice(b"\r\n");
-}
-
-thread_local! {
-    /// The `Date` value of the current second, made once per second per thread.
-    static DATE: RefCell<(SystemTime, [u8; 29])> = const { RefCell::new((SystemTime::UNIX_EPOCH, [0; 29])) };
-}
-
-/// Appends the current `Date` value (IMF-fixdate, 29 bytes).
-fn write_date(out: &mut Vec<u8>) {
-    let now = SystemTime::now();
-    DATE.with_borrow_mut(|(second, text)| {
-        let stale = now
-            .duration_since(*second)
-            .map_or(true, |d| d >= Duration::from_secs(1));
-        if stale {
-            let secs = now
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            *second = SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
-            text.copy_from_slice(httpdate::fmt_http_date(now).as_bytes());
-        }
-        out.extend_from_slice(text);
-    });
 }
 
 #[cfg(test)]

@@ -8,10 +8,10 @@ use bytes::BytesMut;
 use tokio::io::AsyncRead;
 
 use super::head::BodyFraming;
-use super::output::Output;
 use super::read_into;
 use crate::cluster::http1_client::body_decoder::{BodyDecoder, Chunked, Decoded};
 use crate::http::client_body::{BodyChannel, Demand, Http1RequestBody};
+use crate::listener::output::Output;
 
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
