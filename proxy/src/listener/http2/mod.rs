@@ -29,6 +29,8 @@ mod recv;
 mod request_head;
 mod respond;
 mod stream;
+#[cfg(test)]
+mod tests;
 mod tunnel;
 
 use std::future::Future;
@@ -239,6 +241,11 @@ where
                 self.give_credit();
             }
             match self.output.poll_write_all(&mut self.io, cx) {
+                // A client that leaves once its last answer came, as it may after our
+                // GOAWAY, ended the connection cleanly.
+                Poll::Ready(Err(_)) if self.streams.is_empty() && self.going_away => {
+                    return Poll::Ready(Ok(()));
+                }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Ready(Ok(())) => {
                     // Streams left unpolled at the high-water mark are polled now.

@@ -373,6 +373,7 @@ where
         if let Some(inbox) = &stream.inbox {
             inbox.end(Some(builder.into_headers()), self.wakers.waker(slot));
         }
+        self.wakers.set().mark(slot);
         self.close_if_done(slot);
         Ok(())
     }
@@ -432,6 +433,9 @@ where
             inbox.end(None, waker);
         }
         self.credit += credit;
+        // A body read in the connection's own task is not woken by the push: its
+        // stream is polled again here.
+        self.wakers.set().mark(slot);
         if end_stream {
             self.close_if_done(slot);
         }
