@@ -3,8 +3,8 @@
 //!
 //! The timers live here, outside the server connections, so one supervisor enforces
 //! them the same way for both protocols: HTTP/1 heads start with the first byte read
-//! between requests; hyper's HTTP/2 server has no head timeout, so the socket reader
-//! reports header blocks instead (see `header_blocks`).
+//! between requests; on HTTP/2 the socket reader reports header blocks as their frames
+//! are read (see `header_blocks`), before the server connection sees them whole.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;

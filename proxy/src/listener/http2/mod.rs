@@ -60,6 +60,8 @@ const RESET_BUDGET: u64 = 100;
 /// What is buffered to be written before the connection stops reading and stops
 /// polling response bodies.
 const WRITE_HIGH_WATER: usize = 64 * 1024;
+/// Emptied response header maps kept for the next requests' heads.
+const SPARE_HEADER_MAPS: usize = 4;
 /// The read buffer's reservation.
 const READ_SIZE: usize = 16 * 1024;
 /// The payload of the PING that follows a graceful shutdown's first GOAWAY.
@@ -73,6 +75,8 @@ pub(super) struct Http2Server<I, S: Http1Service> {
     output: Output,
     /// Where a response's field block is encoded before it is cut into frames.
     block: BytesMut,
+    /// Response header maps, emptied: request heads are decoded into them.
+    spare_headers: Vec<http::HeaderMap>,
     decoder: hpack::Decoder,
     encoder: hpack::Encoder,
     streams: Streams<S>,
@@ -140,6 +144,7 @@ where
             read_buf: BytesMut::new(),
             output: Output::default(),
             block: BytesMut::new(),
+            spare_headers: Vec::new(),
             decoder: hpack::Decoder::new(
                 frame::DEFAULT_HEADER_TABLE_SIZE as usize,
                 max_header_list,

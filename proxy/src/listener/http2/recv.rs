@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use http::HeaderMap;
 
 use super::frame::{self, Frame, FrameError, Reason, Settings, StreamId};
 use super::hpack::DecodeError;
@@ -188,20 +187,19 @@ where
                 ));
             }
         }
-        let mut block = BytesMut::new();
+        if end_headers {
+            // The usual head, in one frame: decoded where it was read.
+            return self.block_complete(stream, end_stream, fragment);
+        }
+        let mut block = BytesMut::with_capacity(fragment.len() * 2);
         block.extend_from_slice(&fragment);
-        let partial = PartialBlock {
+        self.continuation = Some(PartialBlock {
             stream,
             end_stream,
             block,
             continuations: 0,
-        };
-        if end_headers {
-            self.block_complete(partial)
-        } else {
-            self.continuation = Some(partial);
-            Ok(())
-        }
+        });
+        Ok(())
     }
 
     fn continue_block(&mut self, end_headers: bool, fragment: &[u8]) -> Handled {
@@ -220,21 +218,14 @@ where
         partial.block.extend_from_slice(fragment);
         if end_headers {
             let partial = self.continuation.take().expect("present");
-            self.block_complete(partial)
+            self.block_complete(partial.stream, partial.end_stream, partial.block.freeze())
         } else {
             Ok(())
         }
     }
 
     /// A whole field block: trailers of a stream in flight, or a new request.
-    fn block_complete(&mut self, partial: PartialBlock) -> Handled {
-        let PartialBlock {
-            stream,
-            end_stream,
-            block,
-            ..
-        } = partial;
-        let block = block.freeze();
+    fn block_complete(&mut self, stream: StreamId, end_stream: bool, block: Bytes) -> Handled {
         if !self.is_idle(stream) {
             return self.trailers(stream, end_stream, &block);
         }
@@ -247,7 +238,7 @@ where
         } else {
             None
         };
-        let spare = HeaderMap::new();
+        let spare = self.spare_headers.pop().unwrap_or_default();
         let mut builder = RequestHeadBuilder::new(spare, true);
         let decoded = self.decoder.decode(&block, |field| builder.field(field));
         match decoded {

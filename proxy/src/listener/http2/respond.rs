@@ -13,7 +13,7 @@ use http_body::Body;
 use super::frame::{self, Reason, StreamId};
 use super::stream::Response;
 use super::tunnel::{Outgoing, StreamOutbox, StreamTunnel};
-use super::{Http2Server, WRITE_HIGH_WATER};
+use super::{Http2Server, SPARE_HEADER_MAPS, WRITE_HIGH_WATER};
 use crate::http::ResponseBody;
 use crate::http::client_upgrade::Upgraded;
 use crate::listener::http1::Http1Service;
@@ -101,6 +101,7 @@ where
             };
             self.answered += 1;
             self.write_head(id, parts.status, &parts.headers, empty);
+            self.keep_headers(parts.headers);
             progress = true;
         }
         loop {
@@ -263,6 +264,15 @@ where
             &self.block,
             self.peer.max_frame_size,
         );
+    }
+
+    /// Keeps a response's header map, emptied, for a next request's head (its
+    /// capacity is what a request needs, and taking it saves the allocations).
+    fn keep_headers(&mut self, mut headers: HeaderMap) {
+        if self.spare_headers.len() < SPARE_HEADER_MAPS && headers.capacity() <= 64 {
+            headers.clear();
+            self.spare_headers.push(headers);
+        }
     }
 
     fn write_trailers(&mut self, id: StreamId, trailers: &HeaderMap) {
