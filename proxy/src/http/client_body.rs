@@ -1,6 +1,6 @@
-//! A request body as it comes from the client: from hyper's HTTP/2 server, or from
-//! meshwork's own HTTP/1 or HTTP/2 server connection (`listener::http1`, `http2`; the
-//! HTTP/2 body is `stream_inbox`'s).
+//! A request body as it comes from the client: from meshwork's HTTP/1 or HTTP/2 server
+//! connection (`listener::http1`, `listener::http2`; the HTTP/2 body is
+//! `stream_inbox`'s).
 //!
 //! The HTTP/1 body does no I/O of its own. The connection's task reads the socket and
 //! decodes the framing; the body only says it wants more and takes what was decoded, through
@@ -16,15 +16,12 @@ use std::task::{Context, Poll, Waker};
 use bytes::Bytes;
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 
 use super::stream_inbox::Http2RequestBody;
 
 /// Why a client's request body could not be read to its end.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientBodyError {
-    #[error(transparent)]
-    Hyper(#[from] hyper::Error),
     /// The client broke the body's framing (a bad chunk size, a bare LF, ...).
     #[error("malformed request body: {0}")]
     Malformed(&'static str),
@@ -38,15 +35,8 @@ pin_project_lite::pin_project! {
     #[project = ClientBodyProj]
     #[derive(Debug)]
     pub enum ClientBody {
-        Hyper { #[pin] body: Incoming },
         Http1 { body: Http1RequestBody },
         Http2 { #[pin] body: Http2RequestBody },
-    }
-}
-
-impl From<Incoming> for ClientBody {
-    fn from(body: Incoming) -> Self {
-        ClientBody::Hyper { body }
     }
 }
 
@@ -65,9 +55,6 @@ impl Body for ClientBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, ClientBodyError>>> {
         match self.project() {
-            ClientBodyProj::Hyper { body } => body
-                .poll_frame(cx)
-                .map(|frame| frame.map(|f| f.map_err(ClientBodyError::Hyper))),
             ClientBodyProj::Http1 { body } => body.poll_frame(cx),
             ClientBodyProj::Http2 { body } => body.poll_frame(cx),
         }
@@ -75,7 +62,6 @@ impl Body for ClientBody {
 
     fn is_end_stream(&self) -> bool {
         match self {
-            ClientBody::Hyper { body } => body.is_end_stream(),
             ClientBody::Http1 { body } => body.is_end_stream(),
             ClientBody::Http2 { body } => body.is_end_stream(),
         }
@@ -83,7 +69,6 @@ impl Body for ClientBody {
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            ClientBody::Hyper { body } => body.size_hint(),
             ClientBody::Http1 { body } => body.size_hint(),
             ClientBody::Http2 { body } => body.size_hint(),
         }

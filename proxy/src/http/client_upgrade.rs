@@ -1,11 +1,10 @@
-//! The client's side of a tunnel, once its connection switched protocols: from hyper's
-//! HTTP/2 server (an extended CONNECT's stream) or from meshwork's HTTP/1 server (the
-//! connection itself, after the `101` was written, with any bytes the client sent early).
+//! The client's side of a tunnel, once its connection switched protocols: from
+//! meshwork's HTTP/1 server (the connection itself, after the `101` was written, with
+//! any bytes the client sent early) or its HTTP/2 server (an extended CONNECT's stream,
+//! once answered 2xx).
 
 use std::sync::{Arc, Mutex};
 
-use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::oneshot;
 
@@ -19,16 +18,13 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin + std::fmt::Debug> TunnelIo for T 
 /// Where the client's side of a tunnel will come from, in a request's extensions
 /// (which want it cloneable: the clones share it, and the first to ask gets it).
 #[derive(Debug, Clone)]
-pub enum ClientUpgrade {
-    Hyper(OnUpgrade),
-    Http1(Arc<Mutex<Option<oneshot::Receiver<Upgraded>>>>),
-}
+pub struct ClientUpgrade(Arc<Mutex<Option<oneshot::Receiver<Upgraded>>>>);
 
 impl ClientUpgrade {
-    /// A pair: the HTTP/1 connection's sending side, and the request's extension.
-    pub fn http1() -> (oneshot::Sender<Upgraded>, Self) {
+    /// A pair: the server connection's sending side, and the request's extension.
+    pub fn pair() -> (oneshot::Sender<Upgraded>, Self) {
         let (tx, rx) = oneshot::channel();
-        (tx, ClientUpgrade::Http1(Arc::new(Mutex::new(Some(rx)))))
+        (tx, ClientUpgrade(Arc::new(Mutex::new(Some(rx)))))
     }
 
     /// The client's side, once the switch happened.
@@ -36,21 +32,13 @@ impl ClientUpgrade {
     /// # Errors
     /// The connection ended (or its response was not a switch) before handing it over.
     pub async fn into_io(self) -> Result<Box<dyn TunnelIo>, String> {
-        match self {
-            ClientUpgrade::Hyper(on) => match on.await {
-                Ok(upgraded) => Ok(Box::new(TokioIo::new(upgraded))),
-                Err(error) => Err(error.to_string()),
+        let rx = self.0.lock().ok().and_then(|mut slot| slot.take());
+        match rx {
+            Some(rx) => match rx.await {
+                Ok(upgraded) => Ok(Box::new(upgraded)),
+                Err(_) => Err("the client connection ended before switching".into()),
             },
-            ClientUpgrade::Http1(shared) => {
-                let rx = shared.lock().ok().and_then(|mut slot| slot.take());
-                match rx {
-                    Some(rx) => match rx.await {
-                        Ok(upgraded) => Ok(Box::new(upgraded)),
-                        Err(_) => Err("the client connection ended before switching".into()),
-                    },
-                    None => Err("the connection was taken over already".into()),
-                }
-            }
+            None => Err("the connection was taken over already".into()),
         }
     }
 }

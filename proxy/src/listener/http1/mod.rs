@@ -287,7 +287,7 @@ where
         } = head;
         let facts = RequestFacts::of(request.method(), request.version(), trailers);
         let upgrade = upgrade.then(|| {
-            let (tx, extension) = ClientUpgrade::http1();
+            let (tx, extension) = ClientUpgrade::pair();
             request.extensions_mut().insert(extension);
             tx
         });

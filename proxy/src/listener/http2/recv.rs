@@ -289,7 +289,7 @@ where
             _ => Http2RequestBody::empty(),
         };
         let upgrade = extended_connect.then(|| {
-            let (tx, extension) = ClientUpgrade::http1();
+            let (tx, extension) = ClientUpgrade::pair();
             request.extensions_mut().insert(extension);
             tx
         });
