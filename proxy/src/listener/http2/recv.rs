@@ -279,6 +279,13 @@ where
             extended_connect,
         } = head;
         let head_request = request.method() == http::Method::HEAD;
+        // A client that waits for `100 Continue` before its body (RFC 9110 §10.1.1) is
+        // answered at once: the body is read as soon as the stack wants it.
+        let continue_owed = !end_stream
+            && request
+                .headers()
+                .get(http::header::EXPECT)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
         let inbox = (!end_stream).then(|| Arc::new(StreamInbox::default()));
         // An extended CONNECT's DATA is its tunnel's, not a body: the inbox waits for
         // the tunnel.
@@ -296,6 +303,9 @@ where
         let future = self
             .service
             .serve(request.map(|()| ClientBody::Http2 { body }));
+        if continue_owed {
+            self.write_continue(id);
+        }
         let slot = self.streams.insert(Stream {
             id,
             inbox,

@@ -266,6 +266,21 @@ where
         );
     }
 
+    /// An interim `100 Continue` (RFC 9113 §8.1: a HEADERS frame without END_STREAM).
+    pub(super) fn write_continue(&mut self, id: StreamId) {
+        self.block.clear();
+        self.encoder.begin_block(&mut self.block);
+        self.encoder
+            .encode_status(http::StatusCode::CONTINUE, &mut self.block);
+        frame::encode_header_block(
+            self.output.tail(),
+            id,
+            false,
+            &self.block,
+            self.peer.max_frame_size,
+        );
+    }
+
     /// Keeps a response's header map, emptied, for a next request's head (its
     /// capacity is what a request needs, and taking it saves the allocations).
     fn keep_headers(&mut self, mut headers: HeaderMap) {

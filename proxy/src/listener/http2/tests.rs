@@ -454,3 +454,53 @@ async fn a_header_list_over_the_limit_is_answered_431() {
         ["refused: header-too-large"]
     );
 }
+
+#[tokio::test]
+async fn a_client_expecting_100_continue_is_answered_before_it_sends_its_body() {
+    let (mut io, _, _conn) = serve();
+    let mut out = raw::preface();
+    let block = raw::head_block("/upload", &[("expect", "100-continue")]);
+    frame::encode_header_block(&mut out, StreamId::new(1), false, &block, 16_384);
+    io.write_all(&out).await.unwrap();
+    // Only the head went out: the interim answer comes without any DATA.
+    let mut got = Vec::new();
+    let interim = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let mut buf = [0u8; 1024];
+            let n = io.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed before the interim answer");
+            got.extend_from_slice(&buf[..n]);
+            if let Some(status) = first_status_on(&got, 1) {
+                return status;
+            }
+        }
+    })
+    .await
+    .expect("an interim answer before the body");
+    assert_eq!(interim, "100");
+}
+
+/// The `:status` of the first HEADERS frame on `stream` in `bytes` (whole frames only).
+fn first_status_on(bytes: &[u8], stream: u32) -> Option<String> {
+    let mut at = 0;
+    let mut decoder = hpack::Decoder::new(4096, 65_536);
+    while bytes.len() >= at + 9 {
+        let len = u32::from_be_bytes([0, bytes[at], bytes[at + 1], bytes[at + 2]]) as usize;
+        let id = u32::from_be_bytes([bytes[at + 5], bytes[at + 6], bytes[at + 7], bytes[at + 8]]);
+        let payload = bytes.get(at + 9..at + 9 + len)?;
+        if bytes[at + 3] == raw::HEADERS && id == stream {
+            let mut status = None;
+            decoder
+                .decode(&Bytes::copy_from_slice(payload), |field| {
+                    if field.name.as_bytes() == b":status" {
+                        status = Some(String::from_utf8_lossy(&field.value).into_owned());
+                    }
+                    Ok::<(), ()>(())
+                })
+                .ok()?;
+            return status;
+        }
+        at += 9 + len;
+    }
+    None
+}
