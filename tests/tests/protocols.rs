@@ -343,6 +343,27 @@ async fn a_large_body_crosses_from_http1_to_http2_intact() {
     assert_eq!((check.bytes, check.first_mismatch), (SIZE, None));
 }
 
+/// The client's DATA keeps coming after the request went upstream (8 MiB: many
+/// windows' worth), and the HTTP/1 upstream reads it in the client connection's task:
+/// each DATA frame must get the stream polled again.
+#[tokio::test]
+async fn a_large_body_crosses_from_http2_to_http1_intact() {
+    const SIZE: u64 = 8 * MIB;
+    let app = Upstream::http1()
+        .name("h1")
+        .count_body("/upload")
+        .start()
+        .await;
+    let proxy = proxy_to(&app).await;
+    let reply = HttpClient::h2c()
+        .request(Method::POST, &proxy.url("edge", "/upload"))
+        .body_stream(GeneratedBody::with_length(SIZE).boxed())
+        .send()
+        .await;
+    assert_eq!(reply.version, http::Version::HTTP_2);
+    assert_eq!(reply.json()["bytes"], SIZE);
+}
+
 fn grpc_config(upstream: &GrpcUpstream) -> String {
     single_cluster_config(&upstream.endpoint(), "http2")
 }
