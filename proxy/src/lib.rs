@@ -32,6 +32,8 @@ pub mod restart;
 pub mod rewind;
 pub mod router;
 pub mod snapshot;
+#[cfg(test)]
+mod test_waker;
 pub mod tls;
 pub mod trace;
 pub mod vip;

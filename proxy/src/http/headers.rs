@@ -15,6 +15,16 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::TRANSFER_ENCODING,
 ];
 
+/// Whether `name` is a field that belongs to an HTTP/1 connection and makes an HTTP/2
+/// message malformed (RFC 9113 §8.2.2): refused in requests, never sent in responses.
+pub fn is_http2_connection_specific(name: &HeaderName) -> bool {
+    *name == header::CONNECTION
+        || *name == header::TRANSFER_ENCODING
+        || *name == header::UPGRADE
+        || *name == HOP_BY_HOP[1]
+        || *name == HOP_BY_HOP[2]
+}
+
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 

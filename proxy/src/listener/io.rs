@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio_rustls::server::TlsStream;
@@ -205,3 +205,26 @@ macro_rules! write_through {
 }
 
 write_through!(TlsStream<S>, Rewind<S>);
+
+/// Reads what the socket has into `buf` (making room for `reserve` bytes when little is
+/// left); `Ready` when something happened (bytes, the
+/// end, an error: the last two set `closed`).
+pub(super) fn read_into<I: AsyncRead + Unpin>(
+    io: &mut I,
+    buf: &mut BytesMut,
+    reserve: usize,
+    closed: &mut bool,
+    cx: &mut Context<'_>,
+) -> Poll<()> {
+    if buf.capacity() - buf.len() < reserve / 8 {
+        buf.reserve(reserve);
+    }
+    match tokio_util::io::poll_read_buf(Pin::new(io), cx, buf) {
+        Poll::Pending => Poll::Pending,
+        Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+            *closed = true;
+            Poll::Ready(())
+        }
+        Poll::Ready(Ok(_)) => Poll::Ready(()),
+    }
+}

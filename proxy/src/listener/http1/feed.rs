@@ -7,10 +7,11 @@ use std::task::Context;
 use bytes::BytesMut;
 use tokio::io::AsyncRead;
 
+use super::READ_SIZE;
 use super::head::BodyFraming;
-use super::read_into;
 use crate::cluster::http1_client::body_decoder::{BodyDecoder, Chunked, Decoded};
 use crate::http::client_body::{BodyChannel, Demand, Http1RequestBody};
+use crate::listener::io::read_into;
 use crate::listener::output::Output;
 
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
@@ -104,7 +105,7 @@ impl BodyFeed {
             }
             Ok(Decoded::NeedMore) if *input.closed => Fed::Unfinished,
             Ok(Decoded::NeedMore) => {
-                if read_into(input.io, input.buf, input.closed, cx).is_ready() {
+                if read_into(input.io, input.buf, READ_SIZE, input.closed, cx).is_ready() {
                     Fed::Progress
                 } else {
                     Fed::Nothing

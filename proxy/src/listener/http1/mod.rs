@@ -41,6 +41,7 @@ use self::feed::{BodyFeed, Fed, Input};
 use self::head::{HeadError, RequestHead};
 use self::output::FrameOutcome;
 use super::activity::ConnActivity;
+use super::io::read_into;
 use super::output::Output;
 use crate::http::client_body::ClientBody;
 use crate::http::client_upgrade::{ClientUpgrade, TunnelIo, Upgraded};
@@ -408,7 +409,7 @@ where
             // Watch for the client going away while it waits (its request is then
             // cancelled), buffering what it sends ahead meanwhile.
             let io = self.io.as_mut().expect("present until switched");
-            if read_into(io, &mut self.read_buf, &mut self.read_closed, cx).is_ready() {
+            if read_into(io, &mut self.read_buf, READ_SIZE, &mut self.read_closed, cx).is_ready() {
                 if self.read_closed {
                     tracing::debug!(
                         "the client closed its connection while its request was in flight"
@@ -473,28 +474,7 @@ where
 
     fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let io = self.io.as_mut().expect("present until switched");
-        read_into(io, &mut self.read_buf, &mut self.read_closed, cx)
-    }
-}
-
-/// Reads what the socket has into `buf`; `Ready` when something happened (bytes, the
-/// end, an error: the last two set `closed`).
-fn read_into<I: AsyncRead + Unpin>(
-    io: &mut I,
-    buf: &mut BytesMut,
-    closed: &mut bool,
-    cx: &mut Context<'_>,
-) -> Poll<()> {
-    if buf.capacity() - buf.len() < READ_SIZE / 8 {
-        buf.reserve(READ_SIZE);
-    }
-    match tokio_util::io::poll_read_buf(Pin::new(io), cx, buf) {
-        Poll::Pending => Poll::Pending,
-        Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
-            *closed = true;
-            Poll::Ready(())
-        }
-        Poll::Ready(Ok(_)) => Poll::Ready(()),
+        read_into(io, &mut self.read_buf, READ_SIZE, &mut self.read_closed, cx)
     }
 }
 

@@ -45,6 +45,7 @@ use self::frame::{Reason, Settings, StreamId};
 use self::ready::SlotWakers;
 use self::stream::Streams;
 use super::http1::Http1Service;
+use super::io::read_into;
 use super::output::Output;
 
 /// Streams a client may have open at once (hyper's default).
@@ -278,21 +279,22 @@ where
 
     /// Reads what the socket has and handles every whole frame; whether anything came.
     fn read(&mut self, cx: &mut Context<'_>) -> bool {
-        if self.read_buf.capacity() - self.read_buf.len() < READ_SIZE / 8 {
-            self.read_buf.reserve(READ_SIZE);
+        let read = read_into(
+            &mut self.io,
+            &mut self.read_buf,
+            READ_SIZE,
+            &mut self.read_closed,
+            cx,
+        );
+        if read.is_pending() {
+            return false;
         }
-        match tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.read_buf) {
-            Poll::Pending => false,
-            Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
-                self.read_closed = true;
-                self.client_gone();
-                true
-            }
-            Poll::Ready(Ok(_)) => {
-                self.handle_frames();
-                true
-            }
+        if self.read_closed {
+            self.client_gone();
+        } else {
+            self.handle_frames();
         }
+        true
     }
 
     /// The client's side ended: the requests in flight are cancelled (and what reads

@@ -102,23 +102,16 @@ impl SlotWakers {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::Ordering;
 
     use super::*;
-
-    struct Count(AtomicUsize);
-
-    impl Wake for Count {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::Relaxed);
-        }
-    }
+    use crate::test_waker::counting_waker;
 
     #[test]
     fn a_slot_woken_twice_is_ready_once_and_wakes_the_connection() {
         let mut wakers = SlotWakers::default();
-        let conn = Arc::new(Count(AtomicUsize::new(0)));
-        wakers.set().register(&Waker::from(conn.clone()));
+        let (conn, conn_waker) = counting_waker();
+        wakers.set().register(&conn_waker);
         let two = wakers.waker(2).clone();
         let zero = wakers.waker(0).clone();
         two.wake_by_ref();
@@ -131,7 +124,7 @@ mod tests {
         assert_eq!(ready, [2, 0]);
         wakers.set().take(&mut ready);
         assert!(ready.is_empty());
-        wakers.set().register(&Waker::from(conn.clone()));
+        wakers.set().register(&conn_waker);
         zero.wake();
         assert_eq!(conn.0.load(Ordering::Relaxed), 2);
         wakers.set().take(&mut ready);

@@ -14,6 +14,7 @@ use http::{Method, Request, Uri, Version};
 use hyper::ext::Protocol;
 
 use super::hpack::{Field, Name, Pseudo};
+use crate::http::headers::is_http2_connection_specific;
 
 /// A field's name, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,9 +130,16 @@ impl RequestHeadBuilder {
     /// # Errors
     /// The field makes the request malformed.
     pub fn field(&mut self, field: Field) -> Result<(), Malformed> {
-        check_value(&field.value)?;
+        check_ends(&field.value)?;
         match FieldName::of(field.name)? {
-            FieldName::Pseudo(pseudo) => self.pseudo(pseudo, field.value),
+            FieldName::Pseudo(pseudo) => {
+                // Regular values are checked whole by `HeaderValue`; these are not all
+                // parsed by something that would refuse a control byte (`:protocol`).
+                if memchr::memchr3(0, b'\r', b'\n', &field.value).is_some() {
+                    return Err(Malformed("a field value with CR, LF or NUL"));
+                }
+                self.pseudo(pseudo, field.value)
+            }
             FieldName::Regular(name) => self.regular(name, field.value, field.never_indexed),
         }
     }
@@ -174,7 +182,7 @@ impl RequestHeadBuilder {
         never_indexed: bool,
     ) -> Result<(), Malformed> {
         self.regular_seen = true;
-        if is_connection_specific(&name) {
+        if is_http2_connection_specific(&name) {
             return Err(Malformed("a connection-specific field"));
         }
         if name == header::TE && value.as_ref() != b"trailers" {
@@ -190,8 +198,8 @@ impl RequestHeadBuilder {
         if name == header::COOKIE {
             self.cookies += 1;
         }
-        // Checked above (no CR, LF, NUL); the remaining control characters are
-        // refused here.
+        // §8.2.1's CR, LF and NUL, and every other control byte but tab, are refused
+        // here.
         let mut value = HeaderValue::from_maybe_shared(value)
             .map_err(|_| Malformed("an invalid field value"))?;
         // Forwarded as it came: an intermediary keeps a never-indexed field so (RFC 7541
@@ -249,24 +257,12 @@ impl RequestHeadBuilder {
     }
 }
 
-/// §8.2.1: no NUL, CR or LF anywhere; no whitespace at either end.
-fn check_value(value: &[u8]) -> Result<(), Malformed> {
+/// §8.2.1: no whitespace at either end of a value.
+fn check_ends(value: &[u8]) -> Result<(), Malformed> {
     if matches!(value.first(), Some(b' ' | b'\t')) || matches!(value.last(), Some(b' ' | b'\t')) {
         return Err(Malformed("a field value with whitespace at an end"));
     }
-    if memchr::memchr3(0, b'\r', b'\n', value).is_some() {
-        return Err(Malformed("a field value with CR, LF or NUL"));
-    }
     Ok(())
-}
-
-/// §8.2.2: fields that only mean something to an HTTP/1 connection.
-fn is_connection_specific(name: &HeaderName) -> bool {
-    *name == header::CONNECTION
-        || *name == header::TRANSFER_ENCODING
-        || *name == header::UPGRADE
-        || name.as_str() == "keep-alive"
-        || name.as_str() == "proxy-connection"
 }
 
 fn parse_length(value: &[u8]) -> Result<u64, Malformed> {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderName};
+use http::header::{self, HeaderMap};
 use http_body::Body;
 
 use super::frame::{self, Reason, StreamId};
@@ -16,17 +16,8 @@ use super::tunnel::{Outgoing, StreamOutbox, StreamTunnel};
 use super::{Http2Server, SPARE_HEADER_MAPS, WRITE_HIGH_WATER};
 use crate::http::ResponseBody;
 use crate::http::client_upgrade::Upgraded;
+use crate::http::headers::is_http2_connection_specific;
 use crate::listener::http1::Http1Service;
-
-/// Fields that belong to an HTTP/1 connection and make an HTTP/2 message malformed
-/// (RFC 9113 §8.2.2): never sent, whatever the service put in its response.
-fn connection_specific(name: &HeaderName) -> bool {
-    *name == header::CONNECTION
-        || *name == header::TRANSFER_ENCODING
-        || *name == header::UPGRADE
-        || name.as_str() == "keep-alive"
-        || name.as_str() == "proxy-connection"
-}
 
 /// What polling a stream's body gave.
 enum Step {
@@ -253,7 +244,7 @@ where
                 .encode_field(&header::DATE, &date, &mut self.block);
         }
         for (name, value) in headers {
-            if !connection_specific(name) {
+            if !is_http2_connection_specific(name) {
                 self.encoder.encode_field(name, value, &mut self.block);
             }
         }
@@ -294,7 +285,7 @@ where
         self.block.clear();
         self.encoder.begin_block(&mut self.block);
         for (name, value) in trailers {
-            if !connection_specific(name) {
+            if !is_http2_connection_specific(name) {
                 self.encoder.encode_field(name, value, &mut self.block);
             }
         }

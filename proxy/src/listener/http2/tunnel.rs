@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use http_body::Body;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -173,9 +173,7 @@ impl AsyncRead for StreamTunnel {
                 None => this.read_ended = true,
             }
         }
-        let n = this.unread.len().min(buf.remaining());
-        buf.put_slice(&this.unread[..n]);
-        this.unread.advance(n);
+        crate::rewind::replay(&mut this.unread, buf);
         Poll::Ready(Ok(()))
     }
 }
